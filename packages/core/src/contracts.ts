@@ -1,0 +1,199 @@
+/**
+ * The contracts every plugin implements. They mirror PyTorch Lightning's split of concerns:
+ * a DataModule holds only data, a Backbone only a model, a Task only the math of a step; the
+ * Trainer (in core) owns the loop, devices, optimisation, checkpoints and logging.
+ */
+import type * as tf from '@tensorflow/tfjs';
+
+/** What the Trainer is doing when it calls `DataModule.setup`. */
+export type Stage = 'fit' | 'validate' | 'test' | 'predict';
+export type Split = 'train' | 'val' | 'test' | 'predict';
+
+/**
+ * Facts about the data that the model needs at construction (number of classes, vocabulary
+ * size, sequence length, a colour palette, ...). Produced by the DataModule after `setup`,
+ * handed to the Backbone and the Task, so shapes are never typed twice in config.
+ * Must be JSON-serialisable: it is saved in every checkpoint.
+ */
+export type ModelDataArgs = Readonly<Record<string, unknown>>;
+
+/** A variable-name → variable map. Names are stable: checkpoints and parameter groups use them. */
+export type NamedVariables = Record<string, tf.Variable>;
+
+export interface DataLoaderOptions {
+  /** 0-based epoch; shuffling and augmentation are derived from (seed, epoch, index) only. */
+  epoch: number;
+  /** The run's seed (`trainer.seed`). */
+  seed: number;
+  /** Skip this many batches at the start of the epoch (exact resume mid-epoch). */
+  startBatch?: number;
+}
+
+/**
+ * Holds only data. The Trainer calls, in order: `prepareData()` once, `setup(stage)`, then the
+ * dataloaders. Dataloaders are async iterables of batches made of plain typed arrays (not
+ * tensors): the Task turns a batch into tensors inside its step, so nothing leaks when a batch
+ * is dropped, and batches can be produced ahead of the Trainer (prefetch).
+ */
+export interface DataModule<Batch = unknown> {
+  /** Download / extract / compute caches. Idempotent: a second run reuses the cache. */
+  prepareData(): Promise<void>;
+  /** Load splits for `stage`. After `setup('fit')`, `modelDataArgs` is available. */
+  setup(stage: Stage): Promise<void>;
+  trainDataloader(options: DataLoaderOptions): AsyncIterable<Batch>;
+  valDataloader?(options: DataLoaderOptions): AsyncIterable<Batch>;
+  testDataloader?(options: DataLoaderOptions): AsyncIterable<Batch>;
+  predictDataloader?(options: DataLoaderOptions): AsyncIterable<Batch>;
+  /** Number of batches one pass over `split` yields, when known (progress, ETA, schedules). */
+  numBatches?(split: Split): number | undefined;
+  readonly modelDataArgs: ModelDataArgs;
+  /** Release anything held (open files, workers). */
+  teardown?(): Promise<void>;
+}
+
+/**
+ * A model component built from its config plus `modelDataArgs`. Core only needs its variables;
+ * the Task that uses it defines (structurally, in its own package) the forward API it expects.
+ */
+export interface Backbone {
+  namedVariables(): NamedVariables;
+  dispose(): void;
+}
+
+/** Given to every Task step. */
+export interface StepContext {
+  /** Optimizer steps taken so far in this run (0-based for the step being computed). */
+  readonly globalStep: number;
+  readonly epoch: number;
+  readonly batchIdx: number;
+  /** True inside `trainingStep` (dropout on), false otherwise. */
+  readonly training: boolean;
+  /**
+   * A seed for stochastic ops of this step (e.g. `tf.dropout(x, rate, undefined, ctx.seed + i)`),
+   * derived from the run's seed and the step so that runs and resumes are deterministic.
+   */
+  readonly seed: number;
+  /**
+   * Record a metric. Scalars logged in `trainingStep` are logged at that step; values logged in
+   * validation/test steps are averaged over the epoch (weighted by `weight`, default 1) by the
+   * Trainer. Tensors passed here are read and disposed by the Trainer.
+   */
+  log(name: string, value: tf.Scalar | number, options?: LogOptions): void;
+}
+
+export interface LogOptions {
+  /** Weight of this value in the epoch mean (e.g. the batch size). Default 1. */
+  weight?: number;
+  /** Show in the progress bar. Default: only `loss`. */
+  progressBar?: boolean;
+}
+
+export interface OptimizerSetup {
+  optimizer: Optimizer;
+  scheduler?: LRScheduler;
+}
+
+/**
+ * Holds only the math. A step returns a scalar loss (training) or logs metrics (validation/test);
+ * the Trainer computes gradients, clips, accumulates, updates and logs.
+ */
+export interface Task<Batch = unknown> {
+  namedVariables(): NamedVariables;
+  trainingStep(batch: Batch, ctx: StepContext): tf.Scalar;
+  validationStep?(batch: Batch, ctx: StepContext): void;
+  testStep?(batch: Batch, ctx: StepContext): void;
+  predictStep?(batch: Batch, ctx: StepContext): unknown | Promise<unknown>;
+  /** Build the optimizer and LR scheduler. `totalSteps` is the planned number of optimizer steps. */
+  configureOptimizers(options: { totalSteps: number }): OptimizerSetup;
+  /**
+   * JSON-serialisable state the task needs at inference besides its weights (e.g. a palette).
+   * Saved in every checkpoint next to `modelDataArgs`.
+   */
+  stateDict?(): Record<string, unknown>;
+  loadStateDict?(state: Record<string, unknown>): void;
+  /** Extra results at the end of a test epoch (e.g. a confusion matrix), written to the run dir. */
+  onTestEpochEnd?(): Record<string, unknown> | undefined;
+  dispose(): void;
+}
+
+/** A parameter group: its variables and per-group hyper-parameters (e.g. no weight decay). */
+export interface ParamGroup {
+  name: string;
+  variables: NamedVariables;
+  weightDecay: number;
+}
+
+/**
+ * Updates variables from gradients. The Trainer sets `lr` from the scheduler before each update.
+ * State (moments, step counts) round-trips through `getState`/`setState` for exact resume.
+ */
+export interface Optimizer {
+  readonly name: string;
+  lr: number;
+  readonly paramGroups: readonly ParamGroup[];
+  /** Apply one update. `grads` are keyed by variable name; missing names are skipped. */
+  applyGradients(grads: Record<string, tf.Tensor>): void;
+  getState(): OptimizerState;
+  setState(state: OptimizerState): void;
+  dispose(): void;
+}
+
+export interface OptimizerState {
+  /** Tensors by name (e.g. `m/<var>`, `v/<var>`), saved in TF.js weights format. */
+  tensors: Record<string, tf.Tensor>;
+  /** Plain values (step counts, ...). */
+  meta: Record<string, unknown>;
+}
+
+/** The learning rate as a pure function of the optimizer step, so resuming needs no extra state. */
+export interface LRScheduler {
+  readonly name: string;
+  lrAt(step: number): number;
+}
+
+/** Lightning-style hooks; every one is optional. Names say when they run. */
+export interface Callback {
+  readonly name: string;
+  onFitStart?(trainer: TrainerView): void | Promise<void>;
+  onTrainEpochStart?(trainer: TrainerView): void | Promise<void>;
+  onTrainBatchEnd?(trainer: TrainerView, outputs: { loss: number; metrics: Record<string, number> }): void | Promise<void>;
+  onTrainEpochEnd?(trainer: TrainerView): void | Promise<void>;
+  onValidationStart?(trainer: TrainerView): void | Promise<void>;
+  onValidationEnd?(trainer: TrainerView, metrics: Record<string, number>): void | Promise<void>;
+  onFitEnd?(trainer: TrainerView): void | Promise<void>;
+  onTestEnd?(trainer: TrainerView, metrics: Record<string, number>): void | Promise<void>;
+  onException?(trainer: TrainerView, error: unknown): void | Promise<void>;
+  /** State saved in checkpoints (best scores, patience counters). */
+  stateDict?(): Record<string, unknown>;
+  loadStateDict?(state: Record<string, unknown>): void;
+}
+
+/** Writes metrics somewhere (CSV, TensorBoard, ...). */
+export interface MetricsLogger {
+  readonly name: string;
+  logHyperparams(config: Record<string, unknown>): void | Promise<void>;
+  logMetrics(metrics: Record<string, number>, step: number): void | Promise<void>;
+  /** Optional: a PNG image (e.g. sampled completions). */
+  logImage?(tag: string, png: Uint8Array, step: number): void | Promise<void>;
+  finalize(status: 'success' | 'failed' | 'interrupted'): void | Promise<void>;
+}
+
+/** What callbacks may see and ask of the Trainer. */
+export interface TrainerView {
+  readonly globalStep: number;
+  readonly epoch: number;
+  readonly maxSteps: number;
+  readonly runDir: string;
+  readonly task: Task;
+  readonly datamodule: DataModule;
+  readonly optimizer: Optimizer | undefined;
+  readonly loggers: readonly MetricsLogger[];
+  /** Latest value of every logged metric. */
+  readonly callbackMetrics: Readonly<Record<string, number>>;
+  /** Ask the loop to stop after the current step (EarlyStopping). */
+  requestStop(reason: string): void;
+  /** Save a checkpoint directory atomically (temp dir, then rename) and return its path. */
+  saveCheckpoint(dir: string): Promise<string>;
+  /** True when the run writes nothing but logs (fast_dev_run). */
+  readonly dryRun: boolean;
+}

@@ -1,0 +1,14 @@
+import 'reflect-metadata';
+
+export * from './errors.js';
+export * from './contracts.js';
+export * from './registry/types.js';
+export * from './services/tokens.js';
+export * from './config/index.js';
+export * from './registry/index.js';
+export * from './services/index.js';
+export * from './backend/index.js';
+export * from './optim/index.js';
+export * from './loggers/index.js';
+export * from './callbacks/index.js';
+export * from './trainer/index.js';

@@ -1,0 +1,64 @@
+import type { DependencyContainer } from 'tsyringe';
+import type { z } from 'zod';
+import type {
+  Backbone, Callback, DataModule, LRScheduler, MetricsLogger, ModelDataArgs, NamedVariables, Optimizer, Task,
+} from '../contracts.js';
+
+export type ComponentKind = 'datamodule' | 'backbone' | 'task' | 'optimizer' | 'scheduler' | 'callback' | 'logger';
+export const COMPONENT_KINDS: readonly ComponentKind[] = ['datamodule', 'backbone', 'task', 'optimizer', 'scheduler', 'callback', 'logger'];
+
+/** What each kind of component is given, besides its own config, when it is created. */
+export interface CreateContexts {
+  datamodule: { container: DependencyContainer };
+  backbone: { container: DependencyContainer; modelDataArgs: ModelDataArgs };
+  task: {
+    container: DependencyContainer;
+    modelDataArgs: ModelDataArgs;
+    backbone: Backbone;
+    /** Builds the configured optimizer (`optimizer` config node) over these variables. */
+    buildOptimizer(variables: NamedVariables): Optimizer;
+    /** Builds the configured LR scheduler (`scheduler` config node); constant when none is configured. */
+    buildScheduler(options: { totalSteps: number; baseLr: number }): LRScheduler;
+  };
+  optimizer: { container: DependencyContainer; variables: NamedVariables };
+  scheduler: { container: DependencyContainer; totalSteps: number; baseLr: number };
+  callback: { container: DependencyContainer };
+  logger: { container: DependencyContainer; runDir: string };
+}
+
+export interface ComponentInstances {
+  datamodule: DataModule;
+  backbone: Backbone;
+  task: Task;
+  optimizer: Optimizer;
+  scheduler: LRScheduler;
+  callback: Callback;
+  logger: MetricsLogger;
+}
+
+/**
+ * A registered component. Config nodes name it with `_target_: <kind>/<name>`, e.g.
+ * `_target_: backbone/gpt2`. `schema` validates the node (without `_target_`); it should be a
+ * strict zod object with defaults, so unknown keys are errors and omitted keys get defaults.
+ */
+export interface ComponentSpec<K extends ComponentKind = ComponentKind, C = any> {
+  kind: K;
+  /** Stable name within its kind, e.g. `gpt2`, `vision/igpt`, `adamw`. */
+  name: string;
+  /** One line for `taskforge list`. */
+  description: string;
+  schema: z.ZodType<C>;
+  create(config: C, ctx: CreateContexts[K]): ComponentInstances[K];
+}
+
+/** What a plugin package's entry point exports as `plugin` (or default export). */
+export interface TaskforgePlugin {
+  /** The npm package name; the registry uses it in error messages and `taskforge list`. */
+  packageName: string;
+  register(registry: ComponentRegistrar): void;
+}
+
+/** The part of the registry a plugin sees. */
+export interface ComponentRegistrar {
+  register<K extends ComponentKind>(spec: ComponentSpec<K>): void;
+}
