@@ -1,0 +1,192 @@
+import type { ConfigProblem } from '../errors.js';
+import { clearSources, recordSources, type Sources } from './merge.js';
+import { allPaths, deepCopy, describe, getPath, hasPath, isPlainObject, joinPath, setPath, splitPath, type ConfigNode } from './paths.js';
+import { suggest } from './suggest.js';
+
+type Token = { text: string } | { ref: string };
+
+const RESOLVERS = ['env', 'oc.env'];
+
+/** Thrown to unwind a resolution whose problem has already been recorded. */
+class Failed extends Error {}
+
+function tokenize(value: string): Token[] {
+  const tokens: Token[] = [];
+  let text = '';
+  let i = 0;
+  while (i < value.length) {
+    if (value.startsWith('\\${', i)) {
+      text += '${';
+      i += 3;
+    } else if (value.startsWith('${', i)) {
+      const end = value.indexOf('}', i + 2);
+      if (end < 0) throw new Error(`unterminated interpolation: '${value.slice(i)}' has no closing '}' (write '\\\${' for a literal '\${')`);
+      const expr = value.slice(i + 2, end).trim();
+      if (expr.includes('${')) throw new Error(`nested interpolations such as '${value.slice(i, end + 1)}}' are not supported`);
+      if (expr === '') throw new Error("empty interpolation '${}'");
+      if (text !== '') tokens.push({ text });
+      text = '';
+      tokens.push({ ref: expr });
+      i = end + 1;
+    } else {
+      text += value[i];
+      i += 1;
+    }
+  }
+  if (text !== '' || tokens.length === 0) tokens.push({ text });
+  return tokens;
+}
+
+function stringify(value: unknown): string {
+  return typeof value === 'string' ? value : typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
+}
+
+/**
+ * Resolves every `${...}` in `root` in place, OmegaConf style, and returns the problems found:
+ * `${a.b}` (absolute), `${.b}` / `${..b}` (relative to the containing mapping), `${env:NAME}` and
+ * `${env:NAME,default}` (environment variables are strings, as in OmegaConf; a default of `null` is
+ * null). A value that is exactly one interpolation takes the referenced value's type; otherwise the
+ * result is a string. `\${` is a literal `${`. Each problem is reported once, at the value that
+ * causes it; values that merely depend on a broken one are left unresolved without a second report.
+ */
+export function resolveInterpolations(root: ConfigNode, sources: Sources, env: NodeJS.ProcessEnv = process.env): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const state = new Map<string, 'resolving' | 'done' | 'failed'>();
+  const stack: string[] = [];
+
+  const report = (path: string, message: string, extra: Partial<ConfigProblem> = {}): never => {
+    problems.push({ path, message, source: sources.get(path), ...extra });
+    throw new Failed();
+  };
+
+  const needsWork = (value: unknown): value is string => typeof value === 'string' && value.includes('${');
+
+  const resolveTree = (path: string): void => {
+    const node = getPath(root, path);
+    if (needsWork(node)) resolveAt(path);
+    else if (Array.isArray(node)) node.forEach((_, i) => resolveTree(joinPath(path, String(i))));
+    else if (isPlainObject(node)) for (const key of Object.keys(node)) resolveTree(joinPath(path, key));
+  };
+
+  const lookup = (target: string, from: string, expr: string): unknown => {
+    const keys = splitPath(target);
+    let node: unknown = root;
+    for (let i = 0; i <= keys.length; i++) {
+      const here = keys.slice(0, i).join('.');
+      if (needsWork(node)) {
+        resolveAt(here);
+        node = getPath(root, here);
+      }
+      if (i === keys.length) break;
+      const key = keys[i]!;
+      const container = Array.isArray(node) || isPlainObject(node);
+      if (!hasPath(node, key)) {
+        const why = container || i === 0 ? '' : ` ('${here}' is a ${describe(node)})`;
+        report(from, `interpolation '\${${expr}}' refers to '${target}', which does not exist${why}`, {
+          value: getPath(root, from),
+          suggestions: suggest(target, allPaths(root)),
+        });
+      }
+      node = Array.isArray(node) ? node[Number(key)] : (node as ConfigNode)[key];
+    }
+    if (Array.isArray(node) || isPlainObject(node)) {
+      stack.push(target);
+      try {
+        resolveTree(target);
+      } finally {
+        stack.pop();
+      }
+      node = getPath(root, target);
+    }
+    return node;
+  };
+
+  const evaluate = (expr: string, from: string): unknown => {
+    const resolver = /^([A-Za-z_][\w.]*):(.*)$/s.exec(expr);
+    if (resolver) {
+      const [, name, args] = resolver as unknown as [string, string, string];
+      if (!RESOLVERS.includes(name)) {
+        report(from, `unknown resolver '${name}' in '\${${expr}}'; available: env (\${env:NAME} or \${env:NAME,default})`, { suggestions: suggest(name, ['env']) });
+      }
+      const comma = args.indexOf(',');
+      const variable = (comma < 0 ? args : args.slice(0, comma)).trim();
+      const value = env[variable];
+      if (value !== undefined) return value;
+      if (comma < 0) {
+        report(from, `environment variable '${variable}' is not set; set it, or give a default with '\${env:${variable},default}'`);
+      }
+      const fallback = args.slice(comma + 1).trim().replace(/^'(.*)'$|^"(.*)"$/s, '$1$2');
+      return fallback === 'null' ? null : fallback;
+    }
+    const dots = /^\.*/.exec(expr)![0].length;
+    let target = expr;
+    if (dots > 0) {
+      const fromKeys = splitPath(from);
+      if (dots > fromKeys.length) report(from, `relative interpolation '\${${expr}}' goes above the root of the config`);
+      const base = fromKeys.slice(0, -dots);
+      target = [...base, ...splitPath(expr.slice(dots))].join('.');
+    }
+    return lookup(target, from, expr);
+  };
+
+  const resolveAt = (path: string): void => {
+    const status = state.get(path);
+    if (status === 'done') return;
+    if (status === 'failed') throw new Failed();
+    if (status === 'resolving') {
+      const cycle = [...stack.slice(stack.indexOf(path)), path];
+      for (const member of cycle) state.set(member, 'failed');
+      report(path, `interpolation cycle: ${cycle.join(' -> ')}`, { value: getPath(root, path) });
+    }
+    const raw = getPath(root, path);
+    if (!needsWork(raw)) {
+      state.set(path, 'done');
+      return;
+    }
+    state.set(path, 'resolving');
+    stack.push(path);
+    try {
+      let tokens: Token[];
+      try {
+        tokens = tokenize(raw);
+      } catch (error) {
+        report(path, (error as Error).message, { value: raw });
+      }
+      const single = tokens!.length === 1 && 'ref' in tokens![0]! ? tokens![0] : undefined;
+      let value: unknown;
+      if (single) {
+        value = deepCopy(evaluate(single.ref, path));
+      } else {
+        value = tokens!.map((token) => ('ref' in token ? stringify(evaluate(token.ref, path)) : token.text)).join('');
+      }
+      const source = sources.get(path);
+      setPath(root, path, value);
+      if (source !== undefined && isPlainObject(value)) {
+        clearSources(sources, path);
+        recordSources(sources, path, value, source);
+      }
+      state.set(path, 'done');
+    } catch (error) {
+      state.set(path, 'failed');
+      throw error;
+    } finally {
+      stack.pop();
+    }
+  };
+
+  const pending: string[] = [];
+  const collect = (node: unknown, path: string): void => {
+    if (needsWork(node)) pending.push(path);
+    else if (Array.isArray(node)) node.forEach((item, i) => collect(item, joinPath(path, String(i))));
+    else if (isPlainObject(node)) for (const [key, value] of Object.entries(node)) collect(value, joinPath(path, key));
+  };
+  collect(root, '');
+  for (const path of pending) {
+    try {
+      resolveAt(path);
+    } catch (error) {
+      if (!(error instanceof Failed)) throw error;
+    }
+  }
+  return problems;
+}

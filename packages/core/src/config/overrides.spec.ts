@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../errors.js';
+import { parseOverride } from './overrides.js';
+
+describe('parseOverride', () => {
+  it('recognises every form, including the --key=value spelling', () => {
+    expect(parseOverride('trainer.max_steps=10')).toEqual({ kind: 'set', key: 'trainer.max_steps', value: 10, rawValue: '10', text: 'trainer.max_steps=10' });
+    expect(parseOverride('--trainer.max_steps=10')).toMatchObject({ kind: 'set', key: 'trainer.max_steps', value: 10 });
+    expect(parseOverride('+a.b=x')).toMatchObject({ kind: 'add', key: 'a.b', value: 'x' });
+    expect(parseOverride('++a.b=x')).toMatchObject({ kind: 'force', key: 'a.b', value: 'x' });
+    expect(parseOverride('~a.b')).toEqual({ kind: 'delete', key: 'a.b', text: '~a.b' });
+    expect(parseOverride('~a.b=3')).toMatchObject({ kind: 'delete', key: 'a.b', value: 3 });
+    expect(parseOverride('task=vision/igpt')).toMatchObject({ kind: 'set', key: 'task', value: 'vision/igpt', rawValue: 'vision/igpt' });
+    expect(parseOverride('db@backup=mysql')).toMatchObject({ key: 'db@backup', value: 'mysql' });
+  });
+
+  it('types values the way YAML does', () => {
+    const value = (text: string) => parseOverride(`k=${text}`).value;
+    expect(value('3')).toBe(3);
+    expect(value('-2')).toBe(-2);
+    expect(value('3e-3')).toBe(0.003);
+    expect(value('0.5')).toBe(0.5);
+    expect(value('true')).toBe(true);
+    expect(value('false')).toBe(false);
+    expect(value('null')).toBeNull();
+    expect(value("'3'")).toBe('3');
+    expect(value('"true"')).toBe('true');
+    expect(value('[1,2,3]')).toEqual([1, 2, 3]);
+    expect(value('{a: 1, b: [x, 2.5]}')).toEqual({ a: 1, b: ['x', 2.5] });
+    expect(value('')).toBe('');
+    expect(value('run_${a.b}')).toBe('run_${a.b}');
+    expect(value('a=b')).toBe('a=b');
+    // Not valid YAML, but ordinary on a command line: kept as strings.
+    expect(value('*.png')).toBe('*.png');
+    expect(value('@home')).toBe('@home');
+  });
+
+  it('rejects malformed overrides with a ConfigError that explains the fix', () => {
+    const message = (text: string) => {
+      try {
+        parseOverride(text);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        return (error as ConfigError).message;
+      }
+      throw new Error(`'${text}' parsed`);
+    };
+    expect(message('trainer.max_steps')).toContain("missing '=': write 'trainer.max_steps=<value>'");
+    expect(message('+x')).toContain("write '+x=<value>'");
+    expect(message('=3')).toContain("expected 'key=value'");
+    expect(message('a..b=1')).toContain("'a..b' is not a valid key");
+    expect(message('a=[1,2')).toContain("the value '[1,2' is not valid YAML");
+  });
+});

@@ -1,0 +1,147 @@
+import { mkdirSync, realpathSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError, TaskforgeError } from '../errors.js';
+import { makeProject, pluginSource, type TempProject } from '../../tests/fixtures/plugin-project.js';
+import { discoverPlugins, loadPlugins } from './discovery.js';
+import { ComponentRegistry } from './registry.js';
+import { validateConfig } from './validate.js';
+
+const projects: TempProject[] = [];
+function project(): TempProject {
+  const p = makeProject();
+  projects.push(p);
+  return p;
+}
+afterEach(() => {
+  for (const p of projects.splice(0)) p.cleanup();
+});
+
+describe('discoverPlugins', () => {
+  it('finds scoped, unscoped and workspace-linked plugins, sorted, with their conf dirs', () => {
+    const p = project();
+    p.addPackage('@fixture/plugin-a', { taskforge: { conf: 'conf' }, index: pluginSource('@fixture/plugin-a', 'backbone', 'fixture-a') });
+    p.write('node_modules/@fixture/plugin-a/conf/backbone/fixture_a.yaml', '_target_: backbone/fixture-a\n');
+    p.addPackage('zz-plain-plugin', { taskforge: {}, index: pluginSource('zz-plain-plugin', 'logger', 'plain') });
+    p.addPackage('left-pad', { index: 'export default 1;\n' });
+    // An npm workspace: the package lives in packages/ and node_modules holds a symlink to it.
+    p.write('packages/linked/package.json', JSON.stringify({ name: '@fixture/linked', version: '0.1.0', taskforge: { conf: 'conf' } }));
+    symlinkSync('../../packages/linked', join(p.root, 'node_modules/@fixture/linked'));
+    p.write('app/src/.keep', '');
+
+    const result = discoverPlugins({ cwd: join(p.root, 'app/src') });
+    const root = realpathSync(p.root);
+    expect(result.plugins).toEqual([
+      { packageName: '@fixture/linked', version: '0.1.0', dir: join(root, 'packages/linked') },
+      { packageName: '@fixture/plugin-a', version: '1.2.3', dir: join(root, 'node_modules/@fixture/plugin-a'), confDir: join(root, 'node_modules/@fixture/plugin-a/conf') },
+      { packageName: 'zz-plain-plugin', version: '1.2.3', dir: join(root, 'node_modules/zz-plain-plugin') },
+    ]);
+    expect(result.searchPathDirs).toEqual([join(root, 'node_modules/@fixture/plugin-a/conf')]);
+  });
+
+  it('lets a nearer node_modules shadow a parent one, and dedupes by real path', () => {
+    const p = project();
+    p.addPackage('@fixture/plugin-a', { taskforge: {}, version: '1.0.0' });
+    p.addPackage('@fixture/only-in-parent', { taskforge: {} });
+    p.write('app/package.json', JSON.stringify({ name: 'app' }));
+    mkdirSync(join(p.root, 'app/node_modules/@fixture'), { recursive: true });
+    p.write('app/node_modules/@fixture/plugin-a/package.json', JSON.stringify({ name: '@fixture/plugin-a', version: '2.0.0', taskforge: {} }));
+    // The same real package reachable under a second link must be loaded once, under its own name.
+    symlinkSync('../../../node_modules/@fixture/only-in-parent', join(p.root, 'app/node_modules/@fixture/alias'));
+
+    const { plugins } = discoverPlugins({ cwd: join(p.root, 'app') });
+    expect(plugins.map((x) => `${x.packageName}@${x.version}`)).toEqual(['@fixture/only-in-parent@1.2.3', '@fixture/plugin-a@2.0.0']);
+    expect(plugins[0]!.dir).toBe(join(p.root, 'node_modules/@fixture/only-in-parent'));
+  });
+
+  it('finds the workspace packages of this monorepo, core once, by its real directory', () => {
+    const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
+    const { plugins } = discoverPlugins({ projectRoot: repoRoot });
+    const core = plugins.filter((x) => x.packageName === '@taskforge/core');
+    expect(core).toEqual([expect.objectContaining({ dir: realpathSync(join(repoRoot, 'packages/core')) })]);
+    expect(plugins.map((x) => x.packageName)).toEqual([...plugins.map((x) => x.packageName)].sort());
+  });
+
+  it('adds explicitly listed packages, and rejects missing ones and paths', () => {
+    const p = project();
+    p.addPackage('no-field-plugin', { index: pluginSource('no-field-plugin', 'callback', 'noop') });
+    expect(discoverPlugins({ projectRoot: p.root, extra: ['no-field-plugin'] }).plugins.map((x) => x.packageName)).toEqual(['no-field-plugin']);
+
+    const missing = () => discoverPlugins({ projectRoot: p.root, extra: ['@fixture/not-installed'] });
+    expect(missing).toThrow(ConfigError);
+    expect(missing).toThrow('install it with `npm install @fixture/not-installed`');
+    expect(() => discoverPlugins({ projectRoot: p.root, extra: ['../../evil'] })).toThrow('not paths or URLs');
+  });
+
+  it('rejects a malformed "taskforge" field, naming the package', () => {
+    const p = project();
+    p.addPackage('@fixture/bad-conf', { taskforge: { conf: '../../outside' } });
+    expect(() => discoverPlugins({ projectRoot: p.root })).toThrow(/'@fixture\/bad-conf'.*"taskforge.conf": "..\/..\/outside"/);
+  });
+});
+
+describe('loadPlugins', () => {
+  it('imports plugins and registers their components under their package name', async () => {
+    const p = project();
+    p.addPackage('@fixture/plugin-a', { taskforge: { conf: 'conf' }, index: pluginSource('@fixture/plugin-a', 'backbone', 'fixture-a') });
+    p.addPackage('zz-plain-plugin', { taskforge: {}, index: pluginSource('zz-plain-plugin', 'logger', 'plain') });
+    const registry = new ComponentRegistry();
+    await loadPlugins(discoverPlugins({ projectRoot: p.root }), registry);
+
+    expect(registry.list().map((e) => [e.target, e.packageName])).toEqual([
+      ['backbone/fixture-a', '@fixture/plugin-a'],
+      ['logger/plain', 'zz-plain-plugin'],
+    ]);
+    expect(validateConfig({ backbone: { _target_: 'backbone/fixture-a' } }, registry)).toEqual({ backbone: { _target_: 'backbone/fixture-a', width: 8 } });
+  });
+
+  it('explains what a package with the field but no plugin export must export', async () => {
+    const p = project();
+    p.addPackage('@fixture/bad-export', { taskforge: {}, index: 'export const helper = 1;\nexport const plugin = { name: "x" };\n' });
+    const load = loadPlugins(discoverPlugins({ projectRoot: p.root }), new ComponentRegistry());
+    await expect(load).rejects.toThrow(TaskforgeError);
+    await expect(load).rejects.toThrow(
+      /'@fixture\/bad-export'.*must export `plugin` \(or a default export\) of type TaskforgePlugin.*It exports 'helper', 'plugin' instead \('plugin' lacks/s,
+    );
+  });
+
+  it('accepts a default export, and refuses a plugin that names another package', async () => {
+    const p = project();
+    p.addPackage('default-export', { taskforge: {}, index: pluginSource('default-export', 'callback', 'noop').replace('export const plugin =', 'export default') });
+    p.addPackage('wrong-name', { taskforge: {}, index: pluginSource('other-name', 'callback', 'other') });
+    const [good, bad] = discoverPlugins({ projectRoot: p.root }).plugins;
+    const registry = new ComponentRegistry();
+    await loadPlugins([good!], registry);
+    expect(registry.entry('callback/noop')?.packageName).toBe('default-export');
+    await expect(loadPlugins([bad!], registry)).rejects.toThrow("exports a plugin whose packageName is 'other-name'; set it to 'wrong-name'");
+  });
+
+  it('imports the discovered copy when the same name resolves to another package from core', async () => {
+    const p = project();
+    // The workspace has the real 'yaml' package; this project's plugin happens to share the name.
+    p.addPackage('yaml', { taskforge: {}, index: pluginSource('yaml', 'callback', 'yaml-fixture') });
+    const registry = new ComponentRegistry();
+    await loadPlugins(discoverPlugins({ projectRoot: p.root }), registry);
+    expect(registry.entry('callback/yaml-fixture')?.packageName).toBe('yaml');
+  });
+
+  it("loads core's own plugin by name, as the same module instance the rest of core uses", async () => {
+    const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
+    const core = discoverPlugins({ projectRoot: repoRoot }).plugins.filter((x) => x.packageName === '@taskforge/core');
+    const registry = new ComponentRegistry();
+    await loadPlugins(core, registry);
+    const { plugin } = await import('../index.js');
+    registry.registerPlugin(plugin); // a second identity would throw here
+    expect(registry.list().every((e) => e.packageName === '@taskforge/core')).toBe(true);
+    expect(registry.list('optimizer').length).toBeGreaterThan(0);
+  });
+
+  it('reports a plugin whose entry point fails to load', async () => {
+    const p = project();
+    p.addPackage('broken-plugin', { taskforge: {}, index: 'import "./missing.js";\n' });
+    await expect(loadPlugins(discoverPlugins({ projectRoot: p.root }), new ComponentRegistry())).rejects.toThrow(
+      /Could not load plugin package 'broken-plugin' \(.*index\.js\)/,
+    );
+  });
+});

@@ -1,0 +1,235 @@
+/**
+ * Finds installed plugin packages at run time: any package whose package.json has a
+ * `"taskforge"` field, e.g. `"taskforge": { "conf": "conf" }`. Nothing is hard-coded, so
+ * `npm install some-taskforge-plugin` is all it takes to make its components and configs usable.
+ */
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ConfigError, TaskforgeError } from '../errors.js';
+import { findProjectRoot } from '../services/paths.js';
+import { messageOf, type ComponentRegistry } from './registry.js';
+import type { TaskforgePlugin } from './types.js';
+
+export interface DiscoveredPlugin {
+  packageName: string;
+  version: string;
+  /** Real path of the package directory (workspace symlinks followed). */
+  dir: string;
+  /** Absolute path of the package's config dir, when it declares one that exists. */
+  confDir?: string;
+}
+
+export interface DiscoveryResult {
+  /** Sorted by package name. */
+  plugins: DiscoveredPlugin[];
+  /** The plugins' config dirs, in plugin order; the composer puts the project's own first. */
+  searchPathDirs: string[];
+}
+
+export interface DiscoverOptions {
+  /** Where to start looking for the project root; default `process.cwd()`. */
+  cwd?: string;
+  /** Skips the project root search. */
+  projectRoot?: string;
+  /** Package names to load even without a `"taskforge"` field (the config's `plugins` list). */
+  extra?: readonly string[];
+}
+
+// npm's rules for package names; anything else (paths, URLs) is refused before touching disk.
+const PACKAGE_NAME = /^(@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/;
+
+interface PackageJson {
+  name?: unknown;
+  version?: unknown;
+  main?: unknown;
+  exports?: unknown;
+  taskforge?: unknown;
+}
+
+function readPackageJson(dir: string): PackageJson | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as PackageJson;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `node_modules` dirs in Node's lookup order: the project's, then each parent's. */
+function nodeModulesDirs(projectRoot: string): string[] {
+  const dirs: string[] = [];
+  for (let dir = projectRoot; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules');
+    if (existsSync(candidate)) dirs.push(candidate);
+    if (dirname(dir) === dir) return dirs;
+  }
+}
+
+function packageDirsIn(nodeModules: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(nodeModules)) {
+    if (entry.startsWith('.')) continue;
+    const full = join(nodeModules, entry);
+    if (entry.startsWith('@')) {
+      if (!isDirectory(full)) continue;
+      for (const scoped of readdirSync(full)) if (!scoped.startsWith('.')) out.push(join(full, scoped));
+    } else {
+      out.push(full);
+    }
+  }
+  return out;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory(); // follows symlinks (npm workspaces link packages)
+  } catch {
+    return false;
+  }
+}
+
+function describePlugin(linkDir: string, pkg: PackageJson, packageName: string): DiscoveredPlugin {
+  const dir = realpathSync(linkDir);
+  const field = pkg.taskforge ?? {};
+  if (typeof field !== 'object' || field === null || Array.isArray(field)) {
+    throw new TaskforgeError(
+      `Package '${packageName}' (${join(dir, 'package.json')}) has a "taskforge" field that is not an object; ` +
+        'it must look like "taskforge": { "conf": "conf" } (conf is optional).',
+    );
+  }
+  const conf = (field as { conf?: unknown }).conf;
+  if (conf !== undefined && (typeof conf !== 'string' || isAbsolute(conf) || relative(dir, resolve(dir, conf)).startsWith('..'))) {
+    throw new TaskforgeError(
+      `Package '${packageName}' (${join(dir, 'package.json')}) declares "taskforge.conf": ${JSON.stringify(conf)}; ` +
+        'it must be a directory path relative to the package, inside it (e.g. "conf").',
+    );
+  }
+  const confDir = typeof conf === 'string' ? resolve(dir, conf) : undefined;
+  return {
+    packageName,
+    version: typeof pkg.version === 'string' ? pkg.version : '0.0.0',
+    dir,
+    ...(confDir && isDirectory(confDir) ? { confDir } : {}),
+  };
+}
+
+/** Lists plugin packages visible from the project root without importing any of them. */
+export function discoverPlugins(options: DiscoverOptions = {}): DiscoveryResult {
+  const projectRoot = options.projectRoot ?? findProjectRoot(options.cwd);
+  const dirs = nodeModulesDirs(projectRoot);
+  const byName = new Map<string, DiscoveredPlugin>();
+  const seenReal = new Set<string>();
+  const add = (linkDir: string, pkg: PackageJson, name: string) => {
+    const plugin = describePlugin(linkDir, pkg, name);
+    if (seenReal.has(plugin.dir)) return;
+    seenReal.add(plugin.dir);
+    byName.set(name, plugin);
+  };
+  for (const nodeModules of dirs) {
+    for (const linkDir of packageDirsIn(nodeModules)) {
+      const pkg = readPackageJson(linkDir);
+      // A nearer node_modules shadows a farther one, as in Node's own resolution.
+      if (!pkg || pkg.taskforge === undefined || typeof pkg.name !== 'string' || byName.has(pkg.name)) continue;
+      add(linkDir, pkg, pkg.name);
+    }
+  }
+  const missing: string[] = [];
+  for (const name of options.extra ?? []) {
+    if (byName.has(name)) continue;
+    if (!PACKAGE_NAME.test(name)) {
+      throw new ConfigError([{
+        path: 'plugins',
+        message: 'plugins are npm package names (e.g. \'@scope/taskforge-plugin\'), not paths or URLs',
+        value: name,
+      }]);
+    }
+    const linkDir = dirs.map((d) => join(d, name)).find((d) => readPackageJson(d) !== undefined);
+    if (linkDir) add(linkDir, readPackageJson(linkDir)!, name);
+    else missing.push(name);
+  }
+  if (missing.length) {
+    throw new ConfigError(missing.map((name) => ({
+      path: 'plugins',
+      message: `package '${name}' is not installed (looked in ${dirs.join(', ') || `${projectRoot}/node_modules`}); ` +
+        `install it with \`npm install ${name}\` or remove it from 'plugins'`,
+      value: name,
+    })));
+  }
+  const plugins = [...byName.values()].sort((a, b) => a.packageName.localeCompare(b.packageName));
+  return { plugins, searchPathDirs: plugins.flatMap((p) => (p.confDir ? [p.confDir] : [])) };
+}
+
+/** The ESM entry file of a package, from `exports` (import/node/default) or `main`. */
+function entryFile(dir: string, pkg: PackageJson): string {
+  const pick = (target: unknown): string | undefined => {
+    if (typeof target === 'string') return target;
+    if (Array.isArray(target)) return target.map(pick).find(Boolean);
+    if (target && typeof target === 'object') {
+      const conditions = target as Record<string, unknown>;
+      if ('.' in conditions) return pick(conditions['.']);
+      for (const key of ['import', 'node', 'default']) {
+        const found = key in conditions ? pick(conditions[key]) : undefined;
+        if (found) return found;
+      }
+    }
+    return undefined;
+  };
+  return resolve(dir, pick(pkg.exports) ?? (typeof pkg.main === 'string' ? pkg.main : 'index.js'));
+}
+
+function isPlugin(value: unknown): value is TaskforgePlugin {
+  const candidate = value as Partial<TaskforgePlugin> | undefined;
+  return typeof candidate === 'object' && candidate !== null && typeof candidate.packageName === 'string' && typeof candidate.register === 'function';
+}
+
+/** Real path of the file `name` resolves to from core, or undefined when it does not resolve. */
+function resolveFromHere(name: string): string | undefined {
+  try {
+    return realpathSync(fileURLToPath(import.meta.resolve(name)));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Imports a plugin package by name when that name resolves, from core, to the discovered copy:
+ * a package also imported elsewhere by name (core itself) then keeps one module identity, and
+ * export conditions apply as usual. Otherwise (a plugin installed in the project but not beside
+ * core, or a different copy shadowing it) the discovered copy's entry file is imported.
+ */
+export async function importPlugin(plugin: DiscoveredPlugin): Promise<TaskforgePlugin> {
+  const resolved = resolveFromHere(plugin.packageName);
+  const specifier = resolved?.startsWith(plugin.dir + sep)
+    ? plugin.packageName
+    : pathToFileURL(entryFile(plugin.dir, readPackageJson(plugin.dir) ?? {})).href;
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(/* @vite-ignore */ specifier);
+  } catch (error) {
+    throw new TaskforgeError(`Could not load plugin package '${plugin.packageName}' (${specifier}): ${messageOf(error)}`, { cause: error });
+  }
+  const exported = isPlugin(mod.plugin) ? mod.plugin : isPlugin(mod.default) ? mod.default : undefined;
+  if (!exported) {
+    const names = Object.keys(mod).filter((k) => k !== '__esModule');
+    throw new TaskforgeError(
+      `Package '${plugin.packageName}' (${plugin.dir}) has a "taskforge" field in its package.json, so it must export ` +
+        "`plugin` (or a default export) of type TaskforgePlugin: `export const plugin = { packageName: '" +
+        `${plugin.packageName}', register(registry) { registry.register({ kind, name, description, schema, create }) } }\`. ` +
+        `It exports ${names.length ? names.map((n) => `'${n}'`).join(', ') : 'nothing'} instead` +
+        `${'plugin' in mod ? " ('plugin' lacks a string packageName or a register function)" : ''}.`,
+    );
+  }
+  if (exported.packageName !== plugin.packageName) {
+    throw new TaskforgeError(
+      `Package '${plugin.packageName}' exports a plugin whose packageName is '${exported.packageName}'; ` +
+        `set it to '${plugin.packageName}' so errors and \`taskforge list\` name the right package.`,
+    );
+  }
+  return exported;
+}
+
+/** Imports every discovered plugin (in order) and registers its components. */
+export async function loadPlugins(discovered: DiscoveryResult | readonly DiscoveredPlugin[], registry: ComponentRegistry): Promise<void> {
+  const plugins = 'plugins' in discovered ? discovered.plugins : discovered;
+  for (const plugin of plugins) registry.registerPlugin(await importPlugin(plugin));
+}

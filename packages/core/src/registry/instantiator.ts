@@ -1,0 +1,49 @@
+import { suggest } from '../config/suggest.js';
+import { ConfigError, TaskforgeError } from '../errors.js';
+import { messageOf, parseTarget, type ComponentRegistry } from './registry.js';
+import type { ComponentInstances, ComponentKind, CreateContexts } from './types.js';
+import { isComponentNode, validateComponentNode } from './validate.js';
+
+/**
+ * Builds components from config nodes (`_target_` + the component's own keys). The node is
+ * validated again here, which is idempotent for validated nodes and guarantees that a component
+ * never sees a config without its schema defaults.
+ */
+export class Instantiator {
+  constructor(private readonly registry: ComponentRegistry) {}
+
+  /** `path` is where the node sits in the config (for messages); defaults to `kind`. */
+  create<K extends ComponentKind>(kind: K, node: unknown, ctx: CreateContexts[K], path: string = kind): ComponentInstances[K] {
+    const expected = this.registry.list(kind).map((e) => e.target);
+    const example = `'_target_: ${kind}/<name>'`;
+    if (!isComponentNode(node)) {
+      throw new ConfigError([{
+        path,
+        message: `expected a ${kind} component node with ${example}` +
+          (expected.length ? ` (registered: ${expected.join(', ')})` : ` but no ${kind} components are registered`),
+        value: node,
+      }]);
+    }
+    const target = node._target_;
+    const targetKind = typeof target === 'string' ? parseTarget(target)?.kind : undefined;
+    if (targetKind && targetKind !== kind) {
+      const name = (target as string).slice(targetKind.length + 1);
+      const suggestions = suggest(name, expected);
+      throw new ConfigError([{
+        path: `${path}._target_`,
+        message: `'${String(target)}' is a ${targetKind}, but a ${kind} is expected here (${example}; registered: ${expected.join(', ') || 'none'})`,
+        value: target,
+        ...(suggestions.length ? { suggestions } : {}),
+      }]);
+    }
+    const { _target_, ...config } = validateComponentNode(node, this.registry, path);
+    const spec = this.registry.resolve(_target_ as string, `${path}._target_`);
+    try {
+      return spec.create(config, ctx as never) as ComponentInstances[K];
+    } catch (error) {
+      if (error instanceof TaskforgeError) throw error;
+      const owner = this.registry.entry(_target_ as string)?.packageName;
+      throw new TaskforgeError(`Creating ${String(_target_)} (config '${path}', from '${owner}') failed: ${messageOf(error)}`, { cause: error });
+    }
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * Turns zod issues into ConfigProblems a user can act on: "expected a positive integer" rather
+ * than "Too small: expected number to be >0", and "did you mean" for misspelt keys.
+ */
+import type { z } from 'zod';
+import { suggest } from '../config/suggest.js';
+import type { ConfigProblem } from '../errors.js';
+
+type Def = { type: string; [key: string]: any };
+type Schema = { _zod: { def: Def } };
+
+const defOf = (schema: unknown): Def | undefined => (schema as Schema | undefined)?._zod?.def;
+
+/** Strips wrappers that do not change what a value must look like. */
+function unwrap(schema: unknown): unknown {
+  let current = schema;
+  for (let i = 0; i < 32; i++) {
+    const def = defOf(current);
+    if (!def) return current;
+    if (['optional', 'default', 'prefault', 'readonly', 'catch', 'nonoptional'].includes(def.type)) current = def.innerType;
+    else if (def.type === 'pipe') current = def.in;
+    else if (def.type === 'lazy') current = def.getter();
+    else return current;
+  }
+  return current;
+}
+
+/** The sub-schema that validates the value at `path`, when it can be determined statically. */
+export function schemaAt(schema: unknown, path: readonly PropertyKey[]): unknown {
+  let current = unwrap(schema);
+  for (const key of path) {
+    const def = defOf(current);
+    if (!def) return undefined;
+    if (def.type === 'object') current = def.shape[key as string];
+    else if (def.type === 'array') current = def.element;
+    else if (def.type === 'record') current = def.valueType;
+    else if (def.type === 'tuple') current = def.items[key as number] ?? def.rest;
+    else return undefined;
+    current = unwrap(current);
+  }
+  return current;
+}
+
+/** Keys an object schema accepts, for "did you mean". */
+export function objectKeys(schema: unknown): string[] {
+  const def = defOf(unwrap(schema));
+  return def?.type === 'object' ? Object.keys(def.shape) : [];
+}
+
+const quote = (v: unknown) => (typeof v === 'string' ? `'${v}'` : String(v));
+
+function describeNumber(def: Def): string {
+  const checks: Def[] = (def.checks ?? []).map((c: Schema) => c._zod.def);
+  const integer = checks.some((c) => c.check === 'number_format' && /int/.test(c.format));
+  const noun = integer ? 'integer' : 'number';
+  const lower = checks.filter((c) => c.check === 'greater_than').at(-1);
+  const upper = checks.filter((c) => c.check === 'less_than').at(-1);
+  if (lower && Number(lower.value) === 0 && !upper) return `a ${lower.inclusive ? 'non-negative' : 'positive'} ${noun}`;
+  const bounds: string[] = [];
+  if (lower) bounds.push(`${lower.inclusive ? '>=' : '>'} ${lower.value}`);
+  if (upper) bounds.push(`${upper.inclusive ? '<=' : '<'} ${upper.value}`);
+  return `${integer ? 'an integer' : 'a number'}${bounds.length ? ` ${bounds.join(' and ')}` : ''}`;
+}
+
+function describeString(def: Def): string {
+  const checks: Def[] = (def.checks ?? []).map((c: Schema) => c._zod.def);
+  const min = checks.find((c) => c.check === 'min_length')?.minimum;
+  const max = checks.find((c) => c.check === 'max_length')?.maximum;
+  if (min === 1 && max === undefined) return 'a non-empty string';
+  if (min !== undefined && max !== undefined) return `a string of ${min} to ${max} characters`;
+  if (min !== undefined) return `a string of at least ${min} characters`;
+  if (max !== undefined) return `a string of at most ${max} characters`;
+  return 'a string';
+}
+
+/** What a value must be, in words; undefined when the schema is too unusual to describe. */
+export function describeSchema(schema: unknown, depth = 0): string | undefined {
+  const def = defOf(unwrap(schema));
+  if (!def || depth > 4) return undefined;
+  switch (def.type) {
+    case 'number': return describeNumber(def);
+    case 'int': return 'an integer';
+    case 'string': return describeString(def);
+    case 'boolean': return 'true or false';
+    case 'null': return 'null';
+    case 'enum': return `one of ${Object.values(def.entries as Record<string, unknown>).map(quote).join(' | ')}`;
+    case 'literal': return def.values.length === 1 ? quote(def.values[0]) : `one of ${def.values.map(quote).join(' | ')}`;
+    case 'array': {
+      const element = describeSchema(def.element, depth + 1);
+      return element ? `a list whose items are each ${element}` : 'a list';
+    }
+    case 'tuple': return `a list of ${def.items.length} items`;
+    case 'object': case 'record': return 'a mapping of keys to values';
+    case 'nullable': {
+      const inner = describeSchema(def.innerType, depth + 1);
+      return inner && `${inner} or null`;
+    }
+    case 'union': {
+      const options = (def.options as unknown[]).map((o) => describeSchema(o, depth + 1));
+      return options.every(Boolean) ? options.join(' or ') : undefined;
+    }
+    default: return undefined;
+  }
+}
+
+/** `a.b[0].c` */
+export function joinPath(base: string, path: readonly PropertyKey[]): string {
+  let out = base;
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else out += out ? `.${String(key)}` : String(key);
+  }
+  return out;
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let current = input;
+  for (const key of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+  return current;
+}
+
+/** Issues fully explained by the schema's type and bounds; others keep zod's (or the author's) message. */
+function describable(issue: z.core.$ZodIssue): boolean {
+  if (issue.code === 'too_small' || issue.code === 'too_big') return ['number', 'int', 'bigint', 'string'].includes(issue.origin);
+  return issue.code === 'invalid_type' || issue.code === 'invalid_value' || issue.code === 'invalid_union';
+}
+
+/**
+ * One ConfigProblem per zod issue (one per key for unknown keys). `base` is the dotted path of
+ * `input` in the whole config; `owner` (e.g. `backbone/gpt2`) names whose schema rejected it.
+ */
+export function issuesToProblems(issues: readonly z.core.$ZodIssue[], schema: unknown, input: unknown, base: string, owner?: string): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const of = owner ? ` for ${owner}` : '';
+  for (const issue of issues) {
+    const path = issue.path as PropertyKey[];
+    if (issue.code === 'unrecognized_keys') {
+      const accepted = objectKeys(schemaAt(schema, path));
+      for (const key of issue.keys) {
+        const keyPath = [...path, key];
+        const hint = accepted.length ? `accepted keys: ${accepted.join(', ')}` : 'no keys are accepted here';
+        const suggestions = suggest(key, accepted);
+        problems.push({
+          path: joinPath(base, keyPath),
+          message: `unknown key '${key}'${of} (${hint})`,
+          value: valueAt(input, keyPath),
+          ...(suggestions.length ? { suggestions } : {}),
+        });
+      }
+      continue;
+    }
+    const value = valueAt(input, path);
+    const expected = describable(issue) ? describeSchema(schemaAt(schema, path)) : undefined;
+    let message: string;
+    if (value === undefined && issue.code === 'invalid_type') message = `missing required key${of}; expected ${expected ?? issue.expected}`;
+    else if (expected) message = `expected ${expected}${of}`;
+    else if ((issue.code === 'too_small' || issue.code === 'too_big') && issue.origin === 'array') {
+      const n = Number(issue.code === 'too_small' ? issue.minimum : issue.maximum);
+      message = `expected a list of ${issue.code === 'too_small' ? 'at least' : 'at most'} ${n} item${n === 1 ? '' : 's'}${of}`;
+    }
+    else message = `${issue.message}${of}`;
+    problems.push({ path: joinPath(base, path), message, ...(value !== undefined ? { value } : {}) });
+  }
+  return problems;
+}

@@ -1,0 +1,7 @@
+import type { Clock } from './tokens.js';
+
+export class SystemClock implements Clock {
+  now(): number {
+    return Date.now();
+  }
+}
