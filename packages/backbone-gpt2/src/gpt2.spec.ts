@@ -1,0 +1,197 @@
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '@taskforge/core';
+import { Gpt2, type Gpt2Config } from './gpt2.js';
+import { createGpt2, gpt2Schema, plugin } from './index.js';
+
+const T = 64; // an 8×8 image
+const base: Gpt2Config = {
+  embed_dim: 16, num_heads: 2, num_layers: 2, dropout: 0, init_std: 0.02, residual_norm: false,
+  num_positions: T, num_vocab: 4, num_classes: 3,
+};
+
+function randomTokens(batch: number, seed: number, vocab = base.num_vocab): number[][] {
+  let s = seed;
+  const next = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  return Array.from({ length: batch }, () => Array.from({ length: T }, () => Math.floor(next() * vocab)));
+}
+
+function logitsOf(model: Gpt2, tokens: number[][], options = { training: false, seed: 0 }): number[][][] {
+  return tf.tidy(() => model.forward(tf.tensor2d(tokens, undefined, 'int32'), options).logits.arraySync());
+}
+
+function crossEntropy(logits: tf.Tensor3D, tokens: tf.Tensor2D, vocab: number): tf.Scalar {
+  return tf.logSoftmax(logits).mul(tf.oneHot(tokens, vocab).toFloat()).sum(-1).mean().neg() as tf.Scalar;
+}
+
+describe.each(['cpu', 'wasm'])('Gpt2 on %s', (backend) => {
+  let model: Gpt2;
+  beforeAll(async () => {
+    expect(await tf.setBackend(backend)).toBe(true);
+    model = new Gpt2(base, { seed: 1 });
+  });
+  afterAll(() => model.dispose());
+
+  it('returns hidden [B,T,D], logits [B,T,V] and class logits [B,C]', () => {
+    tf.tidy(() => {
+      const { hidden, logits } = model.forward(tf.tensor2d(randomTokens(3, 1), undefined, 'int32'), { training: false, seed: 0 });
+      expect(hidden.shape).toEqual([3, T, 16]);
+      expect(logits.shape).toEqual([3, T, 4]);
+      expect(model.classify(hidden).shape).toEqual([3, 3]);
+    });
+  });
+
+  it('is causal: output i depends only on x_0 .. x_{i-1}', () => {
+    const tokens = randomTokens(1, 2);
+    const j = 20;
+    const changed = tokens.map((row) => row.slice());
+    changed[0]![j] = (tokens[0]![j]! + 1) % base.num_vocab;
+    const a = logitsOf(model, tokens)[0]!;
+    const b = logitsOf(model, changed)[0]!;
+    for (let i = 0; i <= j; i++) for (let v = 0; v < 4; v++) expect(b[i]![v]).toBeCloseTo(a[i]![v]!, 5);
+    const diff = Math.max(...a[j + 1]!.map((x, v) => Math.abs(x - b[j + 1]![v]!)));
+    expect(diff).toBeGreaterThan(1e-4);
+  });
+
+  it('decodes with the KV cache exactly like the full forward pass', () => {
+    const tokens = randomTokens(2, 3);
+    const full = logitsOf(model, tokens);
+    const cache = model.createCache(2);
+    try {
+      for (let p = 0; p < T; p++) {
+        const step = tf.tidy(() => {
+          const prev = p === 0 ? null : tf.tensor1d(tokens.map((row) => row[p - 1]!), 'int32');
+          return model.step(prev, cache).arraySync();
+        });
+        for (let b = 0; b < 2; b++) for (let v = 0; v < 4; v++) expect(step[b]![v]).toBeCloseTo(full[b]![p]![v]!, 4);
+      }
+      expect(() => model.step(tf.tensor1d([0, 0], 'int32'), cache)).toThrow(/cache is full/);
+    } finally {
+      cache.dispose();
+    }
+  });
+
+  it('learns a repeating pattern (loss falls) with gradients for every variable', () => {
+    const trainee = new Gpt2({ ...base, embed_dim: 16 }, { seed: 2 });
+    const rows = Array.from({ length: 4 }, (_, b) => Array.from({ length: T }, (_, i) => (i + b) % 4));
+    const tokens = tf.tensor2d(rows, undefined, 'int32');
+    const labels = tf.tensor1d([0, 1, 2, 0], 'int32');
+    const optimizer = tf.train.adam(1e-2);
+    const vars = trainee.namedVariables();
+    const lossOf = () => tf.tidy(() => {
+      const { hidden, logits } = trainee.forward(tokens, { training: true, seed: 0 });
+      const clf = tf.losses.softmaxCrossEntropy(tf.oneHot(labels, 3), trainee.classify(hidden));
+      return crossEntropy(logits, tokens, 4).add(clf) as tf.Scalar;
+    });
+    const losses: number[] = [];
+    for (let s = 0; s < 40; s++) {
+      const { value, grads } = tf.variableGrads(lossOf, Object.values(vars));
+      if (s === 0) {
+        for (const [name, v] of Object.entries(vars)) {
+          expect(tf.tidy(() => grads[v.name]!.abs().max().dataSync()[0]), name).toBeGreaterThan(0);
+        }
+      }
+      optimizer.applyGradients(Object.entries(grads).map(([name, tensor]) => ({ name, tensor })));
+      losses.push(value.dataSync()[0]!);
+      tf.dispose([value, grads]);
+    }
+    expect(losses[0]).toBeGreaterThan(Math.log(4));
+    expect(losses.at(-1)).toBeLessThan(losses[0]! * 0.5);
+    tf.dispose([tokens, labels]);
+    optimizer.dispose();
+    trainee.dispose();
+  });
+});
+
+describe('Gpt2 options', () => {
+  beforeAll(() => tf.setBackend('cpu'));
+
+  it('residual_norm switches to the iGPT block and changes the outputs', () => {
+    const plain = new Gpt2(base, { seed: 3 });
+    const normed = new Gpt2({ ...base, residual_norm: true }, { seed: 3 });
+    const tokens = randomTokens(1, 4);
+    const a = logitsOf(plain, tokens).flat(2);
+    const b = logitsOf(normed, tokens).flat(2);
+    expect(Math.max(...a.map((x, i) => Math.abs(x - b[i]!)))).toBeGreaterThan(1e-3);
+    plain.dispose();
+    normed.dispose();
+  });
+
+  it('same init seed gives the same weights; another seed does not', () => {
+    const [a, b, c] = [1, 1, 2].map((seed) => new Gpt2(base, { seed }));
+    const w = (m: Gpt2) => m.namedVariables()['blocks.1.attn.qkv.kernel']!.dataSync();
+    expect(Array.from(w(a!))).toEqual(Array.from(w(b!)));
+    expect(Array.from(w(a!))).not.toEqual(Array.from(w(c!)));
+    [a, b, c].forEach((m) => m!.dispose());
+  });
+
+  it('applies seeded dropout only when training', () => {
+    const model = new Gpt2({ ...base, dropout: 0.5 }, { seed: 4 });
+    const tokens = randomTokens(1, 5);
+    const evalA = logitsOf(model, tokens);
+    expect(logitsOf(model, tokens)).toEqual(evalA);
+    const trainA = logitsOf(model, tokens, { training: true, seed: 7 });
+    expect(logitsOf(model, tokens, { training: true, seed: 7 })).toEqual(trainA);
+    expect(logitsOf(model, tokens, { training: true, seed: 8 })).not.toEqual(trainA);
+    expect(trainA).not.toEqual(evalA);
+    model.dispose();
+  });
+
+  it('names its variables like nanoGPT', () => {
+    const model = new Gpt2(base);
+    const names = Object.keys(model.namedVariables());
+    for (const n of ['tok_embed', 'pos_embed', 'sos', 'blocks.0.ln1.gamma', 'blocks.0.attn.qkv.kernel', 'blocks.1.mlp.proj.bias',
+      'ln_f.gamma', 'lm_head.kernel', 'cls_head.kernel', 'cls_head.bias']) expect(names).toContain(n);
+    expect(names).not.toContain('lm_head.bias');
+    expect(names).not.toContain('blocks.2.ln1.gamma');
+    model.dispose();
+  });
+});
+
+describe('backbone/gpt2 component', () => {
+  const dataArgs = { num_positions: T, num_vocab: 4, num_classes: 3 };
+
+  it('fills defaults and registers under backbone/gpt2', () => {
+    const specs: { kind: string; name: string }[] = [];
+    plugin.register({ register: (spec) => specs.push(spec) });
+    expect(specs.map((s) => `${s.kind}/${s.name}`)).toEqual(['backbone/gpt2']);
+    expect(gpt2Schema.parse({})).toEqual({
+      embed_dim: 16, num_heads: 2, num_layers: 8, dropout: 0, init_std: 0.02, residual_norm: false, init_seed: 0,
+    });
+  });
+
+  it('rejects embed_dim not divisible by num_heads, naming both and a fix', () => {
+    const result = gpt2Schema.safeParse({ embed_dim: 10, num_heads: 4 });
+    expect(result.success).toBe(false);
+    expect(result.error!.issues[0]!.path).toEqual(['embed_dim']);
+    expect(result.error!.issues[0]!.message).toMatch(/embed_dim \(10\) must be divisible by num_heads \(4\).*num_heads=2/);
+    expect(() => createGpt2({ ...gpt2Schema.parse({}), embed_dim: 10, num_heads: 4 }, dataArgs)).toThrow(ConfigError);
+  });
+
+  it('rejects unknown keys and out-of-range values', () => {
+    expect(gpt2Schema.safeParse({ n_embd: 16 }).success).toBe(false);
+    expect(gpt2Schema.safeParse({ dropout: 1 }).success).toBe(false);
+    expect(gpt2Schema.safeParse({ num_layers: 0 }).success).toBe(false);
+  });
+
+  it('explains which modelDataArgs are missing', () => {
+    const err = (() => {
+      try { createGpt2(gpt2Schema.parse({ num_layers: 1 }), { num_positions: T }); } catch (e) { return e; }
+    })();
+    expect(err).toBeInstanceOf(ConfigError);
+    const problems = (err as ConfigError).problems.map((p) => p.path);
+    expect(problems).toEqual(['modelDataArgs.num_vocab', 'modelDataArgs.num_classes']);
+    expect((err as Error).message).toMatch(/positive integer num_vocab from the data module/);
+  });
+
+  it('builds a model sized by modelDataArgs', () => {
+    tf.setBackend('cpu');
+    const model = createGpt2(gpt2Schema.parse({ num_layers: 1, embed_dim: 8 }), { num_positions: 16, num_vocab: 5, num_classes: 2 });
+    const vars = model.namedVariables();
+    expect(vars['tok_embed']!.shape).toEqual([5, 8]);
+    expect(vars['pos_embed']!.shape).toEqual([16, 8]);
+    expect(vars['cls_head.kernel']!.shape).toEqual([8, 2]);
+    model.dispose();
+  });
+});

@@ -1,0 +1,310 @@
+/**
+ * GPT-2 decoder over token sequences (minGPT / nanoGPT style) in TensorFlow.js.
+ *
+ * Input position i sees [sos, x_0 .. x_{i-1}] and its logits predict x_i, so a whole sequence
+ * is scored in one pass and sampling starts from the learned `sos` vector alone.
+ *
+ * Every op used here has forward and backward kernels on the cpu, wasm and webgl backends.
+ * In particular `tf.gather` is avoided: its gradient needs `UnsortedSegmentSum`, which wasm
+ * lacks, so token embeddings are a one-hot matMul (fine for palette-sized vocabularies) and the
+ * position table is sliced, not gathered.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Backbone, NamedVariables } from '@taskforge/core';
+
+export interface Gpt2Config {
+  embed_dim: number;
+  num_heads: number;
+  num_layers: number;
+  /** Dropout on embeddings, attention weights and residual branches; only when training. */
+  dropout: number;
+  /** Std of the normal initialiser for kernels and embeddings. */
+  init_std: number;
+  /** Lightning Transformers' iGPT block: LayerNorm applied to the residual stream itself. */
+  residual_norm: boolean;
+  num_positions: number;
+  num_vocab: number;
+  num_classes: number;
+}
+
+export interface ForwardOptions {
+  training: boolean;
+  /** Seeds dropout; ignored when not training or when dropout is 0. */
+  seed: number;
+}
+
+export interface ForwardOutput {
+  /** [B, T, D], after the final LayerNorm. */
+  hidden: tf.Tensor3D;
+  /** [B, T, V]; position i predicts token i. */
+  logits: tf.Tensor3D;
+}
+
+/** Keys and values of every layer for the positions decoded so far (inference only). */
+export class KVCache {
+  /** Number of positions already decoded; the next `step` computes position `length`. */
+  length = 0;
+  readonly keys: (tf.Tensor4D | null)[];
+  readonly values: (tf.Tensor4D | null)[];
+
+  constructor(readonly batch: number, numLayers: number) {
+    this.keys = new Array<tf.Tensor4D | null>(numLayers).fill(null);
+    this.values = new Array<tf.Tensor4D | null>(numLayers).fill(null);
+  }
+
+  /** Append [B, H, 1, hd] keys/values of layer `l`; returns the full [B, H, t, hd] history. */
+  append(l: number, k: tf.Tensor4D, v: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] {
+    const oldK = this.keys[l];
+    const oldV = this.values[l];
+    const newK = tf.keep(oldK ? tf.concat([oldK, k], 2) : k.clone());
+    const newV = tf.keep(oldV ? tf.concat([oldV, v], 2) : v.clone());
+    oldK?.dispose();
+    oldV?.dispose();
+    this.keys[l] = newK;
+    this.values[l] = newV;
+    return [newK, newV];
+  }
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) t?.dispose();
+    this.keys.fill(null);
+    this.values.fill(null);
+  }
+}
+
+interface Dense { kernel: tf.Variable; bias?: tf.Variable }
+interface Norm { gamma: tf.Variable; beta: tf.Variable }
+
+const LN_EPS = 1e-5;
+const MASKED = -1e9;
+
+export class Gpt2 implements Backbone {
+  readonly config: Readonly<Gpt2Config>;
+  private readonly vars: NamedVariables = {};
+  private readonly headDim: number;
+  /** [T, T] additive causal mask, built once per sequence length. */
+  private masks = new Map<number, tf.Tensor2D>();
+
+  constructor(config: Gpt2Config, options: { seed?: number } = {}) {
+    if (config.embed_dim % config.num_heads !== 0) {
+      throw new RangeError(`embed_dim (${config.embed_dim}) must be divisible by num_heads (${config.num_heads})`);
+    }
+    this.config = Object.freeze({ ...config });
+    this.headDim = config.embed_dim / config.num_heads;
+    this.initVariables(options.seed ?? 0);
+  }
+
+  namedVariables(): NamedVariables {
+    return { ...this.vars };
+  }
+
+  /** Idempotent: the task that owns this backbone and the Trainer may both dispose it. */
+  dispose(): void {
+    for (const v of Object.values(this.vars)) if (!v.isDisposed) v.dispose();
+    for (const m of this.masks.values()) m.dispose();
+    this.masks.clear();
+  }
+
+  forward(tokens: tf.Tensor2D, options: ForwardOptions): ForwardOutput {
+    const [B, T] = tokens.shape;
+    const { embed_dim: D, num_positions } = this.config;
+    if (T > num_positions) throw new RangeError(`sequence length ${T} exceeds num_positions ${num_positions}`);
+    const mask = this.causalMask(T);
+    return tf.tidy(() => {
+      const drop = this.dropper(options);
+      // Shift right: position i sees the embedding of token i-1, position 0 sees `sos`.
+      const tok = this.embedTokens(tokens.slice([0, 0], [B, T - 1]));
+      const sos = tf.tile(this.v('sos').reshape([1, 1, D]), [B, 1, 1]);
+      const pos = this.v('pos_embed').slice([0, 0], [T, D]);
+      let x = drop(tf.concat([sos, tok], 1).add(pos)) as tf.Tensor3D;
+      for (let l = 0; l < this.config.num_layers; l++) {
+        x = this.block(l, x, (h) => this.attention(l, h, mask, drop), drop);
+      }
+      const hidden = this.layerNorm(x, this.norm('ln_f')) as tf.Tensor3D;
+      const logits = this.dense(hidden, { kernel: this.v('lm_head.kernel') }) as tf.Tensor3D;
+      return { hidden, logits };
+    });
+  }
+
+  /** Classification logits [B, C] from the mean of the final hidden states over the sequence. */
+  classify(hidden: tf.Tensor3D): tf.Tensor2D {
+    return tf.tidy(() => hidden.mean(1).matMul(this.v('cls_head.kernel')).add(this.v('cls_head.bias')) as tf.Tensor2D);
+  }
+
+  createCache(batch: number): KVCache {
+    return new KVCache(batch, this.config.num_layers);
+  }
+
+  /**
+   * Decode one position with cached keys/values. Pass `null` for the first position (its input
+   * is `sos`), then the token chosen for the previous position. Returns logits [B, V] for the
+   * position just decoded; equal to `forward(...).logits[:, cache.length]` up to float error.
+   */
+  step(token: tf.Tensor1D | null, cache: KVCache): tf.Tensor2D {
+    const p = cache.length;
+    const { embed_dim: D, num_positions } = this.config;
+    if ((token === null) !== (p === 0)) {
+      throw new Error(p === 0 ? 'the first step takes null (it decodes from sos)' : `step ${p} needs the token chosen at position ${p - 1}`);
+    }
+    if (p >= num_positions) throw new RangeError(`cache is full: all ${num_positions} positions decoded`);
+    if (token && token.shape[0] !== cache.batch) throw new RangeError(`token batch ${token.shape[0]} != cache batch ${cache.batch}`);
+    const out = tf.tidy(() => {
+      const B = cache.batch;
+      const input = token === null
+        ? tf.tile(this.v('sos').reshape([1, 1, D]), [B, 1, 1])
+        : this.embedTokens(token.reshape([B, 1]));
+      let x = input.add(this.v('pos_embed').slice([p, 0], [1, D])) as tf.Tensor3D;
+      const noDrop = (t: tf.Tensor) => t;
+      for (let l = 0; l < this.config.num_layers; l++) {
+        x = this.block(l, x, (h) => this.cachedAttention(l, h, cache), noDrop);
+      }
+      const hidden = this.layerNorm(x, this.norm('ln_f'));
+      return this.dense(hidden, { kernel: this.v('lm_head.kernel') }).reshape([B, this.config.num_vocab]) as tf.Tensor2D;
+    });
+    cache.length = p + 1;
+    return out;
+  }
+
+  // ---- building blocks -------------------------------------------------------------------------
+
+  private block(l: number, x: tf.Tensor3D, attn: (h: tf.Tensor3D) => tf.Tensor3D, drop: (t: tf.Tensor) => tf.Tensor): tf.Tensor3D {
+    const ln1 = this.norm(`blocks.${l}.ln1`);
+    const ln2 = this.norm(`blocks.${l}.ln2`);
+    if (this.config.residual_norm) {
+      // teddykoker/image-gpt as used by Lightning Transformers: ln_1 rewrites the residual stream.
+      const h = this.layerNorm(x, ln1);
+      const a = h.add(drop(attn(h))) as tf.Tensor3D;
+      return a.add(drop(this.mlp(l, this.layerNorm(a, ln2)))) as tf.Tensor3D;
+    }
+    const a = x.add(drop(attn(this.layerNorm(x, ln1)))) as tf.Tensor3D;
+    return a.add(drop(this.mlp(l, this.layerNorm(a, ln2)))) as tf.Tensor3D;
+  }
+
+  private attention(l: number, x: tf.Tensor3D, mask: tf.Tensor2D, drop: (t: tf.Tensor) => tf.Tensor): tf.Tensor3D {
+    const [q, k, v] = this.qkv(l, x);
+    const scores = tf.matMul(q, k, false, true).mul(1 / Math.sqrt(this.headDim)).add(mask);
+    const weights = drop(tf.softmax(scores, -1));
+    return this.mergeHeads(l, tf.matMul(weights, v) as tf.Tensor4D);
+  }
+
+  /** Attention of one new position over itself and the cached past: no mask needed. */
+  private cachedAttention(l: number, x: tf.Tensor3D, cache: KVCache): tf.Tensor3D {
+    const [q, k, v] = this.qkv(l, x);
+    const [keys, values] = cache.append(l, k, v);
+    const scores = tf.matMul(q, keys, false, true).mul(1 / Math.sqrt(this.headDim));
+    return this.mergeHeads(l, tf.matMul(tf.softmax(scores, -1), values) as tf.Tensor4D);
+  }
+
+  /** [B, T, D] → three [B, H, T, hd] tensors. */
+  private qkv(l: number, x: tf.Tensor3D): tf.Tensor4D[] {
+    const [B, T] = x.shape;
+    const { num_heads: H } = this.config;
+    const qkv = this.dense(x, this.linear(`blocks.${l}.attn.qkv`));
+    return tf.split(qkv, 3, -1).map((t) => t.reshape([B, T, H, this.headDim]).transpose([0, 2, 1, 3]) as tf.Tensor4D);
+  }
+
+  private mergeHeads(l: number, y: tf.Tensor4D): tf.Tensor3D {
+    const [B, , T] = y.shape;
+    const merged = y.transpose([0, 2, 1, 3]).reshape([B, T, this.config.embed_dim]) as tf.Tensor3D;
+    return this.dense(merged, this.linear(`blocks.${l}.attn.proj`));
+  }
+
+  private mlp(l: number, x: tf.Tensor3D): tf.Tensor3D {
+    return this.dense(gelu(this.dense(x, this.linear(`blocks.${l}.mlp.fc`))), this.linear(`blocks.${l}.mlp.proj`));
+  }
+
+  /** x[..., in] · kernel[in, out] (+ bias) as one 2-D matMul, so the gradient is plain too. */
+  private dense(x: tf.Tensor3D, { kernel, bias }: Dense): tf.Tensor3D {
+    const [B, T, inDim] = x.shape;
+    const outDim = kernel.shape[1]!;
+    let y: tf.Tensor = x.reshape([B * T, inDim]).matMul(kernel);
+    if (bias) y = y.add(bias);
+    return y.reshape([B, T, outDim]);
+  }
+
+  private layerNorm<T extends tf.Tensor>(x: T, { gamma, beta }: Norm): T {
+    const { mean, variance } = tf.moments(x, -1, true);
+    return x.sub(mean).mul(tf.rsqrt(variance.add(LN_EPS))).mul(gamma).add(beta) as T;
+  }
+
+  /** int32 [B, T] → [B, T, D] via one-hot · table (see the file comment on gather). */
+  private embedTokens(tokens: tf.Tensor2D): tf.Tensor3D {
+    const [B, T] = tokens.shape;
+    const { num_vocab: V, embed_dim: D } = this.config;
+    if (T === 0) return tf.zeros([B, 0, D]);
+    const oneHot = tf.oneHot(tokens.reshape([B * T]).toInt(), V).toFloat();
+    return oneHot.matMul(this.v('tok_embed')).reshape([B, T, D]);
+  }
+
+  private dropper({ training, seed }: ForwardOptions): (t: tf.Tensor) => tf.Tensor {
+    const rate = this.config.dropout;
+    if (!training || rate === 0) return (t) => t;
+    let call = 0;
+    // Each dropout site gets its own stream so masks are independent yet reproducible.
+    return (t) => tf.dropout(t, rate, undefined, seed * 1000 + call++);
+  }
+
+  private causalMask(T: number): tf.Tensor2D {
+    let mask = this.masks.get(T);
+    if (!mask) {
+      const data = new Float32Array(T * T);
+      for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) data[i * T + j] = MASKED;
+      mask = tf.keep(tf.tensor2d(data, [T, T]));
+      this.masks.set(T, mask);
+    }
+    return mask;
+  }
+
+  // ---- variables -------------------------------------------------------------------------------
+
+  private initVariables(seed: number): void {
+    const { embed_dim: D, num_layers: L, num_positions: P, num_vocab: V, num_classes: C, init_std } = this.config;
+    let n = 0;
+    const normal = (name: string, shape: number[], std = init_std) => this.add(name, tf.randomNormal(shape, 0, std, 'float32', seed * 7919 + n++));
+    const zeros = (name: string, shape: number[]) => this.add(name, tf.zeros(shape));
+    const ones = (name: string, shape: number[]) => this.add(name, tf.ones(shape));
+    normal('tok_embed', [V, D]);
+    normal('pos_embed', [P, D]);
+    normal('sos', [D]);
+    // GPT-2: scale residual-branch output projections by 1/sqrt(2L) so the stream's variance
+    // does not grow with depth.
+    const projStd = init_std / Math.sqrt(2 * L);
+    for (let l = 0; l < L; l++) {
+      const p = `blocks.${l}`;
+      ones(`${p}.ln1.gamma`, [D]); zeros(`${p}.ln1.beta`, [D]);
+      normal(`${p}.attn.qkv.kernel`, [D, 3 * D]); zeros(`${p}.attn.qkv.bias`, [3 * D]);
+      normal(`${p}.attn.proj.kernel`, [D, D], projStd); zeros(`${p}.attn.proj.bias`, [D]);
+      ones(`${p}.ln2.gamma`, [D]); zeros(`${p}.ln2.beta`, [D]);
+      normal(`${p}.mlp.fc.kernel`, [D, 4 * D]); zeros(`${p}.mlp.fc.bias`, [4 * D]);
+      normal(`${p}.mlp.proj.kernel`, [4 * D, D], projStd); zeros(`${p}.mlp.proj.bias`, [D]);
+    }
+    ones('ln_f.gamma', [D]); zeros('ln_f.beta', [D]);
+    normal('lm_head.kernel', [D, V]);
+    normal('cls_head.kernel', [D, C]);
+    zeros('cls_head.bias', [C]);
+  }
+
+  private add(name: string, init: tf.Tensor): void {
+    // TF.js variable names are global; leave them auto-generated so several models can coexist.
+    this.vars[name] = tf.variable(init, true);
+    init.dispose();
+  }
+
+  private v(name: string): tf.Variable {
+    return this.vars[name]!;
+  }
+
+  private linear(prefix: string): Dense {
+    return { kernel: this.v(`${prefix}.kernel`), bias: this.v(`${prefix}.bias`) };
+  }
+
+  private norm(prefix: string): Norm {
+    return { gamma: this.v(`${prefix}.gamma`), beta: this.v(`${prefix}.beta`) };
+  }
+}
+
+/** GPT-2's tanh approximation of GELU (tanh has kernels everywhere; erf's gradient is not universal). */
+function gelu(x: tf.Tensor3D): tf.Tensor3D {
+  const inner = x.add(x.mul(x).mul(x).mul(0.044715)).mul(Math.sqrt(2 / Math.PI));
+  return x.mul(0.5).mul(tf.tanh(inner).add(1));
+}

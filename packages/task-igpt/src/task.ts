@@ -1,0 +1,208 @@
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import {
+  TaskforgeError, type CreateContexts, type DataModule, type NamedVariables, type OptimizerSetup, type SampleOptions,
+  type SampleResult, type StepContext, type Task,
+} from '@taskforge/core';
+import type { IgptBackbone } from './backbone-api.js';
+import { assertSamePalette, type ImageSpec, type Palette } from './image-data.js';
+import { renderGrid } from './png.js';
+import { loadPretrained } from './pretrained.js';
+import { generate } from './sampling.js';
+
+/** A batch of palette-quantised images, as produced by `datamodule/cifar10`. */
+export interface IgptBatch {
+  /** [size × num_positions] palette tokens, raster order. */
+  tokens: Int32Array;
+  labels: Int32Array;
+  size: number;
+  indices?: Int32Array;
+}
+
+export const igptTaskSchema = z.strictObject({
+  /** Fine-tune for classification: loss = classification CE + generative CE. */
+  classify: z.boolean().default(false),
+  /** A checkpoint directory whose backbone weights (and palette) start this run. */
+  pretrained: z.string().min(1).nullable().default(null),
+  sampling: z.strictObject({
+    temperature: z.number().min(0).default(1),
+    top_k: z.int().positive().nullable().default(null),
+    /** Test images completed from their top half. */
+    num_images: z.int().nonnegative().default(8),
+    num_unconditional: z.int().nonnegative().default(8),
+    /** Pixels per image pixel in the PNG. */
+    scale: z.int().min(1).max(32).default(4),
+  }).prefault({}),
+});
+
+export type IgptTaskConfig = z.output<typeof igptTaskSchema>;
+
+type Builders = Pick<CreateContexts['task'], 'buildOptimizer' | 'buildScheduler'>;
+
+const LN2 = Math.log(2);
+
+export class ImageGptTask implements Task<IgptBatch> {
+  private palette: Palette;
+  private classNames: string[];
+  /** Rows: true class, columns: predicted class; accumulated over a test epoch. */
+  private confusion: number[][];
+
+  constructor(
+    readonly backbone: IgptBackbone,
+    readonly config: IgptTaskConfig,
+    readonly image: ImageSpec,
+    private readonly builders: Builders,
+  ) {
+    this.palette = image.palette;
+    this.classNames = image.classNames;
+    this.confusion = this.emptyConfusion();
+    if (config.pretrained) this.palette = loadPretrained(config.pretrained, backbone.namedVariables(), image.palette).palette;
+  }
+
+  namedVariables(): NamedVariables {
+    return this.backbone.namedVariables();
+  }
+
+  trainingStep(batch: IgptBatch, ctx: StepContext): tf.Scalar {
+    return tf.tidy(() => {
+      const out = this.losses(batch, { training: true, seed: ctx.seed });
+      this.logAll(ctx, 'train', out, batch.size);
+      return out.loss;
+    });
+  }
+
+  validationStep(batch: IgptBatch, ctx: StepContext): void {
+    tf.tidy(() => this.logAll(ctx, 'val', this.losses(batch, { training: false, seed: ctx.seed }), batch.size));
+  }
+
+  testStep(batch: IgptBatch, ctx: StepContext): void {
+    tf.tidy(() => {
+      const out = this.losses(batch, { training: false, seed: ctx.seed });
+      this.logAll(ctx, 'test', out, batch.size);
+      if (!out.predictions) return;
+      const predicted = out.predictions.dataSync();
+      for (let i = 0; i < batch.size; i++) this.confusion[batch.labels[i]!]![predicted[i]!]! += 1;
+    });
+  }
+
+  onTestEpochEnd(): Record<string, unknown> | undefined {
+    if (!this.config.classify) return undefined;
+    const matrix = this.confusion;
+    this.confusion = this.emptyConfusion();
+    const total = matrix.flat().reduce((a, b) => a + b, 0);
+    const correct = matrix.reduce((sum, row, i) => sum + row[i]!, 0);
+    return { confusion_matrix: { class_names: this.classNames, rows: 'true class', columns: 'predicted class', matrix }, accuracy: total ? correct / total : null };
+  }
+
+  configureOptimizers({ totalSteps }: { totalSteps: number }): OptimizerSetup {
+    const optimizer = this.builders.buildOptimizer(this.namedVariables());
+    return { optimizer, scheduler: this.builders.buildScheduler({ totalSteps, baseLr: optimizer.lr }) };
+  }
+
+  /** Lets a checkpoint turn tokens back into colours without the data directory. */
+  stateDict(): Record<string, unknown> {
+    return { palette: this.palette.map((c) => [...c]), class_names: [...this.classNames] };
+  }
+
+  loadStateDict(state: Record<string, unknown>): void {
+    this.palette = assertSamePalette(this.image.palette, state['palette'], 'the checkpoint\'s task state');
+    const names = state['class_names'];
+    if (Array.isArray(names) && names.length === this.image.numClasses && names.every((n) => typeof n === 'string')) this.classNames = [...names];
+  }
+
+  async sample({ outDir, datamodule, seed, tag }: SampleOptions): Promise<SampleResult> {
+    const { num_images, num_unconditional, temperature, top_k: topK, scale } = this.config.sampling;
+    const { numPositions, width, height } = this.image;
+    const originals = datamodule && num_images > 0 ? await takeImages(datamodule, num_images, numPositions, seed) : [];
+    // Top half in raster order: the first height/2 rows of pixels.
+    const given = Math.floor(height / 2) * width;
+    const prefixes = [...originals.map((o) => o.subarray(0, given)), ...Array.from({ length: num_unconditional }, () => new Int32Array(0))];
+    const sequences = await generate(this.backbone, { length: numPositions, prefixes, seed, temperature, topK });
+    const png = renderGrid({
+      completions: sequences.slice(0, originals.length), originals, unconditional: sequences.slice(originals.length),
+      palette: this.palette, height, width, scale,
+    });
+    await mkdir(outDir, { recursive: true });
+    const file = join(outDir, `samples-${tag}.png`);
+    const tmp = `${file}.tmp-${process.pid}`;
+    await writeFile(tmp, png);
+    await rename(tmp, file);
+    return { files: [file], image: new Uint8Array(png.buffer, png.byteOffset, png.byteLength) };
+  }
+
+  dispose(): void {
+    this.backbone.dispose();
+  }
+
+  private losses(batch: IgptBatch, options: { training: boolean; seed: number }) {
+    const tokens = this.toTokens(batch);
+    const { hidden, logits } = this.backbone.forward(tokens, options);
+    const genLoss = crossEntropy(logits.reshape([-1, this.image.numVocab]), tokens.reshape([-1]));
+    if (!this.config.classify) return { loss: genLoss, genLoss };
+    const labels = tf.tensor1d(batch.labels.subarray(0, batch.size), 'int32');
+    const classLogits = this.backbone.classify(hidden);
+    const clfLoss = crossEntropy(classLogits, labels);
+    const predictions = classLogits.argMax(-1) as tf.Tensor1D;
+    const accuracy = predictions.equal(labels).toFloat().mean() as tf.Scalar;
+    return { loss: clfLoss.add(genLoss) as tf.Scalar, genLoss, clfLoss, accuracy, predictions };
+  }
+
+  private logAll(ctx: StepContext, split: string, out: ReturnType<ImageGptTask['losses']>, size: number): void {
+    // Each logged value is its own kept clone: the Trainer reads and disposes it after the step,
+    // independently of the tensors this step still uses or returns.
+    const log = (name: string, value: tf.Scalar, progressBar = false) =>
+      ctx.log(`${split}/${name}`, tf.keep(value.clone()), { weight: size, progressBar });
+    log('loss', out.loss, true);
+    log('bpp', out.genLoss.div(LN2));
+    if (out.clfLoss) {
+      log('gen_loss', out.genLoss);
+      log('clf_loss', out.clfLoss);
+      log('acc', out.accuracy!, true);
+    }
+  }
+
+  private toTokens(batch: IgptBatch): tf.Tensor2D {
+    const { size, tokens, labels } = batch;
+    const T = this.image.numPositions;
+    const V = this.image.numVocab;
+    if (tokens.length !== size * T) {
+      throw new TaskforgeError(`task/vision/igpt: a batch of ${size} images has ${tokens.length} tokens; expected ${size} × ${T} (image_height × image_width). The data module and its modelDataArgs disagree.`);
+    }
+    for (let i = 0; i < tokens.length; i++) {
+      if (tokens[i]! < 0 || tokens[i]! >= V) {
+        throw new TaskforgeError(`task/vision/igpt: token ${tokens[i]} (image ${Math.floor(i / T)}, pixel ${i % T}) is outside the ${V}-colour palette; the data was quantised with another palette.`);
+      }
+    }
+    if (this.config.classify) {
+      const bad = labels.subarray(0, size).findIndex((l) => l < 0 || l >= this.image.numClasses);
+      if (labels.length < size || bad >= 0) {
+        throw new TaskforgeError(`task/vision/igpt: label ${labels[bad]} of image ${bad} is not a class index in 0..${this.image.numClasses - 1}.`);
+      }
+    }
+    return tf.tensor2d(tokens, [size, T], 'int32');
+  }
+
+  private emptyConfusion(): number[][] {
+    return Array.from({ length: this.image.numClasses }, () => new Array<number>(this.image.numClasses).fill(0));
+  }
+}
+
+/** Mean cross-entropy in nats. Built from logSoftmax + one-hot: both have gradients on every backend. */
+function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  return tf.logSoftmax(logits).mul(tf.oneHot(labels, logits.shape[1]!).toFloat()).sum(-1).mean().neg() as tf.Scalar;
+}
+
+/** The first `count` images of the test split (the validation split when there is no test loader). */
+async function takeImages(datamodule: DataModule, count: number, T: number, seed: number): Promise<Int32Array[]> {
+  const loader = datamodule.testDataloader ?? datamodule.valDataloader;
+  if (!loader) return [];
+  const images: Int32Array[] = [];
+  for await (const raw of loader.call(datamodule, { epoch: 0, seed })) {
+    const batch = raw as IgptBatch;
+    for (let i = 0; i < batch.size && images.length < count; i++) images.push(batch.tokens.slice(i * T, (i + 1) * T));
+    if (images.length >= count) break;
+  }
+  return images;
+}
