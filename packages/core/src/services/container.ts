@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { container as rootContainer, instanceCachingFactory, type DependencyContainer } from 'tsyringe';
+import { Accelerator } from '../backend/accelerator.js';
 import { Instantiator } from '../registry/instantiator.js';
 import { ComponentRegistry } from '../registry/registry.js';
 import { SystemClock } from './clock.js';
@@ -27,6 +28,7 @@ export function createContainer(overrides: ServiceOverrides = {}, parent: Depend
   else c.register(Tokens.Output, { useFactory: instanceCachingFactory((r) => new ConsoleOutput({ clock: r.resolve<Clock>(Tokens.Clock) })) });
   if (overrides.paths) c.register(Tokens.Paths, { useValue: overrides.paths });
   else c.register(Tokens.Paths, { useFactory: instanceCachingFactory(() => defaultPaths()) });
+  c.register(Tokens.Accelerator, { useFactory: instanceCachingFactory((r) => new Accelerator(r.resolve<Output>(Tokens.Output))) });
   c.register(Tokens.Instantiator, { useFactory: (r) => new Instantiator(r.resolve<ComponentRegistry>(Tokens.Registry)) });
   return c;
 }

@@ -1,0 +1,118 @@
+import * as tf from '@tensorflow/tfjs';
+import * as tsyringe from 'tsyringe';
+import { describe, expect, it, vi } from 'vitest';
+import { TaskforgeError } from '../errors.js';
+import { type Output, Tokens } from '../services/tokens.js';
+import { Accelerator } from './accelerator.js';
+import { selectBackend } from './select.js';
+
+function recordingOutput(): Output & { lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    info: (m) => lines.push(`info: ${m}`),
+    warn: (m) => lines.push(`warn: ${m}`),
+    progress: () => ({ update() {}, setTotal() {}, stop() {} }),
+  };
+}
+
+const notInstalled = (name: string) =>
+  Object.assign(new Error(`Cannot find package '${name}' imported from /x/select.ts`), { code: 'ERR_MODULE_NOT_FOUND' });
+const brokenBinding = () => {
+  throw Object.assign(new Error("Cannot find module '/p/node_modules/@tensorflow/tfjs-node/lib/napi-v8/tfjs_binding.node'\nRequire stack:\n- x"), {
+    code: 'MODULE_NOT_FOUND',
+  });
+};
+
+/** Simulates the native packages; the wasm package is really loaded. */
+function loader(behaviour: Record<string, () => unknown>) {
+  return async (name: string) => {
+    const fake = behaviour[name];
+    if (fake) return fake();
+    if (name === '@tensorflow/tfjs-backend-wasm') return import('@tensorflow/tfjs-backend-wasm');
+    throw notInstalled(name);
+  };
+}
+
+// Order matters: the cpu banner and the wasm thread count are per-process, first-use state.
+describe('selectBackend', () => {
+  it('cpu: initialises the cpu backend without the tfjs-node banner', async () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    const output = recordingOutput();
+    const selection = await selectBackend('cpu', { output });
+    tf.tensor1d([1, 2]).dispose();
+    expect(warn).not.toHaveBeenCalled();
+    warn.mockRestore();
+    expect(tf.getBackend()).toBe('cpu');
+    expect(selection).toMatchObject({ backend: 'cpu', accelerator: 'cpu', skipped: [] });
+    expect(output.lines).toEqual([`info: Accelerator: ${selection.description}`]);
+  });
+
+  it('auto: skips a missing tfjs-node-gpu and a broken tfjs-node, says why, and lands on wasm with the threads it really uses', async () => {
+    const output = recordingOutput();
+    const selection = await selectBackend('auto', {
+      output,
+      threads: 2,
+      loader: loader({
+        '@tensorflow/tfjs-node': () => {
+          throw Object.assign(new Error('libtensorflow.so.2: cannot open shared object file\nmore'), { code: 'ERR_DLOPEN_FAILED' });
+        },
+      }),
+    });
+    expect(tf.getBackend()).toBe('wasm');
+    expect(selection.backend).toBe('wasm');
+    expect(selection.skipped).toEqual([
+      { accelerator: 'gpu', reason: `not installed (npm install @tensorflow/tfjs-node-gpu@${tf.version_core} to use it)` },
+      { accelerator: 'node', reason: 'installed but failed to load: libtensorflow.so.2: cannot open shared object file' },
+    ]);
+    // Node runs only TF.js's single-threaded wasm build, so the request for 2 is reported as not met.
+    expect(selection.description).toMatch(/^wasm \((SIMD|no SIMD), 1 thread\); 2 threads requested but this runtime only runs the single-threaded wasm build$/);
+    expect(output.lines).toEqual([
+      `info: Accelerator: ${selection.description} (auto)`,
+      `info:   skipped gpu: ${selection.skipped[0]!.reason}`,
+      `info:   skipped node: ${selection.skipped[1]!.reason}`,
+    ]);
+    const y = tf.tensor1d([1, 2, 3]).square();
+    expect(Array.from(await y.data())).toEqual([1, 4, 9]);
+    y.dispose();
+  });
+
+  it('auto: passes over a tfjs-node that loads but registers no backend with this TF.js copy', async () => {
+    const selection = await selectBackend('auto', { loader: loader({ '@tensorflow/tfjs-node': () => ({}) }) });
+    expect(selection.skipped[1]!.reason).toMatch(/loaded but registered no 'tensorflow' backend with this copy of TensorFlow.js/);
+    expect(selection.backend).toBe('wasm');
+  });
+
+  it('an explicit request that cannot be met is a TaskforgeError saying how to install it', async () => {
+    const missing = await selectBackend('node', { loader: loader({}) }).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(TaskforgeError);
+    expect((missing as TaskforgeError).exitCode).toBe(1);
+    expect((missing as Error).message).toBe(
+      `trainer.accelerator=node needs @tensorflow/tfjs-node, which is not installed. Install it with \`npm install @tensorflow/tfjs-node@${tf.version_core}\` ` +
+        '(its install script downloads libtensorflow), or set trainer.accelerator=auto to use the best backend that works here.',
+    );
+    const broken = await selectBackend('gpu', { loader: loader({ '@tensorflow/tfjs-node-gpu': brokenBinding }) }).catch((e: unknown) => e);
+    expect((broken as Error).message).toMatch(
+      /^trainer.accelerator=gpu needs @tensorflow\/tfjs-node-gpu, which is installed but failed to load: Cannot find module '.*tfjs_binding.node'\. Fix or reinstall it/,
+    );
+    expect(tf.getBackend()).toBe('wasm');
+  });
+
+  it('rejects an unknown accelerator or a bad thread count as usage errors', async () => {
+    await expect(selectBackend('tpu' as never)).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/Unknown accelerator 'tpu'/) });
+    await expect(selectBackend('cpu', { threads: 0 })).rejects.toMatchObject({ exitCode: 2 });
+  });
+
+  it('Accelerator resolves from a container, reports through its Output, and warns that threads only apply to wasm', async () => {
+    const output = recordingOutput();
+    const container = tsyringe.container.createChildContainer();
+    container.registerInstance(Tokens.Output, output);
+    container.register(Tokens.Accelerator, { useClass: Accelerator });
+    const accelerator = container.resolve<Accelerator>(Tokens.Accelerator);
+    const selection = await accelerator.select('cpu', { threads: 3 });
+    expect(accelerator.selection).toBe(selection);
+    expect(tf.getBackend()).toBe('cpu');
+    expect(output.lines[0]).toBe('warn: trainer.threads=3 only applies to the wasm backend; cpu uses its own thread pool.');
+    expect(output.lines[1]).toMatch(/^info: Accelerator: cpu/);
+  });
+});

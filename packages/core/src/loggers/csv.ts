@@ -1,0 +1,132 @@
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import YAML from 'yaml';
+import type { MetricsLogger } from '../contracts.js';
+import { TaskforgeError } from '../errors.js';
+import { withFsErrors, writeFileAtomic } from './fs-util.js';
+
+export interface CsvLoggerOptions {
+  /** Directory of `metrics.csv` and `hparams.yaml`, e.g. `<runDir>/logs/csv`. */
+  dir: string;
+  /** Write to disk every this many `logMetrics` calls (and on finalize). Default 10. */
+  flushEvery?: number;
+}
+
+type Row = Record<string, number>;
+
+/** Python-style spellings, so pandas and friends read non-finite values back. */
+function formatNumber(value: number): string {
+  if (Number.isNaN(value)) return 'nan';
+  if (value === Infinity) return 'inf';
+  if (value === -Infinity) return '-inf';
+  return String(value);
+}
+
+function parseNumber(field: string): number {
+  return field === 'inf' ? Infinity : field === '-inf' ? -Infinity : Number(field);
+}
+
+function quote(field: string): string {
+  return /[",\r\n]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field;
+}
+
+function parseCsvLine(line: string): string[] {
+  const fields: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quoted) {
+      if (c === '"' && line[i + 1] === '"') (current += '"'), i++;
+      else if (c === '"') quoted = false;
+      else current += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') fields.push(current), (current = '');
+    else current += c;
+  }
+  fields.push(current);
+  return fields;
+}
+
+/**
+ * Lightning-style CSV logger: one row per `logMetrics` call, columns `step` then every metric
+ * name in order of first appearance (names new in the same call sorted). Rows are appended;
+ * when a new metric appears the whole file is rewritten (temp file, then rename) under the
+ * wider header. A `metrics.csv` already in `dir` (a resumed run) is kept and extended.
+ */
+export class CsvLogger implements MetricsLogger {
+  readonly name = 'csv';
+  readonly dir: string;
+  readonly metricsPath: string;
+  private readonly flushEvery: number;
+  private columns: string[] = ['step'];
+  private rows: Row[] = [];
+  /** Rows already in the file, and the header they were written under (undefined: nothing on disk yet). */
+  private rowsOnDisk = 0;
+  private headerOnDisk: string[] | undefined;
+  private loaded = false;
+
+  constructor(options: CsvLoggerOptions) {
+    this.dir = options.dir;
+    this.metricsPath = join(options.dir, 'metrics.csv');
+    this.flushEvery = options.flushEvery ?? 10;
+  }
+
+  logHyperparams(config: Record<string, unknown>): void {
+    writeFileAtomic(join(this.dir, 'hparams.yaml'), YAML.stringify(config));
+  }
+
+  logMetrics(metrics: Record<string, number>, step: number): void {
+    if (!Number.isInteger(step) || step < 0) throw new TaskforgeError(`CSV logger: step must be a non-negative integer, got ${step}.`);
+    this.loadExisting();
+    const fresh = Object.keys(metrics).filter((k) => k !== 'step' && !this.columns.includes(k));
+    this.columns.push(...fresh.sort());
+    this.rows.push({ ...metrics, step });
+    if (this.rows.length - this.rowsOnDisk >= this.flushEvery) this.flush();
+  }
+
+  /** Writes pending rows now. */
+  flush(): void {
+    this.loadExisting();
+    const upToDate = this.rows.length === this.rowsOnDisk && this.headerOnDisk?.length === this.columns.length;
+    if (upToDate || this.rows.length === 0) return;
+    const line = (row: Row) => this.columns.map((c) => (row[c] === undefined ? '' : formatNumber(row[c]!))).join(',') + '\n';
+    if (this.headerOnDisk?.length === this.columns.length) {
+      const pending = this.rows.slice(this.rowsOnDisk).map(line).join('');
+      withFsErrors('append to', this.metricsPath, () => appendFileSync(this.metricsPath, pending));
+    } else {
+      writeFileAtomic(this.metricsPath, [this.columns.map(quote).join(',') + '\n', ...this.rows.map(line)].join(''));
+      this.headerOnDisk = [...this.columns];
+    }
+    this.rowsOnDisk = this.rows.length;
+  }
+
+  finalize(): void {
+    this.flush();
+  }
+
+  private loadExisting(): void {
+    if (this.loaded) return;
+    this.loaded = true;
+    if (!existsSync(this.metricsPath)) return;
+    const lines = withFsErrors('read', this.metricsPath, () => readFileSync(this.metricsPath, 'utf8')).split('\n').filter((l) => l !== '');
+    if (lines.length === 0) return;
+    const header = parseCsvLine(lines[0]!);
+    if (header[0] !== 'step') {
+      throw new TaskforgeError(
+        `'${this.metricsPath}' exists but is not a taskforge metrics file (its first column is '${header[0]}', expected 'step'). ` +
+          'Move it away or log to another directory (logger `name`).',
+      );
+    }
+    this.columns = header;
+    this.rows = lines.slice(1).map((l) => {
+      const row: Row = {};
+      parseCsvLine(l).forEach((field, i) => {
+        if (field !== '' && header[i] !== undefined) row[header[i]!] = parseNumber(field);
+      });
+      return row;
+    });
+    this.rowsOnDisk = this.rows.length;
+    this.headerOnDisk = [...header];
+  }
+}

@@ -1,0 +1,198 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import CRC32C from 'crc-32/crc32c.js';
+import { PNG } from 'pngjs';
+import * as tsyringe from 'tsyringe';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { Tokens } from '../services/tokens.js';
+import { CsvLogger } from './csv.js';
+import { loggerSpecs } from './specs.js';
+import { TensorBoardLogger } from './tensorboard.js';
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'taskforge-loggers-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('CsvLogger', () => {
+  it('writes step first, widens the header when new metrics appear, and keeps earlier rows', () => {
+    const logger = new CsvLogger({ dir, flushEvery: 1 });
+    logger.logMetrics({ loss: 2.5, lr: 0.001 }, 0);
+    logger.logMetrics({ loss: 2 }, 1);
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe('step,loss,lr\n0,2.5,0.001\n1,2,\n');
+    logger.logMetrics({ 'val/acc': 0.5, 'val,odd': NaN, loss: Infinity }, 1);
+    logger.finalize();
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe(
+      'step,loss,lr,"val,odd",val/acc\n0,2.5,0.001,,\n1,2,,,\n1,inf,,nan,0.5\n',
+    );
+    expect(readdirSync(dir)).toEqual(['metrics.csv']);
+  });
+
+  it('buffers flush_every rows, flushes the rest on finalize, and writes nothing when nothing was logged', () => {
+    const logger = new CsvLogger({ dir, flushEvery: 3 });
+    logger.logMetrics({ loss: 1 }, 0);
+    logger.logMetrics({ loss: 0.5 }, 1);
+    expect(readdirSync(dir)).toEqual([]);
+    logger.logMetrics({ loss: 0.25 }, 2);
+    logger.logMetrics({ loss: 0.125 }, 3);
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8').split('\n')).toHaveLength(5);
+    logger.finalize();
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8').trim().split('\n').at(-1)).toBe('3,0.125');
+    new CsvLogger({ dir: join(dir, 'empty') }).finalize();
+    expect(readdirSync(dir)).toEqual(['metrics.csv']);
+  });
+
+  it('extends the metrics.csv of a resumed run instead of replacing it', () => {
+    const first = new CsvLogger({ dir, flushEvery: 1 });
+    first.logMetrics({ loss: 1, 'a,b': -Infinity }, 0);
+    first.finalize();
+    const resumed = new CsvLogger({ dir, flushEvery: 1 });
+    resumed.logMetrics({ loss: 0.5 }, 1);
+    resumed.logMetrics({ acc: 0.9 }, 1);
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe('step,"a,b",loss,acc\n0,-inf,1,\n1,,0.5,\n1,,,0.9\n');
+  });
+
+  it('refuses to take over a CSV it did not write', () => {
+    writeFileSync(join(dir, 'metrics.csv'), 'name,score\nx,1\n');
+    expect(() => new CsvLogger({ dir }).logMetrics({ loss: 1 }, 0)).toThrow(/is not a taskforge metrics file .* first column is 'name'/);
+  });
+
+  it('writes hparams.yaml', () => {
+    new CsvLogger({ dir }).logHyperparams({ optimizer: { _target_: 'optimizer/adamw', lr: 0.001 }, seed: 1 });
+    expect(YAML.parse(readFileSync(join(dir, 'hparams.yaml'), 'utf8'))).toEqual({ optimizer: { _target_: 'optimizer/adamw', lr: 0.001 }, seed: 1 });
+  });
+});
+
+// An independent reader of the TFRecord framing and of the protobuf wire format.
+function readRecords(path: string): Buffer[] {
+  const mask = (crc: number) => ((((crc >>> 15) | (crc << 17)) >>> 0) + 0xa282ead8) >>> 0;
+  const crc = (b: Buffer) => mask(CRC32C.buf(b) >>> 0);
+  const file = readFileSync(path);
+  const records: Buffer[] = [];
+  for (let at = 0; at < file.length;) {
+    const length = Number(file.readBigUInt64LE(at));
+    expect(file.readUInt32LE(at + 8)).toBe(crc(file.subarray(at, at + 8)));
+    const data = file.subarray(at + 12, at + 12 + length);
+    expect(file.readUInt32LE(at + 12 + length)).toBe(crc(data));
+    records.push(data);
+    at += 16 + length;
+  }
+  return records;
+}
+
+type Fields = Map<number, (number | bigint | Buffer)[]>;
+function decode(b: Buffer): Fields {
+  const fields: Fields = new Map();
+  let at = 0;
+  const varint = () => {
+    let value = 0n;
+    for (let shift = 0n; ; shift += 7n) {
+      const byte = b[at++]!;
+      value |= BigInt(byte & 0x7f) << shift;
+      if (byte < 0x80) return value;
+    }
+  };
+  while (at < b.length) {
+    const key = Number(varint());
+    const [field, wire] = [key >> 3, key & 7];
+    let value: number | bigint | Buffer;
+    if (wire === 0) value = varint();
+    else if (wire === 1) (value = b.readDoubleLE(at)), (at += 8);
+    else if (wire === 5) (value = b.readFloatLE(at)), (at += 4);
+    else if (wire === 2) {
+      const n = Number(varint());
+      value = b.subarray(at, at + n);
+      at += n;
+    } else throw new Error(`unexpected wire type ${wire}`);
+    fields.set(field, [...(fields.get(field) ?? []), value]);
+  }
+  return fields;
+}
+const one = (f: Fields, n: number) => f.get(n)?.[0];
+const msg = (f: Fields, n: number) => decode(one(f, n) as Buffer);
+const str = (f: Fields, n: number) => (one(f, n) as Buffer).toString('utf8');
+
+interface DecodedEvent {
+  wallTime: number;
+  step: bigint;
+  fileVersion?: string;
+  values: Fields[];
+}
+function readEvents(path: string): DecodedEvent[] {
+  return readRecords(path).map((r) => {
+    const f = decode(r);
+    return {
+      wallTime: one(f, 1) as number,
+      step: (one(f, 2) as bigint | undefined) ?? 0n,
+      ...(f.has(3) ? { fileVersion: str(f, 3) } : {}),
+      values: f.has(5) ? (msg(f, 5).get(1) ?? []).map((v) => decode(v as Buffer)) : [],
+    };
+  });
+}
+
+describe('TensorBoardLogger', () => {
+  const now = () => 1_700_000_000_500;
+
+  it('writes a version record, then scalars, an image and the hparams text, with valid CRCs', () => {
+    const logger = new TensorBoardLogger({ dir, flushEvery: 100, now, host: 'box 1' });
+    expect(logger.eventsPath).toBe(join(dir, 'events.out.tfevents.1700000000.box_1'));
+    logger.logHyperparams({ lr: 0.001 });
+    logger.logMetrics({ 'train/loss': 2.5, lr: 1e-3 }, 7);
+    logger.logMetrics({ 'val/loss': 1.25 }, 300_000_000_000);
+    const image = new PNG({ width: 3, height: 2 });
+    image.data.fill(255);
+    const png = PNG.sync.write(image);
+    logger.logImage('samples', png, 8);
+    expect(readdirSync(dir)).toEqual(['hparams.yaml']);
+    logger.finalize();
+
+    const events = readEvents(logger.eventsPath);
+    expect(events).toHaveLength(5);
+    expect(events[0]).toMatchObject({ fileVersion: 'brain.Event:2', step: 0n, wallTime: 1_700_000_000.5, values: [] });
+
+    const text = events[1]!.values[0]!;
+    expect(str(text, 1)).toBe('hparams');
+    expect(str(msg(msg(text, 9), 1), 1)).toBe('text');
+    const tensor = msg(text, 8);
+    expect(one(tensor, 1)).toBe(7n);
+    expect(str(tensor, 8)).toBe('    lr: 0.001');
+
+    expect(events[2]!.step).toBe(7n);
+    expect(events[2]!.values.map((v) => [str(v, 1), one(v, 2)])).toEqual([['train/loss', 2.5], ['lr', Math.fround(1e-3)]]);
+    expect(events[3]!.step).toBe(300_000_000_000n);
+    expect(str(events[3]!.values[0]!, 1)).toBe('val/loss');
+
+    const img = msg(events[4]!.values[0]!, 4);
+    expect([one(img, 1), one(img, 2), one(img, 3)]).toEqual([2n, 3n, 4n]);
+    expect(Buffer.compare(one(img, 4) as Buffer, png)).toBe(0);
+    expect(str(events[4]!.values[0]!, 1)).toBe('samples');
+  });
+
+  it('flushes every flush_every events and refuses bad input', () => {
+    const logger = new TensorBoardLogger({ dir, flushEvery: 2, now });
+    logger.logMetrics({ loss: 1 }, 1);
+    expect(readEvents(logger.eventsPath)).toHaveLength(2);
+    expect(() => logger.logImage('x', new Uint8Array([1, 2, 3]), 1)).toThrow(/expects PNG bytes/);
+    expect(() => logger.logMetrics({ loss: 1 }, -1)).toThrow(/step must be a non-negative integer, got -1/);
+    logger.finalize();
+    expect(() => logger.logMetrics({ loss: 1 }, 2)).toThrow(/after finalize/);
+  });
+});
+
+describe('loggerSpecs', () => {
+  it('puts each logger under <run>/logs/<name> and uses the container clock', () => {
+    const container = tsyringe.container.createChildContainer();
+    container.registerInstance(Tokens.Clock, { now: () => 42_000 });
+    const [csv, tb] = [loggerSpecs.find((s) => s.name === 'csv')!, loggerSpecs.find((s) => s.name === 'tensorboard')!];
+    const csvLogger = csv.create(csv.schema.parse({}), { container, runDir: dir }) as CsvLogger;
+    expect(csvLogger.metricsPath).toBe(join(dir, 'logs', 'csv', 'metrics.csv'));
+    const tbLogger = tb.create(tb.schema.parse({ name: 'tb' }), { container, runDir: dir }) as TensorBoardLogger;
+    expect(tbLogger.eventsPath).toMatch(new RegExp(`^${join(dir, 'logs', 'tb', 'events.out.tfevents.42.')}`));
+    expect(csv.schema.safeParse({ name: '../x' }).success).toBe(false);
+    expect(tb.schema.safeParse({ flush_every: 0 }).success).toBe(false);
+    expect(tb.schema.safeParse({ flush: 1 }).success).toBe(false);
+  });
+});
