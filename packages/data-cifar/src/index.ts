@@ -1,0 +1,19 @@
+import type { TaskforgePlugin } from '@taskforge/core';
+import { cifar10Spec } from './spec.js';
+
+export { cifar10Spec } from './spec.js';
+export { cifar10Schema, OFFICIAL_MD5, OFFICIAL_URL, type Cifar10Config, type Cifar10ConfigInput } from './config.js';
+export { Cifar10DataModule, type CifarBatch, type Cifar10ModelDataArgs } from './datamodule.js';
+export { dequantize, paletteIndex, quantize, type Palette, type PaletteIndex } from './quantize.js';
+export { miniBatchKMeans, toPalette, type KMeansOptions } from './kmeans.js';
+export { augmentGrid, augmentParams, reflect, PAD, type AugmentParams } from './augment.js';
+export {
+  IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES, RECORD_BYTES, parseBatch, readBatches, readMeta, recordToRgb, type CifarRecords,
+} from './format.js';
+
+export const plugin: TaskforgePlugin = {
+  packageName: '@taskforge/data-cifar',
+  register(registrar) {
+    registrar.register(cifar10Spec);
+  },
+};
