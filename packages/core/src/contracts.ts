@@ -113,7 +113,28 @@ export interface Task<Batch = unknown> {
   loadStateDict?(state: Record<string, unknown>): void;
   /** Extra results at the end of a test epoch (e.g. a confusion matrix), written to the run dir. */
   onTestEpochEnd?(): Record<string, unknown> | undefined;
+  /**
+   * Generative tasks: write samples (e.g. a PNG grid of completions) into `outDir` and return the
+   * files written. Sampling settings come from the task's own config. Used by `taskforge sample`
+   * and by sampling callbacks during training.
+   */
+  sample?(options: SampleOptions): Promise<SampleResult>;
   dispose(): void;
+}
+
+export interface SampleOptions {
+  outDir: string;
+  /** Set up for 'test' when the samples condition on data (e.g. image completions). */
+  datamodule?: DataModule;
+  seed: number;
+  /** Used in file names, e.g. `samples-step000200.png`. */
+  tag: string;
+}
+
+export interface SampleResult {
+  files: string[];
+  /** PNG bytes of the main image, for loggers that show images. */
+  image?: Uint8Array;
 }
 
 /** A parameter group: its variables and per-group hyper-parameters (e.g. no weight decay). */

@@ -1,1 +1,13 @@
-export {};
+export {
+  Trainer, isCheckpointingCallback,
+  type TrainerDeps, type FitResult, type TestResult, type CheckpointingCallback,
+} from './trainer.js';
+export {
+  trainerConfigSchema, componentNodeSchema, parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput,
+} from './config.js';
+export {
+  writeCheckpoint, loadCheckpoint, restoreTaskWeights, checkpointName, WEIGHTS_FORMAT, OPTIMIZER_FORMAT,
+  type Checkpoint, type CheckpointContents, type TrainerState, type TaskState, type RestoreReport,
+} from './checkpoint.js';
+export { mixSeed } from './step-context.js';
+export { TrainingInterrupted } from './signals.js';

@@ -1,0 +1,62 @@
+import { z } from 'zod';
+import type { Callback, TrainerView } from '../contracts.js';
+import { TaskforgeError } from '../errors.js';
+import { availableMetrics } from './metrics.js';
+
+export const earlyStoppingSchema = z.strictObject({
+  monitor: z.string().min(1).default('val_loss'),
+  mode: z.enum(['min', 'max']).default('min'),
+  /** Validations without improvement before stopping. */
+  patience: z.number().int().min(1).default(3),
+  /** The smallest change that counts as an improvement. */
+  min_delta: z.number().min(0).default(0),
+});
+export type EarlyStoppingOptions = z.input<typeof earlyStoppingSchema>;
+
+/** Stops training when `monitor` has not improved for `patience` validations (or became NaN/Inf). */
+export class EarlyStopping implements Callback {
+  readonly name = 'early_stopping';
+  readonly options: z.output<typeof earlyStoppingSchema>;
+  best: number | undefined;
+  wait = 0;
+
+  constructor(options: EarlyStoppingOptions = {}) {
+    this.options = earlyStoppingSchema.parse(options);
+  }
+
+  onValidationEnd(trainer: TrainerView): void {
+    const { monitor, mode, patience, min_delta } = this.options;
+    const value = trainer.callbackMetrics[monitor];
+    if (value === undefined) {
+      throw new TaskforgeError(
+        `callbacks.early_stopping.monitor is '${monitor}', but no metric of that name was logged by validation (available: ${availableMetrics(trainer)}). ` +
+          `Log it in the task's validationStep (ctx.log('${monitor}', ...)) or set monitor to one of the available metrics.`,
+      );
+    }
+    if (!Number.isFinite(value)) {
+      trainer.requestStop(`early stopping: '${monitor}' is ${value} at step ${trainer.globalStep}`);
+      return;
+    }
+    const improved = this.best === undefined || (mode === 'min' ? value < this.best - min_delta : value > this.best + min_delta);
+    if (improved) {
+      this.best = value;
+      this.wait = 0;
+      return;
+    }
+    this.wait += 1;
+    if (this.wait >= patience) {
+      trainer.requestStop(
+        `early stopping: '${monitor}' did not improve by more than ${min_delta} in ${patience} validations (best ${this.best}, now ${value})`,
+      );
+    }
+  }
+
+  stateDict(): Record<string, unknown> {
+    return { best: this.best ?? null, wait: this.wait };
+  }
+
+  loadStateDict(state: Record<string, unknown>): void {
+    this.best = (state['best'] as number | null) ?? undefined;
+    this.wait = (state['wait'] as number | undefined) ?? 0;
+  }
+}

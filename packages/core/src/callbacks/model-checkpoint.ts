@@ -1,0 +1,159 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { TrainerView } from '../contracts.js';
+import { TaskforgeError } from '../errors.js';
+import { checkpointName } from '../trainer/checkpoint.js';
+import type { CheckpointingCallback } from '../trainer/trainer.js';
+import { availableMetrics } from './metrics.js';
+
+export const modelCheckpointSchema = z.strictObject({
+  /** Default `<runDir>/checkpoints`. */
+  dirpath: z.string().min(1).nullable().default(null),
+  /** Metric to rank checkpoints by; null ranks by recency (keeps the latest `save_top_k`). */
+  monitor: z.string().min(1).nullable().default(null),
+  mode: z.enum(['min', 'max']).default('min'),
+  /** -1 keeps every checkpoint, 0 none (only `last`). */
+  save_top_k: z.number().int().min(-1).default(1),
+  save_last: z.boolean().default(true),
+  /** Save every N optimizer steps; when set, epoch-based saving is off unless every_n_epochs is also set. */
+  every_n_train_steps: z.number().int().min(1).nullable().default(null),
+  every_n_epochs: z.number().int().min(1).nullable().default(null),
+});
+export type ModelCheckpointOptions = z.input<typeof modelCheckpointSchema>;
+
+interface Saved {
+  path: string;
+  step: number;
+  score: number | null;
+}
+
+/**
+ * Saves checkpoints named `step=NNNNNN` by step and/or epoch schedule, keeps the `save_top_k`
+ * best by `monitor` (or the latest, without one), deletes those that fall out, and keeps `last`
+ * up to date. Epoch-based saving happens after each validation of a qualifying epoch, or at the
+ * epoch end when that epoch had no validation.
+ */
+export class ModelCheckpoint implements CheckpointingCallback {
+  readonly name = 'model_checkpoint';
+  readonly options: z.output<typeof modelCheckpointSchema>;
+  private saved: Saved[] = [];
+  private lastPath: string | undefined;
+  private lastSavedStep = -1;
+  private validatedThisEpoch = false;
+  private dir: string | undefined;
+
+  constructor(options: ModelCheckpointOptions = {}) {
+    this.options = modelCheckpointSchema.parse(options);
+  }
+
+  get bestModelPath(): string | undefined {
+    return this.ranked()[0]?.path;
+  }
+
+  get bestModelScore(): number | undefined {
+    return this.ranked()[0]?.score ?? undefined;
+  }
+
+  get lastModelPath(): string | undefined {
+    return this.lastPath;
+  }
+
+  /** Checkpoints currently kept, best first. */
+  get kept(): readonly string[] {
+    return this.ranked().map((s) => s.path);
+  }
+
+  onFitStart(trainer: TrainerView): void {
+    this.dir = this.options.dirpath ?? join(trainer.runDir, 'checkpoints');
+  }
+
+  onTrainEpochStart(): void {
+    this.validatedThisEpoch = false;
+  }
+
+  async onTrainBatchEnd(trainer: TrainerView): Promise<void> {
+    const n = this.options.every_n_train_steps;
+    if (n !== null && trainer.globalStep % n === 0) await this.save(trainer);
+  }
+
+  async onValidationEnd(trainer: TrainerView): Promise<void> {
+    this.validatedThisEpoch = true;
+    if (this.epochDue(trainer)) await this.save(trainer);
+  }
+
+  async onTrainEpochEnd(trainer: TrainerView): Promise<void> {
+    if (!this.validatedThisEpoch && this.epochDue(trainer)) await this.save(trainer);
+  }
+
+  async onFitEnd(trainer: TrainerView): Promise<void> {
+    // The final weights always end up in `last`, whatever the schedule.
+    if (this.options.save_last && !trainer.dryRun && this.lastSavedStep !== trainer.globalStep) {
+      await this.saveLastCheckpoint(trainer);
+    }
+  }
+
+  async saveLastCheckpoint(trainer: TrainerView): Promise<string> {
+    const path = join(this.dir ?? join(trainer.runDir, 'checkpoints'), 'last');
+    this.lastPath = path;
+    this.lastSavedStep = trainer.globalStep;
+    return trainer.saveCheckpoint(path);
+  }
+
+  stateDict(): Record<string, unknown> {
+    return { saved: this.saved, lastPath: this.lastPath ?? null, lastSavedStep: this.lastSavedStep };
+  }
+
+  loadStateDict(state: Record<string, unknown>): void {
+    this.saved = (state['saved'] as Saved[] | undefined) ?? [];
+    this.lastPath = (state['lastPath'] as string | null | undefined) ?? undefined;
+    this.lastSavedStep = (state['lastSavedStep'] as number | undefined) ?? -1;
+  }
+
+  private epochDue(trainer: TrainerView): boolean {
+    const n = this.options.every_n_epochs ?? (this.options.every_n_train_steps === null ? 1 : null);
+    return n !== null && (trainer.epoch + 1) % n === 0;
+  }
+
+  private async save(trainer: TrainerView): Promise<void> {
+    if (trainer.dryRun || this.lastSavedStep === trainer.globalStep) return;
+    const { monitor, save_top_k: k, save_last } = this.options;
+    let score: number | null = null;
+    if (monitor !== null) {
+      const value = trainer.callbackMetrics[monitor];
+      if (value === undefined) {
+        throw new TaskforgeError(
+          `callbacks.model_checkpoint.monitor is '${monitor}', but no metric of that name has been logged by step ${trainer.globalStep} ` +
+            `(available: ${availableMetrics(trainer)}). Log it from the task (ctx.log('${monitor}', ...)) or set monitor to one of the available metrics.`,
+        );
+      }
+      score = Number.isNaN(value) ? null : value;
+    }
+    const dir = this.dir ?? join(trainer.runDir, 'checkpoints');
+    this.lastSavedStep = trainer.globalStep;
+    if (k !== 0) {
+      const entry: Saved = { path: join(dir, checkpointName(trainer.globalStep)), step: trainer.globalStep, score };
+      const ranked = this.ranked([...this.saved, entry]);
+      const keep = k === -1 ? ranked : ranked.slice(0, k);
+      const evicted = ranked.filter((s) => !keep.includes(s));
+      if (!evicted.includes(entry)) {
+        // Bookkeeping first, so the checkpoint's own callback state already lists it.
+        this.saved = keep;
+        await trainer.saveCheckpoint(entry.path);
+        await Promise.all(evicted.map((s) => rm(s.path, { recursive: true, force: true })));
+      }
+    }
+    if (save_last) await this.saveLastCheckpoint(trainer);
+  }
+
+  /** Best first: by score when monitoring (NaN last, ties oldest first), else newest first. */
+  private ranked(list: Saved[] = this.saved): Saved[] {
+    const sign = this.options.mode === 'min' ? 1 : -1;
+    return [...list].sort((a, b) => {
+      if (this.options.monitor === null) return b.step - a.step;
+      // Ties keep the older checkpoint: a new one must be strictly better to displace it.
+      if (a.score === null || b.score === null) return a.score === null ? (b.score === null ? a.step - b.step : 1) : -1;
+      return sign * (a.score - b.score) || a.step - b.step;
+    });
+  }
+}

@@ -1,0 +1,63 @@
+import { z } from 'zod';
+import type { Callback, TrainerView } from '../contracts.js';
+import type { Output, ProgressHandle } from '../services/tokens.js';
+import { formatMetrics } from './metrics.js';
+
+export const progressBarSchema = z.strictObject({
+  /** Update the display every N optimizer steps. */
+  refresh_rate: z.number().int().min(1).default(1),
+});
+export type ProgressBarOptions = z.input<typeof progressBarSchema>;
+
+/**
+ * One display over the optimizer steps this fit will run, with epoch, global step/total and
+ * loss beside it, plus a line per validation and test. The `Output` adds rate and ETA and picks
+ * a TTY bar or plain lines. Positions count from where this fit started, so a resumed run's
+ * rate and ETA are not inflated by the steps it skipped.
+ */
+export class ProgressBar implements Callback {
+  readonly name = 'progress_bar';
+  readonly options: z.output<typeof progressBarSchema>;
+  private handle: ProgressHandle | undefined;
+  private startStep = 0;
+
+  constructor(private readonly output: Output, options: ProgressBarOptions = {}) {
+    this.options = progressBarSchema.parse(options);
+  }
+
+  onFitStart(trainer: TrainerView): void {
+    this.startStep = trainer.globalStep;
+    this.handle = this.output.progress({ label: 'train', total: Math.max(0, trainer.maxSteps - this.startStep), unit: 'steps' });
+  }
+
+  onTrainBatchEnd(trainer: TrainerView, outputs: { loss: number }): void {
+    const step = trainer.globalStep;
+    if (!this.handle || (step % this.options.refresh_rate !== 0 && step !== trainer.maxSteps)) return;
+    this.handle.update(step - this.startStep, {
+      epoch: trainer.epoch,
+      step: `${step}/${trainer.maxSteps}`,
+      loss: Number(outputs.loss.toPrecision(4)),
+    });
+  }
+
+  onValidationEnd(trainer: TrainerView, metrics: Record<string, number>): void {
+    this.output.info(`Validation at step ${trainer.globalStep} (epoch ${trainer.epoch}): ${formatMetrics(metrics)}`);
+  }
+
+  onTestEnd(_trainer: TrainerView, metrics: Record<string, number>): void {
+    this.output.info(`Test: ${formatMetrics(metrics)}`);
+  }
+
+  onFitEnd(): void {
+    this.stop();
+  }
+
+  onException(): void {
+    this.stop();
+  }
+
+  private stop(): void {
+    this.handle?.stop();
+    this.handle = undefined;
+  }
+}

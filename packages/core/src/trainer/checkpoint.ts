@@ -1,0 +1,233 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import YAML from 'yaml';
+import type { ModelDataArgs, Optimizer, OptimizerState, Task } from '../contracts.js';
+import { TaskforgeError } from '../errors.js';
+
+export const WEIGHTS_FORMAT = 'taskforge-weights';
+export const OPTIMIZER_FORMAT = 'taskforge-optimizer';
+
+/** Where the loop stood when the checkpoint was written (always at an optimizer-step boundary). */
+export interface TrainerState {
+  globalStep: number;
+  epoch: number;
+  /** Training batches of `epoch` already consumed: the dataloader's `startBatch` on resume. */
+  batchInEpoch: number;
+  /** True once `epoch`'s training batches are exhausted (saved during epoch-end validation). */
+  epochFinished: boolean;
+  /** `batchInEpoch` at this epoch's latest validation (-1: none yet), so a resume redoes a pending one. */
+  validatedAt: number;
+  seed: number;
+  optimizer: string | null;
+  scheduler: string | null;
+  /** Callback name → its `stateDict()`. */
+  callbacks: Record<string, Record<string, unknown>>;
+  /** Latest value of every logged metric. */
+  metrics: Record<string, number>;
+  /** ISO time of the save, from the Trainer's clock. */
+  savedAt?: string;
+}
+
+export interface TaskState {
+  modelDataArgs: ModelDataArgs;
+  state: Record<string, unknown> | null;
+}
+
+/** A loaded checkpoint. Its tensors belong to the caller: call `dispose()` when done. */
+export interface Checkpoint {
+  dir: string;
+  weights: tf.NamedTensorMap;
+  optimizer?: { name: string; state: OptimizerState };
+  trainerState?: TrainerState;
+  taskState: TaskState;
+  config: Record<string, unknown>;
+  dispose(): void;
+}
+
+export interface CheckpointContents {
+  task: Task;
+  modelDataArgs: ModelDataArgs;
+  optimizer?: Optimizer;
+  trainerState?: TrainerState;
+  config?: Record<string, unknown>;
+}
+
+/**
+ * Writes a checkpoint directory atomically: everything goes to `<dir>.tmp-<pid>` first, and an
+ * existing `<dir>` is swapped out only once the new one is complete, so a failure at any point
+ * leaves the previous checkpoint as it was. Returns `dir`.
+ */
+export async function writeCheckpoint(dir: string, contents: CheckpointContents): Promise<string> {
+  const tmp = `${dir}.tmp-${process.pid}`;
+  const old = `${dir}.old-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  try {
+    await mkdir(tmp, { recursive: true });
+    await writeTensors(tmp, 'weights', WEIGHTS_FORMAT, contents.task.namedVariables(), {});
+    if (contents.optimizer) {
+      const state = contents.optimizer.getState();
+      try {
+        await writeTensors(tmp, 'optimizer', OPTIMIZER_FORMAT, state.tensors, { name: contents.optimizer.name, meta: state.meta });
+      } finally {
+        tf.dispose(state.tensors);
+      }
+    }
+    if (contents.trainerState) await writeFile(join(tmp, 'trainer_state.json'), json(contents.trainerState));
+    const taskState: TaskState = { modelDataArgs: contents.modelDataArgs, state: contents.task.stateDict?.() ?? null };
+    await writeFile(join(tmp, 'task_state.json'), json(taskState));
+    await writeFile(join(tmp, 'config.yaml'), YAML.stringify(contents.config ?? {}));
+  } catch (error) {
+    await rm(tmp, { recursive: true, force: true });
+    throw new TaskforgeError(
+      `Could not write checkpoint '${dir}': ${(error as Error).message}. Any previous checkpoint there was left untouched.`,
+      { cause: error },
+    );
+  }
+  await rm(old, { recursive: true, force: true });
+  const hadPrevious = existsSync(dir);
+  if (hadPrevious) await rename(dir, old);
+  await rename(tmp, dir);
+  if (hadPrevious) await rm(old, { recursive: true, force: true });
+  return dir;
+}
+
+async function writeTensors(
+  dir: string, stem: string, format: string, tensors: tf.NamedTensorMap, extra: Record<string, unknown>,
+): Promise<void> {
+  const { data, specs } = await tf.io.encodeWeights(tensors);
+  const buffer = Array.isArray(data) ? Buffer.concat(data.map((b) => Buffer.from(b))) : Buffer.from(data);
+  await writeFile(join(dir, `${stem}.bin`), buffer);
+  await writeFile(join(dir, `${stem}.json`), json({ format, ...extra, weightsManifest: [{ paths: [`${stem}.bin`], weights: specs }] }));
+}
+
+const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+
+/** Reads a checkpoint written by `writeCheckpoint`. `optimizer: false` skips the optimizer state. */
+export async function loadCheckpoint(dir: string, options: { optimizer?: boolean } = {}): Promise<Checkpoint> {
+  if (!existsSync(join(dir, 'weights.json'))) {
+    const hint = existsSync(dir)
+      ? `the directory exists but has no weights.json, so it is not a taskforge checkpoint (or it was written by an interrupted save; look for '${basename(dir)}.tmp-*' or '.old-*' next to it)`
+      : 'the directory does not exist';
+    throw new TaskforgeError(
+      `Cannot load checkpoint '${dir}': ${hint}. Checkpoints are directories such as '<run_dir>/checkpoints/last' or '<run_dir>/checkpoints/step=000200' containing weights.json and weights.bin.`,
+    );
+  }
+  const owned: tf.Tensor[] = [];
+  try {
+    const weights = await readTensors(dir, 'weights', WEIGHTS_FORMAT);
+    owned.push(...Object.values(weights));
+    let optimizer: Checkpoint['optimizer'];
+    if (options.optimizer !== false && existsSync(join(dir, 'optimizer.json'))) {
+      const manifest = await readJson<{ name?: string; meta?: Record<string, unknown> }>(dir, 'optimizer.json');
+      const tensors = await readTensors(dir, 'optimizer', OPTIMIZER_FORMAT);
+      owned.push(...Object.values(tensors));
+      optimizer = { name: String(manifest.name ?? 'unknown'), state: { tensors, meta: manifest.meta ?? {} } };
+    }
+    const trainerState = existsSync(join(dir, 'trainer_state.json')) ? await readJson<TrainerState>(dir, 'trainer_state.json') : undefined;
+    const taskState = existsSync(join(dir, 'task_state.json'))
+      ? await readJson<TaskState>(dir, 'task_state.json')
+      : { modelDataArgs: {}, state: null };
+    const config = existsSync(join(dir, 'config.yaml'))
+      ? ((YAML.parse(await readFile(join(dir, 'config.yaml'), 'utf8')) ?? {}) as Record<string, unknown>)
+      : {};
+    return {
+      dir, weights, taskState, config,
+      ...(optimizer ? { optimizer } : {}),
+      ...(trainerState ? { trainerState } : {}),
+      dispose: () => tf.dispose(owned),
+    };
+  } catch (error) {
+    tf.dispose(owned);
+    if (error instanceof TaskforgeError) throw error;
+    throw new TaskforgeError(`Cannot load checkpoint '${dir}': ${(error as Error).message}.`, { cause: error });
+  }
+}
+
+async function readJson<T>(dir: string, file: string): Promise<T> {
+  const text = await readFile(join(dir, file), 'utf8');
+  try {
+    return JSON.parse(text) as T;
+  } catch (error) {
+    throw new TaskforgeError(`Checkpoint file '${join(dir, file)}' is not valid JSON (${(error as Error).message}); the checkpoint is corrupt.`);
+  }
+}
+
+async function readTensors(dir: string, stem: string, format: string): Promise<tf.NamedTensorMap> {
+  const manifest = await readJson<{ format?: string; weightsManifest?: tf.io.WeightsManifestConfig }>(dir, `${stem}.json`);
+  const group = manifest.weightsManifest?.[0];
+  if (manifest.format !== format || !group) {
+    throw new TaskforgeError(
+      `Checkpoint file '${join(dir, `${stem}.json`)}' has format ${JSON.stringify(manifest.format)}, expected '${format}' with a weightsManifest; it was not written by taskforge.`,
+    );
+  }
+  const bytes = await readFile(join(dir, group.paths[0] ?? `${stem}.bin`));
+  const expected = group.weights.reduce((sum, s) => sum + s.shape.reduce((a, b) => a * b, 1) * bytesPerElement(s.dtype), 0);
+  if (bytes.byteLength !== expected) {
+    throw new TaskforgeError(
+      `Checkpoint file '${join(dir, `${stem}.bin`)}' has ${bytes.byteLength} bytes but its manifest describes ${expected}; the file is truncated or corrupt.`,
+    );
+  }
+  const data = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  return tf.io.decodeWeights(data, group.weights);
+}
+
+function bytesPerElement(dtype: string): number {
+  if (dtype === 'bool') return 1;
+  if (dtype === 'float32' || dtype === 'int32') return 4;
+  throw new TaskforgeError(`Checkpoints of dtype '${dtype}' are not supported (expected float32, int32 or bool).`);
+}
+
+export interface RestoreReport {
+  missing: string[];
+  unexpected: string[];
+}
+
+/**
+ * Copies a checkpoint's weights into the task's variables and restores its state dict.
+ * Strict (default): any missing, unexpected or mis-shaped variable is an error naming them all;
+ * with `strict: false` (e.g. loading a pretrained backbone into a bigger task) only mis-shaped
+ * variables are errors, and the names that did not match are returned.
+ */
+export function restoreTaskWeights(task: Task, checkpoint: Checkpoint, options: { strict?: boolean } = {}): RestoreReport {
+  const variables = task.namedVariables();
+  const missing = Object.keys(variables).filter((n) => !(n in checkpoint.weights));
+  const unexpected = Object.keys(checkpoint.weights).filter((n) => !(n in variables));
+  const misShaped = Object.keys(variables)
+    .filter((n) => n in checkpoint.weights)
+    .filter((n) => {
+      const saved = checkpoint.weights[n]!;
+      return !tf.util.arraysEqual(saved.shape, variables[n]!.shape) || saved.dtype !== variables[n]!.dtype;
+    })
+    .map((n) => {
+      const saved = checkpoint.weights[n]!;
+      return `'${n}' (checkpoint ${saved.dtype} [${saved.shape.join(', ')}], model ${variables[n]!.dtype} [${variables[n]!.shape.join(', ')}])`;
+    });
+  const strict = options.strict ?? true;
+  const problems: string[] = [];
+  if (misShaped.length) problems.push(`mis-shaped: ${list(misShaped)}`);
+  if (strict && missing.length) problems.push(`missing from the checkpoint: ${list(missing.map((n) => `'${n}'`))}`);
+  if (strict && unexpected.length) problems.push(`in the checkpoint but not in the model: ${list(unexpected.map((n) => `'${n}'`))}`);
+  if (problems.length) {
+    throw new TaskforgeError(
+      `Checkpoint '${checkpoint.dir}' does not match the model: ${problems.join('; ')}. ` +
+        'The model config (or the data that sizes it) differs from the one the checkpoint was trained with; use the config saved in the checkpoint\'s config.yaml.',
+    );
+  }
+  for (const [name, variable] of Object.entries(variables)) {
+    const saved = checkpoint.weights[name];
+    if (saved) variable.assign(saved);
+  }
+  if (checkpoint.taskState.state && task.loadStateDict) task.loadStateDict(checkpoint.taskState.state);
+  return { missing, unexpected };
+}
+
+function list(items: string[], max = 8): string {
+  return items.length > max ? `${items.slice(0, max).join(', ')} and ${items.length - max} more` : items.join(', ');
+}
+
+/** Directory name for a checkpoint taken after `globalStep` optimizer steps, e.g. `step=000200`. */
+export function checkpointName(globalStep: number): string {
+  return `step=${String(globalStep).padStart(6, '0')}`;
+}

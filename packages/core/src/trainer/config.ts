@@ -1,0 +1,100 @@
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ConfigError, type ConfigProblem } from '../errors.js';
+import type { Clock } from '../services/tokens.js';
+
+/**
+ * JS cannot tell `1` from `1.0`, so the Lightning convention (int = count, float = fraction)
+ * is read by value: numbers in (0, 1) are fractions, integers >= 1 are batch counts.
+ */
+const batchLimit = z
+  .number()
+  .positive()
+  .refine((v) => v < 1 || Number.isInteger(v), {
+    message: 'expected a fraction in (0, 1) or a whole number of batches >= 1 (null = all batches)',
+  })
+  .nullable()
+  .default(null);
+
+/** A config node for a component built by the orchestration layer (`_target_: <kind>/<name>`). */
+export const componentNodeSchema = z.looseObject({ _target_: z.string().min(1) });
+
+export const trainerConfigSchema = z.strictObject({
+  /** -1 = no limit (then max_steps must be set). */
+  max_epochs: z.number().int().min(-1).default(1),
+  /** Optimizer steps; -1 = no limit. Training stops at whichever of max_epochs/max_steps comes first. */
+  max_steps: z.number().int().min(-1).default(-1),
+  limit_train_batches: batchLimit,
+  limit_val_batches: batchLimit,
+  limit_test_batches: batchLimit,
+  /** <= 1: fraction of the training epoch; integer > 1: every N training batches. */
+  val_check_interval: z
+    .number()
+    .positive()
+    .refine((v) => v <= 1 || Number.isInteger(v), {
+      message: 'expected a fraction of the epoch in (0, 1] or a whole number of training batches > 1',
+    })
+    .default(1.0),
+  check_val_every_n_epoch: z.number().int().min(1).default(1),
+  accumulate_grad_batches: z.number().int().min(1).default(1),
+  gradient_clip_val: z.number().positive().nullable().default(null),
+  seed: z.number().int().min(0).default(42),
+  fast_dev_run: z.boolean().default(false),
+  /** -1 = the whole validation set. */
+  num_sanity_val_steps: z.number().int().min(-1).default(2),
+  accelerator: z.enum(['auto', 'gpu', 'node', 'wasm', 'cpu']).default('auto'),
+  threads: z.number().int().min(1).nullable().default(null),
+  default_root_dir: z.string().min(1).default('outputs'),
+  run_dir: z.string().min(1).nullable().default(null),
+  resume_from: z.string().min(1).nullable().default(null),
+  stop_on_nan: z.boolean().default(true),
+  log_every_n_steps: z.number().int().min(1).default(10),
+  /** name → component node; null removes an entry inherited from a default. */
+  callbacks: z.record(z.string(), componentNodeSchema.nullable()).default({}),
+  loggers: z.record(z.string(), componentNodeSchema.nullable()).default({}),
+});
+
+export type TrainerConfig = z.output<typeof trainerConfigSchema>;
+export type TrainerConfigInput = z.input<typeof trainerConfigSchema>;
+
+/** Validates a raw `trainer` node; every problem is reported at once as `<prefix>.<key>`. */
+export function parseTrainerConfig(raw: unknown, prefix = 'trainer'): TrainerConfig {
+  const result = trainerConfigSchema.safeParse(raw ?? {});
+  if (result.success) {
+    if (result.data.max_epochs === -1 && result.data.max_steps === -1 && !result.data.fast_dev_run) {
+      throw new ConfigError([{
+        path: `${prefix}.max_epochs`,
+        message: 'max_epochs and max_steps are both -1 (unlimited), so training would never end; set one of them',
+        value: -1,
+      }]);
+    }
+    return result.data;
+  }
+  const problems: ConfigProblem[] = result.error.issues.map((issue) => {
+    const path = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');
+    const value = valueAt(raw, issue.path);
+    return value === undefined ? { path, message: issue.message } : { path, message: issue.message, value };
+  });
+  throw new ConfigError(problems);
+}
+
+function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
+  let node = raw;
+  for (const key of path) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<PropertyKey, unknown>)[key];
+  }
+  return node;
+}
+
+/** `run_dir`, else `<default_root_dir>/<YYYY-MM-DD>/<HH-MM-SS>` in local time. */
+export function resolveRunDir(config: Pick<TrainerConfig, 'run_dir' | 'default_root_dir'>, clock: Clock = Date): string {
+  if (config.run_dir) return config.run_dir;
+  const d = new Date(clock.now());
+  const p = (n: number) => String(n).padStart(2, '0');
+  return join(
+    config.default_root_dir,
+    `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`,
+    `${p(d.getHours())}-${p(d.getMinutes())}-${p(d.getSeconds())}`,
+  );
+}

@@ -1,0 +1,25 @@
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * Adds `grads` (keyed by TF.js variable name, as `tf.variableGrads` returns them) into `into`
+ * (keyed by the task's variable names). Consumes `grads` and the previous sums.
+ */
+export function accumulateGrads(into: Record<string, tf.Tensor>, grads: tf.NamedTensorMap, nameOf: ReadonlyMap<string, string>): void {
+  for (const [tfName, grad] of Object.entries(grads)) {
+    const name = nameOf.get(tfName)!;
+    const previous = into[name];
+    if (previous) {
+      into[name] = tf.add(previous, grad);
+      previous.dispose();
+      grad.dispose();
+    } else into[name] = grad;
+  }
+}
+
+/** Divides summed gradients by the number of micro-batches; consumes `sums`. */
+export function averageGrads(sums: Record<string, tf.Tensor>, count: number): Record<string, tf.Tensor> {
+  if (count === 1) return sums;
+  const mean = tf.tidy(() => Object.fromEntries(Object.entries(sums).map(([n, g]) => [n, tf.div(g, count)])));
+  tf.dispose(sums);
+  return mean;
+}

@@ -1,0 +1,113 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { container } from 'tsyringe';
+import { describe, expect, it } from 'vitest';
+import { callbackSpecs, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar } from '../../src/callbacks/index.js';
+import { Tokens } from '../../src/services/tokens.js';
+import { RecordingOutput, ToyDataModule, ToyTask } from '../toy/toy.js';
+import { makeTrainer, useScratch } from '../trainer/helpers.js';
+
+const scratch = useScratch();
+
+describe('ModelCheckpoint', () => {
+  it('keeps the top-k by the monitored metric, deletes the rest and keeps last current', async () => {
+    // One validation per epoch (8 steps each); scores rank epochs 3 and 1 best under mode=min.
+    const task = new ToyTask({ valScores: [0.5, 0.2, 0.9, 0.1, 0.7] });
+    const checkpoint = new ModelCheckpoint({ monitor: 'score', save_top_k: 2 });
+    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_epochs: 5 }, [checkpoint]);
+    const result = await trainer.fit(task, new ToyDataModule());
+    const dir = join(runDir, 'checkpoints');
+    expect((await readdir(dir)).sort()).toEqual(['last', 'step=000016', 'step=000032']);
+    expect(result.bestCheckpoint).toBe(join(dir, 'step=000032'));
+    expect(checkpoint.bestModelScore).toBe(0.1);
+    expect(checkpoint.kept).toEqual([join(dir, 'step=000032'), join(dir, 'step=000016')]);
+    expect(result.lastCheckpoint).toBe(join(dir, 'last'));
+    task.dispose();
+  });
+
+  it('without a monitor keeps the latest save_top_k, on a step schedule', async () => {
+    const task = new ToyTask();
+    const checkpoint = new ModelCheckpoint({ every_n_train_steps: 3, save_top_k: 2, save_last: false, dirpath: join(scratch.dir(), 'custom') });
+    const { trainer } = makeTrainer(scratch.dir(), { max_steps: 10, max_epochs: 5 }, [checkpoint]);
+    const result = await trainer.fit(task, new ToyDataModule());
+    expect((await readdir(join(scratch.dir(), 'custom'))).sort()).toEqual(['step=000006', 'step=000009']);
+    expect(result.bestCheckpoint).toBe(join(scratch.dir(), 'custom', 'step=000009'));
+    expect(result.lastCheckpoint).toBeUndefined();
+    task.dispose();
+  });
+
+  it('fails clearly when the monitored metric is never logged', async () => {
+    const task = new ToyTask();
+    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 1 }, [new ModelCheckpoint({ monitor: 'val_acc' })]);
+    await expect(trainer.fit(task, new ToyDataModule())).rejects.toThrow(
+      /monitor is 'val_acc', but no metric of that name has been logged by step 8 \(available: 'epoch', 'lr', 'train_loss', 'train_mse', 'val_loss'\)/,
+    );
+    task.dispose();
+  });
+});
+
+describe('EarlyStopping', () => {
+  it('stops after `patience` validations without an improvement larger than min_delta', async () => {
+    const task = new ToyTask({ valScores: [1, 0.8, 0.79, 0.85, 0.3] });
+    const stopper = new EarlyStopping({ monitor: 'score', patience: 2, min_delta: 0.05 });
+    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 10, val_check_interval: 0.5 }, [stopper]);
+    const result = await trainer.fit(task, new ToyDataModule());
+    // Validations at steps 4, 8, 12, 16: 0.79 and 0.85 do not beat 0.8 by 0.05, so it stops at step 16.
+    expect(result.globalStep).toBe(16);
+    expect(stopper.stateDict()).toEqual({ best: 0.8, wait: 2 });
+    task.dispose();
+  });
+
+  it('with mode=max, improvements reset the patience', async () => {
+    const task = new ToyTask({ valScores: [1, 0.5, 2, 1, 3, 1, 1] });
+    const stopper = new EarlyStopping({ monitor: 'score', mode: 'max', patience: 2 });
+    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 20, limit_train_batches: 1 }, [stopper]);
+    const result = await trainer.fit(task, new ToyDataModule());
+    expect(result.globalStep).toBe(7);
+    task.dispose();
+  });
+});
+
+describe('LearningRateMonitor and ProgressBar', () => {
+  it('logs lr-<optimizer> on the trainer logging interval', async () => {
+    const task = new ToyTask({ optimizer: 'adam', lr: 0.1, scheduler: 'warmup_cosine' });
+    const { trainer, logger } = makeTrainer(scratch.dir(), { max_steps: 6, log_every_n_steps: 2 }, [new LearningRateMonitor()]);
+    await trainer.fit(task, new ToyDataModule());
+    const lrs = logger.series('lr-adamw');
+    expect(lrs.map(([step]) => step)).toEqual([2, 4, 6]);
+    // warmup over 2 steps, then cosine to 0 at step 6: the update of step 3 (logged at 4) used 0.1·(1+cos(π/4))/2.
+    expect(lrs[1]![1]).toBeCloseTo(0.1 * (1 + Math.cos(Math.PI / 4)) / 2, 10);
+    task.dispose();
+  });
+
+  it('reports steps, epoch and loss to the Output, and one line per validation', async () => {
+    const output = new RecordingOutput();
+    const task = new ToyTask();
+    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 2 }, [new ProgressBar(output, { refresh_rate: 4 })]);
+    await trainer.fit(task, new ToyDataModule());
+    const [bar] = output.progressBars;
+    expect(bar).toMatchObject({ label: 'train', total: 16, stopped: true });
+    expect(bar!.updates.map((u) => [u.current, u.fields?.['step'], u.fields?.['epoch']])).toEqual([
+      [4, '4/16', 0], [8, '8/16', 0], [12, '12/16', 1], [16, '16/16', 1],
+    ]);
+    expect(typeof bar!.updates[0]!.fields!['loss']).toBe('number');
+    expect(output.lines).toHaveLength(2);
+    expect(output.lines[0]).toMatch(/^Validation at step 8 \(epoch 0\): val_loss=\d/);
+    task.dispose();
+  });
+});
+
+describe('callbackSpecs', () => {
+  it('registers the four callbacks with strict schemas and builds them', () => {
+    expect(callbackSpecs.map((s) => s.name)).toEqual(['model_checkpoint', 'early_stopping', 'lr_monitor', 'progress_bar']);
+    const spec = (name: string) => callbackSpecs.find((s) => s.name === name)!;
+    expect(spec('model_checkpoint').schema.safeParse({ save_top_k: 2, monitr: 'x' }).success).toBe(false);
+    expect(spec('early_stopping').schema.parse({})).toEqual({ monitor: 'val_loss', mode: 'min', patience: 3, min_delta: 0 });
+    const child = container.createChildContainer();
+    child.register(Tokens.Output, { useValue: new RecordingOutput() });
+    const bar = spec('progress_bar').create(spec('progress_bar').schema.parse({}), { container: child });
+    expect(bar).toBeInstanceOf(ProgressBar);
+    const ckpt = spec('model_checkpoint').create(spec('model_checkpoint').schema.parse({ monitor: 'val_loss' }), { container: child });
+    expect((ckpt as ModelCheckpoint).options).toMatchObject({ monitor: 'val_loss', save_top_k: 1, save_last: true });
+  });
+});

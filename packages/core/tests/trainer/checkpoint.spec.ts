@@ -1,0 +1,176 @@
+import { existsSync } from 'node:fs';
+import { readdir, readFile, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import { ModelCheckpoint } from '../../src/callbacks/model-checkpoint.js';
+import type { Task } from '../../src/contracts.js';
+import { TaskforgeError } from '../../src/errors.js';
+import { Adam } from '../../src/optim/index.js';
+import { loadCheckpoint, restoreTaskWeights, writeCheckpoint } from '../../src/trainer/checkpoint.js';
+import { ToyDataModule, ToyTask } from '../toy/toy.js';
+import { makeTrainer, useScratch } from './helpers.js';
+
+const scratch = useScratch();
+
+describe('checkpoints', () => {
+  it('round-trip weights, optimizer state, trainer state, task state and config', async () => {
+    const task = new ToyTask({ hidden: 3, optimizer: 'adam' });
+    const checkpoint = new ModelCheckpoint({ every_n_train_steps: 2, save_top_k: -1 });
+    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_steps: 4 }, [checkpoint]);
+    task.label = 'trained';
+    const result = await trainer.fit(task, new ToyDataModule());
+    expect(result.lastCheckpoint).toBe(join(runDir, 'checkpoints', 'last'));
+    expect((await readdir(join(runDir, 'checkpoints'))).sort()).toEqual(['last', 'step=000002', 'step=000004']);
+    const manifest = JSON.parse(await readFile(join(result.lastCheckpoint!, 'weights.json'), 'utf8'));
+    expect(manifest).toMatchObject({ format: 'taskforge-weights', weightsManifest: [{ paths: ['weights.bin'] }] });
+    expect(await readFile(join(result.lastCheckpoint!, 'config.yaml'), 'utf8')).toContain('note: toy');
+
+    const loaded = await loadCheckpoint(result.lastCheckpoint!);
+    expect(loaded.trainerState).toMatchObject({ globalStep: 4, epoch: 0, batchInEpoch: 4, optimizer: 'adamw', seed: 42, savedAt: '2024-01-02T03:04:05.000Z' });
+    expect(loaded.taskState).toEqual({ modelDataArgs: { inputDim: 3 }, state: { label: 'trained' } });
+    expect(loaded.config).toMatchObject({ note: 'toy', trainer: { max_steps: 4 } });
+    expect(loaded.optimizer?.state.meta).toMatchObject({ step: 4 });
+    expect(Object.keys(loaded.optimizer!.state.tensors).sort()).toContain('m/hidden/kernel');
+
+    const fresh = new ToyTask({ hidden: 3, initSeed: 99 });
+    expect(fresh.snapshot()).not.toEqual(task.snapshot());
+    expect(restoreTaskWeights(fresh, loaded)).toEqual({ missing: [], unexpected: [] });
+    expect(fresh.snapshot()).toEqual(task.snapshot());
+    expect(fresh.label).toBe('trained');
+    const adam = new Adam(fresh.variables, { lr: 0.1, weightDecay: 0.01, decoupledWeightDecay: true });
+    adam.setState(loaded.optimizer!.state);
+    loaded.dispose();
+    adam.dispose();
+    fresh.dispose();
+    task.dispose();
+  });
+
+  it('names missing, unexpected and mis-shaped variables when a checkpoint does not fit the model', async () => {
+    const linear = new ToyTask();
+    const dir = await writeCheckpoint(join(scratch.dir(), 'linear'), { task: linear, modelDataArgs: { inputDim: 3 } });
+    const loaded = await loadCheckpoint(dir);
+    const mlp = new ToyTask({ hidden: 4 });
+    const error = (() => {
+      try {
+        restoreTaskWeights(mlp, loaded);
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(error).toBeInstanceOf(TaskforgeError);
+    expect(error!.message).toContain(`Checkpoint '${dir}' does not match the model`);
+    expect(error!.message).toContain("mis-shaped: 'out/kernel' (checkpoint float32 [3, 1], model float32 [4, 1])");
+    expect(error!.message).toContain("missing from the checkpoint: 'hidden/kernel', 'hidden/bias'");
+
+    // Non-strict (pretrained weights into a bigger model): only what matches is loaded.
+    const partial = {
+      namedVariables: () => ({ 'out/bias': mlp.variables['out/bias']!, extra: mlp.variables['hidden/bias']! }),
+    } as unknown as Task;
+    linear.variables['out/bias']!.assign(tf.tensor1d([0.5]));
+    const reloaded = await loadCheckpoint(await writeCheckpoint(dir, { task: linear, modelDataArgs: {} }));
+    expect(() => restoreTaskWeights(partial, reloaded)).toThrow(/in the checkpoint but not in the model: 'out\/kernel'/);
+    expect(restoreTaskWeights(partial, reloaded, { strict: false })).toEqual({ missing: ['extra'], unexpected: ['out/kernel'] });
+    expect(Array.from(mlp.variables['out/bias']!.dataSync())).toEqual([0.5]);
+    loaded.dispose();
+    reloaded.dispose();
+    mlp.dispose();
+    linear.dispose();
+  });
+
+  it('explains a missing or corrupt checkpoint', async () => {
+    const nowhere = join(scratch.dir(), 'nope');
+    await expect(loadCheckpoint(nowhere)).rejects.toThrow(`Cannot load checkpoint '${nowhere}': the directory does not exist`);
+    const task = new ToyTask();
+    const dir = await writeCheckpoint(join(scratch.dir(), 'corrupt'), { task, modelDataArgs: {} });
+    await truncate(join(dir, 'weights.bin'), 5);
+    await expect(loadCheckpoint(dir)).rejects.toThrow(/weights\.bin' has 5 bytes but its manifest describes 16; the file is truncated or corrupt/);
+    task.dispose();
+  });
+
+  it('leaves the previous checkpoint intact when a write fails midway', async () => {
+    const task = new ToyTask();
+    const dir = join(scratch.dir(), 'atomic', 'last');
+    await writeCheckpoint(dir, { task, modelDataArgs: {} });
+    const saved = task.snapshot();
+    task.variables['out/bias']!.assign(tf.tensor1d([42]));
+    task.options.failStateDict = true;
+    // stateDict runs after weights.bin has been written into the temporary directory.
+    await expect(writeCheckpoint(dir, { task, modelDataArgs: {} })).rejects.toThrow(
+      `Could not write checkpoint '${dir}': stateDict exploded. Any previous checkpoint there was left untouched.`,
+    );
+    expect(await readdir(join(scratch.dir(), 'atomic'))).toEqual(['last']);
+    const loaded = await loadCheckpoint(dir);
+    expect(Array.from(loaded.weights['out/bias']!.dataSync())).toEqual(saved['out/bias']);
+    loaded.dispose();
+    // A successful write replaces it.
+    task.options.failStateDict = false;
+    await writeCheckpoint(dir, { task, modelDataArgs: {} });
+    const replaced = await loadCheckpoint(dir);
+    expect(Array.from(replaced.weights['out/bias']!.dataSync())).toEqual([42]);
+    expect(existsSync(`${dir}.old-${process.pid}`)).toBe(false);
+    replaced.dispose();
+    task.dispose();
+  });
+});
+
+describe('resume', () => {
+  const config = { max_epochs: 3, accumulate_grad_batches: 2, gradient_clip_val: 1, val_check_interval: 0.5 } as const;
+  const makeTask = () => new ToyTask({ hidden: 6, dropout: 0.3, optimizer: 'adam', lr: 0.02, scheduler: 'warmup_cosine' });
+
+  it('reaches exactly the weights of an uninterrupted run, from mid-epoch, epoch-end and SIGINT checkpoints', async () => {
+    const reference = makeTask();
+    const everyStep = new ModelCheckpoint({ every_n_train_steps: 1, save_top_k: -1 });
+    const uninterrupted = makeTrainer(scratch.dir(), config, [everyStep]);
+    const full = await uninterrupted.trainer.fit(reference, new ToyDataModule());
+    expect(full.globalStep).toBe(12);
+    const expected = reference.snapshot();
+    const valSeries = uninterrupted.logger.series('val_loss');
+
+    const resumeFrom = async (dir: string, step: number) => {
+      const task = makeTask();
+      const run = makeTrainer(scratch.dir(), config, [new ModelCheckpoint({ every_n_train_steps: 1, save_top_k: -1 })]);
+      const result = await run.trainer.fit(task, new ToyDataModule(), { resumeFrom: dir });
+      expect(result.globalStep).toBe(12);
+      expect(task.snapshot()).toEqual(expected);
+      // The same validations at the same steps with the same results, including one pending at the resume step.
+      expect(run.logger.series('val_loss')).toEqual(valSeries.filter(([s]) => s >= step));
+      task.dispose();
+      return run;
+    };
+    const ckpt = (step: number) => join(uninterrupted.runDir, 'checkpoints', `step=${String(step).padStart(6, '0')}`);
+    // Step 3: epoch 0, batch 6 (mid-epoch, just after a mid-epoch validation).
+    const mid = await resumeFrom(ckpt(3), 3);
+    expect(mid.output.lines[0]).toBe(`Resumed from '${ckpt(3)}' at global step 3 (epoch 0, batch 6).`);
+    // Step 4: the last batch of epoch 0, saved before that epoch's final validation.
+    await resumeFrom(ckpt(4), 4);
+
+    // Stopped by SIGINT at step 5, then resumed from the `last` it saved.
+    const task = makeTask();
+    const stopAt5 = new ModelCheckpoint({ every_n_train_steps: 100 });
+    const interrupted = makeTrainer(scratch.dir(), config, [stopAt5, {
+      name: 'interrupter',
+      onTrainBatchEnd: (trainer) => {
+        if (trainer.globalStep === 5) process.emit('SIGINT');
+      },
+    }]);
+    await expect(interrupted.trainer.fit(task, new ToyDataModule())).rejects.toThrow(/interrupted by SIGINT at step 5/);
+    task.dispose();
+    await resumeFrom(join(interrupted.runDir, 'checkpoints', 'last'), 5);
+    reference.dispose();
+  });
+
+  it('refuses to resume a different model, naming the variables', async () => {
+    const task = new ToyTask();
+    const dir = await writeCheckpoint(join(scratch.dir(), 'other'), {
+      task, modelDataArgs: {}, trainerState: {
+        globalStep: 1, epoch: 0, batchInEpoch: 1, epochFinished: false, validatedAt: -1, seed: 42, optimizer: 'sgd', scheduler: null, callbacks: {}, metrics: {},
+      },
+    });
+    const mlp = makeTask();
+    const { trainer } = makeTrainer(scratch.dir(), config);
+    await expect(trainer.fit(mlp, new ToyDataModule(), { resumeFrom: dir })).rejects.toThrow(/does not match the model: mis-shaped: 'out\/kernel'/);
+    mlp.dispose();
+    task.dispose();
+  });
+});

@@ -1,0 +1,216 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import { ModelCheckpoint } from '../../src/callbacks/model-checkpoint.js';
+import { TaskforgeError } from '../../src/errors.js';
+import { TrainingInterrupted } from '../../src/trainer/signals.js';
+import { RecordingCallback, ToyDataModule, ToyTask } from '../toy/toy.js';
+import { makeTrainer, useScratch } from './helpers.js';
+
+const scratch = useScratch();
+
+describe('Trainer.fit', () => {
+  it('fits the toy regression: validation loss falls and the result reports where it stopped', async () => {
+    const task = new ToyTask({ lr: 0.05 });
+    const dm = new ToyDataModule();
+    const { trainer, logger } = makeTrainer(scratch.dir(), { max_epochs: 4 });
+    const result = await trainer.fit(task, dm);
+    const val = logger.series('val_loss').map(([, v]) => v);
+    expect(val).toHaveLength(4);
+    expect(val[3]!).toBeLessThan(val[0]! * 0.5);
+    expect(result.globalStep).toBe(32);
+    expect(result.epoch).toBe(4);
+    expect(result.metrics['val_loss']).toBe(val[3]);
+    expect(task.totalSteps).toBe(32);
+    expect(dm.calls).toEqual(['prepareData', 'setup:fit', 'teardown']);
+    expect(logger.finalized).toEqual(['success']);
+    // Per-step training metrics: loss, lr, epoch and what the task logged.
+    expect(Object.keys(logger.metrics[0]!.metrics).sort()).toEqual(['epoch', 'lr', 'train_loss', 'train_mse']);
+    expect(logger.metrics[0]!.metrics['train_mse']).toBeCloseTo(logger.metrics[0]!.metrics['train_loss']!, 5);
+    task.dispose();
+  });
+
+  it('runs callbacks in Lightning order', async () => {
+    const recorder = new RecordingCallback();
+    const task = new ToyTask();
+    const dm = new ToyDataModule({ nTrain: 8, nVal: 4 });
+    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 2, num_sanity_val_steps: 1 }, [recorder]);
+    await trainer.fit(task, dm);
+    const epoch = (first: number) => [
+      `onTrainEpochStart@${first}`, `onTrainBatchEnd@${first + 1}`, `onTrainBatchEnd@${first + 2}`,
+      `onValidationStart@${first + 2}`, `onValidationEnd@${first + 2}`, `onTrainEpochEnd@${first + 2}`,
+    ];
+    // The sanity check runs validationStep but fires no validation hooks.
+    expect(recorder.events).toEqual(['onFitStart@0', ...epoch(0), ...epoch(2), 'onFitEnd@4']);
+    expect(task.validationCalls).toBe(1 + 2);
+    task.dispose();
+  });
+
+  it('averages gradients over accumulate_grad_batches: 4 x batch 2 == 1 x batch 8', async () => {
+    const runWith = async (batchSize: number, accumulate: number) => {
+      const task = new ToyTask({ hidden: 5, optimizer: 'adam', lr: 0.01 });
+      const dm = new ToyDataModule({ nTrain: 16, batchSize, noVal: true });
+      const { trainer } = makeTrainer(scratch.dir(), { max_steps: 2, accumulate_grad_batches: accumulate, gradient_clip_val: 0.5 });
+      const result = await trainer.fit(task, dm);
+      expect(result.globalStep).toBe(2);
+      const weights = task.snapshot();
+      task.dispose();
+      return weights;
+    };
+    const big = await runWith(8, 1);
+    const small = await runWith(2, 4);
+    for (const [name, values] of Object.entries(big)) {
+      small[name]!.forEach((v, i) => expect(v).toBeCloseTo(values[i]!, 6));
+    }
+  });
+
+  it('honours max_steps, max_epochs and limit_*_batches', async () => {
+    const count = async (config: Record<string, unknown>) => {
+      const recorder = new RecordingCallback();
+      const task = new ToyTask();
+      const { trainer } = makeTrainer(scratch.dir(), config, [recorder]);
+      const result = await trainer.fit(task, new ToyDataModule());
+      task.dispose();
+      const steps = recorder.hooks().filter((h) => h === 'onTrainBatchEnd').length;
+      return { steps, validations: task.validationCalls, result };
+    };
+    expect((await count({ max_epochs: 3 })).steps).toBe(24);
+    expect((await count({ max_epochs: 3, max_steps: 5 })).steps).toBe(5);
+    const limited = await count({ max_epochs: 2, limit_train_batches: 0.5, limit_val_batches: 1 });
+    expect(limited.steps).toBe(8);
+    expect(limited.validations).toBe(2);
+    expect((await count({ max_epochs: 1, limit_train_batches: 3, accumulate_grad_batches: 2 })).steps).toBe(2);
+    // Stopping mid-epoch at max_steps still validates the final weights once.
+    const midEpoch = await count({ max_epochs: 5, max_steps: 3 });
+    expect(midEpoch.validations).toBe(4);
+    expect(midEpoch.result.epoch).toBe(0);
+  });
+
+  it('validates on val_check_interval (fraction and batch count) and check_val_every_n_epoch', async () => {
+    const validatedAt = async (config: Record<string, unknown>) => {
+      const recorder = new RecordingCallback();
+      const task = new ToyTask();
+      const { trainer } = makeTrainer(scratch.dir(), config, [recorder]);
+      await trainer.fit(task, new ToyDataModule({ nVal: 4 }));
+      task.dispose();
+      return recorder.events.filter((e) => e.startsWith('onValidationEnd')).map((e) => Number(e.split('@')[1]));
+    };
+    expect(await validatedAt({ max_epochs: 1, val_check_interval: 0.5 })).toEqual([4, 8]);
+    expect(await validatedAt({ max_epochs: 1, val_check_interval: 3 })).toEqual([3, 6, 8]);
+    expect(await validatedAt({ max_epochs: 4, check_val_every_n_epoch: 2 })).toEqual([16, 32]);
+  });
+
+  it('fast_dev_run runs one batch of each loop and writes no checkpoint', async () => {
+    const task = new ToyTask();
+    const dm = new ToyDataModule();
+    const checkpoint = new ModelCheckpoint({ every_n_train_steps: 1 });
+    const { trainer, logger, runDir } = makeTrainer(scratch.dir(), { fast_dev_run: true, max_epochs: 3, num_sanity_val_steps: 2 }, [checkpoint]);
+    const result = await trainer.fit(task, dm);
+    expect(result.globalStep).toBe(1);
+    expect(task.validationCalls).toBe(1);
+    expect(result.lastCheckpoint).toBeUndefined();
+    expect(existsSync(runDir)).toBe(false);
+    expect(logger.series('train_loss')).toHaveLength(1);
+    const tested = await trainer.test(task, dm);
+    expect(task.testCalls).toBe(1);
+    expect(tested.extras).toEqual({ test_batches: 1 });
+    expect(existsSync(runDir)).toBe(false);
+    task.dispose();
+  });
+
+  it('stops on a NaN loss, naming the step and batch, before touching the weights', async () => {
+    const task = new ToyTask({ nanAtStep: 3 });
+    const { trainer, logger } = makeTrainer(scratch.dir(), { max_epochs: 1 });
+    const before: Record<string, number[]>[] = [];
+    const recorder = new RecordingCallback({ onTrainBatchEnd: () => void before.push(task.snapshot()) });
+    (trainer.callbacks as unknown[]).push(recorder);
+    const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TaskforgeError);
+    expect((error as Error).message).toMatch(/Training loss is NaN at global step 3 \(epoch 0, batch 3\)/);
+    expect((error as Error).message).toContain('stop_on_nan');
+    expect(task.snapshot()).toEqual(before[2]);
+    expect(logger.finalized).toEqual(['failed']);
+    expect(recorder.hooks()).toContain('onException');
+    task.dispose();
+  });
+
+  it('keeps the number of live tensors constant across steps', async () => {
+    const counts: number[] = [];
+    const recorder = new RecordingCallback({ onTrainBatchEnd: () => void counts.push(tf.memory().numTensors) });
+    const task = new ToyTask({ hidden: 4, dropout: 0.2, optimizer: 'adam' });
+    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 2, accumulate_grad_batches: 2, gradient_clip_val: 1, val_check_interval: 0.5 }, [recorder]);
+    const before = tf.memory().numTensors;
+    await trainer.fit(task, new ToyDataModule());
+    expect(counts).toHaveLength(8);
+    expect(new Set(counts).size).toBe(1);
+    // Only the optimizer's slots (disposed at the end of fit) were added.
+    expect(tf.memory().numTensors).toBe(before);
+    task.dispose();
+  });
+
+  it('on SIGINT finishes the step, saves last, finalizes loggers as interrupted and removes its listeners', async () => {
+    const listeners = process.listenerCount('SIGINT');
+    const recorder = new RecordingCallback({
+      onTrainBatchEnd: (trainer) => {
+        if (trainer.globalStep === 3) process.emit('SIGINT');
+      },
+    });
+    const task = new ToyTask();
+    const { trainer, logger, runDir, output } = makeTrainer(scratch.dir(), { max_epochs: 2 }, [recorder]);
+    const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
+    const last = join(runDir, 'checkpoints', 'last');
+    expect(error).toBeInstanceOf(TrainingInterrupted);
+    expect((error as TrainingInterrupted).message).toBe(
+      `Training interrupted by SIGINT at step 3; last checkpoint saved to ${last}; resume with trainer.resume_from=${last}.`,
+    );
+    expect((error as TrainingInterrupted).exitCode).toBe(130);
+    expect(JSON.parse(await readFile(join(last, 'trainer_state.json'), 'utf8'))).toMatchObject({ globalStep: 3, epoch: 0, batchInEpoch: 3 });
+    expect(logger.finalized).toEqual(['interrupted']);
+    expect(output.warnings[0]).toMatch(/Received SIGINT/);
+    expect(process.listenerCount('SIGINT')).toBe(listeners);
+    expect(recorder.hooks().filter((h) => h === 'onTrainBatchEnd')).toHaveLength(3);
+    task.dispose();
+  });
+
+  it('validate() runs one validation epoch with its hooks and logs the metrics', async () => {
+    const recorder = new RecordingCallback();
+    const task = new ToyTask();
+    const dm = new ToyDataModule({ nVal: 12 });
+    const { trainer, logger } = makeTrainer(scratch.dir(), { limit_val_batches: 2 }, [recorder]);
+    const metrics = await trainer.validate(task, dm);
+    expect(Object.keys(metrics)).toEqual(['val_loss']);
+    expect(task.validationCalls).toBe(2);
+    expect(recorder.hooks()).toEqual(['onValidationStart', 'onValidationEnd']);
+    expect(logger.metrics).toEqual([{ step: 0, metrics }]);
+    expect(dm.calls).toEqual(['prepareData', 'setup:validate', 'teardown']);
+    task.dispose();
+  });
+
+  it('rejects a non-scalar loss with a clear message', async () => {
+    const task = new ToyTask();
+    task.trainingStep = (batch, ctx) => task.forward(batch, ctx) as unknown as tf.Scalar;
+    const { trainer } = makeTrainer(scratch.dir());
+    await expect(trainer.fit(task, new ToyDataModule())).rejects.toThrow('trainingStep must return a scalar loss, got a tensor of shape [4]');
+    task.dispose();
+  });
+
+  it('test() averages metrics by weight, returns the extras and writes test_results.json; predict() returns outputs', async () => {
+    const task = new ToyTask();
+    const dm = new ToyDataModule({ nTest: 10, batchSize: 4 });
+    const { trainer, runDir, logger } = makeTrainer(scratch.dir());
+    const result = await trainer.test(task, dm);
+    // Weighted by batch size (4, 4, 2): equal to the loss over all 10 examples at once.
+    const whole = new ToyDataModule({ nTest: 10, batchSize: 10 });
+    const reference = await makeTrainer(scratch.dir()).trainer.test(task, whole);
+    expect(result.metrics['test_loss']).toBeCloseTo(reference.metrics['test_loss']!, 5);
+    expect(result.extras).toEqual({ test_batches: 3 });
+    expect(JSON.parse(await readFile(join(runDir, 'test_results.json'), 'utf8'))).toEqual({ metrics: result.metrics, extras: result.extras });
+    expect(logger.finalized).toEqual(['success']);
+    const outputs = (await trainer.predict(task, dm)) as tf.Tensor[];
+    expect(outputs.map((o) => o.shape)).toEqual([[4], [4], [2]]);
+    tf.dispose(outputs);
+    task.dispose();
+  });
+});
