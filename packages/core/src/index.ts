@@ -12,3 +12,5 @@ export * from './optim/index.js';
 export * from './loggers/index.js';
 export * from './callbacks/index.js';
 export * from './trainer/index.js';
+export * from './app/index.js';
+export { plugin } from './plugin.js';

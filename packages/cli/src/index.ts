@@ -1,0 +1,1 @@
+export { main, commandOptions, type CliIo } from './main.js';

@@ -1,0 +1,122 @@
+/**
+ * The `taskforge` command line. It parses arguments and nothing else: every command is a
+ * function in @taskforge/core's app layer, so the CLI stays thin and the logic stays testable.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import {
+  Session, TaskforgeError, configCommand, evaluateCommand, listCommand, predictCommand, sampleCommand, trainCommand,
+  type CommandOptions,
+} from '@taskforge/core';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+const OVERRIDES_HELP = `
+Overrides (Hydra syntax, any number, in order):
+  key.path=value     change a value:        trainer.max_steps=200
+  group=option       pick a config file:    task=vision/igpt
+  +key.path=value    add a new key:         +trainer.callbacks.x={_target_: callback/lr_monitor}
+  ++key.path=value   add or replace
+  ~key.path          delete a key or group: ~trainer.loggers.tensorboard
+  --key.path=value   same as key.path=value
+Values are YAML: 3, 3e-3, true, null, [1, 2], "quoted strings".`;
+
+/** Runs the CLI; resolves to the process exit code (0 ok, 1 runtime failure, 2 usage/config error). */
+export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+  let verbose = argv.includes('--verbose') || argv.includes('-v');
+  const program = new Command('taskforge')
+    .description('Train transformer models as task plugins (TensorFlow.js).')
+    .version(VERSION, '-V, --version')
+    .option('-v, --verbose', 'print stack traces for errors')
+    .option('--config-dir <dir>', 'project config dir, searched first (default: <project>/conf)')
+    .option('--config-name <name>', 'primary config file name without .yaml', 'config')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .exitOverride();
+
+  const session = () => {
+    const opts = program.opts<{ configDir?: string; configName: string }>();
+    return Session.open({ ...(opts.configDir ? { configDir: opts.configDir } : {}), configName: opts.configName });
+  };
+
+  const withOverrides = (name: string, description: string, extra = '') =>
+    program.command(name).description(description)
+      .argument('[overrides...]', 'config overrides, e.g. trainer.max_steps=200')
+      .allowUnknownOption(true)
+      .addHelpText('after', extra + OVERRIDES_HELP);
+
+  withOverrides('train', 'fit the configured task (checkpoints, logs and samples go to the run dir)')
+    .action(async (args: string[]) => { await trainCommand(await session(), commandOptions(args)); });
+  withOverrides('validate', 'evaluate on the validation split', CKPT_HELP)
+    .action(async (args: string[]) => { await evaluateCommand(await session(), 'validate', commandOptions(args)); });
+  withOverrides('test', 'evaluate on the test split (loss, metrics, task extras)', CKPT_HELP)
+    .action(async (args: string[]) => { await evaluateCommand(await session(), 'test', commandOptions(args)); });
+  withOverrides('predict', 'run the task\'s predictStep over the predict split', CKPT_HELP)
+    .action(async (args: string[]) => { await predictCommand(await session(), commandOptions(args)); });
+  withOverrides('sample', 'write samples from a generative task (e.g. image completions)', CKPT_HELP)
+    .action(async (args: string[]) => { await sampleCommand(await session(), commandOptions(args)); });
+  withOverrides('config', 'print the composed config as YAML, with where each value came from')
+    .addOption(new Option('--no-sources', 'omit the "# from ..." comments'))
+    .action(async (args: string[], opts: { sources: boolean }) => {
+      io.stdout(configCommand(await session(), { ...commandOptions(args.filter((a) => a !== '--no-sources')), sources: opts.sources }));
+    });
+  program.command('list').description('list plugins, registered components by kind, and the config search path')
+    .action(async () => { io.stdout(listCommand(await session()) + '\n'); });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (error) {
+    verbose ||= Boolean(program.opts().verbose);
+    return report(error, io, verbose);
+  }
+}
+
+const CKPT_HELP = `
+Checkpoint:
+  ckpt=<dir>         evaluate this checkpoint with the config it was trained with
+                     (overrides still apply on top of it)`;
+
+/** Splits `ckpt=...` from the config overrides and normalises `--key=value` to `key=value`. */
+export function commandOptions(args: string[]): CommandOptions {
+  let ckpt: string | undefined;
+  const overrides: string[] = [];
+  for (const raw of args) {
+    if (raw === '--verbose' || raw === '-v') continue;
+    const arg = raw.startsWith('--') ? raw.slice(2) : raw;
+    if (arg.startsWith('ckpt=')) ckpt = arg.slice('ckpt='.length);
+    else overrides.push(arg);
+  }
+  return { overrides, ...(ckpt ? { ckpt } : {}) };
+}
+
+function report(error: unknown, io: CliIo, verbose: boolean): number {
+  if (error instanceof CommanderError) {
+    // Help and --version "fail" with exit code 0; real usage mistakes are exit code 2.
+    return error.exitCode === 0 ? 0 : 2;
+  }
+  if (isTaskforgeError(error)) {
+    io.stderr(`error: ${error.message}\n`);
+    if (verbose && error.stack) io.stderr(`${error.stack}\n`);
+    return error.exitCode;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  io.stderr(`error: ${message}\n`);
+  if (verbose && error instanceof Error && error.stack) io.stderr(`${error.stack}\n`);
+  else io.stderr('(this looks like a bug in taskforge or a plugin; run again with --verbose for the stack trace)\n');
+  return 1;
+}
+
+/** Plugins may bundle their own copy of core, so `instanceof` is not enough. */
+function isTaskforgeError(error: unknown): error is TaskforgeError {
+  return error instanceof TaskforgeError || (error instanceof Error && typeof (error as { exitCode?: unknown }).exitCode === 'number');
+}
+
+function defaultIo(): CliIo {
+  return { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) };
+}

@@ -1,0 +1,237 @@
+/**
+ * What each CLI command does, in plain steps: compose the config, pick the backend, build the
+ * components through the registry, and hand them to the Trainer. The CLI only parses arguments.
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import { stringify } from 'yaml';
+import type { Accelerator } from '../backend/index.js';
+import type { Callback, DataModule, MetricsLogger, ModelDataArgs, Task } from '../contracts.js';
+import { toYaml } from '../config/index.js';
+import type { ConfigNode } from '../config/paths.js';
+import { ConfigError, TaskforgeError } from '../errors.js';
+import { constantSchedule } from '../optim/index.js';
+import type { Instantiator } from '../registry/instantiator.js';
+import { COMPONENT_KINDS } from '../registry/types.js';
+import { Tokens, type Clock, type Output } from '../services/tokens.js';
+import { loadCheckpoint, restoreTaskWeights, type Checkpoint } from '../trainer/checkpoint.js';
+import { resolveRunDir } from '../trainer/config.js';
+import { Trainer, type FitResult, type TestResult } from '../trainer/trainer.js';
+import type { RunConfig, Session } from './session.js';
+
+export interface CommandOptions {
+  overrides: string[];
+  /** A checkpoint dir: `test`, `validate`, `predict` and `sample` evaluate its weights with its config. */
+  ckpt?: string;
+}
+
+/** `taskforge train`: fit the configured task; prints where everything went. */
+export async function trainCommand(session: Session, options: CommandOptions): Promise<FitResult> {
+  const { config } = session.compose(options.overrides);
+  const run = await prepareRun(session, config, 'train');
+  const datamodule = run.buildDatamodule();
+  await datamodule.prepareData();
+  await datamodule.setup('fit');
+  const task = run.buildTask(datamodule.modelDataArgs);
+  const trainer = run.buildTrainer();
+  const result = await trainer.fit(task, datamodule, config.trainer.resume_from ? { resumeFrom: config.trainer.resume_from } : {});
+  run.output.info(describeFit(result, run.runDir, config.trainer.fast_dev_run));
+  task.dispose();
+  await datamodule.teardown?.();
+  return result;
+}
+
+/** `taskforge validate|test`: evaluate a checkpoint (or freshly initialised weights) on a split. */
+export async function evaluateCommand(session: Session, stage: 'validate' | 'test', options: CommandOptions): Promise<TestResult> {
+  const { config, checkpoint } = await composeForCheckpoint(session, options);
+  const run = await prepareRun(session, config, stage);
+  const datamodule = run.buildDatamodule();
+  await datamodule.prepareData();
+  await datamodule.setup(stage);
+  const task = run.buildTask(modelDataArgsFor(datamodule, checkpoint, run.output));
+  if (checkpoint) restoreFromCheckpoint(task, checkpoint, run.output);
+  const trainer = run.buildTrainer();
+  const result: TestResult = stage === 'test'
+    ? await trainer.test(task, datamodule)
+    : { metrics: await trainer.validate(task, datamodule), extras: {} };
+  await writeJsonAtomic(join(run.runDir, `${stage}-results.json`), result);
+  run.output.info(describeMetrics(stage, result, run.runDir));
+  task.dispose();
+  await datamodule.teardown?.();
+  return result;
+}
+
+/** `taskforge predict`: run `predictStep` over the predict split; outputs go to predictions.json. */
+export async function predictCommand(session: Session, options: CommandOptions): Promise<unknown[]> {
+  const { config, checkpoint } = await composeForCheckpoint(session, options);
+  const run = await prepareRun(session, config, 'predict');
+  const datamodule = run.buildDatamodule();
+  await datamodule.prepareData();
+  await datamodule.setup('predict');
+  const task = run.buildTask(modelDataArgsFor(datamodule, checkpoint, run.output));
+  if (!task.predictStep) throw new TaskforgeError(`The task '${String(config.task?._target_)}' does not support predict (it has no predictStep).`, { exitCode: 2 });
+  if (checkpoint) restoreFromCheckpoint(task, checkpoint, run.output);
+  const outputs = await run.buildTrainer().predict(task, datamodule);
+  const file = join(run.runDir, 'predictions.json');
+  await writeJsonAtomic(file, outputs);
+  run.output.info(`Wrote ${outputs.length} prediction batches to ${file}`);
+  task.dispose();
+  return outputs;
+}
+
+/** `taskforge sample ckpt=<dir>`: samples from a generative task into `<run dir>/samples`. */
+export async function sampleCommand(session: Session, options: CommandOptions): Promise<string[]> {
+  const { config, checkpoint } = await composeForCheckpoint(session, options);
+  const run = await prepareRun(session, config, 'sample');
+  const datamodule = run.buildDatamodule();
+  await datamodule.prepareData();
+  await datamodule.setup('test');
+  const task = run.buildTask(modelDataArgsFor(datamodule, checkpoint, run.output));
+  if (!task.sample) throw new TaskforgeError(`The task '${String(config.task?._target_)}' does not support sampling (it has no sample method).`, { exitCode: 2 });
+  if (checkpoint) restoreFromCheckpoint(task, checkpoint, run.output);
+  const outDir = join(run.runDir, 'samples');
+  await mkdir(outDir, { recursive: true });
+  const { files } = await task.sample({ outDir, datamodule, seed: config.trainer.seed, tag: checkpoint ? `step${checkpoint.trainerState?.globalStep ?? 0}` : 'init' });
+  run.output.info(`Samples written:\n${files.map((f) => `  ${f}`).join('\n')}`);
+  task.dispose();
+  return files;
+}
+
+/** `taskforge config`: the composed, validated config as YAML, each value with its source. */
+export function configCommand(session: Session, options: CommandOptions & { sources?: boolean }): string {
+  const { config, sources } = session.compose(options.overrides);
+  return toYaml(config as ConfigNode, options.sources === false ? {} : { sources });
+}
+
+/** `taskforge list`: registered components by kind (with their packages) and config groups. */
+export function listCommand(session: Session): string {
+  const lines: string[] = ['Plugins:'];
+  for (const p of session.plugins) lines.push(`  ${p.packageName}@${p.version}  ${relative(process.cwd(), p.dir) || '.'}`);
+  for (const kind of COMPONENT_KINDS) {
+    const entries = session.registry.list(kind);
+    if (!entries.length) continue;
+    lines.push('', `${kind}:`);
+    const width = Math.max(...entries.map((e) => e.target.length));
+    for (const e of entries) lines.push(`  ${e.target.padEnd(width)}  ${e.description}  [${e.packageName}]`);
+  }
+  lines.push('', 'Config search path (first wins):', ...session.searchPath.map((d) => `  ${d}`));
+  return lines.join('\n');
+}
+
+interface PreparedRun {
+  runDir: string;
+  output: Output;
+  buildDatamodule(): DataModule;
+  buildTask(modelDataArgs: ModelDataArgs): Task;
+  buildTrainer(): Trainer;
+}
+
+async function prepareRun(session: Session, config: RunConfig, command: string): Promise<PreparedRun> {
+  const { container } = session;
+  const output = container.resolve<Output>(Tokens.Output);
+  const clock = container.resolve<Clock>(Tokens.Clock);
+  const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
+  for (const section of ['task', 'dataset'] as const) {
+    if (!config[section]) {
+      throw new ConfigError([{ path: section, message: `no ${section} is configured; choose one on the command line, e.g. task=vision/igpt (see \`taskforge list\`)` }], 'Nothing to run');
+    }
+  }
+  await container.resolve<Accelerator>(Tokens.Accelerator).select(config.trainer.accelerator, { threads: config.trainer.threads });
+  const runDir = resolve(session.projectRoot, resolveRunDir(config.trainer, clock));
+  await mkdir(runDir, { recursive: true });
+  await writeTextAtomic(join(runDir, 'config.yaml'), stringify(config));
+  output.info(`taskforge ${command}: run dir ${runDir}`);
+
+  return {
+    runDir,
+    output,
+    buildDatamodule: () => instantiator.create('datamodule', config.dataset, { container }, 'dataset'),
+    buildTask(modelDataArgs) {
+      const backbone = instantiator.create('backbone', config.backbone, { container, modelDataArgs }, 'backbone');
+      return instantiator.create('task', config.task, {
+        container,
+        modelDataArgs,
+        backbone,
+        buildOptimizer: (variables) => instantiator.create('optimizer', config.optimizer, { container, variables }, 'optimizer'),
+        buildScheduler: ({ totalSteps, baseLr }) => config.scheduler
+          ? instantiator.create('scheduler', config.scheduler, { container, totalSteps, baseLr }, 'scheduler')
+          : constantSchedule(baseLr),
+      }, 'task');
+    },
+    buildTrainer() {
+      const callbacks: Callback[] = [];
+      for (const [name, node] of Object.entries(config.trainer.callbacks)) {
+        if (node) callbacks.push(instantiator.create('callback', node, { container }, `trainer.callbacks.${name}`));
+      }
+      const loggers: MetricsLogger[] = [];
+      for (const [name, node] of Object.entries(config.trainer.loggers)) {
+        if (node) loggers.push(instantiator.create('logger', node, { container, runDir }, `trainer.loggers.${name}`));
+      }
+      return new Trainer(config.trainer, { callbacks, loggers, runDir, output, clock, composedConfig: config as ConfigNode });
+    },
+  };
+}
+
+/**
+ * With `ckpt=<dir>`, the checkpoint's saved config is the base and the command-line overrides
+ * apply on top of it (values only: its config groups were already resolved when it was saved).
+ */
+async function composeForCheckpoint(session: Session, options: CommandOptions): Promise<{ config: RunConfig; checkpoint?: Checkpoint }> {
+  if (!options.ckpt) return { config: session.compose(options.overrides).config };
+  const checkpoint = await loadCheckpoint(resolve(options.ckpt), { optimizer: false });
+  const { config } = session.compose(options.overrides, { searchPath: [checkpoint.dir, ...session.searchPath], configName: 'config' });
+  return { config, checkpoint };
+}
+
+/** A checkpoint carries the data facts its weights were trained with; those win over the data's. */
+function modelDataArgsFor(datamodule: DataModule, checkpoint: Checkpoint | undefined, output: Output): ModelDataArgs {
+  if (!checkpoint) return datamodule.modelDataArgs;
+  const saved = checkpoint.taskState.modelDataArgs;
+  const differing = Object.keys(saved).filter((k) => k in datamodule.modelDataArgs && !isDeepStrictEqual(saved[k], datamodule.modelDataArgs[k]));
+  if (differing.length) {
+    output.warn(`the data module reports different ${differing.join(', ')} than checkpoint ${checkpoint.dir} was trained with; using the checkpoint's.`);
+  }
+  return saved;
+}
+
+function restoreFromCheckpoint(task: Task, checkpoint: Checkpoint, output: Output): void {
+  restoreTaskWeights(task, checkpoint);
+  checkpoint.dispose();
+  if (checkpoint.taskState.state && task.loadStateDict) task.loadStateDict(checkpoint.taskState.state);
+  output.info(`Loaded weights from ${checkpoint.dir} (step ${checkpoint.trainerState?.globalStep ?? '?'})`);
+}
+
+function describeFit(result: FitResult, runDir: string, dryRun: boolean): string {
+  const lines = [`Training finished at step ${result.globalStep} (epoch ${result.epoch}).`];
+  const metrics = Object.entries(result.metrics).filter(([k]) => k.startsWith('val')).map(([k, v]) => `${k}=${v.toFixed(4)}`);
+  if (metrics.length) lines.push(`  last validation: ${metrics.join(' ')}`);
+  if (result.bestCheckpoint) lines.push(`  best checkpoint: ${result.bestCheckpoint}`);
+  if (result.lastCheckpoint) lines.push(`  last checkpoint: ${result.lastCheckpoint}`);
+  if (dryRun) lines.push('  fast_dev_run: no checkpoints were written');
+  lines.push(`  logs:            ${join(runDir, 'logs')}`, `  samples:         ${join(runDir, 'samples')}`, `  config:          ${join(runDir, 'config.yaml')}`);
+  return lines.join('\n');
+}
+
+function describeMetrics(stage: string, result: TestResult, runDir: string): string {
+  const lines = [`${stage} results:`];
+  for (const [k, v] of Object.entries(result.metrics)) lines.push(`  ${k.padEnd(16)} ${v.toFixed(4)}`);
+  for (const [k, v] of Object.entries(result.extras)) lines.push(`  ${k}: ${formatExtra(v)}`);
+  lines.push(`  written to ${join(runDir, `${stage}-results.json`)}`);
+  return lines.join('\n');
+}
+
+function formatExtra(value: unknown): string {
+  if (Array.isArray(value) && value.every(Array.isArray)) return '\n' + value.map((row) => '    ' + (row as unknown[]).map((x) => String(x).padStart(5)).join(' ')).join('\n');
+  return JSON.stringify(value);
+}
+
+async function writeTextAtomic(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, text);
+  await rename(tmp, file);
+}
+
+async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
+  await writeTextAtomic(file, JSON.stringify(value, null, 2) + '\n');
+}

@@ -1,0 +1,4 @@
+export { Session, type SessionOptions, type RunConfig, type ComposedRun } from './session.js';
+export {
+  trainCommand, evaluateCommand, predictCommand, sampleCommand, configCommand, listCommand, type CommandOptions,
+} from './commands.js';
