@@ -2,6 +2,7 @@ import { defineConfig, mergeConfig } from 'vitest/config';
 import shared from '../vitest.shared.js';
 
 export default mergeConfig(shared, defineConfig({
+  root: import.meta.dirname,
   test: {
     name: 'e2e',
     include: ['**/*.spec.ts'],

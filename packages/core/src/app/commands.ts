@@ -2,6 +2,7 @@
  * What each CLI command does, in plain steps: compose the config, pick the backend, build the
  * components through the registry, and hand them to the Trainer. The CLI only parses arguments.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -44,8 +45,9 @@ export async function trainCommand(session: Session, options: CommandOptions): P
 
 /** `taskforge validate|test`: evaluate a checkpoint (or freshly initialised weights) on a split. */
 export async function evaluateCommand(session: Session, stage: 'validate' | 'test', options: CommandOptions): Promise<TestResult> {
-  const { config, checkpoint } = await composeForCheckpoint(session, options);
+  const { config, ckptDir } = composeForCheckpoint(session, options);
   const run = await prepareRun(session, config, stage);
+  const checkpoint = await loadIfGiven(ckptDir);
   const datamodule = run.buildDatamodule();
   await datamodule.prepareData();
   await datamodule.setup(stage);
@@ -55,8 +57,10 @@ export async function evaluateCommand(session: Session, stage: 'validate' | 'tes
   const result: TestResult = stage === 'test'
     ? await trainer.test(task, datamodule)
     : { metrics: await trainer.validate(task, datamodule), extras: {} };
-  await writeJsonAtomic(join(run.runDir, `${stage}-results.json`), result);
-  run.output.info(describeMetrics(stage, result, run.runDir));
+  // The Trainer writes test_results.json itself; validation results are written here.
+  const resultsFile = join(run.runDir, `${stage}_results.json`);
+  if (stage === 'validate' && !config.trainer.fast_dev_run) await writeJsonAtomic(resultsFile, result);
+  run.output.info(describeMetrics(stage, result, config.trainer.fast_dev_run ? undefined : resultsFile));
   task.dispose();
   await datamodule.teardown?.();
   return result;
@@ -64,8 +68,9 @@ export async function evaluateCommand(session: Session, stage: 'validate' | 'tes
 
 /** `taskforge predict`: run `predictStep` over the predict split; outputs go to predictions.json. */
 export async function predictCommand(session: Session, options: CommandOptions): Promise<unknown[]> {
-  const { config, checkpoint } = await composeForCheckpoint(session, options);
+  const { config, ckptDir } = composeForCheckpoint(session, options);
   const run = await prepareRun(session, config, 'predict');
+  const checkpoint = await loadIfGiven(ckptDir);
   const datamodule = run.buildDatamodule();
   await datamodule.prepareData();
   await datamodule.setup('predict');
@@ -82,8 +87,9 @@ export async function predictCommand(session: Session, options: CommandOptions):
 
 /** `taskforge sample ckpt=<dir>`: samples from a generative task into `<run dir>/samples`. */
 export async function sampleCommand(session: Session, options: CommandOptions): Promise<string[]> {
-  const { config, checkpoint } = await composeForCheckpoint(session, options);
+  const { config, ckptDir } = composeForCheckpoint(session, options);
   const run = await prepareRun(session, config, 'sample');
+  const checkpoint = await loadIfGiven(ckptDir);
   const datamodule = run.buildDatamodule();
   await datamodule.prepareData();
   await datamodule.setup('test');
@@ -177,11 +183,19 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
  * With `ckpt=<dir>`, the checkpoint's saved config is the base and the command-line overrides
  * apply on top of it (values only: its config groups were already resolved when it was saved).
  */
-async function composeForCheckpoint(session: Session, options: CommandOptions): Promise<{ config: RunConfig; checkpoint?: Checkpoint }> {
+function composeForCheckpoint(session: Session, options: CommandOptions): { config: RunConfig; ckptDir?: string } {
   if (!options.ckpt) return { config: session.compose(options.overrides).config };
-  const checkpoint = await loadCheckpoint(resolve(options.ckpt), { optimizer: false });
-  const { config } = session.compose(options.overrides, { searchPath: [checkpoint.dir, ...session.searchPath], configName: 'config' });
-  return { config, checkpoint };
+  const ckptDir = resolve(options.ckpt);
+  if (!existsSync(join(ckptDir, 'config.yaml'))) {
+    throw new TaskforgeError(`ckpt=${options.ckpt}: ${ckptDir} is not a taskforge checkpoint (it has no config.yaml); pass a checkpoint directory such as <run dir>/checkpoints/last.`, { exitCode: 2 });
+  }
+  const { config } = session.compose(options.overrides, { searchPath: [ckptDir, ...session.searchPath], configName: 'config' });
+  return { config, ckptDir };
+}
+
+/** Loaded after the backend is chosen, so the weights land on it. */
+async function loadIfGiven(ckptDir: string | undefined): Promise<Checkpoint | undefined> {
+  return ckptDir ? loadCheckpoint(ckptDir, { optimizer: false }) : undefined;
 }
 
 /** A checkpoint carries the data facts its weights were trained with; those win over the data's. */
@@ -213,17 +227,25 @@ function describeFit(result: FitResult, runDir: string, dryRun: boolean): string
   return lines.join('\n');
 }
 
-function describeMetrics(stage: string, result: TestResult, runDir: string): string {
+function describeMetrics(stage: string, result: TestResult, file: string | undefined): string {
   const lines = [`${stage} results:`];
   for (const [k, v] of Object.entries(result.metrics)) lines.push(`  ${k.padEnd(16)} ${v.toFixed(4)}`);
-  for (const [k, v] of Object.entries(result.extras)) lines.push(`  ${k}: ${formatExtra(v)}`);
-  lines.push(`  written to ${join(runDir, `${stage}-results.json`)}`);
+  for (const [k, v] of Object.entries(result.extras)) lines.push(`  ${k}:${formatExtra(v)}`);
+  if (file) lines.push(`  written to ${file}`);
   return lines.join('\n');
 }
 
+/** Matrices (e.g. a confusion matrix with class names) print as a table; anything else as JSON. */
 function formatExtra(value: unknown): string {
-  if (Array.isArray(value) && value.every(Array.isArray)) return '\n' + value.map((row) => '    ' + (row as unknown[]).map((x) => String(x).padStart(5)).join(' ')).join('\n');
-  return JSON.stringify(value);
+  const table = value as { matrix?: unknown; class_names?: unknown };
+  const matrix = Array.isArray(value) ? value : table?.matrix;
+  if (!Array.isArray(matrix) || !matrix.every((row) => Array.isArray(row))) return ` ${JSON.stringify(value)}`;
+  const names = Array.isArray(table.class_names) ? table.class_names.map(String) : matrix.map((_, i) => String(i));
+  const width = Math.max(5, ...matrix.flat().map((x) => String(x).length + 1));
+  const label = Math.max(...names.map((n) => n.length));
+  const header = ' '.repeat(label + 4) + names.map((n) => n.slice(0, width - 1).padStart(width)).join('');
+  const rows = (matrix as unknown[][]).map((row, i) => `    ${(names[i] ?? '').padEnd(label)}${row.map((x) => String(x).padStart(width)).join('')}`);
+  return `\n${header}\n${rows.join('\n')}`;
 }
 
 async function writeTextAtomic(file: string, text: string): Promise<void> {
