@@ -178,7 +178,12 @@ describe('TensorBoardLogger', () => {
     expect(() => logger.logImage('x', new Uint8Array([1, 2, 3]), 1)).toThrow(/expects PNG bytes/);
     expect(() => logger.logMetrics({ loss: 1 }, -1)).toThrow(/step must be a non-negative integer, got -1/);
     logger.finalize();
-    expect(() => logger.logMetrics({ loss: 1 }, 2)).toThrow(/after finalize/);
+    // fit, then test: the Trainer finalizes between them; later events append to the same file.
+    logger.logMetrics({ 'test/loss': 0.5 }, 2);
+    logger.finalize();
+    const events = readEvents(logger.eventsPath);
+    expect(events).toHaveLength(3);
+    expect(events[2]!.step).toBe(2n);
   });
 });
 

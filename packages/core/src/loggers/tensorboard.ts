@@ -30,7 +30,6 @@ export class TensorBoardLogger implements MetricsLogger {
   private readonly now: () => number;
   private pending: Buffer[] = [];
   private fd: number | undefined;
-  private closed = false;
 
   constructor(options: TensorBoardLoggerOptions) {
     this.dir = options.dir;
@@ -61,7 +60,7 @@ export class TensorBoardLogger implements MetricsLogger {
 
   /** Writes pending events now. */
   flush(): void {
-    if (this.pending.length <= 0 || this.closed) return;
+    if (this.pending.length <= 0) return;
     const data = Buffer.concat(this.pending);
     withFsErrors('write TensorBoard events to', this.eventsPath, () => {
       if (this.fd === undefined) {
@@ -73,15 +72,17 @@ export class TensorBoardLogger implements MetricsLogger {
     this.pending = [];
   }
 
+  /**
+   * Flushes and closes the file. The Trainer finalizes loggers after each of fit/validate/test, as
+   * Lightning does, so logging afterwards reopens the same file in append mode.
+   */
   finalize(): void {
     this.flush();
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
-    this.closed = true;
   }
 
   private enqueue(step: number, values: SummaryValue[]): void {
-    if (this.closed) throw new TaskforgeError('TensorBoard logger: logged after finalize().');
     if (!Number.isInteger(step) || step < 0) throw new TaskforgeError(`TensorBoard logger: step must be a non-negative integer, got ${step}.`);
     this.pending.push(frameRecord(encodeEvent({ wallTime: this.now() / 1000, step, values })));
     if (this.pending.length >= this.flushEvery) this.flush();
