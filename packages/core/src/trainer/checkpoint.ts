@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import YAML from 'yaml';
@@ -106,6 +106,14 @@ const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
 /** Reads a checkpoint written by `writeCheckpoint`. `optimizer: false` skips the optimizer state. */
 export async function loadCheckpoint(dir: string, options: { optimizer?: boolean } = {}): Promise<Checkpoint> {
+  return loadCheckpointSync(dir, options);
+}
+
+/**
+ * `loadCheckpoint` for code that cannot await, e.g. a component's synchronous `create` loading
+ * pretrained weights before its optimizer is built.
+ */
+export function loadCheckpointSync(dir: string, options: { optimizer?: boolean } = {}): Checkpoint {
   if (!existsSync(join(dir, 'weights.json'))) {
     const hint = existsSync(dir)
       ? `the directory exists but has no weights.json, so it is not a taskforge checkpoint (or it was written by an interrupted save; look for '${basename(dir)}.tmp-*' or '.old-*' next to it)`
@@ -116,21 +124,21 @@ export async function loadCheckpoint(dir: string, options: { optimizer?: boolean
   }
   const owned: tf.Tensor[] = [];
   try {
-    const weights = await readTensors(dir, 'weights', WEIGHTS_FORMAT);
+    const weights = readTensors(dir, 'weights', WEIGHTS_FORMAT);
     owned.push(...Object.values(weights));
     let optimizer: Checkpoint['optimizer'];
     if (options.optimizer !== false && existsSync(join(dir, 'optimizer.json'))) {
-      const manifest = await readJson<{ name?: string; meta?: Record<string, unknown> }>(dir, 'optimizer.json');
-      const tensors = await readTensors(dir, 'optimizer', OPTIMIZER_FORMAT);
+      const manifest = readJson<{ name?: string; meta?: Record<string, unknown> }>(dir, 'optimizer.json');
+      const tensors = readTensors(dir, 'optimizer', OPTIMIZER_FORMAT);
       owned.push(...Object.values(tensors));
       optimizer = { name: String(manifest.name ?? 'unknown'), state: { tensors, meta: manifest.meta ?? {} } };
     }
-    const trainerState = existsSync(join(dir, 'trainer_state.json')) ? await readJson<TrainerState>(dir, 'trainer_state.json') : undefined;
+    const trainerState = existsSync(join(dir, 'trainer_state.json')) ? readJson<TrainerState>(dir, 'trainer_state.json') : undefined;
     const taskState = existsSync(join(dir, 'task_state.json'))
-      ? await readJson<TaskState>(dir, 'task_state.json')
+      ? readJson<TaskState>(dir, 'task_state.json')
       : { modelDataArgs: {}, state: null };
     const config = existsSync(join(dir, 'config.yaml'))
-      ? ((YAML.parse(await readFile(join(dir, 'config.yaml'), 'utf8')) ?? {}) as Record<string, unknown>)
+      ? ((YAML.parse(readFileSync(join(dir, 'config.yaml'), 'utf8')) ?? {}) as Record<string, unknown>)
       : {};
     return {
       dir, weights, taskState, config,
@@ -145,8 +153,8 @@ export async function loadCheckpoint(dir: string, options: { optimizer?: boolean
   }
 }
 
-async function readJson<T>(dir: string, file: string): Promise<T> {
-  const text = await readFile(join(dir, file), 'utf8');
+function readJson<T>(dir: string, file: string): T {
+  const text = readFileSync(join(dir, file), 'utf8');
   try {
     return JSON.parse(text) as T;
   } catch (error) {
@@ -154,15 +162,15 @@ async function readJson<T>(dir: string, file: string): Promise<T> {
   }
 }
 
-async function readTensors(dir: string, stem: string, format: string): Promise<tf.NamedTensorMap> {
-  const manifest = await readJson<{ format?: string; weightsManifest?: tf.io.WeightsManifestConfig }>(dir, `${stem}.json`);
+function readTensors(dir: string, stem: string, format: string): tf.NamedTensorMap {
+  const manifest = readJson<{ format?: string; weightsManifest?: tf.io.WeightsManifestConfig }>(dir, `${stem}.json`);
   const group = manifest.weightsManifest?.[0];
   if (manifest.format !== format || !group) {
     throw new TaskforgeError(
       `Checkpoint file '${join(dir, `${stem}.json`)}' has format ${JSON.stringify(manifest.format)}, expected '${format}' with a weightsManifest; it was not written by taskforge.`,
     );
   }
-  const bytes = await readFile(join(dir, group.paths[0] ?? `${stem}.bin`));
+  const bytes = readFileSync(join(dir, group.paths[0] ?? `${stem}.bin`));
   const expected = group.weights.reduce((sum, s) => sum + s.shape.reduce((a, b) => a * b, 1) * bytesPerElement(s.dtype), 0);
   if (bytes.byteLength !== expected) {
     throw new TaskforgeError(

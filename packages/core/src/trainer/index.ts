@@ -6,7 +6,7 @@ export {
   trainerConfigSchema, componentNodeSchema, parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput,
 } from './config.js';
 export {
-  writeCheckpoint, loadCheckpoint, restoreTaskWeights, checkpointName, WEIGHTS_FORMAT, OPTIMIZER_FORMAT,
+  writeCheckpoint, loadCheckpoint, loadCheckpointSync, restoreTaskWeights, checkpointName, WEIGHTS_FORMAT, OPTIMIZER_FORMAT,
   type Checkpoint, type CheckpointContents, type TrainerState, type TaskState, type RestoreReport,
 } from './checkpoint.js';
 export { mixSeed } from './step-context.js';
