@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
+import { componentNode } from '../registry/validate.js';
 import type { Clock } from '../services/tokens.js';
 
 /**
@@ -16,8 +17,6 @@ const batchLimit = z
   .nullable()
   .default(null);
 
-/** A config node for a component built by the orchestration layer (`_target_: <kind>/<name>`). */
-export const componentNodeSchema = z.looseObject({ _target_: z.string().min(1) });
 
 export const trainerConfigSchema = z.strictObject({
   /** -1 = no limit (then max_steps must be set). */
@@ -50,8 +49,8 @@ export const trainerConfigSchema = z.strictObject({
   stop_on_nan: z.boolean().default(true),
   log_every_n_steps: z.number().int().min(1).default(10),
   /** name → component node; null removes an entry inherited from a default. */
-  callbacks: z.record(z.string(), componentNodeSchema.nullable()).default({}),
-  loggers: z.record(z.string(), componentNodeSchema.nullable()).default({}),
+  callbacks: z.record(z.string(), componentNode('callback').nullable()).default({}),
+  loggers: z.record(z.string(), componentNode('logger').nullable()).default({}),
 });
 
 export type TrainerConfig = z.output<typeof trainerConfigSchema>;

@@ -3,7 +3,7 @@ export {
   type TrainerDeps, type FitResult, type TestResult, type CheckpointingCallback,
 } from './trainer.js';
 export {
-  trainerConfigSchema, componentNodeSchema, parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput,
+  trainerConfigSchema, parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput,
 } from './config.js';
 export {
   writeCheckpoint, loadCheckpoint, loadCheckpointSync, restoreTaskWeights, checkpointName, WEIGHTS_FORMAT, OPTIMIZER_FORMAT,
