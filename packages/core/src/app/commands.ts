@@ -18,7 +18,7 @@ import { COMPONENT_KINDS } from '../registry/types.js';
 import { Tokens, type Clock, type Output } from '../services/tokens.js';
 import { loadCheckpoint, restoreTaskWeights, type Checkpoint } from '../trainer/checkpoint.js';
 import { resolveRunDir } from '../trainer/config.js';
-import { Trainer, type FitResult, type TestResult } from '../trainer/trainer.js';
+import type { FitResult, TestResult, Trainer, TrainerFactory } from '../trainer/trainer.js';
 import type { RunConfig, Session } from './session.js';
 
 export interface CommandOptions {
@@ -174,7 +174,8 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
       for (const [name, node] of Object.entries(config.trainer.loggers)) {
         if (node) loggers.push(instantiator.create('logger', node, { container, runDir }, `trainer.loggers.${name}`));
       }
-      return new Trainer(config.trainer, { callbacks, loggers, runDir, output, clock, composedConfig: config as ConfigNode });
+      const makeTrainer = container.resolve<TrainerFactory>(Tokens.TrainerFactory);
+      return makeTrainer(config.trainer, { callbacks, loggers, runDir, output, clock, composedConfig: config as ConfigNode });
     },
   };
 }

@@ -3,6 +3,7 @@ import { container as rootContainer, instanceCachingFactory, type DependencyCont
 import { Accelerator } from '../backend/accelerator.js';
 import { Instantiator } from '../registry/instantiator.js';
 import { ComponentRegistry } from '../registry/registry.js';
+import { Trainer, type TrainerFactory } from '../trainer/trainer.js';
 import { SystemClock } from './clock.js';
 import { ConsoleOutput } from './output.js';
 import { defaultPaths } from './paths.js';
@@ -29,6 +30,7 @@ export function createContainer(overrides: ServiceOverrides = {}, parent: Depend
   if (overrides.paths) c.register(Tokens.Paths, { useValue: overrides.paths });
   else c.register(Tokens.Paths, { useFactory: instanceCachingFactory(() => defaultPaths()) });
   c.register(Tokens.Accelerator, { useFactory: instanceCachingFactory((r) => new Accelerator(r.resolve<Output>(Tokens.Output))) });
+  c.register(Tokens.TrainerFactory, { useValue: ((config, deps) => new Trainer(config, deps)) satisfies TrainerFactory });
   c.register(Tokens.Instantiator, { useFactory: (r) => new Instantiator(r.resolve<ComponentRegistry>(Tokens.Registry)) });
   return c;
 }

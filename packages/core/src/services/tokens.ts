@@ -15,6 +15,8 @@ export const Tokens = {
   Accelerator: Symbol.for('taskforge.Accelerator'),
   /** Instantiator: builds registered components from validated config nodes. */
   Instantiator: Symbol.for('taskforge.Instantiator'),
+  /** TrainerFactory: `(config, deps) => Trainer`; swap it to run commands with another Trainer. */
+  TrainerFactory: Symbol.for('taskforge.TrainerFactory'),
 } as const;
 
 export interface Clock {

@@ -1,6 +1,6 @@
 export {
   Trainer, isCheckpointingCallback,
-  type TrainerDeps, type FitResult, type TestResult, type CheckpointingCallback,
+  type TrainerDeps, type TrainerFactory, type FitResult, type TestResult, type CheckpointingCallback,
 } from './trainer.js';
 export {
   trainerConfigSchema, parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput,

@@ -24,6 +24,9 @@ export interface TrainerDeps {
   composedConfig?: Record<string, unknown>;
 }
 
+/** How the app layer makes Trainers; registered in the container under `Tokens.TrainerFactory`. */
+export type TrainerFactory = (config: TrainerConfig | TrainerConfigInput, deps: TrainerDeps) => Trainer;
+
 export interface FitResult {
   globalStep: number;
   epoch: number;
