@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { augmentGrid, augmentParams, PAD, reflect, type AugmentParams } from './augment.js';
+import { augmentGrid, augmentPad, augmentParams, PAD, reflect, type AugmentParams } from './augment.js';
 
 const src = Int32Array.from({ length: 1024 }, (_, i) => i); // value = y*32 + x
 const run = (p: AugmentParams) => {
@@ -48,5 +48,41 @@ describe('augmentation', () => {
     expect(flips).toBeLessThan(1100);
     expect(augmentParams(7, 1, 5)).toEqual(draws[5]);
     expect(Array.from({ length: 50 }, (_, i) => augmentParams(7, 2, i))).not.toEqual(draws.slice(0, 50));
+  });
+
+  it('scales the padding with the image size, never below 1', () => {
+    expect([32, 16, 8, 4].map(augmentPad)).toEqual([4, 2, 1, 1]);
+    expect(augmentParams(7, 1, 3)).toEqual(augmentParams(7, 1, 3, augmentPad(32)));
+    const draws = Array.from({ length: 500 }, (_, i) => augmentParams(7, 1, i, 2));
+    expect(new Set(draws.map((p) => p.dx))).toEqual(new Set([0, 1, 2, 3, 4]));
+    expect(new Set(draws.map((p) => p.dy))).toEqual(new Set([0, 1, 2, 3, 4]));
+  });
+
+  it.each([16, 8, 4])('at image size %i reads only its own image, shifts by at most the padding, and mirrors', (size) => {
+    const pad = augmentPad(size), n = size * size;
+    // The image sits between sentinel-filled neighbours: any read outside it would show -1.
+    const buf = new Int32Array(3 * n).fill(-1);
+    for (let i = 0; i < n; i++) buf[n + i] = i;
+    for (let dx = 0; dx <= 2 * pad; dx++) {
+      for (let dy = 0; dy <= 2 * pad; dy++) {
+        for (const flip of [false, true]) {
+          const out = new Int32Array(n + 5).fill(-2);
+          augmentGrid(buf, n, out, 5, { dx, dy, flip }, size);
+          expect(Array.from(out.subarray(0, 5))).toEqual([-2, -2, -2, -2, -2]);
+          const got = Array.from(out.subarray(5));
+          expect(Math.min(...got)).toBeGreaterThanOrEqual(0);
+          // Row y shows source row y + dy - pad (reflected), so content moves by at most pad.
+          expect(got.every((v, i) => Math.abs(Math.floor(v / size) - Math.floor(i / size)) <= pad)).toBe(true);
+          const expected = got.map((_, i) => {
+            const x = i % size, y = Math.floor(i / size);
+            return reflect(y + dy - pad, size) * size + reflect((flip ? size - 1 - x : x) + dx - pad, size);
+          });
+          expect(got).toEqual(expected);
+        }
+      }
+    }
+    const centre = new Int32Array(n);
+    augmentGrid(buf, n, centre, 0, { dx: pad, dy: pad, flip: false }, size);
+    expect(centre).toEqual(buf.subarray(n, 2 * n));
   });
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { IMAGE_SIZES } from './images.js';
 
 export const OFFICIAL_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';
 export const OFFICIAL_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530';
@@ -24,7 +25,15 @@ export const cifar10Schema = z.strictObject({
   shuffle: z.boolean().default(true),
   /** Drop the last, smaller training batch. */
   drop_last: z.boolean().default(false),
-  /** Reflect-pad 4 + random 32×32 crop + random horizontal flip, training split only. */
+  /**
+   * Side of the square images served, in pixels: 32 (native), 16, 8 or 4. Smaller images are
+   * box-filter averages of the 32×32 ones, made before the palette is fitted; sequences are
+   * image_size² tokens long, so attention costs (image_size/32)⁴ of the native size.
+   */
+  image_size: z.number().int().refine((v) => (IMAGE_SIZES as readonly number[]).includes(v), {
+    message: `must be one of ${IMAGE_SIZES.join(', ')} (a divisor of 32 that is at least 4), so that each pixel averages a whole block of the 32×32 image; pick the nearest of these`,
+  }).default(32),
+  /** Reflect-pad (4 at 32×32, scaled with image_size, at least 1) + random crop + random horizontal flip, training split only. */
   augment: z.boolean().default(false),
   /** Batches prepared ahead of the consumer; 0 builds each batch on demand. */
   prefetch: z.number().int().nonnegative().default(2),

@@ -5,20 +5,20 @@ import {
   type DataLoaderOptions, type DataModule, type ModelDataArgs, type Output, type Paths, type Split, type Stage,
 } from '@taskforge/core';
 import { download, extractArchive, md5File, md5Mismatch, resolveSource } from './archive.js';
-import { augmentGrid, augmentParams } from './augment.js';
+import { augmentGrid, augmentPad, augmentParams } from './augment.js';
 import type { Cifar10Config } from './config.js';
 import {
-  ALL_FILES, BATCH_DIR, IMAGE_PIXELS, IMAGE_SIZE, META_FILE, NUM_CLASSES, TEST_FILE, TRAIN_FILES,
-  parseBatch, parseMeta, readBatches, readMeta, type CifarRecords,
+  ALL_FILES, BATCH_DIR, IMAGE_SIZE, META_FILE, NUM_CLASSES, TEST_FILE, TRAIN_FILES, parseBatch, parseMeta, readBatches, readMeta,
 } from './format.js';
 import { ensureWritableDir, writeFileAtomic } from './fsutil.js';
+import { downsample, type ImageSet } from './images.js';
 import { prefetch } from './prefetch.js';
 import { hash32, permutation } from './rng.js';
 import { loadOrFitPalette, paletteKey, readTokenStore, tokenize, writeTokenStore, type PaletteParams, type TokenStore } from './store.js';
 
 /** One batch: plain typed arrays, turned into tensors by the task. */
 export interface CifarBatch {
-  /** size×1024 palette tokens, raster order. */
+  /** size×image_size² palette tokens, raster order. */
   tokens: Int32Array;
   /** Class ids 0..9. */
   labels: Int32Array;
@@ -55,6 +55,8 @@ interface SplitView {
 
 export class Cifar10DataModule implements DataModule<CifarBatch> {
   readonly dataDir: string;
+  /** Tokens per image: image_size². */
+  private readonly pixels: number;
   private prepared?: Promise<void>;
   private archiveMd5?: string;
   private palette?: number[][];
@@ -64,6 +66,7 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
   constructor(readonly config: Cifar10Config, private readonly paths: Paths, private readonly output: Output) {
     const dir = config.data_dir ?? join(paths.cacheDir, 'datasets', 'cifar10');
     this.dataDir = isAbsolute(dir) ? dir : resolve(paths.projectRoot, dir);
+    this.pixels = config.image_size * config.image_size;
   }
 
   /** Download, verify, extract, fit the palette and tokenise both source splits; cached in `data_dir`. */
@@ -80,14 +83,17 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     const batchDir = join(this.dataDir, BATCH_DIR);
     this.archiveMd5 = await this.ensureExtracted(batchDir);
     this.classNames = await readMeta(batchDir);
-    let train: Promise<CifarRecords> | undefined;
-    const trainRecords = () => (train ??= readBatches(batchDir, TRAIN_FILES));
-    this.palette = await loadOrFitPalette(this.paletteFile(), this.paletteParams(), trainRecords, this.output);
+    const size = this.config.image_size;
+    const images = async (files: readonly string[]) => downsample(await readBatches(batchDir, files), size);
+    let train: Promise<ImageSet> | undefined;
+    const trainImages = () => (train ??= images(TRAIN_FILES));
+    this.palette = await loadOrFitPalette(this.paletteFile(), this.paletteParams(), trainImages, this.output);
+    const at = size === IMAGE_SIZE ? '' : ` at ${size}×${size}`;
     for (const [name, files] of [['train', TRAIN_FILES], ['test', [TEST_FILE]]] as const) {
       const file = this.tokenFile(name);
-      if (await readTokenStore(file, this.config.palette_size)) continue;
-      const records = name === 'train' ? await trainRecords() : await readBatches(batchDir, files);
-      await writeTokenStore(file, await tokenize(records, this.palette, this.output, `cifar10: tokenising ${name} images`));
+      if (await readTokenStore(file, this.config.palette_size, this.pixels)) continue;
+      const set = name === 'train' ? await trainImages() : await images(files);
+      await writeTokenStore(file, await tokenize(set, this.palette, this.output, `cifar10: tokenising ${name} images${at}`));
     }
   }
 
@@ -168,12 +174,12 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
   }
 
   private async loadStore(name: 'train' | 'test'): Promise<TokenStore> {
-    const store = await readTokenStore(this.tokenFile(name), this.config.palette_size);
+    const store = await readTokenStore(this.tokenFile(name), this.config.palette_size, this.pixels);
     if (store) return store;
     // Deleted or damaged after prepareData in this process: rebuild it.
     this.prepared = undefined;
     await this.prepareData();
-    const again = await readTokenStore(this.tokenFile(name), this.config.palette_size);
+    const again = await readTokenStore(this.tokenFile(name), this.config.palette_size, this.pixels);
     if (!again) throw new TaskforgeError(`The CIFAR-10 token cache ${this.tokenFile(name)} could not be read back after writing it; check the disk under ${this.dataDir}.`);
     return again;
   }
@@ -182,9 +188,10 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     if (!this.palette || !this.classNames) {
       throw new TaskforgeError('cifar10: modelDataArgs was read before prepareData()/setup() finished; call setup() first.');
     }
+    const size = this.config.image_size;
     return {
-      num_vocab: this.palette.length, num_positions: IMAGE_PIXELS, num_classes: NUM_CLASSES,
-      image_height: IMAGE_SIZE, image_width: IMAGE_SIZE,
+      num_vocab: this.palette.length, num_positions: this.pixels, num_classes: NUM_CLASSES,
+      image_height: size, image_width: size,
       palette: this.palette.map((c) => [...c]), class_names: [...this.classNames],
     } satisfies ModelDataArgs;
   }
@@ -233,37 +240,46 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
   private batches(split: Split, view: SplitView, startBatch: number, augment?: DataLoaderOptions): AsyncIterable<CifarBatch> {
     const total = this.numBatches(split) ?? 0;
     const bs = this.config.batch_size;
+    const P = this.pixels, side = this.config.image_size, pad = augmentPad(side);
     const make = (b: number): CifarBatch => {
       const indices = view.indices.slice(b * bs, Math.min(view.indices.length, (b + 1) * bs));
       const size = indices.length;
-      const tokens = new Int32Array(size * IMAGE_PIXELS);
+      const tokens = new Int32Array(size * P);
       const labels = new Int32Array(size);
       for (let j = 0; j < size; j++) {
         const idx = indices[j]!;
         labels[j] = view.store.labels[idx]!;
-        const src = idx * IMAGE_PIXELS;
-        if (augment) augmentGrid(view.store.tokens, src, tokens, j * IMAGE_PIXELS, augmentParams(augment.seed, augment.epoch, idx));
-        else tokens.set(view.store.tokens.subarray(src, src + IMAGE_PIXELS), j * IMAGE_PIXELS);
+        const src = idx * P;
+        if (augment) augmentGrid(view.store.tokens, src, tokens, j * P, augmentParams(augment.seed, augment.epoch, idx, pad), side, pad);
+        else tokens.set(view.store.tokens.subarray(src, src + P), j * P);
       }
       return { tokens, labels, size, indices };
     };
     return { [Symbol.asyncIterator]: () => prefetch(Math.max(0, startBatch), total, this.config.prefetch, make) };
   }
 
+  /** Everything the palette (and so the tokens) depend on; image_size only when not 32, keeping older caches valid. */
   private paletteParams(): PaletteParams {
     const c = this.config;
     return {
       archive_md5: this.archiveMd5!, palette_size: c.palette_size, palette_sample_pixels: c.palette_sample_pixels,
       palette_batch_size: c.palette_batch_size, palette_iterations: c.palette_iterations, palette_seed: c.palette_seed,
+      ...(c.image_size === IMAGE_SIZE ? {} : { image_size: c.image_size }),
     };
   }
 
+  /** The key alone separates image sizes; the readable suffix (none at 32, as before) is for people browsing the cache. */
+  private sizeSuffix(): string {
+    const s = this.config.image_size;
+    return s === IMAGE_SIZE ? '' : `-${s}x${s}`;
+  }
+
   private paletteFile(): string {
-    return join(this.dataDir, 'palettes', `palette-${this.config.palette_size}-${paletteKey(this.paletteParams())}.json`);
+    return join(this.dataDir, 'palettes', `palette-${this.config.palette_size}${this.sizeSuffix()}-${paletteKey(this.paletteParams())}.json`);
   }
 
   private tokenFile(name: 'train' | 'test'): string {
-    return join(this.dataDir, 'tokens', `${paletteKey(this.paletteParams())}-${name}.bin`);
+    return join(this.dataDir, 'tokens', `${paletteKey(this.paletteParams())}${this.sizeSuffix()}-${name}.bin`);
   }
 }
 

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { cifar10Schema, Cifar10DataModule, readBatches } from '../src/index.js';
+import { cifar10Schema, Cifar10DataModule, downsample, imageToRgb, quantize, readBatches } from '../src/index.js';
 import { RecordingOutput } from './helpers.js';
 
 const repoRoot = resolve(fileURLToPath(import.meta.url), '../../../..');
@@ -49,6 +49,31 @@ describe('real CIFAR-10', () => {
       expect(batch.size).toBe(64);
       expect(batch.tokens.every((t) => t >= 0 && t < 16)).toBe(true);
       break;
+    }
+  });
+
+  it.skipIf(!available)(`serves 8×8 images whose tokens quantise the 4×4 block averages (needs ${shared})`, async () => {
+    const outDir = join(repoRoot, '.data', 'cifar10');
+    execFileSync('bash', [join(shared, 'build-cifar10.sh'), outDir], { stdio: 'pipe' });
+    const dm = new Cifar10DataModule(
+      cifar10Schema.parse({
+        url: join(outDir, 'cifar-10-binary.tar.gz'), md5: BUILT_MD5, data_dir: join(outDir, 'cache'), image_size: 8,
+        palette_size: 16, palette_sample_pixels: 20_000, palette_iterations: 20, batch_size: 32, limit_test_samples: 32,
+      }),
+      { projectRoot: repoRoot, cacheDir: join(outDir, 'unused') }, new RecordingOutput(),
+    );
+    await dm.setup('test');
+    const { palette, ...args } = dm.modelDataArgs;
+    expect(args).toMatchObject({ num_positions: 64, image_height: 8, image_width: 8 });
+    const raw = await readBatches(join(dm.dataDir, 'cifar-10-batches-bin'), ['test_batch.bin']);
+    // Independently of downsample(): red of pixel (1, 0) is the rounded mean of columns 4..7, rows 0..3.
+    let sum = 0;
+    for (let y = 0; y < 4; y++) for (let x = 4; x < 8; x++) sum += raw.data[1 + y * 32 + x]!;
+    const small = downsample(raw, 8);
+    expect(imageToRgb(small, 0)[3]).toBe(Math.floor(sum / 16 + 0.5));
+    for await (const batch of dm.testDataloader({ epoch: 0, seed: 0 })) {
+      expect(batch.tokens.length).toBe(32 * 64);
+      for (let j = 0; j < batch.size; j++) expect(batch.tokens.subarray(j * 64, (j + 1) * 64)).toEqual(quantize(imageToRgb(small, j), palette));
     }
   });
 });
