@@ -9,6 +9,7 @@ import { TaskGeneratorError } from './normalize.js';
 function workspace(): Tree {
   const tree = createTreeWithEmptyWorkspace();
   tree.write('package.json', JSON.stringify({ name: '@taskforge/source', private: true, workspaces: ['packages/*', 'tools/*'] }));
+  tree.write('tsconfig.json', JSON.stringify({ extends: './tsconfig.base.json', files: [], references: [{ path: './packages/core' }] }));
   const pkg = (root: string, json: Record<string, unknown>) => tree.write(`${root}/package.json`, JSON.stringify(json));
   pkg('packages/core', { name: '@taskforge/core', version: '0.3.0', taskforge: { conf: 'conf' }, dependencies: { '@tensorflow/tfjs': '4.22.0', zod: '^4.1.0' } });
   tree.write('packages/core/conf/optimizer/adam.yaml', '_target_: optimizer/adam\n');
@@ -77,8 +78,9 @@ describe('task generator: default backbone (gpt2, reused by name)', () => {
     });
     expect(pkg.exports['.']['@taskforge/source']).toBe('./src/index.ts');
     expect(readJson(tree, 'packages/task-seq-cls/tsconfig.lib.json').references).toEqual([
-      { path: '../../packages/core/tsconfig.lib.json' }, { path: '../../packages/backbone-gpt2/tsconfig.lib.json' },
+      { path: '../core/tsconfig.lib.json' }, { path: '../backbone-gpt2/tsconfig.lib.json' },
     ]);
+    expect(readJson(tree, 'tsconfig.json').references).toContainEqual({ path: './packages/task-seq-cls' });
   });
 
   it('composes a whole run in conf/task/<name>.yaml and names the components consistently', () => {
@@ -110,7 +112,7 @@ describe('task generator: --backbone=new', () => {
     expect(text(tree, `${root}/src/backbone.ts`)).toContain("name: 'enc_encoder',");
     const pkg = readJson(tree, `${root}/package.json`);
     expect(pkg.dependencies['@taskforge/backbone-gpt2']).toBeUndefined();
-    expect(readJson(tree, `${root}/tsconfig.lib.json`).references).toEqual([{ path: '../../packages/core/tsconfig.lib.json' }]);
+    expect(readJson(tree, `${root}/tsconfig.lib.json`).references).toEqual([{ path: '../core/tsconfig.lib.json' }]);
     expect(text(tree, `${root}/tests/fixtures.ts`)).not.toContain('backbonePlugin');
   });
 });

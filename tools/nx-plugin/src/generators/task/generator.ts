@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import {
-  generateFiles, installPackagesTask, joinPathFragments, logger, writeJson, type GeneratorCallback, type Tree,
+  generateFiles, installPackagesTask, joinPathFragments, logger, updateJson, writeJson, type GeneratorCallback, type Tree,
 } from '@nx/devkit';
 import { normalizeOptions, type NormalizedOptions } from './normalize.js';
 import type { TaskGeneratorSchema } from './schema.js';
@@ -26,6 +26,7 @@ export async function taskGenerator(tree: Tree, schema: TaskGeneratorSchema): Pr
   if (options.backbone.kind === 'new') generateFiles(tree, join(templates, 'new-backbone'), options.projectRoot, vars);
   writeJson(tree, joinPathFragments(options.projectRoot, 'package.json'), packageJson(options));
   writeJson(tree, joinPathFragments(options.projectRoot, 'tsconfig.lib.json'), tsconfigLib(options));
+  addRootReference(tree, options.projectRoot);
 
   if (!options.inWorkspaces) {
     logger.warn(
@@ -115,8 +116,20 @@ function tsconfigLib(o: NormalizedOptions): Record<string, unknown> {
     compilerOptions: { rootDir: 'src', outDir: 'dist', tsBuildInfoFile: 'dist/tsconfig.lib.tsbuildinfo' },
     include: ['src/**/*.ts'],
     exclude: ['src/**/*.spec.ts', 'src/**/*.test.ts'],
-    references: refs.map((r) => ({ path: `${o.offset}${r}/tsconfig.lib.json` })),
+    // Relative to the project, as `nx sync` writes them, so `nx sync:check` passes straight away.
+    references: refs.map((r) => ({ path: `${posix.relative(o.projectRoot, r)}/tsconfig.lib.json` })),
   };
+}
+
+/** The root tsconfig.json lists every project (Nx's TypeScript project references layout). */
+function addRootReference(tree: Tree, projectRoot: string): void {
+  if (!tree.exists('tsconfig.json')) return;
+  updateJson(tree, 'tsconfig.json', (json: { references?: { path: string }[] }) => {
+    const path = `./${projectRoot}`;
+    json.references ??= [];
+    if (!json.references.some((r) => posix.normalize(r.path) === posix.normalize(path))) json.references.push({ path });
+    return json;
+  });
 }
 
 function sortKeys(record: Record<string, string>): Record<string, string> {
