@@ -9,6 +9,7 @@ const T = 64; // an 8×8 image
 const base: Gpt2Config = {
   embed_dim: 16, num_heads: 2, num_layers: 2, dropout: 0, init_std: 0.02, residual_norm: false,
   num_positions: T, num_vocab: 4, num_classes: 3,
+  attention_block_size: 24, // 24 + 24 + 16: several attention blocks, the last one ragged
 };
 
 function randomTokens(batch: number, seed: number, vocab = base.num_vocab): number[][] {
@@ -85,7 +86,9 @@ describe.each(['cpu', 'wasm'])('Gpt2 on %s', (backend) => {
       return crossEntropy(logits, tokens, 4).add(clf) as tf.Scalar;
     });
     const losses: number[] = [];
+    let tensors = 0;
     for (let s = 0; s < 40; s++) {
+      if (s === 1) tensors = tf.memory().numTensors;
       const { value, grads } = tf.variableGrads(lossOf, Object.values(vars));
       if (s === 0) {
         for (const [name, v] of Object.entries(vars)) {
@@ -98,6 +101,7 @@ describe.each(['cpu', 'wasm'])('Gpt2 on %s', (backend) => {
     }
     expect(losses[0]).toBeGreaterThan(Math.log(4));
     expect(losses.at(-1)).toBeLessThan(losses[0]! * 0.5);
+    expect(tf.memory().numTensors, 'tensors leaked by a training step').toBe(tensors);
     tf.dispose([tokens, labels]);
     optimizer.dispose();
     trainee.dispose();
@@ -157,7 +161,7 @@ describe('backbone/gpt2 component', () => {
     plugin.register({ register: (spec) => specs.push(spec) });
     expect(specs.map((s) => `${s.kind}/${s.name}`)).toEqual(['backbone/gpt2']);
     expect(gpt2Schema.parse({})).toEqual({
-      embed_dim: 16, num_heads: 2, num_layers: 8, dropout: 0, init_std: 0.02, residual_norm: false, init_seed: 0,
+      embed_dim: 16, num_heads: 2, num_layers: 8, dropout: 0, init_std: 0.02, residual_norm: false, attention_block_size: 128, init_seed: 0,
     });
   });
 
@@ -173,6 +177,7 @@ describe('backbone/gpt2 component', () => {
     expect(gpt2Schema.safeParse({ n_embd: 16 }).success).toBe(false);
     expect(gpt2Schema.safeParse({ dropout: 1 }).success).toBe(false);
     expect(gpt2Schema.safeParse({ num_layers: 0 }).success).toBe(false);
+    expect(gpt2Schema.safeParse({ attention_block_size: 0 }).success).toBe(false);
   });
 
   it('explains which modelDataArgs are missing', () => {

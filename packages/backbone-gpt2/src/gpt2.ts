@@ -11,12 +11,15 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Backbone, NamedVariables } from '@taskforge/core';
+import { CausalMasks, causalSelfAttention } from './attention.js';
+import { gelu } from './gelu.js';
+import { linear } from './linear.js';
 
 export interface Gpt2Config {
   embed_dim: number;
   num_heads: number;
   num_layers: number;
-  /** Dropout on embeddings, attention weights and residual branches; only when training. */
+  /** Dropout on embeddings and residual branches; only when training (not on attention weights, see attention.ts). */
   dropout: number;
   /** Std of the normal initialiser for kernels and embeddings. */
   init_std: number;
@@ -25,6 +28,8 @@ export interface Gpt2Config {
   num_positions: number;
   num_vocab: number;
   num_classes: number;
+  /** Query rows per attention block (memory-efficient attention, see attention.ts); default 128. */
+  attention_block_size?: number;
 }
 
 export interface ForwardOptions {
@@ -72,18 +77,17 @@ export class KVCache {
   }
 }
 
-interface Dense { kernel: tf.Variable; bias?: tf.Variable }
+interface Dense { kernel: tf.Tensor; bias?: tf.Tensor }
 interface Norm { gamma: tf.Variable; beta: tf.Variable }
 
 const LN_EPS = 1e-5;
-const MASKED = -1e9;
 
 export class Gpt2 implements Backbone {
   readonly config: Readonly<Gpt2Config>;
   private readonly vars: NamedVariables = {};
   private readonly headDim: number;
-  /** [T, T] additive causal mask, built once per sequence length. */
-  private masks = new Map<number, tf.Tensor2D>();
+  /** Additive causal masks of the attention blocks, built once. */
+  private readonly masks = new CausalMasks();
 
   constructor(config: Gpt2Config, options: { seed?: number } = {}) {
     if (config.embed_dim % config.num_heads !== 0) {
@@ -101,15 +105,13 @@ export class Gpt2 implements Backbone {
   /** Idempotent: the task that owns this backbone and the Trainer may both dispose it. */
   dispose(): void {
     for (const v of Object.values(this.vars)) if (!v.isDisposed) v.dispose();
-    for (const m of this.masks.values()) m.dispose();
-    this.masks.clear();
+    this.masks.dispose();
   }
 
   forward(tokens: tf.Tensor2D, options: ForwardOptions): ForwardOutput {
     const [B, T] = tokens.shape;
     const { embed_dim: D, num_positions } = this.config;
     if (T > num_positions) throw new RangeError(`sequence length ${T} exceeds num_positions ${num_positions}`);
-    const mask = this.causalMask(T);
     return tf.tidy(() => {
       const drop = this.dropper(options);
       // Shift right: position i sees the embedding of token i-1, position 0 sees `sos`.
@@ -118,7 +120,7 @@ export class Gpt2 implements Backbone {
       const pos = this.v('pos_embed').slice([0, 0], [T, D]);
       let x = drop(tf.concat([sos, tok], 1).add(pos)) as tf.Tensor3D;
       for (let l = 0; l < this.config.num_layers; l++) {
-        x = this.block(l, x, (h) => this.attention(l, h, mask, drop), drop);
+        x = this.block(l, x, (h) => this.attention(l, h), drop);
       }
       const hidden = this.layerNorm(x, this.norm('ln_f')) as tf.Tensor3D;
       const logits = this.dense(hidden, { kernel: this.v('lm_head.kernel') }) as tf.Tensor3D;
@@ -180,11 +182,11 @@ export class Gpt2 implements Backbone {
     return a.add(drop(this.mlp(l, this.layerNorm(a, ln2)))) as tf.Tensor3D;
   }
 
-  private attention(l: number, x: tf.Tensor3D, mask: tf.Tensor2D, drop: (t: tf.Tensor) => tf.Tensor): tf.Tensor3D {
+  /** Causal attention that never materialises [B, H, T, T] for the backward pass (attention.ts). */
+  private attention(l: number, x: tf.Tensor3D): tf.Tensor3D {
     const [q, k, v] = this.qkv(l, x);
-    const scores = tf.matMul(q, k, false, true).mul(1 / Math.sqrt(this.headDim)).add(mask);
-    const weights = drop(tf.softmax(scores, -1));
-    return this.mergeHeads(l, tf.matMul(weights, v) as tf.Tensor4D);
+    const blockSize = this.config.attention_block_size ?? 128;
+    return this.mergeHeads(l, causalSelfAttention(q!, k!, v!, { blockSize, masks: this.masks }));
   }
 
   /** Attention of one new position over itself and the cached past: no mask needed. */
@@ -198,9 +200,13 @@ export class Gpt2 implements Backbone {
   /** [B, T, D] → three [B, H, T, hd] tensors. */
   private qkv(l: number, x: tf.Tensor3D): tf.Tensor4D[] {
     const [B, T] = x.shape;
-    const { num_heads: H } = this.config;
-    const qkv = this.dense(x, this.linear(`blocks.${l}.attn.qkv`));
-    return tf.split(qkv, 3, -1).map((t) => t.reshape([B, T, H, this.headDim]).transpose([0, 2, 1, 3]) as tf.Tensor4D);
+    const { num_heads: H, embed_dim: D } = this.config;
+    const { kernel, bias } = this.linear(`blocks.${l}.attn.qkv`);
+    // Split the small kernel rather than the [B, T, 3D] product: wasm slices copy their whole input.
+    return [0, 1, 2].map((i) => {
+      const part = { kernel: kernel.slice([0, i * D], [D, D]), bias: bias!.slice([i * D], [D]) };
+      return this.dense(x, part).reshape([B, T, H, this.headDim]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+    });
   }
 
   private mergeHeads(l: number, y: tf.Tensor4D): tf.Tensor3D {
@@ -213,13 +219,10 @@ export class Gpt2 implements Backbone {
     return this.dense(gelu(this.dense(x, this.linear(`blocks.${l}.mlp.fc`))), this.linear(`blocks.${l}.mlp.proj`));
   }
 
-  /** x[..., in] · kernel[in, out] (+ bias) as one 2-D matMul, so the gradient is plain too. */
+  /** x[..., in] · kernel[in, out] (+ bias) as one 2-D product with a wasm-friendly gradient (linear.ts). */
   private dense(x: tf.Tensor3D, { kernel, bias }: Dense): tf.Tensor3D {
     const [B, T, inDim] = x.shape;
-    const outDim = kernel.shape[1]!;
-    let y: tf.Tensor = x.reshape([B * T, inDim]).matMul(kernel);
-    if (bias) y = y.add(bias);
-    return y.reshape([B, T, outDim]);
+    return linear(x.reshape([B * T, inDim]), kernel as tf.Tensor2D, bias as tf.Tensor1D | undefined).reshape([B, T, kernel.shape[1]!]);
   }
 
   private layerNorm<T extends tf.Tensor>(x: T, { gamma, beta }: Norm): T {
@@ -232,8 +235,8 @@ export class Gpt2 implements Backbone {
     const [B, T] = tokens.shape;
     const { num_vocab: V, embed_dim: D } = this.config;
     if (T === 0) return tf.zeros([B, 0, D]);
-    const oneHot = tf.oneHot(tokens.reshape([B * T]).toInt(), V).toFloat();
-    return oneHot.matMul(this.v('tok_embed')).reshape([B, T, D]);
+    const oneHot = tf.oneHot(tokens.reshape([B * T]).toInt(), V).toFloat() as tf.Tensor2D;
+    return linear(oneHot, this.v('tok_embed') as tf.Tensor2D).reshape([B, T, D]);
   }
 
   private dropper({ training, seed }: ForwardOptions): (t: tf.Tensor) => tf.Tensor {
@@ -242,17 +245,6 @@ export class Gpt2 implements Backbone {
     let call = 0;
     // Each dropout site gets its own stream so masks are independent yet reproducible.
     return (t) => tf.dropout(t, rate, undefined, seed * 1000 + call++);
-  }
-
-  private causalMask(T: number): tf.Tensor2D {
-    let mask = this.masks.get(T);
-    if (!mask) {
-      const data = new Float32Array(T * T);
-      for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) data[i * T + j] = MASKED;
-      mask = tf.keep(tf.tensor2d(data, [T, T]));
-      this.masks.set(T, mask);
-    }
-    return mask;
   }
 
   // ---- variables -------------------------------------------------------------------------------
@@ -301,10 +293,4 @@ export class Gpt2 implements Backbone {
   private norm(prefix: string): Norm {
     return { gamma: this.v(`${prefix}.gamma`), beta: this.v(`${prefix}.beta`) };
   }
-}
-
-/** GPT-2's tanh approximation of GELU (tanh has kernels everywhere; erf's gradient is not universal). */
-function gelu(x: tf.Tensor3D): tf.Tensor3D {
-  const inner = x.add(x.mul(x).mul(x).mul(0.044715)).mul(Math.sqrt(2 / Math.PI));
-  return x.mul(0.5).mul(tf.tanh(inner).add(1));
 }

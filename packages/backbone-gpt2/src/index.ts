@@ -13,6 +13,8 @@ export const gpt2Schema = z.strictObject({
   dropout: z.number().min(0).lt(1).default(0),
   init_std: z.number().positive().default(0.02),
   residual_norm: z.boolean().default(false),
+  /** Query rows per block of the memory-efficient attention (speed/memory trade-off only; results are the same). */
+  attention_block_size: z.int().positive().default(128),
   /** Seeds weight initialisation, so two runs with the same config start from the same weights. */
   init_seed: z.int().nonnegative().default(0),
 }).superRefine((c, ctx) => {
