@@ -8,7 +8,7 @@ import { join, relative, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { stringify } from 'yaml';
 import type { Accelerator } from '../backend/index.js';
-import type { Callback, DataModule, MetricsLogger, ModelDataArgs, Task } from '../contracts.js';
+import type { Callback, DataModule, MetricsLogger, ModelDataArgs, Stage, Task } from '../contracts.js';
 import { toYaml } from '../config/index.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
@@ -45,14 +45,7 @@ export async function trainCommand(session: Session, options: CommandOptions): P
 
 /** `taskforge validate|test`: evaluate a checkpoint (or freshly initialised weights) on a split. */
 export async function evaluateCommand(session: Session, stage: 'validate' | 'test', options: CommandOptions): Promise<TestResult> {
-  const { config, ckptDir } = composeForCheckpoint(session, options);
-  const run = await prepareRun(session, config, stage);
-  const checkpoint = await loadIfGiven(ckptDir);
-  const datamodule = run.buildDatamodule();
-  await datamodule.prepareData();
-  await datamodule.setup(stage);
-  const task = run.buildTask(modelDataArgsFor(datamodule, checkpoint, run.output));
-  if (checkpoint) restoreFromCheckpoint(task, checkpoint, run.output);
+  const { config, run, datamodule, task } = await openForEvaluation(session, options, stage, stage);
   const trainer = run.buildTrainer();
   const result: TestResult = stage === 'test'
     ? await trainer.test(task, datamodule)
@@ -68,40 +61,50 @@ export async function evaluateCommand(session: Session, stage: 'validate' | 'tes
 
 /** `taskforge predict`: run `predictStep` over the predict split; outputs go to predictions.json. */
 export async function predictCommand(session: Session, options: CommandOptions): Promise<unknown[]> {
-  const { config, ckptDir } = composeForCheckpoint(session, options);
-  const run = await prepareRun(session, config, 'predict');
-  const checkpoint = await loadIfGiven(ckptDir);
-  const datamodule = run.buildDatamodule();
-  await datamodule.prepareData();
-  await datamodule.setup('predict');
-  const task = run.buildTask(modelDataArgsFor(datamodule, checkpoint, run.output));
-  if (!task.predictStep) throw new TaskforgeError(`The task '${String(config.task?._target_)}' does not support predict (it has no predictStep).`, { exitCode: 2 });
-  if (checkpoint) restoreFromCheckpoint(task, checkpoint, run.output);
+  const { run, datamodule, task } = await openForEvaluation(session, options, 'predict', 'predict', 'predictStep');
   const outputs = await run.buildTrainer().predict(task, datamodule);
   const file = join(run.runDir, 'predictions.json');
   await writeJsonAtomic(file, outputs);
   run.output.info(`Wrote ${outputs.length} prediction batches to ${file}`);
   task.dispose();
+  await datamodule.teardown?.();
   return outputs;
 }
 
 /** `taskforge sample ckpt=<dir>`: samples from a generative task into `<run dir>/samples`. */
 export async function sampleCommand(session: Session, options: CommandOptions): Promise<string[]> {
-  const { config, ckptDir } = composeForCheckpoint(session, options);
-  const run = await prepareRun(session, config, 'sample');
-  const checkpoint = await loadIfGiven(ckptDir);
-  const datamodule = run.buildDatamodule();
-  await datamodule.prepareData();
-  await datamodule.setup('test');
-  const task = run.buildTask(modelDataArgsFor(datamodule, checkpoint, run.output));
-  if (!task.sample) throw new TaskforgeError(`The task '${String(config.task?._target_)}' does not support sampling (it has no sample method).`, { exitCode: 2 });
-  if (checkpoint) restoreFromCheckpoint(task, checkpoint, run.output);
+  const { config, run, datamodule, task, step } = await openForEvaluation(session, options, 'sample', 'test', 'sample');
   const outDir = join(run.runDir, 'samples');
   await mkdir(outDir, { recursive: true });
-  const { files } = await task.sample({ outDir, datamodule, seed: config.trainer.seed, tag: checkpoint ? `step${checkpoint.trainerState?.globalStep ?? 0}` : 'init' });
+  const { files } = await task.sample!({ outDir, datamodule, seed: config.trainer.seed, tag: step === undefined ? 'init' : `step${step}` });
   run.output.info(`Samples written:\n${files.map((f) => `  ${f}`).join('\n')}`);
   task.dispose();
+  await datamodule.teardown?.();
   return files;
+}
+
+/**
+ * What every evaluating command does first: compose (on top of the checkpoint's config when
+ * `ckpt=` is given), choose the backend, set up the data for `stage`, build the task with the
+ * checkpoint's data facts, check it can do what the command needs, and restore its weights.
+ */
+async function openForEvaluation(
+  session: Session, options: CommandOptions, command: string, stage: Stage, needs?: 'predictStep' | 'sample',
+): Promise<{ config: RunConfig; run: PreparedRun; datamodule: DataModule; task: Task; step: number | undefined }> {
+  const { config, ckptDir } = composeForCheckpoint(session, options);
+  const run = await prepareRun(session, config, command);
+  // Loaded only now, after prepareRun chose the backend, so the weights land on it.
+  const checkpoint = ckptDir ? await loadCheckpoint(ckptDir, { optimizer: false }) : undefined;
+  const datamodule = run.buildDatamodule();
+  await datamodule.prepareData();
+  await datamodule.setup(stage);
+  const task = run.buildTask(modelDataArgsFor(datamodule, checkpoint, run.output));
+  if (needs && !task[needs]) {
+    checkpoint?.dispose();
+    throw new TaskforgeError(`The task '${String(config.task?._target_)}' does not support \`${command}\` (it has no ${needs} method).`, { exitCode: 2 });
+  }
+  if (checkpoint) restoreFromCheckpoint(task, checkpoint, run.output);
+  return { config, run, datamodule, task, step: checkpoint?.trainerState?.globalStep };
 }
 
 /** `taskforge config`: the composed, validated config as YAML, each value with its source. */
@@ -192,11 +195,6 @@ function composeForCheckpoint(session: Session, options: CommandOptions): { conf
   }
   const { config } = session.compose(options.overrides, { searchPath: [ckptDir, ...session.searchPath], configName: 'config' });
   return { config, ckptDir };
-}
-
-/** Loaded after the backend is chosen, so the weights land on it. */
-async function loadIfGiven(ckptDir: string | undefined): Promise<Checkpoint | undefined> {
-  return ckptDir ? loadCheckpoint(ckptDir, { optimizer: false }) : undefined;
 }
 
 /** A checkpoint carries the data facts its weights were trained with; those win over the data's. */
