@@ -31,8 +31,9 @@ describe('trainer config', () => {
     }
     expect(error).toBeInstanceOf(ConfigError);
     const paths = error!.problems.map((p) => p.path).sort();
-    expect(paths).toEqual(['trainer', 'trainer.accelerator', 'trainer.limit_val_batches', 'trainer.val_check_interval']);
-    expect(error!.message).toContain('max_stpes');
+    expect(paths).toEqual(['trainer.accelerator', 'trainer.limit_val_batches', 'trainer.max_stpes', 'trainer.val_check_interval']);
+    expect(error!.message).toContain("trainer.max_stpes: unknown key 'max_stpes'");
+    expect(error!.message).toContain("did you mean 'max_steps'");
     expect(error!.message).toMatch(/trainer\.limit_val_batches: expected a fraction in \(0, 1\) or a whole number of batches >= 1 \(null = all batches\) \(got 2\.5\)/);
   });
 

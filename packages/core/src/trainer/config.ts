@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, type ConfigProblem } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { componentNode } from '../registry/validate.js';
+import { issuesToProblems } from '../registry/zod-issues.js';
 import type { Clock } from '../services/tokens.js';
 
 /**
@@ -69,21 +70,7 @@ export function parseTrainerConfig(raw: unknown, prefix = 'trainer'): TrainerCon
     }
     return result.data;
   }
-  const problems: ConfigProblem[] = result.error.issues.map((issue) => {
-    const path = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');
-    const value = valueAt(raw, issue.path);
-    return value === undefined ? { path, message: issue.message } : { path, message: issue.message, value };
-  });
-  throw new ConfigError(problems);
-}
-
-function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
-  let node = raw;
-  for (const key of path) {
-    if (node === null || typeof node !== 'object') return undefined;
-    node = (node as Record<PropertyKey, unknown>)[key];
-  }
-  return node;
+  throw new ConfigError(issuesToProblems(result.error.issues, trainerConfigSchema, raw ?? {}, prefix));
 }
 
 /** `run_dir`, else `<default_root_dir>/<YYYY-MM-DD>/<HH-MM-SS>` in local time. */
