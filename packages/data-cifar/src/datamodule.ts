@@ -105,8 +105,6 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     const markerOk = marker && (md5 === null ? marker.url === url : marker.archive_md5 === md5) &&
       (await stat(batchDir).then((s) => s.isDirectory(), () => false));
     if (markerOk) return marker.archive_md5;
-    // Invalidate first: if extraction dies midway, no marker vouches for a stale directory.
-    await rm(markerFile, { force: true });
 
     const source = resolveSource(url, this.paths.projectRoot);
     let archive: string;
@@ -140,6 +138,9 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
       for (const f of [...TRAIN_FILES, TEST_FILE]) parseBatch(await readFile(join(dir, f)), `${BATCH_DIR}/${f} in ${archive}`);
       parseMeta(await readFile(join(dir, META_FILE), 'utf8'), `${BATCH_DIR}/${META_FILE} in ${archive}`);
     };
+    // Invalidated only now that the new source is verified, so a mistyped dataset.url leaves a good
+    // cache usable; and before extracting, so no marker vouches for a half-replaced directory.
+    await rm(markerFile, { force: true });
     try {
       await extractArchive(archive, BATCH_DIR, batchDir, validate, fix);
     } catch (err) {

@@ -195,6 +195,16 @@ describe('Cifar10DataModule', () => {
     expect((await stat(join(again.dataDir, 'cifar-10-batches-bin', 'data_batch_2.bin'))).size).toBe(6 * 3073);
   });
 
+  it('keeps a good cache when a run names a source that does not exist', async () => {
+    const wrong = make({ url: join(tmp.dir, 'no-such-archive.tar.gz'), md5: 'f'.repeat(32) });
+    await expect(wrong.prepareData()).rejects.toThrow(/does not exist/);
+    const out = new RecordingOutput();
+    const right = make({}, out);
+    await right.prepareData();
+    expect(out.bars).toEqual([]); // nothing verified, downloaded or extracted again
+    expect(requests).toBe(1);
+  });
+
   it('registers datamodule/cifar10 through the plugin', () => {
     const specs: unknown[] = [];
     plugin.register({ register: (s) => void specs.push(s) });
