@@ -1,0 +1,324 @@
+// `npm run bench`: taskforge's iGPT training step vs the same step in PyTorch, on this machine.
+// Each measurement runs in its own process (scripts/bench-step.mjs, scripts/bench_torch.py);
+// see docs/benchmarks.md for what is measured and the latest numbers. `--help` lists options.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { cpus, freemem, loadavg, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { formatReport, summarize } from './bench-report.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const PACKAGES = ['core', 'data-cifar', 'backbone-gpt2', 'task-igpt'];
+const CONFIGS = {
+  default: { embed: 16, layers: 8, heads: 2, batch: 16 },
+  large: { embed: 128, layers: 4, heads: 4, batch: 8 },
+};
+const SEQ_LEN = 1024;
+const PALETTE = 16;
+// The offline archive built by ../shared/datasets/build-cifar10.sh (see the README).
+const OFFLINE_ARCHIVE = '.data/cifar10/cifar-10-binary.tar.gz';
+const OFFLINE_MD5 = '767e5566dd24ed2636f7f84a767e4098';
+const APT_COMMAND = 'apt-get update && apt-get install -y python3-torch libopenblas0-pthread';
+const CHILD_TIMEOUT_MS = 20 * 60_000;
+
+const HELP = `Usage: npm run bench -- [options]
+
+Times taskforge's Image GPT training step (real Cifar10DataModule, Gpt2, ImageGptTask, Adam,
+built through the config system like \`taskforge train\`) and the same model in PyTorch on the CPU.
+
+  --steps=N            timed steps per measurement (default 5; the median is reported)
+  --configs=LIST       default,large (default both): default = embed 16, 8 layers, 2 heads, batch 16;
+                       large = embed 128, 4 layers, 4 heads, batch 8; both 1024 tokens, palette 16
+  --backends=LIST      TF.js backends: wasm (default), cpu (one step, which takes minutes)
+  --torch-threads=LIST PyTorch thread counts (default 1,2); --no-torch skips the reference
+  --python=PATH        the Python with torch (default: the first of python3, /usr/bin/python3 that has it)
+  --install-torch      if torch is missing, run: ${APT_COMMAND} (needs root)
+  --data=SOURCE        auto (default): ${OFFLINE_ARCHIVE} if present, else the configured dataset.url;
+                       synthetic: random tokens; or a path/URL of cifar-10-binary.tar.gz
+  --data-md5=MD5       md5 for --data=<path/URL> (default: null, unchecked)
+  --max-batch          also find the largest batch that trains on wasm (doubling, one process each)
+  --no-profile         do not run the last warm-up step under tf.profile (per-kernel times, in-step peak memory)
+  --out=FILE           also write the JSON results here (always: bench-results/<timestamp>.json)
+`;
+
+let opts;
+try {
+  ({ values: opts } = parseArgs({
+    options: {
+      steps: { type: 'string', default: '5' },
+      configs: { type: 'string', default: 'default,large' },
+      backends: { type: 'string', default: 'wasm' },
+      'torch-threads': { type: 'string', default: '1,2' },
+      'no-torch': { type: 'boolean', default: false },
+      python: { type: 'string' },
+      'install-torch': { type: 'boolean', default: false },
+      data: { type: 'string', default: 'auto' },
+      'data-md5': { type: 'string' },
+      'max-batch': { type: 'boolean', default: false },
+      'no-profile': { type: 'boolean', default: false },
+      out: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  }));
+} catch (error) {
+  process.stderr.write(`bench: ${error.message}. See \`npm run bench -- --help\`.\n`);
+  process.exit(2);
+}
+
+if (opts.help) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
+
+const fail = (message) => {
+  process.stderr.write(`bench: ${message}\n`);
+  process.exit(2);
+};
+const positiveInt = (name) => {
+  const n = Number(opts[name]);
+  if (!Number.isInteger(n) || n < 1) fail(`--${name}=${opts[name]} must be a positive integer, e.g. --${name}=5.`);
+  return n;
+};
+const list = (name, allowed) => {
+  const items = opts[name].split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = items.filter((i) => !allowed.includes(i));
+  if (bad.length || !items.length) fail(`--${name}=${opts[name]}: expected a comma-separated list of ${allowed.join(', ')}.`);
+  return items;
+};
+
+const steps = positiveInt('steps');
+const configs = list('configs', Object.keys(CONFIGS));
+const backends = list('backends', ['wasm', 'cpu']);
+const torchThreads = opts['no-torch'] ? [] : opts['torch-threads'].split(',').map((t) => {
+  const n = Number(t);
+  if (!Number.isInteger(n) || n < 1) fail(`--torch-threads=${opts['torch-threads']}: expected positive integers, e.g. 1,2.`);
+  return n;
+});
+const log = (line) => process.stderr.write(`${line}\n`);
+
+const staleBuild = ensureBuilt();
+const started = new Date();
+const machine = describeMachine();
+log(`bench: ${machine.cpuModel} (${machine.cores} cores), load average ${machine.loadAverageAtStart.join(' ')}; code ${machine.code}`);
+const data = await prepareData();
+const python = torchThreads.length ? await findTorch() : { skipped: 'disabled with --no-torch' };
+
+const runs = [];
+for (const name of configs) {
+  const shape = CONFIGS[name];
+  // TF.js and PyTorch alternate config by config, so machine load (shared with other jobs) hits both alike.
+  for (const backend of backends) {
+    const cpu = backend === 'cpu';
+    // The last warm-up step is profiled (true in-step peak memory, per-kernel times); on wasm the
+    // first step also initialises kernels, so it gets a plain warm-up step before that.
+    // The cpu backend has nothing to warm up and takes minutes per step (its Softmax kernel alone
+    // is slower than a whole wasm step), so it gets one plain timed step.
+    const warmup = cpu ? 0 : 2;
+    const n = cpu ? 1 : steps;
+    const profile = !cpu && !opts['no-profile'];
+    runs.push(await measure({ config: name, impl: 'taskforge', backend, threads: 1 }, 'node', [
+      join(ROOT, 'scripts/bench-step.mjs'), `--backend=${backend}`, ...shapeArgs(shape), `--steps=${n}`, `--warmup=${warmup}`,
+      ...data.childArgs, ...(profile ? ['--profile'] : []),
+    ]));
+  }
+  for (const threads of python.path ? torchThreads : []) {
+    runs.push(await measure({ config: name, impl: 'pytorch', backend: 'cpu', threads }, python.path, [
+      join(ROOT, 'scripts/bench_torch.py'), '--json', `--threads=${threads}`, `--steps=${steps}`, '--warmup=1',
+      `--embed=${shape.embed}`, `--layers=${shape.layers}`, `--heads=${shape.heads}`, `--batch=${shape.batch}`,
+      `--seq-len=${SEQ_LEN}`, `--vocab=${PALETTE}`,
+    ], threadEnv(threads)));
+  }
+}
+const maxBatch = opts['max-batch'] ? await findMaxBatches() : undefined;
+
+machine.loadAverageAtEnd = loadavg().map((l) => Number(l.toFixed(2)));
+const summary = summarize(runs, SEQ_LEN);
+const results = {
+  startedAt: started.toISOString(),
+  command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+  machine,
+  staleBuild,
+  data: data.description,
+  torch: python.path ? { python: python.path, version: runs.find((r) => r.result?.torch)?.result.torch ?? null } : { skipped: python.skipped },
+  summary,
+  maxBatch,
+  runs,
+};
+process.stdout.write(`${formatReport(results)}\n`);
+const stamp = started.toISOString().replace(/[:.]/g, '-');
+for (const file of [join(ROOT, 'bench-results', `${stamp}.json`), ...(opts.out ? [resolve(opts.out)] : [])]) {
+  await writeJsonAtomic(file, results);
+  log(`bench: wrote ${file}`);
+}
+
+// ----------------------------------------------------------------------------------------------
+
+function shapeArgs(shape) {
+  return [`--embed=${shape.embed}`, `--layers=${shape.layers}`, `--heads=${shape.heads}`, `--batch=${shape.batch}`, `--palette=${PALETTE}`];
+}
+
+/** BLAS and OpenMP pools follow torch's thread count, so "N threads" means N everywhere. */
+function threadEnv(threads) {
+  return { OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
+}
+
+/** Runs one measurement process; its last stdout line is its JSON result. */
+async function measure(label, command, args, env = {}) {
+  const name = `${label.config}/${label.impl}/${label.backend}${label.impl === 'pytorch' ? `@${label.threads}t` : ''}`;
+  log(`bench: ${name} ...`);
+  const t0 = Date.now();
+  const { code, stdout, stderr } = await run(command, [...args, `--spawned-at=${Date.now()}`], env);
+  const last = stdout.trim().split('\n').pop() ?? '';
+  let result;
+  try {
+    result = JSON.parse(last);
+  } catch {
+    result = { ok: false, error: `exit code ${code}; no result. Last output:\n${(stderr || stdout).trim().split('\n').slice(-8).join('\n')}` };
+  }
+  if (!result.ok) log(`bench: ${name} failed: ${result.error}`);
+  else log(`bench: ${name} done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  return { ...label, result };
+}
+
+function run(command, args, env = {}) {
+  return new Promise((resolvePromise) => {
+    const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), CHILD_TIMEOUT_MS);
+    child.on('error', (error) => { stderr += String(error); });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolvePromise({ code: code ?? signal, stdout, stderr });
+    });
+  });
+}
+
+/** The benchmark imports the built packages: build them when a dist is missing, warn when stale. */
+function ensureBuilt() {
+  const missing = PACKAGES.filter((p) => !existsSync(join(ROOT, 'packages', p, 'dist', 'index.js')));
+  if (missing.length) {
+    log(`bench: ${missing.join(', ')} not built; running \`npx nx run-many -t build\` first`);
+    const built = spawnSync('npx', ['nx', 'run-many', '-t', 'build'], { cwd: ROOT, stdio: 'inherit' });
+    if (built.status !== 0) fail('the build failed (see above); fix it, or build with `npx nx run-many -t build`, then rerun `npm run bench`.');
+  }
+  const newest = (dir, keep) => readdirSync(dir, { recursive: true }).filter(keep)
+    .reduce((t, f) => Math.max(t, statSync(join(dir, f)).mtimeMs), 0);
+  const stale = PACKAGES.filter((p) => {
+    const src = newest(join(ROOT, 'packages', p, 'src'), (f) => f.endsWith('.ts') && !f.endsWith('.spec.ts'));
+    return src > newest(join(ROOT, 'packages', p, 'dist'), (f) => f.endsWith('.js'));
+  });
+  if (stale.length) log(`bench: warning: ${stale.join(', ')} changed since the last build; these numbers measure the old build (run \`npx nx run-many -t build\`).`);
+  return stale;
+}
+
+function describeMachine() {
+  const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
+  const git = (args) => spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' }).stdout?.trim() ?? '';
+  const rev = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
+  // Untracked sources count: a new file under packages/ changes what is measured as much as an edit.
+  const dirty = git(['status', '--porcelain', '--', 'packages']) !== '';
+  const envVars = Object.fromEntries(Object.entries(process.env).filter(([k]) => /BLAS|^OMP_|^MKL_/.test(k)));
+  return {
+    cpuModel,
+    cores: cpus().length,
+    memoryGiB: Number((totalmem() / 2 ** 30).toFixed(1)),
+    freeMemoryGiB: Number((freemem() / 2 ** 30).toFixed(1)),
+    node: process.version,
+    tfjs: readVersion('@tensorflow/tfjs'),
+    tfjsBackendWasm: readVersion('@tensorflow/tfjs-backend-wasm'),
+    code: `${rev}${dirty ? ' (dirty)' : ''}`,
+    blasEnv: envVars,
+    loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
+  };
+}
+
+function readVersion(pkg) {
+  const file = join(ROOT, 'node_modules', pkg, 'package.json');
+  return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')).version : null;
+}
+
+/** Picks the data source once, and prepares (downloads/tokenises) it outside the timed runs. */
+async function prepareData() {
+  if (opts.data === 'synthetic') return synthetic('chosen with --data=synthetic');
+  let overrides;
+  if (opts.data !== 'auto') {
+    // Checked here: the data module drops its cache marker before it looks at a new source.
+    const local = opts.data.startsWith('file://') ? fileURLToPath(opts.data) : /^[a-z]+:\/\//i.test(opts.data) ? undefined : resolve(opts.data);
+    if (local && !existsSync(local)) fail(`--data=${opts.data}: ${local} does not exist; pass the path of cifar-10-binary.tar.gz, an http(s):// URL, auto or synthetic.`);
+    overrides = [`dataset.url=${local ?? opts.data}`, `dataset.md5=${opts['data-md5'] ?? 'null'}`];
+  }
+  else if (existsSync(join(ROOT, OFFLINE_ARCHIVE))) overrides = [`dataset.url=${OFFLINE_ARCHIVE}`, `dataset.md5=${OFFLINE_MD5}`];
+  else overrides = [];
+  const childArgs = overrides.length ? [`--data-overrides=${overrides.join(',')}`] : [];
+  log(`bench: preparing CIFAR-10 (${overrides.length ? overrides.join(' ') : 'the configured dataset.url; downloads 163 MB the first time'})`);
+  const { stdout, stderr } = await run('node', [join(ROOT, 'scripts/bench-step.mjs'), '--prepare-only', ...childArgs]);
+  let result;
+  try {
+    result = JSON.parse(stdout.trim().split('\n').pop());
+  } catch {
+    result = { ok: false, error: stderr.trim().split('\n').slice(-3).join(' ') };
+  }
+  if (!result.ok) {
+    if (opts.data !== 'auto') fail(`--data=${opts.data}: the dataset could not be prepared: ${result.error}`);
+    return synthetic(`the CIFAR-10 archive is not available (${result.error}); build it offline with \`bash ../shared/datasets/build-cifar10.sh .data/cifar10\``);
+  }
+  return { childArgs, description: { source: 'cifar10', overrides, dataDir: result.dataDir } };
+}
+
+function synthetic(why) {
+  log(`bench: using SYNTHETIC token batches: ${why}`);
+  return { childArgs: ['--synthetic'], description: { source: 'synthetic', why } };
+}
+
+async function findTorch() {
+  const candidates = opts.python ? [opts.python] : ['python3', '/usr/bin/python3'];
+  const has = (py) => spawnSync(py, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+  const found = candidates.find(has);
+  if (found) return { path: found };
+  if (opts['install-torch']) {
+    if (process.getuid?.() !== 0) fail(`--install-torch needs root; run \`sudo sh -c '${APT_COMMAND}'\` yourself, then rerun.`);
+    log(`bench: installing PyTorch: ${APT_COMMAND}`);
+    const installed = spawnSync('sh', ['-c', APT_COMMAND], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    if (installed.status === 0 && has('/usr/bin/python3')) return { path: '/usr/bin/python3' };
+    fail('installing python3-torch failed (see above); rerun with --no-torch to benchmark taskforge alone.');
+  }
+  const why = `torch is not importable from ${candidates.join(' or ')}`;
+  log(`bench: PyTorch reference SKIPPED: ${why}. Install it with \`${APT_COMMAND}\` (Debian, as root), or pass --install-torch or --python=PATH.`);
+  return { skipped: why };
+}
+
+/** Doubles the batch until a step fails (a wasm out-of-memory aborts its process, hence one each). */
+async function findMaxBatches() {
+  const out = {};
+  for (const name of configs) {
+    let largest = null;
+    let failure = null;
+    for (let batch = CONFIGS[name].batch; batch <= 1024; batch *= 2) {
+      const r = await measure({ config: name, impl: 'taskforge', backend: 'wasm', threads: 1, batch }, 'node', [
+        join(ROOT, 'scripts/bench-step.mjs'), '--backend=wasm', ...shapeArgs({ ...CONFIGS[name], batch }), '--steps=1', '--warmup=0', ...data.childArgs,
+      ]);
+      if (!r.result.ok) {
+        const error = r.result.error.split('\n')[0];
+        // A release Emscripten build says only "Aborted()"; at these sizes that is the 4 GiB wasm32 heap.
+        failure = { batch, error: /^Aborted\(/.test(error) ? `${error} (most likely out of wasm memory: the heap is capped at 4 GiB)` : error };
+        break;
+      }
+      largest = { batch, wasmHeapBytes: r.result.wasmHeapBytes, peakRssBytes: r.result.peakRssBytes, stepMs: r.result.steps[0].totalMs };
+    }
+    out[name] = { largest, failure };
+  }
+  return out;
+}
+
+async function writeJsonAtomic(file, value) {
+  await mkdir(dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  await rename(tmp, file);
+}

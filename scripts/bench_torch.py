@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""PyTorch reference for `npm run bench`: the taskforge iGPT training step, on the CPU.
+
+Same architecture as @taskforge/backbone-gpt2 with task/vision/igpt's generative loss: learned
+sos vector and positions, GPT-2 pre-norm blocks (LayerNorm -> causal multi-head attention ->
+residual, LayerNorm -> 4x MLP with tanh-GELU -> residual), final LayerNorm, untied bias-free
+LM head, cross-entropy over every position, Adam (lr 3e-3). Input position i sees
+[sos, x_0 .. x_{i-1}] and predicts x_i, exactly as in Gpt2.forward.
+
+Batches are uniform random tokens made before timing, so "data" is not measured here.
+Prints one JSON object (--json) or a short summary. Needs only torch.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--embed", type=int, default=16)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=1024)
+    p.add_argument("--vocab", type=int, default=16)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--spawned-at", type=float, default=None, help="ms since the epoch when the caller started this process")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p.parse_args()
+
+
+def build_model(torch, nn, F, D, H, L, T, V):
+    # The fastest attention a PyTorch user gets: the fused kernel from torch 2.0 on, else minGPT's.
+    FUSED = hasattr(F, "scaled_dot_product_attention")
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1 = nn.LayerNorm(D, eps=1e-5)
+            self.qkv = nn.Linear(D, 3 * D)
+            self.proj = nn.Linear(D, D)
+            self.ln2 = nn.LayerNorm(D, eps=1e-5)
+            self.fc = nn.Linear(D, 4 * D)
+            self.fc_proj = nn.Linear(4 * D, D)
+            # Built once, like Gpt2's CausalMasks (only used without the fused kernel).
+            self.register_buffer("mask", torch.ones(T, T, dtype=torch.bool).triu(1), persistent=False)
+
+        def forward(self, x):
+            B, T_, _ = x.shape
+            q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
+            q, k, v = (t.view(B, T_, H, D // H).transpose(1, 2) for t in (q, k, v))
+            if FUSED:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D // H))
+                y = scores.masked_fill(self.mask[:T_, :T_], float("-inf")).softmax(-1) @ v
+            y = y.transpose(1, 2).reshape(B, T_, D)
+            x = x + self.proj(y)
+            return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+    class Gpt2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok_embed = nn.Embedding(V, D)
+            self.pos_embed = nn.Parameter(torch.randn(T, D) * 0.02)
+            self.sos = nn.Parameter(torch.randn(D) * 0.02)
+            self.blocks = nn.ModuleList(Block() for _ in range(L))
+            self.ln_f = nn.LayerNorm(D, eps=1e-5)
+            self.lm_head = nn.Linear(D, V, bias=False)
+
+        def forward(self, tokens):
+            B, T_ = tokens.shape
+            x = torch.cat([self.sos.expand(B, 1, D), self.tok_embed(tokens[:, :-1])], 1) + self.pos_embed[:T_]
+            for block in self.blocks:
+                x = block(x)
+            return self.lm_head(self.ln_f(x))
+
+    return Gpt2()
+
+
+def main():
+    args = parse_args()
+    # Imported after parsing so --help works without torch.
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    D, H, L, T, V, B = args.embed, args.heads, args.layers, args.seq_len, args.vocab, args.batch
+    if D % H:
+        sys.exit(f"--embed ({D}) must be divisible by --heads ({H})")
+    model = build_model(torch, nn, F, D, H, L, T, V)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    batches = [torch.randint(0, V, (B, T)) for _ in range(4)]
+
+    def step(i):
+        tokens = batches[i % len(batches)]
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        logits = model(tokens)
+        loss = F.cross_entropy(logits.reshape(-1, V), tokens.reshape(-1))
+        loss.backward()
+        wall1, cpu1 = time.perf_counter(), time.process_time()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        wall2, cpu2 = time.perf_counter(), time.process_time()
+        return {
+            "dataMs": 0.0,
+            "forwardBackwardMs": (wall1 - wall0) * 1e3,
+            "optimizerMs": (wall2 - wall1) * 1e3,
+            "totalMs": (wall2 - wall0) * 1e3,
+            "cpuMs": (cpu2 - cpu0) * 1e3,
+            "loss": loss.item(),
+        }
+
+    warmup, steps, first_step_ms = [], [], None
+    for i in range(args.warmup + args.steps):
+        (warmup if i < args.warmup else steps).append(step(i))
+        if first_step_ms is None and args.spawned_at is not None:
+            first_step_ms = time.time() * 1e3 - args.spawned_at
+
+    result = {
+        "ok": True,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "attention": "F.scaled_dot_product_attention(is_causal=True)" if hasattr(F, "scaled_dot_product_attention")
+        else "masked matmul + softmax (this torch has no fused attention)",
+        "shape": {"batch": B, "seqLen": T, "vocab": V, "embed": D, "layers": L, "heads": H},
+        "numParams": sum(p.numel() for p in model.parameters()),
+        "warmup": warmup,
+        "steps": steps,
+        "firstStepMs": first_step_ms,
+        # ru_maxrss is in KiB on Linux.
+        "peakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "blasEnv": {k: v for k, v in os.environ.items() if "BLAS" in k or k.startswith(("OMP_", "MKL_"))},
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        med = statistics.median(s["totalMs"] for s in steps) if steps else float("nan")
+        print(f"torch {result['torch']} threads={result['threads']} B={B} T={T} D={D} L={L} H={H}: "
+              f"{med:.0f} ms/step, {B * T / med * 1e3:.0f} tokens/s, peak RSS {result['peakRssBytes'] / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

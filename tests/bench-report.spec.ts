@@ -1,0 +1,58 @@
+// The arithmetic behind `npm run bench`'s table (scripts/bench-report.mjs).
+import { describe, expect, it } from 'vitest';
+import { formatReport, median, summarize, table } from '../scripts/bench-report.mjs';
+
+const step = (totalMs, cpuMs = totalMs) => ({ dataMs: 1, forwardBackwardMs: totalMs - 2, optimizerMs: 1, totalMs, cpuMs, loss: 2.7 });
+const run = (impl, threads, totals, extra = {}) => ({
+  config: 'default', impl, backend: impl === 'pytorch' ? 'cpu' : 'wasm', threads,
+  result: { ok: true, shape: { batch: 16 }, steps: totals.map((t) => step(t, t * (impl === 'pytorch' ? threads : 1))), peakRssBytes: 2 ** 30, firstStepMs: 5000, ...extra },
+});
+
+describe('median', () => {
+  it('takes the middle value, or the mean of the two middle values', () => {
+    expect(median([5, 1, 3])).toBe(3);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeNull();
+  });
+});
+
+describe('summarize', () => {
+  const runs = [
+    run('taskforge', 1, [2000, 9000, 2200]), // one slow outlier step: the median ignores it
+    run('pytorch', 1, [4000, 4400, 4200]),
+    run('pytorch', 2, [2000, 2100, 2200]),
+    { config: 'large', impl: 'taskforge', backend: 'wasm', threads: 1, result: { ok: false, error: 'Aborted(OOM)' } },
+  ];
+  const rows = summarize(runs, 1024);
+
+  it('skips failed runs and reports medians and tokens per second', () => {
+    expect(rows.map((r) => `${r.impl}@${r.threads}`)).toEqual(['taskforge@1', 'pytorch@1', 'pytorch@2']);
+    expect(rows[0].stepMs).toBe(2200);
+    expect(rows[0].tokensPerSec).toBeCloseTo((16 * 1024) / 2.2, 6);
+  });
+
+  it('gives taskforge speed relative to PyTorch at each thread count, CPU time only at equal threads', () => {
+    const { vsPytorch } = rows[0];
+    expect(vsPytorch['1t'].wall).toBeCloseTo(4200 / 2200, 9);
+    expect(vsPytorch['1t'].cpu).toBeCloseTo(4200 / 2200, 9);
+    expect(vsPytorch['2t'].wall).toBeCloseTo(2100 / 2200, 9);
+    expect(vsPytorch['2t'].cpu).toBeNull();
+    expect(rows[1].vsPytorch).toBeUndefined();
+  });
+
+  it('prints the table, the failures and the data source', () => {
+    const text = formatReport({
+      machine: { cpuModel: 'Test CPU', cores: 2, memoryGiB: 8, node: 'v20', tfjs: '4.22.0', code: 'abc123 (dirty)', blasEnv: {}, loadAverageAtStart: [1, 1, 1], loadAverageAtEnd: [2, 2, 2] },
+      data: { source: 'synthetic', why: 'no archive' }, torch: { version: '1.13', python: 'python3' }, summary: rows, runs,
+    });
+    expect(text).toContain('SYNTHETIC token batches (no archive)');
+    expect(text).toContain('FAILED large/taskforge/wasm@1t: Aborted(OOM)');
+    expect(text).toMatch(/default\s+taskforge\s+wasm\s+1\s+2200\b.*\b1\.91x\s+1\.91x\s+0\.95x/);
+  });
+});
+
+describe('table', () => {
+  it('right-aligns every column to its widest cell', () => {
+    expect(table(['a', 'bb'], [['xyz', 1]]).split('\n')).toEqual(['  a  bb', '---  --', 'xyz   1']);
+  });
+});
