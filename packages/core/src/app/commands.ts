@@ -18,6 +18,7 @@ import { COMPONENT_KINDS } from '../registry/types.js';
 import { Tokens, type Clock, type Output } from '../services/tokens.js';
 import { loadCheckpoint, restoreTaskWeights, type Checkpoint } from '../trainer/checkpoint.js';
 import { resolveRunDir } from '../trainer/config.js';
+import { prepareAndSetup } from '../trainer/data-setup.js';
 import type { FitResult, TestResult, Trainer, TrainerFactory } from '../trainer/trainer.js';
 import type { RunConfig, Session } from './session.js';
 
@@ -32,8 +33,7 @@ export async function trainCommand(session: Session, options: CommandOptions): P
   const { config } = session.compose(options.overrides);
   const run = await prepareRun(session, config, 'train');
   const datamodule = run.buildDatamodule();
-  await datamodule.prepareData();
-  await datamodule.setup('fit');
+  await prepareAndSetup(datamodule, 'fit');
   const task = run.buildTask(datamodule.modelDataArgs);
   const trainer = run.buildTrainer();
   const result = await trainer.fit(task, datamodule, config.trainer.resume_from ? { resumeFrom: config.trainer.resume_from } : {});
@@ -96,8 +96,7 @@ async function openForEvaluation(
   // Loaded only now, after prepareRun chose the backend, so the weights land on it.
   const checkpoint = ckptDir ? await loadCheckpoint(ckptDir, { optimizer: false }) : undefined;
   const datamodule = run.buildDatamodule();
-  await datamodule.prepareData();
-  await datamodule.setup(stage);
+  await prepareAndSetup(datamodule, stage);
   const task = run.buildTask(modelDataArgsFor(datamodule, checkpoint, run.output));
   if (needs && !task[needs]) {
     checkpoint?.dispose();

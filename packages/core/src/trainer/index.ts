@@ -11,3 +11,4 @@ export {
 } from './checkpoint.js';
 export { mixSeed } from './step-context.js';
 export { TrainingInterrupted } from './signals.js';
+export { prepareAndSetup } from './data-setup.js';

@@ -12,6 +12,7 @@ import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from 
 import { accumulateGrads, averageGrads } from './gradients.js';
 import { batchBudget, planFit, type FitPlan } from './plan.js';
 import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
+import { prepareAndSetup } from './data-setup.js';
 import { MeanAccumulator, mixSeed, StepLog } from './step-context.js';
 
 export interface TrainerDeps {
@@ -145,8 +146,7 @@ export class Trainer implements TrainerView {
     this.signals.install();
     let status: 'success' | 'failed' | 'interrupted' = 'failed';
     try {
-      await datamodule.prepareData();
-      await datamodule.setup('fit');
+      await prepareAndSetup(datamodule, 'fit');
       const plan = planFit(this.config, datamodule);
       this.maxSteps = plan.totalSteps;
       const { optimizer, scheduler } = task.configureOptimizers({ totalSteps: plan.totalSteps });
@@ -194,8 +194,7 @@ export class Trainer implements TrainerView {
     this.attach(task, datamodule);
     let status: 'success' | 'failed' = 'failed';
     try {
-      await datamodule.prepareData();
-      await datamodule.setup('validate');
+      await prepareAndSetup(datamodule, 'validate');
       if (!task.validationStep || !datamodule.valDataloader) {
         throw new TaskforgeError('Cannot validate: the task has no validationStep or the datamodule has no valDataloader.');
       }
@@ -213,8 +212,7 @@ export class Trainer implements TrainerView {
     this.attach(task, datamodule);
     let status: 'success' | 'failed' = 'failed';
     try {
-      await datamodule.prepareData();
-      await datamodule.setup('test');
+      await prepareAndSetup(datamodule, 'test');
       if (!task.testStep || !datamodule.testDataloader) {
         throw new TaskforgeError('Cannot test: the task has no testStep or the datamodule has no testDataloader.');
       }
@@ -236,8 +234,7 @@ export class Trainer implements TrainerView {
   async predict(task: Task, datamodule: DataModule): Promise<unknown[]> {
     this.attach(task, datamodule);
     try {
-      await datamodule.prepareData();
-      await datamodule.setup('predict');
+      await prepareAndSetup(datamodule, 'predict');
       if (!task.predictStep || !datamodule.predictDataloader) {
         throw new TaskforgeError('Cannot predict: the task has no predictStep or the datamodule has no predictDataloader.');
       }

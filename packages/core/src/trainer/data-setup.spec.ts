@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import type { DataModule, Stage } from '../contracts.js';
+import { prepareAndSetup } from './data-setup.js';
+
+describe('prepareAndSetup', () => {
+  it('prepares and sets up each stage once per data module', async () => {
+    const calls: string[] = [];
+    const dm = {
+      prepareData: async () => void calls.push('prepare'),
+      setup: async (stage: Stage) => void calls.push(`setup:${stage}`),
+    } as unknown as DataModule;
+    await prepareAndSetup(dm, 'fit');
+    await prepareAndSetup(dm, 'fit');
+    await prepareAndSetup(dm, 'test');
+    expect(calls).toEqual(['prepare', 'setup:fit', 'prepare', 'setup:test']);
+  });
+
+  it('tries again after a failed setup', async () => {
+    let fail = true;
+    const dm = {
+      prepareData: async () => undefined,
+      setup: async () => { if (fail) throw new Error('no data yet'); },
+    } as unknown as DataModule;
+    await expect(prepareAndSetup(dm, 'fit')).rejects.toThrow('no data yet');
+    fail = false;
+    await expect(prepareAndSetup(dm, 'fit')).resolves.toBeUndefined();
+  });
+});
