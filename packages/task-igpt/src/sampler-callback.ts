@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { z } from 'zod';
-import type { Callback, TrainerView } from '@taskforge/core';
+import { prepareAndSetup, type Callback, type TrainerView } from '@taskforge/core';
 
 export const samplerCallbackSchema = z.strictObject({
   enabled: z.boolean().default(true),
@@ -21,7 +21,6 @@ export type SamplerCallbackConfig = z.output<typeof samplerCallbackSchema>;
 export class IgptSamplerCallback implements Callback {
   readonly name = 'igpt_sampler';
   private lastStep = -1;
-  private testReady = false;
 
   constructor(readonly config: SamplerCallbackConfig) {}
 
@@ -36,10 +35,7 @@ export class IgptSamplerCallback implements Callback {
   private async sampleAt(trainer: TrainerView, step: number): Promise<void> {
     const { task, datamodule } = trainer;
     if (!task.sample) return;
-    if (!this.testReady && datamodule.testDataloader) {
-      await datamodule.setup('test');
-      this.testReady = true;
-    }
+    if (datamodule.testDataloader) await prepareAndSetup(datamodule, 'test');
     const result = await task.sample({
       outDir: join(trainer.runDir, 'samples'),
       datamodule,

@@ -18,7 +18,7 @@ import { COMPONENT_KINDS } from '../registry/types.js';
 import { Tokens, type Clock, type Output } from '../services/tokens.js';
 import { loadCheckpoint, restoreTaskWeights, type Checkpoint } from '../trainer/checkpoint.js';
 import { resolveRunDir } from '../trainer/config.js';
-import { prepareAndSetup } from '../trainer/data-setup.js';
+import { prepareAndSetup, teardownData } from '../trainer/data-setup.js';
 import type { FitResult, TestResult, Trainer, TrainerFactory } from '../trainer/trainer.js';
 import type { RunConfig, Session } from './session.js';
 
@@ -36,10 +36,9 @@ export async function trainCommand(session: Session, options: CommandOptions): P
   await prepareAndSetup(datamodule, 'fit');
   const task = run.buildTask(datamodule.modelDataArgs);
   const trainer = run.buildTrainer();
-  const result = await trainer.fit(task, datamodule, config.trainer.resume_from ? { resumeFrom: config.trainer.resume_from } : {});
+  const result = await trainer.fit(task, datamodule); // it resumes from trainer.resume_from itself
   run.output.info(describeFit(result, run.runDir, config.trainer.fast_dev_run));
   task.dispose();
-  await datamodule.teardown?.();
   return result;
 }
 
@@ -55,7 +54,6 @@ export async function evaluateCommand(session: Session, stage: 'validate' | 'tes
   if (stage === 'validate' && !config.trainer.fast_dev_run) await writeJsonAtomic(resultsFile, result);
   run.output.info(describeMetrics(stage, result, config.trainer.fast_dev_run ? undefined : resultsFile));
   task.dispose();
-  await datamodule.teardown?.();
   return result;
 }
 
@@ -67,7 +65,6 @@ export async function predictCommand(session: Session, options: CommandOptions):
   await writeJsonAtomic(file, outputs);
   run.output.info(`Wrote ${outputs.length} prediction batches to ${file}`);
   task.dispose();
-  await datamodule.teardown?.();
   return outputs;
 }
 
@@ -76,10 +73,10 @@ export async function sampleCommand(session: Session, options: CommandOptions): 
   const { config, run, datamodule, task, step } = await openForEvaluation(session, options, 'sample', 'test', 'sample');
   const outDir = join(run.runDir, 'samples');
   await mkdir(outDir, { recursive: true });
-  const { files } = await task.sample!({ outDir, datamodule, seed: config.trainer.seed, tag: step === undefined ? 'init' : `step${step}` });
+  const { files } = await task.sample!({ outDir, datamodule, seed: config.trainer.seed, tag: step === undefined ? 'init' : `step${String(step).padStart(6, '0')}` });
   run.output.info(`Samples written:\n${files.map((f) => `  ${f}`).join('\n')}`);
   task.dispose();
-  await datamodule.teardown?.();
+  await teardownData(datamodule);
   return files;
 }
 
@@ -210,7 +207,6 @@ function modelDataArgsFor(datamodule: DataModule, checkpoint: Checkpoint | undef
 function restoreFromCheckpoint(task: Task, checkpoint: Checkpoint, output: Output): void {
   restoreTaskWeights(task, checkpoint);
   checkpoint.dispose();
-  if (checkpoint.taskState.state && task.loadStateDict) task.loadStateDict(checkpoint.taskState.state);
   output.info(`Loaded weights from ${checkpoint.dir} (step ${checkpoint.trainerState?.globalStep ?? '?'})`);
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { DataModule, Stage } from '../contracts.js';
-import { prepareAndSetup } from './data-setup.js';
+import { prepareAndSetup, teardownData } from './data-setup.js';
 
 describe('prepareAndSetup', () => {
   it('prepares and sets up each stage once per data module', async () => {
@@ -13,6 +13,19 @@ describe('prepareAndSetup', () => {
     await prepareAndSetup(dm, 'fit');
     await prepareAndSetup(dm, 'test');
     expect(calls).toEqual(['prepare', 'setup:fit', 'prepare', 'setup:test']);
+  });
+
+  it('sets up again after teardownData (a second fit on the same data module)', async () => {
+    const calls: string[] = [];
+    const dm = {
+      prepareData: async () => undefined,
+      setup: async (stage: Stage) => void calls.push(`setup:${stage}`),
+      teardown: async () => void calls.push('teardown'),
+    } as unknown as DataModule;
+    await prepareAndSetup(dm, 'fit');
+    await teardownData(dm);
+    await prepareAndSetup(dm, 'fit');
+    expect(calls).toEqual(['setup:fit', 'teardown', 'setup:fit']);
   });
 
   it('tries again after a failed setup', async () => {

@@ -15,3 +15,9 @@ export async function prepareAndSetup(datamodule: DataModule, stage: Stage): Pro
   stages.add(stage);
   setUp.set(datamodule, stages);
 }
+
+/** `teardown()`, and forget the stages set up, so a later fit or test sets the data up again. */
+export async function teardownData(datamodule: DataModule): Promise<void> {
+  setUp.delete(datamodule);
+  await datamodule.teardown?.();
+}

@@ -11,4 +11,4 @@ export {
 } from './checkpoint.js';
 export { mixSeed } from './step-context.js';
 export { TrainingInterrupted } from './signals.js';
-export { prepareAndSetup } from './data-setup.js';
+export { prepareAndSetup, teardownData } from './data-setup.js';

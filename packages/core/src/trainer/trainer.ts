@@ -12,7 +12,7 @@ import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from 
 import { accumulateGrads, averageGrads } from './gradients.js';
 import { batchBudget, planFit, type FitPlan } from './plan.js';
 import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
-import { prepareAndSetup } from './data-setup.js';
+import { prepareAndSetup, teardownData } from './data-setup.js';
 import { MeanAccumulator, mixSeed, StepLog } from './step-context.js';
 
 export interface TrainerDeps {
@@ -258,7 +258,7 @@ export class Trainer implements TrainerView {
       }
       return outputs;
     } finally {
-      await datamodule.teardown?.();
+      await teardownData(datamodule);
     }
   }
 
@@ -556,7 +556,7 @@ export class Trainer implements TrainerView {
   private async finish(status: 'success' | 'failed' | 'interrupted'): Promise<void> {
     const results = await Promise.allSettled([
       ...this.loggers.map(async (l) => l.finalize(status)),
-      (async () => this.currentDatamodule?.teardown?.())(),
+      (async () => this.currentDatamodule && teardownData(this.currentDatamodule))(),
     ]);
     for (const r of results) if (r.status === 'rejected') this.output.warn(`Cleanup failed: ${(r.reason as Error).message}`);
   }
