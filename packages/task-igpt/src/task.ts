@@ -1,8 +1,8 @@
-import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import {
+  writeFileAtomic,
   TaskforgeError, type CreateContexts, type DataModule, type NamedVariables, type OptimizerSetup, type SampleOptions,
   type SampleResult, type StepContext, type Task,
 } from '@taskforge/core';
@@ -124,11 +124,8 @@ export class ImageGptTask implements Task<IgptBatch> {
       completions: sequences.slice(0, originals.length), originals, unconditional: sequences.slice(originals.length),
       palette: this.palette, height, width, scale,
     });
-    await mkdir(outDir, { recursive: true });
     const file = join(outDir, `samples-${tag}.png`);
-    const tmp = `${file}.tmp-${process.pid}`;
-    await writeFile(tmp, png);
-    await rename(tmp, file);
+    writeFileAtomic(file, png);
     return { files: [file], image: new Uint8Array(png.buffer, png.byteOffset, png.byteLength) };
   }
 

@@ -3,7 +3,7 @@
  * components through the registry, and hand them to the Trainer. The CLI only parses arguments.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { stringify } from 'yaml';
@@ -12,6 +12,7 @@ import type { Callback, DataModule, MetricsLogger, ModelDataArgs, Stage, Task } 
 import { toYaml } from '../config/index.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
+import { writeFileAtomic } from '../fs.js';
 import { constantSchedule } from '../optim/index.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { COMPONENT_KINDS } from '../registry/types.js';
@@ -51,7 +52,7 @@ export async function evaluateCommand(session: Session, stage: 'validate' | 'tes
     : { metrics: await trainer.validate(task, datamodule), extras: {} };
   // The Trainer writes test_results.json itself; validation results are written here.
   const resultsFile = join(run.runDir, `${stage}_results.json`);
-  if (stage === 'validate' && !config.trainer.fast_dev_run) await writeJsonAtomic(resultsFile, result);
+  if (stage === 'validate' && !config.trainer.fast_dev_run) writeJson(resultsFile, result);
   run.output.info(describeMetrics(stage, result, config.trainer.fast_dev_run ? undefined : resultsFile));
   task.dispose();
   return result;
@@ -62,7 +63,7 @@ export async function predictCommand(session: Session, options: CommandOptions):
   const { run, datamodule, task } = await openForEvaluation(session, options, 'predict', 'predict', 'predictStep');
   const outputs = await run.buildTrainer().predict(task, datamodule);
   const file = join(run.runDir, 'predictions.json');
-  await writeJsonAtomic(file, outputs);
+  writeJson(file, outputs);
   run.output.info(`Wrote ${outputs.length} prediction batches to ${file}`);
   task.dispose();
   return outputs;
@@ -144,8 +145,7 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
   }
   await container.resolve<Accelerator>(Tokens.Accelerator).select(config.trainer.accelerator, { threads: config.trainer.threads });
   const runDir = resolve(session.projectRoot, resolveRunDir(config.trainer, clock));
-  await mkdir(runDir, { recursive: true });
-  await writeTextAtomic(join(runDir, 'config.yaml'), stringify(config));
+  writeFileAtomic(join(runDir, 'config.yaml'), stringify(config));
   output.info(`taskforge ${command}: run dir ${runDir}`);
 
   return {
@@ -242,12 +242,6 @@ function formatExtra(value: unknown): string {
   return `\n${header}\n${rows.join('\n')}`;
 }
 
-async function writeTextAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, text);
-  await rename(tmp, file);
-}
-
-async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  await writeTextAtomic(file, JSON.stringify(value, null, 2) + '\n');
+function writeJson(file: string, value: unknown): void {
+  writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`);
 }

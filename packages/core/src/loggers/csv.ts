@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import type { MetricsLogger } from '../contracts.js';
 import { TaskforgeError } from '../errors.js';
-import { withFsErrors, writeFileAtomic } from './fs-util.js';
+import { withFsErrors, writeFileAtomic } from '../fs.js';
 
 export interface CsvLoggerOptions {
   /** Directory of `metrics.csv` and `hparams.yaml`, e.g. `<runDir>/logs/csv`. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import type { MetricsLogger } from '../contracts.js';
 import { TaskforgeError } from '../errors.js';
-import { withFsErrors, writeFileAtomic } from './fs-util.js';
+import { withFsErrors, writeFileAtomic } from '../fs.js';
 import { encodeEvent, frameRecord, type SummaryValue } from './tfevents.js';
 
 export interface TensorBoardLoggerOptions {

@@ -1,4 +1,3 @@
-import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type {
@@ -12,6 +11,7 @@ import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from 
 import { accumulateGrads, averageGrads } from './gradients.js';
 import { batchBudget, planFit, type FitPlan } from './plan.js';
 import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
+import { writeFileAtomic } from '../fs.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
 import { MeanAccumulator, mixSeed, StepLog } from './step-context.js';
 
@@ -222,7 +222,7 @@ export class Trainer implements TrainerView {
       Object.assign(this.callbackMetrics, metrics);
       await this.logMetrics(metrics);
       await this.hook('onTestEnd', metrics);
-      if (!this.dryRun) await writeJsonAtomic(join(this.runDir, 'test_results.json'), { metrics, extras });
+      if (!this.dryRun) writeFileAtomic(join(this.runDir, 'test_results.json'), `${JSON.stringify({ metrics, extras }, null, 2)}\n`);
       status = 'success';
       return { metrics, extras };
     } finally {
@@ -569,9 +569,3 @@ export class Trainer implements TrainerView {
   }
 }
 
-async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  await mkdir(join(file, '..'), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`);
-  await rename(tmp, file);
-}

@@ -1,6 +1,6 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { TaskforgeError } from '../errors.js';
+import { TaskforgeError } from './errors.js';
 
 /** Runs a filesystem action, turning its failure into one actionable paragraph naming `path`. */
 export function withFsErrors<T>(what: string, path: string, action: () => T): T {
@@ -9,7 +9,7 @@ export function withFsErrors<T>(what: string, path: string, action: () => T): T 
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new TaskforgeError(
-      `Cannot ${what} '${path}': ${reason}. Check that the run directory is writable and the disk is not full.`,
+      `Cannot ${what} '${path}': ${reason}. Check that the directory is writable and the disk is not full.`,
       { cause: error },
     );
   }
