@@ -173,7 +173,7 @@ async function tarStep(archive: string, fix: string, step: () => Promise<void>):
 }
 
 /** Why an entry is unsafe to extract, or undefined when it is a plain file or directory inside the target. */
-export function unsafeEntry(path: string, type: string): string | undefined {
+function unsafeEntry(path: string, type: string): string | undefined {
   if (type !== 'File' && type !== 'OldFile' && type !== 'ContiguousFile' && type !== 'Directory') {
     return `entry '${path}' is a ${type}; only regular files and directories are allowed (links could point outside the target directory)`;
   }

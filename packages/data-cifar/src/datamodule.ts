@@ -62,6 +62,8 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
   private palette?: number[][];
   private classNames?: string[];
   private splits: Partial<Record<'train' | 'val' | 'test', SplitView>> = {};
+  /** Token stores read or built by prepareData, kept so setup does not read them again. */
+  private stores: Partial<Record<'train' | 'test', TokenStore>> = {};
 
   constructor(readonly config: Cifar10Config, private readonly paths: Paths, private readonly output: Output) {
     const dir = config.data_dir ?? join(paths.cacheDir, 'datasets', 'cifar10');
@@ -91,9 +93,15 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     const at = size === IMAGE_SIZE ? '' : ` at ${size}×${size}`;
     for (const [name, files] of [['train', TRAIN_FILES], ['test', [TEST_FILE]]] as const) {
       const file = this.tokenFile(name);
-      if (await readTokenStore(file, this.config.palette_size, this.pixels)) continue;
+      const cached = await readTokenStore(file, this.config.palette_size, this.pixels);
+      if (cached) {
+        this.stores[name] = cached;
+        continue;
+      }
       const set = name === 'train' ? await trainImages() : await images(files);
-      await writeTokenStore(file, await tokenize(set, this.palette, this.output, `cifar10: tokenising ${name} images${at}`));
+      const store = await tokenize(set, this.palette, this.output, `cifar10: tokenising ${name} images${at}`);
+      await writeTokenStore(file, store);
+      this.stores[name] = store;
     }
   }
 
@@ -175,6 +183,8 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
   }
 
   private async loadStore(name: 'train' | 'test'): Promise<TokenStore> {
+    const kept = this.stores[name];
+    if (kept) return kept;
     const store = await readTokenStore(this.tokenFile(name), this.config.palette_size, this.pixels);
     if (store) return store;
     // Deleted or damaged after prepareData in this process: rebuild it.
@@ -227,6 +237,7 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
 
   async teardown(): Promise<void> {
     this.splits = {};
+    this.stores = {};
   }
 
   private view(split: 'train' | 'val' | 'test'): SplitView {

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { TaskforgeError } from '@taskforge/core';
 
 /** A sibling temp name, unique per process and call, so concurrent runs never share one. */
-export function tempPath(path: string): string {
+function tempPath(path: string): string {
   return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 

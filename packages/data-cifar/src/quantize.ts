@@ -25,7 +25,7 @@ export interface PaletteIndex {
 
 const indexCache = new WeakMap<object, PaletteIndex>();
 
-export function validatePalette(palette: Palette): Int32Array {
+function validatePalette(palette: Palette): Int32Array {
   if (!Array.isArray(palette) || palette.length === 0 || palette.length > 65535) {
     throw new TaskforgeError(`A palette must be a non-empty array of at most 65535 [r, g, b] colours; got ${Array.isArray(palette) ? `${palette.length} colours` : typeof palette}.`);
   }

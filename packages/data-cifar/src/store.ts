@@ -36,7 +36,7 @@ export function paletteKey(params: PaletteParams): string {
 }
 
 /** `n` training pixels drawn uniformly (with replacement) from all images, as interleaved RGB. */
-export function samplePixels(images: ImageSet, n: number, seed: number): Uint8Array {
+function samplePixels(images: ImageSet, n: number, seed: number): Uint8Array {
   const rand = mulberry32(hash32(seed, 0x5a));
   const pixels = images.size * images.size;
   const total = images.count * pixels;
