@@ -85,10 +85,18 @@ export async function writeCheckpoint(dir: string, contents: CheckpointContents)
       { cause: error },
     );
   }
-  await rm(old, { recursive: true, force: true });
   const hadPrevious = existsSync(dir);
-  if (hadPrevious) await rename(dir, old);
-  await rename(tmp, dir);
+  try {
+    await rm(old, { recursive: true, force: true });
+    if (hadPrevious) await rename(dir, old);
+    await rename(tmp, dir);
+  } catch (error) {
+    const where = hadPrevious && !existsSync(dir) && existsSync(old) ? ` The previous checkpoint is at '${old}'.` : '';
+    throw new TaskforgeError(
+      `Could not move the new checkpoint from '${tmp}' into place at '${dir}': ${(error as Error).message}.${where}`,
+      { cause: error },
+    );
+  }
   if (hadPrevious) await rm(old, { recursive: true, force: true });
   return dir;
 }
