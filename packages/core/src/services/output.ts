@@ -46,6 +46,16 @@ class ProgressState {
     return (this.clock.now() - this.startedAt) / 1000;
   }
 
+  advance(current: number, fields: Record<string, string | number> | undefined): void {
+    this.current = current;
+    if (fields) this.fields = { ...this.fields, ...fields };
+  }
+
+  /** The closing text, e.g. `163.0/163.0 MB (100%) 5.1 MB/s, done in 32s`. */
+  done(): string {
+    return `${this.describe()}, done in ${formatDuration(this.elapsedSeconds())}`;
+  }
+
   /** e.g. `12.3/163.0 MB (7%) 5.1 MB/s ETA 30s loss=0.4321` */
   describe(): string {
     const parts = [this.amount()];
@@ -123,8 +133,7 @@ export class ConsoleOutput implements Output {
     return {
       update: (current, fields) => {
         if (stopped) return;
-        state.current = current;
-        if (fields) state.fields = { ...state.fields, ...fields };
+        state.advance(current, fields);
         const now = this.clock.now();
         if (lastPrint === undefined || now - lastPrint >= this.plainIntervalMs) {
           lastPrint = now;
@@ -137,7 +146,7 @@ export class ConsoleOutput implements Output {
       stop: () => {
         if (stopped) return;
         stopped = true;
-        this.line(`${state.label}: ${state.describe()}, done in ${formatDuration(state.elapsedSeconds())}`);
+        this.line(`${state.label}: ${state.done()}`);
       },
     };
   }
@@ -162,8 +171,7 @@ export class ConsoleOutput implements Output {
     return {
       update: (current, fields) => {
         if (stopped) return;
-        state.current = current;
-        if (fields) state.fields = { ...state.fields, ...fields };
+        state.advance(current, fields);
         bar.update(state.total === undefined ? 0 : current, payload());
       },
       setTotal: (total) => {
@@ -175,7 +183,7 @@ export class ConsoleOutput implements Output {
         stopped = true;
         bar.update(state.total === undefined ? 0 : state.current, {
           ...payload(),
-          text: `${state.describe()}, done in ${formatDuration(state.elapsedSeconds())}`,
+          text: state.done(),
         });
         bar.stop();
         if (--this.activeBars === 0) {
