@@ -110,7 +110,11 @@ function parses(text: string): boolean {
 
 class ValueParser {
   private pos = 0;
-  constructor(private readonly text: string) {}
+  /** `base`: columns before `text` in the override, for the columns named inside messages. */
+  constructor(
+    private readonly text: string,
+    private readonly base = 0,
+  ) {}
 
   parse(): unknown {
     this.skipWs();
@@ -173,7 +177,7 @@ class ValueParser {
         const noComma = c === ']' ? this.text.slice(0, this.text.lastIndexOf(',', this.pos)) + this.text.slice(this.pos) : fixed;
         this.fail(this.pos, 'empty list element (two commas in a row, or a comma before \']\')', [c === ',' ? fixed : noComma], "an empty string is '' in a list");
       }
-      if (c === undefined) this.fail(this.pos, `unterminated list: expected a value and ']' (the list opens at column ${open + 1})`, [this.text + ']']);
+      if (c === undefined) this.fail(this.pos, `unterminated list: expected a value and ']' (the list opens at column ${open + this.base + 1})`, [this.text + ']']);
       items.push(this.element(depth + 1));
       this.skipWs();
       const next = this.text[this.pos];
@@ -185,7 +189,7 @@ class ValueParser {
         this.pos += 1;
         return items;
       }
-      if (next === undefined) this.fail(this.pos, `unterminated list: expected ',' or ']' (the list opens at column ${open + 1})`, [this.text + ']']);
+      if (next === undefined) this.fail(this.pos, `unterminated list: expected ',' or ']' (the list opens at column ${open + this.base + 1})`, [this.text + ']']);
       this.fail(this.pos, `expected ',' or ']' in the list, found ${show(next)}`);
     }
   }
@@ -201,7 +205,7 @@ class ValueParser {
     }
     for (;;) {
       this.skipWs();
-      if (this.pos >= this.text.length) this.fail(this.pos, `unterminated dict: expected 'key: value' and '}' (the dict opens at column ${open + 1})`, [this.text + '}']);
+      if (this.pos >= this.text.length) this.fail(this.pos, `unterminated dict: expected 'key: value' and '}' (the dict opens at column ${open + this.base + 1})`, [this.text + '}']);
       const keyStart = this.pos;
       const key = this.dictKey();
       if (Object.hasOwn(out, key)) this.fail(keyStart, `the key '${key}' appears twice in the dict`, [], 'give each key once');
@@ -225,7 +229,7 @@ class ValueParser {
         this.pos += 1;
         return out;
       }
-      if (next === undefined) this.fail(this.pos, `unterminated dict: expected ',' or '}' (the dict opens at column ${open + 1})`, [this.text + '}']);
+      if (next === undefined) this.fail(this.pos, `unterminated dict: expected ',' or '}' (the dict opens at column ${open + this.base + 1})`, [this.text + '}']);
       this.fail(this.pos, `expected ',' or '}' in the dict, found ${show(next)}`);
     }
   }
@@ -260,7 +264,7 @@ class ValueParser {
     let i = open + 1;
     for (;;) {
       if (i >= this.text.length) {
-        this.fail(open, `unterminated quoted string: expected a closing ${quote} for the one at column ${open + 1}`, [this.text + quote]);
+        this.fail(open, `unterminated quoted string: expected a closing ${quote} for the one at column ${open + this.base + 1}`, [this.text + quote]);
       }
       const c = this.text[i]!;
       if (c === '\\') {
@@ -361,7 +365,7 @@ class ValueParser {
         if (depth === 0) return i + 1;
       }
     }
-    this.fail(start, `unterminated interpolation: expected '}' to close the '\${' at column ${start + 1}`, [this.text + '}'.repeat(Math.max(depth, 1))], "a literal '${' is $\\{ (escaped)");
+    this.fail(start, `unterminated interpolation: expected '}' to close the '\${' at column ${start + this.base + 1}`, [this.text + '}'.repeat(Math.max(depth, 1))], "a literal '${' is $\\{ (escaped)");
   }
 
   /** Fixes that quote the unquoted primitive starting at `start` (up to the end of its element). */
@@ -397,10 +401,11 @@ function show(c: string): string {
 /**
  * Parses one override value (the text after `=`) by Hydra's rules; see the module comment.
  * Returns numbers, booleans, null, strings, arrays and plain objects; `''` for an empty value.
+ * `base` is the number of characters before `text` in its override (for columns named in messages).
  * Throws {@link OverrideSyntaxError} (with the offset, the reason and fixes that parse).
  */
-export function parseOverrideValue(text: string): unknown {
-  return new ValueParser(text).parse();
+export function parseOverrideValue(text: string, base = 0): unknown {
+  return new ValueParser(text, base).parse();
 }
 
 /** The parts of an override before its value. */

@@ -72,7 +72,7 @@ export function parseOverride(text: string): Override {
   const rawText = text.slice(valueStart);
   let value: unknown;
   try {
-    value = parseValue(rawText);
+    value = parseValue(rawText, valueStart);
   } catch (error) {
     if (!(error instanceof OverrideSyntaxError)) throw error;
     return fail(error, valueStart, (fix) => text.slice(0, valueStart) + fix);
