@@ -1,4 +1,4 @@
-import type { ConfigProblem } from '../errors.js';
+import { ConfigError, type ConfigProblem } from '../errors.js';
 import { clearSources, recordSources, type Sources } from './merge.js';
 import { allPaths, deepCopy, describe, getPath, hasPath, isPlainObject, joinPath, setPath, splitPath, type ConfigNode } from './paths.js';
 import { OverrideSyntaxError, parseOverrideValue } from './override-grammar.js';
@@ -215,4 +215,25 @@ export function resolveInterpolations(root: ConfigNode, sources: Sources, env: N
     }
   }
   return problems;
+}
+
+/** Whether a sources-map entry says the value came from `${env:…}` (see resolveInterpolations). */
+export function isEnvSource(source: string | undefined): boolean {
+  return source !== undefined && (source.startsWith('environment variable ') || source.startsWith('the default of ${env:') || source.startsWith('the default of ${oc.env:'));
+}
+
+/**
+ * Adds the source to each problem of a validation error whose value came from the environment, so
+ * that a type error such as "expected a number (got "abc")" says `[from environment variable N, via
+ * conf/config.yaml]`. Returns `error` itself when no problem is about such a value.
+ */
+export function attachEnvSources(error: ConfigError, sources: ReadonlyMap<string, string>): ConfigError {
+  let changed = false;
+  const problems = error.problems.map((problem) => {
+    const source = sources.get(problem.path);
+    if (problem.source !== undefined || !isEnvSource(source)) return problem;
+    changed = true;
+    return { ...problem, source };
+  });
+  return changed ? new ConfigError(problems, 'Invalid configuration') : error;
 }

@@ -11,7 +11,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../errors.js';
-import { composeConfig } from './index.js';
+import { z } from 'zod';
+import { ComponentRegistry } from '../registry/registry.js';
+import { validateConfig } from '../registry/validate.js';
+import { attachEnvSources, composeConfig, overrideHint } from './index.js';
 
 const root = mkdtempSync(join(tmpdir(), 'taskforge-grammar-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -267,6 +270,19 @@ describe('${env:NAME,default} is typed like a command-line value (issue 10 item 
     expect(compose([], { N: 'null' }).config['num']).toBeNull();
   });
 
+  it('a type error in such a value says it came from the environment', () => {
+    const { config, sources } = compose([], { N: 'abc' });
+    let error: unknown;
+    try {
+      validateConfig(config, new ComponentRegistry(), { rootSchemas: { num: z.number() }, allowedRootKeys: ['k', 'foo', 'lst', 'db'] });
+    } catch (caught) {
+      error = attachEnvSources(caught as ConfigError, sources);
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).exitCode).toBe(2);
+    expect((error as ConfigError).message).toMatch(/num: .*number.*\(got "abc"\) \[from environment variable N, via .*config\.yaml\]/);
+  });
+
   it('keeps any other text exactly as set', () => {
     expect(compose([], { N: ' /tmp/exp #1 ' }).config['num']).toBe(' /tmp/exp #1 ');
     expect(compose([], { N: 'a,b' }).config['num']).toBe('a,b');
@@ -318,6 +334,14 @@ describe('every hint works when followed (issue 10 item 8)', () => {
       const { config } = compose([fix]);
       check(config, fix);
     }
+  });
+
+  it('overrideHint (used by "resume with …") gives back exactly the value when pasted into a shell', () => {
+    for (const dir of ['/tmp/run-1/checkpoints/last', '/tmp/exp #1/last', " it's (2)/x,y ", '~/runs', '10', 'true', 'a\\b\\']) {
+      const [arg] = shellArgs(overrideHint('k', dir));
+      expect(compose([arg!]).config['k']).toBe(dir);
+    }
+    expect(overrideHint('k', 3)).toBe("'k=3'");
   });
 
   it('placeholder hints work once the placeholder is filled in', () => {

@@ -489,3 +489,23 @@ export function shellWord(arg: string): string {
 export function withPrefix(text: string, prefix: '' | '+' | '++' | '~'): string {
   return prefix + text.replace(/^--(?=[^-+~])/, '').replace(/^(\+\+|\+|~)/, '');
 }
+
+/**
+ * The override `key=value` as one shell word that, pasted into a terminal, sets `key` to exactly
+ * `value` (a string is quoted for the override grammar when it would otherwise be typed or refused,
+ * e.g. a path holding `#`, spaces at its ends, `,` or `~`). For hints such as "resume with …".
+ */
+export function overrideHint(key: string, value: string | number | boolean | null): string {
+  let text: string;
+  if (typeof value !== 'string') text = String(value);
+  else {
+    let same = false;
+    try {
+      same = parseOverrideValue(value) === value;
+    } catch {
+      same = false;
+    }
+    text = same ? value : hydraQuote(value);
+  }
+  return shellWord(`${key}=${text}`);
+}
