@@ -157,6 +157,16 @@ const accepted: [string, unknown][] = [
   ['{a:10,b:{}}', { a: 10, b: {} }],
   ['{a:10,b:{c:[1,2]}}', { a: 10, b: { c: [1, 2] } }],
   ['{a: 10, b: [1, 2, 3]}', { a: 10, b: [1, 2, 3] }],
+  // the examples of docs/configuration.md
+  ['.5', 0.5],
+  ['1.', 1],
+  ['10_000', 10000],
+  ['*.png', '*.png'],
+  ['vision/igpt', 'vision/igpt'],
+  ['"it\'s"', "it's"],
+  ["'a b,c'", 'a b,c'],
+  ['[1, a, [b]]', [1, 'a', ['b']]],
+  ['{_target_: callback/early_stopping, monitor: val/loss}', { _target_: 'callback/early_stopping', monitor: 'val/loss' }],
 ];
 
 /** [override, a part of the message (the cause), the 1-based column named]. */
