@@ -328,6 +328,7 @@ describe('every hint works when followed (issue 10 item 8)', () => {
     [['k=[1,,2]'], (c) => expect(c['k']).toEqual([1, 2])],
     [['k=[]aa'], (c) => expect(c['k']).toBe('[]aa')],
     [['k=${foo.bar'], (c) => expect(c['k']).toBe('hello')],
+    [['k=cost_${'], (c) => expect(c['k']).toBe('cost_${')],
     [['k =1'], (c) => expect(c['k']).toBe(1)],
     [['k=9007199254740993'], (c) => expect(c['k']).toBe('9007199254740993')],
     [['new.key=1'], (c) => expect(c['new']).toEqual({ key: 1 })],

@@ -310,7 +310,7 @@ class ValueParser {
         continue;
       }
       if (c === '$' && this.text[this.pos + 1] === '{') {
-        const end = this.interpolationEnd(this.pos);
+        const end = this.interpolationEnd(this.pos, depth);
         out += this.text.slice(this.pos, end);
         this.pos = end;
         plain = false;
@@ -350,7 +350,7 @@ class ValueParser {
   }
 
   /** Offset just past the `}` closing the interpolation that starts at `start` (`${`). */
-  private interpolationEnd(start: number): number {
+  private interpolationEnd(start: number, nested: number): number {
     let depth = 0;
     let quote: string | undefined;
     for (let i = start; i < this.text.length; i++) {
@@ -365,7 +365,12 @@ class ValueParser {
         if (depth === 0) return i + 1;
       }
     }
-    this.fail(start, `unterminated interpolation: expected '}' to close the '\${' at column ${start + this.base + 1}`, [this.text + '}'.repeat(Math.max(depth, 1))], "a literal '${' is $\\{ (escaped)");
+    // Closing it helps when there is a reference to close; otherwise a literal '${' was meant,
+    // which is '\${' (kept by the grammar inside quotes, read as a literal by the interpolation).
+    const literal = hydraQuote(`${this.text.slice(0, start)}\\${this.text.slice(start)}`.trim());
+    const closed = this.text + '}'.repeat(Math.max(depth, 1));
+    const fix = this.text.slice(start + 2).trim() === '' && nested === 0 ? literal : closed;
+    this.fail(start, `unterminated interpolation: expected '}' to close the '\${' at column ${start + this.base + 1}`, [fix], "a literal '${' is '\\${' in quotes");
   }
 
   /** Fixes that quote the unquoted primitive starting at `start` (up to the end of its element). */
