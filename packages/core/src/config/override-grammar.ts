@@ -504,7 +504,7 @@ export function overrideHint(key: string, value: string | number | boolean | nul
   let text: string;
   if (typeof value !== 'string') text = String(value);
   else {
-    let same = false;
+    let same: boolean;
     try {
       same = parseOverrideValue(value) === value;
     } catch {
