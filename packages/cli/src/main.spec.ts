@@ -58,4 +58,10 @@ describe('main', () => {
       expect(good.out.stdout).toMatch(new RegExp(`\\b${key}: (["'])${value}\\1 # from command line`));
     }
   });
+
+  it('takes optimizer.no_decay=[*bias*] as the list it is (Hydra grammar), validated as train does', async () => {
+    const { out, io: streams } = io();
+    expect(await main(['config', '+optimizer=adamw', 'optimizer.no_decay=[*bias*]'], streams), out.stderr).toBe(0);
+    expect(out.stdout).toContain('no_decay: [ "*bias*" ] # from command line');
+  });
 });
