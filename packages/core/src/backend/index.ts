@@ -4,6 +4,7 @@ export { describeMemory, memoryStats, type MemoryStats } from './memory.js';
 export {
   adapterInfo,
   NO_ADAPTER_HINT,
+  probeWebgpu,
   selectBackend,
   type GpuAdapterInfo,
   type AcceleratorKind,

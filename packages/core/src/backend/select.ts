@@ -146,11 +146,12 @@ function adapterName(info: GpuAdapterInfo): string {
 }
 
 /**
- * Makes Dawn the `navigator.gpu` of this process (Node has no WebGPU of its own) and returns its
- * preferred adapter's info. Must run before `@tensorflow/tfjs-backend-webgpu` is imported: the
- * backend registers itself only if `navigator.gpu` exists at import time.
+ * Starts Dawn and asks for its preferred (high-performance) adapter. Returns the adapter's info
+ * and `install()`, which makes this Dawn instance the process's `navigator.gpu` (Node has no
+ * WebGPU of its own); install must run before `@tensorflow/tfjs-backend-webgpu` is imported, as
+ * the backend registers itself only if `navigator.gpu` exists at import time.
  */
-async function installDawn(dawn: DawnModule): Promise<GpuAdapterInfo> {
+async function startDawn(dawn: DawnModule): Promise<{ info: GpuAdapterInfo; install: () => void }> {
   // Dawn's Vulkan backend wants a runtime dir; a headless CI shell often has none.
   process.env['XDG_RUNTIME_DIR'] ??= tmpdir();
   let gpu: ReturnType<DawnModule['create']>;
@@ -162,13 +163,39 @@ async function installDawn(dawn: DawnModule): Promise<GpuAdapterInfo> {
     throw new Unavailable(`Dawn failed to start: ${firstLine(error)}; ${NO_ADAPTER_HINT}`);
   }
   if (adapter == null) throw new Unavailable(`no WebGPU adapter: Dawn found no Vulkan, Metal or D3D12 device; ${NO_ADAPTER_HINT}`);
-  for (const [name, value] of Object.entries(dawn.globals)) {
-    if (!(name in globalThis)) Object.defineProperty(globalThis, name, { value, configurable: true, writable: true });
+  const install = () => {
+    for (const [name, value] of Object.entries(dawn.globals)) {
+      if (!(name in globalThis)) Object.defineProperty(globalThis, name, { value, configurable: true, writable: true });
+    }
+    const g = globalThis as { navigator?: object };
+    if (g.navigator === undefined) Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
+    Object.defineProperty(g.navigator!, 'gpu', { value: gpu, configurable: true, writable: true });
+  };
+  return { info: adapterInfo(adapter), install };
+}
+
+function asDawn(loaded: unknown): DawnModule {
+  const module = loaded as Partial<DawnModule> & { default?: Partial<DawnModule> };
+  const dawn = (module.create ? module : module.default ?? {}) as Partial<DawnModule>;
+  if (typeof dawn.create !== 'function' || typeof dawn.globals !== 'object') {
+    throw new Unavailable(`${DAWN} is installed but exports no create()/globals; install ${DAWN}@${DAWN_VERSION}`);
   }
-  const g = globalThis as { navigator?: object };
-  if (g.navigator === undefined) Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
-  Object.defineProperty(g.navigator!, 'gpu', { value: gpu, configurable: true, writable: true });
-  return adapterInfo(adapter);
+  return dawn as DawnModule;
+}
+
+/**
+ * Reports the WebGPU adapter Dawn would give this process, without selecting a backend:
+ * `{ adapter }` (check `adapter.software`), or `{ reason }` saying why there is none (packages
+ * not installed, no driver) and how to fix it. Used by tests to skip where no adapter exists.
+ */
+export async function probeWebgpu(loader: (m: string) => Promise<unknown> = (m) => import(m)): Promise<{ adapter: GpuAdapterInfo } | { reason: string }> {
+  try {
+    const { info } = await startDawn(asDawn(await load('webgpu', loader, DAWN)));
+    return { adapter: info };
+  } catch (error) {
+    if (error instanceof Unavailable) return { reason: error.reason };
+    throw error;
+  }
 }
 
 async function setUp(kind: AcceleratorKind, request: AcceleratorRequest, options: SelectBackendOptions, loader: (m: string) => Promise<unknown>): Promise<Chosen> {
@@ -196,15 +223,9 @@ async function setUp(kind: AcceleratorKind, request: AcceleratorRequest, options
         await activate('webgpu', kind);
         return describeWebgpu(info, request);
       }
-      const loaded = (await load(kind, loader, DAWN)) as Partial<DawnModule> & { default?: Partial<DawnModule> };
-      const dawn = (loaded.create ? loaded : loaded.default ?? {}) as Partial<DawnModule>;
-      if (typeof dawn.create !== 'function' || typeof dawn.globals !== 'object') {
-        throw new Unavailable(`${DAWN} is installed but exports no create()/globals; install ${DAWN}@${DAWN_VERSION}`);
-      }
-      const info = await installDawn(dawn as DawnModule);
-      if (info.software && request === 'auto') {
-        throw new Unavailable(softwareReason(info));
-      }
+      const { info, install } = await startDawn(asDawn(await load(kind, loader, DAWN)));
+      if (info.software && request === 'auto') throw new Unavailable(softwareReason(info));
+      install();
       await load(kind, loader);
       await activate('webgpu', kind);
       return describeWebgpu(info, request);
