@@ -101,7 +101,7 @@ describe.skipIf(why !== '')('webgpu backend (Dawn)', () => {
     const step = async () => {
       const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(labels, x.matMul(w).add(b)) as tf.Scalar);
       const clipped = await clipByGlobalNorm(grads, 1);
-      optimizer.applyGradients(clipped.grads);
+      optimizer.applyGradients(Object.entries(clipped.grads).map(([name, tensor]) => ({ name, tensor })));
       tf.dispose([grads, clipped.grads]);
       const loss = (await value.data())[0]!;
       value.dispose();
