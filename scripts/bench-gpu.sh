@@ -5,7 +5,7 @@
 # $OUT/bench-gpu.jsonl (OUT defaults to ./bench-results), a log in $OUT/bench-gpu.log.
 #
 # Runs from a repo checkout (built) or from the bundle of scripts/gpu-bundle.sh on a machine
-# without network or Node:  tar -xJf gpu-bundle.tar.xz && bash gpu-bundle/repo/scripts/bench-gpu.sh
+# without network or Node:  tar -xzf gpu-bundle.tar.gz && bash gpu-bundle/repo/scripts/bench-gpu.sh
 #
 # Environment: STEPS (timed steps, default 5), WARMUP (default 2), SKIP_WASM=1, SKIP_TORCH=1,
 # PYTHON (default python3, with torch + CUDA).

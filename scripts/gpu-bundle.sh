@@ -2,10 +2,10 @@
 # Packs what scripts/bench-gpu.sh needs on a GPU machine that has no network and no Node:
 # this machine's Node binary, a pruned production install of the built taskforge packages plus
 # Dawn (npm `webgpu`, Linux x64 binary only) and @tensorflow/tfjs-backend-webgpu, the Vulkan
-# loader (libvulkan.so.1), the bench scripts and the root conf/. Output: <out>.tar.xz (and <out>/).
+# loader (libvulkan.so.1), the bench scripts and the root conf/. Output: <out>.tar.gz (and <out>/).
 #
 #   bash scripts/gpu-bundle.sh [out]          # default out: tmp/gpu-bundle (git-ignored)
-#   # on the GPU machine: tar -xJf gpu-bundle.tar.xz && bash gpu-bundle/repo/scripts/bench-gpu.sh
+#   # on the GPU machine: tar -xzf gpu-bundle.tar.gz && bash gpu-bundle/repo/scripts/bench-gpu.sh
 #
 # Needs: built packages (npx nx run-many -t build), npm registry access here, libvulkan1 installed.
 set -euo pipefail
@@ -45,6 +45,6 @@ find "$NM"/@tensorflow/*/dist -maxdepth 1 \( -name '*.min.js' -o -name '*.es2017
 rm -rf "$NM"/@tensorflow/*/src "$NM"/@tensorflow/*/dist/miniprogram
 
 mv "$OUT.tmp" "$OUT"
-tar -C "$(dirname "$OUT")" -cJf "$OUT.tar.xz.tmp" "$(basename "$OUT")"
-mv "$OUT.tar.xz.tmp" "$OUT.tar.xz"
-echo "bundle: $OUT ($(du -sh "$OUT" | cut -f1)), archive: $OUT.tar.xz ($(du -sh "$OUT.tar.xz" | cut -f1))"
+tar -C "$(dirname "$OUT")" -czf "$OUT.tar.gz.tmp" "$(basename "$OUT")"
+mv "$OUT.tar.gz.tmp" "$OUT.tar.gz"
+echo "bundle: $OUT ($(du -sh "$OUT" | cut -f1)), archive: $OUT.tar.gz ($(du -sh "$OUT.tar.gz" | cut -f1))"
