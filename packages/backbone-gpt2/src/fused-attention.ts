@@ -25,8 +25,17 @@ export const FUSED_ATTENTION_GRAD_KERNEL = 'TaskforgeCausalAttentionGrad';
 /** Where the package build writes the compiled kernels (same relative path from src/ and dist/). */
 const WASM_URL = new URL('../wasm/attention.wasm', import.meta.url);
 
+/** The WebAssembly JS API as used here (this package compiles without the DOM lib, which types it). */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+const WasmApi = (globalThis as unknown as {
+  WebAssembly: { Module: new (bytes: Uint8Array) => object; Instance: new (module: object, imports: object) => { exports: unknown } };
+}).WebAssembly;
+
 interface KernelExports {
-  memory: WebAssembly.Memory;
+  memory: WasmMemory;
   forward(BH: number, T: number, hd: number, scale: number, q: number, k: number, v: number, o: number, lse: number, kt: number, vt: number, rows: number, qsp: number): void;
   backward(
     BH: number, T: number, hd: number, scale: number,
@@ -59,7 +68,7 @@ function load(): { exports: KernelExports; base: number } {
         'It is built from assembly/attention.ts by the package build: run `npx nx run backbone-gpt2:build-wasm` (or `npx nx run-many -t build`).',
     );
   }
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
+  const instance = new WasmApi.Instance(new WasmApi.Module(bytes), {});
   const exports = instance.exports as unknown as KernelExports;
   // The module allocates nothing: everything past its initial memory is ours to lay out.
   kernels = { exports, base: exports.memory.buffer.byteLength };
