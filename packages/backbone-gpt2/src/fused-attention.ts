@@ -66,6 +66,7 @@ function load(): { exports: KernelExports; base: number } {
     throw new Error(
       `fused attention: the compiled kernel ${fileURLToPath(WASM_URL)} is missing (${(e as Error).message}). ` +
         'It is built from assembly/attention.ts by the package build: run `npx nx run backbone-gpt2:build-wasm` (or `npx nx run-many -t build`).',
+      { cause: e },
     );
   }
   const instance = new WasmApi.Instance(new WasmApi.Module(bytes), {});
