@@ -1,5 +1,9 @@
 /**
- * Memory-efficient causal self-attention (the idea of FlashAttention, in plain TF.js ops).
+ * Causal self-attention. One dispatch point (`causalSelfAttention`): on the wasm backend the
+ * fused WebAssembly SIMD kernels of fused-attention.ts; on every other backend (or with
+ * `fused: false`) the plain-ops version below.
+ *
+ * Plain ops: memory-efficient causal self-attention (the idea of FlashAttention, in TF.js ops).
  *
  * Autodiff of `softmax(q·kᵀ + mask)·v` keeps the [B·H, T, T] probabilities of every layer for
  * the backward pass: at T = 1024 that is 128 MB per tensor per 32 heads, several per layer,
