@@ -51,7 +51,7 @@ export function compareCheckpointData(checkpoint: CheckpointDataFacts, run: RunD
   if (args.length === 0) return undefined;
   const savedData = checkpoint.config['dataset'];
   const settings = run.dataConfig && isRecord(savedData) ? leafDifferences(savedData, run.dataConfig, 'dataset') : [];
-  const describe = (d: DataDifference) => `${d.key} (checkpoint ${show(d.checkpoint)}, this run ${show(d.run)})`;
+  const describe = (d: DataDifference) => `${d.key} (${showPair(d.checkpoint, d.run)})`;
   const facts = args.map(describe).join(', ');
   const message = settings.length
     ? `the data differs from the data the checkpoint was trained on in ${settings.map(describe).join(', ')}, so the model's data facts differ: ${facts}`
@@ -73,6 +73,13 @@ function leafDifferences(saved: Record<string, unknown>, current: Record<string,
 
 const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isCompound = (v: unknown) => v !== null && typeof v === 'object';
+
+function showPair(checkpoint: unknown, run: unknown): string {
+  if (Array.isArray(checkpoint) && Array.isArray(run) && checkpoint.length === run.length) {
+    return `${checkpoint.length} ${checkpoint.length === 1 ? 'entry' : 'entries'} in both, but different values`;
+  }
+  return `checkpoint ${show(checkpoint)}, this run ${show(run)}`;
+}
 
 function show(value: unknown): string {
   if (Array.isArray(value)) return `a list of ${value.length}`;
