@@ -54,8 +54,8 @@ const ROOT_SCHEMAS = {
   plugins: z.array(z.string()).default([]),
 };
 const COMPONENT_SECTIONS = ['task', 'dataset', 'backbone', 'optimizer', 'scheduler'] as const;
-/** Sections every command needs; the others may be deleted (`~scheduler`: a constant learning rate). */
-const REQUIRED_SECTIONS = ['task', 'dataset'] as const;
+/** Sections every command builds (the optimizer only in `train`, but `config` validates as `train` does); `~scheduler` means a constant learning rate. */
+const REQUIRED_SECTIONS = ['task', 'dataset', 'backbone', 'optimizer'] as const;
 
 export class Session {
   private constructor(
@@ -125,7 +125,7 @@ export class Session {
         ...(source ? { source } : {}),
       });
     }
-    if (problems.length) throw new ConfigError(problems, problems.every((p) => p.path === 'task' || p.path === 'dataset') ? 'Nothing to run' : 'Invalid configuration');
+    if (problems.length) throw new ConfigError(problems, problems.every((p) => p.path === 'task') ? 'Nothing to run' : 'Invalid configuration');
     const config = validateConfig<ConfigNode>(composed.config, this.registry, {
       rootSchemas: ROOT_SCHEMAS,
       allowedRootKeys: COMPONENT_SECTIONS,
