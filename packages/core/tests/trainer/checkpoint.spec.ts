@@ -62,7 +62,7 @@ describe('checkpoints', () => {
     expect(error!.message).toContain(`Checkpoint '${dir}' does not match the model`);
     expect(error!.message).toContain("mis-shaped: 'out/kernel' (checkpoint float32 [3, 1], model float32 [4, 1])");
     expect(error!.message).toContain("missing from the checkpoint: 'hidden/kernel', 'hidden/bias'");
-    expect(error!.exitCode, 'a checkpoint that does not fit the model is a config mistake').toBe(2);
+    expect((error as TaskforgeError).exitCode, 'a checkpoint that does not fit the model is a config mistake').toBe(2);
 
     // Non-strict (pretrained weights into a bigger model): only what matches is loaded.
     const partial = {
