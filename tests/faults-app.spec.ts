@@ -136,9 +136,11 @@ describe('evaluating checkpoints (11.6, 10.9, 10.10, 10.11)', () => {
     const pretrained = await taskforge(['train', ...tiny(join(work, 'pretrained-wide')), `task.pretrained=${last}`, 'backbone.embed_dim=16', 'trainer.fast_dev_run=true']);
     expect(pretrained.code, pretrained.stderr).toBe(2);
     expect(pretrained.stderr).toContain('do not fit the configured backbone');
+    const evaluations = readdirSync(join(runDir, 'evaluations')).sort();
     const test = await taskforge(['test', `ckpt=${last}`, 'backbone.embed_dim=16']);
     expect(test.code, test.stderr).toBe(2);
     expect(test.stderr).toContain('mis-shaped');
+    expect(readdirSync(join(runDir, 'evaluations')).sort(), 'refused before its run dir is made').toEqual(evaluations);
   });
 });
 

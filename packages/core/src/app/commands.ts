@@ -83,8 +83,9 @@ export async function sampleCommand(session: Session, options: CommandOptions): 
 
 /**
  * What every evaluating command does first: compose (on top of the checkpoint's config when
- * `ckpt=` is given), choose the backend, set up the data for `stage`, build the task with the
- * checkpoint's data facts, check it can do what the command needs, and restore its weights.
+ * `ckpt=` is given), choose the backend, set up the data for `stage`, refuse data the checkpoint's
+ * weights do not fit (exit 2), build the task, check it can do what the command needs (exit 2)
+ * and restore the weights (exit 2 when they do not fit), and only then create the run dir.
  */
 async function openForEvaluation(
   session: Session, options: CommandOptions, command: string, stage: Stage, needs?: 'predictStep' | 'sample',
@@ -95,15 +96,19 @@ async function openForEvaluation(
   await prepareAndSetup(datamodule, stage);
   // Before the run dir exists: data that cannot match the checkpoint's weights is refused up front.
   if (ckpt) assertSameData(ckpt, config, datamodule);
-  run.createRunDir();
-  // Loaded only now, after prepareRun chose the backend, so the weights land on it.
-  const checkpoint = ckpt ? await loadCheckpoint(ckpt.dir, { optimizer: false }) : undefined;
   const task = run.buildTask(datamodule.modelDataArgs);
   if (needs && !task[needs]) {
-    checkpoint?.dispose();
+    task.dispose();
     throw new TaskforgeError(`The task '${String(config.task?._target_)}' does not support \`${command}\` (it has no ${needs} method).`, { exitCode: 2 });
   }
-  if (checkpoint) restoreFromCheckpoint(task, checkpoint, run.output);
+  try {
+    // Loaded only now, after prepareRun chose the backend, so the weights land on it.
+    if (ckpt) restoreFromCheckpoint(task, await loadCheckpoint(ckpt.dir, { optimizer: false }), run.output);
+  } catch (error) {
+    task.dispose();
+    throw error;
+  }
+  run.createRunDir();
   return { config, run, datamodule, task, step: ckpt?.step };
 }
 
@@ -272,8 +277,11 @@ function assertSameData(ckpt: CheckpointRef, config: RunConfig, datamodule: Data
 }
 
 function restoreFromCheckpoint(task: Task, checkpoint: Checkpoint, output: Output): void {
-  restoreTaskWeights(task, checkpoint);
-  checkpoint.dispose();
+  try {
+    restoreTaskWeights(task, checkpoint);
+  } finally {
+    checkpoint.dispose();
+  }
   output.info(`Loaded weights from ${checkpoint.dir} (step ${checkpoint.trainerState?.globalStep ?? '?'})`);
 }
 
