@@ -11,6 +11,7 @@ import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from 
 import { accumulateGrads, averageGrads } from './gradients.js';
 import { batchBudget, planFit, type FitPlan } from './plan.js';
 import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
+import { overrideHint } from '../config/override-grammar.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
 import { MeanAccumulator, mixSeed, StepLog } from './step-context.js';
 
@@ -518,7 +519,7 @@ export class Trainer implements TrainerView {
       const dir = checkpointer
         ? await checkpointer.saveLastCheckpoint(this)
         : await this.saveCheckpoint(join(this.runDir, 'checkpoints', 'last'));
-      where = `last checkpoint saved to ${dir}; resume with trainer.resume_from=${dir}`;
+      where = `last checkpoint saved to ${dir}; resume with ${overrideHint('trainer.resume_from', dir)}`;
     }
     throw new TrainingInterrupted(`Training interrupted by ${signal} at step ${this.globalStep}; ${where}.`, SIGNAL_EXIT_CODES[signal] ?? 1);
   }
