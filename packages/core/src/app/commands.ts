@@ -10,7 +10,7 @@ import type { Accelerator } from '../backend/index.js';
 import type { Callback, DataModule, MetricsLogger, ModelDataArgs, Stage, Task } from '../contracts.js';
 import { toYaml } from '../config/index.js';
 import type { ConfigNode } from '../config/paths.js';
-import { TaskforgeError } from '../errors.js';
+import { ConfigError, TaskforgeError } from '../errors.js';
 import { writeFileAtomic } from '../fs.js';
 import { constantSchedule } from '../optim/index.js';
 import type { Instantiator } from '../registry/instantiator.js';
@@ -148,6 +148,9 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
   const output = container.resolve<Output>(Tokens.Output);
   const clock = container.resolve<Clock>(Tokens.Clock);
   const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
+  if (!config.task) {
+    throw new ConfigError([{ path: 'task', message: 'no task is configured; choose one on the command line, e.g. task=vision/igpt (see `taskforge list`)' }], 'Nothing to run');
+  }
   await container.resolve<Accelerator>(Tokens.Accelerator).select(config.trainer.accelerator, { threads: config.trainer.threads });
   const runDir = resolve(session.projectRoot, resolveRunDir(config.trainer, clock));
 

@@ -54,8 +54,12 @@ const ROOT_SCHEMAS = {
   plugins: z.array(z.string()).default([]),
 };
 const COMPONENT_SECTIONS = ['task', 'dataset', 'backbone', 'optimizer', 'scheduler'] as const;
-/** Sections every command builds (the optimizer only in `train`, but `config` validates as `train` does); `~scheduler` means a constant learning rate. */
-const REQUIRED_SECTIONS = ['task', 'dataset', 'backbone', 'optimizer'] as const;
+/**
+ * Sections a configured task is built with (the optimizer only in `train`, but `config` validates
+ * as `train` does); `~scheduler` means a constant learning rate. A project that selects no task
+ * at all still prints its skeleton with `taskforge config`; commands refuse it ("Nothing to run").
+ */
+const REQUIRED_WITH_TASK = ['dataset', 'backbone', 'optimizer'] as const;
 
 export class Session {
   private constructor(
@@ -102,15 +106,16 @@ export class Session {
 
   /**
    * Validates a composed config: each component section against its component's schema, the
-   * `trainer` section, the required sections (task, dataset), and that every component section
+   * `trainer` section, the sections a configured task needs (dataset, backbone, optimizer), and that every component section
    * names its component (`_target_`), so nothing half-configured reaches a command.
    * @throws ConfigError (exit code 2) listing every problem.
    */
   validate(composed: ComposedConfig): ComposedRun {
     const problems: ConfigProblem[] = [];
-    for (const section of REQUIRED_SECTIONS) {
-      if (composed.config[section] === undefined || composed.config[section] === null) {
-        problems.push({ path: section, message: `no ${section} is configured; choose one on the command line, e.g. ${section === 'task' ? 'task=vision/igpt' : `${section}=<option>`} (see \`taskforge list\`)` });
+    const configured = (section: string) => composed.config[section] !== undefined && composed.config[section] !== null;
+    for (const section of configured('task') ? REQUIRED_WITH_TASK : []) {
+      if (!configured(section)) {
+        problems.push({ path: section, message: `no ${section} is configured; select one on the command line, e.g. ${section}=<option> (see \`taskforge list\`)` });
       }
     }
     for (const section of COMPONENT_SECTIONS) {
@@ -125,7 +130,7 @@ export class Session {
         ...(source ? { source } : {}),
       });
     }
-    if (problems.length) throw new ConfigError(problems, problems.every((p) => p.path === 'task') ? 'Nothing to run' : 'Invalid configuration');
+    if (problems.length) throw new ConfigError(problems);
     let config: RunConfig;
     try {
       config = validateConfig<ConfigNode>(composed.config, this.registry, {
