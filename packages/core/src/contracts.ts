@@ -60,6 +60,17 @@ export interface Backbone {
   dispose(): void;
 }
 
+/**
+ * What every forward that can be stochastic takes (a backbone's body and its heads alike):
+ * `training` turns dropout and other noise on; `seed` seeds it, derived from the step's
+ * `StepContext.seed` so runs and resumes are deterministic. A Task passes them to each such
+ * method its backbone API declares, e.g. `forward(x, options)` and `classify(hidden, options)`.
+ */
+export interface ForwardOptions {
+  readonly training: boolean;
+  readonly seed: number;
+}
+
 /** Given to every Task step. */
 export interface StepContext {
   /** Optimizer steps taken so far in this run (0-based for the step being computed). */
@@ -111,8 +122,12 @@ export interface Task<Batch = unknown> {
    */
   stateDict?(): Record<string, unknown>;
   loadStateDict?(state: Record<string, unknown>): void;
-  /** Extra results at the end of a test epoch (e.g. a confusion matrix), written to the run dir. */
-  onTestEpochEnd?(): Record<string, unknown> | undefined;
+  /**
+   * Extra results at the end of a test epoch (e.g. a confusion matrix), written to the run dir.
+   * May be async, so a task can read tensors it kept during `testStep` with `await t.data()`
+   * (GPU backends cannot read synchronously under Node).
+   */
+  onTestEpochEnd?(): Record<string, unknown> | undefined | Promise<Record<string, unknown> | undefined>;
   /**
    * Generative tasks: write samples (e.g. a PNG grid of completions) into `outDir` and return the
    * files written. Sampling settings come from the task's own config. Used by `taskforge sample`

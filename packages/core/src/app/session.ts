@@ -74,6 +74,8 @@ export class Session {
     const container = options.container ?? createContainer();
     const projectRoot = findProjectRoot(options.cwd);
     const discovered = discoverPlugins({ projectRoot });
+    const output = container.resolve<Output>(Tokens.Output);
+    for (const skipped of discovered.skipped) output.warn(skipped.message);
     await loadPlugins(discovered, container.resolve<ComponentRegistry>(Tokens.Registry));
     const projectConf = options.configDir ? resolve(options.configDir) : join(projectRoot, 'conf');
     if (options.configDir && !existsSync(projectConf)) {

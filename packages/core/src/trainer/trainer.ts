@@ -218,7 +218,7 @@ export class Trainer implements TrainerView {
       }
       const budget = batchBudget(datamodule, 'test', this.config.limit_test_batches, 'limit_test_batches', this.dryRun);
       const metrics = await this.evalLoop('test', task.testStep.bind(task), datamodule.testDataloader.bind(datamodule), budget);
-      const extras = task.onTestEpochEnd?.() ?? {};
+      const extras = (await task.onTestEpochEnd?.()) ?? {};
       Object.assign(this.callbackMetrics, metrics);
       await this.logMetrics(metrics);
       await this.hook('onTestEnd', metrics);
@@ -356,7 +356,7 @@ export class Trainer implements TrainerView {
     const metrics = new MeanAccumulator();
     let apply = true;
     if (this.config.gradient_clip_val !== null) {
-      const clipped = clipByGlobalNorm(grads, this.config.gradient_clip_val);
+      const clipped = await clipByGlobalNorm(grads, this.config.gradient_clip_val);
       tf.dispose(grads);
       grads = clipped.grads;
       metrics.add('grad_norm', clipped.norm);
