@@ -395,7 +395,7 @@ export class Trainer implements TrainerView {
   private async sanityCheck(plan: FitPlan): Promise<void> {
     const { validationStep } = this.task;
     const { valDataloader } = this.datamodule;
-    if (!validationStep || !valDataloader) return;
+    if (!validationStep || !valDataloader || !plan.hasVal) return;
     const steps = this.config.num_sanity_val_steps;
     const budget = steps === -1 ? plan.valBatches : Math.min(steps, plan.valBatches ?? steps);
     // Catches bugs in validationStep before a long epoch; the numbers are not meaningful.

@@ -102,6 +102,18 @@ describe('Trainer.fit', () => {
     expect(await validatedAt({ max_epochs: 4, check_val_every_n_epoch: 2 })).toEqual([16, 32]);
   });
 
+  it('limit_val_batches=0 turns validation and the sanity check off (Lightning)', async () => {
+    const recorder = new RecordingCallback();
+    const task = new ToyTask();
+    const { trainer, logger } = makeTrainer(scratch.dir(), { max_epochs: 2, limit_val_batches: 0, num_sanity_val_steps: 2 }, [recorder]);
+    const result = await trainer.fit(task, new ToyDataModule({ nVal: 4 }));
+    expect(result.globalStep).toBe(16);
+    expect(task.validationCalls).toBe(0);
+    expect(recorder.events.filter((e) => e.startsWith('onValidation'))).toEqual([]);
+    expect(logger.series('val_loss')).toEqual([]);
+    task.dispose();
+  });
+
   it('fast_dev_run runs one batch of each loop and writes no checkpoint', async () => {
     const task = new ToyTask();
     const dm = new ToyDataModule();
