@@ -176,6 +176,8 @@ export interface LRScheduler {
 export interface Callback {
   readonly name: string;
   onFitStart?(trainer: TrainerView): void | Promise<void>;
+  /** After the sanity check (a few validation batches before training), with its metrics; not logged. */
+  onSanityCheckEnd?(trainer: TrainerView, metrics: Record<string, number>): void | Promise<void>;
   onTrainEpochStart?(trainer: TrainerView): void | Promise<void>;
   onTrainBatchEnd?(trainer: TrainerView, outputs: { loss: number; metrics: Record<string, number> }): void | Promise<void>;
   onTrainEpochEnd?(trainer: TrainerView): void | Promise<void>;

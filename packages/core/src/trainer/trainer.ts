@@ -58,7 +58,7 @@ export function isCheckpointingCallback(callback: Callback): callback is Checkpo
   return typeof (callback as Partial<CheckpointingCallback>).saveLastCheckpoint === 'function';
 }
 
-type Hook = 'onFitStart' | 'onTrainEpochStart' | 'onTrainBatchEnd' | 'onTrainEpochEnd' | 'onValidationStart'
+type Hook = 'onFitStart' | 'onSanityCheckEnd' | 'onTrainEpochStart' | 'onTrainBatchEnd' | 'onTrainEpochEnd' | 'onValidationStart'
   | 'onValidationEnd' | 'onFitEnd' | 'onTestEnd' | 'onException';
 type EvalStep = (batch: unknown, ctx: StepContext) => void;
 
@@ -399,7 +399,8 @@ export class Trainer implements TrainerView {
     const steps = this.config.num_sanity_val_steps;
     const budget = steps === -1 ? plan.valBatches : Math.min(steps, plan.valBatches ?? steps);
     // Catches bugs in validationStep before a long epoch; the numbers are not meaningful.
-    await this.evalLoop('sanity', validationStep.bind(this.task), valDataloader.bind(this.datamodule), budget);
+    const metrics = await this.evalLoop('sanity', validationStep.bind(this.task), valDataloader.bind(this.datamodule), budget);
+    await this.hook('onSanityCheckEnd', metrics);
   }
 
   private async validation(budget: number | undefined): Promise<Record<string, number>> {
