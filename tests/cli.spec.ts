@@ -2,6 +2,7 @@
  * End-to-end: the built `taskforge` CLI in child processes, as a user runs it. Needs the packages
  * built (the e2e project's test target depends on every package's build).
  */
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,9 +74,39 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     const out = r.stdout + r.stderr;
     expect(out).toMatch(/Accelerator: (wasm|cpu|tensorflow)/);
     expect(out).toContain('Training finished at step 1');
+    // The summary lists only what exists: fast_dev_run writes no samples.
+    expect(out).not.toContain('samples:');
+    expect(out).toContain(`config:          ${join(runDir, 'config.yaml')}`);
     expect(server.requests()).toBe(1);
     expect(existsSync(join(runDir, 'config.yaml'))).toBe(true);
     expect(existsSync(join(runDir, 'checkpoints'))).toBe(false);
+  });
+
+  it('Ctrl-C under nx run task-igpt:train: the resume hint reaches the terminal and last is saved', async () => {
+    const runDir = join(work, 'interrupted');
+    // Its own process group, so the signal goes to nx the way a terminal's Ctrl-C does.
+    const child = spawn('npx', ['nx', 'run', 'task-igpt:train', '--', ...tinyRun(server.url, archive.md5, dataDir, runDir),
+      'trainer.max_epochs=100000', 'trainer.log_every_n_steps=1'], {
+      cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_TUI: 'false' },
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const closed = new Promise<number>((ok) => child.on('close', (code, signal) => ok(code ?? (signal ? 128 : -1))));
+    // Training has started once the CSV logger flushed its first rows.
+    const csv = join(runDir, 'logs', 'csv', 'metrics.csv');
+    for (let waited = 0; !existsSync(csv); waited += 200) {
+      if (waited > 240_000 || child.exitCode !== null) throw new Error(`training did not start:\n${out}`);
+      await new Promise((ok) => setTimeout(ok, 200));
+    }
+    process.kill(-child.pid!, 'SIGINT');
+    const code = await closed;
+    const last = join(runDir, 'checkpoints', 'last');
+    expect(code, out).not.toBe(0);
+    // nx discards its task's output once it gets Ctrl-C, so the hint is printed before training starts.
+    expect(out).toContain(`the checkpoint is saved to ${last}; resume with trainer.resume_from=${last}`);
+    expect(existsSync(join(last, 'trainer_state.json')), out).toBe(true);
   });
 
   it('trains, then test and sample a checkpoint in fresh processes, reusing the cached download', async () => {
@@ -90,7 +121,14 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expect(train.stderr).toContain(last);
     const metrics = readFileSync(join(runDir, 'logs', 'csv', 'metrics.csv'), 'utf8').trim().split('\n');
     expect(metrics[0]).toContain('train_loss');
-    expect(metrics.length).toBeGreaterThanOrEqual(4);
+    // One row per logged step: step 3's training metrics, learning rate and validation share a row.
+    const header = metrics[0]!.split(',');
+    expect(metrics.slice(1).map((row) => row.split(',')[0])).toEqual(['1', '2', '3']);
+    const row3 = Object.fromEntries(metrics[3]!.split(',').map((v, i) => [header[i], v]));
+    const lrColumn = header.find((h) => h.startsWith('lr-'))!;
+    for (const key of ['train_loss', lrColumn, 'val/loss']) expect(row3[key], key).toMatch(/^-?[\d.e+-]+$/);
+    // No sampling happened in 3 steps (every_n_steps=1000): no samples line in the summary.
+    expect(train.stderr).not.toContain('samples:');
 
     const test = await taskforge(['test', `ckpt=${last}`, `trainer.run_dir=${join(work, 'test')}`]);
     expect(test.code, test.stderr).toBe(0);

@@ -2,7 +2,7 @@
  * What each CLI command does, in plain steps: compose the config, pick the backend, build the
  * components through the registry, and hand them to the Trainer. The CLI only parses arguments.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -20,7 +20,7 @@ import { Tokens, type Clock, type Output } from '../services/tokens.js';
 import { loadCheckpoint, restoreTaskWeights, type Checkpoint } from '../trainer/checkpoint.js';
 import { resolveRunDir } from '../trainer/config.js';
 import { prepareAndSetup, teardownData } from '../trainer/data-setup.js';
-import type { FitResult, TestResult, Trainer, TrainerFactory } from '../trainer/trainer.js';
+import { isCheckpointingCallback, type FitResult, type TestResult, type Trainer, type TrainerFactory } from '../trainer/trainer.js';
 import type { RunConfig, Session } from './session.js';
 
 export interface CommandOptions {
@@ -37,6 +37,12 @@ export async function trainCommand(session: Session, options: CommandOptions): P
   await prepareAndSetup(datamodule, 'fit');
   const task = run.buildTask(datamodule.modelDataArgs);
   const trainer = run.buildTrainer();
+  if (!config.trainer.fast_dev_run) {
+    // Said up front: under `nx run`, nx stops relaying output as soon as it gets Ctrl-C, so the
+    // interrupt message printed after the step may never reach the terminal.
+    const last = trainer.callbacks.find(isCheckpointingCallback)?.lastCheckpointTarget ?? join(run.runDir, 'checkpoints', 'last');
+    run.output.info(`To stop early press Ctrl-C (or send SIGTERM): the current step finishes, then the checkpoint is saved to ${last}; resume with trainer.resume_from=${last}`);
+  }
   const result = await trainer.fit(task, datamodule); // it resumes from trainer.resume_from itself
   run.output.info(describeFit(result, run.runDir, config.trainer.fast_dev_run));
   task.dispose();
@@ -217,7 +223,9 @@ function describeFit(result: FitResult, runDir: string, dryRun: boolean): string
   if (result.bestCheckpoint) lines.push(`  best checkpoint: ${result.bestCheckpoint}`);
   if (result.lastCheckpoint) lines.push(`  last checkpoint: ${result.lastCheckpoint}`);
   if (dryRun) lines.push('  fast_dev_run: no checkpoints were written');
-  lines.push(`  logs:            ${join(runDir, 'logs')}`, `  samples:         ${join(runDir, 'samples')}`, `  config:          ${join(runDir, 'config.yaml')}`);
+  // Only paths that exist: no samples line when the run made none (fast_dev_run, short runs, no sampler).
+  const listed: Array<[string, string]> = [['logs:   ', join(runDir, 'logs')], ['samples:', join(runDir, 'samples')], ['config: ', join(runDir, 'config.yaml')]];
+  for (const [label, path] of listed) if (existsSync(path) && (!path.endsWith('samples') || readdirSync(path).length > 0)) lines.push(`  ${label}         ${path}`);
   return lines.join('\n');
 }
 

@@ -77,6 +77,12 @@ export class ModelCheckpoint implements CheckpointingCallback {
     return this.lastPath;
   }
 
+  /** Where `last` is written: known before the fit when `dirpath` is set, else once it has started. */
+  get lastCheckpointTarget(): string | undefined {
+    const dir = this.dir ?? this.options.dirpath;
+    return dir === null || dir === undefined ? undefined : join(dir, 'last');
+  }
+
   /** Checkpoints currently kept, best first. */
   get kept(): readonly string[] {
     return this.ranked().map((s) => s.path);

@@ -51,6 +51,8 @@ export interface TestResult {
 export interface CheckpointingCallback extends Callback {
   readonly bestModelPath: string | undefined;
   readonly lastModelPath: string | undefined;
+  /** Where `saveLastCheckpoint` will write, once the fit has started. */
+  readonly lastCheckpointTarget?: string | undefined;
   saveLastCheckpoint(trainer: TrainerView): Promise<string>;
 }
 
@@ -86,8 +88,10 @@ export class Trainer implements TrainerView {
   /** Training batches of this epoch seen at its latest validation; -1 before the first. */
   private validatedAt = -1;
   private stopReason: string | undefined;
+  // The resume hint is printed at once: a parent such as `nx run` may stop relaying output soon after the signal.
   private readonly signals = new SignalWatcher((signal) => {
-    this.output.warn(`Received ${signal}: finishing the current step, then saving a checkpoint and stopping. Send it again to abort at once.`);
+    const where = this.dryRun ? 'stopping (fast_dev_run: no checkpoint)' : `saving a checkpoint to ${this.interruptCheckpointDir()} and stopping; resume with trainer.resume_from=${this.interruptCheckpointDir()}`;
+    this.output.warn(`Received ${signal}: finishing the current step, then ${where}. Send it again to abort at once.`);
   });
 
   constructor(config: TrainerConfig | TrainerConfigInput, deps: TrainerDeps) {
@@ -510,6 +514,11 @@ export class Trainer implements TrainerView {
     } finally {
       checkpoint.dispose();
     }
+  }
+
+  /** Where an interrupt saves `last`: the checkpointing callback's target, else `<runDir>/checkpoints/last`. */
+  private interruptCheckpointDir(): string {
+    return this.callbacks.find(isCheckpointingCallback)?.lastCheckpointTarget ?? join(this.runDir, 'checkpoints', 'last');
   }
 
   private async interrupt(): Promise<never> {
