@@ -146,7 +146,14 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     const sample = await taskforge(['sample', `ckpt=${last}`, `trainer.run_dir=${join(work, 'sample')}`]);
     expect(sample.code, sample.stderr).toBe(0);
     const pngs = readdirSync(join(work, 'sample', 'samples')).filter((f) => f.endsWith('.png'));
-    expect(pngs).toHaveLength(1);
+    expect(pngs).toEqual(['samples-step000003-seed42.png']);
+    // A second `sample` into the same dir never overwrites the first grid.
+    const first = readFileSync(join(work, 'sample', 'samples', pngs[0]!));
+    const again = await taskforge(['sample', `ckpt=${last}`, `trainer.run_dir=${join(work, 'sample')}`]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(readdirSync(join(work, 'sample', 'samples')).sort()).toEqual(['samples-step000003-seed42-2.png', 'samples-step000003-seed42.png']);
+    expect(readFileSync(join(work, 'sample', 'samples', pngs[0]!)).equals(first)).toBe(true);
+    expect(again.stderr).toContain('samples-step000003-seed42-2.png');
     const image = PNG.sync.read(readFileSync(join(work, 'sample', 'samples', pngs[0]!)));
     expect(image.width).toBeGreaterThan(32);
     expect(image.height).toBeGreaterThan(32);

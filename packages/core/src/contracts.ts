@@ -123,6 +123,7 @@ export interface Task<Batch = unknown> {
 }
 
 export interface SampleOptions {
+  /** Existing files there must never be replaced (core's `writeNewFileAtomic` picks a free name). */
   outDir: string;
   /** Set up for 'test' when the samples condition on data (e.g. image completions). */
   datamodule?: DataModule;

@@ -80,7 +80,10 @@ export async function sampleCommand(session: Session, options: CommandOptions): 
   const { config, run, datamodule, task, step } = await openForEvaluation(session, options, 'sample', 'test', 'sample');
   const outDir = join(run.runDir, 'samples');
   await mkdir(outDir, { recursive: true });
-  const { files } = await task.sample!({ outDir, datamodule, seed: config.trainer.seed, tag: step === undefined ? 'init' : `step${String(step).padStart(6, '0')}` });
+  // The seed is in the name, so these never share a name with the grids the training run sampled
+  // (its sampler uses its own seed); the task also never replaces an existing file.
+  const tag = `${step === undefined ? 'init' : `step${String(step).padStart(6, '0')}`}-seed${config.trainer.seed}`;
+  const { files } = await task.sample!({ outDir, datamodule, seed: config.trainer.seed, tag });
   run.output.info(`Samples written:\n${files.map((f) => `  ${f}`).join('\n')}`);
   task.dispose();
   await teardownData(datamodule);
