@@ -159,6 +159,26 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expect(image.height).toBeGreaterThan(32);
   });
 
+  it('checkpoint monitor: not logged yet keeps last (exit 0); a typo is exit 2 with did-you-mean, last still kept', async () => {
+    // The run: validation only every 2 epochs, one epoch, so val/loss never exists in it.
+    const waiting = join(work, 'monitor-waiting');
+    const ok = await taskforge(['train', ...tinyRun(server.url, archive.md5, dataDir, waiting), 'trainer.max_epochs=1',
+      'trainer.check_val_every_n_epoch=2', 'trainer.limit_train_batches=3', 'trainer.callbacks.model_checkpoint.monitor=val/loss']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toContain("monitor is 'val/loss', which has not been logged yet at step 3");
+    expect(readdirSync(join(waiting, 'checkpoints'))).toEqual(['last']);
+
+    const typo = join(work, 'monitor-typo');
+    const bad = await taskforge(['train', ...tinyRun(server.url, archive.md5, dataDir, typo), 'trainer.max_epochs=2',
+      'trainer.limit_train_batches=3', 'trainer.callbacks.model_checkpoint.monitor=val/los']);
+    expect(bad.code, bad.stderr).toBe(2);
+    expect(bad.stderr).toContain("trainer.callbacks.model_checkpoint.monitor: no training step or validation logs a metric named 'val/los'");
+    expect(bad.stderr).toContain("did you mean 'val/loss'");
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+    // The sanity check logs val/* before training, so it is known after the first step; that step is kept.
+    expect(JSON.parse(readFileSync(join(typo, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep).toBe(1);
+  });
+
   it('fails with a clear message when the download md5 is wrong, leaving no partial file', async () => {
     const freshData = join(work, 'bad-md5-data');
     const r = await taskforge(['train', 'trainer.fast_dev_run=true', ...tinyRun(server.url, 'f'.repeat(32), freshData, join(work, 'bad'))]);
