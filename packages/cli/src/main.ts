@@ -65,6 +65,15 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     .action(async (args: string[], opts: { sources: boolean }) => {
       io.stdout(configCommand(await session(), { ...commandOptions(args.filter((a) => a !== '--no-sources')), sources: opts.sources }));
     });
+  program.command('plot').description('draw a run\'s curves (metrics.csv) and confusion matrix (test results) as PNG')
+    .argument('<target>', 'a run dir, a metrics.csv, or a test results JSON')
+    .option('--out <file>', 'where to write the curves PNG (default <run dir>/plots/curves.png)')
+    .action(async (target: string, opts: { out?: string }) => {
+      const { plotCommand } = await import('./plot.js');
+      const result = await plotCommand(target, opts.out ? { out: opts.out } : {});
+      const curves = result.points ? ` (${result.points} points in ${result.panels.length} panels: ${result.panels.join(', ')})` : '';
+      io.stdout(`wrote ${result.files.join(', ')}${curves}\n`);
+    });
   program.command('list').description('list plugins, registered components by kind, and the config search path')
     .action(async () => { io.stdout(listCommand(await session()) + '\n'); });
 

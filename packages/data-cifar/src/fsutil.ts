@@ -1,27 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { onExit } from 'signal-exit';
 import { TaskforgeError, type Output } from '@taskforge/core';
-
-/** A sibling temp name, unique per process and call, so concurrent runs never share one; the pid marks its owner. */
-function tempPath(path: string): string {
-  return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-}
-
-/** Writes `data` to a temp file and renames it over `path`: readers see all or nothing. */
-export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = tempPath(path);
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
 
 /** Creates `dir` and proves it writable with a probe file (root ignores mode bits, so access() is not enough). */
 export async function ensureWritableDir(dir: string): Promise<void> {
