@@ -17,14 +17,16 @@ export interface CliIo {
 }
 
 const OVERRIDES_HELP = `
-Overrides (Hydra syntax, any number, in order):
+Overrides (Hydra's override grammar, any number, in order):
   key.path=value     change a value:        trainer.max_steps=200
   group=option       pick a config file:    task=vision/igpt
-  +key.path=value    add a new key:         +trainer.callbacks.x={_target_: callback/lr_monitor}
+  +key.path=value    add a new key:         '+trainer.callbacks.x={_target_: callback/lr_monitor}'
   ++key.path=value   add or replace
   ~key.path          delete a key or group: ~trainer.loggers.tensorboard
   --key.path=value   same as key.path=value
-Values are YAML: 3, 3e-3, true, null, [1, 2], "quoted strings".`;
+Values: 3, 10_000, 3e-3, inf, true, null, [1, 2], {a: 1}, \${other.key}, 'quoted text'.
+Quote a value holding # , = ( ) or ~ (and the whole override for the shell): "trainer.run_dir='/tmp/exp #1'".
+Sweeps (a=1,2) and functions (choice(...)) are not supported.`;
 
 /** Runs the CLI; resolves to the process exit code (0 ok, 1 runtime failure, 2 usage/config error). */
 export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {

@@ -10,6 +10,7 @@ import { stringify } from 'yaml';
 import type { Accelerator } from '../backend/index.js';
 import type { Callback, DataModule, MetricsLogger, ModelDataArgs, Stage, Task } from '../contracts.js';
 import { toYaml } from '../config/index.js';
+import { overrideHint } from '../config/override-grammar.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
 import { writeFileAtomic } from '../fs.js';
@@ -41,7 +42,7 @@ export async function trainCommand(session: Session, options: CommandOptions): P
     // Said up front: under `nx run`, nx stops relaying output as soon as it gets Ctrl-C, so the
     // interrupt message printed after the step may never reach the terminal.
     const last = trainer.callbacks.find(isCheckpointingCallback)?.lastCheckpointTarget ?? join(run.runDir, 'checkpoints', 'last');
-    run.output.info(`To stop early press Ctrl-C (or send SIGTERM): the current step finishes, then the checkpoint is saved to ${last}; resume with trainer.resume_from=${last}`);
+    run.output.info(`To stop early press Ctrl-C (or send SIGTERM): the current step finishes, then the checkpoint is saved to ${last}; resume with ${overrideHint('trainer.resume_from', last)}`);
   }
   const result = await trainer.fit(task, datamodule); // it resumes from trainer.resume_from itself
   run.output.info(describeFit(result, run.runDir, config.trainer.fast_dev_run));

@@ -12,6 +12,7 @@ import { accumulateGrads, averageGrads } from './gradients.js';
 import { batchBudget, planFit, type FitPlan } from './plan.js';
 import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
 import { writeFileAtomic } from '../fs.js';
+import { overrideHint } from '../config/override-grammar.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
 import { MeanAccumulator, mixSeed, StepLog } from './step-context.js';
 
@@ -90,7 +91,8 @@ export class Trainer implements TrainerView {
   private stopReason: string | undefined;
   // The resume hint is printed at once: a parent such as `nx run` may stop relaying output soon after the signal.
   private readonly signals = new SignalWatcher((signal) => {
-    const where = this.dryRun ? 'stopping (fast_dev_run: no checkpoint)' : `saving a checkpoint to ${this.interruptCheckpointDir()} and stopping; resume with trainer.resume_from=${this.interruptCheckpointDir()}`;
+    const dir = this.interruptCheckpointDir();
+    const where = this.dryRun ? 'stopping (fast_dev_run: no checkpoint)' : `saving a checkpoint to ${dir} and stopping; resume with ${overrideHint('trainer.resume_from', dir)}`;
     this.output.warn(`Received ${signal}: finishing the current step, then ${where}. Send it again to abort at once.`);
   });
 
@@ -222,7 +224,7 @@ export class Trainer implements TrainerView {
       }
       const budget = batchBudget(datamodule, 'test', this.config.limit_test_batches, 'limit_test_batches', this.dryRun);
       const metrics = await this.evalLoop('test', task.testStep.bind(task), datamodule.testDataloader.bind(datamodule), budget);
-      const extras = task.onTestEpochEnd?.() ?? {};
+      const extras = (await task.onTestEpochEnd?.()) ?? {};
       Object.assign(this.callbackMetrics, metrics);
       await this.logMetrics(metrics);
       await this.hook('onTestEnd', metrics);
@@ -361,7 +363,7 @@ export class Trainer implements TrainerView {
     const metrics = new MeanAccumulator();
     let apply = true;
     if (this.config.gradient_clip_val !== null) {
-      const clipped = clipByGlobalNorm(grads, this.config.gradient_clip_val);
+      const clipped = await clipByGlobalNorm(grads, this.config.gradient_clip_val);
       tf.dispose(grads);
       grads = clipped.grads;
       metrics.add('grad_norm', clipped.norm);
@@ -529,7 +531,7 @@ export class Trainer implements TrainerView {
       const dir = checkpointer
         ? await checkpointer.saveLastCheckpoint(this)
         : await this.saveCheckpoint(join(this.runDir, 'checkpoints', 'last'));
-      where = `last checkpoint saved to ${dir}; resume with trainer.resume_from=${dir}`;
+      where = `last checkpoint saved to ${dir}; resume with ${overrideHint('trainer.resume_from', dir)}`;
     }
     throw new TrainingInterrupted(`Training interrupted by ${signal} at step ${this.globalStep}; ${where}.`, SIGNAL_EXIT_CODES[signal] ?? 1);
   }
