@@ -105,7 +105,7 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     const last = join(runDir, 'checkpoints', 'last');
     expect(code, out).not.toBe(0);
     // nx discards its task's output once it gets Ctrl-C, so the hint is printed before training starts.
-    expect(out).toContain(`the checkpoint is saved to ${last}; resume with trainer.resume_from=${last}`);
+    expect(out).toContain(`the checkpoint is saved to ${last}; resume with 'trainer.resume_from=${last}'`);
     expect(existsSync(join(last, 'trainer_state.json')), out).toBe(true);
   });
 

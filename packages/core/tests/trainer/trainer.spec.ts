@@ -182,7 +182,7 @@ describe('Trainer.fit', () => {
     expect(logger.finalized).toEqual(['interrupted']);
     // The resume hint is printed as the signal arrives, before the step ends (a parent like nx may stop relaying soon after).
     expect(output.warnings[0]).toBe(
-      `Received SIGINT: finishing the current step, then saving a checkpoint to ${last} and stopping; resume with trainer.resume_from=${last}. Send it again to abort at once.`,
+      `Received SIGINT: finishing the current step, then saving a checkpoint to ${last} and stopping; resume with 'trainer.resume_from=${last}'. Send it again to abort at once.`,
     );
     expect(process.listenerCount('SIGINT')).toBe(listeners);
     expect(recorder.hooks().filter((h) => h === 'onTrainBatchEnd')).toHaveLength(3);
