@@ -2,6 +2,7 @@
  * End-to-end: the built `taskforge` CLI in child processes, as a user runs it. Needs the packages
  * built (the e2e project's test target depends on every package's build).
  */
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,9 +74,39 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     const out = r.stdout + r.stderr;
     expect(out).toMatch(/Accelerator: (wasm|cpu|tensorflow)/);
     expect(out).toContain('Training finished at step 1');
+    // The summary lists only what exists: fast_dev_run writes no samples.
+    expect(out).not.toContain('samples:');
+    expect(out).toContain(`config:          ${join(runDir, 'config.yaml')}`);
     expect(server.requests()).toBe(1);
     expect(existsSync(join(runDir, 'config.yaml'))).toBe(true);
     expect(existsSync(join(runDir, 'checkpoints'))).toBe(false);
+  });
+
+  it('Ctrl-C under nx run task-igpt:train: the resume hint reaches the terminal and last is saved', async () => {
+    const runDir = join(work, 'interrupted');
+    // Its own process group, so the signal goes to nx the way a terminal's Ctrl-C does.
+    const child = spawn('npx', ['nx', 'run', 'task-igpt:train', '--', ...tinyRun(server.url, archive.md5, dataDir, runDir),
+      'trainer.max_epochs=100000', 'trainer.log_every_n_steps=1'], {
+      cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_TUI: 'false' },
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const closed = new Promise<number>((ok) => child.on('close', (code, signal) => ok(code ?? (signal ? 128 : -1))));
+    // Training has started once the CSV logger flushed its first rows.
+    const csv = join(runDir, 'logs', 'csv', 'metrics.csv');
+    for (let waited = 0; !existsSync(csv); waited += 200) {
+      if (waited > 240_000 || child.exitCode !== null) throw new Error(`training did not start:\n${out}`);
+      await new Promise((ok) => setTimeout(ok, 200));
+    }
+    process.kill(-child.pid!, 'SIGINT');
+    const code = await closed;
+    const last = join(runDir, 'checkpoints', 'last');
+    expect(code, out).not.toBe(0);
+    // nx discards its task's output once it gets Ctrl-C, so the hint is printed before training starts.
+    expect(out).toContain(`the checkpoint is saved to ${last}; resume with 'trainer.resume_from=${last}'`);
+    expect(existsSync(join(last, 'trainer_state.json')), out).toBe(true);
   });
 
   it('trains, then test and sample a checkpoint in fresh processes, reusing the cached download', async () => {
@@ -90,7 +121,14 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expect(train.stderr).toContain(last);
     const metrics = readFileSync(join(runDir, 'logs', 'csv', 'metrics.csv'), 'utf8').trim().split('\n');
     expect(metrics[0]).toContain('train_loss');
-    expect(metrics.length).toBeGreaterThanOrEqual(4);
+    // One row per logged step: step 3's training metrics, learning rate and validation share a row.
+    const header = metrics[0]!.split(',');
+    expect(metrics.slice(1).map((row) => row.split(',')[0])).toEqual(['1', '2', '3']);
+    const row3 = Object.fromEntries(metrics[3]!.split(',').map((v, i) => [header[i], v]));
+    const lrColumn = header.find((h) => h.startsWith('lr-'))!;
+    for (const key of ['train_loss', lrColumn, 'val/loss']) expect(row3[key], key).toMatch(/^-?[\d.e+-]+$/);
+    // No sampling happened in 3 steps (every_n_steps=1000): no samples line in the summary.
+    expect(train.stderr).not.toContain('samples:');
 
     const test = await taskforge(['test', `ckpt=${last}`, `trainer.run_dir=${join(work, 'test')}`]);
     expect(test.code, test.stderr).toBe(0);
@@ -108,10 +146,37 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     const sample = await taskforge(['sample', `ckpt=${last}`, `trainer.run_dir=${join(work, 'sample')}`]);
     expect(sample.code, sample.stderr).toBe(0);
     const pngs = readdirSync(join(work, 'sample', 'samples')).filter((f) => f.endsWith('.png'));
-    expect(pngs).toHaveLength(1);
+    expect(pngs).toEqual(['samples-step000003-seed42.png']);
+    // A second `sample` into the same dir never overwrites the first grid.
+    const first = readFileSync(join(work, 'sample', 'samples', pngs[0]!));
+    const again = await taskforge(['sample', `ckpt=${last}`, `trainer.run_dir=${join(work, 'sample')}`]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(readdirSync(join(work, 'sample', 'samples')).sort()).toEqual(['samples-step000003-seed42-2.png', 'samples-step000003-seed42.png']);
+    expect(readFileSync(join(work, 'sample', 'samples', pngs[0]!)).equals(first)).toBe(true);
+    expect(again.stderr).toContain('samples-step000003-seed42-2.png');
     const image = PNG.sync.read(readFileSync(join(work, 'sample', 'samples', pngs[0]!)));
     expect(image.width).toBeGreaterThan(32);
     expect(image.height).toBeGreaterThan(32);
+  });
+
+  it('checkpoint monitor: not logged yet keeps last (exit 0); a typo is exit 2 with did-you-mean, last still kept', async () => {
+    // The issue's run: validation only every 2 epochs, one epoch, so val/loss never exists in it.
+    const waiting = join(work, 'monitor-waiting');
+    const ok = await taskforge(['train', ...tinyRun(server.url, archive.md5, dataDir, waiting), 'trainer.max_epochs=1',
+      'trainer.check_val_every_n_epoch=2', 'trainer.limit_train_batches=3', 'trainer.callbacks.model_checkpoint.monitor=val/loss']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toContain("monitor is 'val/loss', which has not been logged yet at step 3");
+    expect(readdirSync(join(waiting, 'checkpoints'))).toEqual(['last']);
+
+    const typo = join(work, 'monitor-typo');
+    const bad = await taskforge(['train', ...tinyRun(server.url, archive.md5, dataDir, typo), 'trainer.max_epochs=2',
+      'trainer.limit_train_batches=3', 'trainer.callbacks.model_checkpoint.monitor=val/los']);
+    expect(bad.code, bad.stderr).toBe(2);
+    expect(bad.stderr).toContain("trainer.callbacks.model_checkpoint.monitor: no training step or validation logs a metric named 'val/los'");
+    expect(bad.stderr).toContain("did you mean 'val/loss'");
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+    // The sanity check logs val/* before training, so it is known after the first step; that step is kept.
+    expect(JSON.parse(readFileSync(join(typo, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep).toBe(1);
   });
 
   it('fails with a clear message when the download md5 is wrong, leaving no partial file', async () => {

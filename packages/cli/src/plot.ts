@@ -12,7 +12,7 @@ import { Resvg } from '@resvg/resvg-js';
 import { parse as parseCsv } from 'csv-parse/sync';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
-import { TaskforgeError, writeFileAtomic } from '@taskforge/core';
+import { TaskforgeError, writeNewFileAtomic } from '@taskforge/core';
 
 /** A mistake in what the user asked to plot: exit code 2. */
 const usage = (message: string) => new TaskforgeError(message, { exitCode: 2 });
@@ -144,8 +144,7 @@ export async function plotCommand(target: string, options: PlotOptions = {}): Pr
     const points = readCurves(csv);
     if (points.length === 0) throw usage(`${csv} has no metric values yet: nothing to plot. Train for at least trainer.log_every_n_steps steps.`);
     const { png } = await renderPng(curvesSpec(points, basename(runDir)));
-    const file = freshName(options.out ? resolve(options.out) : join(runDir, 'plots', 'curves.png'));
-    writeFileAtomic(file, png);
+    const file = writeNewFileAtomic(options.out ? resolve(options.out) : join(runDir, 'plots', 'curves.png'), png);
     Object.assign(result, { points: points.length, panels: panelsOf(points) });
     result.files.push(file);
   }
@@ -153,8 +152,7 @@ export async function plotCommand(target: string, options: PlotOptions = {}): Pr
     const matrix = findConfusion(JSON.parse(readFileSync(json, 'utf8')) as unknown);
     if (!matrix) continue;
     const { png } = await renderPng(confusionSpec(matrix.class_names, matrix.matrix, basename(json, '.json')));
-    const file = freshName(join(isDir ? join(runDir, 'plots') : dirname(json), `${basename(json, '.json')}_confusion.png`));
-    writeFileAtomic(file, png);
+    const file = writeNewFileAtomic(join(isDir ? join(runDir, 'plots') : dirname(json), `${basename(json, '.json')}_confusion.png`), png);
     result.files.push(file);
   }
   if (result.files.length === 0) {
@@ -208,14 +206,4 @@ function findConfusion(value: unknown): { class_names: string[]; matrix: number[
   return undefined;
 }
 
-/** `path` if free, else `name-2.ext`, `name-3.ext`… — outputs of a new command never replace files. */
-function freshName(path: string): string {
-  if (!existsSync(path)) return path;
-  const ext = extname(path);
-  const stem = path.slice(0, path.length - ext.length);
-  for (let i = 2; ; i++) {
-    const candidate = `${stem}-${i}${ext}`;
-    if (!existsSync(candidate)) return candidate;
-  }
-}
 

@@ -138,6 +138,7 @@ export interface Task<Batch = unknown> {
 }
 
 export interface SampleOptions {
+  /** Existing files there must never be replaced (core's `writeNewFileAtomic` picks a free name). */
   outDir: string;
   /** Set up for 'test' when the samples condition on data (e.g. image completions). */
   datamodule?: DataModule;
@@ -191,6 +192,8 @@ export interface LRScheduler {
 export interface Callback {
   readonly name: string;
   onFitStart?(trainer: TrainerView): void | Promise<void>;
+  /** After the sanity check (a few validation batches before training), with its metrics; not logged. */
+  onSanityCheckEnd?(trainer: TrainerView, metrics: Record<string, number>): void | Promise<void>;
   onTrainEpochStart?(trainer: TrainerView): void | Promise<void>;
   onTrainBatchEnd?(trainer: TrainerView, outputs: { loss: number; metrics: Record<string, number> }): void | Promise<void>;
   onTrainEpochEnd?(trainer: TrainerView): void | Promise<void>;

@@ -1,5 +1,5 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, extname } from 'node:path';
 import { TaskforgeError } from './errors.js';
 
 /** Runs a filesystem action, turning its failure into one actionable paragraph naming `path`. */
@@ -29,6 +29,49 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
         closeSync(fd);
       }
       renameSync(tmp, path);
+    } catch (error) {
+      rmSync(tmp, { force: true });
+      throw error;
+    }
+  });
+}
+
+/**
+ * Writes `data` to `path` like `writeFileAtomic`, but never replaces an existing file: when `path`
+ * is taken it writes `<stem>-2<ext>`, then `-3`, ... and returns the path actually written. The
+ * final name is claimed with a hard link, which fails if the name exists, so two processes never
+ * write the same name. Throws TaskforgeError (exit 1) naming `path` when it cannot write.
+ */
+export function writeNewFileAtomic(path: string, data: string | Uint8Array): string {
+  return withFsErrors('write', path, () => {
+    mkdirSync(dirname(path), { recursive: true });
+    const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    try {
+      const fd = openSync(tmp, 'w');
+      try {
+        writeFileSync(fd, data);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      const ext = extname(path);
+      const stem = path.slice(0, path.length - ext.length);
+      for (let n = 1; ; n++) {
+        const candidate = n === 1 ? path : `${stem}-${n}${ext}`;
+        try {
+          linkSync(tmp, candidate);
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === 'EEXIST') continue;
+          // No hard links on this filesystem: check, then rename (not race-free, still never clobbers a file seen).
+          if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw error;
+          if (existsSync(candidate)) continue;
+          renameSync(tmp, candidate);
+          return candidate;
+        }
+        unlinkSync(tmp);
+        return candidate;
+      }
     } catch (error) {
       rmSync(tmp, { force: true });
       throw error;

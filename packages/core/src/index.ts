@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 
 export * from './errors.js';
-export { writeFileAtomic, withFsErrors } from './fs.js';
+export { writeFileAtomic, writeNewFileAtomic, withFsErrors } from './fs.js';
 export * from './contracts.js';
 export * from './registry/types.js';
 export * from './services/tokens.js';

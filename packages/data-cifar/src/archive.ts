@@ -5,14 +5,14 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import * as tar from 'tar';
 import { ConfigError, TaskforgeError, type Output } from '@taskforge/core';
-import { errorCode } from './fsutil.js';
+import { errorCode, withTempDir } from './fsutil.js';
 
 export type ArchiveSource = { kind: 'http'; url: string } | { kind: 'file'; path: string };
 
@@ -132,7 +132,8 @@ export function md5Mismatch(source: string, expected: string, actual: string, wh
 
 /**
  * Extracts `archive` into a fresh temp dir next to `dest`, refuses entries that could write
- * outside it, runs `validate` on the extracted `member` dir, then renames it to `dest`.
+ * outside it, runs `validate` on the extracted `member` dir, then renames it to `dest`. The temp
+ * dir is removed whatever happens, including SIGINT/SIGTERM during the extraction.
  */
 export async function extractArchive(
   archive: string, member: string, dest: string, validate: (dir: string) => Promise<void>, fix: string,
@@ -146,8 +147,8 @@ export async function extractArchive(
   if (unsafe !== undefined) {
     throw new TaskforgeError(`Refusing to extract the CIFAR-10 archive ${archive}: ${unsafe}. Nothing was extracted. ${fix}`);
   }
-  const tmp = await mkdtemp(join(dirname(dest), '.extract-'));
-  try {
+  // Removed on failure, on exit and on signals; a killed process's dir is collected by removeStaleTemps.
+  await withTempDir(dirname(dest), '.extract-', async (tmp) => {
     await tarStep(archive, fix, () => tar.x({
       file: archive, cwd: tmp, strict: true, preserveOwner: false,
       // Belt and braces: the listing already refused these; never let tar rewrite and extract them.
@@ -156,9 +157,7 @@ export async function extractArchive(
     await validate(join(tmp, member));
     await rm(dest, { recursive: true, force: true });
     await rename(join(tmp, member), dest);
-  } finally {
-    await rm(tmp, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
-  }
+  });
 }
 
 async function tarStep(archive: string, fix: string, step: () => Promise<void>): Promise<void> {

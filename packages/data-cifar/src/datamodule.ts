@@ -10,7 +10,7 @@ import type { Cifar10Config } from './config.js';
 import {
   ALL_FILES, BATCH_DIR, IMAGE_SIZE, META_FILE, NUM_CLASSES, TEST_FILE, TRAIN_FILES, parseBatch, parseMeta, readBatches, readMeta,
 } from './format.js';
-import { ensureWritableDir } from './fsutil.js';
+import { ensureWritableDir, removeStaleTemps } from './fsutil.js';
 import { downsample, type ImageSet } from './images.js';
 import { prefetch } from './prefetch.js';
 import { permutation } from './rng.js';
@@ -82,6 +82,8 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
 
   private async prepare(): Promise<void> {
     await ensureWritableDir(this.dataDir);
+    // Temp dirs/files of a run that was killed (SIGKILL) are collected here, even when the cache is complete.
+    await removeStaleTemps(this.dataDir, this.output);
     const batchDir = join(this.dataDir, BATCH_DIR);
     this.archiveMd5 = await this.ensureExtracted(batchDir);
     this.classNames = await readMeta(batchDir);

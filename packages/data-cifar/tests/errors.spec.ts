@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { access, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { access, mkdir, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -170,5 +171,32 @@ describe('interrupted download', () => {
     await dm.prepareData();
     expect(ranges).toEqual(['bytes=29-']);
     expect(createHash('md5').update(await readFile(join(dm.dataDir, 'cifar-10-binary.tar.gz'))).digest('hex')).toBe(goodMd5);
+  });
+});
+
+describe('temp files of an interrupted run', () => {
+  it('are collected on the next run when their process is gone, even if the cache is complete; a live run\'s are kept', async () => {
+    const path = await localArchive('good-stale.tar.gz', good);
+    const first = make({ url: path, md5: goodMd5 });
+    await first.prepareData();
+    const dir = first.dataDir;
+    // A pid that surely ended: a child that has already exited.
+    const dead = spawnSync(process.execPath, ['-e', '']).pid;
+    await mkdir(join(dir, `.extract-${dead}-AbC123`, 'cifar-10-batches-bin'), { recursive: true });
+    await writeFile(join(dir, `.extract-${dead}-AbC123`, 'cifar-10-batches-bin', 'data_batch_1.bin'), new Uint8Array(1000));
+    await writeFile(join(dir, `extracted.json.tmp-${dead}-0a1b2c3d`), '{');
+    // From versions without the pid in the name: removed once older than an hour.
+    await mkdir(join(dir, '.extract-Xy12Zw'));
+    await utimes(join(dir, '.extract-Xy12Zw'), new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
+    await mkdir(join(dir, '.extract-Fresh1'));
+    await mkdir(join(dir, `.extract-${process.pid}-live01`));
+    const before = (await readdir(dir)).filter((n) => n.includes('.extract-') || n.includes('.tmp-')).sort();
+    expect(before).toHaveLength(5);
+
+    const again = make({ url: path, md5: goodMd5, data_dir: dir });
+    await again.prepareData();
+    const after = (await readdir(dir)).filter((n) => n.includes('.extract-') || n.includes('.tmp-')).sort();
+    expect(after).toEqual(['.extract-Fresh1', `.extract-${process.pid}-live01`].sort());
+    expect(await readdir(join(dir, 'cifar-10-batches-bin'))).toContain('data_batch_1.bin');
   });
 });

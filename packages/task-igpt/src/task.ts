@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import {
   inputPath,
-  writeFileAtomic,
+  writeNewFileAtomic,
   TaskforgeError, type CreateContexts, type DataModule, type NamedVariables, type OptimizerSetup, type SampleOptions,
   type SampleResult, type StepContext, type Task,
 } from '@taskforge/core';
@@ -144,8 +144,8 @@ export class ImageGptTask implements Task<IgptBatch> {
       completions: sequences.slice(0, originals.length), originals, unconditional: sequences.slice(originals.length),
       palette: this.palette, height, width, scale,
     });
-    const file = join(outDir, `samples-${tag}.png`);
-    writeFileAtomic(file, png);
+    // Never replaces an earlier grid (the training run's, or a previous `sample`): a taken name gets -2, -3, ...
+    const file = writeNewFileAtomic(join(outDir, `samples-${tag}.png`), png);
     return { files: [file], image: new Uint8Array(png.buffer, png.byteOffset, png.byteLength) };
   }
 

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -31,6 +31,13 @@ it('trains, validates, samples and tests under core\'s Trainer', async () => {
   for (const key of ['train/loss', 'train/bpp', 'train/acc', 'val/loss', 'val/bpp', 'val/acc']) expect(fit.metrics[key], key).toBeTypeOf('number');
   expect(existsSync(join(runDir, 'samples', 'samples-step000004.png'))).toBe(true);
   expect(existsSync(join(runDir, 'samples', 'samples-step000008.png'))).toBe(true);
+
+  // Sampling again with the same tag (a resumed run, or `sample` into this run dir) never replaces a grid.
+  const before = readFileSync(join(runDir, 'samples', 'samples-step000008.png'));
+  const again = await task.sample!({ outDir: join(runDir, 'samples'), datamodule: data, seed: 7, tag: 'step000008' });
+  expect(again.files).toEqual([join(runDir, 'samples', 'samples-step000008-2.png')]);
+  expect(readFileSync(join(runDir, 'samples', 'samples-step000008.png')).equals(before)).toBe(true);
+  expect(readdirSync(join(runDir, 'samples')).sort()).toEqual(['samples-step000004.png', 'samples-step000008-2.png', 'samples-step000008.png']);
 
   const test = await trainer.test(task, data);
   expect(test.metrics['test/loss']).toBeTypeOf('number');

@@ -2,13 +2,14 @@
  * What each CLI command does, in plain steps: compose the config, pick the backend, build the
  * components through the registry, and hand them to the Trainer. The CLI only parses arguments.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { Accelerator } from '../backend/index.js';
 import type { Callback, DataModule, MetricsLogger, ModelDataArgs, Stage, Task } from '../contracts.js';
 import { toYaml } from '../config/index.js';
+import { overrideHint } from '../config/override-grammar.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
 import { writeFileAtomic } from '../fs.js';
@@ -20,7 +21,7 @@ import { loadCheckpoint, restoreTaskWeights, type Checkpoint, type TaskState, ty
 import { resolveRunDir } from '../trainer/config.js';
 import { compareCheckpointData } from '../trainer/data-match.js';
 import { prepareAndSetup, teardownData } from '../trainer/data-setup.js';
-import type { FitResult, TestResult, Trainer, TrainerFactory } from '../trainer/trainer.js';
+import { isCheckpointingCallback, type FitResult, type TestResult, type Trainer, type TrainerFactory } from '../trainer/trainer.js';
 import type { RunConfig, Session } from './session.js';
 
 export interface CommandOptions {
@@ -38,6 +39,12 @@ export async function trainCommand(session: Session, options: CommandOptions): P
   await prepareAndSetup(datamodule, 'fit');
   const task = run.buildTask(datamodule.modelDataArgs);
   const trainer = run.buildTrainer();
+  if (!config.trainer.fast_dev_run) {
+    // Said up front: under `nx run`, nx stops relaying output as soon as it gets Ctrl-C, so the
+    // interrupt message printed after the step may never reach the terminal.
+    const last = trainer.callbacks.find(isCheckpointingCallback)?.lastCheckpointTarget ?? join(run.runDir, 'checkpoints', 'last');
+    run.output.info(`To stop early press Ctrl-C (or send SIGTERM): the current step finishes, then the checkpoint is saved to ${last}; resume with ${overrideHint('trainer.resume_from', last)}`);
+  }
   const result = await trainer.fit(task, datamodule); // it resumes from trainer.resume_from itself
   run.output.info(describeFit(result, run.runDir, config.trainer.fast_dev_run));
   task.dispose();
@@ -74,7 +81,10 @@ export async function sampleCommand(session: Session, options: CommandOptions): 
   const { config, run, datamodule, task, step } = await openForEvaluation(session, options, 'sample', 'test', 'sample');
   const outDir = join(run.runDir, 'samples');
   await mkdir(outDir, { recursive: true });
-  const { files } = await task.sample!({ outDir, datamodule, seed: config.trainer.seed, tag: step === undefined ? 'init' : `step${String(step).padStart(6, '0')}` });
+  // The seed is in the name, so these never share a name with the grids the training run sampled
+  // (its sampler uses its own seed); the task also never replaces an existing file.
+  const tag = `${step === undefined ? 'init' : `step${String(step).padStart(6, '0')}`}-seed${config.trainer.seed}`;
+  const { files } = await task.sample!({ outDir, datamodule, seed: config.trainer.seed, tag });
   run.output.info(`Samples written:\n${files.map((f) => `  ${f}`).join('\n')}`);
   task.dispose();
   await teardownData(datamodule);
@@ -295,7 +305,9 @@ function describeFit(result: FitResult, runDir: string, dryRun: boolean): string
   if (result.bestCheckpoint) lines.push(`  best checkpoint: ${result.bestCheckpoint}`);
   if (result.lastCheckpoint) lines.push(`  last checkpoint: ${result.lastCheckpoint}`);
   if (dryRun) lines.push('  fast_dev_run: no checkpoints were written');
-  lines.push(`  logs:            ${join(runDir, 'logs')}`, `  samples:         ${join(runDir, 'samples')}`, `  config:          ${join(runDir, 'config.yaml')}`);
+  // Only paths that exist: no samples line when the run made none (fast_dev_run, short runs, no sampler).
+  const listed: Array<[string, string]> = [['logs:   ', join(runDir, 'logs')], ['samples:', join(runDir, 'samples')], ['config: ', join(runDir, 'config.yaml')]];
+  for (const [label, path] of listed) if (existsSync(path) && (!path.endsWith('samples') || readdirSync(path).length > 0)) lines.push(`  ${label}         ${path}`);
   return lines.join('\n');
 }
 

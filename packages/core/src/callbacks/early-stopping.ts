@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Callback, TrainerView } from '../contracts.js';
-import { TaskforgeError } from '../errors.js';
+import { suggest } from '../config/suggest.js';
+import { ConfigError } from '../errors.js';
 import { availableMetrics } from './metrics.js';
 
 export const earlyStoppingSchema = z.strictObject({
@@ -28,10 +29,15 @@ export class EarlyStopping implements Callback {
     const { monitor, mode, patience, min_delta } = this.options;
     const value = trainer.callbackMetrics[monitor];
     if (value === undefined) {
-      throw new TaskforgeError(
-        `callbacks.early_stopping.monitor is '${monitor}', but no metric of that name was logged by validation (available: ${availableMetrics(trainer)}). ` +
-          `Log it in the task's validationStep (ctx.log('${monitor}', ...)) or set monitor to one of the available metrics.`,
-      );
+      // Validation has just logged everything it logs: a missing name is a config mistake (exit 2).
+      const logged = Object.keys(trainer.callbackMetrics).sort();
+      throw new ConfigError([{
+        path: 'trainer.callbacks.early_stopping.monitor',
+        message: `no metric named '${monitor}' was logged by validation (logged: ${availableMetrics(trainer)}); ` +
+          `log it in the task's validationStep (ctx.log('${monitor}', ...)) or set monitor to one of the logged metrics`,
+        value: monitor,
+        suggestions: suggest(monitor, logged),
+      }], 'Invalid early-stopping monitor');
     }
     if (!Number.isFinite(value)) {
       trainer.requestStop(`early stopping: '${monitor}' is ${value} at step ${trainer.globalStep}`);

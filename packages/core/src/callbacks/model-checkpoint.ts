@@ -2,7 +2,9 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { TrainerView } from '../contracts.js';
-import { TaskforgeError } from '../errors.js';
+import { suggest } from '../config/suggest.js';
+import { ConfigError } from '../errors.js';
+import type { Output } from '../services/tokens.js';
 import { checkpointName } from '../trainer/checkpoint.js';
 import type { CheckpointingCallback } from '../trainer/trainer.js';
 import { availableMetrics } from './metrics.js';
@@ -10,7 +12,11 @@ import { availableMetrics } from './metrics.js';
 export const modelCheckpointSchema = z.strictObject({
   /** Default `<runDir>/checkpoints`. */
   dirpath: z.string().min(1).nullable().default(null),
-  /** Metric to rank checkpoints by; null ranks by recency (keeps the latest `save_top_k`). */
+  /**
+   * Metric to rank checkpoints by; null ranks by recency (keeps the latest `save_top_k`). Until it
+   * has been logged, saves only update `last` (with a warning); a name no step or validation
+   * logs is a config error (exit 2) once both have run.
+   */
   monitor: z.string().min(1).nullable().default(null),
   mode: z.enum(['min', 'max']).default('min'),
   /** -1 keeps every checkpoint, 0 none (only `last`). */
@@ -33,6 +39,12 @@ interface Saved {
  * best by `monitor` (or the latest, without one), deletes those that fall out, and keeps `last`
  * up to date. Epoch-based saving happens after each validation of a qualifying epoch, or at the
  * epoch end when that epoch had no validation.
+ *
+ * A `monitor` with no value yet (e.g. `val/loss` before the first validation) does not lose work,
+ * as in Lightning: the save warns once and still writes `last`; top-k starts once the metric
+ * exists. A `monitor` that can never appear (a typo such as `val/los`) is known as soon as a
+ * training step and a validation (or the sanity check) have both logged their metrics without
+ * it: `last` is saved, then a ConfigError (exit 2) names the key and suggests the closest metric.
  */
 export class ModelCheckpoint implements CheckpointingCallback {
   readonly name = 'model_checkpoint';
@@ -42,8 +54,14 @@ export class ModelCheckpoint implements CheckpointingCallback {
   private lastSavedStep = -1;
   private validatedThisEpoch = false;
   private dir: string | undefined;
+  /** Every metric name logged so far in this fit (training steps, validations, the sanity check). */
+  private readonly seen = new Set<string>();
+  private seenTrainStep = false;
+  private seenValidation = false;
+  private warnedMissing = false;
 
-  constructor(options: ModelCheckpointOptions = {}) {
+  /** `output` receives the "monitor not logged yet" warning (stderr when omitted). */
+  constructor(options: ModelCheckpointOptions = {}, private readonly output?: Pick<Output, 'warn'>) {
     this.options = modelCheckpointSchema.parse(options);
   }
 
@@ -59,6 +77,12 @@ export class ModelCheckpoint implements CheckpointingCallback {
     return this.lastPath;
   }
 
+  /** Where `last` is written: known before the fit when `dirpath` is set, else once it has started. */
+  get lastCheckpointTarget(): string | undefined {
+    const dir = this.dir ?? this.options.dirpath;
+    return dir === null || dir === undefined ? undefined : join(dir, 'last');
+  }
+
   /** Checkpoints currently kept, best first. */
   get kept(): readonly string[] {
     return this.ranked().map((s) => s.path);
@@ -66,6 +90,16 @@ export class ModelCheckpoint implements CheckpointingCallback {
 
   onFitStart(trainer: TrainerView): void {
     this.dir = this.options.dirpath ?? join(trainer.runDir, 'checkpoints');
+    this.seen.clear();
+    this.seenTrainStep = false;
+    this.seenValidation = false;
+    this.warnedMissing = false;
+  }
+
+  async onSanityCheckEnd(trainer: TrainerView, metrics: Record<string, number>): Promise<void> {
+    for (const name of Object.keys(metrics)) this.seen.add(name);
+    this.seenValidation = true;
+    await this.checkMonitor(trainer);
   }
 
   onTrainEpochStart(): void {
@@ -73,12 +107,16 @@ export class ModelCheckpoint implements CheckpointingCallback {
   }
 
   async onTrainBatchEnd(trainer: TrainerView): Promise<void> {
+    this.seenTrainStep = true;
+    await this.checkMonitor(trainer);
     const n = this.options.every_n_train_steps;
     if (n !== null && trainer.globalStep % n === 0) await this.save(trainer);
   }
 
   async onValidationEnd(trainer: TrainerView): Promise<void> {
     this.validatedThisEpoch = true;
+    this.seenValidation = true;
+    await this.checkMonitor(trainer);
     if (this.epochDue(trainer)) await this.save(trainer);
   }
 
@@ -122,10 +160,17 @@ export class ModelCheckpoint implements CheckpointingCallback {
     if (monitor !== null) {
       const value = trainer.callbackMetrics[monitor];
       if (value === undefined) {
-        throw new TaskforgeError(
-          `callbacks.model_checkpoint.monitor is '${monitor}', but no metric of that name has been logged by step ${trainer.globalStep} ` +
-            `(available: ${availableMetrics(trainer)}). Log it from the task (ctx.log('${monitor}', ...)) or set monitor to one of the available metrics.`,
-        );
+        // Not logged yet (e.g. no validation so far): keep the work in `last`, rank nothing.
+        if (!this.warnedMissing) {
+          this.warnedMissing = true;
+          this.warn(
+            `trainer.callbacks.model_checkpoint.monitor is '${monitor}', which has not been logged yet at step ${trainer.globalStep} ` +
+              `(logged so far: ${availableMetrics(trainer)}); saving only 'last' until it is. Top-k checkpoints start once it exists.`,
+          );
+        }
+        this.lastSavedStep = trainer.globalStep;
+        if (save_last) await this.saveLastCheckpoint(trainer);
+        return;
       }
       score = Number.isNaN(value) ? null : value;
     }
@@ -144,6 +189,33 @@ export class ModelCheckpoint implements CheckpointingCallback {
       }
     }
     if (save_last) await this.saveLastCheckpoint(trainer);
+  }
+
+  /**
+   * Once a training step and a validation have both logged, a monitor never seen can never appear:
+   * save `last` (the work so far is kept), then throw a ConfigError (exit 2) with a did-you-mean.
+   */
+  private async checkMonitor(trainer: TrainerView): Promise<void> {
+    const { monitor } = this.options;
+    for (const name of Object.keys(trainer.callbackMetrics)) this.seen.add(name);
+    if (monitor === null || this.seen.has(monitor) || !this.seenTrainStep || !this.seenValidation) return;
+    if (this.options.save_last && !trainer.dryRun && trainer.globalStep > 0 && this.lastSavedStep !== trainer.globalStep) {
+      await this.saveLastCheckpoint(trainer);
+    }
+    const logged = [...this.seen].sort();
+    const kept = this.lastPath && !trainer.dryRun ? ` The weights so far were saved to ${this.lastPath}.` : '';
+    throw new ConfigError([{
+      path: 'trainer.callbacks.model_checkpoint.monitor',
+      message: `no training step or validation logs a metric named '${monitor}' (logged: ${logged.map((n) => `'${n}'`).join(', ') || 'none'}); ` +
+        `set monitor to one of those, or log it from the task (ctx.log('${monitor}', ...)).${kept}`,
+      value: monitor,
+      suggestions: suggest(monitor, logged),
+    }], 'Invalid checkpoint monitor');
+  }
+
+  private warn(message: string): void {
+    if (this.output) this.output.warn(message);
+    else process.stderr.write(`warning: ${message}\n`);
   }
 
   /** Best first: by score when monitoring (NaN last, ties oldest first), else newest first. */

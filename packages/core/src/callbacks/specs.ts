@@ -13,7 +13,7 @@ export const callbackSpecs: ComponentSpec<'callback'>[] = [
     name: 'model_checkpoint',
     description: 'Save checkpoints by step/epoch, keep the top-k by a metric, and keep `last` current',
     schema: modelCheckpointSchema,
-    create: (config) => new ModelCheckpoint(config),
+    create: (config, { container }) => new ModelCheckpoint(config, container.resolve<Output>(Tokens.Output)),
   },
   {
     kind: 'callback',

@@ -55,10 +55,13 @@ function parseCsvLine(line: string): string[] {
 }
 
 /**
- * Lightning-style CSV logger: one row per `logMetrics` call, columns `step` then every metric
- * name in order of first appearance (names new in the same call sorted). Rows are appended;
- * when a new metric appears the whole file is rewritten (temp file, then rename) under the
- * wider header. A `metrics.csv` already in `dir` (a resumed run) is kept and extended.
+ * Lightning-style CSV logger: one row per logged step, columns `step` then every metric name in
+ * order of first appearance (names new in the same call sorted). Metrics logged at the step of
+ * the latest row (the training metrics, then the learning rate, then validation, all at one step)
+ * are merged into that row; a call for the same step that repeats a metric already in the row
+ * starts a new row instead of overwriting a value. Rows are appended; when a new metric appears,
+ * or a row already on disk gained values, the whole file is rewritten (temp file, then rename).
+ * A `metrics.csv` already in `dir` (a resumed run) is kept and extended.
  */
 export class CsvLogger implements MetricsLogger {
   readonly name = 'csv';
@@ -71,6 +74,9 @@ export class CsvLogger implements MetricsLogger {
   private rowsOnDisk = 0;
   private headerOnDisk: string[] | undefined;
   private loaded = false;
+  /** A row already on disk gained values: the next flush rewrites the file. */
+  private rewrite = false;
+  private callsSinceFlush = 0;
 
   constructor(options: CsvLoggerOptions) {
     this.dir = options.dir;
@@ -87,22 +93,30 @@ export class CsvLogger implements MetricsLogger {
     this.loadExisting();
     const fresh = Object.keys(metrics).filter((k) => k !== 'step' && !this.columns.includes(k));
     this.columns.push(...fresh.sort());
-    this.rows.push({ ...metrics, step });
-    if (this.rows.length - this.rowsOnDisk >= this.flushEvery) this.flush();
+    const last = this.rows.at(-1);
+    if (last !== undefined && last['step'] === step && Object.keys(metrics).every((k) => k === 'step' || last[k] === undefined)) {
+      Object.assign(last, metrics, { step });
+      if (this.rows.length <= this.rowsOnDisk) this.rewrite = true;
+    } else {
+      this.rows.push({ ...metrics, step });
+    }
+    if ((this.callsSinceFlush += 1) >= this.flushEvery) this.flush();
   }
 
   /** Writes pending rows now. */
   flush(): void {
     this.loadExisting();
-    const upToDate = this.rows.length === this.rowsOnDisk && this.headerOnDisk?.length === this.columns.length;
+    this.callsSinceFlush = 0;
+    const upToDate = this.rows.length === this.rowsOnDisk && this.headerOnDisk?.length === this.columns.length && !this.rewrite;
     if (upToDate || this.rows.length === 0) return;
     const line = (row: Row) => this.columns.map((c) => (row[c] === undefined ? '' : formatNumber(row[c]!))).join(',') + '\n';
-    if (this.headerOnDisk?.length === this.columns.length) {
+    if (this.headerOnDisk?.length === this.columns.length && !this.rewrite) {
       const pending = this.rows.slice(this.rowsOnDisk).map(line).join('');
       withFsErrors('append to', this.metricsPath, () => appendFileSync(this.metricsPath, pending));
     } else {
       writeFileAtomic(this.metricsPath, [this.columns.map(quote).join(',') + '\n', ...this.rows.map(line)].join(''));
       this.headerOnDisk = [...this.columns];
+      this.rewrite = false;
     }
     this.rowsOnDisk = this.rows.length;
   }

@@ -52,7 +52,27 @@ describe('CsvLogger', () => {
     const resumed = new CsvLogger({ dir, flushEvery: 1 });
     resumed.logMetrics({ loss: 0.5 }, 1);
     resumed.logMetrics({ acc: 0.9 }, 1);
-    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe('step,"a,b",loss,acc\n0,-inf,1,\n1,,0.5,\n1,,,0.9\n');
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe('step,"a,b",loss,acc\n0,-inf,1,\n1,,0.5,0.9\n');
+  });
+
+  it('writes one row per logged step: lr and validation logged at the same step join its row, even after a flush', () => {
+    const logger = new CsvLogger({ dir, flushEvery: 1 });
+    logger.logMetrics({ train_loss: 2, lr: 0.1, epoch: 0 }, 10);
+    logger.logMetrics({ 'lr-adamw': 0.1 }, 10);
+    logger.logMetrics({ train_loss: 1.5, lr: 0.05, epoch: 0 }, 20);
+    logger.logMetrics({ 'lr-adamw': 0.05 }, 20);
+    logger.logMetrics({ 'val/loss': 1.25 }, 20);
+    // A second value of a metric already in the row (e.g. validate twice at one step) is a new row, never lost.
+    logger.logMetrics({ 'val/loss': 1.2 }, 20);
+    logger.finalize();
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe(
+      'step,epoch,lr,train_loss,lr-adamw,val/loss\n10,0,0.1,2,0.1,\n20,0,0.05,1.5,0.05,1.25\n20,,,,,1.2\n',
+    );
+    // A resumed logger merges into the last row it read back.
+    const resumed = new CsvLogger({ dir, flushEvery: 1 });
+    resumed.logMetrics({ 'lr-adamw': 0.05 }, 20);
+    resumed.finalize();
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8').trim().split('\n').at(-1)).toBe('20,,,,0.05,1.2');
   });
 
   it('refuses to take over a CSV it did not write', () => {

@@ -34,13 +34,19 @@ describe('trainer config', () => {
     expect(paths).toEqual(['trainer.accelerator', 'trainer.limit_val_batches', 'trainer.max_stpes', 'trainer.val_check_interval']);
     expect(error!.message).toContain("trainer.max_stpes: unknown key 'max_stpes'");
     expect(error!.message).toContain("did you mean 'max_steps'");
-    expect(error!.message).toMatch(/trainer\.limit_val_batches: expected a fraction in \(0, 1\) or a whole number of batches >= 1 \(null = all batches\) \(got 2\.5\)/);
+    expect(error!.message).toMatch(/trainer\.limit_val_batches: expected 0 \(off\), a fraction in \(0, 1\) or a whole number of batches >= 1 \(null = all batches\) \(got 2\.5\)/);
   });
 
   it('accepts fractions and counts, and rejects a run with no end', () => {
     expect(parseTrainerConfig({ limit_train_batches: 0.25, val_check_interval: 50 })).toMatchObject({ limit_train_batches: 0.25, val_check_interval: 50 });
     expect(() => parseTrainerConfig({ max_epochs: -1 })).toThrow(/max_epochs and max_steps are both -1/);
     expect(parseTrainerConfig({ max_epochs: -1, max_steps: 100 }).max_steps).toBe(100);
+  });
+
+  it('accepts 0 for limit_val_batches and limit_test_batches (off) but not for limit_train_batches', () => {
+    expect(parseTrainerConfig({ limit_val_batches: 0, limit_test_batches: 0 })).toMatchObject({ limit_val_batches: 0, limit_test_batches: 0 });
+    expect(() => parseTrainerConfig({ limit_train_batches: 0 })).toThrow(/trainer\.limit_train_batches/);
+    expect(() => parseTrainerConfig({ limit_val_batches: -1 })).toThrow(/trainer\.limit_val_batches/);
   });
 
   it('derives the run directory from the clock unless run_dir is set', () => {

@@ -19,6 +19,18 @@ const batchLimit = z
   .nullable()
   .default(null);
 
+/**
+ * Evaluation limits also accept 0, as in Lightning: `limit_val_batches=0` turns validation off
+ * (no validation during fit and no sanity check); `limit_test_batches=0` makes `test` run no batch.
+ */
+const evalBatchLimit = z
+  .number()
+  .min(0)
+  .refine((v) => v < 1 || Number.isInteger(v), {
+    message: 'expected 0 (off), a fraction in (0, 1) or a whole number of batches >= 1 (null = all batches)',
+  })
+  .nullable()
+  .default(null);
 
 export const trainerConfigSchema = z.strictObject({
   /** -1 = no limit (then max_steps must be set). */
@@ -26,8 +38,8 @@ export const trainerConfigSchema = z.strictObject({
   /** Optimizer steps; -1 = no limit. Training stops at whichever of max_epochs/max_steps comes first. */
   max_steps: z.number().int().min(-1).default(-1),
   limit_train_batches: batchLimit,
-  limit_val_batches: batchLimit,
-  limit_test_batches: batchLimit,
+  limit_val_batches: evalBatchLimit,
+  limit_test_batches: evalBatchLimit,
   /** <= 1: fraction of the training epoch; integer > 1: every N training batches. */
   val_check_interval: z
     .number()

@@ -2,12 +2,17 @@ import type { DataModule, Split } from '../contracts.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
 import type { TrainerConfig } from './config.js';
 
-/** How many batches one pass over a split takes after `limit_*_batches` (undefined = until exhausted). */
+/**
+ * How many batches one pass over a split takes after `limit_*_batches` (undefined = until
+ * exhausted; 0 when the limit is 0, i.e. that loop is turned off). Throws ConfigError (exit 2) for a
+ * fraction when the datamodule cannot count its batches, TaskforgeError (exit 1) for an empty split.
+ */
 export function batchBudget(
   dm: DataModule, split: Split, limit: number | null, key: string, fastDevRun: boolean,
 ): number | undefined {
   const available = dm.numBatches?.(split);
   if (fastDevRun) return 1;
+  if (limit === 0) return 0;
   let budget: number | undefined;
   if (limit === null) budget = available;
   else if (limit < 1) {
@@ -33,7 +38,10 @@ export interface FitPlan {
   totalSteps: number;
   /** Validate every this many training batches within an epoch; undefined = only at the epoch end. */
   valEveryBatches: number | undefined;
-  /** The datamodule has a val split; `valBatches` undefined then means "until exhausted". */
+  /**
+   * Validation runs: the datamodule has a val split and `limit_val_batches` is not 0;
+   * `valBatches` undefined then means "until exhausted".
+   */
   hasVal: boolean;
   valBatches: number | undefined;
 }
@@ -67,5 +75,5 @@ export function planFit(config: TrainerConfig, dm: DataModule): FitPlan {
     }
     valEveryBatches = Math.max(1, Math.floor(trainBatches * interval));
   }
-  return { trainBatches, totalSteps, valEveryBatches, hasVal: dm.valDataloader !== undefined, valBatches };
+  return { trainBatches, totalSteps, valEveryBatches, hasVal: dm.valDataloader !== undefined && valBatches !== 0, valBatches };
 }

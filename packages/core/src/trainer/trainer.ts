@@ -51,6 +51,8 @@ export interface TestResult {
 export interface CheckpointingCallback extends Callback {
   readonly bestModelPath: string | undefined;
   readonly lastModelPath: string | undefined;
+  /** Where `saveLastCheckpoint` will write, once the fit has started. */
+  readonly lastCheckpointTarget?: string | undefined;
   saveLastCheckpoint(trainer: TrainerView): Promise<string>;
 }
 
@@ -58,7 +60,7 @@ export function isCheckpointingCallback(callback: Callback): callback is Checkpo
   return typeof (callback as Partial<CheckpointingCallback>).saveLastCheckpoint === 'function';
 }
 
-type Hook = 'onFitStart' | 'onTrainEpochStart' | 'onTrainBatchEnd' | 'onTrainEpochEnd' | 'onValidationStart'
+type Hook = 'onFitStart' | 'onSanityCheckEnd' | 'onTrainEpochStart' | 'onTrainBatchEnd' | 'onTrainEpochEnd' | 'onValidationStart'
   | 'onValidationEnd' | 'onFitEnd' | 'onTestEnd' | 'onException';
 type EvalStep = (batch: unknown, ctx: StepContext) => void;
 
@@ -86,8 +88,11 @@ export class Trainer implements TrainerView {
   /** Training batches of this epoch seen at its latest validation; -1 before the first. */
   private validatedAt = -1;
   private stopReason: string | undefined;
+  // The resume hint is printed at once: a parent such as `nx run` may stop relaying output soon after the signal.
   private readonly signals = new SignalWatcher((signal) => {
-    this.output.warn(`Received ${signal}: finishing the current step, then saving a checkpoint and stopping. Send it again to abort at once.`);
+    const dir = this.interruptCheckpointDir();
+    const where = this.dryRun ? 'stopping (fast_dev_run: no checkpoint)' : `saving a checkpoint to ${dir} and stopping; resume with ${overrideHint('trainer.resume_from', dir)}`;
+    this.output.warn(`Received ${signal}: finishing the current step, then ${where}. Send it again to abort at once.`);
   });
 
   constructor(config: TrainerConfig | TrainerConfigInput, deps: TrainerDeps) {
@@ -394,11 +399,12 @@ export class Trainer implements TrainerView {
   private async sanityCheck(plan: FitPlan): Promise<void> {
     const { validationStep } = this.task;
     const { valDataloader } = this.datamodule;
-    if (!validationStep || !valDataloader) return;
+    if (!validationStep || !valDataloader || !plan.hasVal) return;
     const steps = this.config.num_sanity_val_steps;
     const budget = steps === -1 ? plan.valBatches : Math.min(steps, plan.valBatches ?? steps);
     // Catches bugs in validationStep before a long epoch; the numbers are not meaningful.
-    await this.evalLoop('sanity', validationStep.bind(this.task), valDataloader.bind(this.datamodule), budget);
+    const metrics = await this.evalLoop('sanity', validationStep.bind(this.task), valDataloader.bind(this.datamodule), budget);
+    await this.hook('onSanityCheckEnd', metrics);
   }
 
   private async validation(budget: number | undefined): Promise<Record<string, number>> {
@@ -509,6 +515,11 @@ export class Trainer implements TrainerView {
     } finally {
       checkpoint.dispose();
     }
+  }
+
+  /** Where an interrupt saves `last`: the checkpointing callback's target, else `<runDir>/checkpoints/last`. */
+  private interruptCheckpointDir(): string {
+    return this.callbacks.find(isCheckpointingCallback)?.lastCheckpointTarget ?? join(this.runDir, 'checkpoints', 'last');
   }
 
   private async interrupt(): Promise<never> {

@@ -1,8 +1,9 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
 import { callbackSpecs, DeviceStatsMonitor, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar } from '../../src/callbacks/index.js';
+import { ConfigError } from '../../src/errors.js';
 import { Tokens } from '../../src/services/tokens.js';
 import { RecordingOutput, ToyDataModule, ToyTask } from '../toy/toy.js';
 import { makeTrainer, useScratch } from '../trainer/helpers.js';
@@ -36,12 +37,61 @@ describe('ModelCheckpoint', () => {
     task.dispose();
   });
 
-  it('fails clearly when the monitored metric is never logged', async () => {
+  it('before the monitored metric is logged, warns once and still saves last (no whole epoch lost)', async () => {
+    // The issue's run: one epoch, validation only every 2 epochs, so val_loss never exists in this run.
+    for (const sanity of [0, 2]) {
+      const task = new ToyTask();
+      const output = new RecordingOutput();
+      const checkpoint = new ModelCheckpoint({ monitor: 'val_loss' }, output);
+      const { trainer, runDir } = makeTrainer(
+        scratch.dir(), { max_epochs: 1, check_val_every_n_epoch: 2, limit_train_batches: 3, num_sanity_val_steps: sanity }, [checkpoint],
+      );
+      const result = await trainer.fit(task, new ToyDataModule());
+      expect(result.globalStep).toBe(3);
+      expect(await readdir(join(runDir, 'checkpoints'))).toEqual(['last']);
+      expect(result.lastCheckpoint).toBe(join(runDir, 'checkpoints', 'last'));
+      expect(JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep).toBe(3);
+      expect(output.warnings.filter((w) => w.includes("monitor is 'val_loss', which has not been logged yet at step 3"))).toHaveLength(1);
+      expect(output.warnings[0]).toContain("saving only 'last' until it is");
+      task.dispose();
+    }
+  });
+
+  it('starts top-k once the monitored metric exists', async () => {
+    const task = new ToyTask({ valScores: [0.5, 0.2] });
+    const checkpoint = new ModelCheckpoint({ monitor: 'score', save_top_k: 1 }, new RecordingOutput());
+    // Epochs end at steps 8, 16, 24, 32; validation (and so `score`) only after epochs 2 and 4.
+    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_epochs: 4, check_val_every_n_epoch: 2 }, [checkpoint]);
+    const result = await trainer.fit(task, new ToyDataModule());
+    expect((await readdir(join(runDir, 'checkpoints'))).sort()).toEqual(['last', 'step=000032']);
+    expect(result.bestCheckpoint).toBe(join(runDir, 'checkpoints', 'step=000032'));
+    expect(checkpoint.bestModelScore).toBe(0.2);
+    task.dispose();
+  });
+
+  it('a monitor no step or validation logs is a config error (exit 2) with a did-you-mean, and last is kept', async () => {
     const task = new ToyTask();
-    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 1 }, [new ModelCheckpoint({ monitor: 'val_acc' })]);
-    await expect(trainer.fit(task, new ToyDataModule())).rejects.toThrow(
-      /monitor is 'val_acc', but no metric of that name has been logged by step 8 \(available: 'epoch', 'lr', 'train_loss', 'train_mse', 'val_loss'\)/,
-    );
+    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_epochs: 3 }, [new ModelCheckpoint({ monitor: 'val_los' })]);
+    const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).exitCode).toBe(2);
+    const message = (error as Error).message;
+    expect(message).toContain("trainer.callbacks.model_checkpoint.monitor: no training step or validation logs a metric named 'val_los'");
+    expect(message).toContain("(logged: 'epoch', 'lr', 'train_loss', 'train_mse', 'val_loss')");
+    expect(message).toContain("did you mean 'val_loss'?");
+    // Known at the first validation (step 8, the end of epoch 0), not after three epochs; the work is in `last`.
+    expect(await readdir(join(runDir, 'checkpoints'))).toEqual(['last']);
+    expect(JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep).toBe(8);
+    expect(message).toContain(`The weights so far were saved to ${join(runDir, 'checkpoints', 'last')}`);
+    task.dispose();
+  });
+
+  it('with a sanity check, a typo in monitor is reported after the first training step', async () => {
+    const task = new ToyTask();
+    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_epochs: 3, num_sanity_val_steps: 1 }, [new ModelCheckpoint({ monitor: 'val_los' })]);
+    const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
+    expect((error as ConfigError).exitCode).toBe(2);
+    expect(JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep).toBe(1);
     task.dispose();
   });
 });
@@ -64,6 +114,17 @@ describe('EarlyStopping', () => {
     const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 20, limit_train_batches: 1 }, [stopper]);
     const result = await trainer.fit(task, new ToyDataModule());
     expect(result.globalStep).toBe(7);
+    task.dispose();
+  });
+
+  it('a monitor validation never logs is a config error (exit 2) with a did-you-mean', async () => {
+    const task = new ToyTask();
+    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 2 }, [new EarlyStopping({ monitor: 'val_los' })]);
+    const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).exitCode).toBe(2);
+    expect((error as Error).message).toContain("trainer.callbacks.early_stopping.monitor: no metric named 'val_los' was logged by validation");
+    expect((error as Error).message).toContain("did you mean 'val_loss'?");
     task.dispose();
   });
 });

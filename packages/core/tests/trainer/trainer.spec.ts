@@ -102,6 +102,18 @@ describe('Trainer.fit', () => {
     expect(await validatedAt({ max_epochs: 4, check_val_every_n_epoch: 2 })).toEqual([16, 32]);
   });
 
+  it('limit_val_batches=0 turns validation and the sanity check off (Lightning)', async () => {
+    const recorder = new RecordingCallback();
+    const task = new ToyTask();
+    const { trainer, logger } = makeTrainer(scratch.dir(), { max_epochs: 2, limit_val_batches: 0, num_sanity_val_steps: 2 }, [recorder]);
+    const result = await trainer.fit(task, new ToyDataModule({ nVal: 4 }));
+    expect(result.globalStep).toBe(16);
+    expect(task.validationCalls).toBe(0);
+    expect(recorder.events.filter((e) => e.startsWith('onValidation'))).toEqual([]);
+    expect(logger.series('val_loss')).toEqual([]);
+    task.dispose();
+  });
+
   it('fast_dev_run runs one batch of each loop and writes no checkpoint', async () => {
     const task = new ToyTask();
     const dm = new ToyDataModule();
@@ -168,7 +180,10 @@ describe('Trainer.fit', () => {
     expect((error as TrainingInterrupted).exitCode).toBe(130);
     expect(JSON.parse(await readFile(join(last, 'trainer_state.json'), 'utf8'))).toMatchObject({ globalStep: 3, epoch: 0, batchInEpoch: 3 });
     expect(logger.finalized).toEqual(['interrupted']);
-    expect(output.warnings[0]).toMatch(/Received SIGINT/);
+    // The resume hint is printed as the signal arrives, before the step ends (a parent like nx may stop relaying soon after).
+    expect(output.warnings[0]).toBe(
+      `Received SIGINT: finishing the current step, then saving a checkpoint to ${last} and stopping; resume with 'trainer.resume_from=${last}'. Send it again to abort at once.`,
+    );
     expect(process.listenerCount('SIGINT')).toBe(listeners);
     expect(recorder.hooks().filter((h) => h === 'onTrainBatchEnd')).toHaveLength(3);
     task.dispose();
