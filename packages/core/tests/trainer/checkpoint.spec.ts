@@ -24,6 +24,7 @@ describe('checkpoints', () => {
     });
     let live: ReturnType<typeof values> | undefined;
     const capture: Callback = {
+      name: 'capture_optimizer_state',
       onTrainBatchEnd: (view) => {
         if (view.globalStep !== 4) return;
         const state = view.optimizer!.getState();
