@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { parse } from 'yaml';
 import { REPO, run, serveFile, startTaskforge, taskforge, tinyCifarArchive, tinyRun } from './fixtures/cli.js';
 
@@ -177,6 +177,7 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     const runDir = join(work, 'sigterm');
     const args = [...tinyRun(server.url, archive.md5, dataDir, runDir), 'trainer.max_epochs=-1', 'trainer.max_steps=100000', 'trainer.log_every_n_steps=1'];
     const live = startTaskforge(['train', ...args]);
+    onTestFinished(() => live.signal('SIGKILL')); // a 100,000-step run must not outlive a failed assertion
     await live.waitFor(/^train: .*step=\d+\/100000/m); // the first progress line: training is under way
     live.signal('SIGTERM');
     const ended = await live.exit;
@@ -208,6 +209,7 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
   it('SIGINT to a training CLI process exits 130 with last saved', async () => {
     const runDir = join(work, 'sigint');
     const live = startTaskforge(['train', ...tinyRun(server.url, archive.md5, dataDir, runDir), 'trainer.max_epochs=-1', 'trainer.max_steps=100000']);
+    onTestFinished(() => live.signal('SIGKILL'));
     await live.waitFor(/^train: .*step=\d+\/100000/m);
     live.signal('SIGINT');
     const ended = await live.exit;

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { REPO, start } from './fixtures/cli.js';
 
 const SIGNALS = pathToFileURL(join(REPO, 'packages/core/dist/trainer/signals.js')).href;
@@ -23,6 +23,7 @@ console.log('ready');
 describe('SignalWatcher in a real process', () => {
   it.each(['SIGINT', 'SIGTERM'] as const)('the first %s is only reported; a second one ends the process by that signal', async (signal) => {
     const child = start(process.execPath, ['--input-type=module', '-e', SCRIPT]);
+    onTestFinished(() => child.signal('SIGKILL')); // never leave it idling when an assertion fails
     await child.waitFor(/^ready$/m);
     child.signal(signal);
     await child.waitFor(new RegExp(`^first ${signal}$`, 'm')); // handled, and the process is still running
