@@ -18,7 +18,7 @@ describe('trainer config', () => {
     const { callbacks, loggers, ...rest } = trainerConfigSchema.parse(shipped);
     const { callbacks: _c, loggers: _l, ...defaults } = trainerConfigSchema.parse({});
     expect(rest).toEqual(defaults);
-    expect(Object.keys(callbacks)).toEqual(['progress_bar', 'model_checkpoint', 'lr_monitor']);
+    expect(Object.keys(callbacks)).toEqual(['progress_bar', 'model_checkpoint', 'lr_monitor', 'device_stats']);
     expect(loggers['csv']).toEqual({ _target_: 'logger/csv' });
   });
 
@@ -92,5 +92,17 @@ describe('trainer config', () => {
     expect(resolveRunDir({ run_dir: null, default_root_dir: 'o' }, clock)).toBe('o/2024-01-02/03-04-05');
     const late = { now: () => new Date(2024, 11, 31, 23, 59, 58).getTime() };
     expect(resolveRunDir({ run_dir: null, default_root_dir: 'o' }, late)).toBe('o/2024-12-31/23-59-58');
+  });
+  it('names what a wrong val_check_interval or a non-callback / non-logger component should be', () => {
+    const problems = (raw: unknown) => { try { parseTrainerConfig(raw); return []; } catch (e) { return (e as ConfigError).problems; } };
+    expect(problems({ val_check_interval: 1.5 })).toEqual([expect.objectContaining({
+      path: 'trainer.val_check_interval', message: expect.stringContaining('expected a fraction of the epoch in (0, 1] or a whole number of training batches > 1'),
+    })]);
+    expect(problems({ callbacks: { ckpt: { _target_: 'logger/csv' } }, loggers: { csv: { _target_: 'callback/x' } } })).toEqual([
+      expect.objectContaining({ path: 'trainer.callbacks.ckpt._target_', message: expect.stringContaining("expected a callback component ('_target_: callback/<name>')") }),
+      expect.objectContaining({ path: 'trainer.loggers.csv._target_', message: expect.stringContaining("expected a logger component ('_target_: logger/<name>')") }),
+    ]);
+    expect(parseTrainerConfig({ callbacks: { a: { _target_: 'callback/a' }, off: null }, loggers: { l: { _target_: 'logger/l' } } }))
+      .toMatchObject({ callbacks: { a: { _target_: 'callback/a' }, off: null }, loggers: { l: { _target_: 'logger/l' } } });
   });
 });

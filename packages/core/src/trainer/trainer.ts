@@ -12,6 +12,7 @@ import { accumulateGrads, averageGrads } from './gradients.js';
 import { batchBudget, planFit, type FitPlan } from './plan.js';
 import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
 import { writeFileAtomic } from '../fs.js';
+import { overrideHint } from '../config/override-grammar.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
 import { MeanAccumulator, mixSeed, StepLog } from './step-context.js';
 
@@ -218,7 +219,7 @@ export class Trainer implements TrainerView {
       }
       const budget = batchBudget(datamodule, 'test', this.config.limit_test_batches, 'limit_test_batches', this.dryRun);
       const metrics = await this.evalLoop('test', task.testStep.bind(task), datamodule.testDataloader.bind(datamodule), budget);
-      const extras = task.onTestEpochEnd?.() ?? {};
+      const extras = (await task.onTestEpochEnd?.()) ?? {};
       Object.assign(this.callbackMetrics, metrics);
       await this.logMetrics(metrics);
       await this.hook('onTestEnd', metrics);
@@ -357,7 +358,7 @@ export class Trainer implements TrainerView {
     const metrics = new MeanAccumulator();
     let apply = true;
     if (this.config.gradient_clip_val !== null) {
-      const clipped = clipByGlobalNorm(grads, this.config.gradient_clip_val);
+      const clipped = await clipByGlobalNorm(grads, this.config.gradient_clip_val);
       tf.dispose(grads);
       grads = clipped.grads;
       metrics.add('grad_norm', clipped.norm);
@@ -519,7 +520,7 @@ export class Trainer implements TrainerView {
       const dir = checkpointer
         ? await checkpointer.saveLastCheckpoint(this)
         : await this.saveCheckpoint(join(this.runDir, 'checkpoints', 'last'));
-      where = `last checkpoint saved to ${dir}; resume with trainer.resume_from=${dir}`;
+      where = `last checkpoint saved to ${dir}; resume with ${overrideHint('trainer.resume_from', dir)}`;
     }
     throw new TrainingInterrupted(`Training interrupted by ${signal} at step ${this.globalStep}; ${where}.`, SIGNAL_EXIT_CODES[signal] ?? 1);
   }
