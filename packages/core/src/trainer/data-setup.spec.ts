@@ -28,6 +28,18 @@ describe('prepareAndSetup', () => {
     expect(calls).toEqual(['setup:fit', 'teardown', 'setup:fit']);
   });
 
+  it('teardownData works on a data module without teardown(), and still forgets the stages set up', async () => {
+    const calls: string[] = [];
+    const dm = {
+      prepareData: async () => undefined,
+      setup: async (stage: Stage) => void calls.push(`setup:${stage}`),
+    } as unknown as DataModule;
+    await prepareAndSetup(dm, 'test');
+    await expect(teardownData(dm)).resolves.toBeUndefined();
+    await prepareAndSetup(dm, 'test');
+    expect(calls).toEqual(['setup:test', 'setup:test']);
+  });
+
   it('tries again after a failed setup, and counts the stage as set up only once setup succeeded', async () => {
     let fail = true;
     const calls: string[] = [];
