@@ -33,12 +33,14 @@ describe.each(['cpu', 'wasm'])('causalSelfAttention on %s', (backend) => {
     expect(await tf.setBackend(backend)).toBe(true);
   });
 
+  // fused: false keeps the plain-ops path on wasm too (fused-attention.spec.ts tests the kernels).
   const cases: [string, [number, number, number, number], CausalAttentionOptions][] = [
-    ['per head, ragged blocks', [1, 3, 37, 4], { blockSize: 8, perHead: true }],
-    ['batched, ragged blocks', [1, 3, 37, 4], { blockSize: 8, perHead: false }],
-    ['per head, B=2 H=2', [2, 2, 37, 4], { blockSize: 8, perHead: true }],
-    ['one row per block', [1, 2, 9, 4], { blockSize: 1 }],
-    ['one block larger than T', [2, 1, 37, 4], { blockSize: 64 }],
+    ['per head, ragged blocks', [1, 3, 37, 4], { blockSize: 8, perHead: true, fused: false }],
+    ['batched, ragged blocks', [1, 3, 37, 4], { blockSize: 8, perHead: false, fused: false }],
+    ['per head, B=2 H=2', [2, 2, 37, 4], { blockSize: 8, perHead: true, fused: false }],
+    ['one row per block', [1, 2, 9, 4], { blockSize: 1, fused: false }],
+    ['one block larger than T', [2, 1, 37, 4], { blockSize: 64, fused: false }],
+    ['default dispatch (fused kernels on wasm)', [2, 2, 37, 4], {}],
   ];
 
   it.each(cases)('matches the reference output and gradients (%s)', (_, shape, options) => {
@@ -55,7 +57,7 @@ describe.each(['cpu', 'wasm'])('causalSelfAttention on %s', (backend) => {
     const [before, after] = tf.tidy(() => {
       const [q, k, v] = [0, 1, 2].map((i) => tf.randomNormal([1, 2, 20, 4], 0, 1, 'float32', i)) as tf.Tensor4D[];
       const bump = tf.oneHot(tf.tensor1d([12], 'int32'), 20).reshape([1, 1, 20, 1]).mul(5);
-      const run = (kk: tf.Tensor4D, vv: tf.Tensor4D) => causalSelfAttention(q!, kk, vv, { blockSize: 8 }).arraySync()[0]![1]!;
+      const run = (kk: tf.Tensor4D, vv: tf.Tensor4D) => causalSelfAttention(q!, kk, vv, { blockSize: 8, fused: false }).arraySync()[0]![1]!;
       return [run(k!, v!), run(k!.add(bump), v!.add(bump))];
     });
     for (let i = 0; i < 12; i++) expect(after[i]).toEqual(before[i]);
@@ -69,7 +71,7 @@ describe.each(['cpu', 'wasm'])('causalSelfAttention on %s', (backend) => {
       const { value, grads } = tf.variableGrads(() => causalSelfAttention(q as tf.Variable<tf.Rank.R4>, k as tf.Variable<tf.Rank.R4>, v as tf.Variable<tf.Rank.R4>, options).square().sum() as tf.Scalar, [q!, k!, v!]);
       tf.dispose([value, grads]);
     };
-    for (const options of [{ blockSize: 5 }, { blockSize: 5, masks }, { blockSize: 5, perHead: !(backend === 'wasm') }]) {
+    for (const options of [{ blockSize: 5, fused: false }, { blockSize: 5, masks, fused: false }, { blockSize: 5, perHead: !(backend === 'wasm'), fused: false }, {}]) {
       step(options); // warm-up: builds the cached masks
       const count = tf.memory().numTensors;
       step(options);

@@ -1,5 +1,9 @@
 /**
- * Memory-efficient causal self-attention (the idea of FlashAttention, in plain TF.js ops).
+ * Causal self-attention. One dispatch point (`causalSelfAttention`): on the wasm backend the
+ * fused WebAssembly SIMD kernels of fused-attention.ts; on every other backend (or with
+ * `fused: false`) the plain-ops version below.
+ *
+ * Plain ops: memory-efficient causal self-attention (the idea of FlashAttention, in TF.js ops).
  *
  * Autodiff of `softmax(q·kᵀ + mask)·v` keeps the [B·H, T, T] probabilities of every layer for
  * the backward pass: at T = 1024 that is 128 MB per tensor per 32 heads, several per layer,
@@ -16,6 +20,7 @@
  * Attention-probability dropout is not applied (see the README).
  */
 import * as tf from '@tensorflow/tfjs';
+import { fusedCausalAttention } from './fused-attention.js';
 
 export interface CausalAttentionOptions {
   /** Query rows per block (the last block may be shorter). Default 128. */
@@ -24,6 +29,12 @@ export interface CausalAttentionOptions {
   perHead?: boolean;
   /** Masks reused across calls; without one, masks are built per call and freed with it. */
   masks?: CausalMasks;
+  /**
+   * Use the fused WebAssembly SIMD kernels (fused-attention.ts) instead of plain ops. Default:
+   * true on the wasm backend, the only backend they are registered for; blockSize, perHead and
+   * masks then do not apply.
+   */
+  fused?: boolean;
 }
 
 /** Added to scores above the diagonal: exp underflows to exactly 0 without risking inf − inf. */
@@ -66,6 +77,8 @@ export function causalSelfAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor
   if (!Number.isInteger(blockSize) || blockSize < 1) {
     throw new RangeError(`causalSelfAttention: blockSize must be a positive integer, got ${blockSize}`);
   }
+  // The one dispatch point: wasm backend → fused kernels, any other backend → plain ops below.
+  if (options.fused ?? tf.getBackend() === 'wasm') return fusedCausalAttention(q, k, v);
   const [B, H, T, hd] = shape;
   const perHead = options.perHead ?? tf.getBackend() === 'wasm';
   const scale = 1 / Math.sqrt(hd);

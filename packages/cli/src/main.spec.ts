@@ -47,7 +47,8 @@ describe('main', () => {
   });
 
   it("refuses ' #' in a value instead of cutting it, and the hint works when pasted into a shell", async () => {
-    for (const [override, key, value] of [['trainer.run_dir=/tmp/exp #1', 'run_dir', '/tmp/exp #1'], ['+task.pretrained=#', 'pretrained', '#']] as const) {
+    for (const [override, key, value] of [['trainer.run_dir=/tmp/exp #1', 'run_dir', '/tmp/exp #1'], ['trainer.default_root_dir=#', 'default_root_dir', '#']] as const) {
+      // (`task.pretrained=#` is now refused for another reason: the path '#' does not exist; see tests/faults-app.spec.ts.)
       const bad = io();
       expect(await main(['config', override], bad.io)).toBe(2);
       expect(bad.out.stderr).toContain("'#' is not allowed in an unquoted value");

@@ -1,3 +1,4 @@
+import { inputPath } from '@taskforge/core';
 import { z } from 'zod';
 import { IMAGE_SIZES } from './images.js';
 
@@ -8,8 +9,9 @@ const count = z.number().int().positive().nullable();
 
 /** The `dataset` config node of `datamodule/cifar10` (without `_target_`). */
 export const cifar10Schema = z.strictObject({
-  /** http(s):// or file:// URL, or a local path (relative to the project root). */
-  url: z.string().min(1).default(OFFICIAL_URL),
+  /** http(s):// or file:// URL, or a local path (relative to the project root); a local archive must exist. */
+  url: inputPath({ kind: 'file', relativeTo: 'project', urls: true, hint: 'point it at a cifar-10-binary.tar.gz archive or an http(s):// URL' })
+    .default(OFFICIAL_URL),
   /** Expected md5 of the archive; null skips the check (with a warning). */
   md5: z.string().regex(/^[0-9a-fA-F]{32}$/, 'must be 32 hex digits or null').transform((s) => s.toLowerCase()).nullable().default(OFFICIAL_MD5),
   /** Cache folder; null means <cacheDir>/datasets/cifar10. Relative paths resolve against the project root. */

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '@taskforge/core';
-import { augmentGrid, augmentParams, cifar10Schema, cifar10Spec, dequantize, plugin, type CifarBatch, type Cifar10ConfigInput, type Cifar10DataModule } from '../src/index.js';
+import { augmentGrid, augmentParams, cifar10Schema, cifar10Spec, dequantize, plugin, type CifarBatch, type Cifar10Config, type Cifar10ConfigInput, type Cifar10DataModule } from '../src/index.js';
 import { CLASS_NAMES, COLORS, cifarEntries, colorOf, RecordingOutput, tarGz, tempDir, testContainer } from './helpers.js';
 
 const archive = tarGz(cifarEntries(6, 8)); // 30 training images, 8 test images
@@ -31,8 +31,11 @@ afterAll(async () => {
 });
 
 /** A data module on the shared prepared cache (the first test downloads into it). */
-function make(overrides: Partial<Cifar10ConfigInput> = {}, output = new RecordingOutput()): Cifar10DataModule {
-  const config = cifar10Schema.parse({ url, md5, data_dir: join(tmp.dir, 'cache'), val_size: 6, batch_size: 4, palette_size: 4, palette_sample_pixels: 2000, palette_iterations: 5, ...overrides });
+function make(overrides: Partial<Cifar10ConfigInput> = {}, output = new RecordingOutput(), unchecked: Partial<Cifar10Config> = {}): Cifar10DataModule {
+  const config = {
+    ...cifar10Schema.parse({ url, md5, data_dir: join(tmp.dir, 'cache'), val_size: 6, batch_size: 4, palette_size: 4, palette_sample_pixels: 2000, palette_iterations: 5, ...overrides }),
+    ...unchecked,
+  } as Cifar10Config;
   const container = testContainer({ projectRoot: tmp.dir, cacheDir: join(tmp.dir, 'unused') }, output);
   return cifar10Spec.create(config, { container }) as Cifar10DataModule;
 }
@@ -196,7 +199,10 @@ describe('Cifar10DataModule', () => {
   });
 
   it('keeps a good cache when a run names a source that does not exist', async () => {
-    const wrong = make({ url: join(tmp.dir, 'no-such-archive.tar.gz'), md5: 'f'.repeat(32) });
+    const missing = join(tmp.dir, 'no-such-archive.tar.gz');
+    // Config validation refuses it first (before any run dir); the data module checks again for programmatic use.
+    expect(() => make({ url: missing })).toThrow(/the path does not exist \(.*no-such-archive\.tar\.gz\)/);
+    const wrong = make({ md5: 'f'.repeat(32) }, new RecordingOutput(), { url: missing });
     await expect(wrong.prepareData()).rejects.toThrow(/does not exist/);
     const out = new RecordingOutput();
     const right = make({}, out);

@@ -69,6 +69,7 @@ export function assertSamePalette(expected: Palette, found: unknown, source: str
       `The palette in ${source} (${palette.length} colours) differs from the data module's (${expected.length} colours), so ` +
         'its tokens would mean other colours. Configure the data module as it was when the checkpoint was trained ' +
         '(same dataset and number of palette colours; see the checkpoint\'s config.yaml).',
+      { exitCode: 2 },
     );
   }
   return palette;

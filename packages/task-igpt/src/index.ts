@@ -22,7 +22,10 @@ export const igptTaskSpec: ComponentSpec<'task', IgptTaskConfig> = {
     asIgptBackbone(ctx.backbone, ctx.backbone.constructor?.name ?? 'unknown'),
     config,
     readImageSpec(ctx.modelDataArgs),
-    { buildOptimizer: ctx.buildOptimizer, buildScheduler: ctx.buildScheduler },
+    {
+      buildOptimizer: ctx.buildOptimizer, buildScheduler: ctx.buildScheduler, modelDataArgs: ctx.modelDataArgs,
+      ...(ctx.dataConfig ? { dataConfig: ctx.dataConfig } : {}),
+    },
   ),
 };
 

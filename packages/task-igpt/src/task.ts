@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import {
+  inputPath,
   writeFileAtomic,
   TaskforgeError, type CreateContexts, type DataModule, type NamedVariables, type OptimizerSetup, type SampleOptions,
   type SampleResult, type StepContext, type Task,
@@ -25,7 +26,8 @@ export const igptTaskSchema = z.strictObject({
   /** Fine-tune for classification: loss = classification CE + generative CE. */
   classify: z.boolean().default(false),
   /** A checkpoint directory whose backbone weights (and palette) start this run. */
-  pretrained: z.string().min(1).nullable().default(null),
+  pretrained: inputPath({ kind: 'dir', hint: 'point it at a checkpoint directory such as <run dir>/checkpoints/last' })
+    .nullable().default(null),
   sampling: z.strictObject({
     temperature: z.number().min(0).default(1),
     top_k: z.int().positive().nullable().default(null),
@@ -39,7 +41,9 @@ export const igptTaskSchema = z.strictObject({
 
 export type IgptTaskConfig = z.output<typeof igptTaskSchema>;
 
-type Builders = Pick<CreateContexts['task'], 'buildOptimizer' | 'buildScheduler'>;
+/** What the task needs from its create context besides the backbone and the image facts. */
+type Builders = Pick<CreateContexts['task'], 'buildOptimizer' | 'buildScheduler'>
+  & Partial<Pick<CreateContexts['task'], 'modelDataArgs' | 'dataConfig'>>;
 
 const LN2 = Math.log(2);
 
@@ -60,7 +64,11 @@ export class ImageGptTask implements Task<IgptBatch> {
     this.palette = image.palette;
     this.classNames = image.classNames;
     this.confusion = this.emptyConfusion();
-    if (config.pretrained) this.palette = loadPretrained(config.pretrained, backbone.namedVariables(), image.palette).palette;
+    if (config.pretrained) {
+      this.palette = loadPretrained(config.pretrained, backbone.namedVariables(), {
+        palette: image.palette, modelDataArgs: builders.modelDataArgs ?? {}, dataConfig: builders.dataConfig,
+      }).palette;
+    }
   }
 
   namedVariables(): NamedVariables {

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { composeConfig, ConfigError, TaskforgeError, writeCheckpoint } from '@taskforge/core';
 import { igptTaskSchema, igptTaskSpec, plugin, samplerCallbackSchema } from '../src/index.js';
+import { loadPretrained } from '../src/pretrained.js';
 import { batchOf, dataArgs, fit, makeTask, palette, recordingContext } from './fixtures.js';
 
 let tmp: string;
@@ -119,11 +120,39 @@ describe('optimizers, state and checkpoints', () => {
     expect(Array.from(refit.namedVariables()['lm_head.kernel']!.dataSync())).toEqual(Array.from(want['lm_head.kernel']!.dataSync()));
 
     const otherPalette = { ...dataArgs, palette: [[9, 9, 9], ...palette.slice(1)] };
-    expect(() => makeTask({ pretrained: dir }, { args: otherPalette })).toThrow(/palette in pretrained checkpoint .* differs from the data module's/);
-    const err = (() => { try { makeTask({ pretrained: join(tmp, 'nope') }); } catch (e) { return e as TaskforgeError; } })();
+    expect(() => makeTask({ pretrained: dir }, { args: otherPalette })).toThrow(/task\.pretrained: .*palette \(4 entries in both, but different values\)/);
+    // A missing path is a config error found when the config is validated, before any run dir exists.
+    const parsed = igptTaskSchema.safeParse({ pretrained: join(tmp, 'nope') });
+    expect(parsed.success).toBe(false);
+    expect(parsed.error!.issues[0]!.message).toMatch(/the path does not exist \(.*nope\)/);
+    const err = (() => { try { loadPretrained(join(tmp, 'nope'), {}, { palette, modelDataArgs: dataArgs }); } catch (e) { return e as TaskforgeError; } })();
     expect(err).toBeInstanceOf(TaskforgeError);
+    expect(err!.exitCode).toBe(2);
     expect(err!.message).toMatch(/task\.pretrained: cannot load .*nope.*does not exist/);
     [source, loaded, refit].forEach((t) => t.dispose());
+  });
+
+  it('pretrained at another image size names the dataset setting that differs, not the palette (exit 2)', async () => {
+    const source = makeTask({}, { seed: 5 });
+    const dir = await writeCheckpoint(join(tmp, 'ckpt-8px'), {
+      task: source, modelDataArgs: dataArgs, config: { dataset: { _target_: 'datamodule/cifar10', image_size: 8, palette_size: 4 } },
+    });
+    // At 16 px the k-means palette differs too, which used to be blamed instead of the size.
+    const big = { ...dataArgs, num_positions: 256, image_height: 16, image_width: 16, palette: [[1, 1, 1], ...palette.slice(1)] };
+    const err = (() => {
+      try {
+        loadPretrained(dir, source.namedVariables(), { palette: big.palette, modelDataArgs: big, dataConfig: { _target_: 'datamodule/cifar10', image_size: 16, palette_size: 4 } });
+      } catch (e) { return e as TaskforgeError; }
+    })();
+    expect(err).toBeInstanceOf(TaskforgeError);
+    expect(err!.exitCode).toBe(2);
+    expect(err!.message).toMatch(/in dataset\.image_size \(checkpoint 8, this run 16\)/);
+    expect(err!.message).toMatch(/num_positions \(checkpoint 64, this run 256\)/);
+    expect(err!.message).toMatch(/set dataset\.image_size=8/);
+    expect(err!.message.indexOf('image_height')).toBeLessThan(err!.message.indexOf('palette'));
+    // Through the task (no dataset config known): the data facts are still named, sizes first.
+    expect(() => makeTask({ pretrained: dir }, { args: big })).toThrow(/image_height \(checkpoint 8, this run 16\)/);
+    source.dispose();
   });
 });
 

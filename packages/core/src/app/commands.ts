@@ -2,11 +2,10 @@
  * What each CLI command does, in plain steps: compose the config, pick the backend, build the
  * components through the registry, and hand them to the Trainer. The CLI only parses arguments.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join, relative, resolve } from 'node:path';
-import { isDeepStrictEqual } from 'node:util';
-import { stringify } from 'yaml';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { parse, stringify } from 'yaml';
 import type { Accelerator } from '../backend/index.js';
 import type { Callback, DataModule, MetricsLogger, ModelDataArgs, Stage, Task } from '../contracts.js';
 import { toYaml } from '../config/index.js';
@@ -17,8 +16,9 @@ import { constantSchedule } from '../optim/index.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { COMPONENT_KINDS } from '../registry/types.js';
 import { Tokens, type Clock, type Output } from '../services/tokens.js';
-import { loadCheckpoint, restoreTaskWeights, type Checkpoint } from '../trainer/checkpoint.js';
+import { loadCheckpoint, restoreTaskWeights, type Checkpoint, type TaskState, type TrainerState } from '../trainer/checkpoint.js';
 import { resolveRunDir } from '../trainer/config.js';
+import { compareCheckpointData } from '../trainer/data-match.js';
 import { prepareAndSetup, teardownData } from '../trainer/data-setup.js';
 import type { FitResult, TestResult, Trainer, TrainerFactory } from '../trainer/trainer.js';
 import type { RunConfig, Session } from './session.js';
@@ -33,6 +33,7 @@ export interface CommandOptions {
 export async function trainCommand(session: Session, options: CommandOptions): Promise<FitResult> {
   const { config } = session.compose(options.overrides);
   const run = await prepareRun(session, config, 'train');
+  run.createRunDir();
   const datamodule = run.buildDatamodule();
   await prepareAndSetup(datamodule, 'fit');
   const task = run.buildTask(datamodule.modelDataArgs);
@@ -45,26 +46,25 @@ export async function trainCommand(session: Session, options: CommandOptions): P
 
 /** `taskforge validate|test`: evaluate a checkpoint (or freshly initialised weights) on a split. */
 export async function evaluateCommand(session: Session, stage: 'validate' | 'test', options: CommandOptions): Promise<TestResult> {
-  const { config, run, datamodule, task } = await openForEvaluation(session, options, stage, stage);
+  const { config, run, datamodule, task, step } = await openForEvaluation(session, options, stage, stage);
   const trainer = run.buildTrainer();
+  // Metrics are logged at the step of the weights evaluated (0 for fresh weights).
+  trainer.globalStep = step ?? 0;
   const result: TestResult = stage === 'test'
     ? await trainer.test(task, datamodule)
     : { metrics: await trainer.validate(task, datamodule), extras: {} };
-  // The Trainer writes test_results.json itself; validation results are written here.
-  const resultsFile = join(run.runDir, `${stage}_results.json`);
-  if (stage === 'validate' && !config.trainer.fast_dev_run) writeJson(resultsFile, result);
-  run.output.info(describeMetrics(stage, result, config.trainer.fast_dev_run ? undefined : resultsFile));
+  const resultsFile = writeResults(run, config, `${stage}_results.json`, result);
+  run.output.info(describeMetrics(stage, result, resultsFile));
   task.dispose();
   return result;
 }
 
 /** `taskforge predict`: run `predictStep` over the predict split; outputs go to predictions.json. */
 export async function predictCommand(session: Session, options: CommandOptions): Promise<unknown[]> {
-  const { run, datamodule, task } = await openForEvaluation(session, options, 'predict', 'predict', 'predictStep');
+  const { config, run, datamodule, task } = await openForEvaluation(session, options, 'predict', 'predict', 'predictStep');
   const outputs = await run.buildTrainer().predict(task, datamodule);
-  const file = join(run.runDir, 'predictions.json');
-  writeJson(file, outputs);
-  run.output.info(`Wrote ${outputs.length} prediction batches to ${file}`);
+  const file = writeResults(run, config, 'predictions.json', outputs);
+  run.output.info(`Made ${outputs.length} prediction batches${file ? `; written to ${file}` : ' (fast_dev_run: not written)'}`);
   task.dispose();
   return outputs;
 }
@@ -83,25 +83,33 @@ export async function sampleCommand(session: Session, options: CommandOptions): 
 
 /**
  * What every evaluating command does first: compose (on top of the checkpoint's config when
- * `ckpt=` is given), choose the backend, set up the data for `stage`, build the task with the
- * checkpoint's data facts, check it can do what the command needs, and restore its weights.
+ * `ckpt=` is given), choose the backend, set up the data for `stage`, refuse data the checkpoint's
+ * weights do not fit (exit 2), build the task, check it can do what the command needs (exit 2)
+ * and restore the weights (exit 2 when they do not fit), and only then create the run dir.
  */
 async function openForEvaluation(
   session: Session, options: CommandOptions, command: string, stage: Stage, needs?: 'predictStep' | 'sample',
 ): Promise<{ config: RunConfig; run: PreparedRun; datamodule: DataModule; task: Task; step: number | undefined }> {
-  const { config, ckptDir } = composeForCheckpoint(session, options);
+  const { config, ckpt } = composeForCheckpoint(session, options, command);
   const run = await prepareRun(session, config, command);
-  // Loaded only now, after prepareRun chose the backend, so the weights land on it.
-  const checkpoint = ckptDir ? await loadCheckpoint(ckptDir, { optimizer: false }) : undefined;
   const datamodule = run.buildDatamodule();
   await prepareAndSetup(datamodule, stage);
-  const task = run.buildTask(modelDataArgsFor(datamodule, checkpoint, run.output));
+  // Before the run dir exists: data that cannot match the checkpoint's weights is refused up front.
+  if (ckpt) assertSameData(ckpt, config, datamodule);
+  const task = run.buildTask(datamodule.modelDataArgs);
   if (needs && !task[needs]) {
-    checkpoint?.dispose();
+    task.dispose();
     throw new TaskforgeError(`The task '${String(config.task?._target_)}' does not support \`${command}\` (it has no ${needs} method).`, { exitCode: 2 });
   }
-  if (checkpoint) restoreFromCheckpoint(task, checkpoint, run.output);
-  return { config, run, datamodule, task, step: checkpoint?.trainerState?.globalStep };
+  try {
+    // Loaded only now, after prepareRun chose the backend, so the weights land on it.
+    if (ckpt) restoreFromCheckpoint(task, await loadCheckpoint(ckpt.dir, { optimizer: false }), run.output);
+  } catch (error) {
+    task.dispose();
+    throw error;
+  }
+  run.createRunDir();
+  return { config, run, datamodule, task, step: ckpt?.step };
 }
 
 /** `taskforge config`: the composed, validated config as YAML, each value with its source. */
@@ -128,6 +136,8 @@ export function listCommand(session: Session): string {
 interface PreparedRun {
   runDir: string;
   output: Output;
+  /** Creates the run dir with the run's config.yaml and prints it; everything that can be refused is checked before. */
+  createRunDir(): void;
   buildDatamodule(): DataModule;
   buildTask(modelDataArgs: ModelDataArgs): Task;
   buildTrainer(): Trainer;
@@ -138,19 +148,19 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
   const output = container.resolve<Output>(Tokens.Output);
   const clock = container.resolve<Clock>(Tokens.Clock);
   const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
-  for (const section of ['task', 'dataset'] as const) {
-    if (!config[section]) {
-      throw new ConfigError([{ path: section, message: `no ${section} is configured; choose one on the command line, e.g. task=vision/igpt (see \`taskforge list\`)` }], 'Nothing to run');
-    }
+  if (!config.task) {
+    throw new ConfigError([{ path: 'task', message: 'no task is configured; choose one on the command line, e.g. task=vision/igpt (see `taskforge list`)' }], 'Nothing to run');
   }
   await container.resolve<Accelerator>(Tokens.Accelerator).select(config.trainer.accelerator, { threads: config.trainer.threads });
   const runDir = resolve(session.projectRoot, resolveRunDir(config.trainer, clock));
-  writeFileAtomic(join(runDir, 'config.yaml'), stringify(config));
-  output.info(`taskforge ${command}: run dir ${runDir}`);
 
   return {
     runDir,
     output,
+    createRunDir() {
+      writeFileAtomic(join(runDir, 'config.yaml'), stringify(config));
+      output.info(`taskforge ${command}: run dir ${runDir}`);
+    },
     buildDatamodule: () => instantiator.create('datamodule', config.dataset, { container }, 'dataset'),
     buildTask(modelDataArgs) {
       const backbone = instantiator.create('backbone', config.backbone, { container, modelDataArgs }, 'backbone');
@@ -158,6 +168,7 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
         container,
         modelDataArgs,
         backbone,
+        ...(config.dataset ? { dataConfig: config.dataset } : {}),
         buildOptimizer: (variables) => instantiator.create('optimizer', config.optimizer, { container, variables }, 'optimizer'),
         buildScheduler: ({ totalSteps, baseLr }) => config.scheduler
           ? instantiator.create('scheduler', config.scheduler, { container, totalSteps, baseLr }, 'scheduler')
@@ -179,34 +190,101 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
   };
 }
 
+/** A checkpoint named by `ckpt=`: its dir, the step its weights were saved at, and its data facts. */
+interface CheckpointRef {
+  dir: string;
+  step: number | undefined;
+  taskState: TaskState;
+  config: Record<string, unknown>;
+}
+
 /**
  * With `ckpt=<dir>`, the checkpoint's saved config is the base and the command-line overrides
  * apply on top of it (values only: its config groups were already resolved when it was saved).
+ * The evaluation gets its own run dir, named after the checkpoint and its step, under the training
+ * run's `evaluations/` (never the training run dir itself, so two evaluations never overwrite each
+ * other's results nor append to the training run's metrics.csv); `trainer.run_dir=` on the command
+ * line chooses another. A resume path saved in the checkpoint's config is dropped: evaluating resumes nothing.
+ * @throws TaskforgeError exit code 2 when the dir does not exist or is not a checkpoint.
  */
-function composeForCheckpoint(session: Session, options: CommandOptions): { config: RunConfig; ckptDir?: string } {
+function composeForCheckpoint(session: Session, options: CommandOptions, command: string): { config: RunConfig; ckpt?: CheckpointRef } {
   if (!options.ckpt) return { config: session.compose(options.overrides).config };
-  const ckptDir = resolve(options.ckpt);
-  if (!existsSync(join(ckptDir, 'config.yaml'))) {
-    throw new TaskforgeError(`ckpt=${options.ckpt}: ${ckptDir} is not a taskforge checkpoint (it has no config.yaml); pass a checkpoint directory such as <run dir>/checkpoints/last.`, { exitCode: 2 });
+  const dir = resolve(options.ckpt);
+  if (!existsSync(dir)) {
+    throw new TaskforgeError(`ckpt=${options.ckpt}: the checkpoint directory ${dir} does not exist; pass a checkpoint directory such as <run dir>/checkpoints/last.`, { exitCode: 2 });
   }
-  const { config } = session.compose(options.overrides, { searchPath: [ckptDir, ...session.searchPath], configName: 'config' });
-  return { config, ckptDir };
+  if (!existsSync(join(dir, 'config.yaml'))) {
+    throw new TaskforgeError(`ckpt=${options.ckpt}: ${dir} is not a taskforge checkpoint (it has no config.yaml); pass a checkpoint directory such as <run dir>/checkpoints/last.`, { exitCode: 2 });
+  }
+  const { config } = session.compose(['trainer.resume_from=null', ...options.overrides], { searchPath: [dir, ...session.searchPath], configName: 'config' });
+  const trainerState = readCheckpointJson<TrainerState>(dir, 'trainer_state.json');
+  const ckpt: CheckpointRef = {
+    dir,
+    step: trainerState?.globalStep,
+    taskState: readCheckpointJson<TaskState>(dir, 'task_state.json') ?? { modelDataArgs: {}, state: null },
+    config: readSavedConfig(dir),
+  };
+  if (!options.overrides.some((o) => /^\+{0,2}trainer\.run_dir=/.test(o))) {
+    config.trainer.run_dir = uniqueDir(join(trainingRunDir(dir), 'evaluations', evaluationName(command, dir, ckpt.step)));
+  }
+  return { config, ckpt };
 }
 
-/** A checkpoint carries the data facts its weights were trained with; those win over the data's. */
-function modelDataArgsFor(datamodule: DataModule, checkpoint: Checkpoint | undefined, output: Output): ModelDataArgs {
-  if (!checkpoint) return datamodule.modelDataArgs;
-  const saved = checkpoint.taskState.modelDataArgs;
-  const differing = Object.keys(saved).filter((k) => k in datamodule.modelDataArgs && !isDeepStrictEqual(saved[k], datamodule.modelDataArgs[k]));
-  if (differing.length) {
-    output.warn(`the data module reports different ${differing.join(', ')} than checkpoint ${checkpoint.dir} was trained with; using the checkpoint's.`);
+/** `<run>/checkpoints/<name>` → `<run>`; any other checkpoint dir → its parent. */
+function trainingRunDir(ckptDir: string): string {
+  const parent = dirname(ckptDir);
+  return basename(parent) === 'checkpoints' ? dirname(parent) : parent;
+}
+
+/** `test-last-step000200`, `validate-step=000100`: the command, the checkpoint's name and its step. */
+function evaluationName(command: string, ckptDir: string, step: number | undefined): string {
+  const name = basename(ckptDir);
+  const withStep = step === undefined || name.includes(String(step).padStart(6, '0')) ? name : `${name}-step${String(step).padStart(6, '0')}`;
+  return `${command}-${withStep}`;
+}
+
+/** `dir`, or `dir-2`, `dir-3`… when it exists: a new evaluation never writes over an earlier one. */
+function uniqueDir(dir: string): string {
+  if (!existsSync(dir)) return dir;
+  for (let n = 2; ; n++) if (!existsSync(`${dir}-${n}`)) return `${dir}-${n}`;
+}
+
+function readCheckpointJson<T>(dir: string, file: string): T | undefined {
+  const path = join(dir, file);
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch (error) {
+    throw new TaskforgeError(`Checkpoint file '${path}' is not valid JSON (${(error as Error).message}); the checkpoint is corrupt.`);
   }
-  return saved;
+}
+
+function readSavedConfig(dir: string): Record<string, unknown> {
+  const saved = parse(readFileSync(join(dir, 'config.yaml'), 'utf8')) as unknown;
+  return saved !== null && typeof saved === 'object' ? (saved as Record<string, unknown>) : {};
+}
+
+/**
+ * The checkpoint's weights were sized by its data (sequence length, vocabulary, palette): an
+ * override that changes them cannot be applied to those weights, so it is refused here, before
+ * the run dir is created, naming the setting (e.g. `dataset.image_size`) and both values.
+ * @throws TaskforgeError exit code 2.
+ */
+function assertSameData(ckpt: CheckpointRef, config: RunConfig, datamodule: DataModule): void {
+  const mismatch = compareCheckpointData(ckpt, { modelDataArgs: datamodule.modelDataArgs, dataConfig: config.dataset });
+  if (!mismatch) return;
+  const drop = mismatch.settings.length
+    ? `drop the override${mismatch.settings.length > 1 ? 's' : ''} of ${mismatch.settings.map((d) => d.key).join(', ')} (the checkpoint's ${mismatch.settings.map((d) => `${d.key}=${JSON.stringify(d.checkpoint)}`).join(' ')} is used then)`
+    : 'evaluate it with the data settings in its config.yaml';
+  throw new TaskforgeError(`ckpt=${ckpt.dir}: ${mismatch.message}. Its weights only fit the data they were trained on: ${drop}, or train a model for the new settings.`, { exitCode: 2 });
 }
 
 function restoreFromCheckpoint(task: Task, checkpoint: Checkpoint, output: Output): void {
-  restoreTaskWeights(task, checkpoint);
-  checkpoint.dispose();
+  try {
+    restoreTaskWeights(task, checkpoint);
+  } finally {
+    checkpoint.dispose();
+  }
   output.info(`Loaded weights from ${checkpoint.dir} (step ${checkpoint.trainerState?.globalStep ?? '?'})`);
 }
 
@@ -242,6 +320,14 @@ function formatExtra(value: unknown): string {
   return `\n${header}\n${rows.join('\n')}`;
 }
 
-function writeJson(file: string, value: unknown): void {
+/**
+ * The one place result files (`test_results.json`, `validate_results.json`, `predictions.json`)
+ * are written: atomically, as JSON, in the run dir; nothing under `fast_dev_run`. Returns the
+ * file written, or undefined.
+ */
+function writeResults(run: PreparedRun, config: RunConfig, name: string, value: unknown): string | undefined {
+  if (config.trainer.fast_dev_run) return undefined;
+  const file = join(run.runDir, name);
   writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`);
+  return file;
 }

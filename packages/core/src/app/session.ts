@@ -8,10 +8,10 @@ import type { DependencyContainer } from 'tsyringe';
 import { z } from 'zod';
 import { attachEnvSources, composeConfig, type ComposedConfig } from '../config/index.js';
 import type { ConfigNode } from '../config/paths.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, type ConfigProblem } from '../errors.js';
 import { discoverPlugins, loadPlugins, type DiscoveredPlugin } from '../registry/discovery.js';
 import type { ComponentRegistry } from '../registry/registry.js';
-import { validateConfig } from '../registry/validate.js';
+import { isComponentNode, validateConfig } from '../registry/validate.js';
 import { createContainer } from '../services/container.js';
 import { findProjectRoot } from '../services/paths.js';
 import { Tokens, type Output } from '../services/tokens.js';
@@ -44,6 +44,8 @@ export interface ComposedRun {
   /** Where each value came from (files, command line, or a schema default). */
   sources: Map<string, string>;
   choices: Record<string, string | null>;
+  /** Settings dropped because their group now selects an option without them (already printed as warnings). */
+  notes: string[];
 }
 
 /** Top-level sections of a run config; anything else is a misspelling. */
@@ -52,6 +54,12 @@ const ROOT_SCHEMAS = {
   plugins: z.array(z.string()).default([]),
 };
 const COMPONENT_SECTIONS = ['task', 'dataset', 'backbone', 'optimizer', 'scheduler'] as const;
+/**
+ * Sections a configured task is built with (the optimizer only in `train`, but `config` validates
+ * as `train` does); `~scheduler` means a constant learning rate. A project that selects no task
+ * at all still prints its skeleton with `taskforge config`; commands refuse it ("Nothing to run").
+ */
+const REQUIRED_WITH_TASK = ['dataset', 'backbone', 'optimizer'] as const;
 
 export class Session {
   private constructor(
@@ -81,17 +89,50 @@ export class Session {
     return this.container.resolve<ComponentRegistry>(Tokens.Registry);
   }
 
-  /** Composes the config from the search path and overrides, then validates every section. */
+  /**
+   * Composes the config from the search path and overrides, then validates every section; notes
+   * about settings dropped by a group swap are printed as warnings. Every command (`config`
+   * included) goes through here, so all validate alike.
+   * @throws ConfigError (exit code 2) listing every problem.
+   */
   compose(overrides: string[], options: { searchPath?: string[]; configName?: string } = {}): ComposedRun {
     const composed = composeConfig({
       searchPath: options.searchPath ?? this.searchPath,
       configName: options.configName ?? this.configName,
       overrides,
     });
+    const output = this.container.resolve<Output>(Tokens.Output);
+    for (const note of composed.notes) output.warn(note);
     return this.validate(composed);
   }
 
+  /**
+   * Validates a composed config: each component section against its component's schema, the
+   * `trainer` section, the sections a configured task needs (dataset, backbone, optimizer), and that every component section
+   * names its component (`_target_`), so nothing half-configured reaches a command.
+   * @throws ConfigError (exit code 2) listing every problem.
+   */
   validate(composed: ComposedConfig): ComposedRun {
+    const problems: ConfigProblem[] = [];
+    const configured = (section: string) => composed.config[section] !== undefined && composed.config[section] !== null;
+    for (const section of configured('task') ? REQUIRED_WITH_TASK : []) {
+      if (!configured(section)) {
+        problems.push({ path: section, message: `no ${section} is configured; select one on the command line, e.g. ${section}=<option> (see \`taskforge list\`)` });
+      }
+    }
+    for (const section of COMPONENT_SECTIONS) {
+      const node = composed.config[section];
+      if (node === undefined || node === null || isComponentNode(node)) continue;
+      const leaf = firstLeaf(composed.sources, section);
+      const source = leaf === undefined ? undefined : composed.sources.get(leaf);
+      problems.push({
+        path: section,
+        message: `has settings but names no component (no _target_): select an option with ${section}=<option>, or delete the whole group with ~${section}`,
+        value: node,
+        ...(source ? { source } : {}),
+      });
+    }
+    if (problems.length) throw new ConfigError(problems);
     let config: RunConfig;
     try {
       config = validateConfig<ConfigNode>(composed.config, this.registry, {
@@ -104,8 +145,14 @@ export class Session {
     }
     const sources = new Map(composed.sources);
     markDefaults(config, '', sources);
-    return { config, sources, choices: composed.choices };
+    return { config, sources, choices: composed.choices, notes: composed.notes };
   }
+}
+
+/** The first recorded leaf under `section`, to say where a value came from. */
+function firstLeaf(sources: Map<string, string>, section: string): string | undefined {
+  for (const key of sources.keys()) if (key.startsWith(`${section}.`)) return key;
+  return undefined;
 }
 
 /** Values the files did not set came from a component's schema: say so in `taskforge config`. */

@@ -127,6 +127,7 @@ describe('defaults lists', () => {
       config: { backup: { port: 3306 } },
       sources: new Map([['backup.port', join(conf, 'db/mysql.yaml')]]),
       choices: { 'db@backup': 'mysql' },
+      notes: [],
     });
     expect(composeConfig({ searchPath: [conf], overrides: ['db@backup=pg'] }).config).toEqual({ backup: { port: 5432 } });
   });
@@ -339,5 +340,57 @@ describe('YAML errors and interpolation in composition', () => {
     const conf = tree({ 'config.yaml': 'lr: 0.1\noptim:\n  lr: ${lr}\nname: run_${lr}\n' });
     const { config } = composeConfig({ searchPath: [conf], overrides: ['lr=0.5'] });
     expect(config).toEqual({ lr: 0.5, optim: { lr: 0.5 }, name: 'run_0.5' });
+  });
+});
+
+describe('a file\'s settings for a config group follow the selected option (issue 10.6)', () => {
+  const igptLike = () =>
+    tree({
+      'config.yaml': 'defaults:\n  - task: igpt\n  - _self_\n',
+      'task/igpt.yaml': '# @package _global_\ndefaults:\n  - /scheduler: warmup_cosine\n  - _self_\ntask:\n  name: igpt\nscheduler:\n  warmup_steps: 500\n  min_lr_ratio: 0.0\n',
+      'scheduler/warmup_cosine.yaml': '_target_: scheduler/warmup_cosine\nwarmup_steps: 100\nmin_lr_ratio: 0.1\n',
+      'scheduler/warmup_linear.yaml': '_target_: scheduler/warmup_linear\nwarmup_steps: 100\nmin_lr_ratio: 0.1\n',
+      'scheduler/constant.yaml': '_target_: scheduler/constant\nwarmup_steps: 0\n',
+      'experiment/flat.yaml': '# @package _global_\ndefaults:\n  - override /scheduler: constant\nscheduler:\n  warmup_steps: 7\n',
+    });
+
+  it('keeps the task file\'s values without a swap, and no notes', () => {
+    const { config, notes } = composeConfig({ searchPath: [igptLike()] });
+    expect(config.scheduler).toEqual({ _target_: 'scheduler/warmup_cosine', warmup_steps: 500, min_lr_ratio: 0 });
+    expect(notes).toEqual([]);
+  });
+
+  it('scheduler=constant keeps the keys constant has and drops min_lr_ratio with a note naming file, key and option', () => {
+    const { config, notes, sources } = composeConfig({ searchPath: [igptLike()], overrides: ['scheduler=constant'] });
+    expect(config.scheduler).toEqual({ _target_: 'scheduler/constant', warmup_steps: 500 });
+    expect(sources.get('scheduler.warmup_steps')).toMatch(/task\/igpt\.yaml/);
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toMatch(/task\/igpt\.yaml sets scheduler\.min_lr_ratio for scheduler 'warmup_cosine', but 'constant' is selected \(command line\) and has no such key; the setting is dropped/);
+  });
+
+  it('scheduler=warmup_linear takes every setting over, as both options have the keys', () => {
+    const { config, notes } = composeConfig({ searchPath: [igptLike()], overrides: ['scheduler=warmup_linear'] });
+    expect(config.scheduler).toEqual({ _target_: 'scheduler/warmup_linear', warmup_steps: 500, min_lr_ratio: 0 });
+    expect(notes).toEqual([]);
+  });
+
+  it('~scheduler and scheduler=null remove everything under the group, leaving no half node', () => {
+    for (const override of ['~scheduler', 'scheduler=null']) {
+      const { config, notes } = composeConfig({ searchPath: [igptLike()], overrides: [override] });
+      expect(config, override).toEqual({ task: { name: 'igpt' } });
+      expect(notes, override).toEqual([]);
+    }
+  });
+
+  it('an experiment\'s override entry swaps the option, and its own settings apply to the new option', () => {
+    const { config, notes } = composeConfig({ searchPath: [igptLike()], overrides: ['+experiment=flat'] });
+    expect(config.scheduler).toEqual({ _target_: 'scheduler/constant', warmup_steps: 7 });
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toMatch(/min_lr_ratio/);
+  });
+
+  it('command-line values still reach the new option, and a key it lacks stays an error for validation', () => {
+    const { config } = composeConfig({ searchPath: [igptLike()], overrides: ['scheduler=constant', 'scheduler.warmup_steps=3'] });
+    expect(config.scheduler).toEqual({ _target_: 'scheduler/constant', warmup_steps: 3 });
   });
 });

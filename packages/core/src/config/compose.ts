@@ -1,9 +1,9 @@
 import { ConfigError, type ConfigProblem } from '../errors.js';
-import { DefaultsExpander, unusedOverrideProblem, type Entry, type GroupOverride } from './defaults.js';
+import { DefaultsExpander, unusedOverrideProblem, type Entry, type GroupChange, type GroupOverride, type MergeItem } from './defaults.js';
 import { resolveInterpolations } from './interpolate.js';
 import { mergeAtPackage, type Sources } from './merge.js';
 import { applyValueOverrides, parseOverride, type Override } from './overrides.js';
-import { getPath, hasPath, isPlainObject, type ConfigNode } from './paths.js';
+import { deepCopy, getPath, hasPath, isPlainObject, splitPath, type ConfigNode } from './paths.js';
 import { findConfigFile, listGroups, listPrimaryConfigs } from './search-path.js';
 import { suggest } from './suggest.js';
 
@@ -27,6 +27,11 @@ export interface ComposedConfig {
   sources: Map<string, string>;
   /** Final config group selections in defaults order, e.g. `{ task: 'vision/igpt', dataset: null }`. */
   choices: Record<string, string | null>;
+  /**
+   * Settings dropped because the group they were written for now selects an option without them,
+   * one sentence each (e.g. "packages/task-igpt/conf/task/vision/igpt.yaml sets scheduler.min_lr_ratio, …").
+   */
+  notes: string[];
 }
 
 /**
@@ -108,9 +113,10 @@ export function composeConfig(options: ComposeOptions): ComposedConfig {
   }
   if (problems.length > 0) throw new ConfigError(problems, 'Cannot compose the configuration');
 
+  const { items, notes } = followGroupSelections(expansion.items, expander.changes);
   const config: ConfigNode = {};
   const sources: Sources = new Map();
-  for (const item of expansion.items) mergeAtPackage(config, item.pkg, item.body, item.source, sources);
+  for (const item of items) mergeAtPackage(config, item.pkg, item.body, item.source, sources);
   for (const [key, override] of unused) {
     const { kind, key: path } = override.parsed!;
     // Replacing a whole mapping with an option-like name is almost surely a missing `+`, so only
@@ -122,5 +128,71 @@ export function composeConfig(options: ComposeOptions): ComposedConfig {
   applyValueOverrides(config, sources, valueOverrides, groups, problems);
   problems.push(...resolveInterpolations(config, sources, env));
   if (problems.length > 0) throw new ConfigError(problems, 'Invalid configuration');
-  return { config, sources, choices: Object.fromEntries(expansion.choices) };
+  return { config, sources, choices: Object.fromEntries(expansion.choices), notes };
+}
+
+/**
+ * A file that sets keys under a config group (a task's `scheduler: {min_lr_ratio: 0}`) wrote them
+ * for the option its defaults list named. When the selection changes (`scheduler=constant`, or an
+ * `override` entry), those settings follow the new option: keys it has keep the file's values, keys
+ * it lacks are dropped, each with a note. When the group selects nothing (`~scheduler`,
+ * `scheduler=null`), everything under it is dropped, so no half-configured node is left behind.
+ * Group options that land at the root (`@package _global_`) are left alone. Returns the items to
+ * merge (copies; a body emptied for a deleted group merges nothing) and the notes.
+ */
+function followGroupSelections(all: MergeItem[], changes: GroupChange[]): { items: MergeItem[]; notes: string[] } {
+  const notes: string[] = [];
+  const items = all.map((item) => ({ ...item }));
+  for (const change of changes) {
+    if (change.pkg === '') continue;
+    const option: ConfigNode = {};
+    for (const item of items) if (item.group === change.key) mergeAtPackage(option, item.pkg, item.body, item.source, new Map());
+    const node = change.to === null ? undefined : getPath(option, change.pkg);
+    const keep = (key: string) => isPlainObject(node) && Object.hasOwn(node, key);
+    const drop = (item: MergeItem, key: string) => {
+      if (change.to !== null) {
+        notes.push(`${item.source} sets ${change.pkg}.${key} for ${change.key} '${change.from}', but '${change.to}' is selected `
+          + `(${change.where}) and has no such key; the setting is dropped`);
+      }
+    };
+    for (const item of items) {
+      if (item.group === change.key || item.source === change.changedIn) continue;
+      if (item.pkg === change.pkg || item.pkg.startsWith(`${change.pkg}.`)) {
+        // The whole body lands inside the group's node: filter its top-level keys (or the item itself).
+        const first = item.pkg === change.pkg ? undefined : splitPath(item.pkg.slice(change.pkg.length + 1))[0]!;
+        if (first !== undefined) {
+          if (!keep(first)) {
+            drop(item, first);
+            item.pkg = '';
+            item.body = {};
+          }
+          continue;
+        }
+        item.body = filterKeys(item.body, keep, (key) => drop(item, key));
+        if (change.to === null) item.pkg = ''; // nothing is left for the deleted group: merge no empty node
+      } else if (item.pkg === '' || change.pkg.startsWith(`${item.pkg}.`)) {
+        const relative = splitPath(item.pkg === '' ? change.pkg : change.pkg.slice(item.pkg.length + 1));
+        const inner = getPath(item.body, relative.join('.'));
+        if (inner === undefined) continue;
+        const body = deepCopy(item.body);
+        let parent: ConfigNode = body;
+        for (const key of relative.slice(0, -1)) parent = parent[key] as ConfigNode;
+        const last = relative.at(-1)!;
+        if (isPlainObject(inner)) parent[last] = filterKeys(inner, keep, (key) => drop(item, key));
+        else if (change.to === null) delete parent[last];
+        if (isPlainObject(parent[last]) && Object.keys(parent[last] as ConfigNode).length === 0 && change.to === null) delete parent[last];
+        item.body = body;
+      }
+    }
+  }
+  return { items, notes };
+}
+
+function filterKeys(node: ConfigNode, keep: (key: string) => boolean, dropped: (key: string) => void): ConfigNode {
+  const out: ConfigNode = {};
+  for (const [key, value] of Object.entries(node)) {
+    if (keep(key)) out[key] = value;
+    else dropped(key);
+  }
+  return out;
 }

@@ -37,6 +37,28 @@ export interface MergeItem {
   pkg: string;
   body: ConfigNode;
   source: string;
+  /** The config group (key, e.g. `scheduler`) whose selected option this body belongs to; innermost wins. */
+  group?: string;
+}
+
+/**
+ * A group whose selection differs from what its defaults entry named (changed by `group=option`
+ * or an `override` entry), or that selects nothing (`~group`, `group=null`, `group: null`).
+ * Other files' settings under the group's package must then follow the selection.
+ */
+export interface GroupChange {
+  /** Group key, e.g. `scheduler` or `db@backup`. */
+  key: string;
+  /** What the defaults entry named. */
+  from: string | null;
+  /** What is selected now; null: nothing (the group is deleted). */
+  to: string | null;
+  /** Where the selection was changed (`command line` or `file:line`). */
+  where: string;
+  /** The dotted package the group's option lands at ('' = root). */
+  pkg: string;
+  /** The file that made the change with an `override` entry: its own settings are meant for the new option. */
+  changedIn?: string;
 }
 
 export interface Expansion {
@@ -93,6 +115,8 @@ function parseEntry(raw: RawDefault): Entry | ConfigProblem {
 /** Turns the defaults tree into an ordered list of bodies to merge (Hydra 1.1 semantics). */
 export class DefaultsExpander {
   readonly problems: ConfigProblem[] = [];
+  /** Groups whose selection was changed or emptied; see {@link GroupChange}. */
+  readonly changes: GroupChange[] = [];
   private readonly selected = new Map<string, { option: string | null; where: string; cli?: string }>();
   private readonly groups: Set<string>;
 
@@ -173,7 +197,10 @@ export class DefaultsExpander {
     if (override) {
       override.used = true;
       if (override.remove) {
-        if (override.remove.expected === undefined || override.remove.expected === option) return undefined;
+        if (override.remove.expected === undefined || override.remove.expected === option) {
+          this.recordChange(entry, null, override.where);
+          return undefined;
+        }
         this.problems.push({
           path: key,
           message: `'${override.cli}' removes group '${key}' only when '${override.remove.expected}' is selected, but '${option}' is (from ${entry.where})`,
@@ -198,6 +225,7 @@ export class DefaultsExpander {
       return undefined;
     }
     this.selected.set(key, { option, where, cli: entry.cli });
+    if (option === null || (override && option !== (entry.option ?? null))) this.recordChange(entry, option, where);
     const choice: Expansion = { items: [], choices: [[key, option]] };
     if (option === null) return choice;
     const file = findConfigFile(this.searchPath, `${entry.name}/${option}`);
@@ -222,7 +250,22 @@ export class DefaultsExpander {
       return choice;
     }
     const nested = this.expand(file, (header) => resolvePackage(entry.pkg ?? header ?? '_group_', entry.name), [], ancestry);
+    for (const item of nested.items) item.group ??= key;
     return { items: nested.items, choices: [[key, option], ...nested.choices] };
+  }
+
+  /** Notes that `entry`'s group now selects `option` (null: nothing), at the package its options land at. */
+  private recordChange(entry: Entry, option: string | null, where: string): void {
+    const packageOf = (name: string | null): string | undefined => {
+      const file = name === null ? undefined : findConfigFile(this.searchPath, `${entry.name}/${name}`);
+      const header = file ? loadConfigFile(file, displayPath(file)).packageHeader : undefined;
+      return file ? resolvePackage(entry.pkg ?? header ?? '_group_', entry.name) : undefined;
+    };
+    const pkg = packageOf(entry.option ?? null) ?? packageOf(option) ?? resolvePackage(entry.pkg ?? '_group_', entry.name);
+    this.changes.push({
+      key: groupKey(entry), from: entry.option ?? null, to: option, where, pkg,
+      ...(where !== 'command line' && where !== entry.where ? { changedIn: where.replace(/(:\d+)+$/, '') } : {}),
+    });
   }
 }
 

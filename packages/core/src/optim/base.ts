@@ -107,7 +107,10 @@ export abstract class BaseOptimizer implements Optimizer {
     return { tensors, meta: { optimizer: this.name, step: this.steps, paramSteps: Object.fromEntries(this.paramSteps) } };
   }
 
-  /** Copies values in; `state`'s tensors stay owned by the caller. Validates everything before changing anything. */
+  /**
+   * Copies values in; `state`'s tensors stay owned by the caller. Validates everything before changing anything.
+   * @throws TaskforgeError exit code 2 (a config mistake: another optimizer or model) listing the mismatches.
+   */
   setState(state: OptimizerState): void {
     this.assertLive();
     const problems: string[] = [];
@@ -137,6 +140,7 @@ export abstract class BaseOptimizer implements Optimizer {
         `Cannot restore the state of optimizer '${this.name}'${saved}: ${problems.slice(0, 5).join('; ')}` +
           `${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}. ` +
           'The checkpoint was made with a different optimizer or model; resume with the same optimizer and model config, or start a fresh run.',
+        { exitCode: 2 },
       );
     }
     for (const [slot, byVar] of this.slots) {

@@ -19,6 +19,12 @@ export interface CreateContexts {
     buildOptimizer(variables: NamedVariables): Optimizer;
     /** Builds the configured LR scheduler (`scheduler` config node); constant when none is configured. */
     buildScheduler(options: { totalSteps: number; baseLr: number }): LRScheduler;
+    /**
+     * The run's validated `dataset` config node (absent when built outside a command), so a task
+     * loading pretrained weights can name the data setting that differs from the checkpoint's
+     * (see `compareCheckpointData`).
+     */
+    dataConfig?: Readonly<Record<string, unknown>>;
   };
   optimizer: { container: DependencyContainer; variables: NamedVariables };
   scheduler: { container: DependencyContainer; totalSteps: number; baseLr: number };

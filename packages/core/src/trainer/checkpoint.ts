@@ -112,7 +112,11 @@ async function writeTensors(
 
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
-/** Reads a checkpoint written by `writeCheckpoint`. `optimizer: false` skips the optimizer state. */
+/**
+ * Reads a checkpoint written by `writeCheckpoint`. `optimizer: false` skips the optimizer state.
+ * @throws TaskforgeError exit code 2 when `dir` is missing or is not a checkpoint (a usage mistake);
+ *   exit code 1 when a file in it is corrupt or truncated.
+ */
 export async function loadCheckpoint(dir: string, options: { optimizer?: boolean } = {}): Promise<Checkpoint> {
   return loadCheckpointSync(dir, options);
 }
@@ -128,6 +132,7 @@ export function loadCheckpointSync(dir: string, options: { optimizer?: boolean }
       : 'the directory does not exist';
     throw new TaskforgeError(
       `Cannot load checkpoint '${dir}': ${hint}. Checkpoints are directories such as '<run_dir>/checkpoints/last' or '<run_dir>/checkpoints/step=000200' containing weights.json and weights.bin.`,
+      { exitCode: 2 },
     );
   }
   const owned: tf.Tensor[] = [];
@@ -205,6 +210,8 @@ export interface RestoreReport {
  * Strict (default): any missing, unexpected or mis-shaped variable is an error naming them all;
  * with `strict: false` (e.g. loading a pretrained backbone into a bigger task) only mis-shaped
  * variables are errors, and the names that did not match are returned.
+ * @throws TaskforgeError exit code 2 (a config mistake, whichever part differs) naming every
+ *   mis-shaped, missing and unexpected variable.
  */
 export function restoreTaskWeights(task: Task, checkpoint: Checkpoint, options: { strict?: boolean } = {}): RestoreReport {
   const variables = task.namedVariables();
@@ -229,6 +236,7 @@ export function restoreTaskWeights(task: Task, checkpoint: Checkpoint, options: 
     throw new TaskforgeError(
       `Checkpoint '${checkpoint.dir}' does not match the model: ${problems.join('; ')}. ` +
         'The model config (or the data that sizes it) differs from the one the checkpoint was trained with; use the config saved in the checkpoint\'s config.yaml.',
+      { exitCode: 2 },
     );
   }
   for (const [name, variable] of Object.entries(variables)) {

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { inputPath } from '../registry/input-path.js';
 import { componentNode } from '../registry/validate.js';
 import { issuesToProblems } from '../registry/zod-issues.js';
 import type { Clock } from '../services/tokens.js';
@@ -46,7 +47,9 @@ export const trainerConfigSchema = z.strictObject({
   threads: z.number().int().min(1).nullable().default(null),
   default_root_dir: z.string().min(1).default('outputs'),
   run_dir: z.string().min(1).nullable().default(null),
-  resume_from: z.string().min(1).nullable().default(null),
+  /** A checkpoint dir to resume from; it must exist when the config is validated (before the run dir is made). */
+  resume_from: inputPath({ kind: 'dir', hint: 'point it at a checkpoint directory such as <run dir>/checkpoints/last' })
+    .nullable().default(null),
   stop_on_nan: z.boolean().default(true),
   log_every_n_steps: z.number().int().min(1).default(10),
   /** name → component node; null removes an entry inherited from a default. */

@@ -12,3 +12,6 @@ export {
 export { mixSeed } from './step-context.js';
 export { TrainingInterrupted } from './signals.js';
 export { prepareAndSetup, teardownData } from './data-setup.js';
+export {
+  compareCheckpointData, type CheckpointDataFacts, type RunDataFacts, type DataDifference, type DataMismatch,
+} from './data-match.js';

@@ -11,7 +11,6 @@ import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from 
 import { accumulateGrads, averageGrads } from './gradients.js';
 import { batchBudget, planFit, type FitPlan } from './plan.js';
 import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
-import { writeFileAtomic } from '../fs.js';
 import { overrideHint } from '../config/override-grammar.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
 import { MeanAccumulator, mixSeed, StepLog } from './step-context.js';
@@ -208,7 +207,7 @@ export class Trainer implements TrainerView {
     }
   }
 
-  /** One test epoch: averaged metrics plus `task.onTestEpochEnd()`, also written to `<runDir>/test_results.json`. */
+  /** One test epoch: averaged metrics plus `task.onTestEpochEnd()` (the app layer writes them to `test_results.json`). */
   async test(task: Task, datamodule: DataModule): Promise<TestResult> {
     this.attach(task, datamodule);
     let status: 'success' | 'failed' = 'failed';
@@ -223,7 +222,6 @@ export class Trainer implements TrainerView {
       Object.assign(this.callbackMetrics, metrics);
       await this.logMetrics(metrics);
       await this.hook('onTestEnd', metrics);
-      if (!this.dryRun) writeFileAtomic(join(this.runDir, 'test_results.json'), `${JSON.stringify({ metrics, extras }, null, 2)}\n`);
       status = 'success';
       return { metrics, extras };
     } finally {
@@ -483,12 +481,13 @@ export class Trainer implements TrainerView {
       if (!state) {
         throw new TaskforgeError(
           `Cannot resume from '${dir}': it has no trainer_state.json, so it holds weights only. Load it as pretrained weights instead, or resume from a checkpoint written during training.`,
+          { exitCode: 2 },
         );
       }
       restoreTaskWeights(this.task, checkpoint);
       if (this.optimizer) {
         if (!checkpoint.optimizer) {
-          throw new TaskforgeError(`Cannot resume from '${dir}': it has no optimizer state (optimizer.json), which an exact resume needs.`);
+          throw new TaskforgeError(`Cannot resume from '${dir}': it has no optimizer state (optimizer.json), which an exact resume needs.`, { exitCode: 2 });
         }
         this.optimizer.setState(checkpoint.optimizer.state);
       }

@@ -86,6 +86,7 @@ describe('checkpoints', () => {
     expect(error!.message).toContain(`Checkpoint '${dir}' does not match the model`);
     expect(error!.message).toContain("mis-shaped: 'out/kernel' (checkpoint float32 [3, 1], model float32 [4, 1])");
     expect(error!.message).toContain("missing from the checkpoint: 'hidden/kernel', 'hidden/bias'");
+    expect((error as TaskforgeError).exitCode, 'a checkpoint that does not fit the model is a config mistake').toBe(2);
 
     // Non-strict (pretrained weights into a bigger model): only what matches is loaded.
     const partial = {
@@ -109,6 +110,9 @@ describe('checkpoints', () => {
     const dir = await writeCheckpoint(join(scratch.dir(), 'corrupt'), { task, modelDataArgs: {} });
     await truncate(join(dir, 'weights.bin'), 5);
     await expect(loadCheckpoint(dir)).rejects.toThrow(/weights\.bin' has 5 bytes but its manifest describes 16; the file is truncated or corrupt/);
+    // A path that is not a checkpoint is a usage mistake (2); a damaged file a runtime failure (1).
+    await expect(loadCheckpoint(nowhere)).rejects.toMatchObject({ exitCode: 2 });
+    await expect(loadCheckpoint(dir)).rejects.toMatchObject({ exitCode: 1 });
     task.dispose();
   });
 

@@ -1,0 +1,298 @@
+/**
+ * Fused causal self-attention, forward and backward, in WebAssembly SIMD (AssemblyScript).
+ *
+ * Built by `nx run backbone-gpt2:build-wasm` into `wasm/attention.wasm`; driven from
+ * `src/fused-attention.ts`, which copies tensors into this module's memory and lays out every
+ * buffer (all pointers are byte offsets, 16-byte aligned; the module allocates nothing).
+ *
+ * Shapes: q, k, v, o, dy, dq, dk, dv are [BH, T, hd] row-major f32; lse is [BH, T]. Scratch:
+ * kt, vt, dkt, dvt are [hd, T4] (T4 = T rounded up to a multiple of 4), rows is [4, T4], and
+ * qsp, dysp are [4, hd] f32x4 splats. Nothing of size T × T exists.
+ *
+ * Block-causal, in blocks of 4 query rows: block i0..i0+3 meets keys 0..i0+3 only (the upper
+ * triangle is never touched; only the diagonal group of 4 keys is masked), and its scores live
+ * in `rows` while it is processed. The backward pass recomputes them from q, k and the saved
+ * per-row log-sum-exp (as FlashAttention-2 does).
+ *
+ * Vectorised across keys: k and v are transposed once per head into kt/vt ([hd, T4]) so that the
+ * scores of 4 rows × 4 consecutive keys are four f32x4 accumulators, whatever the head size, and
+ * each loaded key vector serves 4 rows.
+ */
+
+/** exp(x) for four lanes: Cephes expf's range reduction and polynomial (max rel. error ~2e-7). */
+@inline
+function exp4(x: v128): v128 {
+  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.0)), f32x4.splat(88.0));
+  const n = f32x4.floor(f32x4.add(f32x4.mul(x, f32x4.splat(1.44269504088896341)), f32x4.splat(0.5)));
+  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  const y = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1.0));
+  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return f32x4.mul(y, pow2n);
+}
+
+@inline
+function hsum(v: v128): f32 {
+  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
+}
+
+/** Lanes j0..j0+3 that are keys ≤ i (all ones) or past the row (zero). */
+@inline
+function causalLanes(j0: i32, n: i32): v128 {
+  return i32x4.lt_s(i32x4.add(i32x4.splat(j0), i32x4(0, 1, 2, 3)), i32x4.splat(n));
+}
+
+/** dst [hd, T4] = src [T, hd]ᵀ, zero in columns T..T4-1. */
+function transposeIn(src: usize, dst: usize, T: i32, T4: i32, hd: i32): void {
+  for (let d = 0; d < hd; d++) {
+    const row = dst + (<usize>(d * T4) << 2);
+    for (let j = 0; j < T; j++) store<f32>(row + (<usize>j << 2), load<f32>(src + (<usize>(j * hd + d) << 2)));
+    for (let j = T; j < T4; j++) store<f32>(row + (<usize>j << 2), 0);
+  }
+}
+
+/** dst [T, hd] = src [hd, T4]ᵀ (columns < T). */
+function transposeOut(src: usize, dst: usize, T: i32, T4: i32, hd: i32): void {
+  for (let j = 0; j < T; j++) {
+    for (let d = 0; d < hd; d++) store<f32>(dst + (<usize>(j * hd + d) << 2), load<f32>(src + (<usize>(d * T4 + j) << 2)));
+  }
+}
+
+
+const NEG: f32 = -3.4e38;
+
+/** Splat scratch entry (r, d) of a [4, hd] f32x4 array. */
+@inline
+function at4(base: usize, r: i32, d: i32, hd: i32): usize {
+  return base + (<usize>(r * hd + d) << 4);
+}
+
+@inline
+function hmax(v: v128): f32 {
+  return max(max(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), max(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
+}
+
+/**
+ * Forward: o = softmax(q·kᵀ·scale + causal mask)·v per head, and lse = the rows' log-sum-exp of
+ * the scaled, masked scores (saved for the backward pass).
+ */
+export function forward(BH: i32, T: i32, hd: i32, scale: f32, q: usize, k: usize, v: usize, o: usize, lse: usize, kt: usize, vt: usize, rows: usize, qsp: usize): void {
+  const T4 = (T + 3) & ~3;
+  const rowBytes = <usize>T4 << 2;
+  const r1 = rows + rowBytes;
+  const r2 = r1 + rowBytes;
+  const r3 = r2 + rowBytes;
+  const headBytes = <usize>(T * hd) << 2;
+  for (let h = 0; h < BH; h++) {
+    const off = <usize>h * headBytes;
+    transposeIn(k + off, kt, T, T4, hd);
+    transposeIn(v + off, vt, T, T4, hd);
+    for (let i0 = 0; i0 < T; i0 += 4) {
+      const rb = min(4, T - i0);
+      // Rows past T repeat row T-1: computed, never written.
+      for (let r = 0; r < 4; r++) {
+        const qRow = q + off + (<usize>(min(i0 + r, T - 1) * hd) << 2);
+        for (let d = 0; d < hd; d++) v128.store(at4(qsp, r, d, hd), f32x4.splat(load<f32>(qRow + (<usize>d << 2)) * scale));
+      }
+      const n4 = i0 + 4;
+      let m0 = f32x4.splat(NEG), m1 = m0, m2 = m0, m3 = m0;
+      for (let j = 0; j < n4; j += 4) {
+        const jb = <usize>j << 2;
+        let s0 = f32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
+        for (let d = 0; d < hd; d++) {
+          const kv = v128.load(kt + (<usize>(d * T4) << 2) + jb);
+          s0 = f32x4.add(s0, f32x4.mul(v128.load(at4(qsp, 0, d, hd)), kv));
+          s1 = f32x4.add(s1, f32x4.mul(v128.load(at4(qsp, 1, d, hd)), kv));
+          s2 = f32x4.add(s2, f32x4.mul(v128.load(at4(qsp, 2, d, hd)), kv));
+          s3 = f32x4.add(s3, f32x4.mul(v128.load(at4(qsp, 3, d, hd)), kv));
+        }
+        if (j == i0) {
+          // The diagonal group: row i0+r sees keys ≤ i0+r.
+          const neg = f32x4.splat(NEG);
+          s0 = v128.bitselect(s0, neg, causalLanes(j, i0 + 1));
+          s1 = v128.bitselect(s1, neg, causalLanes(j, i0 + 2));
+          s2 = v128.bitselect(s2, neg, causalLanes(j, i0 + 3));
+        }
+        v128.store(rows + jb, s0);
+        v128.store(r1 + jb, s1);
+        v128.store(r2 + jb, s2);
+        v128.store(r3 + jb, s3);
+        m0 = f32x4.max(m0, s0);
+        m1 = f32x4.max(m1, s1);
+        m2 = f32x4.max(m2, s2);
+        m3 = f32x4.max(m3, s3);
+      }
+      const inv0 = softmaxRow(rows, hmax(m0), i0, 0, lse + (<usize>(h * T + i0) << 2), rb);
+      const inv1 = softmaxRow(r1, hmax(m1), i0, 1, lse + (<usize>(h * T + i0) << 2), rb);
+      const inv2 = softmaxRow(r2, hmax(m2), i0, 2, lse + (<usize>(h * T + i0) << 2), rb);
+      const inv3 = softmaxRow(r3, hmax(m3), i0, 3, lse + (<usize>(h * T + i0) << 2), rb);
+      const oRow = o + off + (<usize>(i0 * hd) << 2);
+      for (let d = 0; d < hd; d++) {
+        const vRow = vt + (<usize>(d * T4) << 2);
+        let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+        for (let j = 0; j < n4; j += 4) {
+          const jb = <usize>j << 2;
+          const vv = v128.load(vRow + jb);
+          a0 = f32x4.add(a0, f32x4.mul(v128.load(rows + jb), vv));
+          a1 = f32x4.add(a1, f32x4.mul(v128.load(r1 + jb), vv));
+          a2 = f32x4.add(a2, f32x4.mul(v128.load(r2 + jb), vv));
+          a3 = f32x4.add(a3, f32x4.mul(v128.load(r3 + jb), vv));
+        }
+        const db = <usize>d << 2;
+        const rowStride = <usize>hd << 2;
+        store<f32>(oRow + db, hsum(a0) * inv0);
+        if (rb > 1) store<f32>(oRow + rowStride + db, hsum(a1) * inv1);
+        if (rb > 2) store<f32>(oRow + 2 * rowStride + db, hsum(a2) * inv2);
+        if (rb > 3) store<f32>(oRow + 3 * rowStride + db, hsum(a3) * inv3);
+      }
+    }
+  }
+}
+
+/**
+ * Turns row r of block i0 (scores of keys 0..i0+3, max m) into exp(s − m) in place, zero past
+ * the row; writes its log-sum-exp when the row is real (r < rb). Returns 1 / Σ exp(s − m).
+ */
+@inline
+function softmaxRow(row: usize, m: f32, i0: i32, r: i32, lseBlock: usize, rb: i32): f32 {
+  const mv = f32x4.splat(m);
+  let sum = f32x4.splat(0);
+  for (let j = 0; j < i0; j += 4) {
+    const p = exp4(f32x4.sub(v128.load(row + (<usize>j << 2)), mv));
+    v128.store(row + (<usize>j << 2), p);
+    sum = f32x4.add(sum, p);
+  }
+  const p = v128.and(exp4(f32x4.sub(v128.load(row + (<usize>i0 << 2)), mv)), causalLanes(i0, i0 + r + 1));
+  v128.store(row + (<usize>i0 << 2), p);
+  sum = f32x4.add(sum, p);
+  const total = hsum(sum);
+  if (r < rb) store<f32>(lseBlock + (<usize>r << 2), m + Mathf.log(total));
+  return <f32>1.0 / total;
+}
+
+/**
+ * Backward: gradients dq, dk, dv of the forward pass for upstream gradient dy, recomputing the
+ * probabilities p = exp(s − lse) block by block. With δᵢ = Σ_d dyᵢ·oᵢ: dS = p ⊙ (dy·vᵀ − δ),
+ * dq = dS·k·scale, dk = dSᵀ·q·scale, dv = pᵀ·dy.
+ */
+export function backward(
+  BH: i32, T: i32, hd: i32, scale: f32,
+  q: usize, k: usize, v: usize, o: usize, dy: usize, lse: usize,
+  dq: usize, dk: usize, dv: usize,
+  kt: usize, vt: usize, dkt: usize, dvt: usize, rows: usize, qsp: usize, dysp: usize,
+): void {
+  const T4 = (T + 3) & ~3;
+  const rowBytes = <usize>T4 << 2;
+  const r1 = rows + rowBytes;
+  const r2 = r1 + rowBytes;
+  const r3 = r2 + rowBytes;
+  const headBytes = <usize>(T * hd) << 2;
+  const gradBytes = <usize>(hd * T4) << 2;
+  for (let h = 0; h < BH; h++) {
+    const off = <usize>h * headBytes;
+    transposeIn(k + off, kt, T, T4, hd);
+    transposeIn(v + off, vt, T, T4, hd);
+    memory.fill(dkt, 0, gradBytes);
+    memory.fill(dvt, 0, gradBytes);
+    for (let i0 = 0; i0 < T; i0 += 4) {
+      const rb = min(4, T - i0);
+      let D0: f32 = 0, D1: f32 = 0, D2: f32 = 0, D3: f32 = 0;
+      let L0: f32 = 0, L1: f32 = 0, L2: f32 = 0, L3: f32 = 0;
+      for (let r = 0; r < 4; r++) {
+        // Rows past T get dy = 0 (and δ = 0), so they add nothing to dk and dv.
+        const real = r < rb;
+        const ir = min(i0 + r, T - 1);
+        const rowOff = off + (<usize>(ir * hd) << 2);
+        let delta: f32 = 0;
+        for (let d = 0; d < hd; d++) {
+          const db = <usize>d << 2;
+          const g: f32 = real ? load<f32>(dy + rowOff + db) : 0;
+          v128.store(at4(qsp, r, d, hd), f32x4.splat(load<f32>(q + rowOff + db) * scale));
+          v128.store(at4(dysp, r, d, hd), f32x4.splat(g));
+          delta += g * load<f32>(o + rowOff + db);
+        }
+        const L = load<f32>(lse + (<usize>(h * T + ir) << 2));
+        if (r == 0) { D0 = delta; L0 = L; } else if (r == 1) { D1 = delta; L1 = L; } else if (r == 2) { D2 = delta; L2 = L; } else { D3 = delta; L3 = L; }
+      }
+      const n4 = i0 + 4;
+      for (let j = 0; j < n4; j += 4) {
+        const jb = <usize>j << 2;
+        let s0 = f32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
+        let g0 = s0, g1 = s0, g2 = s0, g3 = s0;
+        for (let d = 0; d < hd; d++) {
+          const col = (<usize>(d * T4) << 2) + jb;
+          const kv = v128.load(kt + col);
+          const vv = v128.load(vt + col);
+          s0 = f32x4.add(s0, f32x4.mul(v128.load(at4(qsp, 0, d, hd)), kv));
+          s1 = f32x4.add(s1, f32x4.mul(v128.load(at4(qsp, 1, d, hd)), kv));
+          s2 = f32x4.add(s2, f32x4.mul(v128.load(at4(qsp, 2, d, hd)), kv));
+          s3 = f32x4.add(s3, f32x4.mul(v128.load(at4(qsp, 3, d, hd)), kv));
+          g0 = f32x4.add(g0, f32x4.mul(v128.load(at4(dysp, 0, d, hd)), vv));
+          g1 = f32x4.add(g1, f32x4.mul(v128.load(at4(dysp, 1, d, hd)), vv));
+          g2 = f32x4.add(g2, f32x4.mul(v128.load(at4(dysp, 2, d, hd)), vv));
+          g3 = f32x4.add(g3, f32x4.mul(v128.load(at4(dysp, 3, d, hd)), vv));
+        }
+        let p0 = exp4(f32x4.sub(s0, f32x4.splat(L0)));
+        let p1 = exp4(f32x4.sub(s1, f32x4.splat(L1)));
+        let p2 = exp4(f32x4.sub(s2, f32x4.splat(L2)));
+        let p3 = exp4(f32x4.sub(s3, f32x4.splat(L3)));
+        if (j == i0) {
+          p0 = v128.and(p0, causalLanes(j, i0 + 1));
+          p1 = v128.and(p1, causalLanes(j, i0 + 2));
+          p2 = v128.and(p2, causalLanes(j, i0 + 3));
+        }
+        const ds0 = f32x4.mul(p0, f32x4.sub(g0, f32x4.splat(D0)));
+        const ds1 = f32x4.mul(p1, f32x4.sub(g1, f32x4.splat(D1)));
+        const ds2 = f32x4.mul(p2, f32x4.sub(g2, f32x4.splat(D2)));
+        const ds3 = f32x4.mul(p3, f32x4.sub(g3, f32x4.splat(D3)));
+        v128.store(rows + jb, ds0);
+        v128.store(r1 + jb, ds1);
+        v128.store(r2 + jb, ds2);
+        v128.store(r3 + jb, ds3);
+        for (let d = 0; d < hd; d++) {
+          const col = (<usize>(d * T4) << 2) + jb;
+          let dvv = v128.load(dvt + col);
+          dvv = f32x4.add(dvv, f32x4.mul(p0, v128.load(at4(dysp, 0, d, hd))));
+          dvv = f32x4.add(dvv, f32x4.mul(p1, v128.load(at4(dysp, 1, d, hd))));
+          dvv = f32x4.add(dvv, f32x4.mul(p2, v128.load(at4(dysp, 2, d, hd))));
+          dvv = f32x4.add(dvv, f32x4.mul(p3, v128.load(at4(dysp, 3, d, hd))));
+          v128.store(dvt + col, dvv);
+          let dkv = v128.load(dkt + col);
+          dkv = f32x4.add(dkv, f32x4.mul(ds0, v128.load(at4(qsp, 0, d, hd))));
+          dkv = f32x4.add(dkv, f32x4.mul(ds1, v128.load(at4(qsp, 1, d, hd))));
+          dkv = f32x4.add(dkv, f32x4.mul(ds2, v128.load(at4(qsp, 2, d, hd))));
+          dkv = f32x4.add(dkv, f32x4.mul(ds3, v128.load(at4(qsp, 3, d, hd))));
+          v128.store(dkt + col, dkv);
+        }
+      }
+      // dq rows = dS·k·scale, from the block's dS kept in rows.
+      const dqRow = dq + off + (<usize>(i0 * hd) << 2);
+      const rowStride = <usize>hd << 2;
+      for (let d = 0; d < hd; d++) {
+        const kRow = kt + (<usize>(d * T4) << 2);
+        let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+        for (let j = 0; j < n4; j += 4) {
+          const jb = <usize>j << 2;
+          const kv = v128.load(kRow + jb);
+          a0 = f32x4.add(a0, f32x4.mul(v128.load(rows + jb), kv));
+          a1 = f32x4.add(a1, f32x4.mul(v128.load(r1 + jb), kv));
+          a2 = f32x4.add(a2, f32x4.mul(v128.load(r2 + jb), kv));
+          a3 = f32x4.add(a3, f32x4.mul(v128.load(r3 + jb), kv));
+        }
+        const db = <usize>d << 2;
+        store<f32>(dqRow + db, hsum(a0) * scale);
+        if (rb > 1) store<f32>(dqRow + rowStride + db, hsum(a1) * scale);
+        if (rb > 2) store<f32>(dqRow + 2 * rowStride + db, hsum(a2) * scale);
+        if (rb > 3) store<f32>(dqRow + 3 * rowStride + db, hsum(a3) * scale);
+      }
+    }
+    transposeOut(dkt, dk + off, T, T4, hd);
+    transposeOut(dvt, dv + off, T, T4, hd);
+  }
+}

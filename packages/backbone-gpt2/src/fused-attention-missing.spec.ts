@@ -1,0 +1,22 @@
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { beforeAll, expect, it, vi } from 'vitest';
+
+// The compiled kernel file is absent (e.g. the package was not built).
+vi.mock('node:fs', async (importOriginal) => ({
+  ...(await importOriginal<typeof import('node:fs')>()),
+  readFileSync: () => {
+    throw Object.assign(new Error("ENOENT: no such file or directory, open 'attention.wasm'"), { code: 'ENOENT' });
+  },
+}));
+
+beforeAll(async () => {
+  expect(await tf.setBackend('wasm')).toBe(true);
+});
+
+it('names the missing wasm/attention.wasm and the command that builds it', async () => {
+  const { fusedCausalAttention } = await import('./fused-attention.js');
+  const q = tf.zeros([1, 1, 4, 4]) as tf.Tensor4D;
+  expect(() => fusedCausalAttention(q, q, q)).toThrow(/wasm\/attention\.wasm is missing \(ENOENT.*npx nx run backbone-gpt2:build-wasm/);
+  q.dispose();
+});
