@@ -62,7 +62,7 @@ describe('trainer config', () => {
     ['log_every_n_steps', [1, 50], [0, 2.5]],
     ['default_root_dir', ['o'], ['', null]],
     ['run_dir', [null, 'r'], ['']],
-    ['resume_from', [null, 'ckpt/last'], ['']],
+    ['resume_from', [null], ['']], // an existing checkpoint dir: see the input-path specs
     ['accelerator', ['auto', 'gpu', 'node', 'wasm', 'cpu'], ['tpu', '']],
     ['fast_dev_run', [true, false], ['yes', 1]],
     ['stop_on_nan', [true, false], [0]],
