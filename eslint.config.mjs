@@ -21,7 +21,7 @@ export default [
   ...nx.configs['flat/typescript'],
   ...nx.configs['flat/javascript'],
   {
-    ignores: ['**/dist', '**/node_modules', '**/out-tsc', '**/coverage', '**/*.timestamp-*', 'tools/nx-plugin/src/generators/*/files/**'],
+    ignores: ['**/dist', '**/node_modules', '**/out-tsc', '**/coverage', '**/*.timestamp-*', 'tools/nx-plugin/src/generators/*/files/**', '**/.stryker-tmp', '**/reports/mutation'],
   },
   {
     files: ['**/*.ts', '**/*.mts', '**/*.js', '**/*.mjs'],

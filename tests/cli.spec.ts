@@ -3,13 +3,40 @@
  * built (the e2e project's test target depends on every package's build).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { parse } from 'yaml';
-import { REPO, run, serveFile, taskforge, tinyCifarArchive, tinyRun } from './fixtures/cli.js';
+import { REPO, run, serveFile, startTaskforge, taskforge, tinyCifarArchive, tinyRun } from './fixtures/cli.js';
+
+/** Files (not folders) anywhere under `dir`, by any name; [] when `dir` does not exist. */
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true }).map(String).filter((f) => statSync(join(dir, f)).isFile()).sort();
+}
+
+/** Finite and within [lo, hi], with the key named when it is not. */
+function expectInRange(metrics: Record<string, unknown>, key: string, lo: number, hi: number): void {
+  const value = metrics[key];
+  expect(typeof value === 'number' && Number.isFinite(value), `${key} = ${String(value)} is not a finite number`).toBe(true);
+  expect(value as number, key).toBeGreaterThanOrEqual(lo);
+  expect(value as number, key).toBeLessThanOrEqual(hi);
+}
+
+/** What `trainer.accelerator=auto` must pick in this install: libtensorflow when tfjs-node is installed, else wasm. */
+function expectedAutoAccelerator(): RegExp {
+  const installed = (name: string) => { try { createRequire(join(REPO, 'packages/core/package.json')).resolve(name); return true; } catch { return false; } };
+  if (installed('@tensorflow/tfjs-node-gpu') || installed('@tensorflow/tfjs-node')) return /Accelerator: tensorflow \(libtensorflow via @tensorflow\/tfjs-node(-gpu)?, (CPU|GPU)\) \(auto\)/;
+  return /Accelerator: wasm \((SIMD|no SIMD), 1 thread\) \(auto\)/;
+}
+
+/** 8 colours: uniform guessing costs 3 bits per pixel; an untrained or barely trained model is near that. */
+const MAX_BPP = 1.5 * 3;
+/** Generative CE (≤ 1.5 × ln 8) plus the classifier's CE over 10 classes (≤ 1.5 × ln 10). */
+const MAX_LOSS = 1.5 * (Math.log(8) + Math.log(10));
 
 describe('taskforge CLI', () => {
   it('prints the composed config for task=vision/igpt with overrides', async () => {
@@ -72,7 +99,7 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
       'trainer.fast_dev_run=true', ...tinyRun(server.url, archive.md5, dataDir, runDir)]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const out = r.stdout + r.stderr;
-    expect(out).toMatch(/Accelerator: (wasm|cpu|tensorflow)/);
+    expect(out).toMatch(expectedAutoAccelerator());
     expect(out).toContain('Training finished at step 1');
     // The summary lists only what exists: fast_dev_run writes no samples.
     expect(out).not.toContain('samples:');
@@ -134,14 +161,19 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expect(test.code, test.stderr).toBe(0);
     expect(test.stderr).not.toContain('Hi, looks like');
     const results = JSON.parse(readFileSync(join(work, 'test', 'test_results.json'), 'utf8'));
-    expect(results.metrics['test/loss']).toBeGreaterThan(0);
+    expectInRange(results.metrics, 'test/loss', 0.01, MAX_LOSS);
+    expectInRange(results.metrics, 'test/gen_loss', 0.01, MAX_BPP * Math.LN2);
+    expectInRange(results.metrics, 'test/bpp', 0.01, MAX_BPP);
+    expectInRange(results.metrics, 'test/acc', 0, 1);
     // With classify=true the loss adds the classifier's CE; bits per pixel measure the generative part.
     expect(results.metrics['test/bpp']).toBeCloseTo(results.metrics['test/gen_loss'] / Math.LN2, 4);
-    expect(results.metrics['test/acc']).toBeGreaterThanOrEqual(0);
+    expect(results.metrics['test/loss']).toBeCloseTo(results.metrics['test/gen_loss'] + results.metrics['test/clf_loss'], 4);
     const matrix = results.extras.confusion_matrix.matrix as number[][];
     expect(matrix).toHaveLength(10);
     expect(test.stderr).toMatch(/confusion_matrix:\n.*\n\s+airplane/);
     expect(matrix.flat().reduce((a, b) => a + b, 0)).toBe(10);
+    // test/acc and the confusion matrix describe the same 10 predictions.
+    expect(results.metrics['test/acc']).toBeCloseTo(matrix.reduce((sum, row, i) => sum + row[i]!, 0) / 10, 5);
 
     const sample = await taskforge(['sample', `ckpt=${last}`, `trainer.run_dir=${join(work, 'sample')}`]);
     expect(sample.code, sample.stderr).toBe(0);
@@ -155,8 +187,80 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expect(readFileSync(join(work, 'sample', 'samples', pngs[0]!)).equals(first)).toBe(true);
     expect(again.stderr).toContain('samples-step000003-seed42-2.png');
     const image = PNG.sync.read(readFileSync(join(work, 'sample', 'samples', pngs[0]!)));
-    expect(image.width).toBeGreaterThan(32);
-    expect(image.height).toBeGreaterThan(32);
+    // 32×32 cells at scale 1 with 2-pixel gaps: one row of 2 completion/original pairs (4 columns),
+    // one row for the 2 unconditional samples: 2 + 4 × (32 + 2) by 2 + 2 × (32 + 2).
+    expect([image.width, image.height]).toEqual([138, 70]);
+  });
+
+  it('validate evaluates a checkpoint on the validation split and writes validate_results.json', async () => {
+    const last = join(work, 'pretrain', 'checkpoints', 'last');
+    const runDir = join(work, 'validate');
+    const r = await taskforge(['validate', `ckpt=${last}`, `trainer.run_dir=${runDir}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`Loaded weights from ${last} (step 3)`);
+    const results = JSON.parse(readFileSync(join(runDir, 'validate_results.json'), 'utf8'));
+    expectInRange(results.metrics, 'val/loss', 0.01, MAX_LOSS);
+    expectInRange(results.metrics, 'val/bpp', 0.01, MAX_BPP);
+    expectInRange(results.metrics, 'val/acc', 0, 1);
+    expect(results.metrics['val/bpp']).toBeCloseTo(results.metrics['val/gen_loss'] / Math.LN2, 4);
+    // The numbers printed are the numbers written, and it says where.
+    expect(r.stderr).toContain(`  ${'val/loss'.padEnd(16)} ${results.metrics['val/loss'].toFixed(4)}`);
+    expect(r.stderr).toContain(`written to ${join(runDir, 'validate_results.json')}`);
+  });
+
+  it('predict refuses a task without predictStep, with exit 2, a clear message and no predictions.json', async () => {
+    const last = join(work, 'pretrain', 'checkpoints', 'last');
+    const runDir = join(work, 'predict');
+    const r = await taskforge(['predict', `ckpt=${last}`, `trainer.run_dir=${runDir}`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("The task 'task/vision/igpt' does not support `predict` (it has no predictStep method).");
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(filesUnder(runDir).filter((f) => f.includes('predictions'))).toEqual([]);
+  });
+
+  it('SIGTERM to a training CLI process: finishes the step, saves last, exits 143; trainer.resume_from continues from that step', async () => {
+    const runDir = join(work, 'sigterm');
+    const args = [...tinyRun(server.url, archive.md5, dataDir, runDir), 'trainer.max_epochs=-1', 'trainer.max_steps=100000', 'trainer.log_every_n_steps=1'];
+    const live = startTaskforge(['train', ...args]);
+    onTestFinished(() => live.signal('SIGKILL')); // a 100,000-step run must not outlive a failed assertion
+    await live.waitFor(/^train: .*step=\d+\/100000/m); // the first progress line: training is under way
+    live.signal('SIGTERM');
+    const ended = await live.exit;
+    expect(ended.code, ended.stdout + ended.stderr).toBe(143);
+    expect(ended.stderr).toContain('Received SIGTERM');
+    expect(ended.stderr).not.toMatch(/\n\s+at /);
+    const last = join(runDir, 'checkpoints', 'last');
+    const stopped = /Training interrupted by SIGTERM at step (\d+); last checkpoint saved to (.+); resume with trainer\.resume_from=(.+)\./.exec(ended.stderr);
+    expect(stopped, ended.stderr).not.toBeNull();
+    const step = Number(stopped![1]);
+    expect(step).toBeGreaterThanOrEqual(1);
+    expect([stopped![2], stopped![3]]).toEqual([last, last]);
+    expect(JSON.parse(readFileSync(join(last, 'trainer_state.json'), 'utf8')).globalStep).toBe(step);
+
+    const resumedDir = join(work, 'resumed');
+    const resumed = await taskforge(['train', ...tinyRun(server.url, archive.md5, dataDir, resumedDir), 'trainer.max_epochs=-1',
+      'trainer.max_steps=100000', 'trainer.log_every_n_steps=1', `trainer.max_steps=${step + 2}`, `trainer.resume_from=${last}`]);
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expect(resumed.stderr).toContain(`Resumed from '${last}' at global step ${step}`);
+    expect(resumed.stderr).toContain(`Training finished at step ${step + 2}`);
+    expect(JSON.parse(readFileSync(join(resumedDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep).toBe(step + 2);
+    // The resumed run logged only the steps after the checkpoint.
+    const rows = readFileSync(join(resumedDir, 'logs', 'csv', 'metrics.csv'), 'utf8').trim().split('\n');
+    const stepColumn = rows[0]!.split(',').indexOf('step');
+    const steps = rows.slice(1).map((l) => Number(l.split(',')[stepColumn])).filter((n) => n > 0);
+    expect(Math.min(...steps)).toBeGreaterThan(step);
+  });
+
+  it('SIGINT to a training CLI process exits 130 with last saved', async () => {
+    const runDir = join(work, 'sigint');
+    const live = startTaskforge(['train', ...tinyRun(server.url, archive.md5, dataDir, runDir), 'trainer.max_epochs=-1', 'trainer.max_steps=100000']);
+    onTestFinished(() => live.signal('SIGKILL'));
+    await live.waitFor(/^train: .*step=\d+\/100000/m);
+    live.signal('SIGINT');
+    const ended = await live.exit;
+    expect(ended.code, ended.stdout + ended.stderr).toBe(130);
+    expect(ended.stderr).toMatch(/Training interrupted by SIGINT at step \d+; last checkpoint saved to /);
+    expect(existsSync(join(runDir, 'checkpoints', 'last', 'trainer_state.json'))).toBe(true);
   });
 
   it('checkpoint monitor: not logged yet keeps last (exit 0); a typo is exit 2 with did-you-mean, last still kept', async () => {
@@ -186,7 +290,7 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expect(r.stderr).toMatch(/md5/i);
     expect(r.stderr).toContain(server.url);
     expect(r.stderr).not.toMatch(/\n\s+at /);
-    const left = existsSync(freshData) ? readdirSync(freshData, { recursive: true }).map(String) : [];
-    expect(left.filter((f) => f.endsWith('.tar.gz'))).toEqual([]);
+    // Nothing by any name: no archive, no .part file, no temporary extraction folder's files.
+    expect(filesUnder(freshData)).toEqual([]);
   });
 });

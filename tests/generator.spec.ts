@@ -1,11 +1,14 @@
 /**
  * The task generator end to end, in a throwaway copy of the workspace (uncommitted work included):
- * scaffold `task-demo`, then show that the project references stay in sync, that it builds with
- * everything else, and that the generator refuses a taken or invalid name without writing.
- * new-task-fresh-clone.spec.ts runs the rest of the documented flow (tests, typecheck, training,
- * `taskforge list`) from a fresh clone. The tests share the copy and run in order.
+ * scaffold `task-demo` (reusing the gpt2 backbone) and `task-enc` (`--backbone=new`, its own
+ * backbone component), then show that the project references stay in sync, that both build with
+ * everything else, that task-enc's generated tests pass, it trains through Nx and the CLI
+ * discovers it, and that the generator refuses a taken or invalid name without writing.
+ * new-task-fresh-clone.spec.ts runs the documented flow for the default backbone (tests,
+ * typecheck, training, `taskforge list`) from a fresh clone. The tests share the copy and run in order.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +17,7 @@ import { copyWorkspace, type WorkspaceCopy } from './fixtures/workspace-copy.js'
 
 const output = (r: RunResult) => stripVTControlCharacters(r.stdout + r.stderr);
 
-/** Every file except node_modules and Nx's own cache, with size and mtime: enough to see a write. */
+/** Every file except node_modules and Nx's own cache, with a hash of its content: any added, removed or changed file shows. */
 function snapshot(root: string): Map<string, string> {
   const files = new Map<string, string>();
   const walk = (dir: string) => {
@@ -23,8 +26,7 @@ function snapshot(root: string): Map<string, string> {
       if (entry.isDirectory()) {
         if (entry.name !== 'node_modules' && entry.name !== '.nx') walk(path);
       } else {
-        const s = statSync(path);
-        files.set(relative(root, path), `${s.size}@${s.mtimeMs}`);
+        files.set(relative(root, path), createHash('sha1').update(readFileSync(path)).digest('hex'));
       }
     }
   };
@@ -35,7 +37,7 @@ function snapshot(root: string): Map<string, string> {
 describe('nx g @taskforge/nx-plugin:task demo, in a copy of the workspace', () => {
   let ws: WorkspaceCopy;
   const nx = (...args: string[]) => run('npx', ['nx', ...args], { cwd: ws.root });
-  const generate = (name: string) => nx('g', '@taskforge/nx-plugin:task', name, '--skipInstall', '--no-interactive');
+  const generate = (name: string, ...flags: string[]) => nx('g', '@taskforge/nx-plugin:task', name, '--skipInstall', '--no-interactive', ...flags);
 
   beforeAll(async () => {
     // Build outputs come along so the builds below only compile what changed (the new package).
@@ -55,19 +57,57 @@ describe('nx g @taskforge/nx-plugin:task demo, in a copy of the workspace', () =
     ws.linkPackage('task-demo', 'packages/task-demo');
   });
 
+  it('scaffolds packages/task-enc with --backbone=new: its own backbone component, no gpt2 dependency', async () => {
+    const r = await generate('enc', '--backbone=new');
+    expect(r.code, output(r)).toBe(0);
+    const root = join(ws.root, 'packages/task-enc');
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+    expect(pkg).toMatchObject({ name: '@taskforge/task-enc', taskforge: { conf: 'conf' } });
+    expect(pkg.dependencies['@taskforge/backbone-gpt2']).toBeUndefined();
+    for (const file of ['src/backbone.ts', 'tests/backbone.spec.ts', 'conf/backbone/enc_encoder.yaml']) expect(existsSync(join(root, file)), file).toBe(true);
+    ws.linkPackage('task-enc', 'packages/task-enc');
+  });
+
   it('leaves the TypeScript project references in sync (CI runs `nx sync:check`; Nx refuses to run tasks otherwise)', async () => {
     const r = await nx('sync:check');
     expect(r.code, output(r)).toBe(0);
   });
 
-  it('nx run-many -t build builds every package, the new one included', async () => {
+  it('nx run-many -t build builds every package, the new ones included', async () => {
     const r = await nx('run-many', '-t', 'build');
     expect(r.code, output(r)).toBe(0);
-    for (const file of ['dist/index.js', 'dist/index.d.ts']) expect(existsSync(join(ws.root, 'packages/task-demo', file)), file).toBe(true);
+    for (const pkg of ['task-demo', 'task-enc']) {
+      for (const file of ['dist/index.js', 'dist/index.d.ts']) expect(existsSync(join(ws.root, 'packages', pkg, file)), `${pkg}/${file}`).toBe(true);
+    }
+    expect(existsSync(join(ws.root, 'packages/task-enc/dist/backbone.js'))).toBe(true);
   });
 
-  // Its tests, typecheck, training and discovery are run from a fresh clone, as a new user runs
-  // them, by new-task-fresh-clone.spec.ts; this copy checks what needs the working tree.
+  // task-demo's tests, typecheck, training and discovery are run from a fresh clone, as a new user
+  // runs them, by new-task-fresh-clone.spec.ts; task-enc's (--backbone=new) are run here.
+  it('nx test task-enc passes the generated tests, the new backbone\'s own spec included', async () => {
+    const r = await nx('test', 'task-enc');
+    expect(r.code, output(r)).toBe(0);
+    expect(output(r)).toMatch(/Tests\s+\d+ passed \(\d+\)/);
+    expect(output(r)).toMatch(/backbone\.spec\.ts/);
+    expect(output(r)).not.toMatch(/\d+ (failed|skipped)/);
+  });
+
+  it('nx run task-enc:train -- trainer.fast_dev_run=true trains one batch with the new backbone', async () => {
+    const r = await nx('run', 'task-enc:train', '--', 'trainer.fast_dev_run=true');
+    expect(r.code, output(r)).toBe(0);
+    expect(output(r)).toContain('Training finished at step 1');
+    const config = await run(process.execPath, ['packages/cli/dist/bin.js', 'config', 'task=enc'], { cwd: ws.root });
+    expect(config.code, config.stderr).toBe(0);
+    expect(config.stdout).toMatch(/_target_: backbone\/enc_encoder/);
+  });
+
+  it('taskforge list shows task/enc and its backbone from @taskforge/task-enc', async () => {
+    const r = await run(process.execPath, ['packages/cli/dist/bin.js', 'list'], { cwd: ws.root });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/task\/enc .*\[@taskforge\/task-enc\]/);
+    expect(r.stdout).toMatch(/backbone\/enc_encoder .*\[@taskforge\/task-enc\]/);
+    expect(r.stdout).toContain(join(ws.root, 'packages/task-enc/conf'));
+  });
 
   it('refuses to generate demo again, says why, and writes nothing', async () => {
     const before = snapshot(ws.root);

@@ -14,14 +14,20 @@ describe('prefetch', () => {
 
   it('builds up to depth items ahead of the consumer, no more', async () => {
     const built: number[] = [];
-    const gen = prefetch(0, 10, 2, (i) => (built.push(i), i));
-    await gen.next();
-    await new Promise((r) => setImmediate(r));
-    await new Promise((r) => setImmediate(r));
+    // Resolved from an immediate queued by the build of item 2: it runs after every build the
+    // generator had already queued, so an item built too far ahead would be in `built` by then.
+    let settled!: () => void;
+    const afterItem2 = new Promise<void>((r) => (settled = r));
+    const gen = prefetch(0, 10, 2, (i) => {
+      built.push(i);
+      if (i === 2) setImmediate(settled);
+      return i;
+    });
+    expect(await gen.next()).toEqual({ value: 0, done: false });
+    await afterItem2;
     expect(built).toEqual([0, 1, 2]);
-    await gen.return(undefined);
-    await new Promise((r) => setImmediate(r));
-    expect(built.length).toBeLessThanOrEqual(3);
+    expect(await gen.return(undefined)).toEqual({ value: undefined, done: true });
+    expect(built).toEqual([0, 1, 2]);
   });
 
   it('surfaces an error at the failing item', async () => {

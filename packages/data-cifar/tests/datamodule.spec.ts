@@ -183,7 +183,7 @@ describe('Cifar10DataModule', () => {
     expect(() => make().modelDataArgs).toThrow(/before prepareData\(\)\/setup\(\)/);
     expect(() => cifar10Schema.parse({ palette_size: 64, palette_sample_pixels: 10 })).toThrow(/palette_sample_pixels|must be at least palette_size/);
     expect(() => cifar10Schema.parse({ md5: 'abc' })).toThrow(/32 hex digits/);
-    expect(() => cifar10Schema.parse({ bogus: 1 })).toThrow();
+    expect(() => cifar10Schema.parse({ bogus: 1 })).toThrow(/bogus/);
   });
 
   it('re-extracts from the verified cached archive, without downloading, when the marker is missing', async () => {

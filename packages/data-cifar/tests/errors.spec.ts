@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
+import { statSync, watch } from 'node:fs';
 import { access, mkdir, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -48,6 +49,22 @@ async function localArchive(name: string, bytes: Uint8Array): Promise<string> {
 async function leftovers(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
   return entries.sort();
+}
+
+/**
+ * Calls `then` once `dir/name` holds at least `bytes` bytes: driven by fs.watch events (plus one
+ * check right away, in case the write landed first), not by a timer.
+ */
+function whenOnDisk(dir: string, name: string, bytes: number, then: () => void): void {
+  let done = false;
+  const check = () => {
+    if (done || (statSync(join(dir, name), { throwIfNoEntry: false })?.size ?? 0) < bytes) return;
+    done = true;
+    watcher.close();
+    then();
+  };
+  const watcher = watch(dir, check);
+  check();
 }
 
 async function expectFailure(dm: Cifar10DataModule, pattern: RegExp): Promise<TaskforgeError> {
@@ -127,8 +144,8 @@ describe('bad input', () => {
   ])('refuses a tar entry with %s', async (_name, entry, pattern) => {
     const path = await writeArchive(join(tmp.dir, `evil-${counter}.tar.gz`), [...cifarEntries(3, 4), entry]);
     await expectFailure(make({ url: path, md5: null }), new RegExp(`Refusing to extract the CIFAR-10 archive .*evil-\\d+\\.tar\\.gz: ${pattern.source}`));
-    await expect(access(join(tmp.dir, 'escaped.bin'))).rejects.toThrow();
-    await expect(access('/tmp/taskforge-escaped.bin')).rejects.toThrow();
+    await expect(access(join(tmp.dir, 'escaped.bin'))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(access('/tmp/taskforge-escaped.bin')).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
 
@@ -142,7 +159,9 @@ describe('interrupted download', () => {
       if (first) {
         first = false;
         res.writeHead(200, { 'content-length': good.length });
-        res.write(good.subarray(0, half), () => setTimeout(() => res.destroy(), 20));
+        // The connection drops once the client has the first half on disk.
+        res.write(good.subarray(0, half));
+        whenOnDisk(dm.dataDir, 'cifar-10-binary.tar.gz.part', half, () => res.destroy());
         return;
       }
       const from = Number(/bytes=(\d+)-/.exec(req.headers.range ?? '')?.[1] ?? 0);
@@ -152,11 +171,16 @@ describe('interrupted download', () => {
     await expect(dm.prepareData()).rejects.toThrow(new RegExp(`download of .*flaky\\.tar\\.gz was interrupted after \\d+ of ${good.length} bytes.*partial file .*\\.part is kept`));
     expect(await leftovers(dm.dataDir)).toEqual(['cifar-10-binary.tar.gz.part']);
     const kept = (await stat(join(dm.dataDir, 'cifar-10-binary.tar.gz.part'))).size;
-    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBe(half);
     await dm.setup('fit');
     expect(ranges).toEqual([undefined, `bytes=${kept}-`]);
     expect(dm.modelDataArgs.num_vocab).toBe(4);
-    expect(await leftovers(dm.dataDir)).not.toContain('cifar-10-binary.tar.gz.part');
+    // The whole folder, by any name: the archive, what it extracted, the palette and the token
+    // stores, and no partial download or temporary extraction folder.
+    expect((await leftovers(dm.dataDir)).map((f) => f.replace(/[0-9a-f]{16}/, '<key>'))).toEqual([
+      'cifar-10-batches-bin', ...['batches.meta.txt', 'data_batch_1.bin', 'data_batch_2.bin', 'data_batch_3.bin', 'data_batch_4.bin', 'data_batch_5.bin', 'test_batch.bin'].map((f) => `cifar-10-batches-bin/${f}`),
+      'cifar-10-binary.tar.gz', 'extracted.json', 'palettes', 'palettes/palette-4-<key>.json', 'tokens', 'tokens/<key>-test.bin', 'tokens/<key>-train.bin',
+    ]);
   });
 
   it('restarts from scratch when the server ignores the Range request', async () => {

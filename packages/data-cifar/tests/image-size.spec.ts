@@ -76,10 +76,12 @@ describe('dataset.image_size', () => {
     expect(args).toMatchObject({ num_vocab: 4, num_positions: size * size, num_classes: 10, image_height: size, image_width: size, class_names: CLASS_NAMES });
     expect([...args.palette].sort()).toEqual(COLORS.map((c) => [...c]).sort());
     expect([dm.numBatches('train'), dm.numBatches('val'), dm.numBatches('test')]).toEqual([6, 2, 2]);
-    for (const [batches, idOf] of [
-      [await collect(dm.trainDataloader({ epoch: 0, seed: 1 })), (i: number) => i],
-      [await collect(dm.testDataloader({ epoch: 0, seed: 1 })), (i: number) => 1000 + i],
+    for (const [batches, idOf, count] of [
+      [await collect(dm.trainDataloader({ epoch: 0, seed: 1 })), (i: number) => i, 6],
+      [await collect(dm.testDataloader({ epoch: 0, seed: 1 })), (i: number) => 1000 + i, 2],
     ] as const) {
+      expect(batches).toHaveLength(count);
+      expect(batches.reduce((n, b) => n + b.size, 0)).toBe(count === 6 ? 24 : 8);
       for (const b of batches) {
         expect(b.tokens).toBeInstanceOf(Int32Array);
         expect(b.tokens.length).toBe(b.size * size * size);

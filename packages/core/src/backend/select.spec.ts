@@ -161,4 +161,74 @@ describe('selectBackend', () => {
     expect(output.lines[0]).toBe('warn: trainer.threads=3 only applies to the wasm backend; cpu uses its own thread pool.');
     expect(output.lines[1]).toMatch(/^info: Accelerator: cpu/);
   });
+  it('auto: falls back from a missing wasm package to the cpu backend, listing every accelerator passed over', async () => {
+    const output = recordingOutput();
+    const selection = await selectBackend('auto', { output, loader: loader({ '@tensorflow/tfjs-backend-wasm': () => { throw notInstalled('@tensorflow/tfjs-backend-wasm'); } }) });
+    expect(tf.getBackend()).toBe('cpu');
+    expect(selection).toMatchObject({ backend: 'cpu', accelerator: 'cpu' });
+    expect(selection.skipped.map((s) => s.accelerator)).toEqual(['gpu', 'node', 'webgpu', 'wasm']);
+    expect(selection.skipped.at(-1)).toEqual({
+      accelerator: 'wasm', reason: `not installed (npm install @tensorflow/tfjs-backend-wasm@${tf.version_core} to use it)`,
+    });
+    expect(output.lines).toEqual([
+      `info: Accelerator: ${selection.description} (auto)`,
+      ...selection.skipped.map((s) => `info:   skipped ${s.accelerator}: ${s.reason}`),
+    ]);
+  });
+
+  describe('a tfjs-node-gpu that loads (simulated: a "tensorflow" backend built on the cpu one)', () => {
+    const cpuFactory = tf.findBackendFactory('cpu')!;
+    const gpuPackage = (usingGpu: boolean) => () => {
+      if (tf.findBackendFactory('tensorflow')) tf.removeBackend('tensorflow');
+      tf.registerBackend('tensorflow', () => Object.assign(cpuFactory() as object, { isUsingGpuDevice: usingGpu }) as never);
+      return {};
+    };
+    const cleanUp = async () => {
+      if (tf.findBackendFactory('tensorflow')) tf.removeBackend('tensorflow');
+      await tf.setBackend('cpu');
+    };
+
+    it('auto, but TensorFlow finds no GPU: keeps libtensorflow on the CPU (node) and says why the GPU was passed over', async () => {
+      const output = recordingOutput();
+      try {
+        const selection = await selectBackend('auto', { output, loader: loader({ '@tensorflow/tfjs-node-gpu': gpuPackage(false) }) });
+        expect(tf.getBackend()).toBe('tensorflow');
+        const reason = 'installed but TensorFlow found no usable GPU (check the CUDA and cuDNN versions it needs, and `nvidia-smi`)';
+        expect(selection).toEqual({
+          backend: 'tensorflow', accelerator: 'node',
+          description: 'tensorflow (libtensorflow via @tensorflow/tfjs-node-gpu, CPU)',
+          skipped: [{ accelerator: 'gpu', reason }],
+        });
+        expect(output.lines).toEqual([
+          'info: Accelerator: tensorflow (libtensorflow via @tensorflow/tfjs-node-gpu, CPU) (auto)',
+          `info:   skipped gpu: ${reason}`,
+        ]);
+      } finally {
+        await cleanUp();
+      }
+    });
+
+    it('gpu requested explicitly but TensorFlow finds no GPU: a TaskforgeError, not a silent CPU run', async () => {
+      try {
+        const error = await selectBackend('gpu', { loader: loader({ '@tensorflow/tfjs-node-gpu': gpuPackage(false) }) }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(TaskforgeError);
+        expect((error as Error).message).toMatch(
+          /^trainer\.accelerator=gpu needs @tensorflow\/tfjs-node-gpu, which is installed but TensorFlow found no usable GPU .*set trainer\.accelerator=auto/,
+        );
+      } finally {
+        await cleanUp();
+      }
+    });
+
+    it('auto with a GPU TensorFlow uses: the gpu accelerator', async () => {
+      try {
+        const selection = await selectBackend('auto', { loader: loader({ '@tensorflow/tfjs-node-gpu': gpuPackage(true) }) });
+        expect(selection).toEqual({
+          backend: 'tensorflow', accelerator: 'gpu', description: 'tensorflow (libtensorflow via @tensorflow/tfjs-node-gpu, GPU)', skipped: [],
+        });
+      } finally {
+        await cleanUp();
+      }
+    });
+  });
 });

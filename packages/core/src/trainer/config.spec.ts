@@ -54,4 +54,61 @@ describe('trainer config', () => {
     expect(resolveRunDir({ run_dir: null, default_root_dir: 'outputs' }, clock)).toBe('outputs/2024-05-01/13-05-09');
     expect(resolveRunDir({ run_dir: 'runs/a', default_root_dir: 'outputs' }, clock)).toBe('runs/a');
   });
+  it.each<[string, unknown[], unknown[]]>([
+    ['max_epochs', [0, 3], [-2, 1.5, '1']], // -1 needs max_steps: below
+    ['max_steps', [-1, 0, 7], [-2, 2.5]],
+    ['limit_train_batches', [null, 0.5, 0.999, 1, 3], [0, -0.5, 1.5, 2.25]],
+    ['val_check_interval', [0.5, 1, 2, 50], [0, -1, 1.5]],
+    ['check_val_every_n_epoch', [1, 4], [0, 1.5]],
+    ['accumulate_grad_batches', [1, 8], [0, -1]],
+    ['gradient_clip_val', [null, 0.5, 10], [0, -1]],
+    ['seed', [0, 7], [-1, 0.5]],
+    ['num_sanity_val_steps', [-1, 0, 2], [-2, 1.5]],
+    ['threads', [null, 1, 4], [0, 1.5]],
+    ['log_every_n_steps', [1, 50], [0, 2.5]],
+    ['default_root_dir', ['o'], ['', null]],
+    ['run_dir', [null, 'r'], ['']],
+    ['resume_from', [null], ['']], // an existing checkpoint dir: see the input-path specs
+    ['accelerator', ['auto', 'gpu', 'node', 'wasm', 'cpu'], ['tpu', '']],
+    ['fast_dev_run', [true, false], ['yes', 1]],
+    ['stop_on_nan', [true, false], [0]],
+  ])('%s: accepts %j, rejects %j naming the key', (key, good, bad) => {
+    for (const value of good) expect(parseTrainerConfig({ [key]: value })[key as keyof ReturnType<typeof parseTrainerConfig>], `${key}=${String(value)}`).toEqual(value);
+    for (const value of bad) {
+      const error = (() => { try { parseTrainerConfig({ [key]: value }, 'run.trainer'); } catch (e) { return e; } })();
+      expect(error, `${key}=${JSON.stringify(value)} was accepted`).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).problems.map((p) => p.path)).toEqual([`run.trainer.${key}`]);
+    }
+  });
+
+  it('fast_dev_run needs no end: max_epochs and max_steps may both be -1 then; the error names the prefix', () => {
+    expect(parseTrainerConfig({ max_epochs: -1, max_steps: -1, fast_dev_run: true }).fast_dev_run).toBe(true);
+    expect(parseTrainerConfig({ max_epochs: -1, max_steps: 0 }).max_steps).toBe(0);
+    expect(parseTrainerConfig(undefined).max_epochs).toBe(1);
+    const error = (() => { try { parseTrainerConfig({ max_epochs: -1 }, 'x.trainer'); } catch (e) { return e; } })() as ConfigError;
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.problems).toEqual([{
+      path: 'x.trainer.max_epochs', value: -1,
+      message: 'max_epochs and max_steps are both -1 (unlimited), so training would never end; set one of them',
+    }]);
+  });
+
+  it('pads every date and time field of the run directory to two digits', () => {
+    const clock = { now: () => new Date(2024, 0, 2, 3, 4, 5).getTime() };
+    expect(resolveRunDir({ run_dir: null, default_root_dir: 'o' }, clock)).toBe('o/2024-01-02/03-04-05');
+    const late = { now: () => new Date(2024, 11, 31, 23, 59, 58).getTime() };
+    expect(resolveRunDir({ run_dir: null, default_root_dir: 'o' }, late)).toBe('o/2024-12-31/23-59-58');
+  });
+  it('names what a wrong val_check_interval or a non-callback / non-logger component should be', () => {
+    const problems = (raw: unknown) => { try { parseTrainerConfig(raw); return []; } catch (e) { return (e as ConfigError).problems; } };
+    expect(problems({ val_check_interval: 1.5 })).toEqual([expect.objectContaining({
+      path: 'trainer.val_check_interval', message: expect.stringContaining('expected a fraction of the epoch in (0, 1] or a whole number of training batches > 1'),
+    })]);
+    expect(problems({ callbacks: { ckpt: { _target_: 'logger/csv' } }, loggers: { csv: { _target_: 'callback/x' } } })).toEqual([
+      expect.objectContaining({ path: 'trainer.callbacks.ckpt._target_', message: expect.stringContaining("expected a callback component ('_target_: callback/<name>')") }),
+      expect.objectContaining({ path: 'trainer.loggers.csv._target_', message: expect.stringContaining("expected a logger component ('_target_: logger/<name>')") }),
+    ]);
+    expect(parseTrainerConfig({ callbacks: { a: { _target_: 'callback/a' }, off: null }, loggers: { l: { _target_: 'logger/l' } } }))
+      .toMatchObject({ callbacks: { a: { _target_: 'callback/a' }, off: null }, loggers: { l: { _target_: 'logger/l' } } });
+  });
 });

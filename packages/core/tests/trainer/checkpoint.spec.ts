@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { ModelCheckpoint } from '../../src/callbacks/model-checkpoint.js';
-import type { Task } from '../../src/contracts.js';
+import type { Callback, OptimizerState, Task } from '../../src/contracts.js';
 import { TaskforgeError } from '../../src/errors.js';
 import { Adam } from '../../src/optim/index.js';
 import { loadCheckpoint, restoreTaskWeights, writeCheckpoint } from '../../src/trainer/checkpoint.js';
@@ -17,7 +17,22 @@ describe('checkpoints', () => {
   it('round-trip weights, optimizer state, trainer state, task state and config', async () => {
     const task = new ToyTask({ hidden: 3, optimizer: 'adam' });
     const checkpoint = new ModelCheckpoint({ every_n_train_steps: 2, save_top_k: -1 });
-    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_steps: 4 }, [checkpoint]);
+    // The live optimizer's state after the last step, read as plain numbers before the Trainer disposes it.
+    const values = (state: OptimizerState) => ({
+      meta: state.meta,
+      tensors: Object.fromEntries(Object.entries(state.tensors).map(([k, t]) => [k, { shape: t.shape, data: Array.from(t.dataSync()) }])),
+    });
+    let live: ReturnType<typeof values> | undefined;
+    const capture: Callback = {
+      name: 'capture_optimizer_state',
+      onTrainBatchEnd: (view) => {
+        if (view.globalStep !== 4) return;
+        const state = view.optimizer!.getState();
+        live = values(state);
+        tf.dispose(state.tensors);
+      },
+    };
+    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_steps: 4 }, [capture, checkpoint]);
     task.label = 'trained';
     const result = await trainer.fit(task, new ToyDataModule());
     expect(result.lastCheckpoint).toBe(join(runDir, 'checkpoints', 'last'));
@@ -38,8 +53,17 @@ describe('checkpoints', () => {
     expect(restoreTaskWeights(fresh, loaded)).toEqual({ missing: [], unexpected: [] });
     expect(fresh.snapshot()).toEqual(task.snapshot());
     expect(fresh.label).toBe('trained');
+    // The saved Adam moments and step counts are exactly the live optimizer's, and survive a restore.
+    expect(live).toBeDefined();
+    expect(Object.keys(live!.tensors).sort()).toEqual(Object.keys(loaded.optimizer!.state.tensors).sort());
+    expect(Object.keys(live!.tensors).some((k) => k.startsWith('v/'))).toBe(true);
+    expect(Object.values(live!.tensors).some((t) => t.data.some((x) => x !== 0))).toBe(true);
+    expect(values(loaded.optimizer!.state)).toEqual(live);
     const adam = new Adam(fresh.variables, { lr: 0.1, weightDecay: 0.01, decoupledWeightDecay: true });
     adam.setState(loaded.optimizer!.state);
+    const restored = adam.getState();
+    expect(values(restored)).toEqual({ ...live!, meta: expect.objectContaining(live!.meta) });
+    tf.dispose(restored.tensors);
     loaded.dispose();
     adam.dispose();
     fresh.dispose();
