@@ -22,7 +22,6 @@ export const igptTaskSpec: ComponentSpec<'task', IgptTaskConfig> = {
     asIgptBackbone(ctx.backbone, ctx.backbone.constructor?.name ?? 'unknown'),
     config,
     readImageSpec(ctx.modelDataArgs),
-    { buildOptimizer: ctx.buildOptimizer, buildScheduler: ctx.buildScheduler },
   ),
 };
 

@@ -3,8 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import {
   writeFileAtomic,
-  TaskforgeError, type CreateContexts, type DataModule, type NamedVariables, type OptimizerSetup, type SampleOptions,
-  type SampleResult, type StepContext, type Task,
+  TaskforgeError, type DataModule, type NamedVariables, type SampleOptions, type SampleResult, type StepContext, type Task,
 } from '@taskforge/core';
 import type { IgptBackbone } from './backbone-api.js';
 import { assertSamePalette, type ImageSpec, type Palette } from './image-data.js';
@@ -39,8 +38,6 @@ export const igptTaskSchema = z.strictObject({
 
 export type IgptTaskConfig = z.output<typeof igptTaskSchema>;
 
-type Builders = Pick<CreateContexts['task'], 'buildOptimizer' | 'buildScheduler'>;
-
 const LN2 = Math.log(2);
 
 export class ImageGptTask implements Task<IgptBatch> {
@@ -53,7 +50,6 @@ export class ImageGptTask implements Task<IgptBatch> {
     readonly backbone: IgptBackbone,
     readonly config: IgptTaskConfig,
     readonly image: ImageSpec,
-    private readonly builders: Builders,
   ) {
     this.palette = image.palette;
     this.classNames = image.classNames;
@@ -94,11 +90,6 @@ export class ImageGptTask implements Task<IgptBatch> {
     const total = matrix.flat().reduce((a, b) => a + b, 0);
     const correct = matrix.reduce((sum, row, i) => sum + row[i]!, 0);
     return { confusion_matrix: { class_names: this.classNames, rows: 'true class', columns: 'predicted class', matrix }, accuracy: total ? correct / total : null };
-  }
-
-  configureOptimizers({ totalSteps }: { totalSteps: number }): OptimizerSetup {
-    const optimizer = this.builders.buildOptimizer(this.namedVariables());
-    return { optimizer, scheduler: this.builders.buildScheduler({ totalSteps, baseLr: optimizer.lr }) };
   }
 
   /** Lets a checkpoint turn tokens back into colours without the data directory. */

@@ -1,26 +1,24 @@
 /**
- * What each CLI command does, in plain steps: compose the config, pick the backend, build the
- * components through the registry, and hand them to the Trainer. The CLI only parses arguments.
+ * What each CLI command does, in plain steps: compose the config, create the Trainer (which picks
+ * the backend and the run dir), build the components through the registry, and hand them to it.
+ * The CLI only parses arguments.
  */
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { stringify } from 'yaml';
-import type { Accelerator } from '../backend/index.js';
-import type { Callback, DataModule, MetricsLogger, ModelDataArgs, Stage, Task } from '../contracts.js';
+import type { DataModule, ModelDataArgs, Stage, Task } from '../contracts.js';
 import { toYaml } from '../config/index.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
 import { writeFileAtomic } from '../fs.js';
-import { constantSchedule } from '../optim/index.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { COMPONENT_KINDS } from '../registry/types.js';
-import { Tokens, type Clock, type Output } from '../services/tokens.js';
+import { Tokens, type Output } from '../services/tokens.js';
 import { loadCheckpoint, restoreTaskWeights, type Checkpoint } from '../trainer/checkpoint.js';
-import { resolveRunDir } from '../trainer/config.js';
 import { prepareAndSetup, teardownData } from '../trainer/data-setup.js';
-import type { FitResult, TestResult, Trainer, TrainerFactory } from '../trainer/trainer.js';
+import { Trainer, type FitResult, type TestResult } from '../trainer/trainer.js';
 import type { RunConfig, Session } from './session.js';
 
 export interface CommandOptions {
@@ -36,8 +34,7 @@ export async function trainCommand(session: Session, options: CommandOptions): P
   const datamodule = run.buildDatamodule();
   await prepareAndSetup(datamodule, 'fit');
   const task = run.buildTask(datamodule.modelDataArgs);
-  const trainer = run.buildTrainer();
-  const result = await trainer.fit(task, datamodule); // it resumes from trainer.resume_from itself
+  const result = await run.trainer.fit(task, datamodule); // it resumes from trainer.resume_from itself
   run.output.info(describeFit(result, run.runDir, config.trainer.fast_dev_run));
   task.dispose();
   return result;
@@ -46,10 +43,9 @@ export async function trainCommand(session: Session, options: CommandOptions): P
 /** `taskforge validate|test`: evaluate a checkpoint (or freshly initialised weights) on a split. */
 export async function evaluateCommand(session: Session, stage: 'validate' | 'test', options: CommandOptions): Promise<TestResult> {
   const { config, run, datamodule, task } = await openForEvaluation(session, options, stage, stage);
-  const trainer = run.buildTrainer();
   const result: TestResult = stage === 'test'
-    ? await trainer.test(task, datamodule)
-    : { metrics: await trainer.validate(task, datamodule), extras: {} };
+    ? await run.trainer.test(task, datamodule)
+    : { metrics: await run.trainer.validate(task, datamodule), extras: {} };
   // The Trainer writes test_results.json itself; validation results are written here.
   const resultsFile = join(run.runDir, `${stage}_results.json`);
   if (stage === 'validate' && !config.trainer.fast_dev_run) writeJson(resultsFile, result);
@@ -61,7 +57,7 @@ export async function evaluateCommand(session: Session, stage: 'validate' | 'tes
 /** `taskforge predict`: run `predictStep` over the predict split; outputs go to predictions.json. */
 export async function predictCommand(session: Session, options: CommandOptions): Promise<unknown[]> {
   const { run, datamodule, task } = await openForEvaluation(session, options, 'predict', 'predict', 'predictStep');
-  const outputs = await run.buildTrainer().predict(task, datamodule);
+  const outputs = await run.trainer.predict(task, datamodule);
   const file = join(run.runDir, 'predictions.json');
   writeJson(file, outputs);
   run.output.info(`Wrote ${outputs.length} prediction batches to ${file}`);
@@ -128,53 +124,35 @@ export function listCommand(session: Session): string {
 interface PreparedRun {
   runDir: string;
   output: Output;
+  /** Made first, so the backend it selects is active before any weights are built. */
+  trainer: Trainer;
   buildDatamodule(): DataModule;
   buildTask(modelDataArgs: ModelDataArgs): Task;
-  buildTrainer(): Trainer;
 }
 
 async function prepareRun(session: Session, config: RunConfig, command: string): Promise<PreparedRun> {
   const { container } = session;
   const output = container.resolve<Output>(Tokens.Output);
-  const clock = container.resolve<Clock>(Tokens.Clock);
   const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
   for (const section of ['task', 'dataset'] as const) {
     if (!config[section]) {
       throw new ConfigError([{ path: section, message: `no ${section} is configured; choose one on the command line, e.g. task=vision/igpt (see \`taskforge list\`)` }], 'Nothing to run');
     }
   }
-  await container.resolve<Accelerator>(Tokens.Accelerator).select(config.trainer.accelerator, { threads: config.trainer.threads });
-  const runDir = resolve(session.projectRoot, resolveRunDir(config.trainer, clock));
+  // The Trainer selects the backend, resolves the run dir and builds callbacks, loggers and the optimizer builders.
+  const trainer = await Trainer.create(config, { container, projectRoot: session.projectRoot });
+  const { runDir } = trainer;
   writeFileAtomic(join(runDir, 'config.yaml'), stringify(config));
   output.info(`taskforge ${command}: run dir ${runDir}`);
 
   return {
     runDir,
     output,
+    trainer,
     buildDatamodule: () => instantiator.create('datamodule', config.dataset, { container }, 'dataset'),
     buildTask(modelDataArgs) {
       const backbone = instantiator.create('backbone', config.backbone, { container, modelDataArgs }, 'backbone');
-      return instantiator.create('task', config.task, {
-        container,
-        modelDataArgs,
-        backbone,
-        buildOptimizer: (variables) => instantiator.create('optimizer', config.optimizer, { container, variables }, 'optimizer'),
-        buildScheduler: ({ totalSteps, baseLr }) => config.scheduler
-          ? instantiator.create('scheduler', config.scheduler, { container, totalSteps, baseLr }, 'scheduler')
-          : constantSchedule(baseLr),
-      }, 'task');
-    },
-    buildTrainer() {
-      const callbacks: Callback[] = [];
-      for (const [name, node] of Object.entries(config.trainer.callbacks)) {
-        if (node) callbacks.push(instantiator.create('callback', node, { container }, `trainer.callbacks.${name}`));
-      }
-      const loggers: MetricsLogger[] = [];
-      for (const [name, node] of Object.entries(config.trainer.loggers)) {
-        if (node) loggers.push(instantiator.create('logger', node, { container, runDir }, `trainer.loggers.${name}`));
-      }
-      const makeTrainer = container.resolve<TrainerFactory>(Tokens.TrainerFactory);
-      return makeTrainer(config.trainer, { callbacks, loggers, runDir, output, clock, composedConfig: config as ConfigNode });
+      return instantiator.create('task', config.task, { container, modelDataArgs, backbone }, 'task');
     },
   };
 }

@@ -12,7 +12,7 @@ import { ConfigError } from '../errors.js';
 import { discoverPlugins, loadPlugins, type DiscoveredPlugin } from '../registry/discovery.js';
 import type { ComponentRegistry } from '../registry/registry.js';
 import { validateConfig } from '../registry/validate.js';
-import { createContainer } from '../services/container.js';
+import { createContainer } from './container.js';
 import { findProjectRoot } from '../services/paths.js';
 import { Tokens } from '../services/tokens.js';
 import { trainerConfigSchema, type TrainerConfig } from '../trainer/config.js';

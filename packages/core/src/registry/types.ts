@@ -11,15 +11,8 @@ export const COMPONENT_KINDS: readonly ComponentKind[] = ['datamodule', 'backbon
 export interface CreateContexts {
   datamodule: { container: DependencyContainer };
   backbone: { container: DependencyContainer; modelDataArgs: ModelDataArgs };
-  task: {
-    container: DependencyContainer;
-    modelDataArgs: ModelDataArgs;
-    backbone: Backbone;
-    /** Builds the configured optimizer (`optimizer` config node) over these variables. */
-    buildOptimizer(variables: NamedVariables): Optimizer;
-    /** Builds the configured LR scheduler (`scheduler` config node); constant when none is configured. */
-    buildScheduler(options: { totalSteps: number; baseLr: number }): LRScheduler;
-  };
+  /** The Trainer builds the optimizer and scheduler (see `Task.configureOptimizers`). */
+  task: { container: DependencyContainer; modelDataArgs: ModelDataArgs; backbone: Backbone };
   optimizer: { container: DependencyContainer; variables: NamedVariables };
   scheduler: { container: DependencyContainer; totalSteps: number; baseLr: number };
   callback: { container: DependencyContainer };

@@ -1,7 +1,9 @@
 export {
   Trainer, isCheckpointingCallback,
-  type TrainerDeps, type TrainerFactory, type FitResult, type TestResult, type CheckpointingCallback,
+  type TrainerDeps, type TrainerFactory, type TrainerRunConfig, type FitResult, type TestResult, type CheckpointingCallback,
 } from './trainer.js';
+export { SingleDeviceStrategy, type Strategy } from './strategy.js';
+export { Progress, type ProgressState } from './progress.js';
 export {
   trainerConfigSchema, parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput,
 } from './config.js';
