@@ -75,14 +75,13 @@ describe('classification fine-tuning', () => {
 });
 
 describe('optimizers, state and checkpoints', () => {
-  it('configureOptimizers builds the configured optimizer and scheduler over the backbone weights', () => {
-    const task = makeTask({}, { lr: 3e-3 });
-    const { optimizer, scheduler } = task.configureOptimizers({ totalSteps: 10 });
-    expect(optimizer.lr).toBe(3e-3);
-    expect(scheduler!.lrAt(5)).toBe(3e-3);
-    const names = optimizer.paramGroups.flatMap((g) => Object.keys(g.variables));
-    expect(names.sort()).toEqual(Object.keys(task.namedVariables()).sort());
-    optimizer.dispose();
+  it('leaves optimisation to the Trainer and owns its heads beside the backbone\'s variables', () => {
+    const task = makeTask();
+    expect(task.configureOptimizers).toBeUndefined();
+    const names = Object.keys(task.namedVariables());
+    expect(names).toEqual([...Object.keys(task.backbone.namedVariables()), 'lm_head.kernel', 'cls_head.kernel', 'cls_head.bias']);
+    expect(task.namedVariables()['lm_head.kernel']!.shape).toEqual([16, 4]);
+    expect(task.namedVariables()['cls_head.kernel']!.shape).toEqual([16, 3]);
     task.dispose();
   });
 
@@ -148,9 +147,8 @@ describe('input checks', () => {
     const create = () => igptTaskSpec.create(igptTaskSchema.parse({}), {
       container: undefined as never, modelDataArgs: dataArgs,
       backbone: { namedVariables: () => ({}), dispose: () => {} },
-      buildOptimizer: () => { throw new Error('unused'); }, buildScheduler: () => { throw new Error('unused'); },
     });
-    expect(create).toThrow(/lacks forward, classify, createCache, step\(\)/);
+    expect(create).toThrow(/lacks forward\(\), createCache\(\), step\(\), hiddenSize/);
   });
 });
 

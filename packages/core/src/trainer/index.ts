@@ -9,7 +9,7 @@ export {
 } from './config.js';
 export {
   writeCheckpoint, loadCheckpoint, loadCheckpointSync, restoreTaskWeights, checkpointName, WEIGHTS_FORMAT, OPTIMIZER_FORMAT,
-  type Checkpoint, type CheckpointContents, type TrainerState, type TaskState, type RestoreReport,
+  type Checkpoint, type CheckpointContents, type TrainerState, type TaskState, type RestoreReport, type RestoreOptions,
 } from './checkpoint.js';
 export { mixSeed } from './step-context.js';
 export { TrainingInterrupted } from './signals.js';

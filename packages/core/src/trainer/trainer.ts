@@ -13,9 +13,8 @@ import type {
   StepContext, Task, TrainerView,
 } from '../contracts.js';
 import type { ConfigNode } from '../config/paths.js';
-import { ConfigError, TaskforgeError } from '../errors.js';
+import { TaskforgeError } from '../errors.js';
 import { writeFileAtomic } from '../fs.js';
-import { constantSchedule } from '../optim/index.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { Tokens, type Clock, type Output } from '../services/tokens.js';
 import type { Accelerator } from '../backend/accelerator.js';
@@ -24,6 +23,7 @@ import { parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConf
 import { prepareAndSetup, teardownData } from './data-setup.js';
 import { evaluationLoop } from './loops/evaluation-loop.js';
 import { FitLoop, type FitLoopHost } from './loops/fit-loop.js';
+import { configuredOptimizers, coreOptimizers } from './optimization.js';
 import { batchBudget, planFit } from './plan.js';
 import { Progress } from './progress.js';
 import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
@@ -43,7 +43,8 @@ export interface TrainerDeps {
   strategy?: Strategy;
   /**
    * Build the configured optimizer and LR scheduler (the `optimizer` / `scheduler` config nodes).
-   * Needed unless the task overrides `configureOptimizers`; `Trainer.create` supplies them.
+   * `Trainer.create` supplies them through the registry; default: core's optimizers and schedulers
+   * over `composedConfig.optimizer` / `.scheduler` (AdamW with its defaults when none is given).
    */
   optimizers?: OptimizerBuilders;
   /** The whole composed config: saved as `config.yaml` in checkpoints and sent to `logHyperparams`. */
@@ -115,7 +116,7 @@ export class Trainer implements TrainerView {
   private readonly output: Output;
   private readonly composedConfig: Record<string, unknown> | undefined;
   private readonly clock: Clock;
-  private readonly optimizers: OptimizerBuilders | undefined;
+  private readonly optimizers: OptimizerBuilders;
   private currentTask: Task | undefined;
   private currentDatamodule: DataModule | undefined;
   private stopReason: string | undefined;
@@ -134,7 +135,7 @@ export class Trainer implements TrainerView {
     this.loggers = deps.loggers;
     this.output = deps.output;
     this.composedConfig = deps.composedConfig;
-    this.optimizers = deps.optimizers;
+    this.optimizers = deps.optimizers ?? coreOptimizers(deps.composedConfig ?? {});
     this.strategy = deps.strategy ?? SingleDeviceStrategy.for({ accelerator: this.config.accelerator, threads: this.config.threads }, deps.output);
     // Checkpointing callbacks go last (stable otherwise) so they see metrics other callbacks log.
     this.callbacks = [...deps.callbacks.filter((c) => !isCheckpointingCallback(c)), ...deps.callbacks.filter(isCheckpointingCallback)];
@@ -167,17 +168,7 @@ export class Trainer implements TrainerView {
     for (const [name, node] of Object.entries(trainerConfig.loggers)) {
       if (node) loggers.push(instantiator.create('logger', node, { container, runDir }, `trainer.loggers.${name}`));
     }
-    const optimizers: OptimizerBuilders = {
-      buildOptimizer(variables) {
-        if (!config.optimizer) {
-          throw new ConfigError([{ path: 'optimizer', message: 'no optimizer is configured; choose one, e.g. optimizer=adamw (see `taskforge list`)' }], 'Nothing to train with');
-        }
-        return instantiator.create('optimizer', config.optimizer, { container, variables }, 'optimizer');
-      },
-      buildScheduler: ({ totalSteps, baseLr }) => config.scheduler
-        ? instantiator.create('scheduler', config.scheduler, { container, totalSteps, baseLr }, 'scheduler')
-        : constantSchedule(baseLr),
-    };
+    const optimizers = configuredOptimizers(config, instantiator, container);
     const makeTrainer = container.resolve<TrainerFactory>(Tokens.TrainerFactory);
     return makeTrainer(trainerConfig, {
       callbacks, loggers, runDir, output, clock, strategy, optimizers, composedConfig: config as Record<string, unknown>,
@@ -364,13 +355,7 @@ export class Trainer implements TrainerView {
 
   /** The task's own `configureOptimizers` when it has one, else the configured optimizer over all its variables. */
   private configureOptimizers(task: Task, totalSteps: number): OptimizerSetup {
-    const builders = this.optimizers ?? {
-      buildOptimizer: () => {
-        throw new TaskforgeError('The Trainer has no optimizer to build: the task has no configureOptimizers and the Trainer was built without '
-          + '`optimizers` (Trainer.create builds them from the `optimizer` and `scheduler` config sections).', { exitCode: 2 });
-      },
-      buildScheduler: ({ baseLr }: { baseLr: number }) => constantSchedule(baseLr),
-    };
+    const builders = this.optimizers;
     if (task.configureOptimizers) return task.configureOptimizers({ totalSteps, ...builders });
     const optimizer = builders.buildOptimizer(task.namedVariables());
     return { optimizer, scheduler: builders.buildScheduler({ totalSteps, baseLr: optimizer.lr }) };
