@@ -20,7 +20,7 @@ function randomTokens(batch: number, seed: number, vocab = base.num_vocab): numb
 
 /** Hidden states [B, T, D] as arrays (the backbone has no head; its outputs are what the tests compare). */
 function logitsOf(model: Gpt2, tokens: number[][], options = { training: false, seed: 0 }): number[][][] {
-  return tf.tidy(() => model.forward(tf.tensor2d(tokens, undefined, 'int32'), options).arraySync());
+  return tf.tidy(() => model.forward(tf.tensor2d(tokens, undefined, 'int32'), options).hidden.arraySync());
 }
 
 function crossEntropy(logits: tf.Tensor3D, tokens: tf.Tensor2D, vocab: number): tf.Scalar {
@@ -37,7 +37,7 @@ describe.each(['cpu', 'wasm'])('Gpt2 on %s', (backend) => {
 
   it('returns hidden states [B,T,D] and no head outputs', () => {
     tf.tidy(() => {
-      const hidden = model.forward(tf.tensor2d(randomTokens(3, 1), undefined, 'int32'), { training: false, seed: 0 });
+      const { hidden } = model.forward(tf.tensor2d(randomTokens(3, 1), undefined, 'int32'), { training: false, seed: 0 });
       expect(hidden.shape).toEqual([3, T, 16]);
       expect(model.hiddenSize).toBe(16);
       expect((model as unknown as Record<string, unknown>)['classify']).toBeUndefined();
@@ -83,7 +83,7 @@ describe.each(['cpu', 'wasm'])('Gpt2 on %s', (backend) => {
     const optimizer = tf.train.adam(1e-2);
     const vars = { ...trainee.namedVariables(), head };
     const lossOf = () => tf.tidy(() => {
-      const hidden = trainee.forward(tokens, { training: true, seed: 0 });
+      const { hidden } = trainee.forward(tokens, { training: true, seed: 0 });
       const logits = hidden.reshape([-1, 16]).matMul(head).reshape([4, T, 4]) as tf.Tensor3D;
       return crossEntropy(logits, tokens, 4);
     });

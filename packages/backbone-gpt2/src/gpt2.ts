@@ -34,6 +34,12 @@ export interface Gpt2Config {
   attention_block_size?: number;
 }
 
+/** What `forward` returns; an object so backbones can add outputs (attention maps, ...) without breaking tasks. */
+export interface ForwardOutput {
+  /** [B, T, D], after the final LayerNorm. */
+  hidden: tf.Tensor3D;
+}
+
 export interface ForwardOptions {
   training: boolean;
   /** Seeds dropout; ignored when not training or when dropout is 0. */
@@ -138,21 +144,22 @@ export class Gpt2 implements Backbone {
   }
 
   /**
-   * tokens int32 [B, T] (T ≤ num_positions) → hidden states [B, T, D] after the final LayerNorm;
-   * the state at i has seen sos and tokens 0 .. i−1 only. Throws RangeError when T > num_positions.
+   * tokens int32 [B, T] (T ≤ num_positions) → `hidden` [B, T, D] after the final LayerNorm; the
+   * state at i has seen sos and tokens 0 .. i−1 only. Throws RangeError when T > num_positions.
    */
-  forward(tokens: tf.Tensor2D, options: ForwardOptions): tf.Tensor3D {
+  forward(tokens: tf.Tensor2D, options: ForwardOptions): ForwardOutput {
     const [B, T] = tokens.shape;
     const { embed_dim: D, num_positions } = this.config;
     if (T > num_positions) throw new RangeError(`sequence length ${T} exceeds num_positions ${num_positions}`);
     const blockSize = this.config.attention_block_size ?? 128;
-    return tf.tidy(() => {
+    const hidden = tf.tidy(() => {
       const drop = this.dropper(options);
       // Shift right: position i sees the embedding of token i-1, position 0 sees `sos`.
       const tok = tf.concat([this.sos(B), this.embedTokens(tokens.slice([0, 0], [B, T - 1]))], 1);
       const x = drop(tok.add(this.v('pos_embed').slice([0, 0], [T, D]))) as tf.Tensor3D;
       return this.body(x, (_l, q, k, v) => causalSelfAttention(q, k, v, { blockSize, masks: this.masks }), drop);
     });
+    return { hidden };
   }
 
   createCache(batch: number): KVCache {
@@ -162,7 +169,7 @@ export class Gpt2 implements Backbone {
   /**
    * Decode one position with cached keys/values: the same body as `forward`, over one position.
    * Pass `null` for the first position (its input is `sos`), then the token chosen for the previous
-   * position. Returns its hidden state [B, D], equal to `forward(...)[:, cache.length]` up to float
+   * position. Returns its hidden state [B, D], equal to `forward(...).hidden[:, cache.length]` up to float
    * error. Throws when the token and position disagree, the batch differs or the cache is full.
    */
   step(token: tf.Tensor1D | null, cache: KVCache): tf.Tensor2D {

@@ -3,7 +3,7 @@ import { ConfigError, type ComponentSpec, type ConfigProblem, type ModelDataArgs
 import { Gpt2, type Gpt2Config } from './gpt2.js';
 
 export { Gpt2, KVCache, attention } from './gpt2.js';
-export type { Gpt2Config, ForwardOptions } from './gpt2.js';
+export type { Gpt2Config, ForwardOptions, ForwardOutput } from './gpt2.js';
 
 /** The `backbone` config node (without `_target_`). Shapes come from the data module. */
 export const gpt2Schema = z.strictObject({

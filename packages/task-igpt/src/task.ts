@@ -82,7 +82,7 @@ export class ImageGptTask implements Task<IgptBatch> {
   logits(tokens: tf.Tensor2D, options: { training: boolean; seed: number } = { training: false, seed: 0 }): tf.Tensor3D {
     return tf.tidy(() => {
       const [B, T] = tokens.shape;
-      const hidden = this.backbone.forward(tokens, options);
+      const { hidden } = this.backbone.forward(tokens, options);
       return this.lmHead.apply(hidden.reshape([B * T, -1])).reshape([B, T, this.image.numVocab]) as tf.Tensor3D;
     });
   }
@@ -154,7 +154,7 @@ export class ImageGptTask implements Task<IgptBatch> {
 
   private losses(batch: IgptBatch, options: { training: boolean; seed: number }) {
     const tokens = this.toTokens(batch);
-    const hidden = this.backbone.forward(tokens, options);
+    const { hidden } = this.backbone.forward(tokens, options);
     const [B, T, D] = hidden.shape;
     const logits = this.lmHead.apply(hidden.reshape([B * T, D]));
     const genLoss = crossEntropy(logits, tokens.reshape([-1]));

@@ -25,7 +25,7 @@ function makeTask(taskConfig: Record<string, unknown>, seed: number, dataArgs: R
 function outputs(task: ImageGptTask): { logits: number[][][]; classLogits: number[][] } {
   return tf.tidy(() => {
     const tokens = tf.tensor2d(expected.tokens, undefined, 'int32');
-    const hidden = task.backbone.forward(tokens, { training: false, seed: 0 });
+    const { hidden } = task.backbone.forward(tokens, { training: false, seed: 0 });
     return { logits: task.logits(tokens).arraySync(), classLogits: task.clsHead.apply(hidden).arraySync() };
   });
 }

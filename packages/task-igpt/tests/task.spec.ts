@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { composeConfig, ConfigError, TaskforgeError, writeCheckpoint } from '@taskforge/core';
+import { composeConfig, ConfigError, TaskforgeError, writeCheckpoint, type Task } from '@taskforge/core';
 import { igptTaskSchema, igptTaskSpec, plugin, samplerCallbackSchema } from '../src/index.js';
 import { batchOf, dataArgs, fit, makeTask, palette, recordingContext } from './fixtures.js';
 
@@ -77,7 +77,7 @@ describe('classification fine-tuning', () => {
 describe('optimizers, state and checkpoints', () => {
   it('leaves optimisation to the Trainer and owns its heads beside the backbone\'s variables', () => {
     const task = makeTask();
-    expect(task.configureOptimizers).toBeUndefined();
+    expect((task as Task).configureOptimizers).toBeUndefined();
     const names = Object.keys(task.namedVariables());
     expect(names).toEqual([...Object.keys(task.backbone.namedVariables()), 'lm_head.kernel', 'cls_head.kernel', 'cls_head.bias']);
     expect(task.namedVariables()['lm_head.kernel']!.shape).toEqual([16, 4]);
