@@ -3,7 +3,7 @@
  * horizontally with probability 1/2 (the standard CIFAR recipe: pad 4 at 32×32). It only moves
  * pixels, so it commutes with per-pixel quantisation and is applied directly to token grids.
  */
-import { hash32 } from './rng.js';
+import { mixSeed } from '@taskforge/core';
 
 /** Padding at 32×32. */
 export const PAD = 4;
@@ -27,9 +27,9 @@ export interface AugmentParams {
 /** Draws depend only on (seed, epoch, sample index): resumable and independent of batching. */
 export function augmentParams(seed: number, epoch: number, index: number, pad = PAD): AugmentParams {
   return {
-    dx: hash32(seed, epoch, index, 1) % (2 * pad + 1),
-    dy: hash32(seed, epoch, index, 2) % (2 * pad + 1),
-    flip: (hash32(seed, epoch, index, 3) & 1) === 1,
+    dx: mixSeed(seed, epoch, index, 1) % (2 * pad + 1),
+    dy: mixSeed(seed, epoch, index, 2) % (2 * pad + 1),
+    flip: (mixSeed(seed, epoch, index, 3) & 1) === 1,
   };
 }
 

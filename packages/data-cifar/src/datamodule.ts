@@ -1,7 +1,7 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import {
-  ConfigError, TaskforgeError,
+  ConfigError, mixSeed, TaskforgeError, writeFileAtomic,
   type DataLoaderOptions, type DataModule, type ModelDataArgs, type Output, type Paths, type Split, type Stage,
 } from '@taskforge/core';
 import { download, extractArchive, md5File, md5Mismatch, resolveSource } from './archive.js';
@@ -10,10 +10,10 @@ import type { Cifar10Config } from './config.js';
 import {
   ALL_FILES, BATCH_DIR, IMAGE_SIZE, META_FILE, NUM_CLASSES, TEST_FILE, TRAIN_FILES, parseBatch, parseMeta, readBatches, readMeta,
 } from './format.js';
-import { ensureWritableDir, writeFileAtomic } from './fsutil.js';
+import { ensureWritableDir } from './fsutil.js';
 import { downsample, type ImageSet } from './images.js';
 import { prefetch } from './prefetch.js';
-import { hash32, permutation } from './rng.js';
+import { permutation } from './rng.js';
 import { loadOrFitPalette, paletteKey, readTokenStore, tokenize, writeTokenStore, type PaletteParams, type TokenStore } from './store.js';
 
 /** One batch: plain typed arrays, turned into tensors by the task. */
@@ -155,7 +155,7 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
       if (source.kind === 'http') await rm(archive, { force: true });
       throw err;
     }
-    await writeFileAtomic(markerFile, `${JSON.stringify({ archive_md5: actual, url, files: ALL_FILES } satisfies Marker)}\n`);
+    writeFileAtomic(markerFile, `${JSON.stringify({ archive_md5: actual, url, files: ALL_FILES } satisfies Marker)}\n`);
     return actual;
   }
 
@@ -167,7 +167,7 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
       if (valSize >= store.count) {
         throw new ConfigError([{ path: 'dataset.val_size', value: valSize, message: `must be smaller than the ${store.count} training images so that some remain for training` }]);
       }
-      const perm = permutation(store.count, hash32(splitSeed, 0x59));
+      const perm = permutation(store.count, mixSeed(splitSeed, 0x59));
       this.splits.val = { store, indices: limit(perm.subarray(0, valSize), this.config.limit_val_samples) };
       this.splits.train = { store, indices: limit(perm.subarray(valSize), this.config.limit_train_samples) };
       if (stage === 'fit' && this.config.drop_last && this.splits.train.indices.length < this.config.batch_size) {
@@ -217,7 +217,7 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
   trainDataloader(options: DataLoaderOptions): AsyncIterable<CifarBatch> {
     const view = this.view('train');
     const order = this.config.shuffle
-      ? reorder(view.indices, permutation(view.indices.length, hash32(options.seed, options.epoch, 0x7e)))
+      ? reorder(view.indices, permutation(view.indices.length, mixSeed(options.seed, options.epoch, 0x7e)))
       : view.indices;
     const augment = this.config.augment ? options : undefined;
     return this.batches('train', { ...view, indices: order }, options.startBatch ?? 0, augment);

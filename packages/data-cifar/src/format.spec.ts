@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { TaskforgeError } from '@taskforge/core';
-import { parseBatch, parseMeta, recordToRgb, RECORD_BYTES } from './format.js';
+import { parseBatch, parseMeta, RECORD_BYTES } from './format.js';
+import { downsample, imageToRgb } from './images.js';
 
 describe('CIFAR-10 binary format', () => {
   it('parses labels and exposes pixels as interleaved RGB', () => {
@@ -13,7 +14,7 @@ describe('CIFAR-10 binary format', () => {
     const records = parseBatch(data, 'x.bin');
     expect(records.count).toBe(2);
     expect(Array.from(records.labels)).toEqual([3, 9]);
-    expect(Array.from(recordToRgb(records, 1).subarray(15, 18))).toEqual([11, 22, 33]);
+    expect(Array.from(imageToRgb(downsample(records, 32), 1).subarray(15, 18))).toEqual([11, 22, 33]);
   });
 
   it('names the file and size when the size is not a multiple of 3073', () => {

@@ -105,15 +105,3 @@ function fileError(file: string, err: unknown): TaskforgeError {
   }
   return new TaskforgeError(`Cannot read CIFAR-10 file ${file}: ${(err as Error).message}.`, { cause: err });
 }
-
-/** Record `i` of `records` as interleaved RGB (3072 bytes), e.g. for PNGs or `quantize`. */
-export function recordToRgb(records: CifarRecords, i: number): Uint8Array {
-  const base = i * RECORD_BYTES + 1;
-  const out = new Uint8Array(3 * IMAGE_PIXELS);
-  for (let p = 0; p < IMAGE_PIXELS; p++) {
-    out[p * 3] = records.data[base + p]!;
-    out[p * 3 + 1] = records.data[base + IMAGE_PIXELS + p]!;
-    out[p * 3 + 2] = records.data[base + 2 * IMAGE_PIXELS + p]!;
-  }
-  return out;
-}

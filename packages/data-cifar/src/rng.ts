@@ -1,28 +1,7 @@
 /**
- * Counter-based randomness: every random choice is a pure function of integers such as
- * (seed, epoch, sample index), so a resumed run sees exactly the draws of an uninterrupted one
- * without carrying PRNG state.
+ * Small PRNG helpers for the data pipeline. Their seeds come from core's `mixSeed`, so every draw
+ * is a pure function of (seed, epoch, sample index) and a resumed run sees the same draws.
  */
-
-/** A 32-bit avalanche hash of a list of integers (murmur3 finaliser over a combined state). */
-export function hash32(...values: number[]): number {
-  let h = 0x9e3779b9;
-  for (const v of values) {
-    // Fold both halves so seeds beyond 2^32 still change the result.
-    h = fmix32(h ^ fmix32((v >>> 0) ^ Math.floor(v / 0x1_0000_0000)));
-    h = Math.imul(h, 5) + 0xe6546b64;
-  }
-  return fmix32(h) >>> 0;
-}
-
-function fmix32(x: number): number {
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
 
 /** mulberry32: a small, fast PRNG returning floats in [0, 1). */
 export function mulberry32(seed: number): () => number {

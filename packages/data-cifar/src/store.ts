@@ -6,13 +6,12 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { setImmediate as tick } from 'node:timers/promises';
-import type { Output } from '@taskforge/core';
+import { mixSeed, writeFileAtomic, type Output } from '@taskforge/core';
 import { IMAGE_SIZE } from './format.js';
-import { writeFileAtomic } from './fsutil.js';
 import type { ImageSet } from './images.js';
 import { miniBatchKMeans, toPalette } from './kmeans.js';
 import { paletteIndex, quantizeStrided, type Palette } from './quantize.js';
-import { hash32, mulberry32 } from './rng.js';
+import { mulberry32 } from './rng.js';
 
 export interface PaletteParams {
   archive_md5: string;
@@ -37,7 +36,7 @@ export function paletteKey(params: PaletteParams): string {
 
 /** `n` training pixels drawn uniformly (with replacement) from all images, as interleaved RGB. */
 function samplePixels(images: ImageSet, n: number, seed: number): Uint8Array {
-  const rand = mulberry32(hash32(seed, 0x5a));
+  const rand = mulberry32(mixSeed(seed, 0x5a));
   const pixels = images.size * images.size;
   const total = images.count * pixels;
   const out = new Uint8Array(n * 3);
@@ -64,12 +63,12 @@ export async function loadOrFitPalette(
   try {
     palette = toPalette(miniBatchKMeans(pixels, {
       k: params.palette_size, iterations: params.palette_iterations, batchSize: params.palette_batch_size,
-      seed: hash32(params.palette_seed, 0xc3), onIteration: (done) => bar.update(done),
+      seed: mixSeed(params.palette_seed, 0xc3), onIteration: (done) => bar.update(done),
     }));
   } finally {
     bar.stop();
   }
-  await writeFileAtomic(file, `${JSON.stringify({ key, params, palette })}\n`);
+  writeFileAtomic(file, `${JSON.stringify({ key, params, palette })}\n`);
   return palette;
 }
 
@@ -113,7 +112,7 @@ export async function writeTokenStore(file: string, store: TokenStore): Promise<
   new Uint32Array(out.buffer, 0, 4).set([MAGIC, 1, store.count, bpt]);
   out.set(new Uint8Array(store.tokens.buffer, store.tokens.byteOffset, store.tokens.byteLength), HEADER);
   out.set(store.labels, HEADER + store.tokens.byteLength);
-  await writeFileAtomic(file, out);
+  writeFileAtomic(file, out);
 }
 
 /**

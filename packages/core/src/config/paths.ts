@@ -1,8 +1,14 @@
 /** A composed config: plain JSON-like objects, arrays and scalars. */
 export type ConfigNode = Record<string, unknown>;
 
+/**
+ * True for a mapping: an object whose prototype is `Object.prototype` or `null` (what YAML and
+ * JSON produce). Arrays, tensors, dates and other class instances are not mappings.
+ */
 export function isPlainObject(value: unknown): value is ConfigNode {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  if (value === null || typeof value !== 'object') return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
 }
 
 /** Splits a dotted path; the empty string is the root. */

@@ -37,11 +37,17 @@ function parseCsvLine(line: string): string[] {
   for (let i = 0; i < line.length; i++) {
     const c = line[i]!;
     if (quoted) {
-      if (c === '"' && line[i + 1] === '"') (current += '"'), i++;
+      if (c === '"' && line[i + 1] === '"') {
+        current += '"';
+        i++;
+      }
       else if (c === '"') quoted = false;
       else current += c;
     } else if (c === '"') quoted = true;
-    else if (c === ',') fields.push(current), (current = '');
+    else if (c === ',') {
+      fields.push(current);
+      current = '';
+    }
     else current += c;
   }
   fields.push(current);

@@ -100,8 +100,13 @@ function decode(b: Buffer): Fields {
     const [field, wire] = [key >> 3, key & 7];
     let value: number | bigint | Buffer;
     if (wire === 0) value = varint();
-    else if (wire === 1) (value = b.readDoubleLE(at)), (at += 8);
-    else if (wire === 5) (value = b.readFloatLE(at)), (at += 4);
+    else if (wire === 1) {
+      value = b.readDoubleLE(at);
+      at += 8;
+    } else if (wire === 5) {
+      value = b.readFloatLE(at);
+      at += 4;
+    }
     else if (wire === 2) {
       const n = Number(varint());
       value = b.subarray(at, at + n);

@@ -1,11 +1,10 @@
 import { z } from 'zod';
+import { isPlainObject, type ConfigNode } from '../config/paths.js';
 import { suggest } from '../config/suggest.js';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import type { ComponentRegistry } from './registry.js';
 import type { ComponentKind } from './types.js';
-import { describeSchema, issuesToProblems, joinPath } from './zod-issues.js';
-
-export type ConfigNode = Record<string, unknown>;
+import { describeSchema, issuePath, issuesToProblems } from './zod-issues.js';
 
 export interface ValidateOptions {
   /** Schemas for top-level keys that are not components themselves (e.g. `trainer`). */
@@ -15,12 +14,6 @@ export interface ValidateOptions {
    * top-level key is allowed; otherwise any other key is reported with suggestions.
    */
   allowedRootKeys?: readonly string[];
-}
-
-export function isPlainObject(value: unknown): value is ConfigNode {
-  if (value === null || typeof value !== 'object') return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
 }
 
 /** A config node that names a component: a mapping with a `_target_` key. */
@@ -52,15 +45,15 @@ class Validator {
   /** Copies `value`, validating every component node found inside it. */
   walk(value: unknown, path: string): unknown {
     if (isComponentNode(value)) return this.component(value, path);
-    if (Array.isArray(value)) return value.map((v, i) => this.walk(v, joinPath(path, [i])));
-    if (isPlainObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.walk(v, joinPath(path, [k]))]));
+    if (Array.isArray(value)) return value.map((v, i) => this.walk(v, issuePath(path, [i])));
+    if (isPlainObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.walk(v, issuePath(path, [k]))]));
     return value;
   }
 
   component(node: ConfigNode & { _target_: unknown }, path: string): ConfigNode {
     const { _target_: target, ...rest } = node;
     if (typeof target !== 'string' || !this.registry.has(target)) {
-      this.problems.push(this.registry.unknownTargetProblem(target, joinPath(path, ['_target_'])));
+      this.problems.push(this.registry.unknownTargetProblem(target, issuePath(path, ['_target_'])));
       this.walk(rest, path); // still report problems in nested components
       return node;
     }
@@ -76,7 +69,7 @@ class Validator {
     const nested: ConfigNode = {};
     if (isPlainObject(input)) {
       for (const [key, value] of Object.entries(input)) {
-        if (containsComponent(value)) nested[key] = this.walk(value, joinPath(path, [key]));
+        if (containsComponent(value)) nested[key] = this.walk(value, issuePath(path, [key]));
       }
     }
     const result = schema.safeParse(input);

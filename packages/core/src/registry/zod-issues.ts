@@ -3,6 +3,7 @@
  * than "Too small: expected number to be >0", and "did you mean" for misspelt keys.
  */
 import type { z } from 'zod';
+import { joinPath } from '../config/paths.js';
 import { suggest } from '../config/suggest.js';
 import type { ConfigProblem } from '../errors.js';
 
@@ -103,14 +104,9 @@ export function describeSchema(schema: unknown, depth = 0): string | undefined {
   }
 }
 
-/** `a.b[0].c` */
-export function joinPath(base: string, path: readonly PropertyKey[]): string {
-  let out = base;
-  for (const key of path) {
-    if (typeof key === 'number') out += `[${key}]`;
-    else out += out ? `.${String(key)}` : String(key);
-  }
-  return out;
+/** Appends a zod issue path to a dotted config path: `a.b` + `[0, 'c']` → `a.b[0].c`. */
+export function issuePath(base: string, path: readonly PropertyKey[]): string {
+  return path.reduce<string>((out, key) => (typeof key === 'number' ? `${out}[${key}]` : joinPath(out, String(key))), base);
 }
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
@@ -144,7 +140,7 @@ export function issuesToProblems(issues: readonly z.core.$ZodIssue[], schema: un
         const hint = accepted.length ? `accepted keys: ${accepted.join(', ')}` : 'no keys are accepted here';
         const suggestions = suggest(key, accepted);
         problems.push({
-          path: joinPath(base, keyPath),
+          path: issuePath(base, keyPath),
           message: `unknown key '${key}'${of} (${hint})`,
           value: valueAt(input, keyPath),
           ...(suggestions.length ? { suggestions } : {}),
@@ -162,7 +158,7 @@ export function issuesToProblems(issues: readonly z.core.$ZodIssue[], schema: un
       message = `expected a list of ${issue.code === 'too_small' ? 'at least' : 'at most'} ${n} item${n === 1 ? '' : 's'}${of}`;
     }
     else message = `${issue.message}${of}`;
-    problems.push({ path: joinPath(base, path), message, ...(value !== undefined ? { value } : {}) });
+    problems.push({ path: issuePath(base, path), message, ...(value !== undefined ? { value } : {}) });
   }
   return problems;
 }

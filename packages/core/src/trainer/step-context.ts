@@ -2,20 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { LogOptions, StepContext } from '../contracts.js';
 import { TaskforgeError } from '../errors.js';
 
-/**
- * A 31-bit seed from integers (murmur3's finaliser over each part), so nearby steps get
- * unrelated seeds and the result fits `tf.randomUniform`'s seed argument.
- */
-export function mixSeed(...parts: number[]): number {
-  let h = 0x9e3779b9;
-  for (const part of parts) {
-    h = Math.imul(h ^ (part >>> 0), 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    h ^= h >>> 16;
-  }
-  return h >>> 1;
-}
+export { mixSeed } from '../seed.js';
+
 
 interface Logged {
   name: string;
