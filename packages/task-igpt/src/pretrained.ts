@@ -35,7 +35,8 @@ export function loadPretrained(
     let skipped: string[] = [];
     try {
       // Weights only: the palette was checked above, the rest of the task state is this run's.
-      ({ skipped } = restoreTaskWeights({ namedVariables: () => target.namedVariables() }, checkpoint, { skip: PRETRAINED_SKIP }));
+      const report = restoreTaskWeights({ namedVariables: () => target.namedVariables() }, checkpoint, { skip: PRETRAINED_SKIP });
+      skipped = report.skipped ?? [];
     } catch (error) {
       fail(`${(error as Error).message} Use the backbone settings the checkpoint was trained with (see its config.yaml).`);
     }

@@ -199,8 +199,11 @@ function bytesPerElement(dtype: string): number {
 export interface RestoreReport {
   missing: string[];
   unexpected: string[];
-  /** Variables matching a `skip` pattern that kept their current values (absent or another shape in the checkpoint). */
-  skipped: string[];
+  /**
+   * Only with `skip`: variables matching a skip pattern that kept their current values (absent or
+   * of another shape in the checkpoint).
+   */
+  skipped?: string[];
 }
 
 export interface RestoreOptions {
@@ -256,7 +259,7 @@ export function restoreTaskWeights(
     if (saved && !skipped.includes(name)) variable.assign(saved);
   }
   if (checkpoint.taskState.state && task.loadStateDict) task.loadStateDict(checkpoint.taskState.state);
-  return { missing, unexpected, skipped };
+  return options.skip ? { missing, unexpected, skipped } : { missing, unexpected };
 }
 
 function list(items: string[], max = 8): string {
