@@ -30,6 +30,7 @@ def parse_args():
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--vocab", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda; on cuda each timestamp waits for the GPU (torch.cuda.synchronize)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -99,19 +100,27 @@ def main():
     D, H, L, T, V, B = args.embed, args.heads, args.layers, args.seq_len, args.vocab, args.batch
     if D % H:
         sys.exit(f"--embed ({D}) must be divisible by --heads ({H})")
-    model = build_model(torch, nn, F, D, H, L, T, V)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device=cuda but torch.cuda.is_available() is False (no CUDA GPU or driver visible to this torch)")
+    device = torch.device(args.device)
+    # On a GPU, kernels run asynchronously: wait for them before every timestamp.
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    model = build_model(torch, nn, F, D, H, L, T, V).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    batches = [torch.randint(0, V, (B, T)) for _ in range(4)]
+    batches = [torch.randint(0, V, (B, T)).to(device) for _ in range(4)]
 
     def step(i):
         tokens = batches[i % len(batches)]
+        sync()
         wall0, cpu0 = time.perf_counter(), time.process_time()
         logits = model(tokens)
         loss = F.cross_entropy(logits.reshape(-1, V), tokens.reshape(-1))
         loss.backward()
+        sync()
         wall1, cpu1 = time.perf_counter(), time.process_time()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        sync()
         wall2, cpu2 = time.perf_counter(), time.process_time()
         return {
             "dataMs": 0.0,
@@ -133,6 +142,7 @@ def main():
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "attention": "F.scaled_dot_product_attention(is_causal=True)" if hasattr(F, "scaled_dot_product_attention")
         else "masked matmul + softmax (this torch has no fused attention)",
         "shape": {"batch": B, "seqLen": T, "vocab": V, "embed": D, "layers": L, "heads": H},

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { commandOptions, main } from './main.js';
 
@@ -43,5 +44,24 @@ describe('main', () => {
     const { out, io: streams } = io();
     expect(await main(['config', 'trainer.max_steps=3'], streams)).toBe(0);
     expect(out.stdout).toContain('max_steps: 3 # from command line');
+  });
+
+  it("refuses ' #' in a value instead of cutting it, and the hint works when pasted into a shell", async () => {
+    for (const [override, key, value] of [['trainer.run_dir=/tmp/exp #1', 'run_dir', '/tmp/exp #1'], ['+task.pretrained=#', 'pretrained', '#']] as const) {
+      const bad = io();
+      expect(await main(['config', override], bad.io)).toBe(2);
+      expect(bad.out.stderr).toContain("'#' is not allowed in an unquoted value");
+      const word = /write ("[^"]*"|'[^']*')/.exec(bad.out.stderr)![1]!;
+      const [arg] = execFileSync('sh', ['-c', `printf '%s\\0' ${word}`], { encoding: 'utf8' }).split('\0');
+      const good = io();
+      expect(await main(['config', arg!], good.io), good.out.stderr).toBe(0);
+      expect(good.out.stdout).toMatch(new RegExp(`\\b${key}: (["'])${value}\\1 # from command line`));
+    }
+  });
+
+  it('takes optimizer.no_decay=[*bias*] as the list it is (Hydra grammar), validated as train does', async () => {
+    const { out, io: streams } = io();
+    expect(await main(['config', '+optimizer=adamw', 'optimizer.no_decay=[*bias*]'], streams), out.stderr).toBe(0);
+    expect(out.stdout).toContain('no_decay: [ "*bias*" ] # from command line');
   });
 });

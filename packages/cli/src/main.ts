@@ -17,14 +17,16 @@ export interface CliIo {
 }
 
 const OVERRIDES_HELP = `
-Overrides (Hydra syntax, any number, in order):
+Overrides (Hydra's override grammar, any number, in order):
   key.path=value     change a value:        trainer.max_steps=200
   group=option       pick a config file:    task=vision/igpt
-  +key.path=value    add a new key:         +trainer.callbacks.x={_target_: callback/lr_monitor}
+  +key.path=value    add a new key:         '+trainer.callbacks.x={_target_: callback/lr_monitor}'
   ++key.path=value   add or replace
   ~key.path          delete a key or group: ~trainer.loggers.tensorboard
   --key.path=value   same as key.path=value
-Values are YAML: 3, 3e-3, true, null, [1, 2], "quoted strings".`;
+Values: 3, 10_000, 3e-3, inf, true, null, [1, 2], {a: 1}, \${other.key}, 'quoted text'.
+Quote a value holding # , = ( ) or ~ (and the whole override for the shell): "trainer.run_dir='/tmp/exp #1'".
+Sweeps (a=1,2) and functions (choice(...)) are not supported.`;
 
 /** Runs the CLI; resolves to the process exit code (0 ok, 1 runtime failure, 2 usage/config error). */
 export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
@@ -64,6 +66,15 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     .addOption(new Option('--no-sources', 'omit the "# from ..." comments'))
     .action(async (args: string[], opts: { sources: boolean }) => {
       io.stdout(configCommand(await session(), { ...commandOptions(args.filter((a) => a !== '--no-sources')), sources: opts.sources }));
+    });
+  program.command('plot').description('draw a run\'s curves (metrics.csv) and confusion matrix (test results) as PNG')
+    .argument('<target>', 'a run dir, a metrics.csv, or a test results JSON')
+    .option('--out <file>', 'where to write the curves PNG (default <run dir>/plots/curves.png)')
+    .action(async (target: string, opts: { out?: string }) => {
+      const { plotCommand } = await import('./plot.js');
+      const result = await plotCommand(target, opts.out ? { out: opts.out } : {});
+      const curves = result.points ? ` (${result.points} points in ${result.panels.length} panels: ${result.panels.join(', ')})` : '';
+      io.stdout(`wrote ${result.files.join(', ')}${curves}\n`);
     });
   program.command('list').description('list plugins, registered components by kind, and the config search path')
     .action(async () => { io.stdout(listCommand(await session()) + '\n'); });

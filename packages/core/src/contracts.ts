@@ -135,8 +135,12 @@ export interface Task<Batch = unknown> {
    */
   stateDict?(): Record<string, unknown>;
   loadStateDict?(state: Record<string, unknown>): void;
-  /** Extra results at the end of a test epoch (e.g. a confusion matrix), written to the run dir. */
-  onTestEpochEnd?(): Record<string, unknown> | undefined;
+  /**
+   * Extra results at the end of a test epoch (e.g. a confusion matrix), written to the run dir.
+   * May be async, so a task can read tensors it kept during `testStep` with `await t.data()`
+   * (GPU backends cannot read synchronously under Node).
+   */
+  onTestEpochEnd?(): Record<string, unknown> | undefined | Promise<Record<string, unknown> | undefined>;
   /**
    * Generative tasks: write samples (e.g. a PNG grid of completions) into `outDir` and return the
    * files written. Sampling settings come from the task's own config. Used by `taskforge sample`

@@ -55,6 +55,8 @@ export class ImageGptTask implements Task<IgptBatch> {
   private classNames: string[];
   /** Rows: true class, columns: predicted class; accumulated over a test epoch. */
   private confusion: number[][];
+  /** testStep's predictions, read once at the end of the test epoch. */
+  private pendingPredictions: Array<{ labels: number[]; predicted: tf.Tensor }> = [];
 
   constructor(
     readonly backbone: IgptBackbone,
@@ -104,12 +106,22 @@ export class ImageGptTask implements Task<IgptBatch> {
       const out = this.losses(batch, { training: false, seed: ctx.seed });
       this.logAll(ctx, 'test', out, batch.size);
       if (!out.predictions) return;
-      const predicted = out.predictions.dataSync();
-      for (let i = 0; i < batch.size; i++) this.confusion[batch.labels[i]!]![predicted[i]!]! += 1;
+      // Kept and read in onTestEpochEnd: a sync read per batch would stall a GPU backend (and webgpu cannot read synchronously in Node).
+      this.pendingPredictions.push({ labels: Array.from(batch.labels.subarray(0, batch.size)), predicted: tf.keep(out.predictions) });
     });
   }
 
-  onTestEpochEnd(): Record<string, unknown> | undefined {
+  async onTestEpochEnd(): Promise<Record<string, unknown> | undefined> {
+    const pending = this.pendingPredictions;
+    this.pendingPredictions = [];
+    try {
+      for (const { labels, predicted } of pending) {
+        const values = await predicted.data();
+        labels.forEach((label, i) => (this.confusion[label]![values[i]!]! += 1));
+      }
+    } finally {
+      tf.dispose(pending.map((p) => p.predicted));
+    }
     if (!this.config.classify) return undefined;
     const matrix = this.confusion;
     this.confusion = this.emptyConfusion();

@@ -35,20 +35,20 @@ describe('generative pre-training', () => {
     task.dispose();
   });
 
-  it('validation logs val/loss and val/bpp weighted by batch size', () => {
+  it('validation logs val/loss and val/bpp weighted by batch size', async () => {
     const task = makeTask();
     const { ctx, logs } = recordingContext(false);
     task.validationStep(batchOf([0, 1]), ctx);
     task.validationStep(batchOf([2]), ctx);
     expect(logs.get('val/loss')!.map((l) => l.weight)).toEqual([2, 1]);
     expect(logs.get('val/bpp')![0]!.value).toBeCloseTo(logs.get('val/loss')![0]!.value / Math.LN2, 5);
-    expect(task.onTestEpochEnd()).toBeUndefined(); // no confusion matrix without classify
+    expect(await task.onTestEpochEnd()).toBeUndefined(); // no confusion matrix without classify
     task.dispose();
   });
 });
 
 describe('classification fine-tuning', () => {
-  it('learns a separable toy set; loss = classification CE + generative CE', () => {
+  it('learns a separable toy set; loss = classification CE + generative CE', async () => {
     const task = makeTask({ classify: true });
     const batch = batchOf([0, 1, 2, 2, 1, 0]);
     fit(task, batch, 30);
@@ -62,14 +62,16 @@ describe('classification fine-tuning', () => {
     const test = recordingContext(false);
     task.testStep!(batchOf([0, 1, 2]), test.ctx);
     task.testStep!(batchOf([2, 2]), test.ctx);
-    const result = task.onTestEpochEnd() as { confusion_matrix: { matrix: number[][]; class_names: string[] }; accuracy: number };
+    const kept = tf.memory().numTensors;
+    const result = (await task.onTestEpochEnd()) as { confusion_matrix: { matrix: number[][]; class_names: string[] }; accuracy: number };
     expect(result.confusion_matrix.class_names).toEqual(['ab', 'cd', 'ad']);
     expect(result.confusion_matrix.matrix).toEqual([[1, 0, 0], [0, 1, 0], [0, 0, 3]]);
     expect(result.accuracy).toBe(1);
+    expect(tf.memory().numTensors).toBe(kept - 2); // the kept predictions are released once read
     expect(test.logs.get('test/acc')!.map((l) => l.weight)).toEqual([3, 2]);
     // The matrix restarts for the next test epoch.
     task.testStep!(batchOf([1]), test.ctx);
-    expect((task.onTestEpochEnd() as typeof result).confusion_matrix.matrix.flat().reduce((a, b) => a + b)).toBe(1);
+    expect(((await task.onTestEpochEnd()) as typeof result).confusion_matrix.matrix.flat().reduce((a, b) => a + b)).toBe(1);
     task.dispose();
   });
 });

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { DependencyContainer } from 'tsyringe';
 import { z } from 'zod';
-import { composeConfig, type ComposedConfig } from '../config/index.js';
+import { attachEnvSources, composeConfig, type ComposedConfig } from '../config/index.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError } from '../errors.js';
 import { discoverPlugins, loadPlugins, type DiscoveredPlugin } from '../registry/discovery.js';
@@ -90,10 +90,16 @@ export class Session {
   }
 
   validate(composed: ComposedConfig): ComposedRun {
-    const config = validateConfig<ConfigNode>(composed.config, this.registry, {
-      rootSchemas: ROOT_SCHEMAS,
-      allowedRootKeys: COMPONENT_SECTIONS,
-    }) as RunConfig;
+    let config: RunConfig;
+    try {
+      config = validateConfig<ConfigNode>(composed.config, this.registry, {
+        rootSchemas: ROOT_SCHEMAS,
+        allowedRootKeys: COMPONENT_SECTIONS,
+      }) as RunConfig;
+    } catch (error) {
+      // A type error in a value from `${env:…}` names the variable, not just the config key.
+      throw error instanceof ConfigError ? attachEnvSources(error, composed.sources) : error;
+    }
     const sources = new Map(composed.sources);
     markDefaults(config, '', sources);
     return { config, sources, choices: composed.choices };

@@ -1,7 +1,12 @@
 export { Accelerator } from './accelerator.js';
 export { registerWasmPolyfills } from './wasm-kernels.js';
+export { describeMemory, memoryStats, type MemoryStats } from './memory.js';
 export {
+  adapterInfo,
+  NO_ADAPTER_HINT,
+  probeWebgpu,
   selectBackend,
+  type GpuAdapterInfo,
   type AcceleratorKind,
   type AcceleratorRequest,
   type BackendName,

@@ -4,7 +4,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { TaskforgeError } from '../errors.js';
 import { type Output, Tokens } from '../services/tokens.js';
 import { Accelerator } from './accelerator.js';
-import { selectBackend } from './select.js';
+import { adapterInfo, selectBackend } from './select.js';
 
 function recordingOutput(): Output & { lines: string[] } {
   const lines: string[] = [];
@@ -64,6 +64,7 @@ describe('selectBackend', () => {
     expect(selection.skipped).toEqual([
       { accelerator: 'gpu', reason: `not installed (npm install @tensorflow/tfjs-node-gpu@${tf.version_core} to use it)` },
       { accelerator: 'node', reason: 'installed but failed to load: libtensorflow.so.2: cannot open shared object file' },
+      { accelerator: 'webgpu', reason: `webgpu is not installed (npm install webgpu@0.6 @tensorflow/tfjs-backend-webgpu@${tf.version_core} to use it)` },
     ]);
     // Node runs only TF.js's single-threaded wasm build, so the request for 2 is reported as not met.
     expect(selection.description).toMatch(/^wasm \((SIMD|no SIMD), 1 thread\); 2 threads requested but this runtime only runs the single-threaded wasm build$/);
@@ -71,6 +72,7 @@ describe('selectBackend', () => {
       `info: Accelerator: ${selection.description} (auto)`,
       `info:   skipped gpu: ${selection.skipped[0]!.reason}`,
       `info:   skipped node: ${selection.skipped[1]!.reason}`,
+      `info:   skipped webgpu: ${selection.skipped[2]!.reason}`,
     ]);
     const y = tf.tensor1d([1, 2, 3]).square();
     expect(Array.from(await y.data())).toEqual([1, 4, 9]);
@@ -96,6 +98,50 @@ describe('selectBackend', () => {
       /^trainer.accelerator=gpu needs @tensorflow\/tfjs-node-gpu, which is installed but failed to load: Cannot find module '.*tfjs_binding.node'\. Fix or reinstall it/,
     );
     expect(tf.getBackend()).toBe('wasm');
+  });
+
+  it('webgpu: a missing Dawn or backend package is a clear install message', async () => {
+    const noDawn = await selectBackend('webgpu', { loader: loader({}) }).catch((e: unknown) => e);
+    expect(noDawn).toBeInstanceOf(TaskforgeError);
+    expect((noDawn as Error).message).toBe(
+      'trainer.accelerator=webgpu needs webgpu (Dawn) and @tensorflow/tfjs-backend-webgpu, which are not installed. ' +
+        `Install them with \`npm install webgpu@0.6 @tensorflow/tfjs-backend-webgpu@${tf.version_core}\` ` +
+        '(Dawn ships prebuilt for Linux, macOS and Windows; it needs a Vulkan, Metal or D3D12 driver), or set trainer.accelerator=auto to use the best backend that works here.',
+    );
+  });
+
+  it('webgpu: no adapter is an error naming the driver and the Vulkan loader; auto passes over it', async () => {
+    const noAdapter = { webgpu: () => ({ create: () => ({ requestAdapter: async () => null }), globals: {} }) };
+    const error = await selectBackend('webgpu', { loader: loader(noAdapter) }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ exitCode: 1 });
+    expect((error as Error).message).toMatch(/^trainer.accelerator=webgpu could not start: no WebGPU adapter: Dawn found no Vulkan, Metal or D3D12 device; install the GPU driver and the Vulkan loader \(.*libvulkan1/);
+    const auto = await selectBackend('auto', { loader: loader(noAdapter) });
+    expect(auto.skipped.find((s) => s.accelerator === 'webgpu')?.reason).toMatch(/^no WebGPU adapter/);
+    expect(auto.backend).toBe('wasm');
+  });
+
+  it('webgpu: auto passes over a software adapter (llvmpipe) with the reason, and installs no navigator.gpu', async () => {
+    const info = { vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15', description: 'llvmpipe: Mesa 25.0.7 (LLVM 15.0.6)' };
+    const backendLoaded = vi.fn();
+    const selection = await selectBackend('auto', {
+      loader: loader({
+        webgpu: () => ({ create: () => ({ requestAdapter: async () => ({ info }) }), globals: { GPUBufferUsage: {} } }),
+        '@tensorflow/tfjs-backend-webgpu': backendLoaded,
+      }),
+    });
+    expect(selection.skipped.find((s) => s.accelerator === 'webgpu')?.reason).toBe(
+      'only a software adapter (mesa software, llvmpipe: Mesa 25.0.7 (LLVM 15.0.6)), which runs on the CPU far slower than wasm; set trainer.accelerator=webgpu to use it anyway',
+    );
+    expect(backendLoaded).not.toHaveBeenCalled();
+    expect((globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu).toBeUndefined();
+    expect(selection.backend).toBe('wasm');
+  });
+
+  it('adapterInfo tells hardware from software adapters', () => {
+    expect(adapterInfo({ info: { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H200' } }).software).toBe(false);
+    expect(adapterInfo({ info: { vendor: 'google', architecture: '', device: 'SwiftShader Device (Subzero)', description: '' } }).software).toBe(true);
+    expect(adapterInfo({ info: { vendor: 'x', architecture: 'y' }, isFallbackAdapter: true }).software).toBe(true);
+    expect(adapterInfo({})).toEqual({ vendor: '', architecture: '', device: '', description: '', software: false });
   });
 
   it('rejects an unknown accelerator or a bad thread count as usage errors', async () => {

@@ -1,11 +1,23 @@
 import * as tf from '@tensorflow/tfjs';
+import { tmpdir } from 'node:os';
 import { TaskforgeError } from '../errors.js';
 import type { Output } from '../services/tokens.js';
 import { registerWasmPolyfills } from './wasm-kernels.js';
 
-export type AcceleratorRequest = 'auto' | 'gpu' | 'node' | 'wasm' | 'cpu';
+export type AcceleratorRequest = 'auto' | 'gpu' | 'node' | 'webgpu' | 'wasm' | 'cpu';
 export type AcceleratorKind = Exclude<AcceleratorRequest, 'auto'>;
-export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+
+/** What Dawn reports about a WebGPU adapter (`GPUAdapter.info`). */
+export interface GpuAdapterInfo {
+  vendor: string;
+  /** e.g. `ampere`, `rdna-3`, or `software` for a CPU rasteriser such as llvmpipe. */
+  architecture: string;
+  device: string;
+  description: string;
+  /** True for llvmpipe / lavapipe, SwiftShader, WARP and other adapters that run on the CPU. */
+  software: boolean;
+}
 
 export interface BackendSelection {
   /** The TF.js backend now active (`tf.getBackend()`). */
@@ -15,6 +27,8 @@ export interface BackendSelection {
   description: string;
   /** Accelerators tried before this one (auto only), with why each was passed over. */
   skipped: { accelerator: AcceleratorKind; reason: string }[];
+  /** The WebGPU adapter in use (webgpu only). */
+  adapter?: GpuAdapterInfo;
 }
 
 export interface SelectBackendOptions {
@@ -25,8 +39,16 @@ export interface SelectBackendOptions {
   loader?: (moduleName: string) => Promise<unknown>;
 }
 
-const PACKAGES = { gpu: '@tensorflow/tfjs-node-gpu', node: '@tensorflow/tfjs-node', wasm: '@tensorflow/tfjs-backend-wasm' } as const;
-const AUTO_ORDER: readonly AcceleratorKind[] = ['gpu', 'node', 'wasm', 'cpu'];
+const PACKAGES = {
+  gpu: '@tensorflow/tfjs-node-gpu',
+  node: '@tensorflow/tfjs-node',
+  webgpu: '@tensorflow/tfjs-backend-webgpu',
+  wasm: '@tensorflow/tfjs-backend-wasm',
+} as const;
+/** Dawn's Node bindings (npm `webgpu`), which provide `navigator.gpu` to the TF.js webgpu backend. */
+const DAWN = 'webgpu';
+const DAWN_VERSION = '0.6';
+const AUTO_ORDER: readonly AcceleratorKind[] = ['gpu', 'node', 'webgpu', 'wasm', 'cpu'];
 
 /** Thrown inside a candidate's setup to pass it over with a reason. */
 class Unavailable extends Error {
@@ -36,13 +58,21 @@ class Unavailable extends Error {
 }
 
 function installCommand(kind: keyof typeof PACKAGES): string {
+  if (kind === 'webgpu') return `npm install ${DAWN}@${DAWN_VERSION} ${PACKAGES.webgpu}@${tf.version_core}`;
   return `npm install ${PACKAGES[kind]}@${tf.version_core}`;
 }
 
 const INSTALL_NOTES: Partial<Record<AcceleratorKind, string>> = {
   gpu: ' (Linux x86-64 with CUDA and cuDNN; its install script downloads libtensorflow)',
   node: ' (its install script downloads libtensorflow)',
+  webgpu: ' (Dawn ships prebuilt for Linux, macOS and Windows; it needs a Vulkan, Metal or D3D12 driver)',
 };
+
+/** The likely fix when Dawn finds no adapter; shared by the error and the auto skip reason. */
+export const NO_ADAPTER_HINT =
+  'install the GPU driver and the Vulkan loader (Debian/Ubuntu: `apt-get install libvulkan1` plus the vendor driver, e.g. NVIDIA\'s ' +
+  'with its Vulkan ICD, or mesa-vulkan-drivers; check with `vulkaninfo --summary`). Without a GPU, Mesa\'s software driver lavapipe ' +
+  '(mesa-vulkan-drivers 25.x, from bookworm-backports on Debian 12) provides a slow adapter for tests';
 
 function firstLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
@@ -55,12 +85,14 @@ function isNotInstalled(error: unknown, moduleName: string): boolean {
   return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && firstLine(error).includes(`'${moduleName}'`);
 }
 
-async function load(kind: keyof typeof PACKAGES, loader: (m: string) => Promise<unknown>): Promise<unknown> {
+async function load(kind: keyof typeof PACKAGES, loader: (m: string) => Promise<unknown>, moduleName: string = PACKAGES[kind]): Promise<unknown> {
   try {
-    return await loader(PACKAGES[kind]);
+    return await loader(moduleName);
   } catch (error) {
-    if (isNotInstalled(error, PACKAGES[kind])) throw new Unavailable(`not installed (${installCommand(kind)} to use it)`, true);
-    throw new Unavailable(`installed but failed to load: ${firstLine(error)}`);
+    if (isNotInstalled(error, moduleName)) {
+      throw new Unavailable(`${moduleName === PACKAGES[kind] ? '' : `${moduleName} is `}not installed (${installCommand(kind)} to use it)`, true);
+    }
+    throw new Unavailable(`${moduleName === PACKAGES[kind] ? '' : `${moduleName} is `}installed but failed to load: ${firstLine(error)}`);
   }
 }
 
@@ -86,7 +118,85 @@ interface WasmModule {
   getThreadsCount?: () => number;
 }
 
-type Chosen = Omit<BackendSelection, 'skipped'> & { note?: { accelerator: AcceleratorKind; reason: string } };
+type Chosen = Omit<BackendSelection, 'skipped'> & { note?: { accelerator: AcceleratorKind; reason: string }; warning?: string };
+
+interface DawnModule {
+  create: (flags: string[]) => { requestAdapter: (options?: object) => Promise<unknown> };
+  globals: Record<string, unknown>;
+}
+
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|microsoft basic render|\bwarp\b/i;
+
+/** Reads `GPUAdapter.info` (its fields are getters, so they are copied one by one). */
+export function adapterInfo(adapter: unknown): GpuAdapterInfo {
+  const raw = ((adapter as { info?: Record<string, unknown> }).info ?? {}) as Record<string, unknown>;
+  const field = (name: string) => (typeof raw[name] === 'string' ? (raw[name] as string) : '');
+  const info = { vendor: field('vendor'), architecture: field('architecture'), device: field('device'), description: field('description') };
+  const software = info.architecture === 'software' || raw['isFallbackAdapter'] === true
+    || (adapter as { isFallbackAdapter?: unknown }).isFallbackAdapter === true
+    || SOFTWARE_ADAPTER.test(`${info.device} ${info.description}`);
+  return { ...info, software };
+}
+
+/** `vendor architecture, device` without empty parts, e.g. `nvidia ampere, NVIDIA H200`. */
+function adapterName(info: GpuAdapterInfo): string {
+  const head = [info.vendor, info.architecture].filter(Boolean).join(' ') || 'unknown vendor';
+  const device = info.description || info.device;
+  return device ? `${head}, ${device}` : head;
+}
+
+/**
+ * Starts Dawn and asks for its preferred (high-performance) adapter. Returns the adapter's info
+ * and `install()`, which makes this Dawn instance the process's `navigator.gpu` (Node has no
+ * WebGPU of its own); install must run before `@tensorflow/tfjs-backend-webgpu` is imported, as
+ * the backend registers itself only if `navigator.gpu` exists at import time.
+ */
+async function startDawn(dawn: DawnModule): Promise<{ info: GpuAdapterInfo; install: () => void }> {
+  // Dawn's Vulkan backend wants a runtime dir; a headless CI shell often has none.
+  process.env['XDG_RUNTIME_DIR'] ??= tmpdir();
+  let gpu: ReturnType<DawnModule['create']>;
+  let adapter: unknown;
+  try {
+    gpu = dawn.create([]);
+    adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  } catch (error) {
+    throw new Unavailable(`Dawn failed to start: ${firstLine(error)}; ${NO_ADAPTER_HINT}`);
+  }
+  if (adapter == null) throw new Unavailable(`no WebGPU adapter: Dawn found no Vulkan, Metal or D3D12 device; ${NO_ADAPTER_HINT}`);
+  const install = () => {
+    for (const [name, value] of Object.entries(dawn.globals)) {
+      if (!(name in globalThis)) Object.defineProperty(globalThis, name, { value, configurable: true, writable: true });
+    }
+    const g = globalThis as { navigator?: object };
+    if (g.navigator === undefined) Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
+    Object.defineProperty(g.navigator!, 'gpu', { value: gpu, configurable: true, writable: true });
+  };
+  return { info: adapterInfo(adapter), install };
+}
+
+function asDawn(loaded: unknown): DawnModule {
+  const module = loaded as Partial<DawnModule> & { default?: Partial<DawnModule> };
+  const dawn = (module.create ? module : module.default ?? {}) as Partial<DawnModule>;
+  if (typeof dawn.create !== 'function' || typeof dawn.globals !== 'object') {
+    throw new Unavailable(`${DAWN} is installed but exports no create()/globals; install ${DAWN}@${DAWN_VERSION}`);
+  }
+  return dawn as DawnModule;
+}
+
+/**
+ * Reports the WebGPU adapter Dawn would give this process, without selecting a backend:
+ * `{ adapter }` (check `adapter.software`), or `{ reason }` saying why there is none (packages
+ * not installed, no driver) and how to fix it. Used by tests to skip where no adapter exists.
+ */
+export async function probeWebgpu(loader: (m: string) => Promise<unknown> = (m) => import(m)): Promise<{ adapter: GpuAdapterInfo } | { reason: string }> {
+  try {
+    const { info } = await startDawn(asDawn(await load('webgpu', loader, DAWN)));
+    return { adapter: info };
+  } catch (error) {
+    if (error instanceof Unavailable) return { reason: error.reason };
+    throw error;
+  }
+}
 
 async function setUp(kind: AcceleratorKind, request: AcceleratorRequest, options: SelectBackendOptions, loader: (m: string) => Promise<unknown>): Promise<Chosen> {
   switch (kind) {
@@ -103,6 +213,22 @@ async function setUp(kind: AcceleratorKind, request: AcceleratorRequest, options
         return { backend: 'tensorflow', accelerator: 'node', description: `${via}, CPU)`, note: { accelerator: 'gpu', reason } };
       }
       return { backend: 'tensorflow', accelerator: kind, description: `${via}, ${usingGpu ? 'GPU' : 'CPU'})` };
+    }
+    case 'webgpu': {
+      const existing = tf.findBackend('webgpu') as { adapterInfo?: Record<string, unknown> } | null;
+      if (existing !== null) {
+        // Initialised earlier in this process (a second run in the same process, e.g. a test worker).
+        const info = adapterInfo({ info: existing.adapterInfo ?? {} });
+        if (info.software && request === 'auto') throw new Unavailable(softwareReason(info));
+        await activate('webgpu', kind);
+        return describeWebgpu(info, request);
+      }
+      const { info, install } = await startDawn(asDawn(await load(kind, loader, DAWN)));
+      if (info.software && request === 'auto') throw new Unavailable(softwareReason(info));
+      install();
+      await load(kind, loader);
+      await activate('webgpu', kind);
+      return describeWebgpu(info, request);
     }
     case 'wasm': {
       const loaded = (await load('wasm', loader)) as WasmModule & { default?: WasmModule };
@@ -131,10 +257,27 @@ async function setUp(kind: AcceleratorKind, request: AcceleratorRequest, options
   }
 }
 
+function softwareReason(info: GpuAdapterInfo): string {
+  return `only a software adapter (${adapterName(info)}), which runs on the CPU far slower than wasm; set trainer.accelerator=webgpu to use it anyway`;
+}
+
+function describeWebgpu(info: GpuAdapterInfo, request: AcceleratorRequest): Chosen {
+  const description = `webgpu (Dawn; ${adapterName(info)}${info.software ? '; software adapter' : ''})`;
+  const warning = info.software && request !== 'auto'
+    ? `The WebGPU adapter is a software one (${adapterName(info)}): it runs on the CPU, far slower than trainer.accelerator=wasm. Use it for tests, not training.`
+    : undefined;
+  return { backend: 'webgpu', accelerator: 'webgpu', description, adapter: info, ...(warning ? { warning } : {}) };
+}
+
 /**
  * Chooses and initialises the TF.js backend. `auto` tries, in order, tfjs-node-gpu, tfjs-node,
- * wasm and cpu, and says which it took and why it passed over the others. An explicit request
- * that cannot be met is a TaskforgeError saying how to install what is missing.
+ * webgpu (Dawn, hardware adapters only: a software one such as llvmpipe is passed over), wasm and
+ * cpu, and says which it took and why it passed over the others. An explicit `webgpu` accepts a
+ * software adapter with a warning. The result names the adapter (`adapter`) on webgpu.
+ *
+ * @throws TaskforgeError (exit 2) for an unknown accelerator or a bad thread count; (exit 1) when
+ *   an explicit request cannot be met, saying what to install (missing package) or fix (no
+ *   adapter: GPU driver and Vulkan loader).
  */
 export async function selectBackend(request: AcceleratorRequest, options: SelectBackendOptions = {}): Promise<BackendSelection> {
   if (!(AUTO_ORDER as readonly string[]).includes(request) && request !== 'auto') {
@@ -148,8 +291,9 @@ export async function selectBackend(request: AcceleratorRequest, options: Select
   const skipped: BackendSelection['skipped'] = [];
   for (const kind of candidates) {
     try {
-      const { note, ...chosen } = await setUp(kind, request, options, loader);
+      const { note, warning, ...chosen } = await setUp(kind, request, options, loader);
       if (note) skipped.push(note);
+      if (warning) options.output?.warn(warning);
       if (options.threads != null && chosen.backend !== 'wasm') {
         options.output?.warn(`trainer.threads=${options.threads} only applies to the wasm backend; ${chosen.backend} uses its own thread pool.`);
       }
@@ -158,12 +302,15 @@ export async function selectBackend(request: AcceleratorRequest, options: Select
       return { ...chosen, skipped };
     } catch (error) {
       if (!(error instanceof Unavailable)) throw error;
+      if (request === 'webgpu' && !error.notInstalled) {
+        throw new TaskforgeError(`trainer.accelerator=webgpu could not start: ${error.reason}. Or set trainer.accelerator=auto to use the best backend that works here.`);
+      }
       if (request !== 'auto') {
-        const pkg = kind === 'cpu' ? 'the cpu backend' : PACKAGES[kind];
+        const pkg = kind === 'cpu' ? 'the cpu backend' : kind === 'webgpu' ? `${DAWN} (Dawn) and ${PACKAGES.webgpu}` : PACKAGES[kind];
         const fix = kind === 'cpu' ? 'Reinstall @tensorflow/tfjs' : error.notInstalled
-          ? `Install it with \`${installCommand(kind)}\`${INSTALL_NOTES[kind] ?? ''}`
+          ? `Install ${kind === 'webgpu' ? 'them' : 'it'} with \`${installCommand(kind)}\`${INSTALL_NOTES[kind] ?? ''}`
           : `Fix or reinstall it (\`${installCommand(kind)}\`)`;
-        const problem = error.notInstalled ? `${pkg}, which is not installed` : `${pkg}, which is ${error.reason}`;
+        const problem = error.notInstalled ? `${pkg}, which ${kind === 'webgpu' ? 'are' : 'is'} not installed` : `${pkg}, which is ${error.reason}`;
         throw new TaskforgeError(
           `trainer.accelerator=${request} needs ${problem}. ${fix}, or set trainer.accelerator=auto to use the best backend that works here.`,
         );

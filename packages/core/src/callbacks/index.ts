@@ -3,3 +3,4 @@ export { EarlyStopping, earlyStoppingSchema, type EarlyStoppingOptions } from '.
 export { LearningRateMonitor, lrMonitorSchema, type LearningRateMonitorOptions } from './lr-monitor.js';
 export { ProgressBar, progressBarSchema, type ProgressBarOptions } from './progress-bar.js';
 export { callbackSpecs } from './specs.js';
+export { DeviceStatsMonitor, deviceStatsSchema, type DeviceStatsMonitorOptions } from './device-stats.js';

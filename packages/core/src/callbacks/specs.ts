@@ -1,5 +1,6 @@
 import type { ComponentSpec } from '../registry/types.js';
 import { Tokens, type Output } from '../services/tokens.js';
+import { DeviceStatsMonitor, deviceStatsSchema } from './device-stats.js';
 import { EarlyStopping, earlyStoppingSchema } from './early-stopping.js';
 import { LearningRateMonitor, lrMonitorSchema } from './lr-monitor.js';
 import { ModelCheckpoint, modelCheckpointSchema } from './model-checkpoint.js';
@@ -27,6 +28,13 @@ export const callbackSpecs: ComponentSpec<'callback'>[] = [
     description: 'Log the learning rate as lr-<optimizer> to every logger',
     schema: lrMonitorSchema,
     create: (config) => new LearningRateMonitor(config),
+  },
+  {
+    kind: 'callback',
+    name: 'device_stats',
+    description: 'Log tensor memory (count, bytes; GPU buffer bytes on webgpu) as memory/* to every logger',
+    schema: deviceStatsSchema,
+    create: (config) => new DeviceStatsMonitor(config),
   },
   {
     kind: 'callback',

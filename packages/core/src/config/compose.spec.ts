@@ -236,7 +236,8 @@ describe('config group overrides from the command line', () => {
     });
     const error = composeError({ searchPath: [conf], overrides: ['task.x=1=', '+a=[1,'] });
     expect(error.problems).toEqual([
-      expect.objectContaining({ path: '', message: expect.stringContaining("the value '[1,' is not valid YAML"), source: 'command line' }),
+      expect.objectContaining({ path: '', message: expect.stringContaining("cannot parse override 'task.x=1=' at column 9: '=' is not allowed"), source: 'command line' }),
+      expect.objectContaining({ path: '', message: expect.stringContaining("cannot parse override '+a=[1,' at column 7: unterminated list"), source: 'command line' }),
       expect.objectContaining({ path: 'tsk', message: expect.stringContaining("there is no config group 'tsk'"), suggestions: ['task'] }),
       expect.objectContaining({
         path: 'optimizer',
@@ -319,7 +320,7 @@ describe('value overrides', () => {
       ['seed.sub', []],
       ['optimizr.lr', ['optimizer.lr']],
     ]);
-    expect(error.message).toContain("'+seed=1': key 'seed' already exists (value 42); write 'seed=1' to replace it or '++seed=1' to add-or-replace");
+    expect(error.message).toContain("'+seed=1': key 'seed' already exists (value 42); write 'seed=1' to replace it, or write '++seed=1' to add-or-replace");
     expect(error.message).toContain("'~trainer.precision=16': not deleted: the current value is 32, not 16");
     expect(error.message).toContain("'seed' is a number, not a mapping");
     expect(error.message).toMatch(/^Invalid configuration \(6 problems\)/);

@@ -3,6 +3,7 @@ import type { Override } from './overrides.js';
 import { isPlainObject, splitPath, type ConfigNode } from './paths.js';
 import { displayPath, findConfigFile, listGroupOptions, listGroups, listPrimaryConfigs } from './search-path.js';
 import { suggest } from './suggest.js';
+import { shellWord, withPrefix } from './override-grammar.js';
 import { loadConfigFile, type RawDefault } from './yaml-io.js';
 
 /** One parsed `defaults` entry (or a `+group=option` from the command line). */
@@ -190,7 +191,7 @@ export class DefaultsExpander {
       this.problems.push({
         path: key,
         message: cli
-          ? `'${cli}' adds config group '${key}', but it is already selected ('${other.option}') by ${other.where}; write '${key}=<option>' to change the selection`
+          ? `'${cli}' adds config group '${key}', but it is already selected ('${other.option}') by ${other.where}; write ${shellWord(`${key}=<option>`)} to change the selection, putting an option of '${key}' in place of <option>`
           : `config group '${key}' is selected twice: '${entry.option}' by ${entry.where} and '${earlier.option}' by ${earlier.where}; to replace the earlier selection write '- override ${key}: ${earlier.option}' in the later file`,
         source: entry.where,
       });
@@ -229,7 +230,7 @@ export function unusedOverrideProblem(key: string, override: GroupOverride, sele
   const problem = { path: key, suggestions: suggest(key, selected), source: override.where };
   if (override.remove) return { ...problem, message: `'${override.cli}': config group '${key}' is not selected, so there is nothing to remove` };
   if (override.cli) {
-    return { ...problem, message: `'${override.cli}': config group '${key}' is not in the defaults list, so there is no selection to change; to add it write '+${override.cli}'` };
+    return { ...problem, message: `'${override.cli}': config group '${key}' is not in the defaults list, so there is no selection to change; to add it write ${shellWord(withPrefix(override.cli, '+'))}` };
   }
   return {
     ...problem,

@@ -4,6 +4,8 @@
  */
 export { composeConfig, type ComposeOptions, type ComposedConfig } from './compose.js';
 export { parseOverride, parseOverrideValue, type Override } from './overrides.js';
+export { attachEnvSources } from './interpolate.js';
+export { overrideHint } from './override-grammar.js';
 export { toYaml, type ToYamlOptions } from './yaml-io.js';
 export { listGroupOptions, listGroups } from './search-path.js';
 export { suggest, editDistance } from './suggest.js';

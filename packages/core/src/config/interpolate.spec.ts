@@ -36,13 +36,13 @@ describe('resolveInterpolations', () => {
     expect(config).toEqual({ a: 3, b: 3, c: { value: 3, sibling: 3, up: 3 }, alias: { value: 3, sibling: 3, up: 3 }, through: 3 });
   });
 
-  it('reads environment variables as strings, with defaults', () => {
+  it('reads environment variables typed like command-line values, with defaults', () => {
     const { config, problems } = resolve(
       { home: '${env:DATA_HOME}', cache: '${env:CACHE,/tmp/cache}/x', token: '${env:TOKEN,null}', seed: '${oc.env:SEED}' },
       { DATA_HOME: '/data', SEED: '7' },
     );
     expect(problems).toEqual([]);
-    expect(config).toEqual({ home: '/data', cache: '/tmp/cache/x', token: null, seed: '7' });
+    expect(config).toEqual({ home: '/data', cache: '/tmp/cache/x', token: null, seed: 7 });
   });
 
   it('reports a missing reference at the referencing path, with suggestions and source, once', () => {

@@ -1,6 +1,7 @@
-import type { ConfigProblem } from '../errors.js';
+import { ConfigError, type ConfigProblem } from '../errors.js';
 import { clearSources, recordSources, type Sources } from './merge.js';
 import { allPaths, deepCopy, describe, getPath, hasPath, isPlainObject, joinPath, setPath, splitPath, type ConfigNode } from './paths.js';
+import { OverrideSyntaxError, parseOverrideValue } from './override-grammar.js';
 import { suggest } from './suggest.js';
 
 type Token = { text: string } | { ref: string };
@@ -37,6 +38,22 @@ function tokenize(value: string): Token[] {
   return tokens;
 }
 
+/**
+ * Types an environment variable's text (or an `${env:NAME,default}` default) like a command-line
+ * value: `3` int, `0.5` float, `true` bool, `null`, `[1, 2]`, `'quoted'` string (quotes removed). Any
+ * other text, including text the override grammar refuses (`a#b`, `x,y`), is kept exactly as it is.
+ */
+export function typeEnvValue(text: string): unknown {
+  try {
+    const value = parseOverrideValue(text);
+    // Plain text stays exactly as set (no trimming, no escape processing); quotes make a string.
+    return typeof value === 'string' && !/^[ \t]*['"]/.test(text) ? text : value;
+  } catch (error) {
+    if (error instanceof OverrideSyntaxError) return text;
+    throw error;
+  }
+}
+
 function stringify(value: unknown): string {
   return typeof value === 'string' ? value : typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
 }
@@ -44,13 +61,16 @@ function stringify(value: unknown): string {
 /**
  * Resolves every `${...}` in `root` in place, OmegaConf style, and returns the problems found:
  * `${a.b}` (absolute), `${.b}` / `${..b}` (relative to the containing mapping), `${env:NAME}` and
- * `${env:NAME,default}` (environment variables are strings, as in OmegaConf; a default of `null` is
- * null). A value that is exactly one interpolation takes the referenced value's type; otherwise the
+ * `${env:NAME,default}` (the variable's text, or the default, is typed like a command-line value by
+ * {@link typeEnvValue}: `3` is a number, `true` a boolean, `null` null, `'3'` a string; a value that is
+ * exactly one `${env:…}` gets its source recorded as `environment variable NAME, via <file>`). A value that is exactly one interpolation takes the referenced value's type; otherwise the
  * result is a string. `\${` is a literal `${`. Each problem is reported once, at the value that
  * causes it; values that merely depend on a broken one are left unresolved without a second report.
  */
 export function resolveInterpolations(root: ConfigNode, sources: Sources, env: NodeJS.ProcessEnv = process.env): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
+  /** Value path → where its `${env:…}` took its text from, for the sources map. */
+  const envUses = new Map<string, string>();
   const state = new Map<string, 'resolving' | 'done' | 'failed'>();
   const stack: string[] = [];
 
@@ -111,12 +131,12 @@ export function resolveInterpolations(root: ConfigNode, sources: Sources, env: N
       const comma = args.indexOf(',');
       const variable = (comma < 0 ? args : args.slice(0, comma)).trim();
       const value = env[variable];
-      if (value !== undefined) return value;
-      if (comma < 0) {
+      if (value === undefined && comma < 0) {
         report(from, `environment variable '${variable}' is not set; set it, or give a default with '\${env:${variable},default}'`);
       }
-      const fallback = args.slice(comma + 1).trim().replace(/^'(.*)'$|^"(.*)"$/s, '$1$2');
-      return fallback === 'null' ? null : fallback;
+      const text = value ?? args.slice(comma + 1);
+      envUses.set(from, value !== undefined ? `environment variable ${variable}` : `the default of \${${expr}} (${variable} is not set)`);
+      return typeEnvValue(text);
     }
     const dots = /^\.*/.exec(expr)![0].length;
     let target = expr;
@@ -159,7 +179,13 @@ export function resolveInterpolations(root: ConfigNode, sources: Sources, env: N
       } else {
         value = tokens!.map((token) => ('ref' in token ? stringify(evaluate(token.ref, path)) : token.text)).join('');
       }
-      const source = sources.get(path);
+      let source = sources.get(path);
+      const fromEnv = envUses.get(path);
+      if (single && fromEnv !== undefined && !isPlainObject(value) && !Array.isArray(value)) {
+        // The value is the environment's, not the file's: say so in `config` and in type errors.
+        source = `${fromEnv}, via ${source ?? 'the config'}`;
+        sources.set(path, source);
+      }
       setPath(root, path, value);
       if (source !== undefined && isPlainObject(value)) {
         clearSources(sources, path);
@@ -189,4 +215,25 @@ export function resolveInterpolations(root: ConfigNode, sources: Sources, env: N
     }
   }
   return problems;
+}
+
+/** Whether a sources-map entry says the value came from `${env:…}` (see resolveInterpolations). */
+export function isEnvSource(source: string | undefined): boolean {
+  return source !== undefined && (source.startsWith('environment variable ') || source.startsWith('the default of ${env:') || source.startsWith('the default of ${oc.env:'));
+}
+
+/**
+ * Adds the source to each problem of a validation error whose value came from the environment, so
+ * that a type error such as "expected a number (got "abc")" says `[from environment variable N, via
+ * conf/config.yaml]`. Returns `error` itself when no problem is about such a value.
+ */
+export function attachEnvSources(error: ConfigError, sources: ReadonlyMap<string, string>): ConfigError {
+  let changed = false;
+  const problems = error.problems.map((problem) => {
+    const source = sources.get(problem.path);
+    if (problem.source !== undefined || !isEnvSource(source)) return problem;
+    changed = true;
+    return { ...problem, source };
+  });
+  return changed ? new ConfigError(problems, 'Invalid configuration') : error;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../errors.js';
+import { hydraQuote, parseOverrideValue } from './override-grammar.js';
 import { parseOverride } from './overrides.js';
 
 describe('parseOverride', () => {
@@ -14,25 +15,31 @@ describe('parseOverride', () => {
     expect(parseOverride('db@backup=mysql')).toMatchObject({ key: 'db@backup', value: 'mysql' });
   });
 
-  it('types values the way YAML does', () => {
+  it("types values by Hydra's override grammar, not YAML", () => {
     const value = (text: string) => parseOverride(`k=${text}`).value;
     expect(value('3')).toBe(3);
     expect(value('-2')).toBe(-2);
     expect(value('3e-3')).toBe(0.003);
     expect(value('0.5')).toBe(0.5);
-    expect(value('true')).toBe(true);
-    expect(value('false')).toBe(false);
+    expect(value('10_0')).toBe(100);
+    expect(value('TRUE')).toBe(true);
     expect(value('null')).toBeNull();
     expect(value("'3'")).toBe('3');
     expect(value('"true"')).toBe('true');
     expect(value('[1,2,3]')).toEqual([1, 2, 3]);
     expect(value('{a: 1, b: [x, 2.5]}')).toEqual({ a: 1, b: ['x', 2.5] });
+    expect(value('{a:b}')).toEqual({ a: 'b' });
     expect(value('')).toBe('');
     expect(value('run_${a.b}')).toBe('run_${a.b}');
-    expect(value('a=b')).toBe('a=b');
-    // Not valid YAML, but ordinary on a command line: kept as strings.
+    expect(value('a\\=b')).toBe('a=b');
     expect(value('*.png')).toBe('*.png');
     expect(value('@home')).toBe('@home');
+  });
+
+  it('quotes values in fixes so that they parse back to the same text', () => {
+    for (const text of ["it's", 'a\\', "a\\'b", '#', ' x ', '\\\\']) {
+      expect(parseOverrideValue(hydraQuote(text))).toBe(text);
+    }
   });
 
   it('rejects malformed overrides with a ConfigError that explains the fix', () => {
@@ -45,10 +52,11 @@ describe('parseOverride', () => {
       }
       throw new Error(`'${text}' parsed`);
     };
-    expect(message('trainer.max_steps')).toContain("missing '=': write 'trainer.max_steps=<value>'");
+    expect(message('trainer.max_steps')).toContain("missing '=' and a value; write 'trainer.max_steps=<value>'");
     expect(message('+x')).toContain("write '+x=<value>'");
-    expect(message('=3')).toContain("expected 'key=value'");
+    expect(message('=3')).toContain('column 1: expected a key');
     expect(message('a..b=1')).toContain("'a..b' is not a valid key");
-    expect(message('a=[1,2')).toContain("the value '[1,2' is not valid YAML");
+    expect(message('a=[1,2')).toContain("cannot parse override 'a=[1,2' at column 7: unterminated list: expected ',' or ']' (the list opens at column 3); write 'a=[1,2]'");
+    expect(message('a=b=c')).toContain(`column 4: '=' is not allowed in an unquoted value; write "a='b=c'"`);
   });
 });

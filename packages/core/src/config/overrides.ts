@@ -1,9 +1,9 @@
 import { isDeepStrictEqual } from 'node:util';
-import { parse } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { clearSources, mergeAtPackage, recordSources, type Sources } from './merge.js';
 import { allPaths, deletePath, describe, getPath, hasPath, isPlainObject, setPath, splitPath, type ConfigNode } from './paths.js';
 import { suggest } from './suggest.js';
+import { OverrideSyntaxError, parseOverrideKey, parseOverrideValue as parseValue, shellWord, withPrefix } from './override-grammar.js';
 
 /**
  * One command-line override, Hydra style:
@@ -16,65 +16,69 @@ export interface Override {
   kind: 'set' | 'add' | 'force' | 'delete';
   /** Dotted key path (`trainer.max_steps`) or config group (`task`, `model/backbone`, `db@backup`). */
   key: string;
-  /** Typed value (YAML rules); `undefined` only for `~key` without a value. */
+  /** Typed value (Hydra's override grammar); `undefined` only for `~key` without a value. */
   value?: unknown;
-  /** The value exactly as written, unquoted; used as the option name when `key` is a config group. */
+  /** The value as a string (quotes and escapes removed; else the trimmed text); the option name when `key` is a config group. */
   rawValue?: string;
   /** The override as the user typed it, for error messages. */
   text: string;
 }
 
-const KEY = /^[A-Za-z0-9_\-/.@]+$/;
-
-function unquote(text: string): string {
-  const quoted = /^'(.*)'$/s.exec(text) ?? /^"(.*)"$/s.exec(text);
-  return quoted ? quoted[1]! : text;
-}
-
 /**
- * Types a command-line value the way YAML would: `3` int, `3e-3`/`0.5` float, `true`, `null`,
- * `[1, 2]`, `{a: 1}`; quotes keep a string. The empty string stays `''`. Anything YAML rejects that
- * does not look like a flow collection or quoted string (`*.png`, `@home`) is kept as a string,
- * because shells users type into make such values common.
+ * Types a command-line value by Hydra's override grammar (see override-grammar.ts): `3` int,
+ * `10_0` int 100, `3e-3`/`0.5`/`inf`/`nan` floats, `true`/`TRUE` booleans, `null`, `[1, 2]`,
+ * `{a: 1}`, `'quoted'`/`"quoted"` strings, `${a.b}` interpolations (resolved later), everything
+ * else a string with escapes (`\,` `\ ` `\(`…) removed. The empty string stays `''`.
+ * Throws ConfigError (exit 2) naming the value, the column, what was expected and a fix.
  */
 export function parseOverrideValue(text: string): unknown {
-  if (text.trim() === '') return '';
   try {
-    return parse(text, { prettyErrors: false });
+    return parseValue(text);
   } catch (error) {
-    if (/^\s*['"[{]/.test(text)) throw error;
-    return text;
+    if (!(error instanceof OverrideSyntaxError)) throw error;
+    throw new ConfigError([{ path: '', message: describeSyntaxError(`value '${text}'`, error, 0, (fix) => fix), source: 'command line' }], 'Invalid value');
   }
 }
 
-/** Parses one override string; accepts the `--key=value` spelling too. Throws ConfigError. */
+/** One line: where, what, and the fixes as shell words that can be pasted as they are. */
+function describeSyntaxError(what: string, error: OverrideSyntaxError, shift: number, toArg: (fix: string) => string): string {
+  let message = `cannot parse ${what} at column ${error.offset + shift + 1}: ${error.reason}`;
+  const fixes = error.fixes.map((fix) => shellWord(toArg(fix)));
+  if (fixes.length > 0) message += `; write ${fixes.join(', or write ')}`;
+  if (error.advice) message += `${fixes.length > 0 ? ' (' : '; '}${error.advice}${fixes.length > 0 ? ')' : ''}`;
+  return message;
+}
+
+/** Parses one override string; accepts the `--key=value` spelling too. Throws ConfigError (exit 2). */
 export function parseOverride(text: string): Override {
-  const fail = (message: string): never => {
-    throw new ConfigError([{ path: '', message: `cannot parse override '${text}': ${message}`, source: 'command line' }], 'Invalid override');
+  const fail = (error: OverrideSyntaxError, shift: number, toArg: (fix: string) => string): never => {
+    throw new ConfigError([{ path: '', message: describeSyntaxError(`override '${text}'`, error, shift, toArg), source: 'command line' }], 'Invalid override');
   };
-  let rest = text.trim().replace(/^--(?=[^-+~])/, '');
-  let kind: Override['kind'] = 'set';
-  if (rest.startsWith('++')) [kind, rest] = ['force', rest.slice(2)];
-  else if (rest.startsWith('+')) [kind, rest] = ['add', rest.slice(1)];
-  else if (rest.startsWith('~')) [kind, rest] = ['delete', rest.slice(1)];
-  const eq = rest.indexOf('=');
-  const key = (eq < 0 ? rest : rest.slice(0, eq)).trim();
-  if (key === '') fail("expected 'key=value', '+key=value', '++key=value' or '~key'");
-  if (!KEY.test(key) || key.startsWith('.') || key.endsWith('.') || key.includes('..')) {
-    fail(`'${key}' is not a valid key; use dotted names such as 'trainer.max_steps' or a config group such as 'task'`);
+  let head: ReturnType<typeof parseOverrideKey>;
+  try {
+    head = parseOverrideKey(text);
+  } catch (error) {
+    if (!(error instanceof OverrideSyntaxError)) throw error;
+    return fail(error, 0, (fix) => fix);
   }
-  if (eq < 0) {
-    if (kind !== 'delete') fail(`missing '=': write '${kind === 'set' ? '' : kind === 'add' ? '+' : '++'}${key}=<value>'`);
+  const { kind, key, valueStart } = head;
+  if (valueStart === undefined) {
+    if (kind !== 'delete') {
+      const prefix = text.slice(0, text.length - key.length);
+      return fail(new OverrideSyntaxError(text.length, "missing '=' and a value", [], `write ${shellWord(`${prefix}${key}=<value>`)}, putting the value in place of <value>`), 0, (f) => f);
+    }
     return { kind, key, text };
   }
-  const rawText = rest.slice(eq + 1);
+  const rawText = text.slice(valueStart);
   let value: unknown;
   try {
-    value = parseOverrideValue(rawText);
+    value = parseValue(rawText, valueStart);
   } catch (error) {
-    fail(`the value '${rawText}' is not valid YAML (${(error as Error).message.split('\n')[0]}); quote it to pass a string, e.g. ${key}='${rawText}'`);
+    if (!(error instanceof OverrideSyntaxError)) throw error;
+    return fail(error, valueStart, (fix) => text.slice(0, valueStart) + fix);
   }
-  return { kind, key, value, rawValue: unquote(rawText.trim()), text };
+  const rawValue = typeof value === 'string' ? value : rawText.trim();
+  return { kind, key, value, rawValue, text };
 }
 
 /** Applies `key=value`-style overrides to the merged tree, recording problems instead of throwing. */
@@ -100,11 +104,11 @@ export function applyValueOverrides(root: ConfigNode, sources: Sources, override
       continue;
     }
     if (ov.kind === 'set' && !exists) {
-      problem(`'${ov.key}' is neither a key in the config nor a config group; to add it as a new key write '+${ov.text}'`, missing());
+      problem(`'${ov.key}' is neither a key in the config nor a config group; to add it as a new key write ${shellWord(withPrefix(ov.text, '+'))}`, missing());
       continue;
     }
     if (ov.kind === 'add' && exists) {
-      problem(`key '${ov.key}' already exists (value ${JSON.stringify(getPath(root, ov.key))}); write '${ov.text.replace(/^\+/, '')}' to replace it or '+${ov.text}' to add-or-replace`, {
+      problem(`key '${ov.key}' already exists (value ${JSON.stringify(getPath(root, ov.key))}); write ${shellWord(withPrefix(ov.text, ''))} to replace it, or write ${shellWord(withPrefix(ov.text, '++'))} to add-or-replace`, {
         source: sources.get(ov.key) ?? source,
       });
       continue;

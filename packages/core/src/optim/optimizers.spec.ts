@@ -221,9 +221,11 @@ describe('applyGradients', () => {
 });
 
 describe('clipByGlobalNorm', () => {
-  it('scales all gradients by maxNorm / norm when the global norm is above maxNorm', () => {
+  it('scales all gradients by maxNorm / norm when the global norm is above maxNorm, leaking no tensor', async () => {
     const grads = { a: tf.tensor1d([3]), b: tf.tensor1d([4]) };
-    const { grads: clipped, norm } = clipByGlobalNorm(grads, 1);
+    const before = tf.memory().numTensors;
+    const { grads: clipped, norm } = await clipByGlobalNorm(grads, 1);
+    expect(tf.memory().numTensors).toBe(before + 2);
     expect(norm).toBeCloseTo(5, 5);
     expect(clipped['a']!.dataSync()[0]).toBeCloseTo(0.6, 5);
     expect(clipped['b']!.dataSync()[0]).toBeCloseTo(0.8, 5);
@@ -231,13 +233,13 @@ describe('clipByGlobalNorm', () => {
     tf.dispose([grads, clipped]);
   });
 
-  it('returns copies unchanged when below maxNorm or when the norm is not finite', () => {
+  it('returns copies unchanged when below maxNorm or when the norm is not finite', async () => {
     const grads = { a: tf.tensor1d([3, 4]) };
-    const below = clipByGlobalNorm(grads, 10);
+    const below = await clipByGlobalNorm(grads, 10);
     expect(Array.from(below.grads['a']!.dataSync())).toEqual([3, 4]);
     expect(below.grads['a']).not.toBe(grads.a);
     const bad = { a: tf.tensor1d([NaN, 1]) };
-    const nonFinite = clipByGlobalNorm(bad, 1);
+    const nonFinite = await clipByGlobalNorm(bad, 1);
     expect(nonFinite.norm).toBeNaN();
     expect(nonFinite.grads['a']!.dataSync()[1]).toBe(1);
     tf.dispose([grads, below.grads, bad, nonFinite.grads]);

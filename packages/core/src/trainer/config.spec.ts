@@ -18,7 +18,7 @@ describe('trainer config', () => {
     const { callbacks, loggers, ...rest } = trainerConfigSchema.parse(shipped);
     const { callbacks: _c, loggers: _l, ...defaults } = trainerConfigSchema.parse({});
     expect(rest).toEqual(defaults);
-    expect(Object.keys(callbacks)).toEqual(['progress_bar', 'model_checkpoint', 'lr_monitor']);
+    expect(Object.keys(callbacks)).toEqual(['progress_bar', 'model_checkpoint', 'lr_monitor', 'device_stats']);
     expect(loggers['csv']).toEqual({ _target_: 'logger/csv' });
   });
 

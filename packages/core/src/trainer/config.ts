@@ -42,7 +42,7 @@ export const trainerConfigSchema = z.strictObject({
   fast_dev_run: z.boolean().default(false),
   /** -1 = the whole validation set. */
   num_sanity_val_steps: z.number().int().min(-1).default(2),
-  accelerator: z.enum(['auto', 'gpu', 'node', 'wasm', 'cpu']).default('auto'),
+  accelerator: z.enum(['auto', 'gpu', 'node', 'webgpu', 'wasm', 'cpu']).default('auto'),
   threads: z.number().int().min(1).nullable().default(null),
   default_root_dir: z.string().min(1).default('outputs'),
   run_dir: z.string().min(1).nullable().default(null),

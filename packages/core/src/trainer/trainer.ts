@@ -14,6 +14,7 @@ import type {
 } from '../contracts.js';
 import type { ConfigNode } from '../config/paths.js';
 import { TaskforgeError } from '../errors.js';
+import { overrideHint } from '../config/override-grammar.js';
 import { writeFileAtomic } from '../fs.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { Tokens, type Clock, type Output } from '../services/tokens.js';
@@ -313,7 +314,7 @@ export class Trainer implements TrainerView {
         context: (batchIdx) => this.evalContext('test', batchIdx),
         step: (batch, ctx) => task.testStep!(batch, ctx),
       });
-      const extras = task.onTestEpochEnd?.() ?? {};
+      const extras = (await task.onTestEpochEnd?.()) ?? {};
       Object.assign(this.callbackMetrics, metrics);
       await this.logMetrics(metrics);
       await this.hook('onTestEnd', metrics);
@@ -493,7 +494,7 @@ export class Trainer implements TrainerView {
       const dir = checkpointer
         ? await checkpointer.saveLastCheckpoint(this)
         : await this.saveCheckpoint(join(this.runDir, 'checkpoints', 'last'));
-      where = `last checkpoint saved to ${dir}; resume with trainer.resume_from=${dir}`;
+      where = `last checkpoint saved to ${dir}; resume with ${overrideHint('trainer.resume_from', dir)}`;
     }
     throw new TrainingInterrupted(`Training interrupted by ${signal} at step ${this.globalStep}; ${where}.`, SIGNAL_EXIT_CODES[signal] ?? 1);
   }

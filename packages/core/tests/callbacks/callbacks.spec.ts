@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
-import { callbackSpecs, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar } from '../../src/callbacks/index.js';
+import { callbackSpecs, DeviceStatsMonitor, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar } from '../../src/callbacks/index.js';
 import { Tokens } from '../../src/services/tokens.js';
 import { RecordingOutput, ToyDataModule, ToyTask } from '../toy/toy.js';
 import { makeTrainer, useScratch } from '../trainer/helpers.js';
@@ -68,6 +68,21 @@ describe('EarlyStopping', () => {
   });
 });
 
+describe('DeviceStatsMonitor', () => {
+  it('logs tensor memory on the trainer logging interval, and the count stays flat (no leak) across steps', async () => {
+    const task = new ToyTask();
+    const { trainer, logger } = makeTrainer(scratch.dir(), { max_steps: 6, log_every_n_steps: 2 }, [new DeviceStatsMonitor()]);
+    await trainer.fit(task, new ToyDataModule());
+    const tensors = logger.series('memory/tensors');
+    expect(tensors.map(([step]) => step)).toEqual([2, 4, 6]);
+    expect(tensors[0]![1]).toBeGreaterThan(0);
+    expect(new Set(tensors.map(([, n]) => n)).size).toBe(1);
+    expect(logger.series('memory/bytes')[0]![1]).toBeGreaterThan(0);
+    expect(logger.series('memory/gpu_bytes')).toEqual([]); // only on webgpu (see src/backend/webgpu.spec.ts)
+    task.dispose();
+  });
+});
+
 describe('LearningRateMonitor and ProgressBar', () => {
   it('logs lr-<optimizer> on the trainer logging interval', async () => {
     const task = new ToyTask({ optimizer: 'adam', lr: 0.1, scheduler: 'warmup_cosine' });
@@ -98,9 +113,10 @@ describe('LearningRateMonitor and ProgressBar', () => {
 });
 
 describe('callbackSpecs', () => {
-  it('registers the four callbacks with strict schemas and builds them', () => {
-    expect(callbackSpecs.map((s) => s.name)).toEqual(['model_checkpoint', 'early_stopping', 'lr_monitor', 'progress_bar']);
+  it('registers the five callbacks with strict schemas and builds them', () => {
+    expect(callbackSpecs.map((s) => s.name)).toEqual(['model_checkpoint', 'early_stopping', 'lr_monitor', 'device_stats', 'progress_bar']);
     const spec = (name: string) => callbackSpecs.find((s) => s.name === name)!;
+    expect(spec('device_stats').schema.safeParse({ every: 3 }).success).toBe(false);
     expect(spec('model_checkpoint').schema.safeParse({ save_top_k: 2, monitr: 'x' }).success).toBe(false);
     expect(spec('early_stopping').schema.parse({})).toEqual({ monitor: 'val_loss', mode: 'min', patience: 3, min_delta: 0 });
     const child = container.createChildContainer();

@@ -163,7 +163,7 @@ describe('Trainer.fit', () => {
     const last = join(runDir, 'checkpoints', 'last');
     expect(error).toBeInstanceOf(TrainingInterrupted);
     expect((error as TrainingInterrupted).message).toBe(
-      `Training interrupted by SIGINT at step 3; last checkpoint saved to ${last}; resume with trainer.resume_from=${last}.`,
+      `Training interrupted by SIGINT at step 3; last checkpoint saved to ${last}; resume with 'trainer.resume_from=${last}'.`,
     );
     expect((error as TrainingInterrupted).exitCode).toBe(130);
     expect(JSON.parse(await readFile(join(last, 'trainer_state.json'), 'utf8'))).toMatchObject({ globalStep: 3, epoch: 0, batchInEpoch: 3 });

@@ -181,7 +181,7 @@ export class FitLoop {
     const metrics = new MeanAccumulator();
     let apply = true;
     if (config.gradient_clip_val !== null) {
-      const clipped = clipByGlobalNorm(grads, config.gradient_clip_val);
+      const clipped = await clipByGlobalNorm(grads, config.gradient_clip_val);
       tf.dispose(grads);
       grads = clipped.grads;
       metrics.add('grad_norm', clipped.norm);

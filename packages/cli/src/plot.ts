@@ -1,0 +1,221 @@
+/**
+ * `taskforge plot`: pictures of a run without a browser. Curves come from the CSV logger's
+ * metrics.csv, a confusion matrix from an evaluation results JSON. Charts are Vega-Lite specs
+ * rendered to SVG by Vega's headless View, then to PNG by resvg (prebuilt in its npm package).
+ *
+ * This lives in the CLI, not in core, so that plugins depending on core do not pull in a charting
+ * stack they never use.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { Resvg } from '@resvg/resvg-js';
+import { parse as parseCsv } from 'csv-parse/sync';
+import * as vega from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
+import { TaskforgeError, writeFileAtomic } from '@taskforge/core';
+
+/** A mistake in what the user asked to plot: exit code 2. */
+const usage = (message: string) => new TaskforgeError(message, { exitCode: 2 });
+
+/** One plotted point: `value` of metric `panel` (e.g. `loss`) for `series` (e.g. `val`) at `step`. */
+export interface CurvePoint {
+  step: number;
+  panel: string;
+  series: string;
+  value: number;
+}
+
+/** What {@link plotCommand} wrote. */
+export interface PlotResult {
+  /** PNG files written, absolute paths. */
+  files: string[];
+  /** Points drawn on the curves chart (one per non-empty, finite metric cell of metrics.csv). */
+  points: number;
+  /** Panels of the curves chart, in order (metric names without their `train/`/`val/`/`test/` prefix). */
+  panels: string[];
+}
+
+export interface PlotOptions {
+  /** Where to write the curves PNG; default `<run dir>/plots/curves.png` (never overwritten: `-2`, `-3`… are appended). */
+  out?: string;
+}
+
+const SPLITS = ['train', 'val', 'test'];
+
+/**
+ * Reads a CSV logger file into points. Columns other than `step` and `epoch` are metrics; a name
+ * `split/metric` goes to panel `metric`, series `split`; any other name (e.g. `lr-AdamW`) is its own
+ * panel with series `value`. Empty and non-finite cells are skipped.
+ *
+ * @throws TaskforgeError (exit 2) when the file has no `step` column.
+ */
+export function readCurves(csvFile: string): CurvePoint[] {
+  const rows = parseCsv(readFileSync(csvFile, 'utf8'), { columns: true, skip_empty_lines: true }) as Array<Record<string, string>>;
+  if (rows.length > 0 && !('step' in rows[0]!)) {
+    throw usage(`${csvFile} has no 'step' column: it is not a metrics.csv written by taskforge's CSV logger.`);
+  }
+  const points: CurvePoint[] = [];
+  for (const row of rows) {
+    const step = Number(row['step']);
+    for (const [name, cell] of Object.entries(row)) {
+      if (name === 'step' || name === 'epoch' || cell === '' || cell === undefined) continue;
+      const value = Number(cell);
+      if (!Number.isFinite(value) || !Number.isFinite(step)) continue;
+      const slash = name.indexOf('/');
+      const split = slash > 0 ? name.slice(0, slash) : '';
+      const [panel, series] = SPLITS.includes(split) ? [name.slice(slash + 1), split] : [name, 'value'];
+      points.push({ step, panel, series, value });
+    }
+  }
+  return points;
+}
+
+/** The curves chart: one row per panel, independent y scales, step on x, a line and a dot per point. */
+export function curvesSpec(points: CurvePoint[], title: string): TopLevelSpec {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    data: { values: points },
+    facet: { row: { field: 'panel', type: 'nominal', title: null, sort: panelsOf(points) } },
+    resolve: { scale: { y: 'independent' } },
+    spec: {
+      width: 520,
+      height: 160,
+      mark: { type: 'line', point: { size: 12 }, strokeWidth: 1.5 },
+      encoding: {
+        x: { field: 'step', type: 'quantitative', title: 'step' },
+        y: { field: 'value', type: 'quantitative', title: null, scale: { zero: false } },
+        color: { field: 'series', type: 'nominal', title: 'split', scale: { domain: seriesOf(points) } },
+      },
+    },
+    config: { background: 'white' },
+  } as TopLevelSpec;
+}
+
+/** A confusion-matrix heat map: true class down, predicted class across, counts in the cells. */
+export function confusionSpec(classNames: string[], matrix: number[][], title: string): TopLevelSpec {
+  const values = matrix.flatMap((row, t) => row.map((count, p) => ({ true: classNames[t] ?? String(t), predicted: classNames[p] ?? String(p), count })));
+  const order = classNames.length ? classNames : matrix.map((_, i) => String(i));
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    data: { values },
+    width: 36 * order.length,
+    height: 36 * order.length,
+    encoding: {
+      x: { field: 'predicted', type: 'ordinal', sort: order, title: 'predicted class' },
+      y: { field: 'true', type: 'ordinal', sort: order, title: 'true class' },
+    },
+    layer: [
+      { mark: 'rect', encoding: { color: { field: 'count', type: 'quantitative', scale: { scheme: 'blues' } } } },
+      { mark: { type: 'text', fontSize: 9 }, encoding: { text: { field: 'count', type: 'quantitative' } } },
+    ],
+    config: { background: 'white' },
+  } as TopLevelSpec;
+}
+
+/** Renders a Vega-Lite spec to PNG bytes (SVG through Vega's headless renderer, then resvg at 2× scale). */
+export async function renderPng(spec: TopLevelSpec): Promise<{ png: Uint8Array; svg: string }> {
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+  const svg = await view.toSVG();
+  view.finalize();
+  const png = new Resvg(svg, { fitTo: { mode: 'zoom', value: 2 }, font: { loadSystemFonts: true } }).render().asPng();
+  return { png, svg };
+}
+
+/**
+ * `taskforge plot <run dir | metrics.csv | results.json>`: writes the run's curves (every logged
+ * metric against step, from `logs/csv/metrics.csv`) and, when the target holds evaluation results
+ * with a confusion matrix (`test_results*.json` or any `*.json` given directly), a heat map of it.
+ * Existing files are never replaced: a new name gets `-2`, `-3`… before the extension.
+ *
+ * @throws TaskforgeError (exit 2) when the target does not exist or holds nothing to plot.
+ */
+export async function plotCommand(target: string, options: PlotOptions = {}): Promise<PlotResult> {
+  const path = resolve(target);
+  if (!existsSync(path)) throw usage(`'${target}' does not exist. Pass a run dir (it holds logs/csv/metrics.csv), a metrics.csv or a test results JSON.`);
+  const isDir = statSync(path).isDirectory();
+  const csv = isDir ? findMetricsCsv(path) : extname(path) === '.csv' ? path : undefined;
+  const results = isDir ? findResults(path) : extname(path) === '.json' ? [path] : [];
+  const runDir = isDir ? path : csv ? runDirOfCsv(csv) : dirname(path);
+  const result: PlotResult = { files: [], points: 0, panels: [] };
+
+  if (csv) {
+    const points = readCurves(csv);
+    if (points.length === 0) throw usage(`${csv} has no metric values yet: nothing to plot. Train for at least trainer.log_every_n_steps steps.`);
+    const { png } = await renderPng(curvesSpec(points, basename(runDir)));
+    const file = freshName(options.out ? resolve(options.out) : join(runDir, 'plots', 'curves.png'));
+    writeFileAtomic(file, png);
+    Object.assign(result, { points: points.length, panels: panelsOf(points) });
+    result.files.push(file);
+  }
+  for (const json of results) {
+    const matrix = findConfusion(JSON.parse(readFileSync(json, 'utf8')) as unknown);
+    if (!matrix) continue;
+    const { png } = await renderPng(confusionSpec(matrix.class_names, matrix.matrix, basename(json, '.json')));
+    const file = freshName(join(isDir ? join(runDir, 'plots') : dirname(json), `${basename(json, '.json')}_confusion.png`));
+    writeFileAtomic(file, png);
+    result.files.push(file);
+  }
+  if (result.files.length === 0) {
+    throw usage(
+      `Nothing to plot in '${target}': no logs/csv/metrics.csv (is logger/csv on?) and no results JSON with a confusion matrix.`,
+    );
+  }
+  return result;
+}
+
+/** Series present, in a stable order (train, val, test, then others), so colours mean the same in every plot. */
+function seriesOf(points: CurvePoint[]): string[] {
+  const present = new Set(points.map((p) => p.series));
+  return [...SPLITS, 'value'].filter((s) => present.has(s));
+}
+
+function panelsOf(points: CurvePoint[]): string[] {
+  return [...new Set(points.map((p) => p.panel))];
+}
+
+function findMetricsCsv(runDir: string): string | undefined {
+  const standard = join(runDir, 'logs', 'csv', 'metrics.csv');
+  if (existsSync(standard)) return standard;
+  const logs = join(runDir, 'logs');
+  if (!existsSync(logs)) return undefined;
+  // A renamed CSV logger (logger name → folder) still writes metrics.csv one level below logs/.
+  return readdirSync(logs).map((d) => join(logs, d, 'metrics.csv')).find((f) => existsSync(f));
+}
+
+function findResults(runDir: string): string[] {
+  return readdirSync(runDir).filter((f) => /^test_results.*\.json$/.test(f)).map((f) => join(runDir, f));
+}
+
+function runDirOfCsv(csv: string): string {
+  const dir = dirname(csv);
+  return basename(dirname(dir)) === 'logs' ? dirname(dirname(dir)) : dir;
+}
+
+/** The first `{ matrix: number[][], class_names?: string[] }` found anywhere in a results object. */
+function findConfusion(value: unknown): { class_names: string[]; matrix: number[][] } | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  const node = value as Record<string, unknown>;
+  if (Array.isArray(node['matrix']) && node['matrix'].every((r) => Array.isArray(r))) {
+    const names = Array.isArray(node['class_names']) ? (node['class_names'] as unknown[]).map(String) : [];
+    return { class_names: names, matrix: node['matrix'] as number[][] };
+  }
+  for (const child of Object.values(node)) {
+    const found = findConfusion(child);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** `path` if free, else `name-2.ext`, `name-3.ext`… — outputs of a new command never replace files. */
+function freshName(path: string): string {
+  if (!existsSync(path)) return path;
+  const ext = extname(path);
+  const stem = path.slice(0, path.length - ext.length);
+  for (let i = 2; ; i++) {
+    const candidate = `${stem}-${i}${ext}`;
+    if (!existsSync(candidate)) return candidate;
+  }
+}
+
