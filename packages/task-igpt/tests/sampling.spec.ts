@@ -136,6 +136,7 @@ describe('task.sample', () => {
     const before = tf.memory().numTensors;
     task.validationStep!(batchOf([0, 1]), ctx);
     task.testStep!(batchOf([0, 1]), ctx);
+    await task.onTestEpochEnd(); // releases the predictions testStep keeps for the epoch's confusion matrix
     tf.dispose(task.trainingStep(batchOf([0, 1]), recordingContext(true).ctx));
     await task.sample!({ outDir: join(tmp, 'leak'), datamodule: data, seed: 0, tag: 'x' });
     expect(tf.memory().numTensors).toBe(before);
