@@ -60,6 +60,17 @@ export interface Backbone {
   dispose(): void;
 }
 
+/**
+ * What every forward that can be stochastic takes (a backbone's body and its heads alike):
+ * `training` turns dropout and other noise on; `seed` seeds it, derived from the step's
+ * `StepContext.seed` so runs and resumes are deterministic. A Task passes them to each such
+ * method its backbone API declares, e.g. `forward(x, options)` and `classify(hidden, options)`.
+ */
+export interface ForwardOptions {
+  readonly training: boolean;
+  readonly seed: number;
+}
+
 /** Given to every Task step. */
 export interface StepContext {
   /** Optimizer steps taken so far in this run (0-based for the step being computed). */

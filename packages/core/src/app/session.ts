@@ -14,7 +14,7 @@ import type { ComponentRegistry } from '../registry/registry.js';
 import { validateConfig } from '../registry/validate.js';
 import { createContainer } from './container.js';
 import { findProjectRoot } from '../services/paths.js';
-import { Tokens } from '../services/tokens.js';
+import { Tokens, type Output } from '../services/tokens.js';
 import { trainerConfigSchema, type TrainerConfig } from '../trainer/config.js';
 
 export interface SessionOptions {
@@ -66,6 +66,8 @@ export class Session {
     const container = options.container ?? createContainer();
     const projectRoot = findProjectRoot(options.cwd);
     const discovered = discoverPlugins({ projectRoot });
+    const output = container.resolve<Output>(Tokens.Output);
+    for (const skipped of discovered.skipped) output.warn(skipped.message);
     await loadPlugins(discovered, container.resolve<ComponentRegistry>(Tokens.Registry));
     const projectConf = options.configDir ? resolve(options.configDir) : join(projectRoot, 'conf');
     if (options.configDir && !existsSync(projectConf)) {

@@ -1,5 +1,6 @@
 export { Accelerator } from './accelerator.js';
-export { registerWasmPolyfills } from './wasm-kernels.js';
+export { GRADIENT_KERNELS, gradientKernelNames, missingGradientKernels } from './gradient-kernels.js';
+export { registerWasmPolyfills, WASM_POLYFILLS } from './wasm-kernels.js';
 export { describeMemory, memoryStats, type MemoryStats } from './memory.js';
 export {
   adapterInfo,

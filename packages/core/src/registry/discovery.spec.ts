@@ -27,6 +27,7 @@ describe('discoverPlugins', () => {
     p.addPackage('left-pad', { index: 'export default 1;\n' });
     // An npm workspace: the package lives in packages/ and node_modules holds a symlink to it.
     p.write('packages/linked/package.json', JSON.stringify({ name: '@fixture/linked', version: '0.1.0', taskforge: { conf: 'conf' } }));
+    p.write('packages/linked/index.js', pluginSource('@fixture/linked', 'callback', 'linked'));
     symlinkSync('../../packages/linked', join(p.root, 'node_modules/@fixture/linked'));
     p.write('app/src/.keep', '');
 
@@ -61,6 +62,42 @@ describe('discoverPlugins', () => {
     const core = plugins.filter((x) => x.packageName === '@taskforge/core');
     expect(core).toEqual([expect.objectContaining({ dir: realpathSync(join(repoRoot, 'packages/core')) })]);
     expect(plugins.map((x) => x.packageName)).toEqual([...plugins.map((x) => x.packageName)].sort());
+  });
+
+  it('skips an unbuilt workspace plugin (and its conf dir) with a message naming the build command', () => {
+    const p = project();
+    p.write('packages/unbuilt/package.json', JSON.stringify({
+      name: '@fixture/unbuilt', version: '0.1.0', main: './dist/index.js', taskforge: { conf: 'conf' }, nx: { name: 'unbuilt' },
+    }));
+    p.write('packages/unbuilt/conf/task/x.yaml', '_target_: task/x\n');
+    mkdirSync(join(p.root, 'node_modules/@fixture'), { recursive: true });
+    symlinkSync('../../packages/unbuilt', join(p.root, 'node_modules/@fixture/unbuilt'));
+    p.addPackage('@fixture/plugin-a', { taskforge: {}, index: pluginSource('@fixture/plugin-a', 'backbone', 'fixture-a') });
+
+    const result = discoverPlugins({ projectRoot: p.root });
+    expect(result.plugins.map((x) => x.packageName)).toEqual(['@fixture/plugin-a']);
+    expect(result.searchPathDirs).toEqual([]);
+    expect(result.skipped).toEqual([expect.objectContaining({
+      packageName: '@fixture/unbuilt', buildCommand: 'npx nx build unbuilt', entry: join(p.root, 'packages/unbuilt/dist/index.js'),
+    })]);
+    expect(result.skipped[0]!.message).toBe(
+      'Skipping plugin @fixture/unbuilt: it is not built (packages/unbuilt/dist/index.js is missing); its components and configs '
+        + 'are unavailable until you run `npx nx build unbuilt` (or `npx nx run-many -t build`).',
+    );
+
+    // Once built, it is loaded like any other.
+    p.write('packages/unbuilt/dist/index.js', pluginSource('@fixture/unbuilt', 'task', 'x'));
+    const built = discoverPlugins({ projectRoot: p.root });
+    expect(built.plugins.map((x) => x.packageName)).toEqual(['@fixture/plugin-a', '@fixture/unbuilt']);
+    expect(built.skipped).toEqual([]);
+  });
+
+  it('does not skip an installed (not workspace) package whose entry is missing: that is a broken install', async () => {
+    const p = project();
+    p.addPackage('@fixture/no-entry', { taskforge: {} }); // package.json only
+    const result = discoverPlugins({ projectRoot: p.root });
+    expect(result.skipped).toEqual([]);
+    await expect(loadPlugins(result, new ComponentRegistry())).rejects.toThrow(/Could not load plugin package '@fixture\/no-entry'/);
   });
 
   it('adds explicitly listed packages, and rejects missing ones and paths', () => {

@@ -20,9 +20,27 @@ export interface DiscoveredPlugin {
   confDir?: string;
 }
 
+/** A workspace plugin left out because it is not built (see `discoverPlugins`). */
+export interface SkippedPlugin {
+  packageName: string;
+  dir: string;
+  /** The entry file that does not exist, e.g. `<dir>/dist/index.js`. */
+  entry: string;
+  /** The command that builds it, e.g. `npx nx build data-cifar`. */
+  buildCommand: string;
+  /** One line for the user: what was skipped, why, and the command that builds it. */
+  message: string;
+}
+
 export interface DiscoveryResult {
   /** Sorted by package name. */
   plugins: DiscoveredPlugin[];
+  /**
+   * Workspace plugins (linked source packages, not installed ones) whose entry file is not built:
+   * left out of `plugins` and of the search path, so one unbuilt, unrelated package does not stop
+   * every command. Callers warn with each `message`.
+   */
+  skipped: SkippedPlugin[];
   /** The plugins' config dirs, in plugin order; the composer puts the project's own first. */
   searchPathDirs: string[];
 }
@@ -155,8 +173,40 @@ export function discoverPlugins(options: DiscoverOptions = {}): DiscoveryResult 
       value: name,
     })));
   }
-  const plugins = [...byName.values()].sort((a, b) => a.packageName.localeCompare(b.packageName));
-  return { plugins, searchPathDirs: plugins.flatMap((p) => (p.confDir ? [p.confDir] : [])) };
+  const skipped: SkippedPlugin[] = [];
+  const plugins = [...byName.values()].sort((a, b) => a.packageName.localeCompare(b.packageName)).filter((plugin) => {
+    const unbuilt = unbuiltWorkspacePlugin(plugin, projectRoot);
+    if (unbuilt) skipped.push(unbuilt);
+    return !unbuilt;
+  });
+  return { plugins, skipped, searchPathDirs: plugins.flatMap((p) => (p.confDir ? [p.confDir] : [])) };
+}
+
+/**
+ * A plugin whose real directory is not inside a node_modules (a workspace package that npm
+ * linked, as in this repository after `npm ci`) and whose entry file does not exist yet: it has
+ * not been built. An installed package with a missing entry is a broken install instead, and
+ * still fails loudly when imported.
+ */
+function unbuiltWorkspacePlugin(plugin: DiscoveredPlugin, projectRoot: string): SkippedPlugin | undefined {
+  if (plugin.dir.split(sep).includes('node_modules')) return undefined;
+  const pkg = readPackageJson(plugin.dir) ?? {};
+  const entry = entryFile(plugin.dir, pkg);
+  // Also loadable: the name resolves from core to a file of this package (e.g. its TypeScript
+  // source under a test runner's `@taskforge/source` export condition).
+  if (existsSync(entry) || resolveFromHere(plugin.packageName)?.startsWith(plugin.dir + sep)) return undefined;
+  const nxName = (pkg as { nx?: { name?: unknown } }).nx?.name;
+  const project = typeof nxName === 'string' ? nxName : plugin.packageName;
+  const buildCommand = `npx nx build ${project}`;
+  const where = relative(projectRoot, entry) || entry;
+  return {
+    packageName: plugin.packageName,
+    dir: plugin.dir,
+    entry,
+    buildCommand,
+    message: `Skipping plugin ${plugin.packageName}: it is not built (${where.startsWith('..') ? entry : where} is missing); ` +
+      `its components and configs are unavailable until you run \`${buildCommand}\` (or \`npx nx run-many -t build\`).`,
+  };
 }
 
 /** The ESM entry file of a package, from `exports` (import/node/default) or `main`. */

@@ -1,4 +1,4 @@
-export { discoverPlugins, importPlugin, loadPlugins, type DiscoveredPlugin, type DiscoveryResult, type DiscoverOptions } from './discovery.js';
+export { discoverPlugins, importPlugin, loadPlugins, type DiscoveredPlugin, type DiscoveryResult, type DiscoverOptions, type SkippedPlugin } from './discovery.js';
 export { Instantiator } from './instantiator.js';
 export { ComponentRegistry, LOCAL_PACKAGE, isComponentKind, parseTarget, type RegistryEntry } from './registry.js';
 export { componentNode, isComponentNode, validateComponentNode, validateConfig, type ValidateOptions } from './validate.js';

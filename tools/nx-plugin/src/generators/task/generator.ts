@@ -39,7 +39,11 @@ export async function taskGenerator(tree: Tree, schema: TaskGeneratorSchema): Pr
     logger.info([
       `Created ${options.packageName} in ${options.projectRoot}. Next:`,
       `  npx nx test ${options.projectName}`,
+      `  npx nx typecheck ${options.projectName}`,
+      // The train target builds this package, its dependencies and the CLI; workspace plugins
+      // it does not need may stay unbuilt (taskforge skips them with a one-line warning).
       `  npx nx run ${options.projectName}:train -- trainer.fast_dev_run=true`,
+      `  node packages/cli/dist/bin.js list   # components and configs taskforge discovers`,
       ...(options.skipInstall ? ['  (run `npm install` first: it links the new package so taskforge discovers it)'] : []),
     ].join('\n'));
   };
