@@ -51,7 +51,7 @@ try {
 
 async function main() {
   const tf = await import('@tensorflow/tfjs');
-  const { Session, Tokens, constantSchedule } = await import('@taskforge/core');
+  const { Session, Tokens } = await import('@taskforge/core');
   const session = await Session.open({ cwd: ROOT });
   session.container.register(Tokens.Output, { useValue: quietOutput });
   const [B, D, L, H, V] = ['batch', 'embed', 'layers', 'heads', 'palette'].map(int);
@@ -86,13 +86,10 @@ async function main() {
     batches = endless((epoch) => datamodule.trainDataloader({ epoch, seed: config.trainer.seed }));
   }
   const backbone = instantiator.create('backbone', config.backbone, { container, modelDataArgs }, 'backbone');
-  const task = instantiator.create('task', config.task, {
-    container, modelDataArgs, backbone,
-    buildOptimizer: (variables) => instantiator.create('optimizer', config.optimizer, { container, variables }, 'optimizer'),
-    // The LR schedule does not change the cost of a step; the configured one needs totalSteps.
-    buildScheduler: ({ baseLr }) => constantSchedule(baseLr),
-  }, 'task');
-  const { optimizer } = task.configureOptimizers({ totalSteps: int('steps') + int('warmup') });
+  const task = instantiator.create('task', config.task, { container, modelDataArgs, backbone }, 'task');
+  // As the Trainer builds it: the configured optimizer over all of the task's variables (the LR
+  // schedule does not change the cost of a step).
+  const optimizer = instantiator.create('optimizer', config.optimizer, { container, variables: task.namedVariables() }, 'optimizer');
   const variables = Object.entries(task.namedVariables()).filter(([, v]) => v.trainable);
   const nameOf = new Map(variables.map(([name, v]) => [v.name, name]));
   const varList = variables.map(([, v]) => v);

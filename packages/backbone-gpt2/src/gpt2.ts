@@ -1,8 +1,9 @@
 /**
- * GPT-2 decoder over token sequences (minGPT / nanoGPT style) in TensorFlow.js.
+ * GPT-2 decoder over token sequences (minGPT / nanoGPT style) in TensorFlow.js. It is a backbone:
+ * it maps tokens to hidden states; heads (next-token logits, class logits) belong to the task.
  *
- * Input position i sees [sos, x_0 .. x_{i-1}] and its logits predict x_i, so a whole sequence
- * is scored in one pass and sampling starts from the learned `sos` vector alone.
+ * Input position i sees [sos, x_0 .. x_{i-1}], so the hidden state at i predicts x_i and a whole
+ * sequence is scored in one pass; sampling starts from the learned `sos` vector alone.
  *
  * Every op used here has forward and backward kernels on the cpu, wasm and webgl backends.
  * In particular `tf.gather` is avoided: its gradient needs `UnsortedSegmentSum`, which wasm
@@ -10,11 +11,11 @@
  * position table is sliced, not gathered.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Backbone, NamedVariables } from '@taskforge/core';
+import { linear, type Backbone, type NamedVariables } from '@taskforge/core';
 import { CausalMasks, causalSelfAttention } from './attention.js';
 import { gelu } from './gelu.js';
-import { linear } from './linear.js';
 
+/** The model's hyper-parameters: the validated `backbone` config node plus the data's shapes. */
 export interface Gpt2Config {
   embed_dim: number;
   num_heads: number;
@@ -25,24 +26,24 @@ export interface Gpt2Config {
   init_std: number;
   /** Lightning Transformers' iGPT block: LayerNorm applied to the residual stream itself. */
   residual_norm: boolean;
+  /** Longest sequence (T); sizes the position table. */
   num_positions: number;
+  /** Vocabulary size (V); sizes the token table. */
   num_vocab: number;
-  num_classes: number;
   /** Query rows per attention block (memory-efficient attention, see attention.ts); default 128. */
   attention_block_size?: number;
+}
+
+/** What `forward` returns; an object so backbones can add outputs (attention maps, ...) without breaking tasks. */
+export interface ForwardOutput {
+  /** [B, T, D], after the final LayerNorm. */
+  hidden: tf.Tensor3D;
 }
 
 export interface ForwardOptions {
   training: boolean;
   /** Seeds dropout; ignored when not training or when dropout is 0. */
   seed: number;
-}
-
-export interface ForwardOutput {
-  /** [B, T, D], after the final LayerNorm. */
-  hidden: tf.Tensor3D;
-  /** [B, T, V]; position i predicts token i. */
-  logits: tf.Tensor3D;
 }
 
 /** Keys and values of every layer for the positions decoded so far (inference only). */
@@ -77,10 +78,38 @@ export class KVCache {
   }
 }
 
+// ---- small named pieces ------------------------------------------------------------------------
+
 interface Dense { kernel: tf.Tensor; bias?: tf.Tensor }
-interface Norm { gamma: tf.Variable; beta: tf.Variable }
+interface Norm { gamma: tf.Tensor; beta: tf.Tensor }
+/** How a layer's heads attend: full causal attention (training), or one new position over a cache. */
+type Attend = (l: number, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D;
+type Drop = (t: tf.Tensor) => tf.Tensor;
 
 const LN_EPS = 1e-5;
+
+/** LayerNorm over the last axis: (x − mean) / √(var + ε) · γ + β. */
+function layerNorm<T extends tf.Tensor>(x: T, { gamma, beta }: Norm): T {
+  const { mean, variance } = tf.moments(x, -1, true);
+  return x.sub(mean).mul(tf.rsqrt(variance.add(LN_EPS))).mul(gamma).add(beta) as T;
+}
+
+/** x[B, T, in] · kernel[in, out] (+ bias) as one 2-D product with a wasm-friendly gradient (core's `linear`). */
+function dense(x: tf.Tensor3D, { kernel, bias }: Dense): tf.Tensor3D {
+  const [B, T, inDim] = x.shape;
+  return linear(x.reshape([B * T, inDim]), kernel as tf.Tensor2D, bias as tf.Tensor1D | undefined).reshape([B, T, kernel.shape[1]!]);
+}
+
+/**
+ * The attention formula as written: softmax(q·kᵀ / √hd)·v over [B, H, Tq, hd] queries and
+ * [B, H, Tk, hd] keys/values, with no mask. Decoding uses it directly (one query row that may see
+ * every cached key); full sequences take the fast path, `causalSelfAttention` (attention.ts),
+ * which computes the same with a causal mask, block by block.
+ */
+export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
+  const scores = tf.matMul(q, k, false, true).mul(1 / Math.sqrt(q.shape[3]!));
+  return tf.matMul(tf.softmax(scores, -1), v) as tf.Tensor4D;
+}
 
 export class Gpt2 implements Backbone {
   readonly config: Readonly<Gpt2Config>;
@@ -89,6 +118,7 @@ export class Gpt2 implements Backbone {
   /** Additive causal masks of the attention blocks, built once. */
   private readonly masks = new CausalMasks();
 
+  /** Throws RangeError when embed_dim is not a multiple of num_heads (the config schema reports it first). */
   constructor(config: Gpt2Config, options: { seed?: number } = {}) {
     if (config.embed_dim % config.num_heads !== 0) {
       throw new RangeError(`embed_dim (${config.embed_dim}) must be divisible by num_heads (${config.num_heads})`);
@@ -96,6 +126,11 @@ export class Gpt2 implements Backbone {
     this.config = Object.freeze({ ...config });
     this.headDim = config.embed_dim / config.num_heads;
     this.initVariables(options.seed ?? 0);
+  }
+
+  /** Width D of the hidden states. */
+  get hiddenSize(): number {
+    return this.config.embed_dim;
   }
 
   namedVariables(): NamedVariables {
@@ -108,29 +143,23 @@ export class Gpt2 implements Backbone {
     this.masks.dispose();
   }
 
+  /**
+   * tokens int32 [B, T] (T ≤ num_positions) → `hidden` [B, T, D] after the final LayerNorm; the
+   * state at i has seen sos and tokens 0 .. i−1 only. Throws RangeError when T > num_positions.
+   */
   forward(tokens: tf.Tensor2D, options: ForwardOptions): ForwardOutput {
     const [B, T] = tokens.shape;
     const { embed_dim: D, num_positions } = this.config;
     if (T > num_positions) throw new RangeError(`sequence length ${T} exceeds num_positions ${num_positions}`);
-    return tf.tidy(() => {
+    const blockSize = this.config.attention_block_size ?? 128;
+    const hidden = tf.tidy(() => {
       const drop = this.dropper(options);
       // Shift right: position i sees the embedding of token i-1, position 0 sees `sos`.
-      const tok = this.embedTokens(tokens.slice([0, 0], [B, T - 1]));
-      const sos = tf.tile(this.v('sos').reshape([1, 1, D]), [B, 1, 1]);
-      const pos = this.v('pos_embed').slice([0, 0], [T, D]);
-      let x = drop(tf.concat([sos, tok], 1).add(pos)) as tf.Tensor3D;
-      for (let l = 0; l < this.config.num_layers; l++) {
-        x = this.block(l, x, (h) => this.attention(l, h), drop);
-      }
-      const hidden = this.layerNorm(x, this.norm('ln_f')) as tf.Tensor3D;
-      const logits = this.dense(hidden, { kernel: this.v('lm_head.kernel') }) as tf.Tensor3D;
-      return { hidden, logits };
+      const tok = tf.concat([this.sos(B), this.embedTokens(tokens.slice([0, 0], [B, T - 1]))], 1);
+      const x = drop(tok.add(this.v('pos_embed').slice([0, 0], [T, D]))) as tf.Tensor3D;
+      return this.body(x, (_l, q, k, v) => causalSelfAttention(q, k, v, { blockSize, masks: this.masks }), drop);
     });
-  }
-
-  /** Classification logits [B, C] from the mean of the final hidden states over the sequence. */
-  classify(hidden: tf.Tensor3D): tf.Tensor2D {
-    return tf.tidy(() => hidden.mean(1).matMul(this.v('cls_head.kernel')).add(this.v('cls_head.bias')) as tf.Tensor2D);
+    return { hidden };
   }
 
   createCache(batch: number): KVCache {
@@ -138,9 +167,10 @@ export class Gpt2 implements Backbone {
   }
 
   /**
-   * Decode one position with cached keys/values. Pass `null` for the first position (its input
-   * is `sos`), then the token chosen for the previous position. Returns logits [B, V] for the
-   * position just decoded; equal to `forward(...).logits[:, cache.length]` up to float error.
+   * Decode one position with cached keys/values: the same body as `forward`, over one position.
+   * Pass `null` for the first position (its input is `sos`), then the token chosen for the previous
+   * position. Returns its hidden state [B, D], equal to `forward(...).hidden[:, cache.length]` up to float
+   * error. Throws when the token and position disagree, the batch differs or the cache is full.
    */
   step(token: tf.Tensor1D | null, cache: KVCache): tf.Tensor2D {
     const p = cache.length;
@@ -150,84 +180,64 @@ export class Gpt2 implements Backbone {
     }
     if (p >= num_positions) throw new RangeError(`cache is full: all ${num_positions} positions decoded`);
     if (token && token.shape[0] !== cache.batch) throw new RangeError(`token batch ${token.shape[0]} != cache batch ${cache.batch}`);
+    const B = cache.batch;
     const out = tf.tidy(() => {
-      const B = cache.batch;
-      const input = token === null
-        ? tf.tile(this.v('sos').reshape([1, 1, D]), [B, 1, 1])
-        : this.embedTokens(token.reshape([B, 1]));
-      let x = input.add(this.v('pos_embed').slice([p, 0], [1, D])) as tf.Tensor3D;
-      const noDrop = (t: tf.Tensor) => t;
-      for (let l = 0; l < this.config.num_layers; l++) {
-        x = this.block(l, x, (h) => this.cachedAttention(l, h, cache), noDrop);
-      }
-      const hidden = this.layerNorm(x, this.norm('ln_f'));
-      return this.dense(hidden, { kernel: this.v('lm_head.kernel') }).reshape([B, this.config.num_vocab]) as tf.Tensor2D;
+      const tok = token === null ? this.sos(B) : this.embedTokens(token.reshape([B, 1]));
+      const x = tok.add(this.v('pos_embed').slice([p, 0], [1, D])) as tf.Tensor3D;
+      const attendCached: Attend = (l, q, k, v) => {
+        const [keys, values] = cache.append(l, k, v);
+        return attention(q, keys, values);
+      };
+      return this.body(x, attendCached, (t) => t).reshape([B, D]) as tf.Tensor2D;
     });
     cache.length = p + 1;
     return out;
   }
 
-  // ---- building blocks -------------------------------------------------------------------------
+  // ---- the body: blocks, then the final LayerNorm ------------------------------------------------
 
-  private block(l: number, x: tf.Tensor3D, attn: (h: tf.Tensor3D) => tf.Tensor3D, drop: (t: tf.Tensor) => tf.Tensor): tf.Tensor3D {
+  private body(x: tf.Tensor3D, attend: Attend, drop: Drop): tf.Tensor3D {
+    for (let l = 0; l < this.config.num_layers; l++) x = this.block(l, x, attend, drop);
+    return layerNorm(x, this.norm('ln_f'));
+  }
+
+  private block(l: number, x: tf.Tensor3D, attend: Attend, drop: Drop): tf.Tensor3D {
     const ln1 = this.norm(`blocks.${l}.ln1`);
     const ln2 = this.norm(`blocks.${l}.ln2`);
     if (this.config.residual_norm) {
       // teddykoker/image-gpt as used by Lightning Transformers: ln_1 rewrites the residual stream.
-      const h = this.layerNorm(x, ln1);
-      const a = h.add(drop(attn(h))) as tf.Tensor3D;
-      return a.add(drop(this.mlp(l, this.layerNorm(a, ln2)))) as tf.Tensor3D;
+      const h = layerNorm(x, ln1);
+      const a = h.add(drop(this.selfAttention(l, h, attend))) as tf.Tensor3D;
+      return a.add(drop(this.mlp(l, layerNorm(a, ln2)))) as tf.Tensor3D;
     }
-    const a = x.add(drop(attn(this.layerNorm(x, ln1)))) as tf.Tensor3D;
-    return a.add(drop(this.mlp(l, this.layerNorm(a, ln2)))) as tf.Tensor3D;
+    const a = x.add(drop(this.selfAttention(l, layerNorm(x, ln1), attend))) as tf.Tensor3D;
+    return a.add(drop(this.mlp(l, layerNorm(a, ln2)))) as tf.Tensor3D;
   }
 
-  /** Causal attention that never materialises [B, H, T, T] for the backward pass (attention.ts). */
-  private attention(l: number, x: tf.Tensor3D): tf.Tensor3D {
-    const [q, k, v] = this.qkv(l, x);
-    const blockSize = this.config.attention_block_size ?? 128;
-    return this.mergeHeads(l, causalSelfAttention(q!, k!, v!, { blockSize, masks: this.masks }));
-  }
-
-  /** Attention of one new position over itself and the cached past: no mask needed. */
-  private cachedAttention(l: number, x: tf.Tensor3D, cache: KVCache): tf.Tensor3D {
-    const [q, k, v] = this.qkv(l, x);
-    const [keys, values] = cache.append(l, k, v);
-    const scores = tf.matMul(q, keys, false, true).mul(1 / Math.sqrt(this.headDim));
-    return this.mergeHeads(l, tf.matMul(tf.softmax(scores, -1), values) as tf.Tensor4D);
-  }
-
-  /** [B, T, D] → three [B, H, T, hd] tensors. */
-  private qkv(l: number, x: tf.Tensor3D): tf.Tensor4D[] {
+  /** [B, T, D] → q, k, v as [B, H, T, hd] → attend → merge heads → output projection. */
+  private selfAttention(l: number, x: tf.Tensor3D, attend: Attend): tf.Tensor3D {
     const [B, T] = x.shape;
     const { num_heads: H, embed_dim: D } = this.config;
     const { kernel, bias } = this.linear(`blocks.${l}.attn.qkv`);
     // Split the small kernel rather than the [B, T, 3D] product: wasm slices copy their whole input.
-    return [0, 1, 2].map((i) => {
+    const [q, k, v] = [0, 1, 2].map((i) => {
       const part = { kernel: kernel.slice([0, i * D], [D, D]), bias: bias!.slice([i * D], [D]) };
-      return this.dense(x, part).reshape([B, T, H, this.headDim]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+      return dense(x, part).reshape([B, T, H, this.headDim]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
     });
-  }
-
-  private mergeHeads(l: number, y: tf.Tensor4D): tf.Tensor3D {
-    const [B, , T] = y.shape;
-    const merged = y.transpose([0, 2, 1, 3]).reshape([B, T, this.config.embed_dim]) as tf.Tensor3D;
-    return this.dense(merged, this.linear(`blocks.${l}.attn.proj`));
+    const y = attend(l, q!, k!, v!);
+    const merged = y.transpose([0, 2, 1, 3]).reshape([B, T, D]) as tf.Tensor3D;
+    return dense(merged, this.linear(`blocks.${l}.attn.proj`));
   }
 
   private mlp(l: number, x: tf.Tensor3D): tf.Tensor3D {
-    return this.dense(gelu(this.dense(x, this.linear(`blocks.${l}.mlp.fc`))), this.linear(`blocks.${l}.mlp.proj`));
+    return dense(gelu(dense(x, this.linear(`blocks.${l}.mlp.fc`))), this.linear(`blocks.${l}.mlp.proj`));
   }
 
-  /** x[..., in] · kernel[in, out] (+ bias) as one 2-D product with a wasm-friendly gradient (linear.ts). */
-  private dense(x: tf.Tensor3D, { kernel, bias }: Dense): tf.Tensor3D {
-    const [B, T, inDim] = x.shape;
-    return linear(x.reshape([B * T, inDim]), kernel as tf.Tensor2D, bias as tf.Tensor1D | undefined).reshape([B, T, kernel.shape[1]!]);
-  }
+  // ---- embeddings and dropout ---------------------------------------------------------------------
 
-  private layerNorm<T extends tf.Tensor>(x: T, { gamma, beta }: Norm): T {
-    const { mean, variance } = tf.moments(x, -1, true);
-    return x.sub(mean).mul(tf.rsqrt(variance.add(LN_EPS))).mul(gamma).add(beta) as T;
+  /** The learned start vector, [B, 1, D]. */
+  private sos(B: number): tf.Tensor3D {
+    return tf.tile(this.v('sos').reshape([1, 1, this.config.embed_dim]), [B, 1, 1]);
   }
 
   /** int32 [B, T] → [B, T, D] via one-hot · table (see the file comment on gather). */
@@ -239,7 +249,7 @@ export class Gpt2 implements Backbone {
     return linear(oneHot, this.v('tok_embed') as tf.Tensor2D).reshape([B, T, D]);
   }
 
-  private dropper({ training, seed }: ForwardOptions): (t: tf.Tensor) => tf.Tensor {
+  private dropper({ training, seed }: ForwardOptions): Drop {
     const rate = this.config.dropout;
     if (!training || rate === 0) return (t) => t;
     let call = 0;
@@ -247,10 +257,10 @@ export class Gpt2 implements Backbone {
     return (t) => tf.dropout(t, rate, undefined, seed * 1000 + call++);
   }
 
-  // ---- variables -------------------------------------------------------------------------------
+  // ---- variables (names as in nanoGPT; checkpoints use them) ---------------------------------------
 
   private initVariables(seed: number): void {
-    const { embed_dim: D, num_layers: L, num_positions: P, num_vocab: V, num_classes: C, init_std } = this.config;
+    const { embed_dim: D, num_layers: L, num_positions: P, num_vocab: V, init_std } = this.config;
     let n = 0;
     const normal = (name: string, shape: number[], std = init_std) => this.add(name, tf.randomNormal(shape, 0, std, 'float32', seed * 7919 + n++));
     const zeros = (name: string, shape: number[]) => this.add(name, tf.zeros(shape));
@@ -271,9 +281,6 @@ export class Gpt2 implements Backbone {
       normal(`${p}.mlp.proj.kernel`, [4 * D, D], projStd); zeros(`${p}.mlp.proj.bias`, [D]);
     }
     ones('ln_f.gamma', [D]); zeros('ln_f.beta', [D]);
-    normal('lm_head.kernel', [D, V]);
-    normal('cls_head.kernel', [D, C]);
-    zeros('cls_head.bias', [C]);
   }
 
   private add(name: string, init: tf.Tensor): void {

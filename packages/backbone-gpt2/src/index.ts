@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ConfigError, type ComponentSpec, type ConfigProblem, type ModelDataArgs, type TaskforgePlugin } from '@taskforge/core';
 import { Gpt2, type Gpt2Config } from './gpt2.js';
 
-export { Gpt2, KVCache } from './gpt2.js';
+export { Gpt2, KVCache, attention } from './gpt2.js';
 export type { Gpt2Config, ForwardOptions, ForwardOutput } from './gpt2.js';
 
 /** The `backbone` config node (without `_target_`). Shapes come from the data module. */
@@ -30,9 +30,13 @@ export const gpt2Schema = z.strictObject({
 
 export type Gpt2Options = z.output<typeof gpt2Schema>;
 
-const DATA_ARGS = ['num_positions', 'num_vocab', 'num_classes'] as const;
+const DATA_ARGS = ['num_positions', 'num_vocab'] as const;
 
-/** Build the backbone from its validated config and the data module's `modelDataArgs`. */
+/**
+ * Build the backbone from its validated config and the data module's `modelDataArgs`
+ * (`num_positions`, `num_vocab`: positive integers). Throws ConfigError (exit 2) naming each bad
+ * `backbone.*` key or missing `modelDataArgs.*` entry.
+ */
 export function createGpt2(options: Gpt2Options, modelDataArgs: ModelDataArgs): Gpt2 {
   const parsed = gpt2Schema.safeParse(options);
   if (!parsed.success) {
@@ -54,14 +58,14 @@ export function createGpt2(options: Gpt2Options, modelDataArgs: ModelDataArgs): 
   }
   if (problems.length) throw new ConfigError(problems, 'backbone/gpt2 cannot be built from this data module');
   const { init_seed, ...model } = parsed.data;
-  const config: Gpt2Config = { ...model, num_positions: shape.num_positions!, num_vocab: shape.num_vocab!, num_classes: shape.num_classes! };
+  const config: Gpt2Config = { ...model, num_positions: shape.num_positions!, num_vocab: shape.num_vocab! };
   return new Gpt2(config, { seed: init_seed });
 }
 
 export const gpt2Spec: ComponentSpec<'backbone', Gpt2Options> = {
   kind: 'backbone',
   name: 'gpt2',
-  description: 'GPT-2 decoder (causal self-attention, learned sos and positions) with LM and classification heads',
+  description: 'GPT-2 decoder (causal self-attention, learned sos and positions) returning hidden states; heads belong to the task',
   schema: gpt2Schema,
   create: (config, ctx) => createGpt2(config, ctx.modelDataArgs),
 };

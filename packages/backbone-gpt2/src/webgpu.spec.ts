@@ -19,7 +19,7 @@ if (why) console.warn(`webgpu tests skipped: ${why}`);
 const T = 12;
 const config: Gpt2Config = {
   embed_dim: 8, num_heads: 2, num_layers: 1, dropout: 0, init_std: 0.02, residual_norm: false,
-  num_positions: T, num_vocab: 4, num_classes: 3, attention_block_size: 5, // blocks 5 + 5 + 2
+  num_positions: T, num_vocab: 4, attention_block_size: 5, // blocks 5 + 5 + 2
 };
 const tokens = Array.from({ length: 2 }, (_, b) => Array.from({ length: T }, (_, i) => (i * (b + 1) + b) % 4));
 
@@ -42,18 +42,22 @@ function modelWith(weights: Record<string, number[]>): Gpt2 {
   return model;
 }
 
-/** Logits, class logits and the gradients of a CE loss w.r.t. every variable, in variable order. */
+/** A fixed next-token head of the test's own ([D, V]; the backbone has none), equal on every backend. */
+const headValues = Array.from({ length: 8 * 4 }, (_, i) => Math.sin(i + 1) * 0.5);
+
+/** Loss, hidden states and the gradients of a CE loss (through the test's head) w.r.t. every variable, in variable order. */
 async function forwardAndGrads(model: Gpt2): Promise<number[][]> {
   const vars = model.namedVariables();
   const ids = tf.tensor2d(tokens, undefined, 'int32');
+  const head = tf.tensor2d(headValues, [8, 4]);
   const { value, grads } = tf.variableGrads(() => {
-    const { hidden, logits } = model.forward(ids, { training: false, seed: 0 });
-    const gen = tf.logSoftmax(logits).mul(tf.oneHot(ids, 4).toFloat()).sum(-1).mean().neg();
-    return gen.add(model.classify(hidden).square().mean()) as tf.Scalar;
+    const { hidden } = model.forward(ids, { training: false, seed: 0 });
+    const logits = hidden.reshape([-1, 8]).matMul(head);
+    return tf.logSoftmax(logits).mul(tf.oneHot(ids.reshape([-1]), 4).toFloat()).sum(-1).mean().neg() as tf.Scalar;
   }, Object.values(vars));
-  const logits = tf.tidy(() => model.forward(ids, { training: false, seed: 0 }).logits);
+  const logits = tf.tidy(() => model.forward(ids, { training: false, seed: 0 }).hidden);
   const out = await read([value, logits, ...Object.values(vars).map((v) => grads[v.name]!)]);
-  tf.dispose([ids, value, logits, grads]);
+  tf.dispose([ids, head, value, logits, grads]);
   return out;
 }
 
@@ -87,29 +91,29 @@ describe.skipIf(why !== '')('GPT-2 on webgpu matches cpu', () => {
     expectClose(await compute('webgpu'), expected, 4, 'attention output / dq / dk / dv');
   });
 
-  it('forward (loss, logits) and the gradient of every variable', async () => {
+  it('forward (loss, hidden states) and the gradient of every variable', async () => {
     await tf.setBackend('webgpu');
     const model = modelWith(weights);
     const gpu = await forwardAndGrads(model);
     model.dispose();
     expect(cpu.slice(2).every((g) => g.some((x) => x !== 0))).toBe(true);
-    expectClose(gpu, cpu, 4, 'loss / logits / gradients');
+    expectClose(gpu, cpu, 4, 'loss / hidden / gradients');
   });
 
-  it('KV-cache decoding gives the full forward pass logits', async () => {
+  it('KV-cache decoding gives the full forward pass hidden states', async () => {
     await tf.setBackend('webgpu');
     const model = modelWith(weights);
-    const full = await read([tf.tidy(() => model.forward(tf.tensor2d(tokens, undefined, 'int32'), { training: false, seed: 0 }).logits)]);
+    const full = await read([tf.tidy(() => model.forward(tf.tensor2d(tokens, undefined, 'int32'), { training: false, seed: 0 }).hidden)]);
     const cache = model.createCache(2);
     const before = tf.memory().numTensors;
     try {
       for (let p = 0; p < T; p++) {
         const prev = p === 0 ? null : tf.tensor1d(tokens.map((row) => row[p - 1]!), 'int32');
-        const logits = model.step(prev, cache);
-        const [step] = await read([logits]);
-        logits.dispose();
+        const hidden = model.step(prev, cache);
+        const [step] = await read([hidden]);
+        hidden.dispose();
         prev?.dispose();
-        for (let b = 0; b < 2; b++) for (let v = 0; v < 4; v++) expect(step![b * 4 + v]).toBeCloseTo(full[0]![(b * T + p) * 4 + v]!, 4);
+        for (let b = 0; b < 2; b++) for (let d = 0; d < 8; d++) expect(step![b * 8 + d]).toBeCloseTo(full[0]![(b * T + p) * 8 + d]!, 4);
       }
     } finally {
       cache.dispose();

@@ -104,18 +104,42 @@ export interface OptimizerSetup {
   scheduler?: LRScheduler;
 }
 
+/** Builders of the configured optimizer (`optimizer` config node) and LR scheduler (`scheduler` node). */
+export interface OptimizerBuilders {
+  /** The configured optimizer over `variables` (its parameter groups follow the node's `no_decay` patterns). */
+  buildOptimizer(variables: NamedVariables): Optimizer;
+  /** The configured LR scheduler over `totalSteps` optimizer steps from `baseLr`; constant when none is configured. */
+  buildScheduler(options: { totalSteps: number; baseLr: number }): LRScheduler;
+}
+
+/** What `Task.configureOptimizers` is given: the planned number of optimizer steps and the configured builders. */
+export interface ConfigureOptimizersOptions extends OptimizerBuilders {
+  /** Planned optimizer steps of the whole run (after max_epochs, max_steps and limit_train_batches). */
+  totalSteps: number;
+}
+
 /**
  * Holds only the math. A step returns a scalar loss (training) or logs metrics (validation/test);
- * the Trainer computes gradients, clips, accumulates, updates and logs.
+ * the Trainer computes gradients, clips, accumulates, updates and logs, and builds the optimizer
+ * and LR scheduler from the config.
  */
 export interface Task<Batch = unknown> {
   namedVariables(): NamedVariables;
+  /**
+   * The loss of one (micro-)batch: a rank-0 float tensor (shape []), e.g. a mean cross-entropy in
+   * nats. Any other rank is a TaskforgeError (exit 1) naming the shape. Called inside
+   * `tf.variableGrads`, so it must be synchronous and differentiable in the task's variables.
+   */
   trainingStep(batch: Batch, ctx: StepContext): tf.Scalar;
   validationStep?(batch: Batch, ctx: StepContext): void;
   testStep?(batch: Batch, ctx: StepContext): void;
   predictStep?(batch: Batch, ctx: StepContext): unknown | Promise<unknown>;
-  /** Build the optimizer and LR scheduler. `totalSteps` is the planned number of optimizer steps. */
-  configureOptimizers(options: { totalSteps: number }): OptimizerSetup;
+  /**
+   * Optional override of how the optimizer and LR scheduler are built (e.g. parameter groups with
+   * their own learning rates). Without it the Trainer builds the configured optimizer over all of
+   * `namedVariables()` and the configured scheduler from its learning rate.
+   */
+  configureOptimizers?(options: ConfigureOptimizersOptions): OptimizerSetup;
   /**
    * JSON-serialisable state the task needs at inference besides its weights (e.g. a palette).
    * Saved in every checkpoint next to `modelDataArgs`.
@@ -235,4 +259,6 @@ export interface TrainerView {
   saveCheckpoint(dir: string): Promise<string>;
   /** True when the run writes nothing but logs (fast_dev_run). */
   readonly dryRun: boolean;
+  /** Training metrics are sent to the loggers every this many optimizer steps (`trainer.log_every_n_steps`). */
+  readonly logEveryNSteps: number;
 }

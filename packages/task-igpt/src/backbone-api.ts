@@ -2,17 +2,18 @@ import type * as tf from '@tensorflow/tfjs';
 import { TaskforgeError, type Backbone } from '@taskforge/core';
 
 /**
- * What the iGPT task needs from its backbone. Declared here, matched structurally, so the task
- * depends on core only; `backbone/gpt2` (@taskforge/backbone-gpt2) implements it.
+ * What the iGPT task needs from its backbone: a causal decoder that returns hidden states (the
+ * heads are the task's, see heads.ts). Declared here, matched structurally, so the task depends on
+ * core only; `backbone/gpt2` (@taskforge/backbone-gpt2) implements it.
  */
 export interface IgptBackbone extends Backbone {
-  /** tokens int32 [B, T]; logits[:, i] predict token i from tokens 0 .. i-1 (a start vector feeds position 0). */
-  forward(tokens: tf.Tensor2D, options: { training: boolean; seed: number }): { hidden: tf.Tensor3D; logits: tf.Tensor3D };
-  /** [B, T, D] hidden states → [B, C] class logits. */
-  classify(hidden: tf.Tensor3D): tf.Tensor2D;
+  /** Width D of the hidden states. */
+  readonly hiddenSize: number;
+  /** tokens int32 [B, T] → `hidden` [B, T, D]; position i has seen a start vector and tokens 0 .. i−1 only. */
+  forward(tokens: tf.Tensor2D, options: { training: boolean; seed: number }): { hidden: tf.Tensor3D };
   /** Key/value cache for incremental decoding of `batch` sequences. */
   createCache(batch: number): DecoderCache;
-  /** Logits [B, V] of the next position; `null` for the first one, then the previous position's tokens. */
+  /** Hidden state [B, D] of the next position; `null` for the first one, then the previous position's tokens. */
   step(token: tf.Tensor1D | null, cache: DecoderCache): tf.Tensor2D;
 }
 
@@ -20,14 +21,16 @@ export interface DecoderCache {
   dispose(): void;
 }
 
-const METHODS = ['forward', 'classify', 'createCache', 'step'] as const;
+const METHODS = ['forward', 'createCache', 'step'] as const;
 
+/** Checks `backbone` structurally; a TaskforgeError (exit 2) names what it lacks and the backbone to use instead. */
 export function asIgptBackbone(backbone: Backbone, target: string): IgptBackbone {
-  const missing = METHODS.filter((m) => typeof (backbone as unknown as Record<string, unknown>)[m] !== 'function');
+  const missing: string[] = METHODS.filter((m) => typeof (backbone as unknown as Record<string, unknown>)[m] !== 'function').map((m) => `${m}()`);
+  if (typeof (backbone as Partial<IgptBackbone>).hiddenSize !== 'number') missing.push('hiddenSize');
   if (missing.length) {
     throw new TaskforgeError(
-      `task/vision/igpt needs a decoder backbone with ${METHODS.join(', ')}(), but the configured backbone ` +
-        `(${target}) lacks ${missing.join(', ')}(). Use 'backbone: gpt2' (from @taskforge/backbone-gpt2).`,
+      `task/vision/igpt needs a decoder backbone with ${METHODS.map((m) => `${m}()`).join(', ')} and hiddenSize, but the configured backbone ` +
+        `(${target}) lacks ${missing.join(', ')}. Use 'backbone: gpt2' (from @taskforge/backbone-gpt2).`,
       { exitCode: 2 },
     );
   }

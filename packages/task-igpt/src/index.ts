@@ -8,7 +8,8 @@ export { ImageGptTask, igptTaskSchema } from './task.js';
 export type { IgptBatch, IgptTaskConfig } from './task.js';
 export type { IgptBackbone, DecoderCache } from './backbone-api.js';
 export { readImageSpec, decodeTokens, type ImageSpec, type Palette } from './image-data.js';
-export { generate, sampleToken, argmax, type GenerateOptions, type SamplingOptions } from './sampling.js';
+export { generate, sampleToken, argmax, type GenerateOptions, type SamplingOptions, type TokenDecoder } from './sampling.js';
+export { LmHead, ClassificationHead } from './heads.js';
 export { gridLayout, renderGrid, type GridInput, type GridLayout } from './png.js';
 export { IgptSamplerCallback, samplerCallbackSchema } from './sampler-callback.js';
 export type { SamplerCallbackConfig } from './sampler-callback.js';
@@ -22,10 +23,7 @@ export const igptTaskSpec: ComponentSpec<'task', IgptTaskConfig> = {
     asIgptBackbone(ctx.backbone, ctx.backbone.constructor?.name ?? 'unknown'),
     config,
     readImageSpec(ctx.modelDataArgs),
-    {
-      buildOptimizer: ctx.buildOptimizer, buildScheduler: ctx.buildScheduler, modelDataArgs: ctx.modelDataArgs,
-      ...(ctx.dataConfig ? { dataConfig: ctx.dataConfig } : {}),
-    },
+    { modelDataArgs: ctx.modelDataArgs, ...(ctx.dataConfig ? { dataConfig: ctx.dataConfig } : {}) },
   ),
 };
 

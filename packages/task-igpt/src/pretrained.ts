@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
-import { compareCheckpointData, loadCheckpointSync, TaskforgeError, type ModelDataArgs, type NamedVariables } from '@taskforge/core';
+import { compareCheckpointData, loadCheckpointSync, restoreTaskWeights, TaskforgeError, type ModelDataArgs, type NamedVariables } from '@taskforge/core';
 import { assertSamePalette, type Palette } from './image-data.js';
 
 /** The run's data, to compare with the data the pretrained checkpoint was trained on. */
@@ -16,20 +15,27 @@ export interface PretrainedRunData {
 /** Class facts may differ: fine-tuning on another label set keeps a fresh classification head. */
 const LABEL_FACTS = ['num_classes', 'class_names'];
 
+/** Variables that may be absent from a pretrained checkpoint or sized for another label set there. */
+export const PRETRAINED_SKIP: readonly string[] = ['cls_head.*'];
+
 /**
- * Loads a pretrained checkpoint's backbone weights into `variables` and returns its palette.
+ * Loads a pretrained checkpoint's weights into `target`'s variables (backbone and LM head) and
+ * returns its palette and the variables that kept their initialisation.
  *
  * Synchronous, because components are created synchronously and the weights must be in place
  * before the optimizer is built. The checkpoint's data facts (sequence length, image size,
- * palette) must equal the run's; every variable must match by name and shape except the
- * classification head (`cls_head.*`), which keeps its fresh initialisation when the checkpoint's
- * differs in shape (fine-tuning on another label set) or is absent.
+ * palette) must equal the run's; every variable must match by name and shape (core's
+ * `restoreTaskWeights`) except the classification head (`cls_head.*`), which keeps its fresh
+ * initialisation when the checkpoint's differs in shape (fine-tuning on another label set) or is
+ * absent.
  *
- * @throws TaskforgeError (exit code 2) naming `task.pretrained` and the cause: the directory is
- *   missing or not a checkpoint, a data setting differs (named, with both values), or the weights
- *   do not fit the configured backbone.
+ * @throws TaskforgeError (exit code 2) starting `task.pretrained: cannot load '<dir>'` and naming
+ *   the cause: the directory is missing or not a checkpoint, a data setting differs (named, with
+ *   both values), or the weights do not fit the configured backbone.
  */
-export function loadPretrained(dirArg: string, variables: NamedVariables, data: PretrainedRunData): { palette: Palette; skipped: string[] } {
+export function loadPretrained(
+  dirArg: string, target: { namedVariables(): NamedVariables }, data: PretrainedRunData,
+): { palette: Palette; skipped: string[] } {
   const fail = (why: string): never => {
     throw new TaskforgeError(`task.pretrained: cannot load '${dirArg}': ${why}`, { exitCode: 2 });
   };
@@ -56,20 +62,14 @@ export function loadPretrained(dirArg: string, variables: NamedVariables, data: 
     } catch (error) {
       return fail((error as Error).message);
     }
-    const problems: string[] = [];
-    const skipped: string[] = [];
-    for (const [name, variable] of Object.entries(variables)) {
-      const saved = checkpoint.weights[name];
-      const fits = saved !== undefined && tf.util.arraysEqual(saved.shape, variable.shape);
-      if (name.startsWith('cls_head.') && !fits) skipped.push(name);
-      else if (!saved) problems.push(`'${name}' is missing`);
-      else if (!fits) problems.push(`'${name}' is [${saved.shape.join(', ')}] in the checkpoint but [${variable.shape.join(', ')}] in the model`);
+    let skipped: string[] = [];
+    try {
+      // Weights only: the palette was checked above, the rest of the task state is this run's.
+      const report = restoreTaskWeights({ namedVariables: () => target.namedVariables() }, checkpoint, { skip: PRETRAINED_SKIP });
+      skipped = report.skipped ?? [];
+    } catch (error) {
+      fail(`${(error as Error).message} Use the backbone settings the checkpoint was trained with (see its config.yaml).`);
     }
-    if (problems.length) {
-      fail(`its weights do not fit the configured backbone: ${problems.slice(0, 6).join('; ')}${problems.length > 6 ? ` and ${problems.length - 6} more` : ''}. `
-        + 'Use the backbone settings the checkpoint was trained with (see its config.yaml).');
-    }
-    for (const [name, variable] of Object.entries(variables)) if (!skipped.includes(name)) variable.assign(checkpoint.weights[name]!);
     return { palette, skipped };
   } finally {
     checkpoint.dispose();

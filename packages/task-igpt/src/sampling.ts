@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
-import type { IgptBackbone } from './backbone-api.js';
+import type { DecoderCache } from './backbone-api.js';
 
 export interface SamplingOptions {
   /** Divides the logits; 0 means greedy (argmax). */
@@ -37,6 +37,13 @@ export function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
+/** Next-token logits one position at a time: a backbone's cached `step` followed by an LM head. */
+export interface TokenDecoder {
+  createCache(batch: number): DecoderCache;
+  /** Logits [B, V] of the next position; `null` for the first one, then the previous position's tokens. */
+  step(token: tf.Tensor1D | null, cache: DecoderCache): tf.Tensor2D;
+}
+
 export interface GenerateOptions extends SamplingOptions {
   /** Sequence length to produce. */
   length: number;
@@ -46,21 +53,21 @@ export interface GenerateOptions extends SamplingOptions {
 }
 
 /**
- * Autoregressive sampling with the backbone's key/value cache: one position per step for the
+ * Autoregressive sampling with the decoder's key/value cache: one position per step for the
  * whole batch, given tokens forced where a prefix covers the position. Returns one sequence per
  * prefix.
  */
-export async function generate(backbone: IgptBackbone, options: GenerateOptions): Promise<Int32Array[]> {
+export async function generate(decoder: TokenDecoder, options: GenerateOptions): Promise<Int32Array[]> {
   const { length, prefixes } = options;
   const B = prefixes.length;
   const out = prefixes.map(() => new Int32Array(length));
   if (B === 0) return out;
   const random = seedrandom(`igpt-sample:${options.seed}`);
-  const cache = backbone.createCache(B);
+  const cache = decoder.createCache(B);
   let previous: tf.Tensor1D | null = null;
   try {
     for (let p = 0; p < length; p++) {
-      const logits = backbone.step(previous, cache);
+      const logits = decoder.step(previous, cache);
       const data = await logits.data();
       logits.dispose();
       const V = data.length / B;

@@ -4,14 +4,15 @@ import { z } from 'zod';
 import {
   inputPath,
   writeNewFileAtomic,
-  TaskforgeError, type CreateContexts, type DataModule, type NamedVariables, type OptimizerSetup, type SampleOptions,
-  type SampleResult, type StepContext, type Task,
+  TaskforgeError, type CreateContexts, type DataModule, type NamedVariables, type SampleOptions, type SampleResult,
+  type StepContext, type Task,
 } from '@taskforge/core';
 import type { IgptBackbone } from './backbone-api.js';
+import { ClassificationHead, LmHead } from './heads.js';
 import { assertSamePalette, type ImageSpec, type Palette } from './image-data.js';
 import { renderGrid } from './png.js';
 import { loadPretrained } from './pretrained.js';
-import { generate } from './sampling.js';
+import { generate, type TokenDecoder } from './sampling.js';
 
 /** A batch of palette-quantised images, as produced by `datamodule/cifar10`. */
 export interface IgptBatch {
@@ -42,12 +43,20 @@ export const igptTaskSchema = z.strictObject({
 export type IgptTaskConfig = z.output<typeof igptTaskSchema>;
 
 /** What the task needs from its create context besides the backbone and the image facts. */
-type Builders = Pick<CreateContexts['task'], 'buildOptimizer' | 'buildScheduler'>
-  & Partial<Pick<CreateContexts['task'], 'modelDataArgs' | 'dataConfig'>>;
+type RunData = Partial<Pick<CreateContexts['task'], 'modelDataArgs' | 'dataConfig'>>;
 
 const LN2 = Math.log(2);
 
+/**
+ * Image GPT: next-pixel prediction over palette tokens (bits per pixel logged as `bpp`), and with
+ * `classify` a classification loss on the mean hidden state added to it. Owns its heads
+ * (`lm_head.*`, `cls_head.*`, see heads.ts) over the backbone's hidden states.
+ */
 export class ImageGptTask implements Task<IgptBatch> {
+  readonly lmHead: LmHead;
+  readonly clsHead: ClassificationHead;
+  /** Next-token logits one position at a time (the backbone's KV-cache step and the LM head), for sampling. */
+  readonly decoder: TokenDecoder;
   private palette: Palette;
   private classNames: string[];
   /** Rows: true class, columns: predicted class; accumulated over a test epoch. */
@@ -59,20 +68,36 @@ export class ImageGptTask implements Task<IgptBatch> {
     readonly backbone: IgptBackbone,
     readonly config: IgptTaskConfig,
     readonly image: ImageSpec,
-    private readonly builders: Builders,
+    runData: RunData = {},
   ) {
+    this.lmHead = new LmHead(backbone.hiddenSize, image.numVocab, 0);
+    this.clsHead = new ClassificationHead(backbone.hiddenSize, image.numClasses, 0);
+    this.decoder = {
+      createCache: (batch) => backbone.createCache(batch),
+      step: (token, cache) => tf.tidy(() => this.lmHead.apply(backbone.step(token, cache))),
+    };
     this.palette = image.palette;
     this.classNames = image.classNames;
     this.confusion = this.emptyConfusion();
     if (config.pretrained) {
-      this.palette = loadPretrained(config.pretrained, backbone.namedVariables(), {
-        palette: image.palette, modelDataArgs: builders.modelDataArgs ?? {}, dataConfig: builders.dataConfig,
+      this.palette = loadPretrained(config.pretrained, this, {
+        palette: image.palette, modelDataArgs: runData.modelDataArgs ?? {}, dataConfig: runData.dataConfig,
       }).palette;
     }
   }
 
+  /** The backbone's variables, then `lm_head.kernel`, `cls_head.kernel`, `cls_head.bias`. */
   namedVariables(): NamedVariables {
-    return this.backbone.namedVariables();
+    return { ...this.backbone.namedVariables(), ...this.lmHead.namedVariables(), ...this.clsHead.namedVariables() };
+  }
+
+  /** Next-token logits [B, T, V] of tokens int32 [B, T]: position i predicts token i. */
+  logits(tokens: tf.Tensor2D, options: { training: boolean; seed: number } = { training: false, seed: 0 }): tf.Tensor3D {
+    return tf.tidy(() => {
+      const [B, T] = tokens.shape;
+      const { hidden } = this.backbone.forward(tokens, options);
+      return this.lmHead.apply(hidden.reshape([B * T, -1])).reshape([B, T, this.image.numVocab]) as tf.Tensor3D;
+    });
   }
 
   trainingStep(batch: IgptBatch, ctx: StepContext): tf.Scalar {
@@ -116,11 +141,6 @@ export class ImageGptTask implements Task<IgptBatch> {
     return { confusion_matrix: { class_names: this.classNames, rows: 'true class', columns: 'predicted class', matrix }, accuracy: total ? correct / total : null };
   }
 
-  configureOptimizers({ totalSteps }: { totalSteps: number }): OptimizerSetup {
-    const optimizer = this.builders.buildOptimizer(this.namedVariables());
-    return { optimizer, scheduler: this.builders.buildScheduler({ totalSteps, baseLr: optimizer.lr }) };
-  }
-
   /** Lets a checkpoint turn tokens back into colours without the data directory. */
   stateDict(): Record<string, unknown> {
     return { palette: this.palette.map((c) => [...c]), class_names: [...this.classNames] };
@@ -139,7 +159,7 @@ export class ImageGptTask implements Task<IgptBatch> {
     // Top half in raster order: the first height/2 rows of pixels.
     const given = Math.floor(height / 2) * width;
     const prefixes = [...originals.map((o) => o.subarray(0, given)), ...Array.from({ length: num_unconditional }, () => new Int32Array(0))];
-    const sequences = await generate(this.backbone, { length: numPositions, prefixes, seed, temperature, topK });
+    const sequences = await generate(this.decoder, { length: numPositions, prefixes, seed, temperature, topK });
     const png = renderGrid({
       completions: sequences.slice(0, originals.length), originals, unconditional: sequences.slice(originals.length),
       palette: this.palette, height, width, scale,
@@ -149,17 +169,21 @@ export class ImageGptTask implements Task<IgptBatch> {
     return { files: [file], image: new Uint8Array(png.buffer, png.byteOffset, png.byteLength) };
   }
 
+  /** Idempotent: disposes the backbone and the heads. */
   dispose(): void {
     this.backbone.dispose();
+    for (const v of [...Object.values(this.lmHead.namedVariables()), ...Object.values(this.clsHead.namedVariables())]) if (!v.isDisposed) v.dispose();
   }
 
   private losses(batch: IgptBatch, options: { training: boolean; seed: number }) {
     const tokens = this.toTokens(batch);
-    const { hidden, logits } = this.backbone.forward(tokens, options);
-    const genLoss = crossEntropy(logits.reshape([-1, this.image.numVocab]), tokens.reshape([-1]));
+    const { hidden } = this.backbone.forward(tokens, options);
+    const [B, T, D] = hidden.shape;
+    const logits = this.lmHead.apply(hidden.reshape([B * T, D]));
+    const genLoss = crossEntropy(logits, tokens.reshape([-1]));
     if (!this.config.classify) return { loss: genLoss, genLoss };
     const labels = tf.tensor1d(batch.labels.subarray(0, batch.size), 'int32');
-    const classLogits = this.backbone.classify(hidden);
+    const classLogits = this.clsHead.apply(hidden);
     const clfLoss = crossEntropy(classLogits, labels);
     const predictions = classLogits.argMax(-1) as tf.Tensor1D;
     const accuracy = predictions.equal(labels).toFloat().mean() as tf.Scalar;

@@ -1,7 +1,7 @@
 /** Synthetic 8×8 palette images and helpers shared by the task-igpt tests. */
 import * as tf from '@tensorflow/tfjs';
 import { container } from 'tsyringe';
-import { Adam, constantSchedule, type DataLoaderOptions, type DataModule, type StepContext } from '@taskforge/core';
+import { Adam, type DataLoaderOptions, type DataModule, type StepContext } from '@taskforge/core';
 import { createGpt2, gpt2Schema } from '@taskforge/backbone-gpt2';
 import { igptTaskSchema, igptTaskSpec, type IgptBatch, type ImageGptTask } from '../src/index.js';
 
@@ -28,15 +28,13 @@ export function batchOf(labels: number[], phases: number[] = labels.map(() => 0)
   return { tokens, labels: Int32Array.from(labels), size: labels.length, indices: Int32Array.from(labels.keys()) };
 }
 
-export function makeTask(taskConfig: Record<string, unknown> = {}, options: { seed?: number; args?: Record<string, unknown>; lr?: number } = {}): ImageGptTask {
+export function makeTask(taskConfig: Record<string, unknown> = {}, options: { seed?: number; args?: Record<string, unknown> } = {}): ImageGptTask {
   const args = options.args ?? dataArgs;
   const backbone = createGpt2(gpt2Schema.parse({ num_layers: 2, embed_dim: 16, init_seed: options.seed ?? 0 }), args);
   return igptTaskSpec.create(igptTaskSchema.parse(taskConfig), {
     container: container.createChildContainer(),
     modelDataArgs: args,
     backbone,
-    buildOptimizer: (variables) => new Adam(variables, { lr: options.lr ?? 1e-2 }),
-    buildScheduler: ({ baseLr }) => constantSchedule(baseLr),
   }) as ImageGptTask;
 }
 
@@ -56,9 +54,9 @@ export function recordingContext(training: boolean, seed = 1): { ctx: StepContex
   return { ctx, logs };
 }
 
-/** Trains like the Trainer: variableGrads over the task's variables, then the task's own optimizer. */
-export function fit(task: ImageGptTask, batch: IgptBatch, steps: number): number[] {
-  const { optimizer } = task.configureOptimizers({ totalSteps: steps });
+/** Trains like the Trainer: variableGrads over the task's variables, then Adam over all of them. */
+export function fit(task: ImageGptTask, batch: IgptBatch, steps: number, lr = 1e-2): number[] {
+  const optimizer = new Adam(task.namedVariables(), { lr });
   const named = task.namedVariables();
   const losses: number[] = [];
   for (let s = 0; s < steps; s++) {

@@ -69,9 +69,9 @@ describe('generate', () => {
   it('keeps the given prefix and, with top_k = 1, decodes greedily (checked against the full forward pass)', async () => {
     const task = makeTask();
     const given = batchOf([0]).tokens.subarray(0, 20);
-    const [cond, uncond] = await generate(task.backbone, { length: T, prefixes: [given, new Int32Array(0)], seed: 1, temperature: 1, topK: 1 });
+    const [cond, uncond] = await generate(task.decoder, { length: T, prefixes: [given, new Int32Array(0)], seed: 1, temperature: 1, topK: 1 });
     expect(Array.from(cond!.subarray(0, 20))).toEqual(Array.from(given));
-    const logits = tf.tidy(() => task.backbone.forward(tf.tensor2d([Array.from(cond!), Array.from(uncond!)], undefined, 'int32'), { training: false, seed: 0 }).logits.arraySync());
+    const logits = tf.tidy(() => task.logits(tf.tensor2d([Array.from(cond!), Array.from(uncond!)], undefined, 'int32')).arraySync());
     for (let p = 20; p < T; p++) expect(cond![p]).toBe(argmax(logits[0]![p]!));
     for (let p = 0; p < T; p++) expect(uncond![p]).toBe(argmax(logits[1]![p]!));
     task.dispose();
@@ -79,7 +79,7 @@ describe('generate', () => {
 
   it('is reproducible for a seed and varies across seeds', async () => {
     const task = makeTask();
-    const run = (seed: number) => generate(task.backbone, { length: T, prefixes: [new Int32Array(0)], seed, temperature: 1, topK: null });
+    const run = (seed: number) => generate(task.decoder, { length: T, prefixes: [new Int32Array(0)], seed, temperature: 1, topK: null });
     const [a, b, c] = [await run(3), await run(3), await run(4)];
     expect(Array.from(a[0]!)).toEqual(Array.from(b[0]!));
     expect(Array.from(a[0]!)).not.toEqual(Array.from(c[0]!));
@@ -136,6 +136,7 @@ describe('task.sample', () => {
     const before = tf.memory().numTensors;
     task.validationStep!(batchOf([0, 1]), ctx);
     task.testStep!(batchOf([0, 1]), ctx);
+    await task.onTestEpochEnd(); // releases the predictions testStep keeps for the epoch's confusion matrix
     tf.dispose(task.trainingStep(batchOf([0, 1]), recordingContext(true).ctx));
     await task.sample!({ outDir: join(tmp, 'leak'), datamodule: data, seed: 0, tag: 'x' });
     expect(tf.memory().numTensors).toBe(before);
@@ -161,7 +162,7 @@ describe('callback/igpt_sampler', () => {
     const plain: MetricsLogger = { name: 'csv', logHyperparams() {}, logMetrics() {}, finalize() {} };
     return {
       globalStep, epoch: 0, maxSteps: 100, runDir, task, datamodule: data, optimizer: undefined, loggers: [plain, logger],
-      callbackMetrics: {}, requestStop() {}, saveCheckpoint: async (d) => d, dryRun,
+      callbackMetrics: {}, requestStop() {}, saveCheckpoint: async (d) => d, dryRun, logEveryNSteps: 1,
     };
   }
 

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { composeConfig, ConfigError, TaskforgeError, writeCheckpoint } from '@taskforge/core';
+import { composeConfig, ConfigError, TaskforgeError, writeCheckpoint, type Task } from '@taskforge/core';
 import { igptTaskSchema, igptTaskSpec, plugin, samplerCallbackSchema } from '../src/index.js';
 import { loadPretrained } from '../src/pretrained.js';
 import { batchOf, dataArgs, fit, makeTask, palette, recordingContext } from './fixtures.js';
@@ -78,14 +78,13 @@ describe('classification fine-tuning', () => {
 });
 
 describe('optimizers, state and checkpoints', () => {
-  it('configureOptimizers builds the configured optimizer and scheduler over the backbone weights', () => {
-    const task = makeTask({}, { lr: 3e-3 });
-    const { optimizer, scheduler } = task.configureOptimizers({ totalSteps: 10 });
-    expect(optimizer.lr).toBe(3e-3);
-    expect(scheduler!.lrAt(5)).toBe(3e-3);
-    const names = optimizer.paramGroups.flatMap((g) => Object.keys(g.variables));
-    expect(names.sort()).toEqual(Object.keys(task.namedVariables()).sort());
-    optimizer.dispose();
+  it('leaves optimisation to the Trainer and owns its heads beside the backbone\'s variables', () => {
+    const task = makeTask();
+    expect((task as Task).configureOptimizers).toBeUndefined();
+    const names = Object.keys(task.namedVariables());
+    expect(names).toEqual([...Object.keys(task.backbone.namedVariables()), 'lm_head.kernel', 'cls_head.kernel', 'cls_head.bias']);
+    expect(task.namedVariables()['lm_head.kernel']!.shape).toEqual([16, 4]);
+    expect(task.namedVariables()['cls_head.kernel']!.shape).toEqual([16, 3]);
     task.dispose();
   });
 
@@ -125,7 +124,7 @@ describe('optimizers, state and checkpoints', () => {
     const parsed = igptTaskSchema.safeParse({ pretrained: join(tmp, 'nope') });
     expect(parsed.success).toBe(false);
     expect(parsed.error!.issues[0]!.message).toMatch(/the path does not exist \(.*nope\)/);
-    const err = (() => { try { loadPretrained(join(tmp, 'nope'), {}, { palette, modelDataArgs: dataArgs }); } catch (e) { return e as TaskforgeError; } })();
+    const err = (() => { try { loadPretrained(join(tmp, 'nope'), { namedVariables: () => ({}) }, { palette, modelDataArgs: dataArgs }); } catch (e) { return e as TaskforgeError; } })();
     expect(err).toBeInstanceOf(TaskforgeError);
     expect(err!.exitCode).toBe(2);
     expect(err!.message).toMatch(/task\.pretrained: cannot load .*nope.*does not exist/);
@@ -141,7 +140,7 @@ describe('optimizers, state and checkpoints', () => {
     const big = { ...dataArgs, num_positions: 256, image_height: 16, image_width: 16, palette: [[1, 1, 1], ...palette.slice(1)] };
     const err = (() => {
       try {
-        loadPretrained(dir, source.namedVariables(), { palette: big.palette, modelDataArgs: big, dataConfig: { _target_: 'datamodule/cifar10', image_size: 16, palette_size: 4 } });
+        loadPretrained(dir, source, { palette: big.palette, modelDataArgs: big, dataConfig: { _target_: 'datamodule/cifar10', image_size: 16, palette_size: 4 } });
       } catch (e) { return e as TaskforgeError; }
     })();
     expect(err).toBeInstanceOf(TaskforgeError);
@@ -179,9 +178,8 @@ describe('input checks', () => {
     const create = () => igptTaskSpec.create(igptTaskSchema.parse({}), {
       container: undefined as never, modelDataArgs: dataArgs,
       backbone: { namedVariables: () => ({}), dispose: () => {} },
-      buildOptimizer: () => { throw new Error('unused'); }, buildScheduler: () => { throw new Error('unused'); },
     });
-    expect(create).toThrow(/lacks forward, classify, createCache, step\(\)/);
+    expect(create).toThrow(/lacks forward\(\), createCache\(\), step\(\), hiddenSize/);
   });
 });
 

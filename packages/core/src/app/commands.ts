@@ -1,27 +1,25 @@
 /**
- * What each CLI command does, in plain steps: compose the config, pick the backend, build the
- * components through the registry, and hand them to the Trainer. The CLI only parses arguments.
+ * What each CLI command does, in plain steps: compose the config, create the Trainer (which picks
+ * the backend and the run dir), build the components through the registry, and hand them to it.
+ * The CLI only parses arguments.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
-import type { Accelerator } from '../backend/index.js';
-import type { Callback, DataModule, MetricsLogger, ModelDataArgs, Stage, Task } from '../contracts.js';
+import type { DataModule, ModelDataArgs, Stage, Task } from '../contracts.js';
 import { toYaml } from '../config/index.js';
 import { overrideHint } from '../config/override-grammar.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
 import { writeFileAtomic } from '../fs.js';
-import { constantSchedule } from '../optim/index.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { COMPONENT_KINDS } from '../registry/types.js';
-import { Tokens, type Clock, type Output } from '../services/tokens.js';
+import { Tokens, type Output } from '../services/tokens.js';
 import { loadCheckpoint, restoreTaskWeights, type Checkpoint, type TaskState, type TrainerState } from '../trainer/checkpoint.js';
-import { resolveRunDir } from '../trainer/config.js';
 import { compareCheckpointData } from '../trainer/data-match.js';
 import { prepareAndSetup, teardownData } from '../trainer/data-setup.js';
-import { isCheckpointingCallback, type FitResult, type TestResult, type Trainer, type TrainerFactory } from '../trainer/trainer.js';
+import { isCheckpointingCallback, Trainer, type FitResult, type TestResult } from '../trainer/trainer.js';
 import type { RunConfig, Session } from './session.js';
 
 export interface CommandOptions {
@@ -38,7 +36,7 @@ export async function trainCommand(session: Session, options: CommandOptions): P
   const datamodule = run.buildDatamodule();
   await prepareAndSetup(datamodule, 'fit');
   const task = run.buildTask(datamodule.modelDataArgs);
-  const trainer = run.buildTrainer();
+  const { trainer } = run;
   if (!config.trainer.fast_dev_run) {
     // Said up front: under `nx run`, nx stops relaying output as soon as it gets Ctrl-C, so the
     // interrupt message printed after the step may never reach the terminal.
@@ -54,9 +52,9 @@ export async function trainCommand(session: Session, options: CommandOptions): P
 /** `taskforge validate|test`: evaluate a checkpoint (or freshly initialised weights) on a split. */
 export async function evaluateCommand(session: Session, stage: 'validate' | 'test', options: CommandOptions): Promise<TestResult> {
   const { config, run, datamodule, task, step } = await openForEvaluation(session, options, stage, stage);
-  const trainer = run.buildTrainer();
+  const { trainer } = run;
   // Metrics are logged at the step of the weights evaluated (0 for fresh weights).
-  trainer.globalStep = step ?? 0;
+  trainer.progress.globalStep = step ?? 0;
   const result: TestResult = stage === 'test'
     ? await trainer.test(task, datamodule)
     : { metrics: await trainer.validate(task, datamodule), extras: {} };
@@ -69,7 +67,7 @@ export async function evaluateCommand(session: Session, stage: 'validate' | 'tes
 /** `taskforge predict`: run `predictStep` over the predict split; outputs go to predictions.json. */
 export async function predictCommand(session: Session, options: CommandOptions): Promise<unknown[]> {
   const { config, run, datamodule, task } = await openForEvaluation(session, options, 'predict', 'predict', 'predictStep');
-  const outputs = await run.buildTrainer().predict(task, datamodule);
+  const outputs = await run.trainer.predict(task, datamodule);
   const file = writeResults(run, config, 'predictions.json', outputs);
   run.output.info(`Made ${outputs.length} prediction batches${file ? `; written to ${file}` : ' (fast_dev_run: not written)'}`);
   task.dispose();
@@ -148,25 +146,27 @@ interface PreparedRun {
   output: Output;
   /** Creates the run dir with the run's config.yaml and prints it; everything that can be refused is checked before. */
   createRunDir(): void;
+  /** Made first, so the backend it selects is active before any weights are built. Writes nothing. */
+  trainer: Trainer;
   buildDatamodule(): DataModule;
   buildTask(modelDataArgs: ModelDataArgs): Task;
-  buildTrainer(): Trainer;
 }
 
 async function prepareRun(session: Session, config: RunConfig, command: string): Promise<PreparedRun> {
   const { container } = session;
   const output = container.resolve<Output>(Tokens.Output);
-  const clock = container.resolve<Clock>(Tokens.Clock);
   const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
   if (!config.task) {
     throw new ConfigError([{ path: 'task', message: 'no task is configured; choose one on the command line, e.g. task=vision/igpt (see `taskforge list`)' }], 'Nothing to run');
   }
-  await container.resolve<Accelerator>(Tokens.Accelerator).select(config.trainer.accelerator, { threads: config.trainer.threads });
-  const runDir = resolve(session.projectRoot, resolveRunDir(config.trainer, clock));
+  // The Trainer selects the backend, resolves the run dir and builds callbacks, loggers and the optimizer builders.
+  const trainer = await Trainer.create(config, { container, projectRoot: session.projectRoot });
+  const { runDir } = trainer;
 
   return {
     runDir,
     output,
+    trainer,
     createRunDir() {
       writeFileAtomic(join(runDir, 'config.yaml'), stringify(config));
       output.info(`taskforge ${command}: run dir ${runDir}`);
@@ -175,27 +175,8 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
     buildTask(modelDataArgs) {
       const backbone = instantiator.create('backbone', config.backbone, { container, modelDataArgs }, 'backbone');
       return instantiator.create('task', config.task, {
-        container,
-        modelDataArgs,
-        backbone,
-        ...(config.dataset ? { dataConfig: config.dataset } : {}),
-        buildOptimizer: (variables) => instantiator.create('optimizer', config.optimizer, { container, variables }, 'optimizer'),
-        buildScheduler: ({ totalSteps, baseLr }) => config.scheduler
-          ? instantiator.create('scheduler', config.scheduler, { container, totalSteps, baseLr }, 'scheduler')
-          : constantSchedule(baseLr),
+        container, modelDataArgs, backbone, ...(config.dataset ? { dataConfig: config.dataset } : {}),
       }, 'task');
-    },
-    buildTrainer() {
-      const callbacks: Callback[] = [];
-      for (const [name, node] of Object.entries(config.trainer.callbacks)) {
-        if (node) callbacks.push(instantiator.create('callback', node, { container }, `trainer.callbacks.${name}`));
-      }
-      const loggers: MetricsLogger[] = [];
-      for (const [name, node] of Object.entries(config.trainer.loggers)) {
-        if (node) loggers.push(instantiator.create('logger', node, { container, runDir }, `trainer.loggers.${name}`));
-      }
-      const makeTrainer = container.resolve<TrainerFactory>(Tokens.TrainerFactory);
-      return makeTrainer(config.trainer, { callbacks, loggers, runDir, output, clock, composedConfig: config as ConfigNode });
     },
   };
 }

@@ -1,3 +1,4 @@
+export { createContainer, type ServiceOverrides } from './container.js';
 export { Session, type SessionOptions, type RunConfig, type ComposedRun } from './session.js';
 export {
   trainCommand, evaluateCommand, predictCommand, sampleCommand, configCommand, listCommand, type CommandOptions,

@@ -12,7 +12,7 @@ import { ConfigError, type ConfigProblem } from '../errors.js';
 import { discoverPlugins, loadPlugins, type DiscoveredPlugin } from '../registry/discovery.js';
 import type { ComponentRegistry } from '../registry/registry.js';
 import { isComponentNode, validateConfig } from '../registry/validate.js';
-import { createContainer } from '../services/container.js';
+import { createContainer } from './container.js';
 import { findProjectRoot } from '../services/paths.js';
 import { Tokens, type Output } from '../services/tokens.js';
 import { trainerConfigSchema, type TrainerConfig } from '../trainer/config.js';

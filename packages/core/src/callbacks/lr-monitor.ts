@@ -17,9 +17,7 @@ export class LearningRateMonitor implements Callback {
   }
 
   async onTrainBatchEnd(trainer: TrainerView): Promise<void> {
-    // TrainerView has no log interval; the core Trainer exposes one, other views log every step.
-    const every = (trainer as { logEveryNSteps?: number }).logEveryNSteps ?? 1;
-    if (this.options.logging_interval === 'step' && trainer.globalStep % every === 0) await this.log(trainer);
+    if (this.options.logging_interval === 'step' && trainer.globalStep % trainer.logEveryNSteps === 0) await this.log(trainer);
   }
 
   async onTrainEpochStart(trainer: TrainerView): Promise<void> {

@@ -11,14 +11,11 @@ export const COMPONENT_KINDS: readonly ComponentKind[] = ['datamodule', 'backbon
 export interface CreateContexts {
   datamodule: { container: DependencyContainer };
   backbone: { container: DependencyContainer; modelDataArgs: ModelDataArgs };
+  /** The Trainer builds the optimizer and scheduler (see `Task.configureOptimizers`). */
   task: {
     container: DependencyContainer;
     modelDataArgs: ModelDataArgs;
     backbone: Backbone;
-    /** Builds the configured optimizer (`optimizer` config node) over these variables. */
-    buildOptimizer(variables: NamedVariables): Optimizer;
-    /** Builds the configured LR scheduler (`scheduler` config node); constant when none is configured. */
-    buildScheduler(options: { totalSteps: number; baseLr: number }): LRScheduler;
     /**
      * The run's validated `dataset` config node (absent when built outside a command), so a task
      * loading pretrained weights can name the data setting that differs from the checkpoint's

@@ -1,4 +1,3 @@
 export { SystemClock } from './clock.js';
-export { createContainer, type ServiceOverrides } from './container.js';
 export { ConsoleOutput, formatDuration, type ConsoleOutputOptions } from './output.js';
 export { defaultPaths, findProjectRoot, type PathsOptions } from './paths.js';

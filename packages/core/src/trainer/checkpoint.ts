@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import YAML from 'yaml';
 import type { ModelDataArgs, Optimizer, OptimizerState, Task } from '../contracts.js';
 import { TaskforgeError } from '../errors.js';
+import { matchesPattern } from '../optim/param-groups.js';
 
 export const WEIGHTS_FORMAT = 'taskforge-weights';
 export const OPTIMIZER_FORMAT = 'taskforge-optimizer';
@@ -203,26 +204,48 @@ function bytesPerElement(dtype: string): number {
 export interface RestoreReport {
   missing: string[];
   unexpected: string[];
+  /**
+   * Only with `skip`: variables matching a skip pattern that kept their current values (absent or
+   * of another shape in the checkpoint).
+   */
+  skipped?: string[];
+}
+
+export interface RestoreOptions {
+  /** Default true: any missing or unexpected variable is an error. */
+  strict?: boolean;
+  /**
+   * Variable-name patterns (substring or glob, as `no_decay`, e.g. `cls_head.*`) that may be
+   * absent from the checkpoint or differ in shape there: such variables keep their current values
+   * (e.g. a fresh classification head when fine-tuning on another label set).
+   */
+  skip?: readonly string[];
 }
 
 /**
- * Copies a checkpoint's weights into the task's variables and restores its state dict.
- * Strict (default): any missing, unexpected or mis-shaped variable is an error naming them all;
- * with `strict: false` (e.g. loading a pretrained backbone into a bigger task) only mis-shaped
- * variables are errors, and the names that did not match are returned.
+ * Copies a checkpoint's weights into the task's variables and restores its state dict (when the
+ * target has `loadStateDict`). Strict (default): any missing, unexpected or mis-shaped variable
+ * is an error naming them all; with `strict: false` (e.g. loading a pretrained backbone into a
+ * bigger task) only mis-shaped variables are errors, and the names that did not match are
+ * returned. Variables matching `skip` are never errors. Nothing is assigned unless every check
+ * passes.
  * @throws TaskforgeError exit code 2 (a config mistake, whichever part differs) naming every
  *   mis-shaped, missing and unexpected variable.
  */
-export function restoreTaskWeights(task: Task, checkpoint: Checkpoint, options: { strict?: boolean } = {}): RestoreReport {
+export function restoreTaskWeights(
+  task: Pick<Task, 'namedVariables' | 'loadStateDict'>, checkpoint: Checkpoint, options: RestoreOptions = {},
+): RestoreReport {
   const variables = task.namedVariables();
-  const missing = Object.keys(variables).filter((n) => !(n in checkpoint.weights));
-  const unexpected = Object.keys(checkpoint.weights).filter((n) => !(n in variables));
+  const skippable = (name: string) => (options.skip ?? []).some((pattern) => matchesPattern(name, pattern));
+  const fits = (name: string) => {
+    const saved = checkpoint.weights[name];
+    return saved !== undefined && tf.util.arraysEqual(saved.shape, variables[name]!.shape) && saved.dtype === variables[name]!.dtype;
+  };
+  const skipped = Object.keys(variables).filter((n) => skippable(n) && !fits(n));
+  const missing = Object.keys(variables).filter((n) => !(n in checkpoint.weights) && !skipped.includes(n));
+  const unexpected = Object.keys(checkpoint.weights).filter((n) => !(n in variables) && !skippable(n));
   const misShaped = Object.keys(variables)
-    .filter((n) => n in checkpoint.weights)
-    .filter((n) => {
-      const saved = checkpoint.weights[n]!;
-      return !tf.util.arraysEqual(saved.shape, variables[n]!.shape) || saved.dtype !== variables[n]!.dtype;
-    })
+    .filter((n) => n in checkpoint.weights && !skipped.includes(n) && !fits(n))
     .map((n) => {
       const saved = checkpoint.weights[n]!;
       return `'${n}' (checkpoint ${saved.dtype} [${saved.shape.join(', ')}], model ${variables[n]!.dtype} [${variables[n]!.shape.join(', ')}])`;
@@ -241,10 +264,10 @@ export function restoreTaskWeights(task: Task, checkpoint: Checkpoint, options: 
   }
   for (const [name, variable] of Object.entries(variables)) {
     const saved = checkpoint.weights[name];
-    if (saved) variable.assign(saved);
+    if (saved && !skipped.includes(name)) variable.assign(saved);
   }
   if (checkpoint.taskState.state && task.loadStateDict) task.loadStateDict(checkpoint.taskState.state);
-  return { missing, unexpected };
+  return options.skip ? { missing, unexpected, skipped } : { missing, unexpected };
 }
 
 function list(items: string[], max = 8): string {

@@ -1,13 +1,15 @@
 export {
   Trainer, isCheckpointingCallback,
-  type TrainerDeps, type TrainerFactory, type FitResult, type TestResult, type CheckpointingCallback,
+  type TrainerDeps, type TrainerFactory, type TrainerRunConfig, type FitResult, type TestResult, type CheckpointingCallback,
 } from './trainer.js';
+export { SingleDeviceStrategy, type Strategy } from './strategy.js';
+export { Progress, type ProgressState } from './progress.js';
 export {
   trainerConfigSchema, parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput,
 } from './config.js';
 export {
   writeCheckpoint, loadCheckpoint, loadCheckpointSync, restoreTaskWeights, checkpointName, WEIGHTS_FORMAT, OPTIMIZER_FORMAT,
-  type Checkpoint, type CheckpointContents, type TrainerState, type TaskState, type RestoreReport,
+  type Checkpoint, type CheckpointContents, type TrainerState, type TaskState, type RestoreReport, type RestoreOptions,
 } from './checkpoint.js';
 export { mixSeed } from './step-context.js';
 export { TrainingInterrupted } from './signals.js';

@@ -1,32 +1,66 @@
-import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+/**
+ * The Trainer: what a run does with a Task and a DataModule, in Lightning's shape. It owns the
+ * devices (through its Strategy), the run dir, optimisation (optimizer and LR scheduler built from
+ * the config unless the task overrides `configureOptimizers`), callbacks, loggers and checkpoints.
+ * The loops themselves live in `loops/`: `fit-loop.ts` (training, accumulation, the optimizer
+ * step) and `evaluation-loop.ts` (validation, test and predict); `progress.ts` holds where
+ * training stands.
+ */
+import { join, resolve } from 'node:path';
+import type { DependencyContainer } from 'tsyringe';
 import type {
-  Callback, DataLoaderOptions, DataModule, LRScheduler, MetricsLogger, Optimizer, Split, StepContext, Task, TrainerView,
+  Callback, DataLoaderOptions, DataModule, LRScheduler, MetricsLogger, Optimizer, OptimizerBuilders, OptimizerSetup, Split,
+  StepContext, Task, TrainerView,
 } from '../contracts.js';
+import type { ConfigNode } from '../config/paths.js';
 import { TaskforgeError } from '../errors.js';
-import { clipByGlobalNorm } from '../optim/index.js';
-import type { Clock, Output } from '../services/tokens.js';
-import { loadCheckpoint, restoreTaskWeights, writeCheckpoint, type TrainerState } from './checkpoint.js';
-import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config.js';
-import { accumulateGrads, averageGrads } from './gradients.js';
-import { batchBudget, planFit, type FitPlan } from './plan.js';
-import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
 import { overrideHint } from '../config/override-grammar.js';
+import type { Instantiator } from '../registry/instantiator.js';
+import { Tokens, type Clock, type Output } from '../services/tokens.js';
+import type { Accelerator } from '../backend/accelerator.js';
+import { loadCheckpoint, restoreTaskWeights, writeCheckpoint, type TrainerState } from './checkpoint.js';
+import { parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput } from './config.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
-import { MeanAccumulator, mixSeed, StepLog } from './step-context.js';
+import { evaluationLoop } from './loops/evaluation-loop.js';
+import { FitLoop, type FitLoopHost } from './loops/fit-loop.js';
+import { configuredOptimizers, coreOptimizers } from './optimization.js';
+import { batchBudget, planFit } from './plan.js';
+import { Progress } from './progress.js';
+import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
+import { mixSeed } from './step-context.js';
+import { SingleDeviceStrategy, type Strategy } from './strategy.js';
 
 export interface TrainerDeps {
   callbacks: Callback[];
   loggers: MetricsLogger[];
-  runDir: string;
+  /** Where results and default checkpoints go; default: resolved from `trainer.run_dir` / `trainer.default_root_dir` against `projectRoot`. */
+  runDir?: string;
+  /** What a relative run dir is resolved against; default: the working directory. */
+  projectRoot?: string;
   output: Output;
   clock?: Clock;
+  /** Devices; default: one device, the backend named by `trainer.accelerator` (with `trainer.threads`). */
+  strategy?: Strategy;
+  /**
+   * Build the configured optimizer and LR scheduler (the `optimizer` / `scheduler` config nodes).
+   * `Trainer.create` supplies them through the registry; default: core's optimizers and schedulers
+   * over `composedConfig.optimizer` / `.scheduler` (AdamW with its defaults when none is given).
+   */
+  optimizers?: OptimizerBuilders;
   /** The whole composed config: saved as `config.yaml` in checkpoints and sent to `logHyperparams`. */
   composedConfig?: Record<string, unknown>;
 }
 
 /** How the app layer makes Trainers; registered in the container under `Tokens.TrainerFactory`. */
 export type TrainerFactory = (config: TrainerConfig | TrainerConfigInput, deps: TrainerDeps) => Trainer;
+
+/** The parts of a composed run config `Trainer.create` reads. */
+export interface TrainerRunConfig {
+  trainer: TrainerConfig | TrainerConfigInput;
+  optimizer?: ConfigNode | null;
+  scheduler?: ConfigNode | null;
+  [section: string]: unknown;
+}
 
 export interface FitResult {
   globalStep: number;
@@ -62,18 +96,21 @@ export function isCheckpointingCallback(callback: Callback): callback is Checkpo
 
 type Hook = 'onFitStart' | 'onSanityCheckEnd' | 'onTrainEpochStart' | 'onTrainBatchEnd' | 'onTrainEpochEnd' | 'onValidationStart'
   | 'onValidationEnd' | 'onFitEnd' | 'onTestEnd' | 'onException';
-type EvalStep = (batch: unknown, ctx: StepContext) => void;
 
-const SPLIT_SEED: Record<Split | 'sanity', number> = { train: 1, val: 2, test: 3, predict: 4, sanity: 5 };
+/** Seed streams of the evaluation splits (training uses TRAIN_SEED_STREAM = 1). */
+const EVAL_SEED_STREAM: Record<Exclude<Split, 'train'> | 'sanity', number> = { val: 2, test: 3, predict: 4, sanity: 5 };
 
-/** Runs any Task on any DataModule: the loop, gradients, checkpoints, callbacks and logging. */
+/** Runs any Task on any DataModule: devices, the loops, optimisation, checkpoints, callbacks and logging. */
 export class Trainer implements TrainerView {
   readonly config: TrainerConfig;
+  /** Absolute (or as given in `deps.runDir`) run directory: logs, checkpoints, samples, result files. */
   readonly runDir: string;
   readonly loggers: readonly MetricsLogger[];
   readonly callbacks: readonly Callback[];
-  globalStep = 0;
-  epoch = 0;
+  readonly strategy: Strategy;
+  /** Where training stands (global step, epoch, batch in epoch, epoch finished, validated-at). */
+  readonly progress = new Progress();
+  /** Planned optimizer steps of the current fit (0 before `fit`). */
   maxSteps = 0;
   optimizer: Optimizer | undefined;
   scheduler: LRScheduler | undefined;
@@ -81,12 +118,9 @@ export class Trainer implements TrainerView {
   private readonly output: Output;
   private readonly composedConfig: Record<string, unknown> | undefined;
   private readonly clock: Clock;
+  private readonly optimizers: OptimizerBuilders;
   private currentTask: Task | undefined;
   private currentDatamodule: DataModule | undefined;
-  private batchInEpoch = 0;
-  private epochFinished = false;
-  /** Training batches of this epoch seen at its latest validation; -1 before the first. */
-  private validatedAt = -1;
   private stopReason: string | undefined;
   // The resume hint is printed at once: a parent such as `nx run` may stop relaying output soon after the signal.
   private readonly signals = new SignalWatcher((signal) => {
@@ -95,15 +129,55 @@ export class Trainer implements TrainerView {
     this.output.warn(`Received ${signal}: finishing the current step, then ${where}. Send it again to abort at once.`);
   });
 
+  /**
+   * Validates `config` (a ConfigError, exit 2, names every bad `trainer.*` key at once). Selects
+   * no backend yet: that happens at the start of fit/validate/test/predict (or in `Trainer.create`).
+   */
   constructor(config: TrainerConfig | TrainerConfigInput, deps: TrainerDeps) {
     this.config = parseTrainerConfig(config);
-    this.runDir = deps.runDir;
+    this.clock = deps.clock ?? Date;
+    this.runDir = deps.runDir ?? resolve(deps.projectRoot ?? process.cwd(), resolveRunDir(this.config, this.clock));
     this.loggers = deps.loggers;
     this.output = deps.output;
     this.composedConfig = deps.composedConfig;
-    this.clock = deps.clock ?? Date;
+    this.optimizers = deps.optimizers ?? coreOptimizers(deps.composedConfig ?? {});
+    this.strategy = deps.strategy ?? SingleDeviceStrategy.for({ accelerator: this.config.accelerator, threads: this.config.threads }, deps.output);
     // Checkpointing callbacks go last (stable otherwise) so they see metrics other callbacks log.
     this.callbacks = [...deps.callbacks.filter((c) => !isCheckpointingCallback(c)), ...deps.callbacks.filter(isCheckpointingCallback)];
+  }
+
+  /**
+   * The Trainer of a composed run config, built from the services in `container`: selects the
+   * backend (so weights built afterwards land on it), resolves the run dir against `projectRoot`,
+   * builds the configured callbacks and loggers, and the optimizer/scheduler builders from the
+   * `optimizer` and `scheduler` sections (a constant LR when no scheduler is configured).
+   * Throws ConfigError (exit 2) for a bad `trainer.*` key or component node, TaskforgeError
+   * (exit 1) when the accelerator cannot be initialised.
+   */
+  static async create(config: TrainerRunConfig, options: { container: DependencyContainer; projectRoot?: string }): Promise<Trainer> {
+    const { container } = options;
+    const trainerConfig = parseTrainerConfig(config.trainer);
+    const output = container.resolve<Output>(Tokens.Output);
+    const clock = container.resolve<Clock>(Tokens.Clock);
+    const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
+    const strategy = new SingleDeviceStrategy(
+      { accelerator: trainerConfig.accelerator, threads: trainerConfig.threads }, container.resolve<Accelerator>(Tokens.Accelerator),
+    );
+    await strategy.setup();
+    const runDir = resolve(options.projectRoot ?? process.cwd(), resolveRunDir(trainerConfig, clock));
+    const callbacks: Callback[] = [];
+    for (const [name, node] of Object.entries(trainerConfig.callbacks)) {
+      if (node) callbacks.push(instantiator.create('callback', node, { container }, `trainer.callbacks.${name}`));
+    }
+    const loggers: MetricsLogger[] = [];
+    for (const [name, node] of Object.entries(trainerConfig.loggers)) {
+      if (node) loggers.push(instantiator.create('logger', node, { container, runDir }, `trainer.loggers.${name}`));
+    }
+    const optimizers = configuredOptimizers(config, instantiator, container);
+    const makeTrainer = container.resolve<TrainerFactory>(Tokens.TrainerFactory);
+    return makeTrainer(trainerConfig, {
+      callbacks, loggers, runDir, output, clock, strategy, optimizers, composedConfig: config as Record<string, unknown>,
+    });
   }
 
   get task(): Task {
@@ -114,6 +188,14 @@ export class Trainer implements TrainerView {
   get datamodule(): DataModule {
     if (!this.currentDatamodule) throw new TaskforgeError('trainer.datamodule was read before fit/validate/test/predict was called.');
     return this.currentDatamodule;
+  }
+
+  get globalStep(): number {
+    return this.progress.globalStep;
+  }
+
+  get epoch(): number {
+    return this.progress.epoch;
   }
 
   get dryRun(): boolean {
@@ -139,13 +221,16 @@ export class Trainer implements TrainerView {
     });
   }
 
+  /**
+   * Trains `task` on `datamodule` until `max_epochs`/`max_steps`, validating as configured;
+   * resumes exactly from `options.resumeFrom` (else `trainer.resume_from`). Throws
+   * TrainingInterrupted (exit 130/143) after saving `last` on SIGINT/SIGTERM, TaskforgeError
+   * (exit 1) on a non-finite loss or gradient norm (with `stop_on_nan`) or an unusable checkpoint.
+   */
   async fit(task: Task, datamodule: DataModule, options: { resumeFrom?: string } = {}): Promise<FitResult> {
+    await this.strategy.setup();
     this.attach(task, datamodule);
-    this.globalStep = 0;
-    this.epoch = 0;
-    this.batchInEpoch = 0;
-    this.epochFinished = false;
-    this.validatedAt = -1;
+    this.progress.reset();
     this.callbackMetrics = {};
     this.stopReason = undefined;
     this.signals.install();
@@ -154,20 +239,15 @@ export class Trainer implements TrainerView {
       await prepareAndSetup(datamodule, 'fit');
       const plan = planFit(this.config, datamodule);
       this.maxSteps = plan.totalSteps;
-      const { optimizer, scheduler } = task.configureOptimizers({ totalSteps: plan.totalSteps });
+      const { optimizer, scheduler } = this.configureOptimizers(task, plan.totalSteps);
       this.optimizer = optimizer;
       this.scheduler = scheduler;
       const resumeFrom = options.resumeFrom ?? this.config.resume_from ?? undefined;
       if (resumeFrom) await this.restore(resumeFrom);
       await Promise.all(this.loggers.map((l) => l.logHyperparams(this.composedConfig ?? { trainer: this.config })));
       await this.hook('onFitStart');
-      if (!this.dryRun && this.config.num_sanity_val_steps !== 0) await this.sanityCheck(plan);
-      while (!this.trainingDone()) {
-        await this.trainEpoch(plan);
-        if (this.signals.received) await this.interrupt();
-        if (this.stopReason !== undefined) break;
-        if (this.epochFinished) this.startNextEpoch();
-      }
+      if (!this.dryRun && this.config.num_sanity_val_steps !== 0 && plan.hasVal) await this.sanityCheck(plan.valBatches);
+      await new FitLoop(this.fitLoopHost(optimizer), plan, plan.totalSteps).run();
       if (this.stopReason !== undefined) this.output.info(`Stopped at step ${this.globalStep}: ${this.stopReason}.`);
       await this.hook('onFitEnd');
       status = 'success';
@@ -194,8 +274,12 @@ export class Trainer implements TrainerView {
     }
   }
 
-  /** One validation epoch outside fit. */
+  /**
+   * One validation epoch outside fit; returns the averaged metrics. Throws TaskforgeError (exit 1)
+   * when the task has no validationStep or the datamodule no valDataloader.
+   */
   async validate(task: Task, datamodule: DataModule): Promise<Record<string, number>> {
+    await this.strategy.setup();
     this.attach(task, datamodule);
     let status: 'success' | 'failed' = 'failed';
     try {
@@ -212,8 +296,13 @@ export class Trainer implements TrainerView {
     }
   }
 
-  /** One test epoch: averaged metrics plus `task.onTestEpochEnd()` (the app layer writes them to `test_results.json`). */
+  /**
+   * One test epoch: averaged metrics plus `task.onTestEpochEnd()` (the app layer writes them to
+   * `test_results.json`). Throws TaskforgeError (exit 1) when the
+   * task has no testStep or the datamodule no testDataloader.
+   */
   async test(task: Task, datamodule: DataModule): Promise<TestResult> {
+    await this.strategy.setup();
     this.attach(task, datamodule);
     let status: 'success' | 'failed' = 'failed';
     try {
@@ -222,7 +311,13 @@ export class Trainer implements TrainerView {
         throw new TaskforgeError('Cannot test: the task has no testStep or the datamodule has no testDataloader.');
       }
       const budget = batchBudget(datamodule, 'test', this.config.limit_test_batches, 'limit_test_batches', this.dryRun);
-      const metrics = await this.evalLoop('test', task.testStep.bind(task), datamodule.testDataloader.bind(datamodule), budget);
+      const { metrics } = await evaluationLoop({
+        batches: datamodule.testDataloader(this.loaderOptions(this.epoch)),
+        budget,
+        collect: 'metrics',
+        context: (batchIdx) => this.evalContext('test', batchIdx),
+        step: (batch, ctx) => task.testStep!(batch, ctx),
+      });
       const extras = (await task.onTestEpochEnd?.()) ?? {};
       Object.assign(this.callbackMetrics, metrics);
       await this.logMetrics(metrics);
@@ -234,220 +329,106 @@ export class Trainer implements TrainerView {
     }
   }
 
-  /** Runs `predictStep` over the predict split; tensors in the outputs belong to the caller. */
+  /**
+   * Runs `predictStep` over the predict split (one batch under fast_dev_run); tensors in the
+   * outputs belong to the caller. Throws TaskforgeError (exit 1) when the task has no predictStep
+   * or the datamodule no predictDataloader.
+   */
   async predict(task: Task, datamodule: DataModule): Promise<unknown[]> {
+    await this.strategy.setup();
     this.attach(task, datamodule);
     try {
       await prepareAndSetup(datamodule, 'predict');
       if (!task.predictStep || !datamodule.predictDataloader) {
         throw new TaskforgeError('Cannot predict: the task has no predictStep or the datamodule has no predictDataloader.');
       }
-      const outputs: unknown[] = [];
-      let batchIdx = 0;
-      for await (const batch of datamodule.predictDataloader(this.loaderOptions(0))) {
-        const log = new StepLog();
-        const ctx = log.context(this.evalFields('predict', batchIdx));
-        // A scope rather than tf.tidy because predictStep may be async; returned tensors are kept.
-        tf.engine().startScope();
-        let output: unknown;
-        try {
-          output = await task.predictStep(batch, ctx);
-        } finally {
-          tf.engine().endScope(output as tf.TensorContainer);
-          log.discard();
-        }
-        outputs.push(output);
-        batchIdx += 1;
-        if (this.dryRun) break;
-      }
+      const { outputs } = await evaluationLoop({
+        batches: datamodule.predictDataloader(this.loaderOptions(0)),
+        budget: this.dryRun ? 1 : undefined,
+        collect: 'outputs',
+        context: (batchIdx) => this.evalContext('predict', batchIdx),
+        step: (batch, ctx) => task.predictStep!(batch, ctx),
+      });
       return outputs;
     } finally {
       await teardownData(datamodule);
     }
   }
 
-  // ---------------------------------------------------------------- training loop
+  // ---------------------------------------------------------------- optimisation
 
-  private async trainEpoch(plan: FitPlan): Promise<void> {
-    const task = this.task;
-    await this.hook('onTrainEpochStart');
-    const validateThisEpoch = plan.hasVal && task.validationStep !== undefined
-      && (this.epoch + 1) % this.config.check_val_every_n_epoch === 0;
-    const variables = Object.entries(task.namedVariables()).filter(([, v]) => v.trainable);
-    const nameOf = new Map(variables.map(([name, v]) => [v.name, name]));
-    const varList = variables.map(([, v]) => v);
-    const startBatch = this.batchInEpoch;
-    let accumulated: Record<string, tf.Tensor> = {};
-    let micro: Array<{ loss: number; logs: Array<{ name: string; value: number; weight: number }> }> = [];
-    let batchIdx = startBatch;
-    let stoppedEarly = false;
-
-    const validateHere = async () => {
-      // Recorded first: a checkpoint saved by a validation hook must not redo this validation on resume.
-      this.validatedAt = batchIdx;
-      await this.validation(plan.valBatches);
-    };
-    const step = async () => {
-      const previous = this.batchInEpoch;
-      const metrics = await this.optimizerStep(accumulated, micro, batchIdx - 1);
-      accumulated = {};
-      micro = [];
-      this.batchInEpoch = batchIdx;
-      await this.hook('onTrainBatchEnd', { loss: metrics['train_loss']!, metrics });
-      const every = plan.valEveryBatches;
-      if (validateThisEpoch && every !== undefined && Math.floor(batchIdx / every) > Math.floor(previous / every)) await validateHere();
-      if (this.signals.received) await this.interrupt();
-    };
-
-    if (!this.epochFinished) {
-      for await (const batch of this.datamodule.trainDataloader(this.loaderOptions(this.epoch, startBatch))) {
-        const log = new StepLog();
-        const ctx = log.context({
-          globalStep: this.globalStep, epoch: this.epoch, batchIdx, training: true,
-          seed: mixSeed(this.config.seed, SPLIT_SEED.train, this.globalStep, micro.length),
-        });
-        let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
-        try {
-          result = tf.variableGrads(() => {
-            const loss = task.trainingStep(batch, ctx);
-            if (loss.rank !== 0) {
-              throw new TaskforgeError(`trainingStep must return a scalar loss, got a tensor of shape [${loss.shape.join(', ')}]; reduce it (e.g. tf.mean) before returning.`);
-            }
-            return loss;
-          }, varList);
-        } catch (error) {
-          log.discard();
-          throw error;
-        }
-        // The loss is read before the log, which disposes what it holds (often the loss itself).
-        const loss = (await result.value.data())[0]!;
-        const logs = await log.read();
-        result.value.dispose();
-        accumulateGrads(accumulated, result.grads, nameOf);
-        if (!Number.isFinite(loss) && this.config.stop_on_nan) {
-          tf.dispose(accumulated);
-          throw new TaskforgeError(
-            `Training loss is ${loss} at global step ${this.globalStep} (epoch ${this.epoch}, batch ${batchIdx}); stopping before the weights are updated. ` +
-              'Common causes: a learning rate that is too high, no gradient clipping (set trainer.gradient_clip_val, e.g. 1.0), or bad values in that batch. ' +
-              'Set trainer.stop_on_nan=false to keep training anyway.',
-          );
-        }
-        micro.push({ loss, logs });
-        batchIdx += 1;
-        if (micro.length === this.config.accumulate_grad_batches) await step();
-        if (plan.trainBatches !== undefined && batchIdx >= plan.trainBatches) break;
-        if (this.stopReason !== undefined || this.maxStepsReached()) {
-          stoppedEarly = true;
-          break;
-        }
-      }
-      // A trailing partial accumulation still makes a step, averaged over the batches it has.
-      if (micro.length > 0) await step();
-      this.epochFinished = !stoppedEarly;
-    }
-    // Validate at the epoch end, and also when max_steps ends training mid-epoch, unless that position was just validated.
-    if (validateThisEpoch && this.stopReason === undefined && this.validatedAt !== batchIdx) await validateHere();
-    await this.hook('onTrainEpochEnd');
-  }
-
-  /** Averages the accumulated gradients, clips, sets the LR and applies one update. */
-  private async optimizerStep(
-    accumulated: Record<string, tf.Tensor>,
-    micro: Array<{ loss: number; logs: Array<{ name: string; value: number; weight: number }> }>,
-    lastBatchIdx: number,
-  ): Promise<Record<string, number>> {
-    const optimizer = this.optimizer!;
-    let grads = averageGrads(accumulated, micro.length);
-    const metrics = new MeanAccumulator();
-    let apply = true;
-    if (this.config.gradient_clip_val !== null) {
-      const clipped = await clipByGlobalNorm(grads, this.config.gradient_clip_val);
-      tf.dispose(grads);
-      grads = clipped.grads;
-      metrics.add('grad_norm', clipped.norm);
-      if (!Number.isFinite(clipped.norm)) {
-        if (this.config.stop_on_nan) {
-          tf.dispose(grads);
-          throw new TaskforgeError(
-            `The gradient norm is ${clipped.norm} at global step ${this.globalStep} (epoch ${this.epoch}, batch ${lastBatchIdx}); stopping before the weights are updated. ` +
-              'Lower the learning rate or check the inputs; set trainer.stop_on_nan=false to skip such steps instead.',
-          );
-        }
-        this.output.warn(`Skipping the update at global step ${this.globalStep}: the gradient norm is ${clipped.norm}.`);
-        apply = false;
-      }
-    }
-    if (this.scheduler) optimizer.lr = this.scheduler.lrAt(this.globalStep);
-    try {
-      if (apply) optimizer.applyGradients(grads);
-    } finally {
-      tf.dispose(grads);
-    }
-    for (const m of micro) {
-      metrics.add('train_loss', m.loss);
-      metrics.addAll(m.logs);
-    }
-    this.globalStep += 1;
-    const values = { ...metrics.means(), lr: optimizer.lr, epoch: this.epoch };
-    Object.assign(this.callbackMetrics, values);
-    if (this.globalStep % this.config.log_every_n_steps === 0) await this.logMetrics(values);
-    return values;
+  /** The task's own `configureOptimizers` when it has one, else the configured optimizer over all its variables. */
+  private configureOptimizers(task: Task, totalSteps: number): OptimizerSetup {
+    const builders = this.optimizers;
+    if (task.configureOptimizers) return task.configureOptimizers({ totalSteps, ...builders });
+    const optimizer = builders.buildOptimizer(task.namedVariables());
+    return { optimizer, scheduler: builders.buildScheduler({ totalSteps, baseLr: optimizer.lr }) };
   }
 
   // ---------------------------------------------------------------- evaluation
 
-  private async sanityCheck(plan: FitPlan): Promise<void> {
+  /** Catches bugs in validationStep before a long epoch; the numbers are not meaningful. */
+  private async sanityCheck(valBatches: number | undefined): Promise<void> {
     const { validationStep } = this.task;
     const { valDataloader } = this.datamodule;
-    if (!validationStep || !valDataloader || !plan.hasVal) return;
+    if (!validationStep || !valDataloader) return;
     const steps = this.config.num_sanity_val_steps;
-    const budget = steps === -1 ? plan.valBatches : Math.min(steps, plan.valBatches ?? steps);
-    // Catches bugs in validationStep before a long epoch; the numbers are not meaningful.
-    const metrics = await this.evalLoop('sanity', validationStep.bind(this.task), valDataloader.bind(this.datamodule), budget);
+    const { metrics } = await evaluationLoop({
+      batches: valDataloader.call(this.datamodule, this.loaderOptions(this.epoch)),
+      budget: steps === -1 ? valBatches : Math.min(steps, valBatches ?? steps),
+      collect: 'metrics',
+      context: (batchIdx) => this.evalContext('sanity', batchIdx),
+      step: (batch, ctx) => validationStep.call(this.task, batch, ctx),
+    });
     await this.hook('onSanityCheckEnd', metrics);
   }
 
   private async validation(budget: number | undefined): Promise<Record<string, number>> {
     await this.hook('onValidationStart');
-    const metrics = await this.evalLoop(
-      'val', this.task.validationStep!.bind(this.task), this.datamodule.valDataloader!.bind(this.datamodule), budget,
-    );
+    const { metrics } = await evaluationLoop({
+      batches: this.datamodule.valDataloader!(this.loaderOptions(this.epoch)),
+      budget,
+      collect: 'metrics',
+      context: (batchIdx) => this.evalContext('val', batchIdx),
+      step: (batch, ctx) => this.task.validationStep!(batch, ctx),
+    });
     Object.assign(this.callbackMetrics, metrics);
     await this.logMetrics(metrics);
     await this.hook('onValidationEnd', metrics);
     return metrics;
   }
 
-  private async evalLoop(
-    split: 'val' | 'test' | 'sanity', stepFn: EvalStep,
-    loader: (options: DataLoaderOptions) => AsyncIterable<unknown>, budget: number | undefined,
-  ): Promise<Record<string, number>> {
-    const means = new MeanAccumulator();
-    let batchIdx = 0;
-    if (budget === 0) return {};
-    for await (const batch of loader(this.loaderOptions(this.epoch))) {
-      const log = new StepLog();
-      try {
-        tf.tidy(() => stepFn(batch, log.context(this.evalFields(split, batchIdx))));
-      } catch (error) {
-        log.discard();
-        throw error;
-      }
-      means.addAll(await log.read());
-      batchIdx += 1;
-      if (budget !== undefined && batchIdx >= budget) break;
-    }
-    return means.means();
-  }
-
-  private evalFields(split: Split | 'sanity', batchIdx: number): Omit<StepContext, 'log'> {
+  private evalContext(split: keyof typeof EVAL_SEED_STREAM, batchIdx: number): Omit<StepContext, 'log'> {
     return {
       globalStep: this.globalStep, epoch: this.epoch, batchIdx, training: false,
-      seed: mixSeed(this.config.seed, SPLIT_SEED[split], this.globalStep, batchIdx),
+      seed: mixSeed(this.config.seed, EVAL_SEED_STREAM[split], this.globalStep, batchIdx),
     };
   }
 
   // ---------------------------------------------------------------- state, faults, plumbing
+
+  private fitLoopHost(optimizer: Optimizer): FitLoopHost {
+    return {
+      config: this.config,
+      progress: this.progress,
+      task: this.task,
+      datamodule: this.datamodule,
+      optimizer,
+      scheduler: this.scheduler,
+      strategy: this.strategy,
+      output: this.output,
+      callbackMetrics: this.callbackMetrics,
+      stopReason: () => this.stopReason,
+      signalReceived: () => this.signals.received !== undefined,
+      interrupt: () => this.interrupt(),
+      onTrainEpochStart: () => this.hook('onTrainEpochStart'),
+      onTrainBatchEnd: (outputs) => this.hook('onTrainBatchEnd', outputs),
+      onTrainEpochEnd: () => this.hook('onTrainEpochEnd'),
+      validate: (budget) => this.validation(budget),
+      logMetrics: (metrics) => this.logMetrics(metrics),
+      loaderOptions: (epoch, startBatch) => this.loaderOptions(epoch, startBatch),
+    };
+  }
 
   private trainerState(): TrainerState {
     const callbacks: Record<string, Record<string, unknown>> = {};
@@ -456,11 +437,7 @@ export class Trainer implements TrainerView {
       if (state) callbacks[key] = state;
     }
     return {
-      globalStep: this.globalStep,
-      epoch: this.epoch,
-      batchInEpoch: this.batchInEpoch,
-      epochFinished: this.epochFinished,
-      validatedAt: this.validatedAt,
+      ...this.progress.state(),
       seed: this.config.seed,
       optimizer: this.optimizer?.name ?? null,
       scheduler: this.scheduler?.name ?? null,
@@ -500,18 +477,15 @@ export class Trainer implements TrainerView {
       if (state.seed !== this.config.seed) {
         this.output.warn(`Resuming a run trained with seed ${state.seed} using trainer.seed=${this.config.seed}: data order and dropout will differ from the original run.`);
       }
-      this.globalStep = state.globalStep;
-      this.epoch = state.epoch;
-      this.batchInEpoch = state.batchInEpoch;
-      this.epochFinished = state.epochFinished;
-      this.validatedAt = state.validatedAt;
-      if (this.epochFinished) this.startNextEpoch();
-      this.callbackMetrics = { ...state.metrics };
+      this.progress.load(state);
+      if (this.progress.epochFinished) this.progress.startNextEpoch();
+      // Mutated in place: the fit loop holds this object.
+      Object.assign(this.callbackMetrics, state.metrics);
       for (const [key, callback] of this.keyedCallbacks()) {
         const saved = state.callbacks[key];
         if (saved && callback.loadStateDict) callback.loadStateDict(saved);
       }
-      this.output.info(`Resumed from '${dir}' at global step ${this.globalStep} (epoch ${this.epoch}, batch ${this.batchInEpoch}).`);
+      this.output.info(`Resumed from '${dir}' at global step ${this.globalStep} (epoch ${this.epoch}, batch ${this.progress.batchInEpoch}).`);
     } finally {
       checkpoint.dispose();
     }
@@ -533,22 +507,6 @@ export class Trainer implements TrainerView {
       where = `last checkpoint saved to ${dir}; resume with ${overrideHint('trainer.resume_from', dir)}`;
     }
     throw new TrainingInterrupted(`Training interrupted by ${signal} at step ${this.globalStep}; ${where}.`, SIGNAL_EXIT_CODES[signal] ?? 1);
-  }
-
-  private startNextEpoch(): void {
-    this.epoch += 1;
-    this.batchInEpoch = 0;
-    this.epochFinished = false;
-    this.validatedAt = -1;
-  }
-
-  private trainingDone(): boolean {
-    const maxEpochs = this.dryRun ? 1 : this.config.max_epochs;
-    return this.stopReason !== undefined || this.maxStepsReached() || (maxEpochs !== -1 && this.epoch >= maxEpochs);
-  }
-
-  private maxStepsReached(): boolean {
-    return this.globalStep >= this.maxSteps;
   }
 
   private loaderOptions(epoch: number, startBatch = 0): DataLoaderOptions {
@@ -579,4 +537,3 @@ export class Trainer implements TrainerView {
     }
   }
 }
-

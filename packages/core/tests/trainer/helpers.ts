@@ -30,7 +30,7 @@ export function makeTrainer(
   const output = new RecordingOutput();
   const runDir = join(root, `run${runs++}`);
   const trainer = new Trainer(
-    { num_sanity_val_steps: 0, log_every_n_steps: 1, ...config },
+    { num_sanity_val_steps: 0, log_every_n_steps: 1, accelerator: 'cpu', ...config },
     { callbacks, loggers: [logger], runDir, output, clock: { now: () => Date.UTC(2024, 0, 2, 3, 4, 5) }, composedConfig: { trainer: config, note: 'toy' } },
   );
   return { trainer, logger, output, runDir };

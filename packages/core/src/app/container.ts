@@ -4,10 +4,10 @@ import { Accelerator } from '../backend/accelerator.js';
 import { Instantiator } from '../registry/instantiator.js';
 import { ComponentRegistry } from '../registry/registry.js';
 import { Trainer, type TrainerFactory } from '../trainer/trainer.js';
-import { SystemClock } from './clock.js';
-import { ConsoleOutput } from './output.js';
-import { defaultPaths } from './paths.js';
-import { Tokens, type Clock, type Output, type Paths } from './tokens.js';
+import { SystemClock } from '../services/clock.js';
+import { ConsoleOutput } from '../services/output.js';
+import { defaultPaths } from '../services/paths.js';
+import { Tokens, type Clock, type Output, type Paths } from '../services/tokens.js';
 
 export interface ServiceOverrides {
   registry?: ComponentRegistry;

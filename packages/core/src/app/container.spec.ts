@@ -3,9 +3,9 @@ import { toyBackbone, type ToyBackbone } from '../../tests/fixtures/components.j
 import { Instantiator } from '../registry/instantiator.js';
 import { ComponentRegistry } from '../registry/registry.js';
 import { createContainer } from './container.js';
-import { ConsoleOutput } from './output.js';
-import { defaultPaths } from './paths.js';
-import { Tokens, type Clock, type Output, type Paths } from './tokens.js';
+import { ConsoleOutput } from '../services/output.js';
+import { defaultPaths } from '../services/paths.js';
+import { Tokens, type Clock, type Output, type Paths } from '../services/tokens.js';
 
 describe('createContainer', () => {
   it('provides the default services', () => {
