@@ -132,8 +132,10 @@ describe('bad input', () => {
     await expect(dm.prepareData()).rejects.toThrow(new RegExp(`Cannot write to the CIFAR-10 data directory ${file}/cifar \\(ENOTDIR\\).*Set dataset\\.data_dir to a writable folder`));
   });
 
-  it('a missing local archive', async () => {
-    await expectFailure(make({ url: 'nope/cifar.tar.gz' }), new RegExp(`dataset\\.url points to ${tmp.dir}/nope/cifar\\.tar\\.gz, which does not exist`));
+  it('a missing local archive is refused when the config is validated, before anything is written', () => {
+    const parsed = cifar10Schema.safeParse({ url: 'nope/cifar.tar.gz' });
+    expect(parsed.success).toBe(false);
+    expect(parsed.error!.issues[0]!.message).toMatch(/the path does not exist \(.*nope\/cifar\.tar\.gz\); point it at a cifar-10-binary\.tar\.gz archive/);
   });
 
   it.each<[string, Entry, RegExp]>([
