@@ -21,7 +21,16 @@ export default [
   ...nx.configs['flat/typescript'],
   ...nx.configs['flat/javascript'],
   {
-    ignores: ['**/dist', '**/node_modules', '**/out-tsc', '**/coverage', '**/*.timestamp-*', 'tools/nx-plugin/src/generators/*/files/**', '**/.stryker-tmp', '**/reports/mutation'],
+    ignores: [
+      '**/dist',
+      '**/node_modules',
+      '**/out-tsc',
+      '**/coverage',
+      '**/*.timestamp-*',
+      'tools/nx-plugin/src/generators/*/files/**',
+      '**/.stryker-tmp',
+      '**/reports/mutation',
+    ],
   },
   {
     files: ['**/*.ts', '**/*.mts', '**/*.js', '**/*.mjs'],
@@ -31,7 +40,10 @@ export default [
       '@typescript-eslint/no-empty-function': 'off',
       // With noUncheckedIndexedAccess, `!` after a bounds-checked index is the idiom.
       '@typescript-eslint/no-non-null-assertion': 'off',
-      '@typescript-eslint/no-unused-vars': ['warn', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'warn',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' },
+      ],
       '@nx/enforce-module-boundaries': boundaries([
         { sourceTag: 'type:core', onlyDependOnLibsWithTags: [] },
         { sourceTag: 'type:plugin', onlyDependOnLibsWithTags: ['type:core'] },
@@ -48,7 +60,10 @@ export default [
     rules: {
       '@typescript-eslint/no-empty-function': 'off',
       '@typescript-eslint/no-non-null-assertion': 'off',
-      '@typescript-eslint/no-unused-vars': ['warn', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'warn',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' },
+      ],
       '@nx/enforce-module-boundaries': boundaries([
         { sourceTag: 'type:core', onlyDependOnLibsWithTags: [] },
         { sourceTag: 'type:plugin', onlyDependOnLibsWithTags: ['type:core', 'type:plugin'] },

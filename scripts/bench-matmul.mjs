@@ -19,7 +19,9 @@ const { values: a } = parseArgs({
 const info = (m) => process.stderr.write(`${m}\n`);
 const tf = await import('@tensorflow/tfjs');
 const { selectBackend } = await import('@taskforge/core');
-const selection = await selectBackend(a.backend, { output: { info, warn: (m) => info(`warning: ${m}`), progress: () => ({ update() {}, setTotal() {}, stop() {} }) } });
+const selection = await selectBackend(a.backend, {
+  output: { info, warn: (m) => info(`warning: ${m}`), progress: () => ({ update() {}, setTotal() {}, stop() {} }) },
+});
 const reps = Number.parseInt(a.reps, 10);
 const results = [];
 for (const n of a.sizes.split(',').map((s) => Number.parseInt(s, 10))) {
@@ -41,4 +43,6 @@ for (const n of a.sizes.split(',').map((s) => Number.parseInt(s, 10))) {
   results.push({ n, ms, gflops });
   tf.dispose([x, y, last]);
 }
-process.stdout.write(`${JSON.stringify({ ok: true, backend: selection.backend, description: selection.description, adapter: selection.adapter ?? null, reps, results })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ ok: true, backend: selection.backend, description: selection.description, adapter: selection.adapter ?? null, reps, results })}\n`,
+);

@@ -14,19 +14,33 @@ export function median(values) {
  * and at one thread an idle machine gives the same number for both.
  */
 export function summarize(runs, seqLen) {
-  const rows = runs.filter((r) => r.result?.ok && r.result.steps.length).map((r) => {
-    const s = r.result.steps;
-    const med = (key) => median(s.map((x) => x[key]).filter((v) => typeof v === 'number'));
-    const batch = r.result.shape.batch;
-    const stepMs = med('totalMs');
-    return {
-      config: r.config, impl: r.impl, backend: r.backend, threads: r.threads, batch, steps: s.length,
-      stepMs, dataMs: med('dataMs'), forwardBackwardMs: med('forwardBackwardMs'), optimizerMs: med('optimizerMs'), cpuMs: med('cpuMs'),
-      tokensPerSec: (batch * seqLen * 1000) / stepMs,
-      peakRssBytes: r.result.peakRssBytes, peakTensorBytes: r.result.peakTensorBytes ?? null, wasmHeapBytes: r.result.wasmHeapBytes ?? null,
-      firstStepMs: r.result.firstStepMs ?? null, synthetic: r.result.synthetic ?? false,
-    };
-  });
+  const rows = runs
+    .filter((r) => r.result?.ok && r.result.steps.length)
+    .map((r) => {
+      const s = r.result.steps;
+      const med = (key) => median(s.map((x) => x[key]).filter((v) => typeof v === 'number'));
+      const batch = r.result.shape.batch;
+      const stepMs = med('totalMs');
+      return {
+        config: r.config,
+        impl: r.impl,
+        backend: r.backend,
+        threads: r.threads,
+        batch,
+        steps: s.length,
+        stepMs,
+        dataMs: med('dataMs'),
+        forwardBackwardMs: med('forwardBackwardMs'),
+        optimizerMs: med('optimizerMs'),
+        cpuMs: med('cpuMs'),
+        tokensPerSec: (batch * seqLen * 1000) / stepMs,
+        peakRssBytes: r.result.peakRssBytes,
+        peakTensorBytes: r.result.peakTensorBytes ?? null,
+        wasmHeapBytes: r.result.wasmHeapBytes ?? null,
+        firstStepMs: r.result.firstStepMs ?? null,
+        synthetic: r.result.synthetic ?? false,
+      };
+    });
   for (const row of rows.filter((r) => r.impl === 'taskforge')) {
     row.vsPytorch = {};
     for (const ref of rows.filter((r) => r.impl === 'pytorch' && r.config === row.config)) {
@@ -54,32 +68,73 @@ export function formatReport(results) {
   const { machine, summary, runs } = results;
   const busy = Math.max(...machine.loadAverageAtStart, ...machine.loadAverageAtEnd) > machine.cores;
   const refThreads = [...new Set(summary.filter((r) => r.impl === 'pytorch').map((r) => r.threads))].sort();
-  const header = ['config', 'impl', 'backend', 'thr', 'ms/step', 'data', 'fwd+bwd', 'optim', 'tokens/s', 'cpu ms', 'RSS MiB', 'tensors MiB', 'wasm MiB', '1st step s',
-    ...refThreads.flatMap((t) => [`vs pt@${t}t`, ...(t === 1 ? ['cpu vs pt@1t'] : [])])];
+  const header = [
+    'config',
+    'impl',
+    'backend',
+    'thr',
+    'ms/step',
+    'data',
+    'fwd+bwd',
+    'optim',
+    'tokens/s',
+    'cpu ms',
+    'RSS MiB',
+    'tensors MiB',
+    'wasm MiB',
+    '1st step s',
+    ...refThreads.flatMap((t) => [`vs pt@${t}t`, ...(t === 1 ? ['cpu vs pt@1t'] : [])]),
+  ];
   const rows = summary.map((r) => [
-    r.config, r.impl, r.backend, r.threads, ms(r.stepMs), ms(r.dataMs), ms(r.forwardBackwardMs), ms(r.optimizerMs), r.tokensPerSec.toFixed(0), ms(r.cpuMs),
-    mib(r.peakRssBytes), mib(r.peakTensorBytes), mib(r.wasmHeapBytes), r.firstStepMs == null ? '-' : (r.firstStepMs / 1000).toFixed(1),
-    ...refThreads.flatMap((t) => [ratio(r.vsPytorch?.[`${t}t`]?.wall), ...(t === 1 ? [ratio(r.vsPytorch?.[`${t}t`]?.cpu)] : [])]),
+    r.config,
+    r.impl,
+    r.backend,
+    r.threads,
+    ms(r.stepMs),
+    ms(r.dataMs),
+    ms(r.forwardBackwardMs),
+    ms(r.optimizerMs),
+    r.tokensPerSec.toFixed(0),
+    ms(r.cpuMs),
+    mib(r.peakRssBytes),
+    mib(r.peakTensorBytes),
+    mib(r.wasmHeapBytes),
+    r.firstStepMs == null ? '-' : (r.firstStepMs / 1000).toFixed(1),
+    ...refThreads.flatMap((t) => [
+      ratio(r.vsPytorch?.[`${t}t`]?.wall),
+      ...(t === 1 ? [ratio(r.vsPytorch?.[`${t}t`]?.cpu)] : []),
+    ]),
   ]);
   const out = [
     `Machine: ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB} GiB; node ${machine.node}, tfjs ${machine.tfjs}; code ${machine.code}`,
     `Load average: ${machine.loadAverageAtStart.join(' ')} at start, ${machine.loadAverageAtEnd.join(' ')} at end${busy ? ` (above ${machine.cores} cores: other jobs shared the CPUs, so wall times are inflated; compare CPU time)` : ''}`,
     `Data: ${results.data.source === 'synthetic' ? `SYNTHETIC token batches (${results.data.why})` : `Cifar10DataModule (${results.data.overrides.join(' ') || 'configured dataset.url'})`}`,
     `PyTorch: ${results.torch.version ? `torch ${results.torch.version} (${results.torch.python})` : `SKIPPED (${results.torch.skipped})`}`,
-    ...(results.staleBuild?.length ? [`Build: STALE for ${results.staleBuild.join(', ')} (their src changed after the last build; these numbers measure the old build)`] : []),
-    `BLAS/OpenMP env: ${Object.entries(machine.blasEnv).map(([k, v]) => `${k}=${v}`).join(' ') || 'none set'}`,
+    ...(results.staleBuild?.length
+      ? [
+          `Build: STALE for ${results.staleBuild.join(', ')} (their src changed after the last build; these numbers measure the old build)`,
+        ]
+      : []),
+    `BLAS/OpenMP env: ${
+      Object.entries(machine.blasEnv)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') || 'none set'
+    }`,
     '',
     'Medians over the timed steps; ms per optimizer step. vs pt@Nt = taskforge tokens/s / PyTorch tokens/s at N threads (>1: taskforge faster).',
     table(header, rows),
   ];
-  for (const r of runs.filter((x) => !x.result?.ok)) out.push(`FAILED ${r.config}/${r.impl}/${r.backend}@${r.threads}t: ${r.result?.error}`);
+  for (const r of runs.filter((x) => !x.result?.ok))
+    out.push(`FAILED ${r.config}/${r.impl}/${r.backend}@${r.threads}t: ${r.result?.error}`);
   const profiledRuns = runs.filter((r) => r.result?.ok && r.result.profile);
   const profiled = profiledRuns.find((r) => r.config === 'default' && r.backend === 'wasm') ?? profiledRuns[0];
   if (profiled) out.push('', formatProfile(profiled));
   if (results.maxBatch) {
     out.push('', 'Largest batch that trains on wasm (doubling from the config batch):');
     for (const [name, m] of Object.entries(results.maxBatch)) {
-      out.push(`  ${name}: ${m.largest ? `${m.largest.batch} (wasm heap ${mib(m.largest.wasmHeapBytes)} MiB)` : 'none'}${m.failure ? `; ${m.failure.batch} failed: ${m.failure.error}` : ''}`);
+      out.push(
+        `  ${name}: ${m.largest ? `${m.largest.batch} (wasm heap ${mib(m.largest.wasmHeapBytes)} MiB)` : 'none'}${m.failure ? `; ${m.failure.batch} failed: ${m.failure.error}` : ''}`,
+      );
     }
   }
   return out.join('\n');
@@ -87,7 +142,9 @@ export function formatReport(results) {
 
 export function formatProfile(run, top = 10) {
   const { profile } = run.result;
-  const rows = profile.kernels.slice(0, top).map((k) => [k.name, ms(k.ms), `${((100 * k.ms) / profile.kernelMs).toFixed(1)}%`, k.calls]);
+  const rows = profile.kernels
+    .slice(0, top)
+    .map((k) => [k.name, ms(k.ms), `${((100 * k.ms) / profile.kernelMs).toFixed(1)}%`, k.calls]);
   return [
     `Where the time goes: tf.profile of one ${run.config}/${run.backend} step (${ms(profile.step.totalMs)} ms wall, ${ms(profile.kernelMs)} ms in kernels, peak tensors ${mib(profile.peakBytes)} MiB)`,
     table(['kernel', 'ms', 'share', 'calls'], rows),

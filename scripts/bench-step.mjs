@@ -57,8 +57,11 @@ async function main() {
   const [B, D, L, H, V] = ['batch', 'embed', 'layers', 'heads', 'palette'].map(int);
   const overrides = [
     `trainer.accelerator=${a.backend}`,
-    `dataset.batch_size=${B}`, `dataset.palette_size=${V}`,
-    `backbone.embed_dim=${D}`, `backbone.num_layers=${L}`, `backbone.num_heads=${H}`,
+    `dataset.batch_size=${B}`,
+    `dataset.palette_size=${V}`,
+    `backbone.embed_dim=${D}`,
+    `backbone.num_layers=${L}`,
+    `backbone.num_heads=${H}`,
     ...a['data-overrides'].split(',').filter(Boolean),
   ];
   const { config } = session.compose(overrides);
@@ -73,7 +76,9 @@ async function main() {
     return { ok: true, prepareMs: performance.now() - t0, dataDir: datamodule.dataDir };
   }
 
-  const selection = await container.resolve(Tokens.Accelerator).select(config.trainer.accelerator, { threads: config.trainer.threads });
+  const selection = await container
+    .resolve(Tokens.Accelerator)
+    .select(config.trainer.accelerator, { threads: config.trainer.threads });
   let modelDataArgs;
   let batches;
   if (a.synthetic) {
@@ -89,7 +94,12 @@ async function main() {
   const task = instantiator.create('task', config.task, { container, modelDataArgs, backbone }, 'task');
   // As the Trainer builds it: the configured optimizer over all of the task's variables (the LR
   // schedule does not change the cost of a step).
-  const optimizer = instantiator.create('optimizer', config.optimizer, { container, variables: task.namedVariables() }, 'optimizer');
+  const optimizer = instantiator.create(
+    'optimizer',
+    config.optimizer,
+    { container, variables: task.namedVariables() },
+    'optimizer',
+  );
   const variables = Object.entries(task.namedVariables()).filter(([, v]) => v.trainable);
   const nameOf = new Map(variables.map(([name, v]) => [v.name, name]));
   const varList = variables.map(([, v]) => v);
@@ -104,8 +114,14 @@ async function main() {
     const t1 = performance.now();
     const logged = [];
     const ctx = {
-      globalStep, epoch: 0, batchIdx: globalStep, training: true, seed: globalStep,
-      log: (_name, value) => { if (typeof value !== 'number') logged.push(value); },
+      globalStep,
+      epoch: 0,
+      batchIdx: globalStep,
+      training: true,
+      seed: globalStep,
+      log: (_name, value) => {
+        if (typeof value !== 'number') logged.push(value);
+      },
     };
     const { value, grads } = tf.variableGrads(() => task.trainingStep(batch, ctx), varList);
     // Reading the loss waits for the backend, so asynchronous backends are timed fully too.
@@ -118,7 +134,14 @@ async function main() {
     tf.dispose([value, ...logged, ...Object.values(grads)]);
     globalStep += 1;
     const cpu = process.cpuUsage(cpu0);
-    return { dataMs: t1 - t0, forwardBackwardMs: t2 - t1, optimizerMs: t3 - t2, totalMs: t3 - t0, cpuMs: (cpu.user + cpu.system) / 1000, loss };
+    return {
+      dataMs: t1 - t0,
+      forwardBackwardMs: t2 - t1,
+      optimizerMs: t3 - t2,
+      totalMs: t3 - t0,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      loss,
+    };
   };
 
   const warmup = [];
@@ -143,7 +166,14 @@ async function main() {
     backend: selection.backend,
     backendDescription: selection.description,
     synthetic: a.synthetic,
-    shape: { batch: B, seqLen: modelDataArgs.num_positions, vocab: modelDataArgs.num_vocab, embed: D, layers: L, heads: H },
+    shape: {
+      batch: B,
+      seqLen: modelDataArgs.num_positions,
+      vocab: modelDataArgs.num_vocab,
+      embed: D,
+      layers: L,
+      heads: H,
+    },
     numParams,
     warmup,
     steps,
@@ -164,7 +194,9 @@ async function main() {
 
 async function profileStep(tf, step) {
   let timing;
-  const info = await tf.profile(async () => { timing = await step(); });
+  const info = await tf.profile(async () => {
+    timing = await step();
+  });
   const byName = new Map();
   for (const k of info.kernels) {
     const entry = byName.get(k.name) ?? { name: k.name, ms: 0, calls: 0 };
@@ -179,8 +211,11 @@ async function profileStep(tf, step) {
   const all = [...byName.values()].sort((x, y) => y.ms - x.ms);
   const kernels = all.filter((k) => isKernel(k.name));
   return {
-    step: timing, peakBytes: info.peakBytes, kernelMs: kernels.reduce((s, k) => s + k.ms, 0),
-    kernels: kernels.slice(0, 20), scopes: all.filter((k) => !isKernel(k.name)),
+    step: timing,
+    peakBytes: info.peakBytes,
+    kernelMs: kernels.reduce((s, k) => s + k.ms, 0),
+    kernels: kernels.slice(0, 20),
+    scopes: all.filter((k) => !isKernel(k.name)),
   };
 }
 
@@ -212,7 +247,12 @@ async function* syntheticBatches(size, positions, vocab) {
 function syntheticDataArgs(vocab) {
   const palette = Array.from({ length: vocab }, (_, i) => [(i * 53) % 256, (i * 101) % 256, (i * 197) % 256]);
   return {
-    num_vocab: vocab, num_positions: 1024, num_classes: 10, image_height: 32, image_width: 32, palette,
+    num_vocab: vocab,
+    num_positions: 1024,
+    num_classes: 10,
+    image_height: 32,
+    image_width: 32,
+    palette,
     class_names: Array.from({ length: 10 }, (_, i) => `class ${i}`),
   };
 }

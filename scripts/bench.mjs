@@ -83,26 +83,35 @@ const positiveInt = (name) => {
   return n;
 };
 const list = (name, allowed) => {
-  const items = opts[name].split(',').map((s) => s.trim()).filter(Boolean);
+  const items = opts[name]
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const bad = items.filter((i) => !allowed.includes(i));
-  if (bad.length || !items.length) fail(`--${name}=${opts[name]}: expected a comma-separated list of ${allowed.join(', ')}.`);
+  if (bad.length || !items.length)
+    fail(`--${name}=${opts[name]}: expected a comma-separated list of ${allowed.join(', ')}.`);
   return items;
 };
 
 const steps = positiveInt('steps');
 const configs = list('configs', Object.keys(CONFIGS));
 const backends = list('backends', ['wasm', 'cpu']);
-const torchThreads = opts['no-torch'] ? [] : opts['torch-threads'].split(',').map((t) => {
-  const n = Number(t);
-  if (!Number.isInteger(n) || n < 1) fail(`--torch-threads=${opts['torch-threads']}: expected positive integers, e.g. 1,2.`);
-  return n;
-});
+const torchThreads = opts['no-torch']
+  ? []
+  : opts['torch-threads'].split(',').map((t) => {
+      const n = Number(t);
+      if (!Number.isInteger(n) || n < 1)
+        fail(`--torch-threads=${opts['torch-threads']}: expected positive integers, e.g. 1,2.`);
+      return n;
+    });
 const log = (line) => process.stderr.write(`${line}\n`);
 
 const staleBuild = ensureBuilt();
 const started = new Date();
 const machine = describeMachine();
-log(`bench: ${machine.cpuModel} (${machine.cores} cores), load average ${machine.loadAverageAtStart.join(' ')}; code ${machine.code}`);
+log(
+  `bench: ${machine.cpuModel} (${machine.cores} cores), load average ${machine.loadAverageAtStart.join(' ')}; code ${machine.code}`,
+);
 const data = await prepareData();
 const python = torchThreads.length ? await findTorch() : { skipped: 'disabled with --no-torch' };
 
@@ -119,17 +128,39 @@ for (const name of configs) {
     const warmup = cpu ? 0 : 2;
     const n = cpu ? 1 : steps;
     const profile = !cpu && !opts['no-profile'];
-    runs.push(await measure({ config: name, impl: 'taskforge', backend, threads: 1 }, 'node', [
-      join(ROOT, 'scripts/bench-step.mjs'), `--backend=${backend}`, ...shapeArgs(shape), `--steps=${n}`, `--warmup=${warmup}`,
-      ...data.childArgs, ...(profile ? ['--profile'] : []),
-    ]));
+    runs.push(
+      await measure({ config: name, impl: 'taskforge', backend, threads: 1 }, 'node', [
+        join(ROOT, 'scripts/bench-step.mjs'),
+        `--backend=${backend}`,
+        ...shapeArgs(shape),
+        `--steps=${n}`,
+        `--warmup=${warmup}`,
+        ...data.childArgs,
+        ...(profile ? ['--profile'] : []),
+      ]),
+    );
   }
   for (const threads of python.path ? torchThreads : []) {
-    runs.push(await measure({ config: name, impl: 'pytorch', backend: 'cpu', threads }, python.path, [
-      join(ROOT, 'scripts/bench_torch.py'), '--json', `--threads=${threads}`, `--steps=${steps}`, '--warmup=1',
-      `--embed=${shape.embed}`, `--layers=${shape.layers}`, `--heads=${shape.heads}`, `--batch=${shape.batch}`,
-      `--seq-len=${SEQ_LEN}`, `--vocab=${PALETTE}`,
-    ], threadEnv(threads)));
+    runs.push(
+      await measure(
+        { config: name, impl: 'pytorch', backend: 'cpu', threads },
+        python.path,
+        [
+          join(ROOT, 'scripts/bench_torch.py'),
+          '--json',
+          `--threads=${threads}`,
+          `--steps=${steps}`,
+          '--warmup=1',
+          `--embed=${shape.embed}`,
+          `--layers=${shape.layers}`,
+          `--heads=${shape.heads}`,
+          `--batch=${shape.batch}`,
+          `--seq-len=${SEQ_LEN}`,
+          `--vocab=${PALETTE}`,
+        ],
+        threadEnv(threads),
+      ),
+    );
   }
 }
 const maxBatch = opts['max-batch'] ? await findMaxBatches() : undefined;
@@ -142,7 +173,9 @@ const results = {
   machine,
   staleBuild,
   data: data.description,
-  torch: python.path ? { python: python.path, version: runs.find((r) => r.result?.torch)?.result.torch ?? null } : { skipped: python.skipped },
+  torch: python.path
+    ? { python: python.path, version: runs.find((r) => r.result?.torch)?.result.torch ?? null }
+    : { skipped: python.skipped },
   summary,
   maxBatch,
   runs,
@@ -157,7 +190,13 @@ for (const file of [join(ROOT, 'bench-results', `${stamp}.json`), ...(opts.out ?
 // ----------------------------------------------------------------------------------------------
 
 function shapeArgs(shape) {
-  return [`--embed=${shape.embed}`, `--layers=${shape.layers}`, `--heads=${shape.heads}`, `--batch=${shape.batch}`, `--palette=${PALETTE}`];
+  return [
+    `--embed=${shape.embed}`,
+    `--layers=${shape.layers}`,
+    `--heads=${shape.heads}`,
+    `--batch=${shape.batch}`,
+    `--palette=${PALETTE}`,
+  ];
 }
 
 /** BLAS and OpenMP pools follow torch's thread count, so "N threads" means N everywhere. */
@@ -176,7 +215,10 @@ async function measure(label, command, args, env = {}) {
   try {
     result = JSON.parse(last);
   } catch {
-    result = { ok: false, error: `exit code ${code}; no result. Last output:\n${(stderr || stdout).trim().split('\n').slice(-8).join('\n')}` };
+    result = {
+      ok: false,
+      error: `exit code ${code}; no result. Last output:\n${(stderr || stdout).trim().split('\n').slice(-8).join('\n')}`,
+    };
   }
   if (!result.ok) log(`bench: ${name} failed: ${result.error}`);
   else log(`bench: ${name} done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
@@ -185,13 +227,23 @@ async function measure(label, command, args, env = {}) {
 
 function run(command, args, env = {}) {
   return new Promise((resolvePromise) => {
-    const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), CHILD_TIMEOUT_MS);
-    child.on('error', (error) => { stderr += String(error); });
+    child.on('error', (error) => {
+      stderr += String(error);
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolvePromise({ code: code ?? signal, stdout, stderr });
@@ -205,15 +257,23 @@ function ensureBuilt() {
   if (missing.length) {
     log(`bench: ${missing.join(', ')} not built; running \`npx nx run-many -t build\` first`);
     const built = spawnSync('npx', ['nx', 'run-many', '-t', 'build'], { cwd: ROOT, stdio: 'inherit' });
-    if (built.status !== 0) fail('the build failed (see above); fix it, or build with `npx nx run-many -t build`, then rerun `npm run bench`.');
+    if (built.status !== 0)
+      fail(
+        'the build failed (see above); fix it, or build with `npx nx run-many -t build`, then rerun `npm run bench`.',
+      );
   }
-  const newest = (dir, keep) => readdirSync(dir, { recursive: true }).filter(keep)
-    .reduce((t, f) => Math.max(t, statSync(join(dir, f)).mtimeMs), 0);
+  const newest = (dir, keep) =>
+    readdirSync(dir, { recursive: true })
+      .filter(keep)
+      .reduce((t, f) => Math.max(t, statSync(join(dir, f)).mtimeMs), 0);
   const stale = PACKAGES.filter((p) => {
     const src = newest(join(ROOT, 'packages', p, 'src'), (f) => f.endsWith('.ts') && !f.endsWith('.spec.ts'));
     return src > newest(join(ROOT, 'packages', p, 'dist'), (f) => f.endsWith('.js'));
   });
-  if (stale.length) log(`bench: warning: ${stale.join(', ')} changed since the last build; these numbers measure the old build (run \`npx nx run-many -t build\`).`);
+  if (stale.length)
+    log(
+      `bench: warning: ${stale.join(', ')} changed since the last build; these numbers measure the old build (run \`npx nx run-many -t build\`).`,
+    );
   return stale;
 }
 
@@ -249,14 +309,23 @@ async function prepareData() {
   let overrides;
   if (opts.data !== 'auto') {
     // Checked here: the data module drops its cache marker before it looks at a new source.
-    const local = opts.data.startsWith('file://') ? fileURLToPath(opts.data) : /^[a-z]+:\/\//i.test(opts.data) ? undefined : resolve(opts.data);
-    if (local && !existsSync(local)) fail(`--data=${opts.data}: ${local} does not exist; pass the path of cifar-10-binary.tar.gz, an http(s):// URL, auto or synthetic.`);
+    const local = opts.data.startsWith('file://')
+      ? fileURLToPath(opts.data)
+      : /^[a-z]+:\/\//i.test(opts.data)
+        ? undefined
+        : resolve(opts.data);
+    if (local && !existsSync(local))
+      fail(
+        `--data=${opts.data}: ${local} does not exist; pass the path of cifar-10-binary.tar.gz, an http(s):// URL, auto or synthetic.`,
+      );
     overrides = [`dataset.url=${local ?? opts.data}`, `dataset.md5=${opts['data-md5'] ?? 'null'}`];
-  }
-  else if (existsSync(join(ROOT, OFFLINE_ARCHIVE))) overrides = [`dataset.url=${OFFLINE_ARCHIVE}`, `dataset.md5=${OFFLINE_MD5}`];
+  } else if (existsSync(join(ROOT, OFFLINE_ARCHIVE)))
+    overrides = [`dataset.url=${OFFLINE_ARCHIVE}`, `dataset.md5=${OFFLINE_MD5}`];
   else overrides = [];
   const childArgs = overrides.length ? [`--data-overrides=${overrides.join(',')}`] : [];
-  log(`bench: preparing CIFAR-10 (${overrides.length ? overrides.join(' ') : 'the configured dataset.url; downloads 163 MB the first time'})`);
+  log(
+    `bench: preparing CIFAR-10 (${overrides.length ? overrides.join(' ') : 'the configured dataset.url; downloads 163 MB the first time'})`,
+  );
   const { stdout, stderr } = await run('node', [join(ROOT, 'scripts/bench-step.mjs'), '--prepare-only', ...childArgs]);
   let result;
   try {
@@ -266,7 +335,9 @@ async function prepareData() {
   }
   if (!result.ok) {
     if (opts.data !== 'auto') fail(`--data=${opts.data}: the dataset could not be prepared: ${result.error}`);
-    return synthetic(`the CIFAR-10 archive is not available (${result.error}); build it offline with \`bash ../shared/datasets/build-cifar10.sh .data/cifar10\``);
+    return synthetic(
+      `the CIFAR-10 archive is not available (${result.error}); build it offline with \`bash ../shared/datasets/build-cifar10.sh .data/cifar10\``,
+    );
   }
   return { childArgs, description: { source: 'cifar10', overrides, dataDir: result.dataDir } };
 }
@@ -282,14 +353,20 @@ async function findTorch() {
   const found = candidates.find(has);
   if (found) return { path: found };
   if (opts['install-torch']) {
-    if (process.getuid?.() !== 0) fail(`--install-torch needs root; run \`sudo sh -c '${APT_COMMAND}'\` yourself, then rerun.`);
+    if (process.getuid?.() !== 0)
+      fail(`--install-torch needs root; run \`sudo sh -c '${APT_COMMAND}'\` yourself, then rerun.`);
     log(`bench: installing PyTorch: ${APT_COMMAND}`);
-    const installed = spawnSync('sh', ['-c', APT_COMMAND], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    const installed = spawnSync('sh', ['-c', APT_COMMAND], {
+      stdio: 'inherit',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
     if (installed.status === 0 && has('/usr/bin/python3')) return { path: '/usr/bin/python3' };
     fail('installing python3-torch failed (see above); rerun with --no-torch to benchmark taskforge alone.');
   }
   const why = `torch is not importable from ${candidates.join(' or ')}`;
-  log(`bench: PyTorch reference SKIPPED: ${why}. Install it with \`${APT_COMMAND}\` (Debian, as root), or pass --install-torch or --python=PATH.`);
+  log(
+    `bench: PyTorch reference SKIPPED: ${why}. Install it with \`${APT_COMMAND}\` (Debian, as root), or pass --install-torch or --python=PATH.`,
+  );
   return { skipped: why };
 }
 
@@ -301,15 +378,30 @@ async function findMaxBatches() {
     let failure = null;
     for (let batch = CONFIGS[name].batch; batch <= 1024; batch *= 2) {
       const r = await measure({ config: name, impl: 'taskforge', backend: 'wasm', threads: 1, batch }, 'node', [
-        join(ROOT, 'scripts/bench-step.mjs'), '--backend=wasm', ...shapeArgs({ ...CONFIGS[name], batch }), '--steps=1', '--warmup=0', ...data.childArgs,
+        join(ROOT, 'scripts/bench-step.mjs'),
+        '--backend=wasm',
+        ...shapeArgs({ ...CONFIGS[name], batch }),
+        '--steps=1',
+        '--warmup=0',
+        ...data.childArgs,
       ]);
       if (!r.result.ok) {
         const error = r.result.error.split('\n')[0];
         // A release Emscripten build says only "Aborted()"; at these sizes that is the 4 GiB wasm32 heap.
-        failure = { batch, error: /^Aborted\(/.test(error) ? `${error} (most likely out of wasm memory: the heap is capped at 4 GiB)` : error };
+        failure = {
+          batch,
+          error: /^Aborted\(/.test(error)
+            ? `${error} (most likely out of wasm memory: the heap is capped at 4 GiB)`
+            : error,
+        };
         break;
       }
-      largest = { batch, wasmHeapBytes: r.result.wasmHeapBytes, peakRssBytes: r.result.peakRssBytes, stepMs: r.result.steps[0].totalMs };
+      largest = {
+        batch,
+        wasmHeapBytes: r.result.wasmHeapBytes,
+        peakRssBytes: r.result.peakRssBytes,
+        stepMs: r.result.steps[0].totalMs,
+      };
     }
     out[name] = { largest, failure };
   }

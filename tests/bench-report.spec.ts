@@ -2,10 +2,27 @@
 import { describe, expect, it } from 'vitest';
 import { formatReport, median, summarize, table } from '../scripts/bench-report.mjs';
 
-const step = (totalMs, cpuMs = totalMs) => ({ dataMs: 1, forwardBackwardMs: totalMs - 2, optimizerMs: 1, totalMs, cpuMs, loss: 2.7 });
+const step = (totalMs, cpuMs = totalMs) => ({
+  dataMs: 1,
+  forwardBackwardMs: totalMs - 2,
+  optimizerMs: 1,
+  totalMs,
+  cpuMs,
+  loss: 2.7,
+});
 const run = (impl, threads, totals, extra = {}) => ({
-  config: 'default', impl, backend: impl === 'pytorch' ? 'cpu' : 'wasm', threads,
-  result: { ok: true, shape: { batch: 16 }, steps: totals.map((t) => step(t, t * (impl === 'pytorch' ? threads : 1))), peakRssBytes: 2 ** 30, firstStepMs: 5000, ...extra },
+  config: 'default',
+  impl,
+  backend: impl === 'pytorch' ? 'cpu' : 'wasm',
+  threads,
+  result: {
+    ok: true,
+    shape: { batch: 16 },
+    steps: totals.map((t) => step(t, t * (impl === 'pytorch' ? threads : 1))),
+    peakRssBytes: 2 ** 30,
+    firstStepMs: 5000,
+    ...extra,
+  },
 });
 
 describe('median', () => {
@@ -42,8 +59,21 @@ describe('summarize', () => {
 
   it('prints the table, the failures and the data source', () => {
     const text = formatReport({
-      machine: { cpuModel: 'Test CPU', cores: 2, memoryGiB: 8, node: 'v20', tfjs: '4.22.0', code: 'abc123 (dirty)', blasEnv: {}, loadAverageAtStart: [1, 1, 1], loadAverageAtEnd: [2, 2, 2] },
-      data: { source: 'synthetic', why: 'no archive' }, torch: { version: '1.13', python: 'python3' }, summary: rows, runs,
+      machine: {
+        cpuModel: 'Test CPU',
+        cores: 2,
+        memoryGiB: 8,
+        node: 'v20',
+        tfjs: '4.22.0',
+        code: 'abc123 (dirty)',
+        blasEnv: {},
+        loadAverageAtStart: [1, 1, 1],
+        loadAverageAtEnd: [2, 2, 2],
+      },
+      data: { source: 'synthetic', why: 'no archive' },
+      torch: { version: '1.13', python: 'python3' },
+      summary: rows,
+      runs,
     });
     expect(text).toContain('SYNTHETIC token batches (no archive)');
     expect(text).toContain('FAILED large/taskforge/wasm@1t: Aborted(OOM)');

@@ -15,21 +15,34 @@ import { REPO, run, serveFile, startTaskforge, taskforge, tinyCifarArchive, tiny
 /** Files (not folders) anywhere under `dir`, by any name; [] when `dir` does not exist. */
 function filesUnder(dir: string): string[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true }).map(String).filter((f) => statSync(join(dir, f)).isFile()).sort();
+  return readdirSync(dir, { recursive: true })
+    .map(String)
+    .filter((f) => statSync(join(dir, f)).isFile())
+    .sort();
 }
 
 /** Finite and within [lo, hi], with the key named when it is not. */
 function expectInRange(metrics: Record<string, unknown>, key: string, lo: number, hi: number): void {
   const value = metrics[key];
-  expect(typeof value === 'number' && Number.isFinite(value), `${key} = ${String(value)} is not a finite number`).toBe(true);
+  expect(typeof value === 'number' && Number.isFinite(value), `${key} = ${String(value)} is not a finite number`).toBe(
+    true,
+  );
   expect(value as number, key).toBeGreaterThanOrEqual(lo);
   expect(value as number, key).toBeLessThanOrEqual(hi);
 }
 
 /** What `trainer.accelerator=auto` must pick in this install: libtensorflow when tfjs-node is installed, else wasm. */
 function expectedAutoAccelerator(): RegExp {
-  const installed = (name: string) => { try { createRequire(join(REPO, 'packages/core/package.json')).resolve(name); return true; } catch { return false; } };
-  if (installed('@tensorflow/tfjs-node-gpu') || installed('@tensorflow/tfjs-node')) return /Accelerator: tensorflow \(libtensorflow via @tensorflow\/tfjs-node(-gpu)?, (CPU|GPU)\) \(auto\)/;
+  const installed = (name: string) => {
+    try {
+      createRequire(join(REPO, 'packages/core/package.json')).resolve(name);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (installed('@tensorflow/tfjs-node-gpu') || installed('@tensorflow/tfjs-node'))
+    return /Accelerator: tensorflow \(libtensorflow via @tensorflow\/tfjs-node(-gpu)?, (CPU|GPU)\) \(auto\)/;
   return /Accelerator: wasm \((SIMD|no SIMD), 1 thread\) \(auto\)/;
 }
 
@@ -67,12 +80,21 @@ describe('taskforge CLI', () => {
   it('lists plugins and components with their packages, and has --version and --help', async () => {
     const list = await taskforge(['list']);
     expect(list.code).toBe(0);
-    for (const line of ['task/vision/igpt', 'backbone/gpt2', 'datamodule/cifar10', 'optimizer/adamw', 'callback/model_checkpoint', 'logger/tensorboard']) {
+    for (const line of [
+      'task/vision/igpt',
+      'backbone/gpt2',
+      'datamodule/cifar10',
+      'optimizer/adamw',
+      'callback/model_checkpoint',
+      'logger/tensorboard',
+    ]) {
       expect(list.stdout).toContain(line);
     }
     expect(list.stdout).toMatch(/task\/vision\/igpt .*\[@taskforge\/task-igpt\]/);
     const version = await taskforge(['--version']);
-    expect(version.stdout.trim()).toBe(JSON.parse(readFileSync(join(REPO, 'packages/cli/package.json'), 'utf8')).version);
+    expect(version.stdout.trim()).toBe(
+      JSON.parse(readFileSync(join(REPO, 'packages/cli/package.json'), 'utf8')).version,
+    );
     const help = await taskforge(['train', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('group=option');
@@ -95,8 +117,15 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
 
   it('nx run task-igpt:train -- trainer.fast_dev_run=true ... downloads, trains one batch and writes no checkpoint', async () => {
     const runDir = join(work, 'fast-dev-run');
-    const r = await run('npx', ['nx', 'run', 'task-igpt:train', '--skip-nx-cache', '--',
-      'trainer.fast_dev_run=true', ...tinyRun(server.url, archive.md5, dataDir, runDir)]);
+    const r = await run('npx', [
+      'nx',
+      'run',
+      'task-igpt:train',
+      '--skip-nx-cache',
+      '--',
+      'trainer.fast_dev_run=true',
+      ...tinyRun(server.url, archive.md5, dataDir, runDir),
+    ]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const out = r.stdout + r.stderr;
     expect(out).toMatch(expectedAutoAccelerator());
@@ -112,11 +141,24 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
   it('Ctrl-C under nx run task-igpt:train: the resume hint reaches the terminal and last is saved', async () => {
     const runDir = join(work, 'interrupted');
     // Its own process group, so the signal goes to nx the way a terminal's Ctrl-C does.
-    const child = spawn('npx', ['nx', 'run', 'task-igpt:train', '--', ...tinyRun(server.url, archive.md5, dataDir, runDir),
-      'trainer.max_epochs=100000', 'trainer.log_every_n_steps=1'], {
-      cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_TUI: 'false' },
-    });
+    const child = spawn(
+      'npx',
+      [
+        'nx',
+        'run',
+        'task-igpt:train',
+        '--',
+        ...tinyRun(server.url, archive.md5, dataDir, runDir),
+        'trainer.max_epochs=100000',
+        'trainer.log_every_n_steps=1',
+      ],
+      {
+        cwd: REPO,
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_TUI: 'false' },
+      },
+    );
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
@@ -138,15 +180,32 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
 
   it('trains, then test and sample a checkpoint in fresh processes, reusing the cached download', async () => {
     const runDir = join(work, 'pretrain');
-    const args = [...tinyRun(server.url, archive.md5, dataDir, runDir), 'trainer.max_steps=3', 'trainer.log_every_n_steps=1',
-      'task.classify=true', 'task.sampling.num_images=2', 'task.sampling.num_unconditional=2', 'task.sampling.scale=1'];
+    const args = [
+      ...tinyRun(server.url, archive.md5, dataDir, runDir),
+      'trainer.max_steps=3',
+      'trainer.log_every_n_steps=1',
+      'task.classify=true',
+      'task.sampling.num_images=2',
+      'task.sampling.num_unconditional=2',
+      'task.sampling.scale=1',
+    ];
     const train = await taskforge(['train', ...args]);
     expect(train.code, train.stderr).toBe(0);
     expect(server.requests()).toBe(1); // the archive was cached by the first test
     const last = join(runDir, 'checkpoints', 'last');
-    expect(readdirSync(last).sort()).toEqual(['config.yaml', 'optimizer.bin', 'optimizer.json', 'task_state.json', 'trainer_state.json', 'weights.bin', 'weights.json']);
+    expect(readdirSync(last).sort()).toEqual([
+      'config.yaml',
+      'optimizer.bin',
+      'optimizer.json',
+      'task_state.json',
+      'trainer_state.json',
+      'weights.bin',
+      'weights.json',
+    ]);
     expect(train.stderr).toContain(last);
-    const metrics = readFileSync(join(runDir, 'logs', 'csv', 'metrics.csv'), 'utf8').trim().split('\n');
+    const metrics = readFileSync(join(runDir, 'logs', 'csv', 'metrics.csv'), 'utf8')
+      .trim()
+      .split('\n');
     expect(metrics[0]).toContain('train_loss');
     // One row per logged step: step 3's training metrics, learning rate and validation share a row.
     const header = metrics[0]!.split(',');
@@ -167,7 +226,10 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expectInRange(results.metrics, 'test/acc', 0, 1);
     // With classify=true the loss adds the classifier's CE; bits per pixel measure the generative part.
     expect(results.metrics['test/bpp']).toBeCloseTo(results.metrics['test/gen_loss'] / Math.LN2, 4);
-    expect(results.metrics['test/loss']).toBeCloseTo(results.metrics['test/gen_loss'] + results.metrics['test/clf_loss'], 4);
+    expect(results.metrics['test/loss']).toBeCloseTo(
+      results.metrics['test/gen_loss'] + results.metrics['test/clf_loss'],
+      4,
+    );
     const matrix = results.extras.confusion_matrix.matrix as number[][];
     expect(matrix).toHaveLength(10);
     expect(test.stderr).toMatch(/confusion_matrix:\n.*\n\s+airplane/);
@@ -183,7 +245,10 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     const first = readFileSync(join(work, 'sample', 'samples', pngs[0]!));
     const again = await taskforge(['sample', `ckpt=${last}`, `trainer.run_dir=${join(work, 'sample')}`]);
     expect(again.code, again.stderr).toBe(0);
-    expect(readdirSync(join(work, 'sample', 'samples')).sort()).toEqual(['samples-step000003-seed42-2.png', 'samples-step000003-seed42.png']);
+    expect(readdirSync(join(work, 'sample', 'samples')).sort()).toEqual([
+      'samples-step000003-seed42-2.png',
+      'samples-step000003-seed42.png',
+    ]);
     expect(readFileSync(join(work, 'sample', 'samples', pngs[0]!)).equals(first)).toBe(true);
     expect(again.stderr).toContain('samples-step000003-seed42-2.png');
     const image = PNG.sync.read(readFileSync(join(work, 'sample', 'samples', pngs[0]!)));
@@ -213,14 +278,21 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     const runDir = join(work, 'predict');
     const r = await taskforge(['predict', `ckpt=${last}`, `trainer.run_dir=${runDir}`]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("The task 'task/vision/igpt' does not support `predict` (it has no predictStep method).");
+    expect(r.stderr).toContain(
+      "The task 'task/vision/igpt' does not support `predict` (it has no predictStep method).",
+    );
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(filesUnder(runDir).filter((f) => f.includes('predictions'))).toEqual([]);
   });
 
   it('SIGTERM to a training CLI process: finishes the step, saves last, exits 143; trainer.resume_from continues from that step', async () => {
     const runDir = join(work, 'sigterm');
-    const args = [...tinyRun(server.url, archive.md5, dataDir, runDir), 'trainer.max_epochs=-1', 'trainer.max_steps=100000', 'trainer.log_every_n_steps=1'];
+    const args = [
+      ...tinyRun(server.url, archive.md5, dataDir, runDir),
+      'trainer.max_epochs=-1',
+      'trainer.max_steps=100000',
+      'trainer.log_every_n_steps=1',
+    ];
     const live = startTaskforge(['train', ...args]);
     onTestFinished(() => live.signal('SIGKILL')); // a 100,000-step run must not outlive a failed assertion
     await live.waitFor(/^train: .*step=\d+\/100000/m); // the first progress line: training is under way
@@ -230,7 +302,10 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expect(ended.stderr).toContain('Received SIGTERM');
     expect(ended.stderr).not.toMatch(/\n\s+at /);
     const last = join(runDir, 'checkpoints', 'last');
-    const stopped = /Training interrupted by SIGTERM at step (\d+); last checkpoint saved to (.+); resume with trainer\.resume_from=(.+)\./.exec(ended.stderr);
+    const stopped =
+      /Training interrupted by SIGTERM at step (\d+); last checkpoint saved to (.+); resume with trainer\.resume_from=(.+)\./.exec(
+        ended.stderr,
+      );
     expect(stopped, ended.stderr).not.toBeNull();
     const step = Number(stopped![1]);
     expect(step).toBeGreaterThanOrEqual(1);
@@ -238,22 +313,41 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expect(JSON.parse(readFileSync(join(last, 'trainer_state.json'), 'utf8')).globalStep).toBe(step);
 
     const resumedDir = join(work, 'resumed');
-    const resumed = await taskforge(['train', ...tinyRun(server.url, archive.md5, dataDir, resumedDir), 'trainer.max_epochs=-1',
-      'trainer.max_steps=100000', 'trainer.log_every_n_steps=1', `trainer.max_steps=${step + 2}`, `trainer.resume_from=${last}`]);
+    const resumed = await taskforge([
+      'train',
+      ...tinyRun(server.url, archive.md5, dataDir, resumedDir),
+      'trainer.max_epochs=-1',
+      'trainer.max_steps=100000',
+      'trainer.log_every_n_steps=1',
+      `trainer.max_steps=${step + 2}`,
+      `trainer.resume_from=${last}`,
+    ]);
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
     expect(resumed.stderr).toContain(`Resumed from '${last}' at global step ${step}`);
     expect(resumed.stderr).toContain(`Training finished at step ${step + 2}`);
-    expect(JSON.parse(readFileSync(join(resumedDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep).toBe(step + 2);
+    expect(
+      JSON.parse(readFileSync(join(resumedDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep,
+    ).toBe(step + 2);
     // The resumed run logged only the steps after the checkpoint.
-    const rows = readFileSync(join(resumedDir, 'logs', 'csv', 'metrics.csv'), 'utf8').trim().split('\n');
+    const rows = readFileSync(join(resumedDir, 'logs', 'csv', 'metrics.csv'), 'utf8')
+      .trim()
+      .split('\n');
     const stepColumn = rows[0]!.split(',').indexOf('step');
-    const steps = rows.slice(1).map((l) => Number(l.split(',')[stepColumn])).filter((n) => n > 0);
+    const steps = rows
+      .slice(1)
+      .map((l) => Number(l.split(',')[stepColumn]))
+      .filter((n) => n > 0);
     expect(Math.min(...steps)).toBeGreaterThan(step);
   });
 
   it('SIGINT to a training CLI process exits 130 with last saved', async () => {
     const runDir = join(work, 'sigint');
-    const live = startTaskforge(['train', ...tinyRun(server.url, archive.md5, dataDir, runDir), 'trainer.max_epochs=-1', 'trainer.max_steps=100000']);
+    const live = startTaskforge([
+      'train',
+      ...tinyRun(server.url, archive.md5, dataDir, runDir),
+      'trainer.max_epochs=-1',
+      'trainer.max_steps=100000',
+    ]);
     onTestFinished(() => live.signal('SIGKILL'));
     await live.waitFor(/^train: .*step=\d+\/100000/m);
     live.signal('SIGINT');
@@ -266,26 +360,45 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
   it('checkpoint monitor: not logged yet keeps last (exit 0); a typo is exit 2 with did-you-mean, last still kept', async () => {
     // The issue's run: validation only every 2 epochs, one epoch, so val/loss never exists in it.
     const waiting = join(work, 'monitor-waiting');
-    const ok = await taskforge(['train', ...tinyRun(server.url, archive.md5, dataDir, waiting), 'trainer.max_epochs=1',
-      'trainer.check_val_every_n_epoch=2', 'trainer.limit_train_batches=3', 'trainer.callbacks.model_checkpoint.monitor=val/loss']);
+    const ok = await taskforge([
+      'train',
+      ...tinyRun(server.url, archive.md5, dataDir, waiting),
+      'trainer.max_epochs=1',
+      'trainer.check_val_every_n_epoch=2',
+      'trainer.limit_train_batches=3',
+      'trainer.callbacks.model_checkpoint.monitor=val/loss',
+    ]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stderr).toContain("monitor is 'val/loss', which has not been logged yet at step 3");
     expect(readdirSync(join(waiting, 'checkpoints'))).toEqual(['last']);
 
     const typo = join(work, 'monitor-typo');
-    const bad = await taskforge(['train', ...tinyRun(server.url, archive.md5, dataDir, typo), 'trainer.max_epochs=2',
-      'trainer.limit_train_batches=3', 'trainer.callbacks.model_checkpoint.monitor=val/los']);
+    const bad = await taskforge([
+      'train',
+      ...tinyRun(server.url, archive.md5, dataDir, typo),
+      'trainer.max_epochs=2',
+      'trainer.limit_train_batches=3',
+      'trainer.callbacks.model_checkpoint.monitor=val/los',
+    ]);
     expect(bad.code, bad.stderr).toBe(2);
-    expect(bad.stderr).toContain("trainer.callbacks.model_checkpoint.monitor: no training step or validation logs a metric named 'val/los'");
+    expect(bad.stderr).toContain(
+      "trainer.callbacks.model_checkpoint.monitor: no training step or validation logs a metric named 'val/los'",
+    );
     expect(bad.stderr).toContain("did you mean 'val/loss'");
     expect(bad.stderr).not.toMatch(/\n\s+at /);
     // The sanity check logs val/* before training, so it is known after the first step; that step is kept.
-    expect(JSON.parse(readFileSync(join(typo, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep).toBe(1);
+    expect(JSON.parse(readFileSync(join(typo, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep).toBe(
+      1,
+    );
   });
 
   it('fails with a clear message when the download md5 is wrong, leaving no partial file', async () => {
     const freshData = join(work, 'bad-md5-data');
-    const r = await taskforge(['train', 'trainer.fast_dev_run=true', ...tinyRun(server.url, 'f'.repeat(32), freshData, join(work, 'bad'))]);
+    const r = await taskforge([
+      'train',
+      'trainer.fast_dev_run=true',
+      ...tinyRun(server.url, 'f'.repeat(32), freshData, join(work, 'bad')),
+    ]);
     expect(r.code).toBeGreaterThan(0);
     expect(r.stderr).toMatch(/md5/i);
     expect(r.stderr).toContain(server.url);

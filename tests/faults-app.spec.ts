@@ -15,9 +15,17 @@ let archive: { file: string; md5: string };
 
 /** A tiny 8×8 iGPT on a local archive: one small layer, 8 colours, batches of 4. */
 const tiny = (runDir: string, dataDir = join(work, 'data')) => [
-  `dataset.url=${archive.file}`, `dataset.md5=${archive.md5}`, `dataset.data_dir=${dataDir}`, 'dataset.val_size=8',
-  'dataset.batch_size=4', 'dataset.palette_size=8', 'dataset.palette_sample_pixels=4096', 'dataset.image_size=8',
-  'backbone.num_layers=1', 'backbone.embed_dim=8', `trainer.run_dir=${runDir}`,
+  `dataset.url=${archive.file}`,
+  `dataset.md5=${archive.md5}`,
+  `dataset.data_dir=${dataDir}`,
+  'dataset.val_size=8',
+  'dataset.batch_size=4',
+  'dataset.palette_size=8',
+  'dataset.palette_sample_pixels=4096',
+  'dataset.image_size=8',
+  'backbone.num_layers=1',
+  'backbone.embed_dim=8',
+  `trainer.run_dir=${runDir}`,
 ];
 
 beforeAll(async () => {
@@ -27,7 +35,11 @@ beforeAll(async () => {
 describe('every input path is checked before the run dir is created (10.4)', () => {
   it('a missing trainer.resume_from, task.pretrained or local dataset.url is a usage error (exit 2) naming the key', async () => {
     const missing = join(work, 'no-such-checkpoint');
-    for (const [key, value] of [['trainer.resume_from', missing], ['task.pretrained', missing], ['dataset.url', join(work, 'no-such.tar.gz')]] as const) {
+    for (const [key, value] of [
+      ['trainer.resume_from', missing],
+      ['task.pretrained', missing],
+      ['dataset.url', join(work, 'no-such.tar.gz')],
+    ] as const) {
       const runDir = join(work, `missing-${key}`);
       const r = await taskforge(['train', ...tiny(runDir), `${key}=${value}`]);
       expect(r.code, r.stderr).toBe(2);
@@ -51,11 +63,13 @@ describe('every input path is checked before the run dir is created (10.4)', () 
 });
 
 describe('config group swaps and deletions (10.6)', () => {
-  it('scheduler=constant keeps the task\'s warmup_steps, drops min_lr_ratio with a note, and validates', async () => {
+  it("scheduler=constant keeps the task's warmup_steps, drops min_lr_ratio with a note, and validates", async () => {
     const r = await taskforge(['config', 'scheduler=constant']);
     expect(r.code, r.stderr).toBe(0);
     expect(parse(r.stdout).scheduler).toEqual({ _target_: 'scheduler/constant', warmup_steps: 500 });
-    expect(r.stderr).toMatch(/sets scheduler\.min_lr_ratio for scheduler 'warmup_cosine', but 'constant' is selected \(command line\) and has no such key; the setting is dropped/);
+    expect(r.stderr).toMatch(
+      /sets scheduler\.min_lr_ratio for scheduler 'warmup_cosine', but 'constant' is selected \(command line\) and has no such key; the setting is dropped/,
+    );
   });
 
   it('~scheduler and scheduler=null remove the whole group, and train then runs (constant learning rate)', async () => {
@@ -86,8 +100,15 @@ describe('evaluating checkpoints (11.6, 10.9, 10.10, 10.11)', () => {
   const metricsCsv = join(runDir, 'logs', 'csv', 'metrics.csv');
 
   beforeAll(async () => {
-    const train = await taskforge(['train', ...tiny(runDir), 'trainer.max_steps=2', 'trainer.log_every_n_steps=1',
-      'task.sampling.num_images=2', 'task.sampling.num_unconditional=2', 'task.sampling.scale=1']);
+    const train = await taskforge([
+      'train',
+      ...tiny(runDir),
+      'trainer.max_steps=2',
+      'trainer.log_every_n_steps=1',
+      'task.sampling.num_images=2',
+      'task.sampling.num_unconditional=2',
+      'task.sampling.scale=1',
+    ]);
     expect(train.code, train.stderr).toBe(0);
     cpSync(last, join(runDir, 'checkpoints', 'copy'), { recursive: true });
   }, 240_000);
@@ -101,12 +122,18 @@ describe('evaluating checkpoints (11.6, 10.9, 10.10, 10.11)', () => {
     expect(readFileSync(metricsCsv, 'utf8')).toBe(before);
     expect(existsSync(join(runDir, 'test_results.json'))).toBe(false);
     const evaluations = join(runDir, 'evaluations');
-    expect(readdirSync(evaluations).sort()).toEqual(['test-copy-step000002', 'test-last-step000002', 'test-last-step000002-2']);
+    expect(readdirSync(evaluations).sort()).toEqual([
+      'test-copy-step000002',
+      'test-last-step000002',
+      'test-last-step000002-2',
+    ]);
     for (const dir of readdirSync(evaluations)) {
       const results = JSON.parse(readFileSync(join(evaluations, dir, 'test_results.json'), 'utf8'));
       expect(results.metrics['test/loss']).toBeGreaterThan(0);
       // Logged at the checkpoint's step, not at step 0.
-      const rows = readFileSync(join(evaluations, dir, 'logs', 'csv', 'metrics.csv'), 'utf8').trim().split('\n');
+      const rows = readFileSync(join(evaluations, dir, 'logs', 'csv', 'metrics.csv'), 'utf8')
+        .trim()
+        .split('\n');
       expect(rows[0]!.split(',')[0]).toBe('step');
       expect(rows.slice(1).map((row) => row.split(',')[0])).toEqual(['2']);
     }
@@ -123,17 +150,35 @@ describe('evaluating checkpoints (11.6, 10.9, 10.10, 10.11)', () => {
   });
 
   it('task.pretrained=<8×8> dataset.image_size=16 names dataset.image_size, not the palette (exit 2)', async () => {
-    const r = await taskforge(['train', ...tiny(join(work, 'finetune-16')), 'dataset.image_size=16', `task.pretrained=${last}`, 'trainer.fast_dev_run=true']);
+    const r = await taskforge([
+      'train',
+      ...tiny(join(work, 'finetune-16')),
+      'dataset.image_size=16',
+      `task.pretrained=${last}`,
+      'trainer.fast_dev_run=true',
+    ]);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toContain('dataset.image_size (checkpoint 8, this run 16)');
     expect(r.stderr).toContain('set dataset.image_size=8');
   });
 
   it('weights that do not fit the model are a config error (exit 2) whichever part differs', async () => {
-    const resume = await taskforge(['train', ...tiny(join(work, 'resume-wide')), `trainer.resume_from=${last}`, 'backbone.embed_dim=16', 'trainer.max_steps=3']);
+    const resume = await taskforge([
+      'train',
+      ...tiny(join(work, 'resume-wide')),
+      `trainer.resume_from=${last}`,
+      'backbone.embed_dim=16',
+      'trainer.max_steps=3',
+    ]);
     expect(resume.code, resume.stderr).toBe(2);
     expect(resume.stderr).toContain('mis-shaped');
-    const pretrained = await taskforge(['train', ...tiny(join(work, 'pretrained-wide')), `task.pretrained=${last}`, 'backbone.embed_dim=16', 'trainer.fast_dev_run=true']);
+    const pretrained = await taskforge([
+      'train',
+      ...tiny(join(work, 'pretrained-wide')),
+      `task.pretrained=${last}`,
+      'backbone.embed_dim=16',
+      'trainer.fast_dev_run=true',
+    ]);
     expect(pretrained.code, pretrained.stderr).toBe(2);
     expect(pretrained.stderr).toContain('do not fit the configured backbone');
     const evaluations = readdirSync(join(runDir, 'evaluations')).sort();
@@ -143,4 +188,3 @@ describe('evaluating checkpoints (11.6, 10.9, 10.10, 10.11)', () => {
     expect(readdirSync(join(runDir, 'evaluations')).sort(), 'refused before its run dir is made').toEqual(evaluations);
   });
 });
-

@@ -37,7 +37,8 @@ function snapshot(root: string): Map<string, string> {
 describe('nx g @taskforge/nx-plugin:task demo, in a copy of the workspace', () => {
   let ws: WorkspaceCopy;
   const nx = (...args: string[]) => run('npx', ['nx', ...args], { cwd: ws.root });
-  const generate = (name: string, ...flags: string[]) => nx('g', '@taskforge/nx-plugin:task', name, '--skipInstall', '--no-interactive', ...flags);
+  const generate = (name: string, ...flags: string[]) =>
+    nx('g', '@taskforge/nx-plugin:task', name, '--skipInstall', '--no-interactive', ...flags);
 
   beforeAll(async () => {
     // Build outputs come along so the builds below only compile what changed (the new package).
@@ -64,7 +65,8 @@ describe('nx g @taskforge/nx-plugin:task demo, in a copy of the workspace', () =
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
     expect(pkg).toMatchObject({ name: '@taskforge/task-enc', taskforge: { conf: 'conf' } });
     expect(pkg.dependencies['@taskforge/backbone-gpt2']).toBeUndefined();
-    for (const file of ['src/backbone.ts', 'tests/backbone.spec.ts', 'conf/backbone/enc_encoder.yaml']) expect(existsSync(join(root, file)), file).toBe(true);
+    for (const file of ['src/backbone.ts', 'tests/backbone.spec.ts', 'conf/backbone/enc_encoder.yaml'])
+      expect(existsSync(join(root, file)), file).toBe(true);
     ws.linkPackage('task-enc', 'packages/task-enc');
   });
 
@@ -77,14 +79,15 @@ describe('nx g @taskforge/nx-plugin:task demo, in a copy of the workspace', () =
     const r = await nx('run-many', '-t', 'build');
     expect(r.code, output(r)).toBe(0);
     for (const pkg of ['task-demo', 'task-enc']) {
-      for (const file of ['dist/index.js', 'dist/index.d.ts']) expect(existsSync(join(ws.root, 'packages', pkg, file)), `${pkg}/${file}`).toBe(true);
+      for (const file of ['dist/index.js', 'dist/index.d.ts'])
+        expect(existsSync(join(ws.root, 'packages', pkg, file)), `${pkg}/${file}`).toBe(true);
     }
     expect(existsSync(join(ws.root, 'packages/task-enc/dist/backbone.js'))).toBe(true);
   });
 
   // task-demo's tests, typecheck, training and discovery are run from a fresh clone, as a new user
   // runs them, by new-task-fresh-clone.spec.ts; task-enc's (--backbone=new) are run here.
-  it('nx test task-enc passes the generated tests, the new backbone\'s own spec included', async () => {
+  it("nx test task-enc passes the generated tests, the new backbone's own spec included", async () => {
     const r = await nx('test', 'task-enc');
     expect(r.code, output(r)).toBe(0);
     expect(output(r)).toMatch(/Tests\s+\d+ passed \(\d+\)/);

@@ -39,14 +39,20 @@ function trainLosses(runDir: string): number[] {
   const [header, ...rows] = readFileSync(join(runDir, 'logs/csv/metrics.csv'), 'utf8').trim().split('\n');
   const column = header!.split(',').indexOf('train/loss');
   expect(column, `no train/loss column in ${header}`).toBeGreaterThanOrEqual(0);
-  return rows.map((r) => r.split(',')[column]).filter((v) => v !== undefined && v !== '').map(Number);
+  return rows
+    .map((r) => r.split(',')[column])
+    .filter((v) => v !== undefined && v !== '')
+    .map(Number);
 }
 
 describe('a new task from a fresh clone, following README and docs/new-task.md', () => {
   let root: string;
   const env = {
     // Every npm call (npm ci, the generator's npm install) uses the cache first, and stays quiet.
-    npm_config_prefer_offline: 'true', npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false',
+    npm_config_prefer_offline: 'true',
+    npm_config_audit: 'false',
+    npm_config_fund: 'false',
+    npm_config_update_notifier: 'false',
     CI: 'true',
   };
   const sh = (command: string, ...args: string[]) => run(command, args, { cwd: root, env });
@@ -65,58 +71,96 @@ describe('a new task from a fresh clone, following README and docs/new-task.md',
     if (root) rmSync(root, { recursive: true, force: true });
   });
 
-  it('npx nx g @taskforge/nx-plugin:task demo scaffolds, links, and says what to run next', async () => {
-    const r = await nx('g', '@taskforge/nx-plugin:task', 'demo', '--no-interactive');
-    ok(r);
-    expect(output(r)).toContain('npx nx test task-demo');
-    expect(output(r)).toContain('npx nx typecheck task-demo');
-    expect(output(r)).toContain('npx nx run task-demo:train -- trainer.fast_dev_run=true');
-    // npm install linked the new workspace package, so discovery will find it.
-    expect(JSON.parse(readFileSync(join(root, 'node_modules/@taskforge/task-demo/package.json'), 'utf8')).name).toBe('@taskforge/task-demo');
-  }, STEP_TIMEOUT);
+  it(
+    'npx nx g @taskforge/nx-plugin:task demo scaffolds, links, and says what to run next',
+    async () => {
+      const r = await nx('g', '@taskforge/nx-plugin:task', 'demo', '--no-interactive');
+      ok(r);
+      expect(output(r)).toContain('npx nx test task-demo');
+      expect(output(r)).toContain('npx nx typecheck task-demo');
+      expect(output(r)).toContain('npx nx run task-demo:train -- trainer.fast_dev_run=true');
+      // npm install linked the new workspace package, so discovery will find it.
+      expect(JSON.parse(readFileSync(join(root, 'node_modules/@taskforge/task-demo/package.json'), 'utf8')).name).toBe(
+        '@taskforge/task-demo',
+      );
+    },
+    STEP_TIMEOUT,
+  );
 
-  it('npx nx test task-demo passes', async () => {
-    const r = await nx('test', 'task-demo');
-    ok(r);
-    expect(output(r)).toMatch(/Tests\s+\d+ passed \(\d+\)/);
-  }, STEP_TIMEOUT);
+  it(
+    'npx nx test task-demo passes',
+    async () => {
+      const r = await nx('test', 'task-demo');
+      ok(r);
+      expect(output(r)).toMatch(/Tests\s+\d+ passed \(\d+\)/);
+    },
+    STEP_TIMEOUT,
+  );
 
-  it('npx nx typecheck task-demo passes', async () => {
-    ok(await nx('typecheck', 'task-demo'));
-  }, STEP_TIMEOUT);
+  it(
+    'npx nx typecheck task-demo passes',
+    async () => {
+      ok(await nx('typecheck', 'task-demo'));
+    },
+    STEP_TIMEOUT,
+  );
 
-  it('npx nx run task-demo:train -- trainer.fast_dev_run=true trains, skipping the unbuilt plugins it does not need', async () => {
-    const r = await nx('run', 'task-demo:train', '--', 'trainer.fast_dev_run=true');
-    ok(r);
-    expect(output(r)).toContain('Training finished at step 1');
-    // data-cifar is not built by this target: one line says so and how to build it, and it stops nothing.
-    expect(output(r)).toContain('Skipping plugin @taskforge/data-cifar: it is not built (packages/data-cifar/dist/index.js is missing)');
-    expect(output(r)).toContain('`npx nx build data-cifar`');
-  }, STEP_TIMEOUT);
+  it(
+    'npx nx run task-demo:train -- trainer.fast_dev_run=true trains, skipping the unbuilt plugins it does not need',
+    async () => {
+      const r = await nx('run', 'task-demo:train', '--', 'trainer.fast_dev_run=true');
+      ok(r);
+      expect(output(r)).toContain('Training finished at step 1');
+      // data-cifar is not built by this target: one line says so and how to build it, and it stops nothing.
+      expect(output(r)).toContain(
+        'Skipping plugin @taskforge/data-cifar: it is not built (packages/data-cifar/dist/index.js is missing)',
+      );
+      expect(output(r)).toContain('`npx nx build data-cifar`');
+    },
+    STEP_TIMEOUT,
+  );
 
-  it('taskforge list shows task/demo from @taskforge/task-demo', async () => {
-    const r = await sh(process.execPath, 'packages/cli/dist/bin.js', 'list');
-    ok(r);
-    expect(r.stdout).toMatch(/task\/demo .*\[@taskforge\/task-demo\]/);
-    expect(r.stdout).toMatch(/datamodule\/demo_synthetic .*\[@taskforge\/task-demo\]/);
-  }, STEP_TIMEOUT);
+  it(
+    'taskforge list shows task/demo from @taskforge/task-demo',
+    async () => {
+      const r = await sh(process.execPath, 'packages/cli/dist/bin.js', 'list');
+      ok(r);
+      expect(r.stdout).toMatch(/task\/demo .*\[@taskforge\/task-demo\]/);
+      expect(r.stdout).toMatch(/datamodule\/demo_synthetic .*\[@taskforge\/task-demo\]/);
+    },
+    STEP_TIMEOUT,
+  );
 
-  it('a task whose backbone is the convolutional one from docs/new-task.md trains on wasm, and its loss falls', async () => {
-    // --skipInstall plus the link `npm install` would make: the first task already showed the install.
-    ok(await nx('g', '@taskforge/nx-plugin:task', 'seq-cls', '--backbone=new', '--skipInstall', '--no-interactive'));
-    symlinkSync('../../packages/task-seq-cls', join(root, 'node_modules/@taskforge/task-seq-cls'));
-    writeFileSync(join(root, 'packages/task-seq-cls/src/backbone.ts'), docsConvBackbone());
-    const runDir = join(root, 'conv-run');
-    const r = await nx('run', 'task-seq-cls:train', '--',
-      'trainer.accelerator=wasm', 'trainer.max_steps=12', 'trainer.log_every_n_steps=1', 'trainer.num_sanity_val_steps=0',
-      'trainer.limit_val_batches=1', 'optimizer.lr=1e-2', 'scheduler.warmup_steps=1', `trainer.run_dir=${runDir}`);
-    ok(r);
-    expect(output(r)).toMatch(/Accelerator: wasm/);
-    expect(output(r)).toContain('Training finished at step 12');
-    const losses = trainLosses(runDir);
-    expect(losses).toHaveLength(12);
-    expect(losses.every(Number.isFinite)).toBe(true);
-    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-    expect(mean(losses.slice(-3))).toBeLessThan(mean(losses.slice(0, 3)));
-  }, STEP_TIMEOUT);
+  it(
+    'a task whose backbone is the convolutional one from docs/new-task.md trains on wasm, and its loss falls',
+    async () => {
+      // --skipInstall plus the link `npm install` would make: the first task already showed the install.
+      ok(await nx('g', '@taskforge/nx-plugin:task', 'seq-cls', '--backbone=new', '--skipInstall', '--no-interactive'));
+      symlinkSync('../../packages/task-seq-cls', join(root, 'node_modules/@taskforge/task-seq-cls'));
+      writeFileSync(join(root, 'packages/task-seq-cls/src/backbone.ts'), docsConvBackbone());
+      const runDir = join(root, 'conv-run');
+      const r = await nx(
+        'run',
+        'task-seq-cls:train',
+        '--',
+        'trainer.accelerator=wasm',
+        'trainer.max_steps=12',
+        'trainer.log_every_n_steps=1',
+        'trainer.num_sanity_val_steps=0',
+        'trainer.limit_val_batches=1',
+        'optimizer.lr=1e-2',
+        'scheduler.warmup_steps=1',
+        `trainer.run_dir=${runDir}`,
+      );
+      ok(r);
+      expect(output(r)).toMatch(/Accelerator: wasm/);
+      expect(output(r)).toContain('Training finished at step 12');
+      const losses = trainLosses(runDir);
+      expect(losses).toHaveLength(12);
+      expect(losses.every(Number.isFinite)).toBe(true);
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      expect(mean(losses.slice(-3))).toBeLessThan(mean(losses.slice(0, 3)));
+    },
+    STEP_TIMEOUT,
+  );
 });

@@ -12,7 +12,8 @@ import { REPO, run } from './fixtures/cli.js';
 
 const SHIM = join(REPO, 'packages/cli/bin/taskforge.js');
 const DIST_BIN = join(REPO, 'packages/cli/dist/bin.js');
-const VERSION = (JSON.parse(readFileSync(join(REPO, 'packages/cli/package.json'), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(join(REPO, 'packages/cli/package.json'), 'utf8')) as { version: string })
+  .version;
 // --no-install plus offline: if the local bin were missing, npx fails here instead of asking the registry.
 const npxEnv = { npm_config_offline: 'true', npm_config_yes: 'false' };
 
@@ -22,7 +23,10 @@ describe('npx taskforge in the repository', () => {
 
   it('npm links the committed, executable shim (it exists at npm ci time, unlike dist/)', () => {
     expect(realpathSync(join(REPO, 'node_modules/.bin/taskforge'))).toBe(realpathSync(SHIM));
-    const mode = execFileSync('git', ['ls-files', '-s', 'packages/cli/bin/taskforge.js'], { cwd: REPO, encoding: 'utf8' });
+    const mode = execFileSync('git', ['ls-files', '-s', 'packages/cli/bin/taskforge.js'], {
+      cwd: REPO,
+      encoding: 'utf8',
+    });
     expect(mode).toMatch(/^100755 /);
   });
 

@@ -13,7 +13,11 @@ const PACKAGES = ['core', 'data-cifar', 'backbone-gpt2', 'task-igpt', 'cli'];
 /** Packages that register components and must ship config fragments. */
 const PLUGINS = new Set(['core', 'data-cifar', 'backbone-gpt2', 'task-igpt']);
 
-interface PackResult { name: string; filename: string; files: { path: string }[] }
+interface PackResult {
+  name: string;
+  filename: string;
+  files: { path: string }[];
+}
 
 /**
  * The repository's npm context (npm_config_local_prefix=<repo> and friends, set when vitest runs
@@ -36,10 +40,17 @@ describe('published packages', () => {
 
   beforeAll(async () => {
     for (const p of PACKAGES) {
-      if (!existsSync(join(REPO, 'packages', p, 'dist/index.js'))) throw new Error(`packages/${p} is not built: run \`npx nx run-many -t build\` first.`);
+      if (!existsSync(join(REPO, 'packages', p, 'dist/index.js')))
+        throw new Error(`packages/${p} is not built: run \`npx nx run-many -t build\` first.`);
     }
     mkdirSync(tarballs);
-    const r = await run('npm', ['pack', '--json', '--pack-destination', tarballs, ...PACKAGES.flatMap((p) => ['-w', `packages/${p}`])]);
+    const r = await run('npm', [
+      'pack',
+      '--json',
+      '--pack-destination',
+      tarballs,
+      ...PACKAGES.flatMap((p) => ['-w', `packages/${p}`]),
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const results = JSON.parse(r.stdout) as PackResult[];
     packed = new Map(results.map((p) => [p.name.replace('@taskforge/', ''), p]));
@@ -50,13 +61,18 @@ describe('published packages', () => {
     const problems: string[] = [];
     for (const p of PACKAGES) {
       const files = packed.get(p)?.files.map((f) => f.path);
-      if (!files) { problems.push(`@taskforge/${p}: not packed`); continue; }
+      if (!files) {
+        problems.push(`@taskforge/${p}: not packed`);
+        continue;
+      }
       for (const required of ['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts']) {
         if (!files.includes(required)) problems.push(`@taskforge/${p}: missing ${required}`);
       }
-      if (PLUGINS.has(p) && !files.some((f) => /^conf\/.+\.yaml$/.test(f))) problems.push(`@taskforge/${p}: no conf/**/*.yaml`);
+      if (PLUGINS.has(p) && !files.some((f) => /^conf\/.+\.yaml$/.test(f)))
+        problems.push(`@taskforge/${p}: no conf/**/*.yaml`);
       for (const f of files) {
-        if (f.startsWith('src/') || /\.(spec|test)\.[cm]?[jt]s$/.test(f) || f.endsWith('.tsbuildinfo')) problems.push(`@taskforge/${p}: ships ${f}`);
+        if (f.startsWith('src/') || /\.(spec|test)\.[cm]?[jt]s$/.test(f) || f.endsWith('.tsbuildinfo'))
+          problems.push(`@taskforge/${p}: ships ${f}`);
       }
     }
     expect(packed.get('cli')!.files.map((f) => f.path)).toContain('dist/bin.js');
@@ -65,14 +81,23 @@ describe('published packages', () => {
 
   it('a fresh npm project outside the repository installs the tarballs, lists the plugins and trains', async () => {
     mkdirSync(consumer);
-    writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'taskforge-consumer', private: true, type: 'module' }, null, 2));
+    writeFileSync(
+      join(consumer, 'package.json'),
+      JSON.stringify({ name: 'taskforge-consumer', private: true, type: 'module' }, null, 2),
+    );
     const env = consumerEnv();
     const tarballPaths = PACKAGES.map((p) => join(tarballs, packed.get(p)!.filename));
     // Self-contained first: the third-party dependencies come from npm's local cache, which the
     // repository's own `npm ci` filled. Only what the cache lacks sends npm to the registry.
-    let install = await run('npm', ['install', '--offline', '--no-audit', '--no-fund', ...tarballPaths], { cwd: consumer, env });
+    let install = await run('npm', ['install', '--offline', '--no-audit', '--no-fund', ...tarballPaths], {
+      cwd: consumer,
+      env,
+    });
     if (install.code !== 0 && /ENOTCACHED/.test(install.stderr)) {
-      install = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...tarballPaths], { cwd: consumer, env });
+      install = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...tarballPaths], {
+        cwd: consumer,
+        env,
+      });
     }
     // Never a skip: a CI run without this test's proof must not come out green.
     if (install.code !== 0 && NETWORK_ERROR.test(install.stderr)) {
@@ -84,27 +109,50 @@ describe('published packages', () => {
     }
     expect(install.code, install.stdout + install.stderr).toBe(0);
     // Real directories, not workspace links back into the monorepo.
-    for (const p of PACKAGES) expect(lstatSync(join(consumer, 'node_modules/@taskforge', p)).isSymbolicLink()).toBe(false);
+    for (const p of PACKAGES)
+      expect(lstatSync(join(consumer, 'node_modules/@taskforge', p)).isSymbolicLink()).toBe(false);
 
     const list = await run('npx', ['--no', 'taskforge', 'list'], { cwd: consumer, env });
     expect(list.code, list.stderr).toBe(0);
     for (const [component, pkg] of [
-      ['task/vision/igpt', 'task-igpt'], ['backbone/gpt2', 'backbone-gpt2'], ['datamodule/cifar10', 'data-cifar'],
-      ['optimizer/adamw', 'core'], ['callback/model_checkpoint', 'core'], ['logger/tensorboard', 'core'],
+      ['task/vision/igpt', 'task-igpt'],
+      ['backbone/gpt2', 'backbone-gpt2'],
+      ['datamodule/cifar10', 'data-cifar'],
+      ['optimizer/adamw', 'core'],
+      ['callback/model_checkpoint', 'core'],
+      ['logger/tensorboard', 'core'],
     ]) {
       expect(list.stdout).toMatch(new RegExp(`${component} .*\\[@taskforge/${pkg}\\]`));
     }
-    const searchPath = list.stdout.split('Config search path')[1]?.split('\n').slice(1).map((l) => l.trim()).filter(Boolean) ?? [];
+    const searchPath =
+      list.stdout
+        .split('Config search path')[1]
+        ?.split('\n')
+        .slice(1)
+        .map((l) => l.trim())
+        .filter(Boolean) ?? [];
     expect(searchPath.length).toBeGreaterThanOrEqual(4);
     for (const dir of searchPath) {
-      expect(dir.startsWith(join(consumer, 'node_modules') + sep) || dir.startsWith(join(consumer, 'conf')), dir).toBe(true);
+      expect(dir.startsWith(join(consumer, 'node_modules') + sep) || dir.startsWith(join(consumer, 'conf')), dir).toBe(
+        true,
+      );
       expect(dir.startsWith(REPO + sep), dir).toBe(false);
     }
     expect(searchPath).toContain(join(consumer, 'node_modules/@taskforge/task-igpt/conf'));
 
     const archive = await tinyCifarArchive();
-    const train = await run('npx', ['--no', 'taskforge', 'train', 'task=vision/igpt', 'trainer.fast_dev_run=true',
-      ...tinyRun(archive.file, archive.md5, join(work, 'data'), join(work, 'run'))], { cwd: consumer, env });
+    const train = await run(
+      'npx',
+      [
+        '--no',
+        'taskforge',
+        'train',
+        'task=vision/igpt',
+        'trainer.fast_dev_run=true',
+        ...tinyRun(archive.file, archive.md5, join(work, 'data'), join(work, 'run')),
+      ],
+      { cwd: consumer, env },
+    );
     expect(train.code, train.stdout + train.stderr).toBe(0);
     expect(train.stdout + train.stderr).toContain('Training finished');
     expect(existsSync(join(work, 'run/config.yaml'))).toBe(true);

@@ -21,16 +21,19 @@ console.log('ready');
 `;
 
 describe('SignalWatcher in a real process', () => {
-  it.each(['SIGINT', 'SIGTERM'] as const)('the first %s is only reported; a second one ends the process by that signal', async (signal) => {
-    const child = start(process.execPath, ['--input-type=module', '-e', SCRIPT]);
-    onTestFinished(() => child.signal('SIGKILL')); // never leave it idling when an assertion fails
-    await child.waitFor(/^ready$/m);
-    child.signal(signal);
-    await child.waitFor(new RegExp(`^first ${signal}$`, 'm')); // handled, and the process is still running
-    child.signal(signal);
-    const ended = await child.exit;
-    expect(ended).toMatchObject({ code: null, signal });
-    expect(ended.stdout.match(/^first /gm)).toHaveLength(1);
-    expect(ended.stderr).toBe('');
-  });
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    'the first %s is only reported; a second one ends the process by that signal',
+    async (signal) => {
+      const child = start(process.execPath, ['--input-type=module', '-e', SCRIPT]);
+      onTestFinished(() => child.signal('SIGKILL')); // never leave it idling when an assertion fails
+      await child.waitFor(/^ready$/m);
+      child.signal(signal);
+      await child.waitFor(new RegExp(`^first ${signal}$`, 'm')); // handled, and the process is still running
+      child.signal(signal);
+      const ended = await child.exit;
+      expect(ended).toMatchObject({ code: null, signal });
+      expect(ended.stdout.match(/^first /gm)).toHaveLength(1);
+      expect(ended.stderr).toBe('');
+    },
+  );
 });

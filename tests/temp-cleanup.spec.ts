@@ -21,7 +21,9 @@ describe('extraction temp dirs', () => {
       const dataDir = mkdtempSync(join(work, 'data-'));
       // Stands in for tar writing into the temp dir: it writes a file, says so, then keeps working.
       const script = join(work, `extract-${signal}.mjs`);
-      writeFileSync(script, `
+      writeFileSync(
+        script,
+        `
         import { writeFileSync } from 'node:fs';
         import { join } from 'node:path';
         const { withTempDir } = await import(${JSON.stringify(FSUTIL)});
@@ -30,13 +32,18 @@ describe('extraction temp dirs', () => {
           process.stdout.write('extracting\\n');
           await new Promise((resolve) => setTimeout(resolve, 60_000));
         });
-      `);
+      `,
+      );
       const child = spawn(process.execPath, [script, dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d) => (stderr += d));
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((ok) => child.on('close', (code, sig) => ok({ code, signal: sig })));
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((ok) =>
+        child.on('close', (code, sig) => ok({ code, signal: sig })),
+      );
       await new Promise<void>((ok, fail) => {
-        child.stdout.on('data', (d) => { if (String(d).includes('extracting')) ok(); });
+        child.stdout.on('data', (d) => {
+          if (String(d).includes('extracting')) ok();
+        });
         child.on('close', () => fail(new Error(`child ended early: ${stderr}`)));
       });
       expect(readdirSync(dataDir).filter((n) => n.startsWith('.extract-'))).toHaveLength(1);

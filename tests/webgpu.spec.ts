@@ -12,9 +12,10 @@ import { probeWebgpu } from '@taskforge/core';
 import { serveFile, taskforge, tinyCifarArchive, tinyRun } from './fixtures/cli.js';
 
 const probe = await probeWebgpu();
-const why = 'reason' in probe
-  ? `no WebGPU adapter here (${probe.reason}); on Debian bookworm run \`bash .ci/install-lavapipe.sh\` as root to get a software one`
-  : '';
+const why =
+  'reason' in probe
+    ? `no WebGPU adapter here (${probe.reason}); on Debian bookworm run \`bash .ci/install-lavapipe.sh\` as root to get a software one`
+    : '';
 if (why) console.warn(`webgpu e2e tests skipped: ${why}`);
 
 describe.skipIf(why !== '')('Image GPT on webgpu, end to end', () => {
@@ -22,9 +23,15 @@ describe.skipIf(why !== '')('Image GPT on webgpu, end to end', () => {
   let archive: { file: string; md5: string };
   const work = mkdtempSync(join(tmpdir(), 'taskforge-webgpu-'));
   const args = (runDir: string, ...more: string[]) => [
-    ...tinyRun(server.url, archive.md5, join(work, 'data'), runDir), 'dataset.image_size=8', 'trainer.log_every_n_steps=1', ...more,
+    ...tinyRun(server.url, archive.md5, join(work, 'data'), runDir),
+    'dataset.image_size=8',
+    'trainer.log_every_n_steps=1',
+    ...more,
   ];
-  const lossesOf = (runDir: string) => readFileSync(join(runDir, 'logs', 'csv', 'metrics.csv'), 'utf8').trim().split('\n');
+  const lossesOf = (runDir: string) =>
+    readFileSync(join(runDir, 'logs', 'csv', 'metrics.csv'), 'utf8')
+      .trim()
+      .split('\n');
 
   beforeAll(async () => {
     archive = await tinyCifarArchive();
@@ -33,7 +40,10 @@ describe.skipIf(why !== '')('Image GPT on webgpu, end to end', () => {
   afterAll(async () => server?.close());
 
   it('fast_dev_run trains, validates and names the adapter on trainer.accelerator=webgpu', async () => {
-    const r = await taskforge(['train', ...args(join(work, 'fast'), 'trainer.fast_dev_run=true', 'trainer.accelerator=webgpu')]);
+    const r = await taskforge([
+      'train',
+      ...args(join(work, 'fast'), 'trainer.fast_dev_run=true', 'trainer.accelerator=webgpu'),
+    ]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const out = r.stdout + r.stderr;
     expect(out).toMatch(/Accelerator: webgpu \(Dawn; \S+/);
@@ -44,7 +54,10 @@ describe.skipIf(why !== '')('Image GPT on webgpu, end to end', () => {
 
   it('a webgpu checkpoint resumes, tests and samples on wasm, and a wasm checkpoint resumes on webgpu', async () => {
     const gpuRun = join(work, 'gpu');
-    const train = await taskforge(['train', ...args(gpuRun, 'trainer.max_steps=2', 'trainer.accelerator=webgpu', 'task.classify=true')]);
+    const train = await taskforge([
+      'train',
+      ...args(gpuRun, 'trainer.max_steps=2', 'trainer.accelerator=webgpu', 'task.classify=true'),
+    ]);
     expect(train.code, train.stderr).toBe(0);
     const gpuLast = join(gpuRun, 'checkpoints', 'last');
     expect(existsSync(join(gpuLast, 'weights.bin'))).toBe(true);
@@ -52,12 +65,26 @@ describe.skipIf(why !== '')('Image GPT on webgpu, end to end', () => {
     expect(lossesOf(gpuRun)[0]).toContain('memory/gpu_bytes');
 
     const wasmRun = join(work, 'wasm-resumed');
-    const resumed = await taskforge(['train', ...args(wasmRun, 'trainer.max_steps=3', 'trainer.accelerator=wasm', 'task.classify=true', `trainer.resume_from=${gpuLast}`)]);
+    const resumed = await taskforge([
+      'train',
+      ...args(
+        wasmRun,
+        'trainer.max_steps=3',
+        'trainer.accelerator=wasm',
+        'task.classify=true',
+        `trainer.resume_from=${gpuLast}`,
+      ),
+    ]);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stdout + resumed.stderr).toMatch(/Accelerator: wasm/);
     expect(resumed.stdout + resumed.stderr).toContain('Training finished at step 3');
 
-    const test = await taskforge(['test', `ckpt=${gpuLast}`, 'trainer.accelerator=wasm', `trainer.run_dir=${join(work, 'test-on-wasm')}`]);
+    const test = await taskforge([
+      'test',
+      `ckpt=${gpuLast}`,
+      'trainer.accelerator=wasm',
+      `trainer.run_dir=${join(work, 'test-on-wasm')}`,
+    ]);
     expect(test.code, test.stderr).toBe(0);
     const results = JSON.parse(readFileSync(join(work, 'test-on-wasm', 'test_results.json'), 'utf8'));
     expect(results.metrics['test/loss']).toBeGreaterThan(0);
@@ -65,20 +92,45 @@ describe.skipIf(why !== '')('Image GPT on webgpu, end to end', () => {
 
     // ... and the reverse: the wasm run's checkpoint goes back to webgpu, where test and sampling (KV cache) run.
     const wasmLast = join(wasmRun, 'checkpoints', 'last');
-    const back = await taskforge(['train', ...args(join(work, 'gpu-again'), 'trainer.max_steps=4', 'trainer.accelerator=webgpu', 'task.classify=true', `trainer.resume_from=${wasmLast}`)]);
+    const back = await taskforge([
+      'train',
+      ...args(
+        join(work, 'gpu-again'),
+        'trainer.max_steps=4',
+        'trainer.accelerator=webgpu',
+        'task.classify=true',
+        `trainer.resume_from=${wasmLast}`,
+      ),
+    ]);
     expect(back.code, back.stderr).toBe(0);
     expect(back.stdout + back.stderr).toContain('Training finished at step 4');
-    const gpuTest = await taskforge(['test', `ckpt=${wasmLast}`, 'trainer.accelerator=webgpu', `trainer.run_dir=${join(work, 'test-on-gpu')}`]);
+    const gpuTest = await taskforge([
+      'test',
+      `ckpt=${wasmLast}`,
+      'trainer.accelerator=webgpu',
+      `trainer.run_dir=${join(work, 'test-on-gpu')}`,
+    ]);
     expect(gpuTest.code, gpuTest.stderr).toBe(0);
     const gpuResults = JSON.parse(readFileSync(join(work, 'test-on-gpu', 'test_results.json'), 'utf8'));
-    const wasmTest = await taskforge(['test', `ckpt=${wasmLast}`, 'trainer.accelerator=wasm', `trainer.run_dir=${join(work, 'test-wasm-again')}`]);
+    const wasmTest = await taskforge([
+      'test',
+      `ckpt=${wasmLast}`,
+      'trainer.accelerator=wasm',
+      `trainer.run_dir=${join(work, 'test-wasm-again')}`,
+    ]);
     const wasmResults = JSON.parse(readFileSync(join(work, 'test-wasm-again', 'test_results.json'), 'utf8'));
     expect(wasmTest.code, wasmTest.stderr).toBe(0);
     // The same checkpoint scores the same on both backends.
     expect(gpuResults.metrics['test/loss']).toBeCloseTo(wasmResults.metrics['test/loss'], 4);
     expect(gpuResults.extras.confusion_matrix.matrix).toEqual(wasmResults.extras.confusion_matrix.matrix);
-    const sample = await taskforge(['sample', `ckpt=${wasmLast}`, 'trainer.accelerator=webgpu', 'task.sampling.num_images=1',
-      'task.sampling.num_unconditional=1', `trainer.run_dir=${join(work, 'sample-on-gpu')}`]);
+    const sample = await taskforge([
+      'sample',
+      `ckpt=${wasmLast}`,
+      'trainer.accelerator=webgpu',
+      'task.sampling.num_images=1',
+      'task.sampling.num_unconditional=1',
+      `trainer.run_dir=${join(work, 'sample-on-gpu')}`,
+    ]);
     expect(sample.code, sample.stderr).toBe(0);
     expect(readdirSync(join(work, 'sample-on-gpu', 'samples')).filter((f) => f.endsWith('.png'))).toHaveLength(1);
   });

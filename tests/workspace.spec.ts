@@ -6,6 +6,7 @@ describe('workspace', () => {
     const r = await run('npx', ['nx', 'show', 'projects', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const projects = JSON.parse(r.stdout) as string[];
-    for (const name of ['core', 'data-cifar', 'backbone-gpt2', 'task-igpt', 'cli', 'nx-plugin', 'e2e']) expect(projects).toContain(name);
+    for (const name of ['core', 'data-cifar', 'backbone-gpt2', 'task-igpt', 'cli', 'nx-plugin', 'e2e'])
+      expect(projects).toContain(name);
   });
 });

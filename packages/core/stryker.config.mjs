@@ -7,12 +7,7 @@ export default {
   // Small modules whose specs run in milliseconds: ~140 mutants, ~15 min on a loaded 2-core
   // machine (each mutant costs a vitest start). interpolate.ts alone adds ~350 mutants (hours
   // there); trainer.ts and compose.ts are covered by slower tests. Pass them with --mutate.
-  mutate: [
-    'src/config/merge.ts',
-    'src/config/suggest.ts',
-    'src/trainer/config.ts',
-    'src/trainer/data-setup.ts',
-  ],
+  mutate: ['src/config/merge.ts', 'src/config/suggest.ts', 'src/trainer/config.ts', 'src/trainer/data-setup.ts'],
   coverageAnalysis: 'perTest',
   concurrency: 1,
   // Added to each mutant's measured test time: an infinite loop is cut off after this.

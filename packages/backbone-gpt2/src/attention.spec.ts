@@ -6,7 +6,10 @@ import { CausalMasks, causalSelfAttention, type CausalAttentionOptions } from '.
 /** The textbook version, differentiated by TF.js autodiff. */
 function reference(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
   const [, , T, hd] = q.shape;
-  const mask = tf.linalg.bandPart(tf.ones([T, T]), -1, 0).sub(1).mul(1e9);
+  const mask = tf.linalg
+    .bandPart(tf.ones([T, T]), -1, 0)
+    .sub(1)
+    .mul(1e9);
   const scores = tf.matMul(q, k, false, true).div(Math.sqrt(hd)).add(mask);
   return tf.matMul(tf.softmax(scores), v);
 }
@@ -16,8 +19,13 @@ type Attention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D
 /** Output and gradients w.r.t. q, k, v of sum(attention(q, k, v) ⊙ w) for a random w (so dY is not uniform). */
 function outputsAndGrads(attention: Attention, shape: [number, number, number, number], seed: number): number[][] {
   return tf.tidy(() => {
-    const [q, k, v, w] = [0, 1, 2, 3].map((i) => tf.randomNormal(shape, 0, 1, 'float32', seed * 10 + i)) as tf.Tensor4D[];
-    const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => attention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D).mul(w!).sum();
+    const [q, k, v, w] = [0, 1, 2, 3].map((i) =>
+      tf.randomNormal(shape, 0, 1, 'float32', seed * 10 + i),
+    ) as tf.Tensor4D[];
+    const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+      attention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D)
+        .mul(w!)
+        .sum();
     const grads = tf.grads(f)([q!, k!, v!]);
     return [attention(q!, k!, v!), ...grads].map((t) => Array.from(t.dataSync()));
   });
@@ -56,8 +64,12 @@ describe.each(['cpu', 'wasm'])('causalSelfAttention on %s', (backend) => {
   it('is causal: changing key/value j leaves outputs before j unchanged', () => {
     const [before, after] = tf.tidy(() => {
       const [q, k, v] = [0, 1, 2].map((i) => tf.randomNormal([1, 2, 20, 4], 0, 1, 'float32', i)) as tf.Tensor4D[];
-      const bump = tf.oneHot(tf.tensor1d([12], 'int32'), 20).reshape([1, 1, 20, 1]).mul(5);
-      const run = (kk: tf.Tensor4D, vv: tf.Tensor4D) => causalSelfAttention(q!, kk, vv, { blockSize: 8, fused: false }).arraySync()[0]![1]!;
+      const bump = tf
+        .oneHot(tf.tensor1d([12], 'int32'), 20)
+        .reshape([1, 1, 20, 1])
+        .mul(5);
+      const run = (kk: tf.Tensor4D, vv: tf.Tensor4D) =>
+        causalSelfAttention(q!, kk, vv, { blockSize: 8, fused: false }).arraySync()[0]![1]!;
       return [run(k!, v!), run(k!.add(bump), v!.add(bump))];
     });
     for (let i = 0; i < 12; i++) expect(after[i]).toEqual(before[i]);
@@ -68,10 +80,26 @@ describe.each(['cpu', 'wasm'])('causalSelfAttention on %s', (backend) => {
     const masks = new CausalMasks();
     const [q, k, v] = [0, 1, 2].map((i) => tf.variable(tf.randomNormal([2, 2, 19, 4], 0, 1, 'float32', i)));
     const step = (options: CausalAttentionOptions) => {
-      const { value, grads } = tf.variableGrads(() => causalSelfAttention(q as tf.Variable<tf.Rank.R4>, k as tf.Variable<tf.Rank.R4>, v as tf.Variable<tf.Rank.R4>, options).square().sum() as tf.Scalar, [q!, k!, v!]);
+      const { value, grads } = tf.variableGrads(
+        () =>
+          causalSelfAttention(
+            q as tf.Variable<tf.Rank.R4>,
+            k as tf.Variable<tf.Rank.R4>,
+            v as tf.Variable<tf.Rank.R4>,
+            options,
+          )
+            .square()
+            .sum() as tf.Scalar,
+        [q!, k!, v!],
+      );
       tf.dispose([value, grads]);
     };
-    for (const options of [{ blockSize: 5, fused: false }, { blockSize: 5, masks, fused: false }, { blockSize: 5, perHead: !(backend === 'wasm'), fused: false }, {}]) {
+    for (const options of [
+      { blockSize: 5, fused: false },
+      { blockSize: 5, masks, fused: false },
+      { blockSize: 5, perHead: !(backend === 'wasm'), fused: false },
+      {},
+    ]) {
       step(options); // warm-up: builds the cached masks
       const count = tf.memory().numTensors;
       step(options);
@@ -90,7 +118,9 @@ describe('causalSelfAttention inputs', () => {
     tf.tidy(() => {
       const q = tf.zeros([1, 2, 8, 4]) as tf.Tensor4D;
       expect(() => causalSelfAttention(q, tf.zeros([1, 2, 7, 4]), q)).toThrow(/q \[1,2,8,4\], k \[1,2,7,4\]/);
-      expect(() => causalSelfAttention(q, q, q, { blockSize: 0 })).toThrow(/blockSize must be a positive integer, got 0/);
+      expect(() => causalSelfAttention(q, q, q, { blockSize: 0 })).toThrow(
+        /blockSize must be a positive integer, got 0/,
+      );
       expect(() => causalSelfAttention(q, q, q, { blockSize: 2.5 })).toThrow(/got 2.5/);
     });
   });
@@ -101,7 +131,11 @@ describe('causalSelfAttention inputs', () => {
     expect(masks.get(2, 3)).toBe(m);
     const data = m.arraySync();
     expect(m.shape).toEqual([3, 5]);
-    expect(data.map((row) => row.map((x) => (x === 0 ? 0 : 1)))).toEqual([[0, 0, 0, 1, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]]);
+    expect(data.map((row) => row.map((x) => (x === 0 ? 0 : 1)))).toEqual([
+      [0, 0, 0, 1, 1],
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0],
+    ]);
     expect(data[0]![4]).toBeLessThan(-1e8);
     masks.dispose();
     expect(m.isDisposed).toBe(true);

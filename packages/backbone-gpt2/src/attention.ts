@@ -68,10 +68,17 @@ export class CausalMasks {
  * softmax(q·kᵀ/√hd + causal mask)·v for q, k, v of shape [B, H, T, hd]; returns [B, H, T, hd].
  * Differentiable w.r.t. q, k and v through a custom gradient that recomputes the probabilities.
  */
-export function causalSelfAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: CausalAttentionOptions = {}): tf.Tensor4D {
+export function causalSelfAttention(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  options: CausalAttentionOptions = {},
+): tf.Tensor4D {
   const shape = q.shape;
   if (k.shape.join() !== shape.join() || v.shape.join() !== shape.join()) {
-    throw new RangeError(`causalSelfAttention: q, k and v must share one [B, H, T, hd] shape; got q [${shape}], k [${k.shape}], v [${v.shape}]`);
+    throw new RangeError(
+      `causalSelfAttention: q, k and v must share one [B, H, T, hd] shape; got q [${shape}], k [${k.shape}], v [${v.shape}]`,
+    );
   }
   const blockSize = options.blockSize ?? 128;
   if (!Number.isInteger(blockSize) || blockSize < 1) {
@@ -85,29 +92,39 @@ export function causalSelfAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor
   const blocks: [number, number][] = [];
   for (let s = 0; s < T; s += blockSize) blocks.push([s, Math.min(s + blockSize, T)]);
   // Heads are independent: [B·H, T, hd] either as one batch or as B·H separate 2-D problems.
-  const groups = (x: tf.Tensor, last = hd): tf.Tensor[] => (perHead ? splitHeads(x, B * H, T, last) : [x.reshape([B * H, T, last])]);
-  const merge = (parts: tf.Tensor[]): tf.Tensor4D => (perHead ? mergeHeads(parts) : parts[0]!).reshape(shape) as tf.Tensor4D;
+  const groups = (x: tf.Tensor, last = hd): tf.Tensor[] =>
+    perHead ? splitHeads(x, B * H, T, last) : [x.reshape([B * H, T, last])];
+  const merge = (parts: tf.Tensor[]): tf.Tensor4D =>
+    (perHead ? mergeHeads(parts) : parts[0]!).reshape(shape) as tf.Tensor4D;
   // Pᵀ·X: on wasm an explicit transpose is cheaper than the scalar transposed-matMul loop.
-  const matMulTA = (a: tf.Tensor, b: tf.Tensor) => (perHead ? tf.matMul(transpose(a), b) : tf.matMul(a, b, true, false));
+  const matMulTA = (a: tf.Tensor, b: tf.Tensor) =>
+    perHead ? tf.matMul(transpose(a), b) : tf.matMul(a, b, true, false);
 
   const attend = tf.customGrad((...args) => {
     const [qIn, kIn, vIn] = args as tf.Tensor4D[];
     const save = args[3] as tf.GradSaveFunc;
     const y = withMasks((masks) => {
       const [qs, ks, vs] = [groups(qIn!.mul(scale)), groups(kIn!), groups(vIn!)];
-      return merge(qs.map((qg, g) => tf.tidy(() => {
-        const kt = transpose(ks[g]!);
-        const out = blocks.map(([s, e]) => tf.tidy(() => {
-          const p = tf.softmax(tf.matMul(rows(qg, s, e), cols(kt, 0, e)).add(masks.get(s, e - s)));
-          return tf.matMul(p, rows(vs[g]!, 0, e));
-        }));
-        return tf.concat(out, -2);
-      })));
+      return merge(
+        qs.map((qg, g) =>
+          tf.tidy(() => {
+            const kt = transpose(ks[g]!);
+            const out = blocks.map(([s, e]) =>
+              tf.tidy(() => {
+                const p = tf.softmax(tf.matMul(rows(qg, s, e), cols(kt, 0, e)).add(masks.get(s, e - s)));
+                return tf.matMul(p, rows(vs[g]!, 0, e));
+              }),
+            );
+            return tf.concat(out, -2);
+          }),
+        ),
+      );
     });
     save([qIn!, kIn!, vIn!, y]);
     return {
       value: y,
-      gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => withMasks((masks) => backward(dy, saved as tf.Tensor4D[], masks)),
+      gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) =>
+        withMasks((masks) => backward(dy, saved as tf.Tensor4D[], masks)),
     };
   });
 
@@ -117,28 +134,30 @@ export function causalSelfAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor
       // rowsum(dP ⊙ P) = rowsum(dY ⊙ Y): one [.., T, 1] term instead of a pass over each block.
       const delta = groups(dy.mul(y!).sum(-1, true), 1);
       const [qs, ks, vs, dys] = [groups(qIn!.mul(scale)), groups(kIn!), groups(vIn!), groups(dy)];
-      const perGroup = qs.map((qg, g) => tf.tidy(() => {
-        const [kg, dyg] = [ks[g]!, dys[g]!];
-        const [kt, vt] = [transpose(kg), transpose(vs[g]!)];
-        let dk: tf.Tensor = tf.zerosLike(kg);
-        let dv: tf.Tensor = tf.zerosLike(kg);
-        const dq = blocks.map(([s, e]) => {
-          const [dqBlock, nextDk, nextDv] = tf.tidy(() => {
-            const [qi, dyi] = [rows(qg, s, e), rows(dyg, s, e)];
-            const p = tf.softmax(tf.matMul(qi, cols(kt, 0, e)).add(masks.get(s, e - s)));
-            const ds = p.mul(tf.matMul(dyi, cols(vt, 0, e)).sub(rows(delta[g]!, s, e)));
-            return [
-              tf.matMul(ds, rows(kg, 0, e)),
-              dk.add(padRows(matMulTA(ds, qi), T)),
-              dv.add(padRows(matMulTA(p, dyi), T)),
-            ];
+      const perGroup = qs.map((qg, g) =>
+        tf.tidy(() => {
+          const [kg, dyg] = [ks[g]!, dys[g]!];
+          const [kt, vt] = [transpose(kg), transpose(vs[g]!)];
+          let dk: tf.Tensor = tf.zerosLike(kg);
+          let dv: tf.Tensor = tf.zerosLike(kg);
+          const dq = blocks.map(([s, e]) => {
+            const [dqBlock, nextDk, nextDv] = tf.tidy(() => {
+              const [qi, dyi] = [rows(qg, s, e), rows(dyg, s, e)];
+              const p = tf.softmax(tf.matMul(qi, cols(kt, 0, e)).add(masks.get(s, e - s)));
+              const ds = p.mul(tf.matMul(dyi, cols(vt, 0, e)).sub(rows(delta[g]!, s, e)));
+              return [
+                tf.matMul(ds, rows(kg, 0, e)),
+                dk.add(padRows(matMulTA(ds, qi), T)),
+                dv.add(padRows(matMulTA(p, dyi), T)),
+              ];
+            });
+            tf.dispose([dk, dv]);
+            [dk, dv] = [nextDk!, nextDv!];
+            return dqBlock!;
           });
-          tf.dispose([dk, dv]);
-          [dk, dv] = [nextDk!, nextDv!];
-          return dqBlock!;
-        });
-        return [tf.concat(dq, -2).mul(scale), dk, dv];
-      }));
+          return [tf.concat(dq, -2).mul(scale), dk, dv];
+        }),
+      );
       return [0, 1, 2].map((i) => merge(perGroup.map((gr) => gr[i]!)));
     });
   }

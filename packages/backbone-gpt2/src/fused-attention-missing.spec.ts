@@ -17,6 +17,8 @@ beforeAll(async () => {
 it('names the missing wasm/attention.wasm and the command that builds it', async () => {
   const { fusedCausalAttention } = await import('./fused-attention.js');
   const q = tf.zeros([1, 1, 4, 4]) as tf.Tensor4D;
-  expect(() => fusedCausalAttention(q, q, q)).toThrow(/wasm\/attention\.wasm is missing \(ENOENT.*npx nx run backbone-gpt2:build-wasm/);
+  expect(() => fusedCausalAttention(q, q, q)).toThrow(
+    /wasm\/attention\.wasm is missing \(ENOENT.*npx nx run backbone-gpt2:build-wasm/,
+  );
   q.dispose();
 });

@@ -7,7 +7,10 @@ import { FUSED_ATTENTION_KERNEL, fusedCausalAttention } from './fused-attention.
 /** The textbook version, differentiated by TF.js autodiff (plain ops). */
 function reference(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
   const [, , T, hd] = q.shape;
-  const mask = tf.linalg.bandPart(tf.ones([T, T]), -1, 0).sub(1).mul(1e9);
+  const mask = tf.linalg
+    .bandPart(tf.ones([T, T]), -1, 0)
+    .sub(1)
+    .mul(1e9);
   const scores = tf.matMul(q, k, false, true).div(Math.sqrt(hd)).add(mask);
   return tf.matMul(tf.softmax(scores), v);
 }
@@ -15,10 +18,20 @@ function reference(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D 
 type Attention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D;
 
 /** Output and gradients w.r.t. q, k, v of sum(attention(q, k, v) ⊙ w) for a random w (so dY is not uniform). */
-function outputsAndGrads(attention: Attention, shape: [number, number, number, number], seed: number, spread = 1): Float32Array[] {
+function outputsAndGrads(
+  attention: Attention,
+  shape: [number, number, number, number],
+  seed: number,
+  spread = 1,
+): Float32Array[] {
   return tf.tidy(() => {
-    const [q, k, v, w] = [0, 1, 2, 3].map((i) => tf.randomNormal(shape, 0, i < 2 ? spread : 1, 'float32', seed * 10 + i)) as tf.Tensor4D[];
-    const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => attention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D).mul(w!).sum();
+    const [q, k, v, w] = [0, 1, 2, 3].map((i) =>
+      tf.randomNormal(shape, 0, i < 2 ? spread : 1, 'float32', seed * 10 + i),
+    ) as tf.Tensor4D[];
+    const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+      attention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D)
+        .mul(w!)
+        .sum();
     const grads = tf.grads(f)([q!, k!, v!]);
     return [attention(q!, k!, v!), ...grads].map((t) => t.dataSync() as Float32Array);
   });
@@ -95,7 +108,13 @@ describe('fusedCausalAttention (wasm SIMD kernels)', () => {
   it('keeps the tensor count constant across training steps', () => {
     const [q, k, v] = [0, 1, 2].map((i) => tf.variable(tf.randomNormal([2, 2, 19, 4], 0, 1, 'float32', i)));
     const step = () => {
-      const { value, grads } = tf.variableGrads(() => fusedCausalAttention(q as tf.Variable<tf.Rank.R4>, k as tf.Variable<tf.Rank.R4>, v as tf.Variable<tf.Rank.R4>).square().sum() as tf.Scalar, [q!, k!, v!]);
+      const { value, grads } = tf.variableGrads(
+        () =>
+          fusedCausalAttention(q as tf.Variable<tf.Rank.R4>, k as tf.Variable<tf.Rank.R4>, v as tf.Variable<tf.Rank.R4>)
+            .square()
+            .sum() as tf.Scalar,
+        [q!, k!, v!],
+      );
       tf.dispose([value, grads]);
     };
     step();
@@ -109,7 +128,10 @@ describe('fusedCausalAttention (wasm SIMD kernels)', () => {
   it('is causal: changing key/value j leaves outputs before j bit-identical', () => {
     const [before, after] = tf.tidy(() => {
       const [q, k, v] = [0, 1, 2].map((i) => tf.randomNormal([1, 2, 20, 4], 0, 1, 'float32', i)) as tf.Tensor4D[];
-      const bump = tf.oneHot(tf.tensor1d([12], 'int32'), 20).reshape([1, 1, 20, 1]).mul(5);
+      const bump = tf
+        .oneHot(tf.tensor1d([12], 'int32'), 20)
+        .reshape([1, 1, 20, 1])
+        .mul(5);
       const run = (kk: tf.Tensor4D, vv: tf.Tensor4D) => fusedCausalAttention(q!, kk, vv).arraySync()[0]![1]!;
       return [run(k!, v!), run(k!.add(bump) as tf.Tensor4D, v!.add(bump) as tf.Tensor4D)];
     });

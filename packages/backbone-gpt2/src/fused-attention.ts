@@ -30,18 +30,53 @@ interface WasmMemory {
   readonly buffer: ArrayBuffer;
   grow(pages: number): number;
 }
-const WasmApi = (globalThis as unknown as {
-  WebAssembly: { Module: new (bytes: Uint8Array) => object; Instance: new (module: object, imports: object) => { exports: unknown } };
-}).WebAssembly;
+const WasmApi = (
+  globalThis as unknown as {
+    WebAssembly: {
+      Module: new (bytes: Uint8Array) => object;
+      Instance: new (module: object, imports: object) => { exports: unknown };
+    };
+  }
+).WebAssembly;
 
 interface KernelExports {
   memory: WasmMemory;
-  forward(BH: number, T: number, hd: number, scale: number, q: number, k: number, v: number, o: number, lse: number, kt: number, vt: number, rows: number, qsp: number): void;
+  forward(
+    BH: number,
+    T: number,
+    hd: number,
+    scale: number,
+    q: number,
+    k: number,
+    v: number,
+    o: number,
+    lse: number,
+    kt: number,
+    vt: number,
+    rows: number,
+    qsp: number,
+  ): void;
   backward(
-    BH: number, T: number, hd: number, scale: number,
-    q: number, k: number, v: number, o: number, dy: number, lse: number,
-    dq: number, dk: number, dv: number,
-    kt: number, vt: number, dkt: number, dvt: number, rows: number, qsp: number, dysp: number,
+    BH: number,
+    T: number,
+    hd: number,
+    scale: number,
+    q: number,
+    k: number,
+    v: number,
+    o: number,
+    dy: number,
+    lse: number,
+    dq: number,
+    dk: number,
+    dv: number,
+    kt: number,
+    vt: number,
+    dkt: number,
+    dvt: number,
+    rows: number,
+    qsp: number,
+    dysp: number,
   ): void;
 }
 
@@ -91,7 +126,10 @@ function layout(base: number, lengths: number[]): { offsets: number[]; end: numb
 function heap(exports: KernelExports, end: number): Float32Array {
   const have = exports.memory.buffer.byteLength;
   if (end > have) {
-    if (end > 4 * 1024 ** 3) throw new RangeError(`fused attention: needs ${(end / 1024 ** 2).toFixed(0)} MiB of wasm memory, over the 4 GiB wasm32 limit; lower the batch size`);
+    if (end > 4 * 1024 ** 3)
+      throw new RangeError(
+        `fused attention: needs ${(end / 1024 ** 2).toFixed(0)} MiB of wasm memory, over the 4 GiB wasm32 limit; lower the batch size`,
+      );
     exports.memory.grow(Math.ceil((end - have) / 65536));
   }
   return new Float32Array(exports.memory.buffer);
@@ -113,7 +151,17 @@ function forwardKernel({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; bac
   const { exports, base } = load();
   // q, k, v, o, lse, then scratch: kt, vt [hd, T4], a block's 4 score rows, 4 rows of q splats.
   const { offsets, end } = layout(base, [n, n, n, n, B * H * T, hd * T4, hd * T4, 4 * T4, 16 * hd]);
-  const [qp, kp, vp, op, lp, ktp, vtp, rowp, qsp] = offsets as [number, number, number, number, number, number, number, number, number];
+  const [qp, kp, vp, op, lp, ktp, vtp, rowp, qsp] = offsets as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   let mem = heap(exports, end);
   mem.set(wasm.typedArrayFromHeap(q!), qp / 4);
   mem.set(wasm.typedArrayFromHeap(k!), kp / 4);
@@ -136,11 +184,58 @@ function backwardKernel({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; ba
   const T4 = Math.ceil(T / 4) * 4;
   const { exports, base } = load();
   // Inputs, outputs, then scratch: kt, vt, dkt, dvt [hd, T4], 4 rows of dS, q and dy splats.
-  const { offsets, end } = layout(base, [n, n, n, n, n, B * H * T, n, n, n, hd * T4, hd * T4, hd * T4, hd * T4, 4 * T4, 16 * hd, 16 * hd]);
+  const { offsets, end } = layout(base, [
+    n,
+    n,
+    n,
+    n,
+    n,
+    B * H * T,
+    n,
+    n,
+    n,
+    hd * T4,
+    hd * T4,
+    hd * T4,
+    hd * T4,
+    4 * T4,
+    16 * hd,
+    16 * hd,
+  ]);
   const [qp, kp, vp, op, dyp, lp, dqp, dkp, dvp, ktp, vtp, dktp, dvtp, rowp, qsp, dysp] = offsets as number[];
   let mem = heap(exports, end);
-  ([[q, qp], [k, kp], [v, vp], [o, op], [dy, dyp], [lse, lp]] as [tf.TensorInfo, number][]).forEach(([t, at]) => mem.set(wasm.typedArrayFromHeap(t), at / 4));
-  exports.backward(B * H, T, hd, 1 / Math.sqrt(hd), qp!, kp!, vp!, op!, dyp!, lp!, dqp!, dkp!, dvp!, ktp!, vtp!, dktp!, dvtp!, rowp!, qsp!, dysp!);
+  (
+    [
+      [q, qp],
+      [k, kp],
+      [v, vp],
+      [o, op],
+      [dy, dyp],
+      [lse, lp],
+    ] as [tf.TensorInfo, number][]
+  ).forEach(([t, at]) => mem.set(wasm.typedArrayFromHeap(t), at / 4));
+  exports.backward(
+    B * H,
+    T,
+    hd,
+    1 / Math.sqrt(hd),
+    qp!,
+    kp!,
+    vp!,
+    op!,
+    dyp!,
+    lp!,
+    dqp!,
+    dkp!,
+    dvp!,
+    ktp!,
+    vtp!,
+    dktp!,
+    dvtp!,
+    rowp!,
+    qsp!,
+    dysp!,
+  );
   mem = new Float32Array(exports.memory.buffer);
   const outs = [0, 1, 2].map(() => wasm.makeOutput([B, H, T, hd], 'float32'));
   outs.forEach((t, i) => {
@@ -150,9 +245,13 @@ function backwardKernel({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; ba
   return outs;
 }
 
-for (const [kernelName, kernelFunc] of [[FUSED_ATTENTION_KERNEL, forwardKernel], [FUSED_ATTENTION_GRAD_KERNEL, backwardKernel]] as const) {
+for (const [kernelName, kernelFunc] of [
+  [FUSED_ATTENTION_KERNEL, forwardKernel],
+  [FUSED_ATTENTION_GRAD_KERNEL, backwardKernel],
+] as const) {
   // Guarded: the module may be evaluated twice in one process (source and built copies).
-  if (!tf.getKernel(kernelName, 'wasm')) tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+  if (!tf.getKernel(kernelName, 'wasm'))
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
 }
 
 /**
@@ -163,7 +262,8 @@ for (const [kernelName, kernelFunc] of [[FUSED_ATTENTION_KERNEL, forwardKernel],
  *   kernel file is missing (the message names it and the build command).
  */
 export function fusedCausalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
-  if (tf.getBackend() !== 'wasm') throw new Error(`fused attention runs on the wasm backend only; the active backend is ${tf.getBackend()}`);
+  if (tf.getBackend() !== 'wasm')
+    throw new Error(`fused attention runs on the wasm backend only; the active backend is ${tf.getBackend()}`);
   load();
   const attend = tf.customGrad((...args) => {
     const [qIn, kIn, vIn] = args as tf.Tensor4D[];
@@ -174,7 +274,9 @@ export function fusedCausalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tenso
       value: y as tf.Tensor4D,
       gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
         const [sq, sk, sv, so, sl] = saved;
-        return tf.engine().runKernel(FUSED_ATTENTION_GRAD_KERNEL, { q: sq!, k: sk!, v: sv!, o: so!, dy, lse: sl! }, {}) as tf.Tensor[];
+        return tf
+          .engine()
+          .runKernel(FUSED_ATTENTION_GRAD_KERNEL, { q: sq!, k: sk!, v: sv!, o: so!, dy, lse: sl! }, {}) as tf.Tensor[];
       },
     };
   });

@@ -15,14 +15,18 @@ describe.each(['cpu', 'wasm'])('gelu on %s', (backend) => {
   });
 
   it('matches the tanh formula and its autodiff gradient', () => {
-    const [expected, actual] = [reference, gelu].map((f) => tf.tidy(() => {
-      const x = tf.linspace(-6, 6, 240).reshape([3, 80, 1]).tile([1, 1, 2]);
-      const upstream = tf.randomNormal(x.shape, 0, 1, 'float32', 1);
-      const { value, grad } = tf.valueAndGrad((t: tf.Tensor) => f(t).mul(upstream).sum())(x);
-      return [f(x).dataSync(), grad.dataSync(), value.dataSync()].map((d) => Array.from(d));
-    }));
+    const [expected, actual] = [reference, gelu].map((f) =>
+      tf.tidy(() => {
+        const x = tf.linspace(-6, 6, 240).reshape([3, 80, 1]).tile([1, 1, 2]);
+        const upstream = tf.randomNormal(x.shape, 0, 1, 'float32', 1);
+        const { value, grad } = tf.valueAndGrad((t: tf.Tensor) => f(t).mul(upstream).sum())(x);
+        return [f(x).dataSync(), grad.dataSync(), value.dataSync()].map((d) => Array.from(d));
+      }),
+    );
     // float32: 1e-5 relative to the magnitude (the summed value is ~24).
-    expected!.forEach((values, i) => values.forEach((v, j) => expect(Math.abs(actual![i]![j]! - v)).toBeLessThan(1e-5 * Math.max(1, Math.abs(v)))));
+    expected!.forEach((values, i) =>
+      values.forEach((v, j) => expect(Math.abs(actual![i]![j]! - v)).toBeLessThan(1e-5 * Math.max(1, Math.abs(v)))),
+    );
     expect(Math.max(...expected![1]!.map(Math.abs))).toBeGreaterThan(0.5);
   });
 

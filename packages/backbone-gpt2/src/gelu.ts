@@ -17,14 +17,29 @@ export function gelu<T extends tf.Tensor>(x: T): T {
     const input = args[0] as tf.Tensor;
     (args[1] as tf.GradSaveFunc)([input]);
     return {
-      value: tf.tidy(() => input.mul(tf.sigmoid(input.mul(input.square().mul(A * K).add(K))))),
-      gradFunc: (dy: tf.Tensor, [xs]: tf.Tensor[]) => tf.tidy(() => {
-        const x2 = xs!.square();
-        const s = tf.sigmoid(xs!.mul(x2.mul(A * K).add(K)));
-        // d/dx x·σ(u) = σ(u) + x·σ(u)·(1 − σ(u))·u′, with u′ = K·(1 + 3A·x²).
-        const slope = xs!.mul(s).mul(tf.sub(1, s)).mul(x2.mul(3 * A * K).add(K));
-        return dy.mul(s.add(slope));
-      }),
+      value: tf.tidy(() =>
+        input.mul(
+          tf.sigmoid(
+            input.mul(
+              input
+                .square()
+                .mul(A * K)
+                .add(K),
+            ),
+          ),
+        ),
+      ),
+      gradFunc: (dy: tf.Tensor, [xs]: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const x2 = xs!.square();
+          const s = tf.sigmoid(xs!.mul(x2.mul(A * K).add(K)));
+          // d/dx x·σ(u) = σ(u) + x·σ(u)·(1 − σ(u))·u′, with u′ = K·(1 + 3A·x²).
+          const slope = xs!
+            .mul(s)
+            .mul(tf.sub(1, s))
+            .mul(x2.mul(3 * A * K).add(K));
+          return dy.mul(s.add(slope));
+        }),
     };
   })(x) as T;
 }

@@ -7,14 +7,20 @@ import { createGpt2, gpt2Schema, plugin } from './index.js';
 
 const T = 64; // an 8×8 image
 const base: Gpt2Config = {
-  embed_dim: 16, num_heads: 2, num_layers: 2, dropout: 0, init_std: 0.02, residual_norm: false,
-  num_positions: T, num_vocab: 4,
+  embed_dim: 16,
+  num_heads: 2,
+  num_layers: 2,
+  dropout: 0,
+  init_std: 0.02,
+  residual_norm: false,
+  num_positions: T,
+  num_vocab: 4,
   attention_block_size: 24, // 24 + 24 + 16: several attention blocks, the last one ragged
 };
 
 function randomTokens(batch: number, seed: number, vocab = base.num_vocab): number[][] {
   let s = seed;
-  const next = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const next = () => (s = (s * 1103515245 + 12345) % 2147483648) / 2147483648;
   return Array.from({ length: batch }, () => Array.from({ length: T }, () => Math.floor(next() * vocab)));
 }
 
@@ -37,7 +43,10 @@ describe.each(['cpu', 'wasm'])('Gpt2 on %s', (backend) => {
 
   it('returns hidden states [B,T,D] and no head outputs', () => {
     tf.tidy(() => {
-      const { hidden } = model.forward(tf.tensor2d(randomTokens(3, 1), undefined, 'int32'), { training: false, seed: 0 });
+      const { hidden } = model.forward(tf.tensor2d(randomTokens(3, 1), undefined, 'int32'), {
+        training: false,
+        seed: 0,
+      });
       expect(hidden.shape).toEqual([3, T, 16]);
       expect(model.hiddenSize).toBe(16);
       expect((model as unknown as Record<string, unknown>)['classify']).toBeUndefined();
@@ -63,7 +72,13 @@ describe.each(['cpu', 'wasm'])('Gpt2 on %s', (backend) => {
     try {
       for (let p = 0; p < T; p++) {
         const step = tf.tidy(() => {
-          const prev = p === 0 ? null : tf.tensor1d(tokens.map((row) => row[p - 1]!), 'int32');
+          const prev =
+            p === 0
+              ? null
+              : tf.tensor1d(
+                  tokens.map((row) => row[p - 1]!),
+                  'int32',
+                );
           return model.step(prev, cache).arraySync();
         });
         for (let b = 0; b < 2; b++) for (let v = 0; v < 16; v++) expect(step[b]![v]).toBeCloseTo(full[b]![p]![v]!, 4);
@@ -82,11 +97,12 @@ describe.each(['cpu', 'wasm'])('Gpt2 on %s', (backend) => {
     const head = tf.variable(tf.randomNormal([16, 4], 0, 0.02, 'float32', 5));
     const optimizer = tf.train.adam(1e-2);
     const vars = { ...trainee.namedVariables(), head };
-    const lossOf = () => tf.tidy(() => {
-      const { hidden } = trainee.forward(tokens, { training: true, seed: 0 });
-      const logits = hidden.reshape([-1, 16]).matMul(head).reshape([4, T, 4]) as tf.Tensor3D;
-      return crossEntropy(logits, tokens, 4);
-    });
+    const lossOf = () =>
+      tf.tidy(() => {
+        const { hidden } = trainee.forward(tokens, { training: true, seed: 0 });
+        const logits = hidden.reshape([-1, 16]).matMul(head).reshape([4, T, 4]) as tf.Tensor3D;
+        return crossEntropy(logits, tokens, 4);
+      });
     const losses: number[] = [];
     let tensors = 0;
     for (let s = 0; s < 40; s++) {
@@ -94,7 +110,10 @@ describe.each(['cpu', 'wasm'])('Gpt2 on %s', (backend) => {
       const { value, grads } = tf.variableGrads(lossOf, Object.values(vars));
       if (s === 0) {
         for (const [name, v] of Object.entries(vars)) {
-          expect(tf.tidy(() => grads[v.name]!.abs().max().dataSync()[0]), name).toBeGreaterThan(0);
+          expect(
+            tf.tidy(() => grads[v.name]!.abs().max().dataSync()[0]),
+            name,
+          ).toBeGreaterThan(0);
         }
       }
       optimizer.applyGradients(Object.entries(grads).map(([name, tensor]) => ({ name, tensor })));
@@ -147,8 +166,16 @@ describe('Gpt2 options', () => {
   it('names its variables like nanoGPT, and holds no heads', () => {
     const model = new Gpt2(base);
     const names = Object.keys(model.namedVariables());
-    for (const n of ['tok_embed', 'pos_embed', 'sos', 'blocks.0.ln1.gamma', 'blocks.0.attn.qkv.kernel', 'blocks.1.mlp.proj.bias',
-      'ln_f.gamma']) expect(names).toContain(n);
+    for (const n of [
+      'tok_embed',
+      'pos_embed',
+      'sos',
+      'blocks.0.ln1.gamma',
+      'blocks.0.attn.qkv.kernel',
+      'blocks.1.mlp.proj.bias',
+      'ln_f.gamma',
+    ])
+      expect(names).toContain(n);
     expect(names.filter((n) => n.includes('head'))).toEqual([]);
     expect(names).not.toContain('blocks.2.ln1.gamma');
     model.dispose();
@@ -163,7 +190,14 @@ describe('backbone/gpt2 component', () => {
     plugin.register({ register: (spec) => specs.push(spec) });
     expect(specs.map((s) => `${s.kind}/${s.name}`)).toEqual(['backbone/gpt2']);
     expect(gpt2Schema.parse({})).toEqual({
-      embed_dim: 16, num_heads: 2, num_layers: 8, dropout: 0, init_std: 0.02, residual_norm: false, attention_block_size: 128, init_seed: 0,
+      embed_dim: 16,
+      num_heads: 2,
+      num_layers: 8,
+      dropout: 0,
+      init_std: 0.02,
+      residual_norm: false,
+      attention_block_size: 128,
+      init_seed: 0,
     });
   });
 
@@ -171,7 +205,9 @@ describe('backbone/gpt2 component', () => {
     const result = gpt2Schema.safeParse({ embed_dim: 10, num_heads: 4 });
     expect(result.success).toBe(false);
     expect(result.error!.issues[0]!.path).toEqual(['embed_dim']);
-    expect(result.error!.issues[0]!.message).toMatch(/embed_dim \(10\) must be divisible by num_heads \(4\).*num_heads=2/);
+    expect(result.error!.issues[0]!.message).toMatch(
+      /embed_dim \(10\) must be divisible by num_heads \(4\).*num_heads=2/,
+    );
     expect(() => createGpt2({ ...gpt2Schema.parse({}), embed_dim: 10, num_heads: 4 }, dataArgs)).toThrow(ConfigError);
   });
 
@@ -184,7 +220,11 @@ describe('backbone/gpt2 component', () => {
 
   it('explains which modelDataArgs are missing', () => {
     const err = (() => {
-      try { createGpt2(gpt2Schema.parse({ num_layers: 1 }), { num_positions: 0 }); } catch (e) { return e; }
+      try {
+        createGpt2(gpt2Schema.parse({ num_layers: 1 }), { num_positions: 0 });
+      } catch (e) {
+        return e;
+      }
     })();
     expect(err).toBeInstanceOf(ConfigError);
     const problems = (err as ConfigError).problems.map((p) => p.path);

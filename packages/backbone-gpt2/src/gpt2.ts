@@ -53,7 +53,10 @@ export class KVCache {
   readonly keys: (tf.Tensor4D | null)[];
   readonly values: (tf.Tensor4D | null)[];
 
-  constructor(readonly batch: number, numLayers: number) {
+  constructor(
+    readonly batch: number,
+    numLayers: number,
+  ) {
     this.keys = new Array<tf.Tensor4D | null>(numLayers).fill(null);
     this.values = new Array<tf.Tensor4D | null>(numLayers).fill(null);
   }
@@ -80,8 +83,14 @@ export class KVCache {
 
 // ---- small named pieces ------------------------------------------------------------------------
 
-interface Dense { kernel: tf.Tensor; bias?: tf.Tensor }
-interface Norm { gamma: tf.Tensor; beta: tf.Tensor }
+interface Dense {
+  kernel: tf.Tensor;
+  bias?: tf.Tensor;
+}
+interface Norm {
+  gamma: tf.Tensor;
+  beta: tf.Tensor;
+}
 /** How a layer's heads attend: full causal attention (training), or one new position over a cache. */
 type Attend = (l: number, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D;
 type Drop = (t: tf.Tensor) => tf.Tensor;
@@ -91,13 +100,21 @@ const LN_EPS = 1e-5;
 /** LayerNorm over the last axis: (x − mean) / √(var + ε) · γ + β. */
 function layerNorm<T extends tf.Tensor>(x: T, { gamma, beta }: Norm): T {
   const { mean, variance } = tf.moments(x, -1, true);
-  return x.sub(mean).mul(tf.rsqrt(variance.add(LN_EPS))).mul(gamma).add(beta) as T;
+  return x
+    .sub(mean)
+    .mul(tf.rsqrt(variance.add(LN_EPS)))
+    .mul(gamma)
+    .add(beta) as T;
 }
 
 /** x[B, T, in] · kernel[in, out] (+ bias) as one 2-D product with a wasm-friendly gradient (core's `linear`). */
 function dense(x: tf.Tensor3D, { kernel, bias }: Dense): tf.Tensor3D {
   const [B, T, inDim] = x.shape;
-  return linear(x.reshape([B * T, inDim]), kernel as tf.Tensor2D, bias as tf.Tensor1D | undefined).reshape([B, T, kernel.shape[1]!]);
+  return linear(x.reshape([B * T, inDim]), kernel as tf.Tensor2D, bias as tf.Tensor1D | undefined).reshape([
+    B,
+    T,
+    kernel.shape[1]!,
+  ]);
 }
 
 /**
@@ -176,10 +193,15 @@ export class Gpt2 implements Backbone {
     const p = cache.length;
     const { embed_dim: D, num_positions } = this.config;
     if ((token === null) !== (p === 0)) {
-      throw new Error(p === 0 ? 'the first step takes null (it decodes from sos)' : `step ${p} needs the token chosen at position ${p - 1}`);
+      throw new Error(
+        p === 0
+          ? 'the first step takes null (it decodes from sos)'
+          : `step ${p} needs the token chosen at position ${p - 1}`,
+      );
     }
     if (p >= num_positions) throw new RangeError(`cache is full: all ${num_positions} positions decoded`);
-    if (token && token.shape[0] !== cache.batch) throw new RangeError(`token batch ${token.shape[0]} != cache batch ${cache.batch}`);
+    if (token && token.shape[0] !== cache.batch)
+      throw new RangeError(`token batch ${token.shape[0]} != cache batch ${cache.batch}`);
     const B = cache.batch;
     const out = tf.tidy(() => {
       const tok = token === null ? this.sos(B) : this.embedTokens(token.reshape([B, 1]));
@@ -262,7 +284,8 @@ export class Gpt2 implements Backbone {
   private initVariables(seed: number): void {
     const { embed_dim: D, num_layers: L, num_positions: P, num_vocab: V, init_std } = this.config;
     let n = 0;
-    const normal = (name: string, shape: number[], std = init_std) => this.add(name, tf.randomNormal(shape, 0, std, 'float32', seed * 7919 + n++));
+    const normal = (name: string, shape: number[], std = init_std) =>
+      this.add(name, tf.randomNormal(shape, 0, std, 'float32', seed * 7919 + n++));
     const zeros = (name: string, shape: number[]) => this.add(name, tf.zeros(shape));
     const ones = (name: string, shape: number[]) => this.add(name, tf.ones(shape));
     normal('tok_embed', [V, D]);
@@ -273,14 +296,21 @@ export class Gpt2 implements Backbone {
     const projStd = init_std / Math.sqrt(2 * L);
     for (let l = 0; l < L; l++) {
       const p = `blocks.${l}`;
-      ones(`${p}.ln1.gamma`, [D]); zeros(`${p}.ln1.beta`, [D]);
-      normal(`${p}.attn.qkv.kernel`, [D, 3 * D]); zeros(`${p}.attn.qkv.bias`, [3 * D]);
-      normal(`${p}.attn.proj.kernel`, [D, D], projStd); zeros(`${p}.attn.proj.bias`, [D]);
-      ones(`${p}.ln2.gamma`, [D]); zeros(`${p}.ln2.beta`, [D]);
-      normal(`${p}.mlp.fc.kernel`, [D, 4 * D]); zeros(`${p}.mlp.fc.bias`, [4 * D]);
-      normal(`${p}.mlp.proj.kernel`, [4 * D, D], projStd); zeros(`${p}.mlp.proj.bias`, [D]);
+      ones(`${p}.ln1.gamma`, [D]);
+      zeros(`${p}.ln1.beta`, [D]);
+      normal(`${p}.attn.qkv.kernel`, [D, 3 * D]);
+      zeros(`${p}.attn.qkv.bias`, [3 * D]);
+      normal(`${p}.attn.proj.kernel`, [D, D], projStd);
+      zeros(`${p}.attn.proj.bias`, [D]);
+      ones(`${p}.ln2.gamma`, [D]);
+      zeros(`${p}.ln2.beta`, [D]);
+      normal(`${p}.mlp.fc.kernel`, [D, 4 * D]);
+      zeros(`${p}.mlp.fc.bias`, [4 * D]);
+      normal(`${p}.mlp.proj.kernel`, [4 * D, D], projStd);
+      zeros(`${p}.mlp.proj.bias`, [D]);
     }
-    ones('ln_f.gamma', [D]); zeros('ln_f.beta', [D]);
+    ones('ln_f.gamma', [D]);
+    zeros('ln_f.beta', [D]);
   }
 
   private add(name: string, init: tf.Tensor): void {

@@ -1,32 +1,41 @@
 import { z } from 'zod';
-import { ConfigError, type ComponentSpec, type ConfigProblem, type ModelDataArgs, type TaskforgePlugin } from '@taskforge/core';
+import {
+  ConfigError,
+  type ComponentSpec,
+  type ConfigProblem,
+  type ModelDataArgs,
+  type TaskforgePlugin,
+} from '@taskforge/core';
 import { Gpt2, type Gpt2Config } from './gpt2.js';
 
 export { Gpt2, KVCache, attention } from './gpt2.js';
 export type { Gpt2Config, ForwardOptions, ForwardOutput } from './gpt2.js';
 
 /** The `backbone` config node (without `_target_`). Shapes come from the data module. */
-export const gpt2Schema = z.strictObject({
-  embed_dim: z.int().positive().default(16),
-  num_heads: z.int().positive().default(2),
-  num_layers: z.int().positive().default(8),
-  dropout: z.number().min(0).lt(1).default(0),
-  init_std: z.number().positive().default(0.02),
-  residual_norm: z.boolean().default(false),
-  /** Query rows per block of the memory-efficient attention (speed/memory trade-off only; results are the same). */
-  attention_block_size: z.int().positive().default(128),
-  /** Seeds weight initialisation, so two runs with the same config start from the same weights. */
-  init_seed: z.int().nonnegative().default(0),
-}).superRefine((c, ctx) => {
-  if (c.embed_dim % c.num_heads !== 0) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['embed_dim'],
-      message: `embed_dim (${c.embed_dim}) must be divisible by num_heads (${c.num_heads}) so every head gets `
-        + `embed_dim / num_heads dimensions; pick e.g. num_heads=${largestDivisorAtMost(c.embed_dim, c.num_heads)} or embed_dim=${Math.ceil(c.embed_dim / c.num_heads) * c.num_heads}`,
-    });
-  }
-});
+export const gpt2Schema = z
+  .strictObject({
+    embed_dim: z.int().positive().default(16),
+    num_heads: z.int().positive().default(2),
+    num_layers: z.int().positive().default(8),
+    dropout: z.number().min(0).lt(1).default(0),
+    init_std: z.number().positive().default(0.02),
+    residual_norm: z.boolean().default(false),
+    /** Query rows per block of the memory-efficient attention (speed/memory trade-off only; results are the same). */
+    attention_block_size: z.int().positive().default(128),
+    /** Seeds weight initialisation, so two runs with the same config start from the same weights. */
+    init_seed: z.int().nonnegative().default(0),
+  })
+  .superRefine((c, ctx) => {
+    if (c.embed_dim % c.num_heads !== 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['embed_dim'],
+        message:
+          `embed_dim (${c.embed_dim}) must be divisible by num_heads (${c.num_heads}) so every head gets ` +
+          `embed_dim / num_heads dimensions; pick e.g. num_heads=${largestDivisorAtMost(c.embed_dim, c.num_heads)} or embed_dim=${Math.ceil(c.embed_dim / c.num_heads) * c.num_heads}`,
+      });
+    }
+  });
 
 export type Gpt2Options = z.output<typeof gpt2Schema>;
 
@@ -40,7 +49,9 @@ const DATA_ARGS = ['num_positions', 'num_vocab'] as const;
 export function createGpt2(options: Gpt2Options, modelDataArgs: ModelDataArgs): Gpt2 {
   const parsed = gpt2Schema.safeParse(options);
   if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => ({ path: ['backbone', ...i.path].join('.'), message: i.message })));
+    throw new ConfigError(
+      parsed.error.issues.map((i) => ({ path: ['backbone', ...i.path].join('.'), message: i.message })),
+    );
   }
   const problems: ConfigProblem[] = [];
   const shape: Record<string, number> = {};
@@ -50,8 +61,9 @@ export function createGpt2(options: Gpt2Options, modelDataArgs: ModelDataArgs): 
     else {
       problems.push({
         path: `modelDataArgs.${key}`,
-        message: `backbone/gpt2 needs a positive integer ${key} from the data module; use a data module that provides `
-          + `${DATA_ARGS.join(', ')} in its modelDataArgs (e.g. datamodule/cifar10)`,
+        message:
+          `backbone/gpt2 needs a positive integer ${key} from the data module; use a data module that provides ` +
+          `${DATA_ARGS.join(', ')} in its modelDataArgs (e.g. datamodule/cifar10)`,
         value: value ?? null,
       });
     }
@@ -65,7 +77,8 @@ export function createGpt2(options: Gpt2Options, modelDataArgs: ModelDataArgs): 
 export const gpt2Spec: ComponentSpec<'backbone', Gpt2Options> = {
   kind: 'backbone',
   name: 'gpt2',
-  description: 'GPT-2 decoder (causal self-attention, learned sos and positions) returning hidden states; heads belong to the task',
+  description:
+    'GPT-2 decoder (causal self-attention, learned sos and positions) returning hidden states; heads belong to the task',
   schema: gpt2Schema,
   create: (config, ctx) => createGpt2(config, ctx.modelDataArgs),
 };

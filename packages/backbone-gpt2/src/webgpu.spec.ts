@@ -11,15 +11,23 @@ import { causalSelfAttention } from './attention.js';
 import { Gpt2, type Gpt2Config } from './gpt2.js';
 
 const probe = await probeWebgpu();
-const why = 'reason' in probe
-  ? `no WebGPU adapter here (${probe.reason}); on Debian bookworm run \`bash .ci/install-lavapipe.sh\` as root to get a software one`
-  : '';
+const why =
+  'reason' in probe
+    ? `no WebGPU adapter here (${probe.reason}); on Debian bookworm run \`bash .ci/install-lavapipe.sh\` as root to get a software one`
+    : '';
 if (why) console.warn(`webgpu tests skipped: ${why}`);
 
 const T = 12;
 const config: Gpt2Config = {
-  embed_dim: 8, num_heads: 2, num_layers: 1, dropout: 0, init_std: 0.02, residual_norm: false,
-  num_positions: T, num_vocab: 4, attention_block_size: 5, // blocks 5 + 5 + 2
+  embed_dim: 8,
+  num_heads: 2,
+  num_layers: 1,
+  dropout: 0,
+  init_std: 0.02,
+  residual_norm: false,
+  num_positions: T,
+  num_vocab: 4,
+  attention_block_size: 5, // blocks 5 + 5 + 2
 };
 const tokens = Array.from({ length: 2 }, (_, b) => Array.from({ length: T }, (_, i) => (i * (b + 1) + b) % 4));
 
@@ -53,7 +61,12 @@ async function forwardAndGrads(model: Gpt2): Promise<number[][]> {
   const { value, grads } = tf.variableGrads(() => {
     const { hidden } = model.forward(ids, { training: false, seed: 0 });
     const logits = hidden.reshape([-1, 8]).matMul(head);
-    return tf.logSoftmax(logits).mul(tf.oneHot(ids.reshape([-1]), 4).toFloat()).sum(-1).mean().neg() as tf.Scalar;
+    return tf
+      .logSoftmax(logits)
+      .mul(tf.oneHot(ids.reshape([-1]), 4).toFloat())
+      .sum(-1)
+      .mean()
+      .neg() as tf.Scalar;
   }, Object.values(vars));
   const logits = tf.tidy(() => model.forward(ids, { training: false, seed: 0 }).hidden);
   const out = await read([value, logits, ...Object.values(vars).map((v) => grads[v.name]!)]);
@@ -69,7 +82,9 @@ describe.skipIf(why !== '')('GPT-2 on webgpu matches cpu', () => {
     await selectBackend('cpu');
     const model = new Gpt2(config, { seed: 1 });
     const entries = Object.entries(model.namedVariables());
-    weights = Object.fromEntries(await Promise.all(entries.map(async ([n, v]) => [n, Array.from(await v.data())] as const)));
+    weights = Object.fromEntries(
+      await Promise.all(entries.map(async ([n, v]) => [n, Array.from(await v.data())] as const)),
+    );
     cpu = await forwardAndGrads(model);
     model.dispose();
     await selectBackend('webgpu');
@@ -81,7 +96,10 @@ describe.skipIf(why !== '')('GPT-2 on webgpu matches cpu', () => {
     const compute = async (backend: string) => {
       await tf.setBackend(backend);
       const [q, k, v, w] = [0, 1, 2, 3].map((i) => tf.randomNormal(shape, 0, 1, 'float32', 40 + i)) as tf.Tensor4D[];
-      const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => causalSelfAttention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, { blockSize: 4 }).mul(w!).sum();
+      const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+        causalSelfAttention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, { blockSize: 4 })
+          .mul(w!)
+          .sum();
       const outs = [causalSelfAttention(q!, k!, v!, { blockSize: 4 }), ...tf.grads(f)([q!, k!, v!])];
       const values = await read(outs);
       tf.dispose([q, k, v, w, ...outs]);
@@ -103,17 +121,26 @@ describe.skipIf(why !== '')('GPT-2 on webgpu matches cpu', () => {
   it('KV-cache decoding gives the full forward pass hidden states', async () => {
     await tf.setBackend('webgpu');
     const model = modelWith(weights);
-    const full = await read([tf.tidy(() => model.forward(tf.tensor2d(tokens, undefined, 'int32'), { training: false, seed: 0 }).hidden)]);
+    const full = await read([
+      tf.tidy(() => model.forward(tf.tensor2d(tokens, undefined, 'int32'), { training: false, seed: 0 }).hidden),
+    ]);
     const cache = model.createCache(2);
     const before = tf.memory().numTensors;
     try {
       for (let p = 0; p < T; p++) {
-        const prev = p === 0 ? null : tf.tensor1d(tokens.map((row) => row[p - 1]!), 'int32');
+        const prev =
+          p === 0
+            ? null
+            : tf.tensor1d(
+                tokens.map((row) => row[p - 1]!),
+                'int32',
+              );
         const hidden = model.step(prev, cache);
         const [step] = await read([hidden]);
         hidden.dispose();
         prev?.dispose();
-        for (let b = 0; b < 2; b++) for (let d = 0; d < 8; d++) expect(step![b * 8 + d]).toBeCloseTo(full[0]![(b * T + p) * 8 + d]!, 4);
+        for (let b = 0; b < 2; b++)
+          for (let d = 0; d < 8; d++) expect(step![b * 8 + d]).toBeCloseTo(full[0]![(b * T + p) * 8 + d]!, 4);
       }
     } finally {
       cache.dispose();

@@ -1,2 +1,11 @@
 export { main, commandOptions, type CliIo } from './main.js';
-export { plotCommand, readCurves, curvesSpec, confusionSpec, renderPng, type CurvePoint, type PlotResult, type PlotOptions } from './plot.js';
+export {
+  plotCommand,
+  readCurves,
+  curvesSpec,
+  confusionSpec,
+  renderPng,
+  type CurvePoint,
+  type PlotResult,
+  type PlotOptions,
+} from './plot.js';

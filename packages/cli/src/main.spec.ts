@@ -9,8 +9,15 @@ function io() {
 
 describe('commandOptions', () => {
   it('splits ckpt= from overrides and accepts the --key=value spelling', () => {
-    expect(commandOptions(['trainer.max_steps=3', '--task.classify=true', 'ckpt=out/last', '--verbose', '~trainer.loggers.csv']))
-      .toEqual({ overrides: ['trainer.max_steps=3', 'task.classify=true', '~trainer.loggers.csv'], ckpt: 'out/last' });
+    expect(
+      commandOptions([
+        'trainer.max_steps=3',
+        '--task.classify=true',
+        'ckpt=out/last',
+        '--verbose',
+        '~trainer.loggers.csv',
+      ]),
+    ).toEqual({ overrides: ['trainer.max_steps=3', 'task.classify=true', '~trainer.loggers.csv'], ckpt: 'out/last' });
     expect(commandOptions(['--ckpt=a/b'])).toEqual({ overrides: [], ckpt: 'a/b' });
   });
 });
@@ -47,7 +54,10 @@ describe('main', () => {
   });
 
   it("refuses ' #' in a value instead of cutting it, and the hint works when pasted into a shell", async () => {
-    for (const [override, key, value] of [['trainer.run_dir=/tmp/exp #1', 'run_dir', '/tmp/exp #1'], ['trainer.default_root_dir=#', 'default_root_dir', '#']] as const) {
+    for (const [override, key, value] of [
+      ['trainer.run_dir=/tmp/exp #1', 'run_dir', '/tmp/exp #1'],
+      ['trainer.default_root_dir=#', 'default_root_dir', '#'],
+    ] as const) {
       // (`task.pretrained=#` is now refused for another reason: the path '#' does not exist; see tests/faults-app.spec.ts.)
       const bad = io();
       expect(await main(['config', override], bad.io)).toBe(2);

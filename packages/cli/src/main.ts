@@ -5,11 +5,19 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import {
-  Session, TaskforgeError, configCommand, evaluateCommand, listCommand, predictCommand, sampleCommand, trainCommand,
+  Session,
+  TaskforgeError,
+  configCommand,
+  evaluateCommand,
+  listCommand,
+  predictCommand,
+  sampleCommand,
+  trainCommand,
   type CommandOptions,
 } from '@taskforge/core';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
+  .version;
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -47,37 +55,65 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
   };
 
   const withOverrides = (name: string, description: string, extra = '') =>
-    program.command(name).description(description)
+    program
+      .command(name)
+      .description(description)
       .argument('[overrides...]', 'config overrides, e.g. trainer.max_steps=200')
       .allowUnknownOption(true)
       .addHelpText('after', extra + OVERRIDES_HELP);
 
-  withOverrides('train', 'fit the configured task (checkpoints, logs and samples go to the run dir)')
-    .action(async (args: string[]) => { await trainCommand(await session(), commandOptions(args)); });
-  withOverrides('validate', 'evaluate on the validation split', CKPT_HELP)
-    .action(async (args: string[]) => { await evaluateCommand(await session(), 'validate', commandOptions(args)); });
-  withOverrides('test', 'evaluate on the test split (loss, metrics, task extras)', CKPT_HELP)
-    .action(async (args: string[]) => { await evaluateCommand(await session(), 'test', commandOptions(args)); });
-  withOverrides('predict', 'run the task\'s predictStep over the predict split', CKPT_HELP)
-    .action(async (args: string[]) => { await predictCommand(await session(), commandOptions(args)); });
-  withOverrides('sample', 'write samples from a generative task (e.g. image completions)', CKPT_HELP)
-    .action(async (args: string[]) => { await sampleCommand(await session(), commandOptions(args)); });
+  withOverrides('train', 'fit the configured task (checkpoints, logs and samples go to the run dir)').action(
+    async (args: string[]) => {
+      await trainCommand(await session(), commandOptions(args));
+    },
+  );
+  withOverrides('validate', 'evaluate on the validation split', CKPT_HELP).action(async (args: string[]) => {
+    await evaluateCommand(await session(), 'validate', commandOptions(args));
+  });
+  withOverrides('test', 'evaluate on the test split (loss, metrics, task extras)', CKPT_HELP).action(
+    async (args: string[]) => {
+      await evaluateCommand(await session(), 'test', commandOptions(args));
+    },
+  );
+  withOverrides('predict', "run the task's predictStep over the predict split", CKPT_HELP).action(
+    async (args: string[]) => {
+      await predictCommand(await session(), commandOptions(args));
+    },
+  );
+  withOverrides('sample', 'write samples from a generative task (e.g. image completions)', CKPT_HELP).action(
+    async (args: string[]) => {
+      await sampleCommand(await session(), commandOptions(args));
+    },
+  );
   withOverrides('config', 'print the composed config as YAML, with where each value came from')
     .addOption(new Option('--no-sources', 'omit the "# from ..." comments'))
     .action(async (args: string[], opts: { sources: boolean }) => {
-      io.stdout(configCommand(await session(), { ...commandOptions(args.filter((a) => a !== '--no-sources')), sources: opts.sources }));
+      io.stdout(
+        configCommand(await session(), {
+          ...commandOptions(args.filter((a) => a !== '--no-sources')),
+          sources: opts.sources,
+        }),
+      );
     });
-  program.command('plot').description('draw a run\'s curves (metrics.csv) and confusion matrix (test results) as PNG')
+  program
+    .command('plot')
+    .description("draw a run's curves (metrics.csv) and confusion matrix (test results) as PNG")
     .argument('<target>', 'a run dir, a metrics.csv, or a test results JSON')
     .option('--out <file>', 'where to write the curves PNG (default <run dir>/plots/curves.png)')
     .action(async (target: string, opts: { out?: string }) => {
       const { plotCommand } = await import('./plot.js');
       const result = await plotCommand(target, opts.out ? { out: opts.out } : {});
-      const curves = result.points ? ` (${result.points} points in ${result.panels.length} panels: ${result.panels.join(', ')})` : '';
+      const curves = result.points
+        ? ` (${result.points} points in ${result.panels.length} panels: ${result.panels.join(', ')})`
+        : '';
       io.stdout(`wrote ${result.files.join(', ')}${curves}\n`);
     });
-  program.command('list').description('list plugins, registered components by kind, and the config search path')
-    .action(async () => { io.stdout(listCommand(await session()) + '\n'); });
+  program
+    .command('list')
+    .description('list plugins, registered components by kind, and the config search path')
+    .action(async () => {
+      io.stdout(listCommand(await session()) + '\n');
+    });
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -125,7 +161,10 @@ function report(error: unknown, io: CliIo, verbose: boolean): number {
 
 /** Plugins may bundle their own copy of core, so `instanceof` is not enough. */
 function isTaskforgeError(error: unknown): error is TaskforgeError {
-  return error instanceof TaskforgeError || (error instanceof Error && typeof (error as { exitCode?: unknown }).exitCode === 'number');
+  return (
+    error instanceof TaskforgeError ||
+    (error instanceof Error && typeof (error as { exitCode?: unknown }).exitCode === 'number')
+  );
 }
 
 function defaultIo(): CliIo {

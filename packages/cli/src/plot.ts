@@ -50,7 +50,9 @@ const SPLITS = ['train', 'val', 'test'];
  * @throws TaskforgeError (exit 2) when the file has no `step` column.
  */
 export function readCurves(csvFile: string): CurvePoint[] {
-  const rows = parseCsv(readFileSync(csvFile, 'utf8'), { columns: true, skip_empty_lines: true }) as Array<Record<string, string>>;
+  const rows = parseCsv(readFileSync(csvFile, 'utf8'), { columns: true, skip_empty_lines: true }) as Array<
+    Record<string, string>
+  >;
   if (rows.length > 0 && !('step' in rows[0]!)) {
     throw usage(`${csvFile} has no 'step' column: it is not a metrics.csv written by taskforge's CSV logger.`);
   }
@@ -94,7 +96,9 @@ export function curvesSpec(points: CurvePoint[], title: string): TopLevelSpec {
 
 /** A confusion-matrix heat map: true class down, predicted class across, counts in the cells. */
 export function confusionSpec(classNames: string[], matrix: number[][], title: string): TopLevelSpec {
-  const values = matrix.flatMap((row, t) => row.map((count, p) => ({ true: classNames[t] ?? String(t), predicted: classNames[p] ?? String(p), count })));
+  const values = matrix.flatMap((row, t) =>
+    row.map((count, p) => ({ true: classNames[t] ?? String(t), predicted: classNames[p] ?? String(p), count })),
+  );
   const order = classNames.length ? classNames : matrix.map((_, i) => String(i));
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -133,7 +137,10 @@ export async function renderPng(spec: TopLevelSpec): Promise<{ png: Uint8Array; 
  */
 export async function plotCommand(target: string, options: PlotOptions = {}): Promise<PlotResult> {
   const path = resolve(target);
-  if (!existsSync(path)) throw usage(`'${target}' does not exist. Pass a run dir (it holds logs/csv/metrics.csv), a metrics.csv or a test results JSON.`);
+  if (!existsSync(path))
+    throw usage(
+      `'${target}' does not exist. Pass a run dir (it holds logs/csv/metrics.csv), a metrics.csv or a test results JSON.`,
+    );
   const isDir = statSync(path).isDirectory();
   const csv = isDir ? findMetricsCsv(path) : extname(path) === '.csv' ? path : undefined;
   const results = isDir ? findResults(path) : extname(path) === '.json' ? [path] : [];
@@ -142,7 +149,10 @@ export async function plotCommand(target: string, options: PlotOptions = {}): Pr
 
   if (csv) {
     const points = readCurves(csv);
-    if (points.length === 0) throw usage(`${csv} has no metric values yet: nothing to plot. Train for at least trainer.log_every_n_steps steps.`);
+    if (points.length === 0)
+      throw usage(
+        `${csv} has no metric values yet: nothing to plot. Train for at least trainer.log_every_n_steps steps.`,
+      );
     const { png } = await renderPng(curvesSpec(points, basename(runDir)));
     const file = writeNewFileAtomic(options.out ? resolve(options.out) : join(runDir, 'plots', 'curves.png'), png);
     Object.assign(result, { points: points.length, panels: panelsOf(points) });
@@ -152,7 +162,10 @@ export async function plotCommand(target: string, options: PlotOptions = {}): Pr
     const matrix = findConfusion(JSON.parse(readFileSync(json, 'utf8')) as unknown);
     if (!matrix) continue;
     const { png } = await renderPng(confusionSpec(matrix.class_names, matrix.matrix, basename(json, '.json')));
-    const file = writeNewFileAtomic(join(isDir ? join(runDir, 'plots') : dirname(json), `${basename(json, '.json')}_confusion.png`), png);
+    const file = writeNewFileAtomic(
+      join(isDir ? join(runDir, 'plots') : dirname(json), `${basename(json, '.json')}_confusion.png`),
+      png,
+    );
     result.files.push(file);
   }
   if (result.files.length === 0) {
@@ -179,11 +192,15 @@ function findMetricsCsv(runDir: string): string | undefined {
   const logs = join(runDir, 'logs');
   if (!existsSync(logs)) return undefined;
   // A renamed CSV logger (logger name → folder) still writes metrics.csv one level below logs/.
-  return readdirSync(logs).map((d) => join(logs, d, 'metrics.csv')).find((f) => existsSync(f));
+  return readdirSync(logs)
+    .map((d) => join(logs, d, 'metrics.csv'))
+    .find((f) => existsSync(f));
 }
 
 function findResults(runDir: string): string[] {
-  return readdirSync(runDir).filter((f) => /^test_results.*\.json$/.test(f)).map((f) => join(runDir, f));
+  return readdirSync(runDir)
+    .filter((f) => /^test_results.*\.json$/.test(f))
+    .map((f) => join(runDir, f));
 }
 
 function runDirOfCsv(csv: string): string {
@@ -205,5 +222,3 @@ function findConfusion(value: unknown): { class_names: string[]; matrix: number[
   }
   return undefined;
 }
-
-

@@ -219,7 +219,10 @@ export interface Callback {
   /** After the sanity check (a few validation batches before training), with its metrics; not logged. */
   onSanityCheckEnd?(trainer: TrainerView, metrics: Record<string, number>): void | Promise<void>;
   onTrainEpochStart?(trainer: TrainerView): void | Promise<void>;
-  onTrainBatchEnd?(trainer: TrainerView, outputs: { loss: number; metrics: Record<string, number> }): void | Promise<void>;
+  onTrainBatchEnd?(
+    trainer: TrainerView,
+    outputs: { loss: number; metrics: Record<string, number> },
+  ): void | Promise<void>;
   onTrainEpochEnd?(trainer: TrainerView): void | Promise<void>;
   onValidationStart?(trainer: TrainerView): void | Promise<void>;
   onValidationEnd?(trainer: TrainerView, metrics: Record<string, number>): void | Promise<void>;

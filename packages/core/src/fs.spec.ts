@@ -5,7 +5,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writeNewFileAtomic } from './fs.js';
 
 let dir = '';
-beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'taskforge-fs-')); });
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'taskforge-fs-'));
+});
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('writeNewFileAtomic', () => {
@@ -16,12 +18,18 @@ describe('writeNewFileAtomic', () => {
     expect(writeNewFileAtomic(path, 'third')).toBe(join(dir, 'samples', 'samples-step000200-3.png'));
     expect(readFileSync(path, 'utf8')).toBe('first');
     expect(readFileSync(join(dir, 'samples', 'samples-step000200-2.png'), 'utf8')).toBe('second');
-    expect(readdirSync(join(dir, 'samples')).sort()).toEqual(['samples-step000200-2.png', 'samples-step000200-3.png', 'samples-step000200.png']);
+    expect(readdirSync(join(dir, 'samples')).sort()).toEqual([
+      'samples-step000200-2.png',
+      'samples-step000200-3.png',
+      'samples-step000200.png',
+    ]);
   });
 
   it('reports an unwritable target by path, leaving nothing behind', () => {
     writeFileSync(join(dir, 'file'), 'x');
-    expect(() => writeNewFileAtomic(join(dir, 'file', 'sub', 'a.png'), 'data')).toThrow(/Cannot write '.*file\/sub\/a\.png'/);
+    expect(() => writeNewFileAtomic(join(dir, 'file', 'sub', 'a.png'), 'data')).toThrow(
+      /Cannot write '.*file\/sub\/a\.png'/,
+    );
     expect(readdirSync(dir)).toEqual(['file']);
   });
 });

@@ -7,6 +7,7 @@ import type { TaskforgePlugin } from './registry/types.js';
 export const plugin: TaskforgePlugin = {
   packageName: '@taskforge/core',
   register(registry) {
-    for (const spec of [...optimizerSpecs, ...schedulerSpecs, ...callbackSpecs, ...loggerSpecs]) registry.register(spec);
+    for (const spec of [...optimizerSpecs, ...schedulerSpecs, ...callbackSpecs, ...loggerSpecs])
+      registry.register(spec);
   },
 };

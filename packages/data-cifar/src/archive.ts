@@ -21,7 +21,13 @@ export function resolveSource(url: string, projectRoot: string): ArchiveSource {
   if (/^https?:\/\//i.test(url)) return { kind: 'http', url };
   if (/^file:\/\//i.test(url)) return { kind: 'file', path: fileURLToPath(url) };
   if (/^[a-z][a-z0-9+.-]+:\/\//i.test(url)) {
-    throw new ConfigError([{ path: 'dataset.url', value: url, message: 'unsupported URL scheme: use http://, https://, file:// or a local path' }]);
+    throw new ConfigError([
+      {
+        path: 'dataset.url',
+        value: url,
+        message: 'unsupported URL scheme: use http://, https://, file:// or a local path',
+      },
+    ]);
   }
   return { kind: 'file', path: isAbsolute(url) ? url : resolve(projectRoot, url) };
 }
@@ -49,14 +55,17 @@ export async function md5File(path: string, output: Output, label: string): Prom
  */
 export async function download(url: string, dest: string, expectedMd5: string | null, output: Output): Promise<string> {
   const part = `${dest}.part`;
-  const have = await stat(part).then((s) => s.size, () => 0);
+  const have = await stat(part).then(
+    (s) => s.size,
+    () => 0,
+  );
   let res: Response;
   try {
     res = await fetch(url, { headers: have > 0 ? { Range: `bytes=${have}-` } : {}, redirect: 'follow' });
   } catch (err) {
     throw new TaskforgeError(
       `Cannot download CIFAR-10 from ${url} (${errorCode(err)}). Check dataset.url and your network connection; ` +
-      `offline, copy cifar-10-binary.tar.gz onto this machine and set dataset.url to its local path.`,
+        `offline, copy cifar-10-binary.tar.gz onto this machine and set dataset.url to its local path.`,
       { cause: err },
     );
   }
@@ -70,7 +79,7 @@ export async function download(url: string, dest: string, expectedMd5: string | 
     await res.body?.cancel();
     throw new TaskforgeError(
       `Cannot download CIFAR-10 from ${url}: the server answered HTTP ${res.status} ${res.statusText}. ` +
-      `Check dataset.url, or download the archive yourself and set dataset.url to its local path.`,
+        `Check dataset.url, or download the archive yourself and set dataset.url to its local path.`,
     );
   }
   const resumed = res.status === 206 && have > 0 && contentRangeStart(res) === have;
@@ -94,7 +103,11 @@ export async function download(url: string, dest: string, expectedMd5: string | 
     },
   });
   try {
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), meter, createWriteStream(part, { flags: resumed ? 'a' : 'w' }));
+    await pipeline(
+      Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
+      meter,
+      createWriteStream(part, { flags: resumed ? 'a' : 'w' }),
+    );
   } catch (err) {
     throw interrupted(url, part, received, total, err);
   } finally {
@@ -115,10 +128,16 @@ function contentRangeStart(res: Response): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-function interrupted(url: string, part: string, received: number, total: number | undefined, err: unknown): TaskforgeError {
+function interrupted(
+  url: string,
+  part: string,
+  received: number,
+  total: number | undefined,
+  err: unknown,
+): TaskforgeError {
   return new TaskforgeError(
     `The download of ${url} was interrupted after ${received}${total ? ` of ${total}` : ''} bytes${err ? ` (${errorCode(err)})` : ''}. ` +
-    `Run again: the partial file ${part} is kept and the download resumes where it stopped (or restarts if the server cannot resume).`,
+      `Run again: the partial file ${part} is kept and the download resumes where it stopped (or restarts if the server cannot resume).`,
     { cause: err },
   );
 }
@@ -126,7 +145,7 @@ function interrupted(url: string, part: string, received: number, total: number 
 export function md5Mismatch(source: string, expected: string, actual: string, what: string): TaskforgeError {
   return new TaskforgeError(
     `The CIFAR-10 archive from ${source} has md5 ${actual}, but dataset.md5 expects ${expected}: the file is corrupt, truncated, ` +
-    `or not the archive you meant. ${what} If you trust this file, set dataset.md5 to ${actual} (or null to skip the check).`,
+      `or not the archive you meant. ${what} If you trust this file, set dataset.md5 to ${actual} (or null to skip the check).`,
   );
 }
 
@@ -136,24 +155,40 @@ export function md5Mismatch(source: string, expected: string, actual: string, wh
  * dir is removed whatever happens, including SIGINT/SIGTERM during the extraction.
  */
 export async function extractArchive(
-  archive: string, member: string, dest: string, validate: (dir: string) => Promise<void>, fix: string,
+  archive: string,
+  member: string,
+  dest: string,
+  validate: (dir: string) => Promise<void>,
+  fix: string,
 ): Promise<void> {
   // A listing pass first: a truncated, corrupt or hostile archive is refused before anything is written.
   let unsafe: string | undefined;
-  await tarStep(archive, fix, () => tar.t({
-    file: archive, strict: true,
-    onReadEntry: (entry) => { unsafe ??= unsafeEntry(entry.path, entry.type); },
-  }));
+  await tarStep(archive, fix, () =>
+    tar.t({
+      file: archive,
+      strict: true,
+      onReadEntry: (entry) => {
+        unsafe ??= unsafeEntry(entry.path, entry.type);
+      },
+    }),
+  );
   if (unsafe !== undefined) {
-    throw new TaskforgeError(`Refusing to extract the CIFAR-10 archive ${archive}: ${unsafe}. Nothing was extracted. ${fix}`);
+    throw new TaskforgeError(
+      `Refusing to extract the CIFAR-10 archive ${archive}: ${unsafe}. Nothing was extracted. ${fix}`,
+    );
   }
   // Removed on failure, on exit and on signals; a killed process's dir is collected by removeStaleTemps.
   await withTempDir(dirname(dest), '.extract-', async (tmp) => {
-    await tarStep(archive, fix, () => tar.x({
-      file: archive, cwd: tmp, strict: true, preserveOwner: false,
-      // Belt and braces: the listing already refused these; never let tar rewrite and extract them.
-      filter: (path, entry) => unsafeEntry(path, 'type' in entry ? entry.type : 'File') === undefined,
-    }));
+    await tarStep(archive, fix, () =>
+      tar.x({
+        file: archive,
+        cwd: tmp,
+        strict: true,
+        preserveOwner: false,
+        // Belt and braces: the listing already refused these; never let tar rewrite and extract them.
+        filter: (path, entry) => unsafeEntry(path, 'type' in entry ? entry.type : 'File') === undefined,
+      }),
+    );
     await validate(join(tmp, member));
     await rm(dest, { recursive: true, force: true });
     await rename(join(tmp, member), dest);

@@ -18,10 +18,16 @@ describe('augmentation', () => {
   });
 
   it('a flip mirrors each row of the same crop', () => {
-    for (const [dx, dy] of [[0, 0], [3, 7], [8, 8], [4, 1]]) {
+    for (const [dx, dy] of [
+      [0, 0],
+      [3, 7],
+      [8, 8],
+      [4, 1],
+    ]) {
       const plain = run({ dx: dx!, dy: dy!, flip: false });
       const flipped = run({ dx: dx!, dy: dy!, flip: true });
-      for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) expect(flipped[y * 32 + x]).toBe(plain[y * 32 + 31 - x]);
+      for (let y = 0; y < 32; y++)
+        for (let x = 0; x < 32; x++) expect(flipped[y * 32 + x]).toBe(plain[y * 32 + 31 - x]);
     }
   });
 
@@ -58,31 +64,36 @@ describe('augmentation', () => {
     expect(new Set(draws.map((p) => p.dy))).toEqual(new Set([0, 1, 2, 3, 4]));
   });
 
-  it.each([16, 8, 4])('at image size %i reads only its own image, shifts by at most the padding, and mirrors', (size) => {
-    const pad = augmentPad(size), n = size * size;
-    // The image sits between sentinel-filled neighbours: any read outside it would show -1.
-    const buf = new Int32Array(3 * n).fill(-1);
-    for (let i = 0; i < n; i++) buf[n + i] = i;
-    for (let dx = 0; dx <= 2 * pad; dx++) {
-      for (let dy = 0; dy <= 2 * pad; dy++) {
-        for (const flip of [false, true]) {
-          const out = new Int32Array(n + 5).fill(-2);
-          augmentGrid(buf, n, out, 5, { dx, dy, flip }, size);
-          expect(Array.from(out.subarray(0, 5))).toEqual([-2, -2, -2, -2, -2]);
-          const got = Array.from(out.subarray(5));
-          expect(Math.min(...got)).toBeGreaterThanOrEqual(0);
-          // Row y shows source row y + dy - pad (reflected), so content moves by at most pad.
-          expect(got.every((v, i) => Math.abs(Math.floor(v / size) - Math.floor(i / size)) <= pad)).toBe(true);
-          const expected = got.map((_, i) => {
-            const x = i % size, y = Math.floor(i / size);
-            return reflect(y + dy - pad, size) * size + reflect((flip ? size - 1 - x : x) + dx - pad, size);
-          });
-          expect(got).toEqual(expected);
+  it.each([16, 8, 4])(
+    'at image size %i reads only its own image, shifts by at most the padding, and mirrors',
+    (size) => {
+      const pad = augmentPad(size),
+        n = size * size;
+      // The image sits between sentinel-filled neighbours: any read outside it would show -1.
+      const buf = new Int32Array(3 * n).fill(-1);
+      for (let i = 0; i < n; i++) buf[n + i] = i;
+      for (let dx = 0; dx <= 2 * pad; dx++) {
+        for (let dy = 0; dy <= 2 * pad; dy++) {
+          for (const flip of [false, true]) {
+            const out = new Int32Array(n + 5).fill(-2);
+            augmentGrid(buf, n, out, 5, { dx, dy, flip }, size);
+            expect(Array.from(out.subarray(0, 5))).toEqual([-2, -2, -2, -2, -2]);
+            const got = Array.from(out.subarray(5));
+            expect(Math.min(...got)).toBeGreaterThanOrEqual(0);
+            // Row y shows source row y + dy - pad (reflected), so content moves by at most pad.
+            expect(got.every((v, i) => Math.abs(Math.floor(v / size) - Math.floor(i / size)) <= pad)).toBe(true);
+            const expected = got.map((_, i) => {
+              const x = i % size,
+                y = Math.floor(i / size);
+              return reflect(y + dy - pad, size) * size + reflect((flip ? size - 1 - x : x) + dx - pad, size);
+            });
+            expect(got).toEqual(expected);
+          }
         }
       }
-    }
-    const centre = new Int32Array(n);
-    augmentGrid(buf, n, centre, 0, { dx: pad, dy: pad, flip: false }, size);
-    expect(centre).toEqual(buf.subarray(n, 2 * n));
-  });
+      const centre = new Int32Array(n);
+      augmentGrid(buf, n, centre, 0, { dx: pad, dy: pad, flip: false }, size);
+      expect(centre).toEqual(buf.subarray(n, 2 * n));
+    },
+  );
 });

@@ -40,8 +40,13 @@ export function reflect(i: number, n: number): number {
 
 /** Writes the augmented `size`×`size` grid at `src[srcOff..]` to `dst[dstOff..]`; `p` must be drawn with the same `pad`. */
 export function augmentGrid(
-  src: ArrayLike<number>, srcOff: number, dst: { [i: number]: number }, dstOff: number, p: AugmentParams,
-  size = 32, pad = augmentPad(size),
+  src: ArrayLike<number>,
+  srcOff: number,
+  dst: { [i: number]: number },
+  dstOff: number,
+  p: AugmentParams,
+  size = 32,
+  pad = augmentPad(size),
 ): void {
   for (let y = 0; y < size; y++) {
     const row = srcOff + reflect(y + p.dy - pad, size) * size;

@@ -1,20 +1,47 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import {
-  ConfigError, mixSeed, TaskforgeError, writeFileAtomic,
-  type DataLoaderOptions, type DataModule, type ModelDataArgs, type Output, type Paths, type Split, type Stage,
+  ConfigError,
+  mixSeed,
+  TaskforgeError,
+  writeFileAtomic,
+  type DataLoaderOptions,
+  type DataModule,
+  type ModelDataArgs,
+  type Output,
+  type Paths,
+  type Split,
+  type Stage,
 } from '@taskforge/core';
 import { download, extractArchive, md5File, md5Mismatch, resolveSource } from './archive.js';
 import { augmentGrid, augmentPad, augmentParams } from './augment.js';
 import type { Cifar10Config } from './config.js';
 import {
-  ALL_FILES, BATCH_DIR, IMAGE_SIZE, META_FILE, NUM_CLASSES, TEST_FILE, TRAIN_FILES, parseBatch, parseMeta, readBatches, readMeta,
+  ALL_FILES,
+  BATCH_DIR,
+  IMAGE_SIZE,
+  META_FILE,
+  NUM_CLASSES,
+  TEST_FILE,
+  TRAIN_FILES,
+  parseBatch,
+  parseMeta,
+  readBatches,
+  readMeta,
 } from './format.js';
 import { ensureWritableDir, removeStaleTemps } from './fsutil.js';
 import { downsample, type ImageSet } from './images.js';
 import { prefetch } from './prefetch.js';
 import { permutation } from './rng.js';
-import { loadOrFitPalette, paletteKey, readTokenStore, tokenize, writeTokenStore, type PaletteParams, type TokenStore } from './store.js';
+import {
+  loadOrFitPalette,
+  paletteKey,
+  readTokenStore,
+  tokenize,
+  writeTokenStore,
+  type PaletteParams,
+  type TokenStore,
+} from './store.js';
 
 /** One batch: plain typed arrays, turned into tensors by the task. */
 export interface CifarBatch {
@@ -65,7 +92,11 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
   /** Token stores read or built by prepareData, kept so setup does not read them again. */
   private stores: Partial<Record<'train' | 'test', TokenStore>> = {};
 
-  constructor(readonly config: Cifar10Config, private readonly paths: Paths, private readonly output: Output) {
+  constructor(
+    readonly config: Cifar10Config,
+    private readonly paths: Paths,
+    private readonly output: Output,
+  ) {
     const dir = config.data_dir ?? join(paths.cacheDir, 'datasets', 'cifar10');
     this.dataDir = isAbsolute(dir) ? dir : resolve(paths.projectRoot, dir);
     this.pixels = config.image_size * config.image_size;
@@ -93,7 +124,10 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     const trainImages = () => (train ??= images(TRAIN_FILES));
     this.palette = await loadOrFitPalette(this.paletteFile(), this.paletteParams(), trainImages, this.output);
     const at = size === IMAGE_SIZE ? '' : ` at ${size}×${size}`;
-    for (const [name, files] of [['train', TRAIN_FILES], ['test', [TEST_FILE]]] as const) {
+    for (const [name, files] of [
+      ['train', TRAIN_FILES],
+      ['test', [TEST_FILE]],
+    ] as const) {
       const file = this.tokenFile(name);
       const cached = await readTokenStore(file, this.config.palette_size, this.pixels);
       if (cached) {
@@ -111,9 +145,17 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
   private async ensureExtracted(batchDir: string): Promise<string> {
     const { url, md5 } = this.config;
     const markerFile = join(this.dataDir, MARKER);
-    const marker = await readFile(markerFile, 'utf8').then((t) => JSON.parse(t) as Marker, () => undefined);
-    const markerOk = marker && (md5 === null ? marker.url === url : marker.archive_md5 === md5) &&
-      (await stat(batchDir).then((s) => s.isDirectory(), () => false));
+    const marker = await readFile(markerFile, 'utf8').then(
+      (t) => JSON.parse(t) as Marker,
+      () => undefined,
+    );
+    const markerOk =
+      marker &&
+      (md5 === null ? marker.url === url : marker.archive_md5 === md5) &&
+      (await stat(batchDir).then(
+        (s) => s.isDirectory(),
+        () => false,
+      ));
     if (markerOk) return marker.archive_md5;
 
     const source = resolveSource(url, this.paths.projectRoot);
@@ -122,8 +164,15 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     let fix: string;
     if (source.kind === 'file') {
       archive = source.path;
-      if (!(await stat(archive).then((s) => s.isFile(), () => false))) {
-        throw new TaskforgeError(`dataset.url points to ${archive}, which does not exist or is not a file. Set dataset.url to the path of cifar-10-binary.tar.gz, or to an http(s):// URL.`);
+      if (
+        !(await stat(archive).then(
+          (s) => s.isFile(),
+          () => false,
+        ))
+      ) {
+        throw new TaskforgeError(
+          `dataset.url points to ${archive}, which does not exist or is not a file. Set dataset.url to the path of cifar-10-binary.tar.gz, or to an http(s):// URL.`,
+        );
       }
       actual = await md5File(archive, this.output, `cifar10: verifying ${archive}`);
       if (md5 !== null && actual !== md5) throw md5Mismatch(archive, md5, actual, 'Nothing was copied into the cache.');
@@ -131,7 +180,12 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     } else {
       archive = join(this.dataDir, ARCHIVE);
       // A cached archive is reused only when it can be verified; with md5 null it may be from an old url.
-      const cached = md5 !== null && (await stat(archive).then((s) => s.isFile(), () => false));
+      const cached =
+        md5 !== null &&
+        (await stat(archive).then(
+          (s) => s.isFile(),
+          () => false,
+        ));
       actual = cached ? await md5File(archive, this.output, `cifar10: verifying cached ${ARCHIVE}`) : '';
       if (!cached || actual !== md5) {
         await rm(archive, { force: true });
@@ -139,13 +193,21 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
       }
       fix = `The cached copy ${archive} was deleted; check dataset.url and run again.`;
     }
-    if (md5 === null) this.output.warn(`cifar10: dataset.md5 is null, so ${url} was not verified (its md5 is ${actual}).`);
+    if (md5 === null)
+      this.output.warn(`cifar10: dataset.md5 is null, so ${url} was not verified (its md5 is ${actual}).`);
 
     const validate = async (dir: string) => {
       for (const f of ALL_FILES) {
-        if (!(await stat(join(dir, f)).then((s) => s.isFile(), () => false))) missing(f, archive, fix);
+        if (
+          !(await stat(join(dir, f)).then(
+            (s) => s.isFile(),
+            () => false,
+          ))
+        )
+          missing(f, archive, fix);
       }
-      for (const f of [...TRAIN_FILES, TEST_FILE]) parseBatch(await readFile(join(dir, f)), `${BATCH_DIR}/${f} in ${archive}`);
+      for (const f of [...TRAIN_FILES, TEST_FILE])
+        parseBatch(await readFile(join(dir, f)), `${BATCH_DIR}/${f} in ${archive}`);
       parseMeta(await readFile(join(dir, META_FILE), 'utf8'), `${BATCH_DIR}/${META_FILE} in ${archive}`);
     };
     // Invalidated only now that the new source is verified, so a mistyped dataset.url leaves a good
@@ -167,16 +229,25 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
       const store = await this.loadStore('train');
       const { val_size: valSize, split_seed: splitSeed } = this.config;
       if (valSize >= store.count) {
-        throw new ConfigError([{ path: 'dataset.val_size', value: valSize, message: `must be smaller than the ${store.count} training images so that some remain for training` }]);
+        throw new ConfigError([
+          {
+            path: 'dataset.val_size',
+            value: valSize,
+            message: `must be smaller than the ${store.count} training images so that some remain for training`,
+          },
+        ]);
       }
       const perm = permutation(store.count, mixSeed(splitSeed, 0x59));
       this.splits.val = { store, indices: limit(perm.subarray(0, valSize), this.config.limit_val_samples) };
       this.splits.train = { store, indices: limit(perm.subarray(valSize), this.config.limit_train_samples) };
       if (stage === 'fit' && this.config.drop_last && this.splits.train.indices.length < this.config.batch_size) {
-        throw new ConfigError([{
-          path: 'dataset.batch_size', value: this.config.batch_size,
-          message: `exceeds the ${this.splits.train.indices.length} training images and drop_last is true, so an epoch would have no batch; lower batch_size or set drop_last: false`,
-        }]);
+        throw new ConfigError([
+          {
+            path: 'dataset.batch_size',
+            value: this.config.batch_size,
+            message: `exceeds the ${this.splits.train.indices.length} training images and drop_last is true, so an epoch would have no batch; lower batch_size or set drop_last: false`,
+          },
+        ]);
       }
     } else {
       const store = await this.loadStore('test');
@@ -193,26 +264,36 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     this.prepared = undefined;
     await this.prepareData();
     const again = await readTokenStore(this.tokenFile(name), this.config.palette_size, this.pixels);
-    if (!again) throw new TaskforgeError(`The CIFAR-10 token cache ${this.tokenFile(name)} could not be read back after writing it; check the disk under ${this.dataDir}.`);
+    if (!again)
+      throw new TaskforgeError(
+        `The CIFAR-10 token cache ${this.tokenFile(name)} could not be read back after writing it; check the disk under ${this.dataDir}.`,
+      );
     return again;
   }
 
   get modelDataArgs(): Cifar10ModelDataArgs {
     if (!this.palette || !this.classNames) {
-      throw new TaskforgeError('cifar10: modelDataArgs was read before prepareData()/setup() finished; call setup() first.');
+      throw new TaskforgeError(
+        'cifar10: modelDataArgs was read before prepareData()/setup() finished; call setup() first.',
+      );
     }
     const size = this.config.image_size;
     return {
-      num_vocab: this.palette.length, num_positions: this.pixels, num_classes: NUM_CLASSES,
-      image_height: size, image_width: size,
-      palette: this.palette.map((c) => [...c]), class_names: [...this.classNames],
+      num_vocab: this.palette.length,
+      num_positions: this.pixels,
+      num_classes: NUM_CLASSES,
+      image_height: size,
+      image_width: size,
+      palette: this.palette.map((c) => [...c]),
+      class_names: [...this.classNames],
     } satisfies ModelDataArgs;
   }
 
   numBatches(split: Split): number | undefined {
     const view = split === 'predict' ? this.splits.test : this.splits[split];
     if (!view) return undefined;
-    const n = view.indices.length, bs = this.config.batch_size;
+    const n = view.indices.length,
+      bs = this.config.batch_size;
     return split === 'train' && this.config.drop_last ? Math.floor(n / bs) : Math.ceil(n / bs);
   }
 
@@ -251,10 +332,17 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     return view;
   }
 
-  private batches(split: Split, view: SplitView, startBatch: number, augment?: DataLoaderOptions): AsyncIterable<CifarBatch> {
+  private batches(
+    split: Split,
+    view: SplitView,
+    startBatch: number,
+    augment?: DataLoaderOptions,
+  ): AsyncIterable<CifarBatch> {
     const total = this.numBatches(split) ?? 0;
     const bs = this.config.batch_size;
-    const P = this.pixels, side = this.config.image_size, pad = augmentPad(side);
+    const P = this.pixels,
+      side = this.config.image_size,
+      pad = augmentPad(side);
     const make = (b: number): CifarBatch => {
       const indices = view.indices.slice(b * bs, Math.min(view.indices.length, (b + 1) * bs));
       const size = indices.length;
@@ -264,7 +352,16 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
         const idx = indices[j]!;
         labels[j] = view.store.labels[idx]!;
         const src = idx * P;
-        if (augment) augmentGrid(view.store.tokens, src, tokens, j * P, augmentParams(augment.seed, augment.epoch, idx, pad), side, pad);
+        if (augment)
+          augmentGrid(
+            view.store.tokens,
+            src,
+            tokens,
+            j * P,
+            augmentParams(augment.seed, augment.epoch, idx, pad),
+            side,
+            pad,
+          );
         else tokens.set(view.store.tokens.subarray(src, src + P), j * P);
       }
       return { tokens, labels, size, indices };
@@ -276,8 +373,12 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
   private paletteParams(): PaletteParams {
     const c = this.config;
     return {
-      archive_md5: this.archiveMd5!, palette_size: c.palette_size, palette_sample_pixels: c.palette_sample_pixels,
-      palette_batch_size: c.palette_batch_size, palette_iterations: c.palette_iterations, palette_seed: c.palette_seed,
+      archive_md5: this.archiveMd5!,
+      palette_size: c.palette_size,
+      palette_sample_pixels: c.palette_sample_pixels,
+      palette_batch_size: c.palette_batch_size,
+      palette_iterations: c.palette_iterations,
+      palette_seed: c.palette_seed,
       ...(c.image_size === IMAGE_SIZE ? {} : { image_size: c.image_size }),
     };
   }
@@ -289,7 +390,11 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
   }
 
   private paletteFile(): string {
-    return join(this.dataDir, 'palettes', `palette-${this.config.palette_size}${this.sizeSuffix()}-${paletteKey(this.paletteParams())}.json`);
+    return join(
+      this.dataDir,
+      'palettes',
+      `palette-${this.config.palette_size}${this.sizeSuffix()}-${paletteKey(this.paletteParams())}.json`,
+    );
   }
 
   private tokenFile(name: 'train' | 'test'): string {
@@ -310,5 +415,7 @@ function reorder(indices: Int32Array, perm: Int32Array): Int32Array {
 }
 
 function missing(file: string, archive: string, fix: string): never {
-  throw new TaskforgeError(`The CIFAR-10 archive ${archive} has no ${BATCH_DIR}/${file}: it is incomplete or not the CIFAR-10 binary archive. ${fix}`);
+  throw new TaskforgeError(
+    `The CIFAR-10 archive ${archive} has no ${BATCH_DIR}/${file}: it is incomplete or not the CIFAR-10 binary archive. ${fix}`,
+  );
 }

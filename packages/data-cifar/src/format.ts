@@ -16,7 +16,8 @@ export const TEST_FILE = 'test_batch.bin';
 export const META_FILE = 'batches.meta.txt';
 export const ALL_FILES = [...TRAIN_FILES, TEST_FILE, META_FILE];
 
-const FIX = 'Check that dataset.url points to the CIFAR-10 binary archive (cifar-10-binary.tar.gz, not the python or matlab version) and run again.';
+const FIX =
+  'Check that dataset.url points to the CIFAR-10 binary archive (cifar-10-binary.tar.gz, not the python or matlab version) and run again.';
 
 /** Records of one or more batch files, concatenated: `data` holds `count` raw 3073-byte records. */
 export interface CifarRecords {
@@ -30,7 +31,7 @@ export function parseBatch(data: Uint8Array, file: string): CifarRecords {
   if (data.length === 0 || data.length % RECORD_BYTES !== 0) {
     throw new TaskforgeError(
       `CIFAR-10 batch file ${file} is ${data.length} bytes, which is not a positive multiple of the ${RECORD_BYTES}-byte record ` +
-      `(1 label byte + 3072 pixel bytes): the file is truncated or not in CIFAR-10 binary format. ${FIX}`,
+        `(1 label byte + 3072 pixel bytes): the file is truncated or not in CIFAR-10 binary format. ${FIX}`,
     );
   }
   const count = data.length / RECORD_BYTES;
@@ -40,7 +41,7 @@ export function parseBatch(data: Uint8Array, file: string): CifarRecords {
     if (label >= NUM_CLASSES) {
       throw new TaskforgeError(
         `CIFAR-10 batch file ${file}: record ${i} (byte offset ${i * RECORD_BYTES}) has label ${label}, but labels must be 0..9. ` +
-        `The file is corrupt or not CIFAR-10 (CIFAR-100 binaries have two label bytes). ${FIX}`,
+          `The file is corrupt or not CIFAR-10 (CIFAR-100 binaries have two label bytes). ${FIX}`,
       );
     }
     labels[i] = label;
@@ -71,9 +72,14 @@ export async function readBatches(dir: string, files: readonly string[]): Promis
 
 /** Class names from `batches.meta.txt`: one per line, blank lines ignored. */
 export function parseMeta(text: string, file: string): string[] {
-  const names = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0);
+  const names = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
   if (names.length !== NUM_CLASSES) {
-    throw new TaskforgeError(`CIFAR-10 metadata file ${file} lists ${names.length} class names, expected ${NUM_CLASSES} (one per line). ${FIX}`);
+    throw new TaskforgeError(
+      `CIFAR-10 metadata file ${file} lists ${names.length} class names, expected ${NUM_CLASSES} (one per line). ${FIX}`,
+    );
   }
   return names;
 }
@@ -101,7 +107,9 @@ async function statRequired(file: string): Promise<number> {
 
 function fileError(file: string, err: unknown): TaskforgeError {
   if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-    return new TaskforgeError(`CIFAR-10 file ${file} is missing: the archive did not contain it. ${FIX}`, { cause: err });
+    return new TaskforgeError(`CIFAR-10 file ${file} is missing: the archive did not contain it. ${FIX}`, {
+      cause: err,
+    });
   }
   return new TaskforgeError(`Cannot read CIFAR-10 file ${file}: ${(err as Error).message}.`, { cause: err });
 }

@@ -15,7 +15,7 @@ export async function ensureWritableDir(dir: string): Promise<void> {
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     throw new TaskforgeError(
       `Cannot write to the CIFAR-10 data directory ${dir} (${code}). The dataset, its palette and token caches are stored there. ` +
-      `Set dataset.data_dir to a writable folder, or fix the permissions of ${dir}.`,
+        `Set dataset.data_dir to a writable folder, or fix the permissions of ${dir}.`,
       { cause: err },
     );
   }
@@ -57,7 +57,10 @@ export async function removeStaleTemps(dir: string, output?: Pick<Output, 'warn'
     let stale = false;
     if (owned) stale = !isAlive(Number(owned[1] ?? owned[2]));
     else if (LEGACY_EXTRACT.test(name)) {
-      const mtime = await stat(join(dir, name)).then((s) => s.mtimeMs, () => Date.now());
+      const mtime = await stat(join(dir, name)).then(
+        (s) => s.mtimeMs,
+        () => Date.now(),
+      );
       stale = Date.now() - mtime > LEGACY_MAX_AGE_MS;
     }
     if (!stale) continue;
@@ -65,7 +68,9 @@ export async function removeStaleTemps(dir: string, output?: Pick<Output, 'warn'
       await rm(join(dir, name), { recursive: true, force: true });
       removed.push(name);
     } catch (err) {
-      output?.warn(`cifar10: could not remove the stale temp ${join(dir, name)} (${errorCode(err)}); delete it by hand.`);
+      output?.warn(
+        `cifar10: could not remove the stale temp ${join(dir, name)} (${errorCode(err)}); delete it by hand.`,
+      );
     }
   }
   return removed;

@@ -6,7 +6,8 @@ import { downsample, imageToRgb } from './images.js';
 function record(planes: (c: number, x: number, y: number) => number, label = 0): Uint8Array {
   const out = new Uint8Array(RECORD_BYTES);
   out[0] = label;
-  for (let c = 0; c < 3; c++) for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) out[1 + c * 1024 + y * 32 + x] = planes(c, x, y);
+  for (let c = 0; c < 3; c++)
+    for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) out[1 + c * 1024 + y * 32 + x] = planes(c, x, y);
   return out;
 }
 
@@ -29,7 +30,8 @@ const QUADS: [number[], number][] = [
 describe('downsample', () => {
   it('averages each 2×2 block per channel at 16×16, rounding to nearest', () => {
     // Channel c of block (bx, by) uses quadruple (bx + 2·by + c) mod 6; record 1 is the same shifted by 1.
-    const quad = (shift: number) => (c: number, x: number, y: number) => QUADS[((x >> 1) + 2 * (y >> 1) + c + shift) % 6]![0][(y & 1) * 2 + (x & 1)]!;
+    const quad = (shift: number) => (c: number, x: number, y: number) =>
+      QUADS[((x >> 1) + 2 * (y >> 1) + c + shift) % 6]![0][(y & 1) * 2 + (x & 1)]!;
     const set = downsample(records(record(quad(0), 3), record(quad(1), 7)), 16);
     expect(set).toMatchObject({ count: 2, size: 16, offset: 0, stride: 768 });
     expect(Array.from(set.labels)).toEqual([3, 7]);
@@ -56,7 +58,10 @@ describe('downsample', () => {
   });
 
   it('is a copy-free view at 32×32 that reads the original pixels', () => {
-    const recs = records(record((c, x, y) => (c * 97 + x * 5 + y * 3) % 256, 2), record(() => 9, 4));
+    const recs = records(
+      record((c, x, y) => (c * 97 + x * 5 + y * 3) % 256, 2),
+      record(() => 9, 4),
+    );
     const set = downsample(recs, 32);
     expect(set.data).toBe(recs.data);
     expect(set).toMatchObject({ size: 32, offset: 1, stride: RECORD_BYTES });

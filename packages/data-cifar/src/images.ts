@@ -26,7 +26,8 @@ export interface ImageSet {
  * rounded to nearest (halves up). One pass over the source bytes; at 32 returns a view, no copy.
  */
 export function downsample(records: CifarRecords, size: number): ImageSet {
-  if (size === IMAGE_SIZE) return { count: records.count, size, labels: records.labels, data: records.data, offset: 1, stride: RECORD_BYTES };
+  if (size === IMAGE_SIZE)
+    return { count: records.count, size, labels: records.labels, data: records.data, offset: 1, stride: RECORD_BYTES };
   const factor = IMAGE_SIZE / size;
   if (!Number.isInteger(factor) || size < 1) throw new RangeError(`image size ${size} does not divide ${IMAGE_SIZE}`);
   const shift = Math.log2(factor);
@@ -36,13 +37,16 @@ export function downsample(records: CifarRecords, size: number): ImageSet {
   const acc = new Uint32Array(pixels);
   const src = records.data;
   // Locals, not imported bindings, in the hot loop: some module loaders turn those into getters.
-  const W = IMAGE_SIZE, PLANE = IMAGE_PIXELS, RECORD = RECORD_BYTES;
+  const W = IMAGE_SIZE,
+    PLANE = IMAGE_PIXELS,
+    RECORD = RECORD_BYTES;
   for (let i = 0; i < records.count; i++) {
     for (let c = 0; c < 3; c++) {
       acc.fill(0);
       const plane = i * RECORD + 1 + c * PLANE;
       for (let y = 0; y < W; y++) {
-        const row = plane + y * W, accRow = (y >> shift) * size;
+        const row = plane + y * W,
+          accRow = (y >> shift) * size;
         for (let x = 0; x < W; x++) acc[accRow + (x >> shift)]! += src[row + x]!;
       }
       const dst = (i * 3 + c) * pixels;

@@ -9,7 +9,14 @@ export { miniBatchKMeans, toPalette, type KMeansOptions } from './kmeans.js';
 export { augmentGrid, augmentPad, augmentParams, reflect, PAD, type AugmentParams } from './augment.js';
 export { downsample, imageToRgb, IMAGE_SIZES, type ImageSet } from './images.js';
 export {
-  IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES, RECORD_BYTES, parseBatch, readBatches, readMeta, type CifarRecords,
+  IMAGE_PIXELS,
+  IMAGE_SIZE,
+  NUM_CLASSES,
+  RECORD_BYTES,
+  parseBatch,
+  readBatches,
+  readMeta,
+  type CifarRecords,
 } from './format.js';
 
 export const plugin: TaskforgePlugin = {

@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { miniBatchKMeans, toPalette } from './kmeans.js';
 import { mulberry32 } from './rng.js';
 
-const CENTRES = [[20, 30, 200], [220, 40, 40], [60, 200, 90], [240, 240, 240], [10, 10, 10]];
+const CENTRES = [
+  [20, 30, 200],
+  [220, 40, 40],
+  [60, 200, 90],
+  [240, 240, 240],
+  [10, 10, 10],
+];
 
 function clusteredPoints(n: number, seed: number): Uint8Array {
   const rand = mulberry32(seed);
@@ -26,7 +32,13 @@ describe('miniBatchKMeans', () => {
   it('is deterministic for a seed and reports every iteration', () => {
     const points = clusteredPoints(2000, 2);
     const seen: number[] = [];
-    const a = miniBatchKMeans(points, { k: 16, iterations: 10, batchSize: 128, seed: 5, onIteration: (d) => seen.push(d) });
+    const a = miniBatchKMeans(points, {
+      k: 16,
+      iterations: 10,
+      batchSize: 128,
+      seed: 5,
+      onIteration: (d) => seen.push(d),
+    });
     const b = miniBatchKMeans(points, { k: 16, iterations: 10, batchSize: 128, seed: 5 });
     const c = miniBatchKMeans(points, { k: 16, iterations: 10, batchSize: 128, seed: 6 });
     expect(a).toEqual(b);
@@ -38,6 +50,10 @@ describe('miniBatchKMeans', () => {
     const points = Uint8Array.from([1, 2, 3, 1, 2, 3, 9, 9, 9]);
     const palette = toPalette(miniBatchKMeans(points, { k: 4, iterations: 3, batchSize: 4, seed: 0 }));
     expect(palette).toHaveLength(4);
-    for (const c of palette) expect([[1, 2, 3], [9, 9, 9]]).toContainEqual(c);
+    for (const c of palette)
+      expect([
+        [1, 2, 3],
+        [9, 9, 9],
+      ]).toContainEqual(c);
   });
 });

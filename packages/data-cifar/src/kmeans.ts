@@ -18,7 +18,8 @@ export interface KMeansOptions {
 export function miniBatchKMeans(points: Uint8Array | Float32Array, options: KMeansOptions): Float64Array {
   const n = points.length / 3;
   const { k, iterations, batchSize, seed } = options;
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`k-means needs at least one RGB point; got ${points.length} values`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new RangeError(`k-means needs at least one RGB point; got ${points.length} values`);
   const rand = mulberry32(seed);
   const centres = kMeansPlusPlus(points, n, k, rand);
   const counts = new Float64Array(k);
@@ -29,7 +30,8 @@ export function miniBatchKMeans(points: Uint8Array | Float32Array, options: KMea
     // Assign first, then move centres: the order Sculley's algorithm prescribes.
     for (let i = 0; i < batchSize; i++) assigned[i] = nearest(centres, k, points, batch[i]! * 3);
     for (let i = 0; i < batchSize; i++) {
-      const c = assigned[i]!, p = batch[i]! * 3;
+      const c = assigned[i]!,
+        p = batch[i]! * 3;
       const eta = 1 / ++counts[c]!;
       for (let d = 0; d < 3; d++) centres[c * 3 + d] = centres[c * 3 + d]! * (1 - eta) + points[p + d]! * eta;
     }
@@ -46,7 +48,9 @@ function kMeansPlusPlus(points: Uint8Array | Float32Array, n: number, k: number,
     for (let d = 0; d < 3; d++) centres[c * 3 + d] = points[chosen * 3 + d]!;
     let total = 0;
     for (let i = 0; i < n; i++) {
-      const dr = points[i * 3]! - centres[c * 3]!, dg = points[i * 3 + 1]! - centres[c * 3 + 1]!, db = points[i * 3 + 2]! - centres[c * 3 + 2]!;
+      const dr = points[i * 3]! - centres[c * 3]!,
+        dg = points[i * 3 + 1]! - centres[c * 3 + 1]!,
+        db = points[i * 3 + 2]! - centres[c * 3 + 2]!;
       const d = dr * dr + dg * dg + db * db;
       if (d < d2[i]!) d2[i] = d;
       total += d2[i]!;
@@ -57,7 +61,10 @@ function kMeansPlusPlus(points: Uint8Array | Float32Array, n: number, k: number,
     if (total > 0) {
       for (let i = 0; i < n; i++) {
         target -= d2[i]!;
-        if (target < 0) { chosen = i; break; }
+        if (target < 0) {
+          chosen = i;
+          break;
+        }
       }
     }
   }
@@ -65,12 +72,20 @@ function kMeansPlusPlus(points: Uint8Array | Float32Array, n: number, k: number,
 }
 
 function nearest(centres: Float64Array, k: number, points: Uint8Array | Float32Array, p: number): number {
-  const r = points[p]!, g = points[p + 1]!, b = points[p + 2]!;
-  let best = 0, bestD = Infinity;
+  const r = points[p]!,
+    g = points[p + 1]!,
+    b = points[p + 2]!;
+  let best = 0,
+    bestD = Infinity;
   for (let c = 0; c < k; c++) {
-    const dr = r - centres[c * 3]!, dg = g - centres[c * 3 + 1]!, db = b - centres[c * 3 + 2]!;
+    const dr = r - centres[c * 3]!,
+      dg = g - centres[c * 3 + 1]!,
+      db = b - centres[c * 3 + 2]!;
     const d = dr * dr + dg * dg + db * db;
-    if (d < bestD) { bestD = d; best = c; }
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
   }
   return best;
 }

@@ -32,9 +32,15 @@ describe('prefetch', () => {
 
   it('surfaces an error at the failing item', async () => {
     const seen: number[] = [];
-    await expect((async () => {
-      for await (const x of prefetch(0, 5, 2, (i) => { if (i === 3) throw new Error('boom 3'); return i; })) seen.push(x);
-    })()).rejects.toThrow('boom 3');
+    await expect(
+      (async () => {
+        for await (const x of prefetch(0, 5, 2, (i) => {
+          if (i === 3) throw new Error('boom 3');
+          return i;
+        }))
+          seen.push(x);
+      })(),
+    ).rejects.toThrow('boom 3');
     expect(seen).toEqual([0, 1, 2]);
   });
 });

@@ -3,7 +3,12 @@
  * built in its own macrotask, so while the consumer awaits (e.g. a backend's data sync) the next
  * batches are assembled instead of being built only when asked for.
  */
-export async function* prefetch<T>(start: number, end: number, depth: number, make: (i: number) => T): AsyncGenerator<T> {
+export async function* prefetch<T>(
+  start: number,
+  end: number,
+  depth: number,
+  make: (i: number) => T,
+): AsyncGenerator<T> {
   if (depth <= 0) {
     for (let i = start; i < end; i++) yield make(i);
     return;
@@ -14,10 +19,16 @@ export async function* prefetch<T>(start: number, end: number, depth: number, ma
   const fill = () => {
     while (queue.length < depth && next < end) {
       const i = next++;
-      const p = new Promise<T>((resolve, reject) => setImmediate(() => {
-        if (cancelled) return resolve(undefined as T);
-        try { resolve(make(i)); } catch (err) { reject(err); }
-      }));
+      const p = new Promise<T>((resolve, reject) =>
+        setImmediate(() => {
+          if (cancelled) return resolve(undefined as T);
+          try {
+            resolve(make(i));
+          } catch (err) {
+            reject(err);
+          }
+        }),
+      );
       // Errors surface when the consumer reaches this item, not as unhandled rejections.
       p.catch(() => undefined);
       queue.push(p);

@@ -16,10 +16,14 @@ function randomPalette(k: number, seed: number): number[][] {
 function bruteForce(pixels: Uint8Array, palette: number[][]): Int32Array {
   const out = new Int32Array(pixels.length / 3);
   for (let i = 0; i < out.length; i++) {
-    let best = 0, bestD = Infinity;
+    let best = 0,
+      bestD = Infinity;
     palette.forEach(([r, g, b], c) => {
       const d = (pixels[i * 3]! - r!) ** 2 + (pixels[i * 3 + 1]! - g!) ** 2 + (pixels[i * 3 + 2]! - b!) ** 2;
-      if (d < bestD) { bestD = d; best = c; }
+      if (d < bestD) {
+        bestD = d;
+        best = c;
+      }
     });
     out[i] = best;
   }
@@ -35,7 +39,12 @@ describe('quantize', () => {
 
   it('breaks ties towards the lowest index, like argmin', () => {
     // Pixel [100,100,100] is equidistant from colours 1 and 2; colour 3 duplicates colour 1.
-    const palette = [[0, 0, 0], [90, 100, 100], [110, 100, 100], [90, 100, 100]];
+    const palette = [
+      [0, 0, 0],
+      [90, 100, 100],
+      [110, 100, 100],
+      [90, 100, 100],
+    ];
     expect(Array.from(quantize(Uint8Array.from([100, 100, 100, 91, 100, 100]), palette))).toEqual([1, 1]);
   });
 
@@ -61,6 +70,14 @@ describe('quantize', () => {
     expect(() => quantize(new Uint8Array(4), [[0, 0, 0]])).toThrow(/multiple of 3\); got length 4/);
     expect(() => quantize(new Uint8Array(3), [[0, 0, 256]])).toThrow(/Palette colour 0 is \[0,0,256\]/);
     expect(() => quantize(new Uint8Array(3), [])).toThrow(TaskforgeError);
-    expect(() => dequantize([0, 5], [[0, 0, 0], [1, 1, 1]])).toThrow(/token 5 at position 1 is outside the palette \(valid tokens are 0\.\.1\)/);
+    expect(() =>
+      dequantize(
+        [0, 5],
+        [
+          [0, 0, 0],
+          [1, 1, 1],
+        ],
+      ),
+    ).toThrow(/token 5 at position 1 is outside the palette \(valid tokens are 0\.\.1\)/);
   });
 });

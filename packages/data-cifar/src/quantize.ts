@@ -27,12 +27,16 @@ const indexCache = new WeakMap<object, PaletteIndex>();
 
 function validatePalette(palette: Palette): Int32Array {
   if (!Array.isArray(palette) || palette.length === 0 || palette.length > 65535) {
-    throw new TaskforgeError(`A palette must be a non-empty array of at most 65535 [r, g, b] colours; got ${Array.isArray(palette) ? `${palette.length} colours` : typeof palette}.`);
+    throw new TaskforgeError(
+      `A palette must be a non-empty array of at most 65535 [r, g, b] colours; got ${Array.isArray(palette) ? `${palette.length} colours` : typeof palette}.`,
+    );
   }
   const colors = new Int32Array(palette.length * 3);
   palette.forEach((c, i) => {
     if (!Array.isArray(c) || c.length !== 3 || !c.every((v) => Number.isInteger(v) && v >= 0 && v <= 255)) {
-      throw new TaskforgeError(`Palette colour ${i} is ${JSON.stringify(c)}; every colour must be [r, g, b] with integers in 0..255.`);
+      throw new TaskforgeError(
+        `Palette colour ${i} is ${JSON.stringify(c)}; every colour must be [r, g, b] with integers in 0..255.`,
+      );
     }
     colors.set(c, i * 3);
   });
@@ -56,7 +60,9 @@ export function paletteIndex(palette: Palette): PaletteIndex {
         // A colour can only win in this cell if its closest approach beats the best worst case.
         let bound = Infinity;
         for (let c = 0; c < k; c++) {
-          const r = colors[c * 3]!, g = colors[c * 3 + 1]!, b = colors[c * 3 + 2]!;
+          const r = colors[c * 3]!,
+            g = colors[c * 3 + 1]!,
+            b = colors[c * 3 + 2]!;
           minD[c] = AXIS_MIN[r * GRID + cr]! + AXIS_MIN[g * GRID + cg]! + AXIS_MIN[b * GRID + cb]!;
           const far = AXIS_MAX[r * GRID + cr]! + AXIS_MAX[g * GRID + cg]! + AXIS_MAX[b * GRID + cb]!;
           if (far < bound) bound = far;
@@ -76,7 +82,8 @@ const AXIS_MIN = new Int32Array(256 * GRID);
 const AXIS_MAX = new Int32Array(256 * GRID);
 for (let v = 0; v < 256; v++) {
   for (let cell = 0; cell < GRID; cell++) {
-    const lo = cell * CELL, hi = lo + CELL - 1;
+    const lo = cell * CELL,
+      hi = lo + CELL - 1;
     const near = v < lo ? lo - v : v > hi ? v - hi : 0;
     const far = Math.max(Math.abs(v - lo), Math.abs(v - hi));
     AXIS_MIN[v * GRID + cell] = near * near;
@@ -89,22 +96,37 @@ for (let v = 0; v < 256; v++) {
  * to `out[outOff + i]`. Covers both interleaved RGB (stride 3) and CIFAR's planar layout (stride 1).
  */
 export function quantizeStrided(
-  src: Uint8Array, n: number, rOff: number, gOff: number, bOff: number, stride: number,
-  index: PaletteIndex, out: { [i: number]: number }, outOff = 0,
+  src: Uint8Array,
+  n: number,
+  rOff: number,
+  gOff: number,
+  bOff: number,
+  stride: number,
+  index: PaletteIndex,
+  out: { [i: number]: number },
+  outOff = 0,
 ): void {
   const { colors, cellStart, candidates } = index;
   const shift = CELL_BITS;
   for (let i = 0; i < n; i++) {
     const p = i * stride;
-    const r = src[rOff + p]!, g = src[gOff + p]!, b = src[bOff + p]!;
-    const cell = (((r >> shift) * GRID) + (g >> shift)) * GRID + (b >> shift);
-    let best = 0, bestD = Infinity;
+    const r = src[rOff + p]!,
+      g = src[gOff + p]!,
+      b = src[bOff + p]!;
+    const cell = ((r >> shift) * GRID + (g >> shift)) * GRID + (b >> shift);
+    let best = 0,
+      bestD = Infinity;
     for (let j = cellStart[cell]!, end = cellStart[cell + 1]!; j < end; j++) {
       const c = candidates[j]!;
       const o = c * 3;
-      const dr = r - colors[o]!, dg = g - colors[o + 1]!, db = b - colors[o + 2]!;
+      const dr = r - colors[o]!,
+        dg = g - colors[o + 1]!,
+        db = b - colors[o + 2]!;
       const d = dr * dr + dg * dg + db * db;
-      if (d < bestD) { bestD = d; best = c; }
+      if (d < bestD) {
+        bestD = d;
+        best = c;
+      }
     }
     out[outOff + i] = best;
   }
@@ -113,7 +135,9 @@ export function quantizeStrided(
 /** Interleaved RGB pixels (`length = 3N`) → N raster-order palette tokens. */
 export function quantize(pixels: Uint8Array, palette: Palette | PaletteIndex): Int32Array {
   if (pixels.length % 3 !== 0) {
-    throw new TaskforgeError(`quantize expects interleaved RGB pixels (length a multiple of 3); got length ${pixels.length}.`);
+    throw new TaskforgeError(
+      `quantize expects interleaved RGB pixels (length a multiple of 3); got length ${pixels.length}.`,
+    );
   }
   const index = isIndex(palette) ? palette : paletteIndex(palette);
   const n = pixels.length / 3;
@@ -130,7 +154,9 @@ export function dequantize(tokens: ArrayLike<number>, palette: Palette | Palette
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
     if (!Number.isInteger(t) || t < 0 || t >= k) {
-      throw new TaskforgeError(`dequantize: token ${t} at position ${i} is outside the palette (valid tokens are 0..${k - 1}).`);
+      throw new TaskforgeError(
+        `dequantize: token ${t} at position ${i} is outside the palette (valid tokens are 0..${k - 1}).`,
+      );
     }
     out[i * 3] = colors[t * 3]!;
     out[i * 3 + 1] = colors[t * 3 + 1]!;

@@ -5,8 +5,12 @@ import { describe, expect, it } from 'vitest';
 import { paletteKey, readTokenStore, writeTokenStore, type PaletteParams } from './store.js';
 
 const params: PaletteParams = {
-  archive_md5: 'c32a1d4ab5d03f1284b67883e8d87530', palette_size: 16, palette_sample_pixels: 200_000,
-  palette_batch_size: 2048, palette_iterations: 100, palette_seed: 0,
+  archive_md5: 'c32a1d4ab5d03f1284b67883e8d87530',
+  palette_size: 16,
+  palette_sample_pixels: 200_000,
+  palette_batch_size: 2048,
+  palette_iterations: 100,
+  palette_seed: 0,
 };
 
 describe('cache keys and token stores', () => {

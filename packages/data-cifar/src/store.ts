@@ -52,19 +52,35 @@ function samplePixels(images: ImageSet, n: number, seed: number): Uint8Array {
 
 /** Reads the cached palette for `params`, or fits one on the training images and caches it. */
 export async function loadOrFitPalette(
-  file: string, params: PaletteParams, images: () => Promise<ImageSet>, output: Output,
+  file: string,
+  params: PaletteParams,
+  images: () => Promise<ImageSet>,
+  output: Output,
 ): Promise<number[][]> {
-  const cached = await readFile(file, 'utf8').then((t) => JSON.parse(t) as { key?: string; palette?: number[][] }, () => undefined);
+  const cached = await readFile(file, 'utf8').then(
+    (t) => JSON.parse(t) as { key?: string; palette?: number[][] },
+    () => undefined,
+  );
   const key = paletteKey(params);
-  if (cached?.key === key && Array.isArray(cached.palette) && cached.palette.length === params.palette_size) return cached.palette;
+  if (cached?.key === key && Array.isArray(cached.palette) && cached.palette.length === params.palette_size)
+    return cached.palette;
   const pixels = samplePixels(await images(), params.palette_sample_pixels, params.palette_seed);
-  const bar = output.progress({ label: `cifar10: fitting a ${params.palette_size}-colour palette (k-means)`, total: params.palette_iterations, unit: 'steps' });
+  const bar = output.progress({
+    label: `cifar10: fitting a ${params.palette_size}-colour palette (k-means)`,
+    total: params.palette_iterations,
+    unit: 'steps',
+  });
   let palette: number[][];
   try {
-    palette = toPalette(miniBatchKMeans(pixels, {
-      k: params.palette_size, iterations: params.palette_iterations, batchSize: params.palette_batch_size,
-      seed: mixSeed(params.palette_seed, 0xc3), onIteration: (done) => bar.update(done),
-    }));
+    palette = toPalette(
+      miniBatchKMeans(pixels, {
+        k: params.palette_size,
+        iterations: params.palette_iterations,
+        batchSize: params.palette_batch_size,
+        seed: mixSeed(params.palette_seed, 0xc3),
+        onIteration: (done) => bar.update(done),
+      }),
+    );
   } finally {
     bar.stop();
   }
@@ -120,16 +136,22 @@ export async function writeTokenStore(file: string, store: TokenStore): Promise<
  * expected shape (it is then rebuilt). The header's count fixes the expected length, so a store
  * of another image size can never pass.
  */
-export async function readTokenStore(file: string, paletteSize: number, pixels: number): Promise<TokenStore | undefined> {
+export async function readTokenStore(
+  file: string,
+  paletteSize: number,
+  pixels: number,
+): Promise<TokenStore | undefined> {
   const buf = await readFile(file).catch(() => undefined);
   if (!buf || buf.length < HEADER) return undefined;
   // Copy into a fresh, aligned buffer so typed views of any element size are valid.
   const bytes = new Uint8Array(buf);
   const [magic, version, count, bpt] = new Uint32Array(bytes.buffer, 0, 4);
   const wantBpt = paletteSize <= 256 ? 1 : 2;
-  if (magic !== MAGIC || version !== 1 || bpt !== wantBpt || bytes.length !== HEADER + count! * (pixels * bpt + 1)) return undefined;
+  if (magic !== MAGIC || version !== 1 || bpt !== wantBpt || bytes.length !== HEADER + count! * (pixels * bpt + 1))
+    return undefined;
   const tokenBytes = count! * pixels * bpt;
-  const tokens = bpt === 1 ? bytes.subarray(HEADER, HEADER + tokenBytes) : new Uint16Array(bytes.buffer, HEADER, count! * pixels);
+  const tokens =
+    bpt === 1 ? bytes.subarray(HEADER, HEADER + tokenBytes) : new Uint16Array(bytes.buffer, HEADER, count! * pixels);
   const labels = bytes.subarray(HEADER + tokenBytes);
   if (labels.some((l) => l > 9)) return undefined;
   return { count: count!, labels, tokens };

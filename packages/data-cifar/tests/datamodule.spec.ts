@@ -5,8 +5,28 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '@taskforge/core';
-import { augmentGrid, augmentParams, cifar10Schema, cifar10Spec, dequantize, plugin, type CifarBatch, type Cifar10Config, type Cifar10ConfigInput, type Cifar10DataModule } from '../src/index.js';
-import { CLASS_NAMES, COLORS, cifarEntries, colorOf, RecordingOutput, tarGz, tempDir, testContainer } from './helpers.js';
+import {
+  augmentGrid,
+  augmentParams,
+  cifar10Schema,
+  cifar10Spec,
+  dequantize,
+  plugin,
+  type CifarBatch,
+  type Cifar10Config,
+  type Cifar10ConfigInput,
+  type Cifar10DataModule,
+} from '../src/index.js';
+import {
+  CLASS_NAMES,
+  COLORS,
+  cifarEntries,
+  colorOf,
+  RecordingOutput,
+  tarGz,
+  tempDir,
+  testContainer,
+} from './helpers.js';
 
 const archive = tarGz(cifarEntries(6, 8)); // 30 training images, 8 test images
 const md5 = createHash('md5').update(archive).digest('hex');
@@ -31,9 +51,23 @@ afterAll(async () => {
 });
 
 /** A data module on the shared prepared cache (the first test downloads into it). */
-function make(overrides: Partial<Cifar10ConfigInput> = {}, output = new RecordingOutput(), unchecked: Partial<Cifar10Config> = {}): Cifar10DataModule {
+function make(
+  overrides: Partial<Cifar10ConfigInput> = {},
+  output = new RecordingOutput(),
+  unchecked: Partial<Cifar10Config> = {},
+): Cifar10DataModule {
   const config = {
-    ...cifar10Schema.parse({ url, md5, data_dir: join(tmp.dir, 'cache'), val_size: 6, batch_size: 4, palette_size: 4, palette_sample_pixels: 2000, palette_iterations: 5, ...overrides }),
+    ...cifar10Schema.parse({
+      url,
+      md5,
+      data_dir: join(tmp.dir, 'cache'),
+      val_size: 6,
+      batch_size: 4,
+      palette_size: 4,
+      palette_sample_pixels: 2000,
+      palette_iterations: 5,
+      ...overrides,
+    }),
     ...unchecked,
   } as Cifar10Config;
   const container = testContainer({ projectRoot: tmp.dir, cacheDir: join(tmp.dir, 'unused') }, output);
@@ -64,7 +98,14 @@ describe('Cifar10DataModule', () => {
     const marker = JSON.parse(await readFile(join(dm.dataDir, 'extracted.json'), 'utf8'));
     expect(marker.archive_md5).toBe(md5);
     const args = dm.modelDataArgs;
-    expect(args).toMatchObject({ num_vocab: 4, num_positions: 1024, num_classes: 10, image_height: 32, image_width: 32, class_names: CLASS_NAMES });
+    expect(args).toMatchObject({
+      num_vocab: 4,
+      num_positions: 1024,
+      num_classes: 10,
+      image_height: 32,
+      image_width: 32,
+      class_names: CLASS_NAMES,
+    });
     expect([...args.palette].sort()).toEqual(COLORS.map((c) => [...c]).sort());
 
     const batchDirMtime = (await stat(join(dm.dataDir, 'cifar-10-batches-bin'))).mtimeMs;
@@ -76,7 +117,13 @@ describe('Cifar10DataModule', () => {
     expect(out2.bars).toEqual([]);
     expect((await stat(join(again.dataDir, 'cifar-10-batches-bin'))).mtimeMs).toBe(batchDirMtime);
     expect(again.modelDataArgs.palette).toEqual(args.palette);
-    expect((await readdir(again.dataDir)).sort()).toEqual(['cifar-10-batches-bin', 'cifar-10-binary.tar.gz', 'extracted.json', 'palettes', 'tokens']);
+    expect((await readdir(again.dataDir)).sort()).toEqual([
+      'cifar-10-batches-bin',
+      'cifar-10-binary.tar.gz',
+      'extracted.json',
+      'palettes',
+      'tokens',
+    ]);
   });
 
   it('yields batches of tokens that dequantise to the original images, with labels and indices', async () => {
@@ -90,7 +137,10 @@ describe('Cifar10DataModule', () => {
       ['val', await collect(dm.valDataloader({ epoch: 0, seed: 1 })), (i: number) => i],
       ['test', await collect(dm.testDataloader({ epoch: 0, seed: 1 })), (i: number) => 1000 + i],
     ] as const) {
-      expect(batches.map((b) => b.size), split).toEqual(split === 'train' ? [4, 4, 4, 4, 4, 4] : split === 'val' ? [4, 2] : [4, 4]);
+      expect(
+        batches.map((b) => b.size),
+        split,
+      ).toEqual(split === 'train' ? [4, 4, 4, 4, 4, 4] : split === 'val' ? [4, 2] : [4, 4]);
       for (const b of batches) {
         expect(b.tokens).toBeInstanceOf(Int32Array);
         expect(b.tokens.length).toBe(b.size * 1024);
@@ -105,10 +155,15 @@ describe('Cifar10DataModule', () => {
 
   it('splits 30 training images into disjoint train/val sets, deterministically per split_seed', async () => {
     const ids = async (dm: Cifar10DataModule, split: 'train' | 'val') =>
-      (await collect(split === 'train' ? dm.trainDataloader({ epoch: 0, seed: 0 }) : dm.valDataloader({ epoch: 0, seed: 0 }))).flatMap((b) => Array.from(b.indices));
+      (
+        await collect(
+          split === 'train' ? dm.trainDataloader({ epoch: 0, seed: 0 }) : dm.valDataloader({ epoch: 0, seed: 0 }),
+        )
+      ).flatMap((b) => Array.from(b.indices));
     const a = make({ shuffle: false });
     await a.setup('fit');
-    const train = await ids(a, 'train'), val = await ids(a, 'val');
+    const train = await ids(a, 'train'),
+      val = await ids(a, 'val');
     expect(train).toHaveLength(24);
     expect(val).toHaveLength(6);
     expect([...train, ...val].sort((x, y) => x - y)).toEqual(Array.from({ length: 30 }, (_, i) => i));
@@ -125,7 +180,8 @@ describe('Cifar10DataModule', () => {
     await dm.setup('fit');
     const order = async (epoch: number, seed = 3, startBatch?: number) =>
       (await collect(dm.trainDataloader({ epoch, seed, startBatch }))).flatMap((b) => Array.from(b.indices));
-    const e0 = await order(0), e1 = await order(1);
+    const e0 = await order(0),
+      e1 = await order(1);
     expect(await order(0)).toEqual(e0);
     expect(e1).not.toEqual(e0);
     expect([...e1].sort()).toEqual([...e0].sort());
@@ -148,8 +204,14 @@ describe('Cifar10DataModule', () => {
   it('augments training batches only, as a pure function of (seed, epoch, index)', async () => {
     const plain = make({ shuffle: false });
     const aug = make({ shuffle: false, augment: true });
-    for (const dm of [plain, aug]) { await dm.setup('fit'); await dm.setup('test'); }
-    const [p, a] = [await collect(plain.trainDataloader({ epoch: 2, seed: 9 })), await collect(aug.trainDataloader({ epoch: 2, seed: 9 }))];
+    for (const dm of [plain, aug]) {
+      await dm.setup('fit');
+      await dm.setup('test');
+    }
+    const [p, a] = [
+      await collect(plain.trainDataloader({ epoch: 2, seed: 9 })),
+      await collect(aug.trainDataloader({ epoch: 2, seed: 9 })),
+    ];
     let changed = 0;
     for (let b = 0; b < p.length; b++) {
       for (let j = 0; j < p[b]!.size; j++) {
@@ -161,8 +223,12 @@ describe('Cifar10DataModule', () => {
       }
     }
     expect(changed).toBeGreaterThan(12);
-    expect(await collect(aug.valDataloader({ epoch: 2, seed: 9 }))).toEqual(await collect(plain.valDataloader({ epoch: 2, seed: 9 })));
-    expect(await collect(aug.testDataloader({ epoch: 2, seed: 9 }))).toEqual(await collect(plain.testDataloader({ epoch: 2, seed: 9 })));
+    expect(await collect(aug.valDataloader({ epoch: 2, seed: 9 }))).toEqual(
+      await collect(plain.valDataloader({ epoch: 2, seed: 9 })),
+    );
+    expect(await collect(aug.testDataloader({ epoch: 2, seed: 9 }))).toEqual(
+      await collect(plain.testDataloader({ epoch: 2, seed: 9 })),
+    );
   });
 
   it('caches a new palette per parameter set without downloading again', async () => {
@@ -171,17 +237,25 @@ describe('Cifar10DataModule', () => {
     await dm.setup('fit');
     expect(dm.modelDataArgs.num_vocab).toBe(3);
     expect(out.bars.map((b) => b.label.split(' (')[0])).toEqual([
-      'cifar10: fitting a 3-colour palette', 'cifar10: tokenising train images', 'cifar10: tokenising test images',
+      'cifar10: fitting a 3-colour palette',
+      'cifar10: tokenising train images',
+      'cifar10: tokenising test images',
     ]);
     expect(requests).toBe(1);
   });
 
   it('reports config mistakes found only once the data is known', async () => {
     await expect(make({ val_size: 30 }).setup('fit')).rejects.toThrow(ConfigError);
-    await expect(make({ val_size: 30 }).setup('fit')).rejects.toThrow(/dataset\.val_size: must be smaller than the 30 training images/);
-    await expect(make({ batch_size: 25, drop_last: true }).setup('fit')).rejects.toThrow(/dataset\.batch_size: exceeds the 24 training images/);
+    await expect(make({ val_size: 30 }).setup('fit')).rejects.toThrow(
+      /dataset\.val_size: must be smaller than the 30 training images/,
+    );
+    await expect(make({ batch_size: 25, drop_last: true }).setup('fit')).rejects.toThrow(
+      /dataset\.batch_size: exceeds the 24 training images/,
+    );
     expect(() => make().modelDataArgs).toThrow(/before prepareData\(\)\/setup\(\)/);
-    expect(() => cifar10Schema.parse({ palette_size: 64, palette_sample_pixels: 10 })).toThrow(/palette_sample_pixels|must be at least palette_size/);
+    expect(() => cifar10Schema.parse({ palette_size: 64, palette_sample_pixels: 10 })).toThrow(
+      /palette_sample_pixels|must be at least palette_size/,
+    );
     expect(() => cifar10Schema.parse({ md5: 'abc' })).toThrow(/32 hex digits/);
     expect(() => cifar10Schema.parse({ bogus: 1 })).toThrow(/bogus/);
   });

@@ -10,7 +10,12 @@ import { Tokens, type Output, type Paths, type ProgressHandle } from '@taskforge
 import { RECORD_BYTES } from '../src/format.js';
 
 /** Four well-separated colours: a 4-colour palette recovers them exactly. */
-export const COLORS = [[250, 10, 10], [10, 250, 10], [10, 10, 250], [240, 240, 240]] as const;
+export const COLORS = [
+  [250, 10, 10],
+  [10, 250, 10],
+  [10, 10, 250],
+  [240, 240, 240],
+] as const;
 export const CLASS_NAMES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 
 /** Colour id of pixel `p` of global image `i` (a pattern that differs per image and position). */
@@ -22,7 +27,8 @@ export function colorOf(i: number, p: number): number {
 export function makeRecords(first: number, count: number, label: (i: number) => number = (i) => i % 10): Uint8Array {
   const out = new Uint8Array(count * RECORD_BYTES);
   for (let r = 0; r < count; r++) {
-    const i = first + r, base = r * RECORD_BYTES;
+    const i = first + r,
+      base = r * RECORD_BYTES;
     out[base] = label(i);
     for (let p = 0; p < 1024; p++) {
       const c = COLORS[colorOf(i, p)]!;
@@ -48,8 +54,14 @@ export function tarGz(entries: Entry[]): Buffer {
     const data = Buffer.from(e.data ?? new Uint8Array(0));
     const type = e.type ?? 'File';
     const header = new Header({
-      path: e.path, type, linkpath: e.linkpath, mode: type === 'Directory' ? 0o755 : 0o644,
-      size: type === 'File' ? data.length : 0, mtime: new Date(1230768000000), uid: 0, gid: 0,
+      path: e.path,
+      type,
+      linkpath: e.linkpath,
+      mode: type === 'Directory' ? 0o755 : 0o644,
+      size: type === 'File' ? data.length : 0,
+      mtime: new Date(1230768000000),
+      uid: 0,
+      gid: 0,
     });
     const block = Buffer.alloc(512);
     header.encode(block, 0);
@@ -73,7 +85,8 @@ export function cifarEntries(perFile = 6, testCount = 8, overrides: Record<strin
     ...overrides,
   };
   const entries: Entry[] = [{ path: 'cifar-10-batches-bin/', type: 'Directory' }];
-  for (const [name, data] of Object.entries(files)) if (data) entries.push({ path: `cifar-10-batches-bin/${name}`, data });
+  for (const [name, data] of Object.entries(files))
+    if (data) entries.push({ path: `cifar-10-batches-bin/${name}`, data });
   return entries;
 }
 
@@ -82,15 +95,25 @@ export class RecordingOutput implements Output {
   infos: string[] = [];
   warnings: string[] = [];
   bars: { label: string; unit?: string; total?: number; last: number; stopped: boolean }[] = [];
-  info(message: string): void { this.infos.push(message); }
-  warn(message: string): void { this.warnings.push(message); }
+  info(message: string): void {
+    this.infos.push(message);
+  }
+  warn(message: string): void {
+    this.warnings.push(message);
+  }
   progress(options: { label: string; total?: number; unit?: 'items' | 'bytes' | 'steps' }): ProgressHandle {
     const bar = { label: options.label, unit: options.unit, total: options.total, last: 0, stopped: false };
     this.bars.push(bar);
     return {
-      update: (current) => { bar.last = current; },
-      setTotal: (total) => { bar.total = total; },
-      stop: () => { bar.stopped = true; },
+      update: (current) => {
+        bar.last = current;
+      },
+      setTotal: (total) => {
+        bar.total = total;
+      },
+      stop: () => {
+        bar.stopped = true;
+      },
     };
   }
 }

@@ -5,19 +5,41 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ComponentRegistry, ConfigError, validateConfig } from '@taskforge/core';
 import {
-  augmentGrid, augmentPad, augmentParams, cifar10Schema, cifar10Spec, dequantize, RECORD_BYTES,
-  type CifarBatch, type Cifar10ConfigInput, type Cifar10DataModule,
+  augmentGrid,
+  augmentPad,
+  augmentParams,
+  cifar10Schema,
+  cifar10Spec,
+  dequantize,
+  RECORD_BYTES,
+  type CifarBatch,
+  type Cifar10ConfigInput,
+  type Cifar10DataModule,
 } from '../src/index.js';
-import { CLASS_NAMES, COLORS, cifarEntries, colorOf, RecordingOutput, tempDir, testContainer, writeArchive } from './helpers.js';
+import {
+  CLASS_NAMES,
+  COLORS,
+  cifarEntries,
+  colorOf,
+  RecordingOutput,
+  tempDir,
+  testContainer,
+  writeArchive,
+} from './helpers.js';
 
 /** Colour id of pixel (x, y) of image `id`: constant on 4×4 blocks, so 16×16 and 8×8 averages are exact palette colours. */
 const blockColor = (id: number, x: number, y: number) => colorOf(id, (y >> 2) * 8 + (x >> 2));
 
 /** Records with ids first.., label id % 10, pixels `rgb(id, x, y)`. */
-function records(first: number, count: number, rgb: (id: number, x: number, y: number) => readonly number[]): Uint8Array {
+function records(
+  first: number,
+  count: number,
+  rgb: (id: number, x: number, y: number) => readonly number[],
+): Uint8Array {
   const out = new Uint8Array(count * RECORD_BYTES);
   for (let r = 0; r < count; r++) {
-    const id = first + r, base = r * RECORD_BYTES;
+    const id = first + r,
+      base = r * RECORD_BYTES;
     out[base] = id % 10;
     for (let p = 0; p < 1024; p++) {
       const c = rgb(id, p % 32, p >> 5);
@@ -39,20 +61,42 @@ let blocks: { path: string; md5: string };
 
 beforeAll(async () => {
   tmp = await tempDir();
-  const path = await writeArchive(join(tmp.dir, 'blocks.tar.gz'), entries(6, (id, x, y) => COLORS[blockColor(id, x, y)]!));
-  blocks = { path, md5: createHash('md5').update(await readFile(path)).digest('hex') };
+  const path = await writeArchive(
+    join(tmp.dir, 'blocks.tar.gz'),
+    entries(6, (id, x, y) => COLORS[blockColor(id, x, y)]!),
+  );
+  blocks = {
+    path,
+    md5: createHash('md5')
+      .update(await readFile(path))
+      .digest('hex'),
+  };
 });
 
 afterAll(async () => {
   await tmp.cleanup();
 });
 
-function make(dataDir: string, overrides: Partial<Cifar10ConfigInput> = {}, output = new RecordingOutput()): Cifar10DataModule {
+function make(
+  dataDir: string,
+  overrides: Partial<Cifar10ConfigInput> = {},
+  output = new RecordingOutput(),
+): Cifar10DataModule {
   const config = cifar10Schema.parse({
-    url: blocks.path, md5: blocks.md5, data_dir: join(tmp.dir, dataDir), val_size: 6, batch_size: 4,
-    palette_size: 4, palette_sample_pixels: 2000, palette_iterations: 5, shuffle: false, ...overrides,
+    url: blocks.path,
+    md5: blocks.md5,
+    data_dir: join(tmp.dir, dataDir),
+    val_size: 6,
+    batch_size: 4,
+    palette_size: 4,
+    palette_sample_pixels: 2000,
+    palette_iterations: 5,
+    shuffle: false,
+    ...overrides,
   });
-  return cifar10Spec.create(config, { container: testContainer({ projectRoot: tmp.dir, cacheDir: join(tmp.dir, 'unused') }, output) }) as Cifar10DataModule;
+  return cifar10Spec.create(config, {
+    container: testContainer({ projectRoot: tmp.dir, cacheDir: join(tmp.dir, 'unused') }, output),
+  }) as Cifar10DataModule;
 }
 
 async function collect(it: AsyncIterable<CifarBatch>): Promise<CifarBatch[]> {
@@ -64,7 +108,9 @@ async function collect(it: AsyncIterable<CifarBatch>): Promise<CifarBatch[]> {
 /** Interleaved RGB of image `id` at `size`×`size`: pixel (x, y) covers source pixel (x·f, y·f) of a uniform block. */
 function expectedRgb(id: number, size: number): number[] {
   const f = 32 / size;
-  return Array.from({ length: size * size }, (_, p) => [...COLORS[blockColor(id, (p % size) * f, Math.floor(p / size) * f)]!]).flat();
+  return Array.from({ length: size * size }, (_, p) => [
+    ...COLORS[blockColor(id, (p % size) * f, Math.floor(p / size) * f)]!,
+  ]).flat();
 }
 
 describe('dataset.image_size', () => {
@@ -73,7 +119,14 @@ describe('dataset.image_size', () => {
     await dm.setup('fit');
     await dm.setup('test');
     const args = dm.modelDataArgs;
-    expect(args).toMatchObject({ num_vocab: 4, num_positions: size * size, num_classes: 10, image_height: size, image_width: size, class_names: CLASS_NAMES });
+    expect(args).toMatchObject({
+      num_vocab: 4,
+      num_positions: size * size,
+      num_classes: 10,
+      image_height: size,
+      image_width: size,
+      class_names: CLASS_NAMES,
+    });
     expect([...args.palette].sort()).toEqual(COLORS.map((c) => [...c]).sort());
     expect([dm.numBatches('train'), dm.numBatches('val'), dm.numBatches('test')]).toEqual([6, 2, 2]);
     for (const [batches, idOf, count] of [
@@ -88,7 +141,9 @@ describe('dataset.image_size', () => {
         for (let j = 0; j < b.size; j++) {
           const id = idOf(b.indices[j]!);
           expect(b.labels[j]).toBe(id % 10);
-          expect(Array.from(dequantize(b.tokens.subarray(j * size * size, (j + 1) * size * size), args.palette))).toEqual(expectedRgb(id, size));
+          expect(
+            Array.from(dequantize(b.tokens.subarray(j * size * size, (j + 1) * size * size), args.palette)),
+          ).toEqual(expectedRgb(id, size));
         }
       }
     }
@@ -97,21 +152,39 @@ describe('dataset.image_size', () => {
   it('fits the palette on the downsampled pixels, not the 32×32 ones', async () => {
     // Rows alternate between two colours, so every 16×16 pixel is their mean, a colour absent at 32×32.
     const pair = (id: number) => (id % 2 === 0 ? [0, 1] : [2, 3]);
-    const path = await writeArchive(join(tmp.dir, 'stripes.tar.gz'), entries(2, (id, _x, y) => COLORS[pair(id)[y & 1]!]!));
-    const dm = make('cache-stripes', { url: path, md5: null, val_size: 2, palette_size: 2, palette_sample_pixels: 500, image_size: 16 });
+    const path = await writeArchive(
+      join(tmp.dir, 'stripes.tar.gz'),
+      entries(2, (id, _x, y) => COLORS[pair(id)[y & 1]!]!),
+    );
+    const dm = make('cache-stripes', {
+      url: path,
+      md5: null,
+      val_size: 2,
+      palette_size: 2,
+      palette_sample_pixels: 500,
+      image_size: 16,
+    });
     await dm.setup('fit');
     // (250,10,10)+(10,250,10) → (130,130,10); (10,10,250)+(240,240,240) → (125,125,245).
-    expect([...dm.modelDataArgs.palette].sort()).toEqual([[125, 125, 245], [130, 130, 10]]);
+    expect([...dm.modelDataArgs.palette].sort()).toEqual([
+      [125, 125, 245],
+      [130, 130, 10],
+    ]);
     const [batch] = await collect(dm.trainDataloader({ epoch: 0, seed: 0 }));
     const rgb = dequantize(batch!.tokens.subarray(0, 256), dm.modelDataArgs.palette);
-    expect(Array.from(rgb.subarray(0, 3))).toEqual(pair(batch!.indices[0]!)[0] === 0 ? [130, 130, 10] : [125, 125, 245]);
+    expect(Array.from(rgb.subarray(0, 3))).toEqual(
+      pair(batch!.indices[0]!)[0] === 0 ? [130, 130, 10] : [125, 125, 245],
+    );
   });
 
   it('augments at 16×16 with padding 2, in bounds, and only the training split', async () => {
     const plain = make('cache-16', { image_size: 16 });
     const aug = make('cache-16', { image_size: 16, augment: true });
     for (const dm of [plain, aug]) await dm.setup('fit');
-    const [p, a] = [await collect(plain.trainDataloader({ epoch: 2, seed: 9 })), await collect(aug.trainDataloader({ epoch: 2, seed: 9 }))];
+    const [p, a] = [
+      await collect(plain.trainDataloader({ epoch: 2, seed: 9 })),
+      await collect(aug.trainDataloader({ epoch: 2, seed: 9 })),
+    ];
     let changed = 0;
     for (let b = 0; b < p.length; b++) {
       expect(a[b]!.tokens.length).toBe(a[b]!.size * 256);
@@ -125,7 +198,9 @@ describe('dataset.image_size', () => {
       }
     }
     expect(changed).toBeGreaterThan(12);
-    expect(await collect(aug.valDataloader({ epoch: 2, seed: 9 }))).toEqual(await collect(plain.valDataloader({ epoch: 2, seed: 9 })));
+    expect(await collect(aug.valDataloader({ epoch: 2, seed: 9 }))).toEqual(
+      await collect(plain.valDataloader({ epoch: 2, seed: 9 })),
+    );
   });
 
   it('keeps separate palette and token caches per size in one data_dir, all reusable', async () => {
@@ -144,7 +219,9 @@ describe('dataset.image_size', () => {
       expect(out.bars, `size ${size} recomputed something`).toEqual([]);
       expect(dm.modelDataArgs.num_positions).toBe(size * size);
       const [batch] = await collect(dm.testDataloader({ epoch: 0, seed: 0 }));
-      expect(Array.from(dequantize(batch!.tokens.subarray(0, size * size), dm.modelDataArgs.palette))).toEqual(expectedRgb(1000, size));
+      expect(Array.from(dequantize(batch!.tokens.subarray(0, size * size), dm.modelDataArgs.palette))).toEqual(
+        expectedRgb(1000, size),
+      );
     }
   });
 
@@ -152,13 +229,18 @@ describe('dataset.image_size', () => {
     const registry = new ComponentRegistry();
     registry.register(cifar10Spec);
     const err = (() => {
-      try { validateConfig({ dataset: { _target_: 'datamodule/cifar10', image_size: 12 } }, registry); } catch (e) { return e; }
+      try {
+        validateConfig({ dataset: { _target_: 'datamodule/cifar10', image_size: 12 } }, registry);
+      } catch (e) {
+        return e;
+      }
       return undefined;
     })();
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).problems).toEqual([expect.objectContaining({ path: 'dataset.image_size', value: 12 })]);
     expect((err as Error).message).toMatch(/dataset\.image_size: must be one of 32, 16, 8, 4 .*\(got 12\)/);
-    for (const bad of [64, 2, 1, 0, 16.5, '16']) expect(cifar10Schema.safeParse({ image_size: bad }).success, String(bad)).toBe(false);
+    for (const bad of [64, 2, 1, 0, 16.5, '16'])
+      expect(cifar10Schema.safeParse({ image_size: bad }).success, String(bad)).toBe(false);
     for (const good of [32, 16, 8, 4]) expect(cifar10Schema.parse({ image_size: good }).image_size).toBe(good);
     expect(cifar10Schema.parse({}).image_size).toBe(32);
   });

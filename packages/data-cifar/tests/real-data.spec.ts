@@ -23,7 +23,10 @@ const repoRoot = resolve(fileURLToPath(import.meta.url), '../../../..');
 const shared = process.env['TASKFORGE_SHARED_DATASETS'] ?? resolve(repoRoot, '../shared/datasets');
 const available = existsSync(join(shared, 'build-cifar10.sh'));
 const BUILT_MD5 = '767e5566dd24ed2636f7f84a767e4098';
-if (!available) console.warn(`[data-cifar] real-data tests skipped: ${shared} (the shared CIFAR-10 copy) is not present on this machine; set TASKFORGE_SHARED_DATASETS to its folder to run them.`);
+if (!available)
+  console.warn(
+    `[data-cifar] real-data tests skipped: ${shared} (the shared CIFAR-10 copy) is not present on this machine; set TASKFORGE_SHARED_DATASETS to its folder to run them.`,
+  );
 
 function counts(labels: Uint8Array): number[] {
   const c = new Array<number>(10).fill(0);
@@ -54,10 +57,21 @@ function buildArchive(out: string): void {
     mkdirSync(join(work, 'bin'));
     execFileSync('tar', ['xzf', join(shared, 'cifar10-jpeg-q75.tar.gz'), '-C', join(work, 'jpeg')], { stdio: 'pipe' });
     const jpegJs = dirname(createRequire(import.meta.url).resolve('jpeg-js/package.json'));
-    execFileSync(process.execPath, [join(shared, 'cifar-from-jpeg.js'), join(work, 'jpeg'), join(work, 'bin')], { stdio: 'pipe', env: { ...process.env, JPEG_JS: jpegJs } });
-    execFileSync('bash', ['-c',
-      'set -euo pipefail; tar -C "$1" --sort=name --owner=0 --group=0 --numeric-owner --mtime=2009-01-01 -cf - cifar-10-batches-bin | gzip -n > "$2.part"; mv "$2.part" "$2"',
-      'build', join(work, 'bin'), archive], { stdio: 'pipe' });
+    execFileSync(process.execPath, [join(shared, 'cifar-from-jpeg.js'), join(work, 'jpeg'), join(work, 'bin')], {
+      stdio: 'pipe',
+      env: { ...process.env, JPEG_JS: jpegJs },
+    });
+    execFileSync(
+      'bash',
+      [
+        '-c',
+        'set -euo pipefail; tar -C "$1" --sort=name --owner=0 --group=0 --numeric-owner --mtime=2009-01-01 -cf - cifar-10-batches-bin | gzip -n > "$2.part"; mv "$2.part" "$2"',
+        'build',
+        join(work, 'bin'),
+        archive,
+      ],
+      { stdio: 'pipe' },
+    );
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -66,60 +80,101 @@ function buildArchive(out: string): void {
 describe.skipIf(!available)('real CIFAR-10', () => {
   beforeAll(() => buildArchive(outDir), BUILD_TIMEOUT_MS);
 
-  it(`has 50,000 / 10,000 images, 5,000 / 1,000 per class, and loads through the data module (needs ${shared})`, { timeout: TEST_TIMEOUT_MS }, async () => {
-    const output = new RecordingOutput();
-    const dm = new Cifar10DataModule(
-      cifar10Schema.parse({
-        url: join(outDir, 'cifar-10-binary.tar.gz'), md5: BUILT_MD5, data_dir: join(outDir, 'cache'),
-        palette_size: 16, palette_sample_pixels: 20_000, palette_iterations: 20, batch_size: 64,
-      }),
-      { projectRoot: repoRoot, cacheDir: join(outDir, 'unused') }, output,
-    );
-    await dm.setup('fit');
-    await dm.setup('test');
-    const batchDir = join(dm.dataDir, 'cifar-10-batches-bin');
-    const train = await readBatches(batchDir, [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`));
-    const test = await readBatches(batchDir, ['test_batch.bin']);
-    expect(train.count).toBe(50_000);
-    expect(test.count).toBe(10_000);
-    expect(counts(train.labels)).toEqual(new Array(10).fill(5000));
-    expect(counts(test.labels)).toEqual(new Array(10).fill(1000));
-    expect(dm.modelDataArgs.class_names).toEqual(['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']);
-    expect([dm.numBatches('train'), dm.numBatches('val'), dm.numBatches('test')]).toEqual([Math.ceil(45_000 / 64), Math.ceil(5000 / 64), Math.ceil(10_000 / 64)]);
-    let seen = 0;
-    for await (const batch of dm.valDataloader({ epoch: 0, seed: 0 })) {
-      expect(batch.size).toBe(64);
-      expect(batch.tokens.length).toBe(64 * 1024);
-      expect(batch.tokens.every((t) => t >= 0 && t < 16)).toBe(true);
-      seen++;
-      break;
-    }
-    expect(seen).toBe(1);
-  });
+  it(
+    `has 50,000 / 10,000 images, 5,000 / 1,000 per class, and loads through the data module (needs ${shared})`,
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const output = new RecordingOutput();
+      const dm = new Cifar10DataModule(
+        cifar10Schema.parse({
+          url: join(outDir, 'cifar-10-binary.tar.gz'),
+          md5: BUILT_MD5,
+          data_dir: join(outDir, 'cache'),
+          palette_size: 16,
+          palette_sample_pixels: 20_000,
+          palette_iterations: 20,
+          batch_size: 64,
+        }),
+        { projectRoot: repoRoot, cacheDir: join(outDir, 'unused') },
+        output,
+      );
+      await dm.setup('fit');
+      await dm.setup('test');
+      const batchDir = join(dm.dataDir, 'cifar-10-batches-bin');
+      const train = await readBatches(
+        batchDir,
+        [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`),
+      );
+      const test = await readBatches(batchDir, ['test_batch.bin']);
+      expect(train.count).toBe(50_000);
+      expect(test.count).toBe(10_000);
+      expect(counts(train.labels)).toEqual(new Array(10).fill(5000));
+      expect(counts(test.labels)).toEqual(new Array(10).fill(1000));
+      expect(dm.modelDataArgs.class_names).toEqual([
+        'airplane',
+        'automobile',
+        'bird',
+        'cat',
+        'deer',
+        'dog',
+        'frog',
+        'horse',
+        'ship',
+        'truck',
+      ]);
+      expect([dm.numBatches('train'), dm.numBatches('val'), dm.numBatches('test')]).toEqual([
+        Math.ceil(45_000 / 64),
+        Math.ceil(5000 / 64),
+        Math.ceil(10_000 / 64),
+      ]);
+      let seen = 0;
+      for await (const batch of dm.valDataloader({ epoch: 0, seed: 0 })) {
+        expect(batch.size).toBe(64);
+        expect(batch.tokens.length).toBe(64 * 1024);
+        expect(batch.tokens.every((t) => t >= 0 && t < 16)).toBe(true);
+        seen++;
+        break;
+      }
+      expect(seen).toBe(1);
+    },
+  );
 
-  it(`serves 8×8 images whose tokens quantise the 4×4 block averages (needs ${shared})`, { timeout: TEST_TIMEOUT_MS }, async () => {
-    const dm = new Cifar10DataModule(
-      cifar10Schema.parse({
-        url: join(outDir, 'cifar-10-binary.tar.gz'), md5: BUILT_MD5, data_dir: join(outDir, 'cache'), image_size: 8,
-        palette_size: 16, palette_sample_pixels: 20_000, palette_iterations: 20, batch_size: 32, limit_test_samples: 32,
-      }),
-      { projectRoot: repoRoot, cacheDir: join(outDir, 'unused') }, new RecordingOutput(),
-    );
-    await dm.setup('test');
-    const { palette, ...args } = dm.modelDataArgs;
-    expect(args).toMatchObject({ num_positions: 64, image_height: 8, image_width: 8 });
-    const raw = await readBatches(join(dm.dataDir, 'cifar-10-batches-bin'), ['test_batch.bin']);
-    // Independently of downsample(): red of pixel (1, 0) is the rounded mean of columns 4..7, rows 0..3.
-    let sum = 0;
-    for (let y = 0; y < 4; y++) for (let x = 4; x < 8; x++) sum += raw.data[1 + y * 32 + x]!;
-    const small = downsample(raw, 8);
-    expect(imageToRgb(small, 0)[3]).toBe(Math.floor(sum / 16 + 0.5));
-    let images = 0;
-    for await (const batch of dm.testDataloader({ epoch: 0, seed: 0 })) {
-      expect(batch.tokens.length).toBe(32 * 64);
-      for (let j = 0; j < batch.size; j++) expect(batch.tokens.subarray(j * 64, (j + 1) * 64)).toEqual(quantize(imageToRgb(small, j + images), palette));
-      images += batch.size;
-    }
-    expect(images).toBe(32); // limit_test_samples
-  });
+  it(
+    `serves 8×8 images whose tokens quantise the 4×4 block averages (needs ${shared})`,
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const dm = new Cifar10DataModule(
+        cifar10Schema.parse({
+          url: join(outDir, 'cifar-10-binary.tar.gz'),
+          md5: BUILT_MD5,
+          data_dir: join(outDir, 'cache'),
+          image_size: 8,
+          palette_size: 16,
+          palette_sample_pixels: 20_000,
+          palette_iterations: 20,
+          batch_size: 32,
+          limit_test_samples: 32,
+        }),
+        { projectRoot: repoRoot, cacheDir: join(outDir, 'unused') },
+        new RecordingOutput(),
+      );
+      await dm.setup('test');
+      const { palette, ...args } = dm.modelDataArgs;
+      expect(args).toMatchObject({ num_positions: 64, image_height: 8, image_width: 8 });
+      const raw = await readBatches(join(dm.dataDir, 'cifar-10-batches-bin'), ['test_batch.bin']);
+      // Independently of downsample(): red of pixel (1, 0) is the rounded mean of columns 4..7, rows 0..3.
+      let sum = 0;
+      for (let y = 0; y < 4; y++) for (let x = 4; x < 8; x++) sum += raw.data[1 + y * 32 + x]!;
+      const small = downsample(raw, 8);
+      expect(imageToRgb(small, 0)[3]).toBe(Math.floor(sum / 16 + 0.5));
+      let images = 0;
+      for await (const batch of dm.testDataloader({ epoch: 0, seed: 0 })) {
+        expect(batch.tokens.length).toBe(32 * 64);
+        for (let j = 0; j < batch.size; j++)
+          expect(batch.tokens.subarray(j * 64, (j + 1) * 64)).toEqual(quantize(imageToRgb(small, j + images), palette));
+        images += batch.size;
+      }
+      expect(images).toBe(32); // limit_test_samples
+    },
+  );
 });

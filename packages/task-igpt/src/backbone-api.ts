@@ -25,7 +25,9 @@ const METHODS = ['forward', 'createCache', 'step'] as const;
 
 /** Checks `backbone` structurally; a TaskforgeError (exit 2) names what it lacks and the backbone to use instead. */
 export function asIgptBackbone(backbone: Backbone, target: string): IgptBackbone {
-  const missing: string[] = METHODS.filter((m) => typeof (backbone as unknown as Record<string, unknown>)[m] !== 'function').map((m) => `${m}()`);
+  const missing: string[] = METHODS.filter(
+    (m) => typeof (backbone as unknown as Record<string, unknown>)[m] !== 'function',
+  ).map((m) => `${m}()`);
   if (typeof (backbone as Partial<IgptBackbone>).hiddenSize !== 'number') missing.push('hiddenSize');
   if (missing.length) {
     throw new TaskforgeError(

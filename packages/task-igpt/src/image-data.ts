@@ -21,7 +21,11 @@ export function readImageSpec(args: ModelDataArgs): ImageSpec {
   const int = (key: string): number => {
     const value = args[key];
     if (typeof value === 'number' && Number.isInteger(value) && value > 0) return value;
-    problems.push({ path: `modelDataArgs.${key}`, message: 'expected a positive integer from the data module', value: value ?? null });
+    problems.push({
+      path: `modelDataArgs.${key}`,
+      message: 'expected a positive integer from the data module',
+      value: value ?? null,
+    });
     return 0;
   };
   const height = int('image_height');
@@ -33,26 +37,46 @@ export function readImageSpec(args: ModelDataArgs): ImageSpec {
   if (paletteProblem) problems.push({ path: 'modelDataArgs.palette', message: paletteProblem });
   const palette = (paletteProblem ? [] : args['palette']) as Palette;
   if (!paletteProblem && numVocab && palette.length !== numVocab) {
-    problems.push({ path: 'modelDataArgs.palette', message: `has ${palette.length} colours but num_vocab is ${numVocab}; they must be equal (one token per colour)` });
+    problems.push({
+      path: 'modelDataArgs.palette',
+      message: `has ${palette.length} colours but num_vocab is ${numVocab}; they must be equal (one token per colour)`,
+    });
   }
   if (height && width && numPositions && height * width !== numPositions) {
-    problems.push({ path: 'modelDataArgs.num_positions', message: `is ${numPositions} but image_height × image_width is ${height * width}; iGPT needs one token per pixel` });
+    problems.push({
+      path: 'modelDataArgs.num_positions',
+      message: `is ${numPositions} but image_height × image_width is ${height * width}; iGPT needs one token per pixel`,
+    });
   }
   const rawNames = args['class_names'];
   let classNames = Array.from({ length: numClasses }, (_, i) => `class ${i}`);
   if (rawNames !== undefined) {
-    if (Array.isArray(rawNames) && rawNames.length === numClasses && rawNames.every((n) => typeof n === 'string')) classNames = rawNames as string[];
-    else problems.push({ path: 'modelDataArgs.class_names', message: `expected ${numClasses} strings (one per class)`, value: rawNames });
+    if (Array.isArray(rawNames) && rawNames.length === numClasses && rawNames.every((n) => typeof n === 'string'))
+      classNames = rawNames as string[];
+    else
+      problems.push({
+        path: 'modelDataArgs.class_names',
+        message: `expected ${numClasses} strings (one per class)`,
+        value: rawNames,
+      });
   }
-  if (problems.length) throw new ConfigError(problems, 'task/vision/igpt cannot use this data module (it expects palette-quantised images)');
+  if (problems.length)
+    throw new ConfigError(
+      problems,
+      'task/vision/igpt cannot use this data module (it expects palette-quantised images)',
+    );
   return { height, width, numPositions, numVocab, numClasses, palette, classNames };
 }
 
 /** Returns why `value` is not a k×3 palette of 0..255 numbers, or undefined when it is one. */
 export function checkPalette(value: unknown): string | undefined {
   if (!Array.isArray(value) || value.length === 0) return 'expected a non-empty list of [r, g, b] colours';
-  const bad = value.findIndex((c) => !Array.isArray(c) || c.length !== 3 || !c.every((x) => typeof x === 'number' && x >= 0 && x <= 255));
-  return bad >= 0 ? `colour ${bad} is ${JSON.stringify(value[bad])}; expected [r, g, b] with each channel in 0..255` : undefined;
+  const bad = value.findIndex(
+    (c) => !Array.isArray(c) || c.length !== 3 || !c.every((x) => typeof x === 'number' && x >= 0 && x <= 255),
+  );
+  return bad >= 0
+    ? `colour ${bad} is ${JSON.stringify(value[bad])}; expected [r, g, b] with each channel in 0..255`
+    : undefined;
 }
 
 /** Palettes come from k-means; JSON round trips keep them exact, the tolerance absorbs float32 storage. */
@@ -68,7 +92,7 @@ export function assertSamePalette(expected: Palette, found: unknown, source: str
     throw new TaskforgeError(
       `The palette in ${source} (${palette.length} colours) differs from the data module's (${expected.length} colours), so ` +
         'its tokens would mean other colours. Configure the data module as it was when the checkpoint was trained ' +
-        '(same dataset and number of palette colours; see the checkpoint\'s config.yaml).',
+        "(same dataset and number of palette colours; see the checkpoint's config.yaml).",
       { exitCode: 2 },
     );
   }
@@ -80,7 +104,8 @@ export function decodeTokens(tokens: ArrayLike<number>, palette: Palette): Uint8
   const rgb = new Uint8Array(tokens.length * 3);
   for (let i = 0; i < tokens.length; i++) {
     const colour = palette[tokens[i]!];
-    if (!colour) throw new TaskforgeError(`Token ${tokens[i]} at pixel ${i} is outside the ${palette.length}-colour palette.`);
+    if (!colour)
+      throw new TaskforgeError(`Token ${tokens[i]} at pixel ${i} is outside the ${palette.length}-colour palette.`);
     rgb[i * 3] = Math.round(colour[0]!);
     rgb[i * 3 + 1] = Math.round(colour[1]!);
     rgb[i * 3 + 2] = Math.round(colour[2]!);

@@ -8,7 +8,14 @@ export { ImageGptTask, igptTaskSchema } from './task.js';
 export type { IgptBatch, IgptTaskConfig } from './task.js';
 export type { IgptBackbone, DecoderCache } from './backbone-api.js';
 export { readImageSpec, decodeTokens, type ImageSpec, type Palette } from './image-data.js';
-export { generate, sampleToken, argmax, type GenerateOptions, type SamplingOptions, type TokenDecoder } from './sampling.js';
+export {
+  generate,
+  sampleToken,
+  argmax,
+  type GenerateOptions,
+  type SamplingOptions,
+  type TokenDecoder,
+} from './sampling.js';
 export { LmHead, ClassificationHead } from './heads.js';
 export { gridLayout, renderGrid, type GridInput, type GridLayout } from './png.js';
 export { IgptSamplerCallback, samplerCallbackSchema } from './sampler-callback.js';
@@ -19,12 +26,13 @@ export const igptTaskSpec: ComponentSpec<'task', IgptTaskConfig> = {
   name: 'vision/igpt',
   description: 'Image GPT: generative pre-training on palette tokens, classification fine-tuning, sampled completions',
   schema: igptTaskSchema,
-  create: (config, ctx) => new ImageGptTask(
-    asIgptBackbone(ctx.backbone, ctx.backbone.constructor?.name ?? 'unknown'),
-    config,
-    readImageSpec(ctx.modelDataArgs),
-    { modelDataArgs: ctx.modelDataArgs, ...(ctx.dataConfig ? { dataConfig: ctx.dataConfig } : {}) },
-  ),
+  create: (config, ctx) =>
+    new ImageGptTask(
+      asIgptBackbone(ctx.backbone, ctx.backbone.constructor?.name ?? 'unknown'),
+      config,
+      readImageSpec(ctx.modelDataArgs),
+      { modelDataArgs: ctx.modelDataArgs, ...(ctx.dataConfig ? { dataConfig: ctx.dataConfig } : {}) },
+    ),
 };
 
 export const igptSamplerSpec: ComponentSpec<'callback', SamplerCallbackConfig> = {

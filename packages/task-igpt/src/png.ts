@@ -41,9 +41,15 @@ export function gridLayout(input: Omit<GridInput, 'palette'>): GridLayout {
   const gap = Math.max(2, scale);
   const cellWidth = width * scale;
   const cellHeight = height * scale;
-  const at = (row: number, col: number): [number, number] => [gap + col * (cellWidth + gap), gap + row * (cellHeight + gap)];
+  const at = (row: number, col: number): [number, number] => [
+    gap + col * (cellWidth + gap),
+    gap + row * (cellHeight + gap),
+  ];
   return {
-    columns, gap, cellWidth, cellHeight,
+    columns,
+    gap,
+    cellWidth,
+    cellHeight,
     completion: (i) => at(Math.floor(i / pairsPerRow), (i % pairsPerRow) * 2),
     original: (i) => at(Math.floor(i / pairsPerRow), (i % pairsPerRow) * 2 + 1),
     unconditional: (i) => at(completionRows + Math.floor(i / columns), i % columns),

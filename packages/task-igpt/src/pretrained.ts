@@ -1,5 +1,12 @@
 import { resolve } from 'node:path';
-import { compareCheckpointData, loadCheckpointSync, restoreTaskWeights, TaskforgeError, type ModelDataArgs, type NamedVariables } from '@taskforge/core';
+import {
+  compareCheckpointData,
+  loadCheckpointSync,
+  restoreTaskWeights,
+  TaskforgeError,
+  type ModelDataArgs,
+  type NamedVariables,
+} from '@taskforge/core';
 import { assertSamePalette, type Palette } from './image-data.js';
 
 /** The run's data, to compare with the data the pretrained checkpoint was trained on. */
@@ -34,7 +41,9 @@ export const PRETRAINED_SKIP: readonly string[] = ['cls_head.*'];
  *   both values), or the weights do not fit the configured backbone.
  */
 export function loadPretrained(
-  dirArg: string, target: { namedVariables(): NamedVariables }, data: PretrainedRunData,
+  dirArg: string,
+  target: { namedVariables(): NamedVariables },
+  data: PretrainedRunData,
 ): { palette: Palette; skipped: string[] } {
   const fail = (why: string): never => {
     throw new TaskforgeError(`task.pretrained: cannot load '${dirArg}': ${why}`, { exitCode: 2 });
@@ -43,13 +52,20 @@ export function loadPretrained(
   try {
     checkpoint = loadCheckpointSync(resolve(dirArg), { optimizer: false });
   } catch (error) {
-    return fail(`${(error as Error).message} Point task.pretrained at a checkpoint directory such as <run_dir>/checkpoints/last.`);
+    return fail(
+      `${(error as Error).message} Point task.pretrained at a checkpoint directory such as <run_dir>/checkpoints/last.`,
+    );
   }
   try {
     const { state, modelDataArgs } = checkpoint.taskState;
     const savedPalette = state?.['palette'] ?? modelDataArgs['palette'];
-    if (savedPalette === undefined) fail('its task_state.json has no palette, so it was not trained with task/vision/igpt.');
-    const mismatch = compareCheckpointData(checkpoint, { modelDataArgs: data.modelDataArgs, dataConfig: data.dataConfig }, LABEL_FACTS);
+    if (savedPalette === undefined)
+      fail('its task_state.json has no palette, so it was not trained with task/vision/igpt.');
+    const mismatch = compareCheckpointData(
+      checkpoint,
+      { modelDataArgs: data.modelDataArgs, dataConfig: data.dataConfig },
+      LABEL_FACTS,
+    );
     if (mismatch) {
       const fix = mismatch.settings.length
         ? `set ${mismatch.settings.map((d) => `${d.key}=${JSON.stringify(d.checkpoint)}`).join(' ')} as when it was trained`
@@ -65,10 +81,14 @@ export function loadPretrained(
     let skipped: string[] = [];
     try {
       // Weights only: the palette was checked above, the rest of the task state is this run's.
-      const report = restoreTaskWeights({ namedVariables: () => target.namedVariables() }, checkpoint, { skip: PRETRAINED_SKIP });
+      const report = restoreTaskWeights({ namedVariables: () => target.namedVariables() }, checkpoint, {
+        skip: PRETRAINED_SKIP,
+      });
       skipped = report.skipped ?? [];
     } catch (error) {
-      fail(`${(error as Error).message} Use the backbone settings the checkpoint was trained with (see its config.yaml).`);
+      fail(
+        `${(error as Error).message} Use the backbone settings the checkpoint was trained with (see its config.yaml).`,
+      );
     }
     return { palette, skipped };
   } finally {

@@ -27,7 +27,14 @@ export class IgptSamplerCallback implements Callback {
   async onTrainBatchEnd(trainer: TrainerView): Promise<void> {
     const step = trainer.globalStep;
     // With gradient accumulation several batches end on the same optimizer step: sample once.
-    if (!this.config.enabled || trainer.dryRun || step === 0 || step % this.config.every_n_steps !== 0 || step === this.lastStep) return;
+    if (
+      !this.config.enabled ||
+      trainer.dryRun ||
+      step === 0 ||
+      step % this.config.every_n_steps !== 0 ||
+      step === this.lastStep
+    )
+      return;
     this.lastStep = step;
     await this.sampleAt(trainer, step);
   }

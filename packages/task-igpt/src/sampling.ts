@@ -13,7 +13,11 @@ export interface SamplingOptions {
  * Draws one token from `logits` (one row, length V). Done in JS rather than with
  * `tf.multinomial`: rows are tiny (V ≤ 512) and a JS PRNG makes samples identical on every backend.
  */
-export function sampleToken(logits: ArrayLike<number>, { temperature, topK }: SamplingOptions, random: () => number): number {
+export function sampleToken(
+  logits: ArrayLike<number>,
+  { temperature, topK }: SamplingOptions,
+  random: () => number,
+): number {
   const V = logits.length;
   if (temperature === 0 || topK === 1) return argmax(logits);
   let candidates = Array.from({ length: V }, (_, i) => i);

@@ -4,8 +4,14 @@ import { z } from 'zod';
 import {
   inputPath,
   writeNewFileAtomic,
-  TaskforgeError, type CreateContexts, type DataModule, type NamedVariables, type SampleOptions, type SampleResult,
-  type StepContext, type Task,
+  TaskforgeError,
+  type CreateContexts,
+  type DataModule,
+  type NamedVariables,
+  type SampleOptions,
+  type SampleResult,
+  type StepContext,
+  type Task,
 } from '@taskforge/core';
 import type { IgptBackbone } from './backbone-api.js';
 import { ClassificationHead, LmHead } from './heads.js';
@@ -28,16 +34,19 @@ export const igptTaskSchema = z.strictObject({
   classify: z.boolean().default(false),
   /** A checkpoint directory whose backbone weights (and palette) start this run. */
   pretrained: inputPath({ kind: 'dir', hint: 'point it at a checkpoint directory such as <run dir>/checkpoints/last' })
-    .nullable().default(null),
-  sampling: z.strictObject({
-    temperature: z.number().min(0).default(1),
-    top_k: z.int().positive().nullable().default(null),
-    /** Test images completed from their top half. */
-    num_images: z.int().nonnegative().default(8),
-    num_unconditional: z.int().nonnegative().default(8),
-    /** Pixels per image pixel in the PNG. */
-    scale: z.int().min(1).max(32).default(4),
-  }).prefault({}),
+    .nullable()
+    .default(null),
+  sampling: z
+    .strictObject({
+      temperature: z.number().min(0).default(1),
+      top_k: z.int().positive().nullable().default(null),
+      /** Test images completed from their top half. */
+      num_images: z.int().nonnegative().default(8),
+      num_unconditional: z.int().nonnegative().default(8),
+      /** Pixels per image pixel in the PNG. */
+      scale: z.int().min(1).max(32).default(4),
+    })
+    .prefault({}),
 });
 
 export type IgptTaskConfig = z.output<typeof igptTaskSchema>;
@@ -81,7 +90,9 @@ export class ImageGptTask implements Task<IgptBatch> {
     this.confusion = this.emptyConfusion();
     if (config.pretrained) {
       this.palette = loadPretrained(config.pretrained, this, {
-        palette: image.palette, modelDataArgs: runData.modelDataArgs ?? {}, dataConfig: runData.dataConfig,
+        palette: image.palette,
+        modelDataArgs: runData.modelDataArgs ?? {},
+        dataConfig: runData.dataConfig,
       }).palette;
     }
   }
@@ -92,7 +103,10 @@ export class ImageGptTask implements Task<IgptBatch> {
   }
 
   /** Next-token logits [B, T, V] of tokens int32 [B, T]: position i predicts token i. */
-  logits(tokens: tf.Tensor2D, options: { training: boolean; seed: number } = { training: false, seed: 0 }): tf.Tensor3D {
+  logits(
+    tokens: tf.Tensor2D,
+    options: { training: boolean; seed: number } = { training: false, seed: 0 },
+  ): tf.Tensor3D {
     return tf.tidy(() => {
       const [B, T] = tokens.shape;
       const { hidden } = this.backbone.forward(tokens, options);
@@ -118,7 +132,10 @@ export class ImageGptTask implements Task<IgptBatch> {
       this.logAll(ctx, 'test', out, batch.size);
       if (!out.predictions) return;
       // Kept and read in onTestEpochEnd: a sync read per batch would stall a GPU backend (and webgpu cannot read synchronously in Node).
-      this.pendingPredictions.push({ labels: Array.from(batch.labels.subarray(0, batch.size)), predicted: tf.keep(out.predictions) });
+      this.pendingPredictions.push({
+        labels: Array.from(batch.labels.subarray(0, batch.size)),
+        predicted: tf.keep(out.predictions),
+      });
     });
   }
 
@@ -138,7 +155,10 @@ export class ImageGptTask implements Task<IgptBatch> {
     this.confusion = this.emptyConfusion();
     const total = matrix.flat().reduce((a, b) => a + b, 0);
     const correct = matrix.reduce((sum, row, i) => sum + row[i]!, 0);
-    return { confusion_matrix: { class_names: this.classNames, rows: 'true class', columns: 'predicted class', matrix }, accuracy: total ? correct / total : null };
+    return {
+      confusion_matrix: { class_names: this.classNames, rows: 'true class', columns: 'predicted class', matrix },
+      accuracy: total ? correct / total : null,
+    };
   }
 
   /** Lets a checkpoint turn tokens back into colours without the data directory. */
@@ -147,9 +167,10 @@ export class ImageGptTask implements Task<IgptBatch> {
   }
 
   loadStateDict(state: Record<string, unknown>): void {
-    this.palette = assertSamePalette(this.image.palette, state['palette'], 'the checkpoint\'s task state');
+    this.palette = assertSamePalette(this.image.palette, state['palette'], "the checkpoint's task state");
     const names = state['class_names'];
-    if (Array.isArray(names) && names.length === this.image.numClasses && names.every((n) => typeof n === 'string')) this.classNames = [...names];
+    if (Array.isArray(names) && names.length === this.image.numClasses && names.every((n) => typeof n === 'string'))
+      this.classNames = [...names];
   }
 
   async sample({ outDir, datamodule, seed, tag }: SampleOptions): Promise<SampleResult> {
@@ -158,11 +179,19 @@ export class ImageGptTask implements Task<IgptBatch> {
     const originals = datamodule && num_images > 0 ? await takeImages(datamodule, num_images, numPositions, seed) : [];
     // Top half in raster order: the first height/2 rows of pixels.
     const given = Math.floor(height / 2) * width;
-    const prefixes = [...originals.map((o) => o.subarray(0, given)), ...Array.from({ length: num_unconditional }, () => new Int32Array(0))];
+    const prefixes = [
+      ...originals.map((o) => o.subarray(0, given)),
+      ...Array.from({ length: num_unconditional }, () => new Int32Array(0)),
+    ];
     const sequences = await generate(this.decoder, { length: numPositions, prefixes, seed, temperature, topK });
     const png = renderGrid({
-      completions: sequences.slice(0, originals.length), originals, unconditional: sequences.slice(originals.length),
-      palette: this.palette, height, width, scale,
+      completions: sequences.slice(0, originals.length),
+      originals,
+      unconditional: sequences.slice(originals.length),
+      palette: this.palette,
+      height,
+      width,
+      scale,
     });
     // Never replaces an earlier grid (the training run's, or a previous `sample`): a taken name gets -2, -3, ...
     const file = writeNewFileAtomic(join(outDir, `samples-${tag}.png`), png);
@@ -172,7 +201,8 @@ export class ImageGptTask implements Task<IgptBatch> {
   /** Idempotent: disposes the backbone and the heads. */
   dispose(): void {
     this.backbone.dispose();
-    for (const v of [...Object.values(this.lmHead.namedVariables()), ...Object.values(this.clsHead.namedVariables())]) if (!v.isDisposed) v.dispose();
+    for (const v of [...Object.values(this.lmHead.namedVariables()), ...Object.values(this.clsHead.namedVariables())])
+      if (!v.isDisposed) v.dispose();
   }
 
   private losses(batch: IgptBatch, options: { training: boolean; seed: number }) {
@@ -209,17 +239,23 @@ export class ImageGptTask implements Task<IgptBatch> {
     const T = this.image.numPositions;
     const V = this.image.numVocab;
     if (tokens.length !== size * T) {
-      throw new TaskforgeError(`task/vision/igpt: a batch of ${size} images has ${tokens.length} tokens; expected ${size} × ${T} (image_height × image_width). The data module and its modelDataArgs disagree.`);
+      throw new TaskforgeError(
+        `task/vision/igpt: a batch of ${size} images has ${tokens.length} tokens; expected ${size} × ${T} (image_height × image_width). The data module and its modelDataArgs disagree.`,
+      );
     }
     for (let i = 0; i < tokens.length; i++) {
       if (tokens[i]! < 0 || tokens[i]! >= V) {
-        throw new TaskforgeError(`task/vision/igpt: token ${tokens[i]} (image ${Math.floor(i / T)}, pixel ${i % T}) is outside the ${V}-colour palette; the data was quantised with another palette.`);
+        throw new TaskforgeError(
+          `task/vision/igpt: token ${tokens[i]} (image ${Math.floor(i / T)}, pixel ${i % T}) is outside the ${V}-colour palette; the data was quantised with another palette.`,
+        );
       }
     }
     if (this.config.classify) {
       const bad = labels.subarray(0, size).findIndex((l) => l < 0 || l >= this.image.numClasses);
       if (labels.length < size || bad >= 0) {
-        throw new TaskforgeError(`task/vision/igpt: label ${labels[bad]} of image ${bad} is not a class index in 0..${this.image.numClasses - 1}.`);
+        throw new TaskforgeError(
+          `task/vision/igpt: label ${labels[bad]} of image ${bad} is not a class index in 0..${this.image.numClasses - 1}.`,
+        );
       }
     }
     return tf.tensor2d(tokens, [size, T], 'int32');

@@ -8,13 +8,28 @@ import { igptTaskSchema, igptTaskSpec, type IgptBatch, type ImageGptTask } from 
 export const H = 8;
 export const W = 8;
 export const T = H * W;
-export const palette = [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]];
+export const palette = [
+  [0, 0, 0],
+  [255, 0, 0],
+  [0, 255, 0],
+  [0, 0, 255],
+];
 export const dataArgs = {
-  num_vocab: 4, num_positions: T, num_classes: 3, image_height: H, image_width: W, palette, class_names: ['ab', 'cd', 'ad'],
+  num_vocab: 4,
+  num_positions: T,
+  num_classes: 3,
+  image_height: H,
+  image_width: W,
+  palette,
+  class_names: ['ab', 'cd', 'ad'],
 };
 
 /** Class c is a checkerboard of two colours; the pairs differ, so classes are separable by colour counts. */
-const CLASS_COLOURS = [[0, 1], [2, 3], [0, 3]];
+const CLASS_COLOURS = [
+  [0, 1],
+  [2, 3],
+  [0, 3],
+];
 
 export function imageOf(label: number, phase = 0): Int32Array {
   const img = new Int32Array(T);
@@ -28,7 +43,10 @@ export function batchOf(labels: number[], phases: number[] = labels.map(() => 0)
   return { tokens, labels: Int32Array.from(labels), size: labels.length, indices: Int32Array.from(labels.keys()) };
 }
 
-export function makeTask(taskConfig: Record<string, unknown> = {}, options: { seed?: number; args?: Record<string, unknown> } = {}): ImageGptTask {
+export function makeTask(
+  taskConfig: Record<string, unknown> = {},
+  options: { seed?: number; args?: Record<string, unknown> } = {},
+): ImageGptTask {
   const args = options.args ?? dataArgs;
   const backbone = createGpt2(gpt2Schema.parse({ num_layers: 2, embed_dim: 16, init_seed: options.seed ?? 0 }), args);
   return igptTaskSpec.create(igptTaskSchema.parse(taskConfig), {
@@ -38,13 +56,20 @@ export function makeTask(taskConfig: Record<string, unknown> = {}, options: { se
   }) as ImageGptTask;
 }
 
-export interface Logged { value: number; weight: number | undefined }
+export interface Logged {
+  value: number;
+  weight: number | undefined;
+}
 
 /** A StepContext that reads every logged value immediately, like the Trainer does after a step. */
 export function recordingContext(training: boolean, seed = 1): { ctx: StepContext; logs: Map<string, Logged[]> } {
   const logs = new Map<string, Logged[]>();
   const ctx: StepContext = {
-    globalStep: 0, epoch: 0, batchIdx: 0, training, seed,
+    globalStep: 0,
+    epoch: 0,
+    batchIdx: 0,
+    training,
+    seed,
     log(name, value, options) {
       const v = typeof value === 'number' ? value : value.dataSync()[0]!;
       if (typeof value !== 'number') value.dispose();
@@ -76,9 +101,19 @@ export class SyntheticImages implements DataModule<IgptBatch> {
   readonly setupCalls: string[] = [];
   constructor(readonly batches: IgptBatch[]) {}
   async prepareData(): Promise<void> {}
-  async setup(stage: string): Promise<void> { this.setupCalls.push(stage); }
-  async *trainDataloader(): AsyncIterable<IgptBatch> { yield* this.batches; }
-  async *valDataloader(_options: DataLoaderOptions): AsyncIterable<IgptBatch> { yield* this.batches; }
-  async *testDataloader(_options: DataLoaderOptions): AsyncIterable<IgptBatch> { yield* this.batches; }
-  numBatches(): number { return this.batches.length; }
+  async setup(stage: string): Promise<void> {
+    this.setupCalls.push(stage);
+  }
+  async *trainDataloader(): AsyncIterable<IgptBatch> {
+    yield* this.batches;
+  }
+  async *valDataloader(_options: DataLoaderOptions): AsyncIterable<IgptBatch> {
+    yield* this.batches;
+  }
+  async *testDataloader(_options: DataLoaderOptions): AsyncIterable<IgptBatch> {
+    yield* this.batches;
+  }
+  numBatches(): number {
+    return this.batches.length;
+  }
 }

@@ -13,13 +13,41 @@ import { createGpt2, gpt2Schema } from '@taskforge/backbone-gpt2';
 import { igptTaskSchema, igptTaskSpec, type ImageGptTask } from '../src/index.js';
 
 const dir = fileURLToPath(new URL('./fixtures/igpt-ckpt-v0', import.meta.url));
-const expected = JSON.parse(readFileSync(`${dir}/expected.json`, 'utf8')) as { tokens: number[][]; logits: number[][][]; class_logits: number[][] };
-const palette = [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]];
-const args = { num_vocab: 4, num_positions: 4, num_classes: 3, image_height: 2, image_width: 2, palette, class_names: ['a', 'b', 'c'] };
+const expected = JSON.parse(readFileSync(`${dir}/expected.json`, 'utf8')) as {
+  tokens: number[][];
+  logits: number[][][];
+  class_logits: number[][];
+};
+const palette = [
+  [0, 0, 0],
+  [255, 0, 0],
+  [0, 255, 0],
+  [0, 0, 255],
+];
+const args = {
+  num_vocab: 4,
+  num_positions: 4,
+  num_classes: 3,
+  image_height: 2,
+  image_width: 2,
+  palette,
+  class_names: ['a', 'b', 'c'],
+};
 
-function makeTask(taskConfig: Record<string, unknown>, seed: number, dataArgs: Record<string, unknown> = args): ImageGptTask {
-  const backbone = createGpt2(gpt2Schema.parse({ num_layers: 1, embed_dim: 8, num_heads: 2, init_seed: seed }), dataArgs);
-  return igptTaskSpec.create(igptTaskSchema.parse(taskConfig), { container: container.createChildContainer(), modelDataArgs: dataArgs, backbone }) as ImageGptTask;
+function makeTask(
+  taskConfig: Record<string, unknown>,
+  seed: number,
+  dataArgs: Record<string, unknown> = args,
+): ImageGptTask {
+  const backbone = createGpt2(
+    gpt2Schema.parse({ num_layers: 1, embed_dim: 8, num_heads: 2, init_seed: seed }),
+    dataArgs,
+  );
+  return igptTaskSpec.create(igptTaskSchema.parse(taskConfig), {
+    container: container.createChildContainer(),
+    modelDataArgs: dataArgs,
+    backbone,
+  }) as ImageGptTask;
 }
 
 function outputs(task: ImageGptTask): { logits: number[][][]; classLogits: number[][] } {

@@ -26,7 +26,12 @@ const softmax = (xs: Float32Array, temperature: number) => {
   const s = e.reduce((a, b) => a + b, 0);
   return e.map((x) => x / s);
 };
-function frequencies(logits: Float32Array, options: Parameters<typeof sampleToken>[1], draws: number, seed = 's'): number[] {
+function frequencies(
+  logits: Float32Array,
+  options: Parameters<typeof sampleToken>[1],
+  draws: number,
+  seed = 's',
+): number[] {
   const rng = seedrandom(seed);
   const counts = new Array<number>(logits.length).fill(0);
   for (let i = 0; i < draws; i++) counts[sampleToken(logits, options, rng)]! += 1;
@@ -49,7 +54,9 @@ describe('sampleToken', () => {
       softmax(row!, temperature).forEach((p, i) => expect(Math.abs(freq[i]! - p)).toBeLessThan(0.025));
     }
     const best = argmax(row!);
-    const argmaxShare = [2, 1, 0.3, 0.05, 1e-3].map((t) => frequencies(row!, { temperature: t, topK: null }, 2000)[best]!);
+    const argmaxShare = [2, 1, 0.3, 0.05, 1e-3].map(
+      (t) => frequencies(row!, { temperature: t, topK: null }, 2000)[best]!,
+    );
     for (let i = 1; i < argmaxShare.length; i++) expect(argmaxShare[i]).toBeGreaterThanOrEqual(argmaxShare[i - 1]!);
     expect(argmaxShare[0]).toBeLessThan(0.6);
     expect(argmaxShare.at(-1)).toBe(1);
@@ -57,7 +64,9 @@ describe('sampleToken', () => {
 
   it('only ever samples within the top-k set, renormalised', () => {
     const [row] = rows(1, 16, 'r3');
-    const top3 = Array.from(row!.keys()).sort((a, b) => row![b]! - row![a]!).slice(0, 3);
+    const top3 = Array.from(row!.keys())
+      .sort((a, b) => row![b]! - row![a]!)
+      .slice(0, 3);
     const freq = frequencies(row!, { temperature: 1, topK: 3 }, 6000);
     freq.forEach((f, i) => (top3.includes(i) ? expect(f).toBeGreaterThan(0) : expect(f).toBe(0)));
     const p = softmax(Float32Array.from(top3.map((i) => row![i]!)), 1);
@@ -69,9 +78,17 @@ describe('generate', () => {
   it('keeps the given prefix and, with top_k = 1, decodes greedily (checked against the full forward pass)', async () => {
     const task = makeTask();
     const given = batchOf([0]).tokens.subarray(0, 20);
-    const [cond, uncond] = await generate(task.decoder, { length: T, prefixes: [given, new Int32Array(0)], seed: 1, temperature: 1, topK: 1 });
+    const [cond, uncond] = await generate(task.decoder, {
+      length: T,
+      prefixes: [given, new Int32Array(0)],
+      seed: 1,
+      temperature: 1,
+      topK: 1,
+    });
     expect(Array.from(cond!.subarray(0, 20))).toEqual(Array.from(given));
-    const logits = tf.tidy(() => task.logits(tf.tensor2d([Array.from(cond!), Array.from(uncond!)], undefined, 'int32')).arraySync());
+    const logits = tf.tidy(() =>
+      task.logits(tf.tensor2d([Array.from(cond!), Array.from(uncond!)], undefined, 'int32')).arraySync(),
+    );
     for (let p = 20; p < T; p++) expect(cond![p]).toBe(argmax(logits[0]![p]!));
     for (let p = 0; p < T; p++) expect(uncond![p]).toBe(argmax(logits[1]![p]!));
     task.dispose();
@@ -79,7 +96,8 @@ describe('generate', () => {
 
   it('is reproducible for a seed and varies across seeds', async () => {
     const task = makeTask();
-    const run = (seed: number) => generate(task.decoder, { length: T, prefixes: [new Int32Array(0)], seed, temperature: 1, topK: null });
+    const run = (seed: number) =>
+      generate(task.decoder, { length: T, prefixes: [new Int32Array(0)], seed, temperature: 1, topK: null });
     const [a, b, c] = [await run(3), await run(3), await run(4)];
     expect(Array.from(a[0]!)).toEqual(Array.from(b[0]!));
     expect(Array.from(a[0]!)).not.toEqual(Array.from(c[0]!));
@@ -106,7 +124,14 @@ describe('task.sample', () => {
     const bytes = readFileSync(result.files[0]!);
     expect(Buffer.from(result.image!).equals(bytes)).toBe(true);
     const png = PNG.sync.read(bytes);
-    const layout = gridLayout({ completions: new Array(4), originals: new Array(4), unconditional: new Array(3), height: H, width: W, scale });
+    const layout = gridLayout({
+      completions: new Array(4),
+      originals: new Array(4),
+      unconditional: new Array(3),
+      height: H,
+      width: W,
+      scale,
+    });
     expect([png.width, png.height]).toEqual([layout.pngWidth, layout.pngHeight]);
     expect(pixel(png, 0, 0)).toEqual([255, 255, 255]);
 
@@ -123,7 +148,8 @@ describe('task.sample', () => {
     }
     for (let i = 0; i < 3; i++) {
       const [ux, uy] = layout.unconditional(i);
-      for (let p = 0; p < T; p += 7) expect(palette).toContainEqual(pixel(png, ux + (p % W) * scale, uy + Math.floor(p / W) * scale));
+      for (let p = 0; p < T; p += 7)
+        expect(palette).toContainEqual(pixel(png, ux + (p % W) * scale, uy + Math.floor(p / W) * scale));
     }
     task.dispose();
   });
@@ -147,22 +173,52 @@ describe('task.sample', () => {
     const task = makeTask({ sampling: { num_images: 4, num_unconditional: 2, scale: 1 } });
     const result = await task.sample!({ outDir: join(tmp, 'uncond'), seed: 0, tag: 'x' });
     const png = PNG.sync.read(Buffer.from(result.image!));
-    const layout = gridLayout({ completions: [], originals: [], unconditional: new Array(2), height: H, width: W, scale: 1 });
+    const layout = gridLayout({
+      completions: [],
+      originals: [],
+      unconditional: new Array(2),
+      height: H,
+      width: W,
+      scale: 1,
+    });
     expect([png.width, png.height]).toEqual([layout.pngWidth, layout.pngHeight]);
     task.dispose();
   });
 });
 
 describe('callback/igpt_sampler', () => {
-  function trainerAt(globalStep: number, runDir: string, data: SyntheticImages, task: ReturnType<typeof makeTask>, images: unknown[][], dryRun = false): TrainerView {
+  function trainerAt(
+    globalStep: number,
+    runDir: string,
+    data: SyntheticImages,
+    task: ReturnType<typeof makeTask>,
+    images: unknown[][],
+    dryRun = false,
+  ): TrainerView {
     const logger: MetricsLogger = {
-      name: 'images', logHyperparams() {}, logMetrics() {}, finalize() {},
-      logImage: (tag, png, step) => { images.push([tag, png.byteLength, step]); },
+      name: 'images',
+      logHyperparams() {},
+      logMetrics() {},
+      finalize() {},
+      logImage: (tag, png, step) => {
+        images.push([tag, png.byteLength, step]);
+      },
     };
     const plain: MetricsLogger = { name: 'csv', logHyperparams() {}, logMetrics() {}, finalize() {} };
     return {
-      globalStep, epoch: 0, maxSteps: 100, runDir, task, datamodule: data, optimizer: undefined, loggers: [plain, logger],
-      callbackMetrics: {}, requestStop() {}, saveCheckpoint: async (d) => d, dryRun, logEveryNSteps: 1,
+      globalStep,
+      epoch: 0,
+      maxSteps: 100,
+      runDir,
+      task,
+      datamodule: data,
+      optimizer: undefined,
+      loggers: [plain, logger],
+      callbackMetrics: {},
+      requestStop() {},
+      saveCheckpoint: async (d) => d,
+      dryRun,
+      logEveryNSteps: 1,
     };
   }
 
@@ -174,7 +230,10 @@ describe('callback/igpt_sampler', () => {
     const callback = new IgptSamplerCallback(samplerCallbackSchema.parse({ every_n_steps: 5 }));
     for (const step of [1, 4, 5, 5, 6, 10]) await callback.onTrainBatchEnd(trainerAt(step, runDir, data, task, images));
     expect(readdirSync(join(runDir, 'samples')).sort()).toEqual(['samples-step000005.png', 'samples-step000010.png']);
-    expect(images.map(([tag, , step]) => [tag, step])).toEqual([['samples', 5], ['samples', 10]]);
+    expect(images.map(([tag, , step]) => [tag, step])).toEqual([
+      ['samples', 5],
+      ['samples', 10],
+    ]);
     expect(images[0]![1]).toBeGreaterThan(0);
     expect(data.setupCalls).toEqual(['test']);
 

@@ -64,25 +64,39 @@ describe('classification fine-tuning', () => {
     task.testStep!(batchOf([0, 1, 2]), test.ctx);
     task.testStep!(batchOf([2, 2]), test.ctx);
     const kept = tf.memory().numTensors;
-    const result = (await task.onTestEpochEnd()) as { confusion_matrix: { matrix: number[][]; class_names: string[] }; accuracy: number };
+    const result = (await task.onTestEpochEnd()) as {
+      confusion_matrix: { matrix: number[][]; class_names: string[] };
+      accuracy: number;
+    };
     expect(result.confusion_matrix.class_names).toEqual(['ab', 'cd', 'ad']);
-    expect(result.confusion_matrix.matrix).toEqual([[1, 0, 0], [0, 1, 0], [0, 0, 3]]);
+    expect(result.confusion_matrix.matrix).toEqual([
+      [1, 0, 0],
+      [0, 1, 0],
+      [0, 0, 3],
+    ]);
     expect(result.accuracy).toBe(1);
     expect(tf.memory().numTensors).toBe(kept - 2); // the kept predictions are released once read
     expect(test.logs.get('test/acc')!.map((l) => l.weight)).toEqual([3, 2]);
     // The matrix restarts for the next test epoch.
     task.testStep!(batchOf([1]), test.ctx);
-    expect(((await task.onTestEpochEnd()) as typeof result).confusion_matrix.matrix.flat().reduce((a, b) => a + b)).toBe(1);
+    expect(
+      ((await task.onTestEpochEnd()) as typeof result).confusion_matrix.matrix.flat().reduce((a, b) => a + b),
+    ).toBe(1);
     task.dispose();
   });
 });
 
 describe('optimizers, state and checkpoints', () => {
-  it('leaves optimisation to the Trainer and owns its heads beside the backbone\'s variables', () => {
+  it("leaves optimisation to the Trainer and owns its heads beside the backbone's variables", () => {
     const task = makeTask();
     expect((task as Task).configureOptimizers).toBeUndefined();
     const names = Object.keys(task.namedVariables());
-    expect(names).toEqual([...Object.keys(task.backbone.namedVariables()), 'lm_head.kernel', 'cls_head.kernel', 'cls_head.bias']);
+    expect(names).toEqual([
+      ...Object.keys(task.backbone.namedVariables()),
+      'lm_head.kernel',
+      'cls_head.kernel',
+      'cls_head.bias',
+    ]);
     expect(task.namedVariables()['lm_head.kernel']!.shape).toEqual([16, 4]);
     expect(task.namedVariables()['cls_head.kernel']!.shape).toEqual([16, 3]);
     task.dispose();
@@ -96,12 +110,14 @@ describe('optimizers, state and checkpoints', () => {
     b.loadStateDict(state);
     expect(b.stateDict()).toEqual(state);
     const other = { ...state, palette: [[1, 1, 1], ...palette.slice(1)] };
-    expect(() => b.loadStateDict(other)).toThrow(/palette in the checkpoint's task state \(4 colours\) differs from the data module's/);
+    expect(() => b.loadStateDict(other)).toThrow(
+      /palette in the checkpoint's task state \(4 colours\) differs from the data module's/,
+    );
     a.dispose();
     b.dispose();
   });
 
-  it('pretrained: loads a checkpoint\'s backbone weights and checks its palette', async () => {
+  it("pretrained: loads a checkpoint's backbone weights and checks its palette", async () => {
     const source = makeTask({}, { seed: 5 });
     fit(source, batchOf([0, 1, 2]), 2);
     const dir = await writeCheckpoint(join(tmp, 'ckpt'), { task: source, modelDataArgs: dataArgs });
@@ -116,15 +132,25 @@ describe('optimizers, state and checkpoints', () => {
     const fourClasses = { ...dataArgs, num_classes: 4, class_names: ['a', 'b', 'c', 'd'] };
     const refit = makeTask({ pretrained: dir }, { args: fourClasses });
     expect(refit.namedVariables()['cls_head.kernel']!.shape).toEqual([16, 4]);
-    expect(Array.from(refit.namedVariables()['lm_head.kernel']!.dataSync())).toEqual(Array.from(want['lm_head.kernel']!.dataSync()));
+    expect(Array.from(refit.namedVariables()['lm_head.kernel']!.dataSync())).toEqual(
+      Array.from(want['lm_head.kernel']!.dataSync()),
+    );
 
     const otherPalette = { ...dataArgs, palette: [[9, 9, 9], ...palette.slice(1)] };
-    expect(() => makeTask({ pretrained: dir }, { args: otherPalette })).toThrow(/task\.pretrained: .*palette \(4 entries in both, but different values\)/);
+    expect(() => makeTask({ pretrained: dir }, { args: otherPalette })).toThrow(
+      /task\.pretrained: .*palette \(4 entries in both, but different values\)/,
+    );
     // A missing path is a config error found when the config is validated, before any run dir exists.
     const parsed = igptTaskSchema.safeParse({ pretrained: join(tmp, 'nope') });
     expect(parsed.success).toBe(false);
     expect(parsed.error!.issues[0]!.message).toMatch(/the path does not exist \(.*nope\)/);
-    const err = (() => { try { loadPretrained(join(tmp, 'nope'), { namedVariables: () => ({}) }, { palette, modelDataArgs: dataArgs }); } catch (e) { return e as TaskforgeError; } })();
+    const err = (() => {
+      try {
+        loadPretrained(join(tmp, 'nope'), { namedVariables: () => ({}) }, { palette, modelDataArgs: dataArgs });
+      } catch (e) {
+        return e as TaskforgeError;
+      }
+    })();
     expect(err).toBeInstanceOf(TaskforgeError);
     expect(err!.exitCode).toBe(2);
     expect(err!.message).toMatch(/task\.pretrained: cannot load .*nope.*does not exist/);
@@ -134,14 +160,28 @@ describe('optimizers, state and checkpoints', () => {
   it('pretrained at another image size names the dataset setting that differs, not the palette (exit 2)', async () => {
     const source = makeTask({}, { seed: 5 });
     const dir = await writeCheckpoint(join(tmp, 'ckpt-8px'), {
-      task: source, modelDataArgs: dataArgs, config: { dataset: { _target_: 'datamodule/cifar10', image_size: 8, palette_size: 4 } },
+      task: source,
+      modelDataArgs: dataArgs,
+      config: { dataset: { _target_: 'datamodule/cifar10', image_size: 8, palette_size: 4 } },
     });
     // At 16 px the k-means palette differs too, which used to be blamed instead of the size.
-    const big = { ...dataArgs, num_positions: 256, image_height: 16, image_width: 16, palette: [[1, 1, 1], ...palette.slice(1)] };
+    const big = {
+      ...dataArgs,
+      num_positions: 256,
+      image_height: 16,
+      image_width: 16,
+      palette: [[1, 1, 1], ...palette.slice(1)],
+    };
     const err = (() => {
       try {
-        loadPretrained(dir, source, { palette: big.palette, modelDataArgs: big, dataConfig: { _target_: 'datamodule/cifar10', image_size: 16, palette_size: 4 } });
-      } catch (e) { return e as TaskforgeError; }
+        loadPretrained(dir, source, {
+          palette: big.palette,
+          modelDataArgs: big,
+          dataConfig: { _target_: 'datamodule/cifar10', image_size: 16, palette_size: 4 },
+        });
+      } catch (e) {
+        return e as TaskforgeError;
+      }
     })();
     expect(err).toBeInstanceOf(TaskforgeError);
     expect(err!.exitCode).toBe(2);
@@ -158,7 +198,13 @@ describe('optimizers, state and checkpoints', () => {
 describe('input checks', () => {
   it('reports every modelDataArgs problem at once', () => {
     const bad = { ...dataArgs, palette: palette.slice(0, 3), image_height: undefined };
-    const err = (() => { try { makeTask({}, { args: { ...bad, num_vocab: 4 } }); } catch (e) { return e as ConfigError; } })();
+    const err = (() => {
+      try {
+        makeTask({}, { args: { ...bad, num_vocab: 4 } });
+      } catch (e) {
+        return e as ConfigError;
+      }
+    })();
     expect(err).toBeInstanceOf(ConfigError);
     expect(err!.problems.map((p) => p.path)).toEqual(['modelDataArgs.image_height', 'modelDataArgs.palette']);
     expect(err!.message).toMatch(/has 3 colours but num_vocab is 4/);
@@ -169,16 +215,22 @@ describe('input checks', () => {
     const { ctx } = recordingContext(true);
     const batch = batchOf([0]);
     batch.tokens[10] = 7;
-    expect(() => task.trainingStep(batch, ctx)).toThrow(/token 7 \(image 0, pixel 10\) is outside the 4-colour palette/);
-    expect(() => task.trainingStep({ ...batchOf([0]), size: 2 }, ctx)).toThrow(/batch of 2 images has 64 tokens; expected 2 × 64/);
+    expect(() => task.trainingStep(batch, ctx)).toThrow(
+      /token 7 \(image 0, pixel 10\) is outside the 4-colour palette/,
+    );
+    expect(() => task.trainingStep({ ...batchOf([0]), size: 2 }, ctx)).toThrow(
+      /batch of 2 images has 64 tokens; expected 2 × 64/,
+    );
     task.dispose();
   });
 
   it('refuses a backbone without the decoder API', () => {
-    const create = () => igptTaskSpec.create(igptTaskSchema.parse({}), {
-      container: undefined as never, modelDataArgs: dataArgs,
-      backbone: { namedVariables: () => ({}), dispose: () => {} },
-    });
+    const create = () =>
+      igptTaskSpec.create(igptTaskSchema.parse({}), {
+        container: undefined as never,
+        modelDataArgs: dataArgs,
+        backbone: { namedVariables: () => ({}), dispose: () => {} },
+      });
     expect(create).toThrow(/lacks forward\(\), createCache\(\), step\(\), hiddenSize/);
   });
 });
@@ -195,7 +247,11 @@ describe('config', () => {
     expect(text.split('\n')[0]).toBe('# @package _global_');
     const doc = YAML.parse(text);
     expect(doc.defaults).toEqual([
-      { '/dataset': 'cifar10' }, { '/backbone': 'gpt2' }, { '/optimizer': 'adam' }, { '/scheduler': 'warmup_cosine' }, '_self_',
+      { '/dataset': 'cifar10' },
+      { '/backbone': 'gpt2' },
+      { '/optimizer': 'adam' },
+      { '/scheduler': 'warmup_cosine' },
+      '_self_',
     ]);
     const { _target_, ...task } = doc.task;
     expect(_target_).toBe('task/vision/igpt');
@@ -207,7 +263,7 @@ describe('config', () => {
     expect(samplerCallbackSchema.parse(sampler).every_n_steps).toBe(1000);
   });
 
-  it('composes with core\'s composer into a full run config', () => {
+  it("composes with core's composer into a full run config", () => {
     // A stand-in dataset group, so this package's tests need not depend on data-cifar.
     const conf = join(tmp, 'conf');
     mkdirSync(join(conf, 'dataset'), { recursive: true });

@@ -22,9 +22,13 @@ class RecordingLogger implements MetricsLogger {
   readonly name = 'recording';
   readonly rows: { step: number; metrics: Record<string, number> }[] = [];
   logHyperparams(): void {}
-  logMetrics(metrics: Record<string, number>, step: number): void { this.rows.push({ step, metrics: { ...metrics } }); }
+  logMetrics(metrics: Record<string, number>, step: number): void {
+    this.rows.push({ step, metrics: { ...metrics } });
+  }
   finalize(): void {}
-  series(key: string): number[] { return this.rows.filter((r) => key in r.metrics).map((r) => r.metrics[key]!); }
+  series(key: string): number[] {
+    return this.rows.filter((r) => key in r.metrics).map((r) => r.metrics[key]!);
+  }
 }
 
 /** 4 colours: a uniform guess costs log(4) nats = 2 bits per pixel; a trained model costs less. */
@@ -38,7 +42,7 @@ function expectInRange(value: unknown, lo: number, hi: number, key: string): voi
   expect(value as number, key).toBeLessThanOrEqual(hi);
 }
 
-it('trains, validates, samples and tests under core\'s Trainer', async () => {
+it("trains, validates, samples and tests under core's Trainer", async () => {
   const task = makeTask({ classify: true, sampling: { num_images: 2, num_unconditional: 1, scale: 1 } });
   const data = new SyntheticImages([batchOf([0, 1, 2]), batchOf([2, 1, 0])]);
   const runDir = join(tmp, 'run');
@@ -54,7 +58,7 @@ it('trains, validates, samples and tests under core\'s Trainer', async () => {
   const maxLoss = 1.5 * (UNIFORM_NATS + Math.log(3));
   for (const split of ['train', 'val']) {
     expectInRange(fit.metrics[`${split}/loss`], 0, maxLoss, `${split}/loss`);
-    expectInRange(fit.metrics[`${split}/bpp`], 0, 1.5 * UNIFORM_NATS / Math.LN2, `${split}/bpp`);
+    expectInRange(fit.metrics[`${split}/bpp`], 0, (1.5 * UNIFORM_NATS) / Math.LN2, `${split}/bpp`);
     expectInRange(fit.metrics[`${split}/acc`], 0, 1, `${split}/acc`);
   }
   // Learning happened: the last training loss is clearly below the first one (8 steps: ~9% lower).
@@ -63,7 +67,9 @@ it('trains, validates, samples and tests under core\'s Trainer', async () => {
   for (const [i, l] of losses.entries()) expectInRange(l, 0, maxLoss, `train/loss at step ${i + 1}`);
   expect(losses.at(-1)!).toBeLessThan(0.95 * losses[0]!);
   // Every logged value of every row is finite (a NaN metric anywhere fails here).
-  for (const row of logger.rows) for (const [k, v] of Object.entries(row.metrics)) expect(Number.isFinite(v), `${k} = ${v} at step ${row.step}`).toBe(true);
+  for (const row of logger.rows)
+    for (const [k, v] of Object.entries(row.metrics))
+      expect(Number.isFinite(v), `${k} = ${v} at step ${row.step}`).toBe(true);
   expect(logger.series('val/acc').length).toBeGreaterThan(0);
   expect(existsSync(join(runDir, 'samples', 'samples-step000004.png'))).toBe(true);
   expect(existsSync(join(runDir, 'samples', 'samples-step000008.png'))).toBe(true);
@@ -73,11 +79,15 @@ it('trains, validates, samples and tests under core\'s Trainer', async () => {
   const again = await task.sample!({ outDir: join(runDir, 'samples'), datamodule: data, seed: 7, tag: 'step000008' });
   expect(again.files).toEqual([join(runDir, 'samples', 'samples-step000008-2.png')]);
   expect(readFileSync(join(runDir, 'samples', 'samples-step000008.png')).equals(before)).toBe(true);
-  expect(readdirSync(join(runDir, 'samples')).sort()).toEqual(['samples-step000004.png', 'samples-step000008-2.png', 'samples-step000008.png']);
+  expect(readdirSync(join(runDir, 'samples')).sort()).toEqual([
+    'samples-step000004.png',
+    'samples-step000008-2.png',
+    'samples-step000008.png',
+  ]);
 
   const test = await trainer.test(task, data);
   expectInRange(test.metrics['test/loss'], 0, maxLoss, 'test/loss');
-  expectInRange(test.metrics['test/bpp'], 0, 1.5 * UNIFORM_NATS / Math.LN2, 'test/bpp');
+  expectInRange(test.metrics['test/bpp'], 0, (1.5 * UNIFORM_NATS) / Math.LN2, 'test/bpp');
   expectInRange(test.metrics['test/acc'], 0, 1, 'test/acc');
   const matrix = (test.extras['confusion_matrix'] as { matrix: number[][] }).matrix;
   expect(matrix.flat().reduce((a, b) => a + b)).toBe(6);

@@ -16,7 +16,13 @@ import { writeFileAtomic } from '../fs.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { COMPONENT_KINDS } from '../registry/types.js';
 import { Tokens, type Output } from '../services/tokens.js';
-import { loadCheckpoint, restoreTaskWeights, type Checkpoint, type TaskState, type TrainerState } from '../trainer/checkpoint.js';
+import {
+  loadCheckpoint,
+  restoreTaskWeights,
+  type Checkpoint,
+  type TaskState,
+  type TrainerState,
+} from '../trainer/checkpoint.js';
 import { compareCheckpointData } from '../trainer/data-match.js';
 import { prepareAndSetup, teardownData } from '../trainer/data-setup.js';
 import { isCheckpointingCallback, Trainer, type FitResult, type TestResult } from '../trainer/trainer.js';
@@ -40,8 +46,11 @@ export async function trainCommand(session: Session, options: CommandOptions): P
   if (!config.trainer.fast_dev_run) {
     // Said up front: under `nx run`, nx stops relaying output as soon as it gets Ctrl-C, so the
     // interrupt message printed after the step may never reach the terminal.
-    const last = trainer.callbacks.find(isCheckpointingCallback)?.lastCheckpointTarget ?? join(run.runDir, 'checkpoints', 'last');
-    run.output.info(`To stop early press Ctrl-C (or send SIGTERM): the current step finishes, then the checkpoint is saved to ${last}; resume with ${overrideHint('trainer.resume_from', last)}`);
+    const last =
+      trainer.callbacks.find(isCheckpointingCallback)?.lastCheckpointTarget ?? join(run.runDir, 'checkpoints', 'last');
+    run.output.info(
+      `To stop early press Ctrl-C (or send SIGTERM): the current step finishes, then the checkpoint is saved to ${last}; resume with ${overrideHint('trainer.resume_from', last)}`,
+    );
   }
   const result = await trainer.fit(task, datamodule); // it resumes from trainer.resume_from itself
   run.output.info(describeFit(result, run.runDir, config.trainer.fast_dev_run));
@@ -50,14 +59,19 @@ export async function trainCommand(session: Session, options: CommandOptions): P
 }
 
 /** `taskforge validate|test`: evaluate a checkpoint (or freshly initialised weights) on a split. */
-export async function evaluateCommand(session: Session, stage: 'validate' | 'test', options: CommandOptions): Promise<TestResult> {
+export async function evaluateCommand(
+  session: Session,
+  stage: 'validate' | 'test',
+  options: CommandOptions,
+): Promise<TestResult> {
   const { config, run, datamodule, task, step } = await openForEvaluation(session, options, stage, stage);
   const { trainer } = run;
   // Metrics are logged at the step of the weights evaluated (0 for fresh weights).
   trainer.progress.globalStep = step ?? 0;
-  const result: TestResult = stage === 'test'
-    ? await trainer.test(task, datamodule)
-    : { metrics: await trainer.validate(task, datamodule), extras: {} };
+  const result: TestResult =
+    stage === 'test'
+      ? await trainer.test(task, datamodule)
+      : { metrics: await trainer.validate(task, datamodule), extras: {} };
   const resultsFile = writeResults(run, config, `${stage}_results.json`, result);
   run.output.info(describeMetrics(stage, result, resultsFile));
   task.dispose();
@@ -66,10 +80,18 @@ export async function evaluateCommand(session: Session, stage: 'validate' | 'tes
 
 /** `taskforge predict`: run `predictStep` over the predict split; outputs go to predictions.json. */
 export async function predictCommand(session: Session, options: CommandOptions): Promise<unknown[]> {
-  const { config, run, datamodule, task } = await openForEvaluation(session, options, 'predict', 'predict', 'predictStep');
+  const { config, run, datamodule, task } = await openForEvaluation(
+    session,
+    options,
+    'predict',
+    'predict',
+    'predictStep',
+  );
   const outputs = await run.trainer.predict(task, datamodule);
   const file = writeResults(run, config, 'predictions.json', outputs);
-  run.output.info(`Made ${outputs.length} prediction batches${file ? `; written to ${file}` : ' (fast_dev_run: not written)'}`);
+  run.output.info(
+    `Made ${outputs.length} prediction batches${file ? `; written to ${file}` : ' (fast_dev_run: not written)'}`,
+  );
   task.dispose();
   return outputs;
 }
@@ -96,7 +118,11 @@ export async function sampleCommand(session: Session, options: CommandOptions): 
  * and restore the weights (exit 2 when they do not fit), and only then create the run dir.
  */
 async function openForEvaluation(
-  session: Session, options: CommandOptions, command: string, stage: Stage, needs?: 'predictStep' | 'sample',
+  session: Session,
+  options: CommandOptions,
+  command: string,
+  stage: Stage,
+  needs?: 'predictStep' | 'sample',
 ): Promise<{ config: RunConfig; run: PreparedRun; datamodule: DataModule; task: Task; step: number | undefined }> {
   const { config, ckpt } = composeForCheckpoint(session, options, command);
   const run = await prepareRun(session, config, command);
@@ -107,7 +133,10 @@ async function openForEvaluation(
   const task = run.buildTask(datamodule.modelDataArgs);
   if (needs && !task[needs]) {
     task.dispose();
-    throw new TaskforgeError(`The task '${String(config.task?._target_)}' does not support \`${command}\` (it has no ${needs} method).`, { exitCode: 2 });
+    throw new TaskforgeError(
+      `The task '${String(config.task?._target_)}' does not support \`${command}\` (it has no ${needs} method).`,
+      { exitCode: 2 },
+    );
   }
   try {
     // Loaded only now, after prepareRun chose the backend, so the weights land on it.
@@ -129,7 +158,8 @@ export function configCommand(session: Session, options: CommandOptions & { sour
 /** `taskforge list`: registered components by kind (with their packages) and config groups. */
 export function listCommand(session: Session): string {
   const lines: string[] = ['Plugins:'];
-  for (const p of session.plugins) lines.push(`  ${p.packageName}@${p.version}  ${relative(process.cwd(), p.dir) || '.'}`);
+  for (const p of session.plugins)
+    lines.push(`  ${p.packageName}@${p.version}  ${relative(process.cwd(), p.dir) || '.'}`);
   for (const kind of COMPONENT_KINDS) {
     const entries = session.registry.list(kind);
     if (!entries.length) continue;
@@ -157,7 +187,16 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
   const output = container.resolve<Output>(Tokens.Output);
   const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
   if (!config.task) {
-    throw new ConfigError([{ path: 'task', message: 'no task is configured; choose one on the command line, e.g. task=vision/igpt (see `taskforge list`)' }], 'Nothing to run');
+    throw new ConfigError(
+      [
+        {
+          path: 'task',
+          message:
+            'no task is configured; choose one on the command line, e.g. task=vision/igpt (see `taskforge list`)',
+        },
+      ],
+      'Nothing to run',
+    );
   }
   // The Trainer selects the backend, resolves the run dir and builds callbacks, loggers and the optimizer builders.
   const trainer = await Trainer.create(config, { container, projectRoot: session.projectRoot });
@@ -174,9 +213,17 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
     buildDatamodule: () => instantiator.create('datamodule', config.dataset, { container }, 'dataset'),
     buildTask(modelDataArgs) {
       const backbone = instantiator.create('backbone', config.backbone, { container, modelDataArgs }, 'backbone');
-      return instantiator.create('task', config.task, {
-        container, modelDataArgs, backbone, ...(config.dataset ? { dataConfig: config.dataset } : {}),
-      }, 'task');
+      return instantiator.create(
+        'task',
+        config.task,
+        {
+          container,
+          modelDataArgs,
+          backbone,
+          ...(config.dataset ? { dataConfig: config.dataset } : {}),
+        },
+        'task',
+      );
     },
   };
 }
@@ -198,16 +245,29 @@ interface CheckpointRef {
  * line chooses another. A resume path saved in the checkpoint's config is dropped: evaluating resumes nothing.
  * @throws TaskforgeError exit code 2 when the dir does not exist or is not a checkpoint.
  */
-function composeForCheckpoint(session: Session, options: CommandOptions, command: string): { config: RunConfig; ckpt?: CheckpointRef } {
+function composeForCheckpoint(
+  session: Session,
+  options: CommandOptions,
+  command: string,
+): { config: RunConfig; ckpt?: CheckpointRef } {
   if (!options.ckpt) return { config: session.compose(options.overrides).config };
   const dir = resolve(options.ckpt);
   if (!existsSync(dir)) {
-    throw new TaskforgeError(`ckpt=${options.ckpt}: the checkpoint directory ${dir} does not exist; pass a checkpoint directory such as <run dir>/checkpoints/last.`, { exitCode: 2 });
+    throw new TaskforgeError(
+      `ckpt=${options.ckpt}: the checkpoint directory ${dir} does not exist; pass a checkpoint directory such as <run dir>/checkpoints/last.`,
+      { exitCode: 2 },
+    );
   }
   if (!existsSync(join(dir, 'config.yaml'))) {
-    throw new TaskforgeError(`ckpt=${options.ckpt}: ${dir} is not a taskforge checkpoint (it has no config.yaml); pass a checkpoint directory such as <run dir>/checkpoints/last.`, { exitCode: 2 });
+    throw new TaskforgeError(
+      `ckpt=${options.ckpt}: ${dir} is not a taskforge checkpoint (it has no config.yaml); pass a checkpoint directory such as <run dir>/checkpoints/last.`,
+      { exitCode: 2 },
+    );
   }
-  const { config } = session.compose(['trainer.resume_from=null', ...options.overrides], { searchPath: [dir, ...session.searchPath], configName: 'config' });
+  const { config } = session.compose(['trainer.resume_from=null', ...options.overrides], {
+    searchPath: [dir, ...session.searchPath],
+    configName: 'config',
+  });
   const trainerState = readCheckpointJson<TrainerState>(dir, 'trainer_state.json');
   const ckpt: CheckpointRef = {
     dir,
@@ -216,7 +276,9 @@ function composeForCheckpoint(session: Session, options: CommandOptions, command
     config: readSavedConfig(dir),
   };
   if (!options.overrides.some((o) => /^\+{0,2}trainer\.run_dir=/.test(o))) {
-    config.trainer.run_dir = uniqueDir(join(trainingRunDir(dir), 'evaluations', evaluationName(command, dir, ckpt.step)));
+    config.trainer.run_dir = uniqueDir(
+      join(trainingRunDir(dir), 'evaluations', evaluationName(command, dir, ckpt.step)),
+    );
   }
   return { config, ckpt };
 }
@@ -230,7 +292,10 @@ function trainingRunDir(ckptDir: string): string {
 /** `test-last-step000200`, `validate-step=000100`: the command, the checkpoint's name and its step. */
 function evaluationName(command: string, ckptDir: string, step: number | undefined): string {
   const name = basename(ckptDir);
-  const withStep = step === undefined || name.includes(String(step).padStart(6, '0')) ? name : `${name}-step${String(step).padStart(6, '0')}`;
+  const withStep =
+    step === undefined || name.includes(String(step).padStart(6, '0'))
+      ? name
+      : `${name}-step${String(step).padStart(6, '0')}`;
   return `${command}-${withStep}`;
 }
 
@@ -246,7 +311,9 @@ function readCheckpointJson<T>(dir: string, file: string): T | undefined {
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as T;
   } catch (error) {
-    throw new TaskforgeError(`Checkpoint file '${path}' is not valid JSON (${(error as Error).message}); the checkpoint is corrupt.`);
+    throw new TaskforgeError(
+      `Checkpoint file '${path}' is not valid JSON (${(error as Error).message}); the checkpoint is corrupt.`,
+    );
   }
 }
 
@@ -267,7 +334,10 @@ function assertSameData(ckpt: CheckpointRef, config: RunConfig, datamodule: Data
   const drop = mismatch.settings.length
     ? `drop the override${mismatch.settings.length > 1 ? 's' : ''} of ${mismatch.settings.map((d) => d.key).join(', ')} (the checkpoint's ${mismatch.settings.map((d) => `${d.key}=${JSON.stringify(d.checkpoint)}`).join(' ')} is used then)`
     : 'evaluate it with the data settings in its config.yaml';
-  throw new TaskforgeError(`ckpt=${ckpt.dir}: ${mismatch.message}. Its weights only fit the data they were trained on: ${drop}, or train a model for the new settings.`, { exitCode: 2 });
+  throw new TaskforgeError(
+    `ckpt=${ckpt.dir}: ${mismatch.message}. Its weights only fit the data they were trained on: ${drop}, or train a model for the new settings.`,
+    { exitCode: 2 },
+  );
 }
 
 function restoreFromCheckpoint(task: Task, checkpoint: Checkpoint, output: Output): void {
@@ -281,14 +351,22 @@ function restoreFromCheckpoint(task: Task, checkpoint: Checkpoint, output: Outpu
 
 function describeFit(result: FitResult, runDir: string, dryRun: boolean): string {
   const lines = [`Training finished at step ${result.globalStep} (epoch ${result.epoch}).`];
-  const metrics = Object.entries(result.metrics).filter(([k]) => k.startsWith('val')).map(([k, v]) => `${k}=${v.toFixed(4)}`);
+  const metrics = Object.entries(result.metrics)
+    .filter(([k]) => k.startsWith('val'))
+    .map(([k, v]) => `${k}=${v.toFixed(4)}`);
   if (metrics.length) lines.push(`  last validation: ${metrics.join(' ')}`);
   if (result.bestCheckpoint) lines.push(`  best checkpoint: ${result.bestCheckpoint}`);
   if (result.lastCheckpoint) lines.push(`  last checkpoint: ${result.lastCheckpoint}`);
   if (dryRun) lines.push('  fast_dev_run: no checkpoints were written');
   // Only paths that exist: no samples line when the run made none (fast_dev_run, short runs, no sampler).
-  const listed: Array<[string, string]> = [['logs:   ', join(runDir, 'logs')], ['samples:', join(runDir, 'samples')], ['config: ', join(runDir, 'config.yaml')]];
-  for (const [label, path] of listed) if (existsSync(path) && (!path.endsWith('samples') || readdirSync(path).length > 0)) lines.push(`  ${label}         ${path}`);
+  const listed: Array<[string, string]> = [
+    ['logs:   ', join(runDir, 'logs')],
+    ['samples:', join(runDir, 'samples')],
+    ['config: ', join(runDir, 'config.yaml')],
+  ];
+  for (const [label, path] of listed)
+    if (existsSync(path) && (!path.endsWith('samples') || readdirSync(path).length > 0))
+      lines.push(`  ${label}         ${path}`);
   return lines.join('\n');
 }
 
@@ -309,7 +387,9 @@ function formatExtra(value: unknown): string {
   const width = Math.max(5, ...matrix.flat().map((x) => String(x).length + 1));
   const label = Math.max(...names.map((n) => n.length));
   const header = ' '.repeat(label + 4) + names.map((n) => n.slice(0, width - 1).padStart(width)).join('');
-  const rows = (matrix as unknown[][]).map((row, i) => `    ${(names[i] ?? '').padEnd(label)}${row.map((x) => String(x).padStart(width)).join('')}`);
+  const rows = (matrix as unknown[][]).map(
+    (row, i) => `    ${(names[i] ?? '').padEnd(label)}${row.map((x) => String(x).padStart(width)).join('')}`,
+  );
   return `\n${header}\n${rows.join('\n')}`;
 }
 

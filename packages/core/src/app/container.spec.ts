@@ -20,7 +20,11 @@ describe('createContainer', () => {
 
   it('swaps services via overrides or by registering on the child container', () => {
     const lines: string[] = [];
-    const output: Output = { info: (m) => lines.push(m), warn: (m) => lines.push(`warn ${m}`), progress: () => ({ update() {}, setTotal() {}, stop() {} }) };
+    const output: Output = {
+      info: (m) => lines.push(m),
+      warn: (m) => lines.push(`warn ${m}`),
+      progress: () => ({ update() {}, setTotal() {}, stop() {} }),
+    };
     const paths: Paths = { projectRoot: '/p', cacheDir: '/c' };
     const c = createContainer({ output, paths });
     c.resolve<Output>(Tokens.Output).info('hello');
@@ -37,11 +41,15 @@ describe('createContainer', () => {
     const registry = new ComponentRegistry();
     registry.register(toyBackbone);
     c.register(Tokens.Registry, { useValue: registry });
-    const backbone = c.resolve<Instantiator>(Tokens.Instantiator).create('backbone', { _target_: 'backbone/toy' }, { container: c, modelDataArgs: {} }) as ToyBackbone;
+    const backbone = c
+      .resolve<Instantiator>(Tokens.Instantiator)
+      .create('backbone', { _target_: 'backbone/toy' }, { container: c, modelDataArgs: {} }) as ToyBackbone;
     expect(backbone.config.n_layer).toBe(2);
-    expect(() => c.resolve<Instantiator>(Tokens.Instantiator).create('logger', { _target_: 'logger/csv' }, { container: c, runDir: '/r' })).toThrow(
-      /no logger of that name is registered/,
-    );
+    expect(() =>
+      c
+        .resolve<Instantiator>(Tokens.Instantiator)
+        .create('logger', { _target_: 'logger/csv' }, { container: c, runDir: '/r' }),
+    ).toThrow(/no logger of that name is registered/);
   });
 
   it('keeps sibling containers independent', () => {

@@ -21,16 +21,28 @@ export interface ServiceOverrides {
  * container (or passing it in `overrides`) swaps that service; the Instantiator is built per
  * resolve so it always uses the Registry currently registered.
  */
-export function createContainer(overrides: ServiceOverrides = {}, parent: DependencyContainer = rootContainer): DependencyContainer {
+export function createContainer(
+  overrides: ServiceOverrides = {},
+  parent: DependencyContainer = rootContainer,
+): DependencyContainer {
   const c = parent.createChildContainer();
   c.register(Tokens.Registry, { useValue: overrides.registry ?? new ComponentRegistry() });
   c.register(Tokens.Clock, { useValue: overrides.clock ?? new SystemClock() });
   if (overrides.output) c.register(Tokens.Output, { useValue: overrides.output });
-  else c.register(Tokens.Output, { useFactory: instanceCachingFactory((r) => new ConsoleOutput({ clock: r.resolve<Clock>(Tokens.Clock) })) });
+  else
+    c.register(Tokens.Output, {
+      useFactory: instanceCachingFactory((r) => new ConsoleOutput({ clock: r.resolve<Clock>(Tokens.Clock) })),
+    });
   if (overrides.paths) c.register(Tokens.Paths, { useValue: overrides.paths });
   else c.register(Tokens.Paths, { useFactory: instanceCachingFactory(() => defaultPaths()) });
-  c.register(Tokens.Accelerator, { useFactory: instanceCachingFactory((r) => new Accelerator(r.resolve<Output>(Tokens.Output))) });
-  c.register(Tokens.TrainerFactory, { useValue: ((config, deps) => new Trainer(config, deps)) satisfies TrainerFactory });
-  c.register(Tokens.Instantiator, { useFactory: (r) => new Instantiator(r.resolve<ComponentRegistry>(Tokens.Registry)) });
+  c.register(Tokens.Accelerator, {
+    useFactory: instanceCachingFactory((r) => new Accelerator(r.resolve<Output>(Tokens.Output))),
+  });
+  c.register(Tokens.TrainerFactory, {
+    useValue: ((config, deps) => new Trainer(config, deps)) satisfies TrainerFactory,
+  });
+  c.register(Tokens.Instantiator, {
+    useFactory: (r) => new Instantiator(r.resolve<ComponentRegistry>(Tokens.Registry)),
+  });
   return c;
 }

@@ -1,5 +1,11 @@
 export { createContainer, type ServiceOverrides } from './container.js';
 export { Session, type SessionOptions, type RunConfig, type ComposedRun } from './session.js';
 export {
-  trainCommand, evaluateCommand, predictCommand, sampleCommand, configCommand, listCommand, type CommandOptions,
+  trainCommand,
+  evaluateCommand,
+  predictCommand,
+  sampleCommand,
+  configCommand,
+  listCommand,
+  type CommandOptions,
 } from './commands.js';

@@ -117,7 +117,10 @@ export class Session {
     const configured = (section: string) => composed.config[section] !== undefined && composed.config[section] !== null;
     for (const section of configured('task') ? REQUIRED_WITH_TASK : []) {
       if (!configured(section)) {
-        problems.push({ path: section, message: `no ${section} is configured; select one on the command line, e.g. ${section}=<option> (see \`taskforge list\`)` });
+        problems.push({
+          path: section,
+          message: `no ${section} is configured; select one on the command line, e.g. ${section}=<option> (see \`taskforge list\`)`,
+        });
       }
     }
     for (const section of COMPONENT_SECTIONS) {

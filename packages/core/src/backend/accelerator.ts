@@ -14,7 +14,10 @@ export class Accelerator {
 
   constructor(@inject(Tokens.Output) private readonly output: Output) {}
 
-  async select(request: AcceleratorRequest, options: Omit<SelectBackendOptions, 'output'> = {}): Promise<BackendSelection> {
+  async select(
+    request: AcceleratorRequest,
+    options: Omit<SelectBackendOptions, 'output'> = {},
+  ): Promise<BackendSelection> {
     this.selection = await selectBackend(request, { ...options, output: this.output });
     return this.selection;
   }

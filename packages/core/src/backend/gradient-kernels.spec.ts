@@ -39,7 +39,10 @@ describe('GRADIENT_KERNELS', () => {
       const used = new Set(profile.kernelNames.filter((k) => !k.endsWith('__op')));
       const listed = new Set([...GRADIENT_KERNELS.basics!, ...(GRADIENT_KERNELS[layer.layer] ?? [])]);
       expect(GRADIENT_KERNELS[layer.layer], `GRADIENT_KERNELS has no entry '${layer.layer}'`).toBeDefined();
-      expect([...used].filter((k) => !listed.has(k)), `kernels ${name} uses that GRADIENT_KERNELS['${layer.layer}'] lacks`).toEqual([]);
+      expect(
+        [...used].filter((k) => !listed.has(k)),
+        `kernels ${name} uses that GRADIENT_KERNELS['${layer.layer}'] lacks`,
+      ).toEqual([]);
     });
   }
 
@@ -51,7 +54,8 @@ describe('GRADIENT_KERNELS', () => {
 
   it('reports a missing kernel with the layers that need it', () => {
     expect(missingGradientKernels('no-such-backend')).toContainEqual({
-      kernel: 'Conv2DBackpropFilter', layers: ['conv1d', 'conv2d', 'conv2dTranspose', 'separableConv2d'],
+      kernel: 'Conv2DBackpropFilter',
+      layers: ['conv1d', 'conv2d', 'conv2dTranspose', 'separableConv2d'],
     });
     expect(missingGradientKernels('no-such-backend')).toHaveLength(gradientKernelNames().length);
   });
@@ -63,7 +67,10 @@ describe('wasm polyfills', () => {
       expect(tf.getKernel(kernel, 'wasm')?.kernelFunc, kernel).toBe(WASM_POLYFILLS[kernel]);
     }
     expect(Object.keys(WASM_POLYFILLS).sort()).toEqual([
-      'Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput', 'UnsortedSegmentSum',
+      'Conv2DBackpropFilter',
+      'DepthwiseConv2dNativeBackpropFilter',
+      'DepthwiseConv2dNativeBackpropInput',
+      'UnsortedSegmentSum',
     ]);
     expect(registerWasmPolyfills()).toEqual([]); // idempotent
   });

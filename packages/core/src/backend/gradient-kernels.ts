@@ -9,7 +9,22 @@
 import * as tf from '@tensorflow/tfjs';
 
 /** Element-wise and shape kernels that nearly every gradient uses (reductions, broadcasting). */
-const BASICS = ['Add', 'Cast', 'Identity', 'Multiply', 'Neg', 'Range', 'RealDiv', 'Reshape', 'Square', 'Sub', 'Sum', 'Fill', 'Tile', 'ExpandDims'] as const;
+const BASICS = [
+  'Add',
+  'Cast',
+  'Identity',
+  'Multiply',
+  'Neg',
+  'Range',
+  'RealDiv',
+  'Reshape',
+  'Square',
+  'Sub',
+  'Sum',
+  'Fill',
+  'Tile',
+  'ExpandDims',
+] as const;
 
 /** Kernels by layer; `basics` is shared by all. */
 export const GRADIENT_KERNELS: Readonly<Record<string, readonly string[]>> = {
@@ -17,8 +32,19 @@ export const GRADIENT_KERNELS: Readonly<Record<string, readonly string[]>> = {
   conv1d: ['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput'],
   conv2d: ['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput'],
   conv2dTranspose: ['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput'],
-  depthwiseConv2d: ['DepthwiseConv2dNative', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput'],
-  separableConv2d: ['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'DepthwiseConv2dNative', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput'],
+  depthwiseConv2d: [
+    'DepthwiseConv2dNative',
+    'DepthwiseConv2dNativeBackpropFilter',
+    'DepthwiseConv2dNativeBackpropInput',
+  ],
+  separableConv2d: [
+    'Conv2D',
+    'Conv2DBackpropFilter',
+    'Conv2DBackpropInput',
+    'DepthwiseConv2dNative',
+    'DepthwiseConv2dNativeBackpropFilter',
+    'DepthwiseConv2dNativeBackpropInput',
+  ],
   maxPool: ['MaxPool', 'MaxPoolGrad'],
   avgPool: ['AvgPool', 'AvgPoolGrad'],
   'global average pool': ['Mean'],
@@ -26,7 +52,23 @@ export const GRADIENT_KERNELS: Readonly<Record<string, readonly string[]>> = {
   'layer norm': ['Mean', 'Pow', 'Rsqrt'],
   'embedding (gather)': ['GatherV2', 'Transpose', 'UnsortedSegmentSum'],
   dense: ['BatchMatMul', 'Relu', 'Step'],
-  activations: ['Concat', 'SplitV', 'Relu6', 'LeakyRelu', 'Prelu', 'Elu', 'EluGrad', 'Selu', 'Sigmoid', 'Tanh', 'Exp', 'Step', 'Greater', 'LessEqual', 'Select'],
+  activations: [
+    'Concat',
+    'SplitV',
+    'Relu6',
+    'LeakyRelu',
+    'Prelu',
+    'Elu',
+    'EluGrad',
+    'Selu',
+    'Sigmoid',
+    'Tanh',
+    'Exp',
+    'Step',
+    'Greater',
+    'LessEqual',
+    'Select',
+  ],
   dropout: ['Floor'],
   'softmax cross-entropy': ['OneHot', 'Exp', 'Log', 'Max'],
   'bilinear resize': ['ResizeBilinear', 'ResizeBilinearGrad'],
@@ -48,5 +90,8 @@ export function gradientKernelNames(): string[] {
 export function missingGradientKernels(backendName: string): Array<{ kernel: string; layers: string[] }> {
   return gradientKernelNames()
     .filter((kernel) => tf.getKernel(kernel, backendName) === undefined)
-    .map((kernel) => ({ kernel, layers: Object.keys(GRADIENT_KERNELS).filter((layer) => GRADIENT_KERNELS[layer]!.includes(kernel)) }));
+    .map((kernel) => ({
+      kernel,
+      layers: Object.keys(GRADIENT_KERNELS).filter((layer) => GRADIENT_KERNELS[layer]!.includes(kernel)),
+    }));
 }

@@ -8,26 +8,79 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { registerWasmPolyfills } from './wasm-kernels.js';
 
 type Op = (x: tf.Tensor) => tf.Scalar;
-const X = [[0.1, -0.5, 2, 0.3], [1, 0.2, -1, 0.7]];
+const X = [
+  [0.1, -0.5, 2, 0.3],
+  [1, 0.2, -1, 0.7],
+];
 const ids = () => tf.tensor1d([1, 0, 1], 'int32');
 
 const DIFFERENTIABLE: Record<string, Op> = {
-  'gather (embedding lookup)': (x) => tf.gather(x, ids()).mul(tf.range(1, 13).reshape([3, 4])).sum(),
+  'gather (embedding lookup)': (x) =>
+    tf
+      .gather(x, ids())
+      .mul(tf.range(1, 13).reshape([3, 4]))
+      .sum(),
   erf: (x) => tf.erf(x).sum(),
-  'gelu (tanh approximation)': (x) => x.mul(0.5).mul(tf.tanh(x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2 / Math.PI))).add(1)).sum(),
-  logSoftmax: (x) => tf.logSoftmax(x).mul(tf.tensor2d([[1, 0, 0, 0], [0, 0, 1, 0]])).sum(),
+  'gelu (tanh approximation)': (x) =>
+    x
+      .mul(0.5)
+      .mul(tf.tanh(x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2 / Math.PI))).add(1))
+      .sum(),
+  logSoftmax: (x) =>
+    tf
+      .logSoftmax(x)
+      .mul(
+        tf.tensor2d([
+          [1, 0, 0, 0],
+          [0, 0, 1, 0],
+        ]),
+      )
+      .sum(),
   softmax: (x) => tf.softmax(x).square().sum(),
-  'oneHot × x': (x) => tf.oneHot(tf.tensor1d([1, 3], 'int32'), 4).mul(x).sum(),
+  'oneHot × x': (x) =>
+    tf
+      .oneHot(tf.tensor1d([1, 3], 'int32'), 4)
+      .mul(x)
+      .sum(),
   cumsum: (x) => tf.cumsum(x, 1).square().sum(),
-  'batched matMul (attention scores)': (x) => tf.matMul(x.reshape([1, 2, 4]), x.reshape([1, 2, 4]), false, true).square().sum(),
+  'batched matMul (attention scores)': (x) =>
+    tf
+      .matMul(x.reshape([1, 2, 4]), x.reshape([1, 2, 4]), false, true)
+      .square()
+      .sum(),
   'layer norm (moments, rsqrt)': (x) => {
     const { mean, variance } = tf.moments(x, -1, true);
-    return x.sub(mean).mul(tf.rsqrt(variance.add(1e-5))).mul(tf.range(0, 8).reshape([2, 4])).sum();
+    return x
+      .sub(mean)
+      .mul(tf.rsqrt(variance.add(1e-5)))
+      .mul(tf.range(0, 8).reshape([2, 4]))
+      .sum();
   },
-  'causal mask (where)': (x) => tf.where(tf.tensor2d([[1, 0, 1, 0], [0, 1, 1, 1]]).cast('bool'), x, tf.fill([2, 4], -1e9)).softmax().square().sum(),
+  'causal mask (where)': (x) =>
+    tf
+      .where(
+        tf
+          .tensor2d([
+            [1, 0, 1, 0],
+            [0, 1, 1, 1],
+          ])
+          .cast('bool'),
+        x,
+        tf.fill([2, 4], -1e9),
+      )
+      .softmax()
+      .square()
+      .sum(),
   softmaxCrossEntropy: (x) => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d([0, 2], 'int32'), 4), x),
   'dropout (seeded)': (x) => tf.dropout(x, 0.5, undefined, 1).sum(),
-  'concat / slice / transpose': (x) => tf.concat([x, x], 1).slice([0, 1], [2, 6]).reshape([2, 3, 2]).transpose([1, 0, 2]).mul(tf.range(0, 12).reshape([3, 2, 2])).sum(),
+  'concat / slice / transpose': (x) =>
+    tf
+      .concat([x, x], 1)
+      .slice([0, 1], [2, 6])
+      .reshape([2, 3, 2])
+      .transpose([1, 0, 2])
+      .mul(tf.range(0, 12).reshape([3, 2, 2]))
+      .sum(),
 };
 
 function run(backend: string, op: Op): { forward: number[]; grad: number[] } {
@@ -56,7 +109,12 @@ describe('wasm kernel coverage for training', () => {
   it("wasm lacks UnsortedSegmentSum, so gather's gradient fails until the polyfill is registered", () => {
     const gather = DIFFERENTIABLE['gather (embedding lookup)']!;
     expect(errorOf(() => run('wasm', gather))).toBe("Kernel 'UnsortedSegmentSum' not registered for backend 'wasm'");
-    expect(registerWasmPolyfills()).toEqual(['UnsortedSegmentSum', 'Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput']);
+    expect(registerWasmPolyfills()).toEqual([
+      'UnsortedSegmentSum',
+      'Conv2DBackpropFilter',
+      'DepthwiseConv2dNativeBackpropFilter',
+      'DepthwiseConv2dNativeBackpropInput',
+    ]);
     expect(registerWasmPolyfills()).toEqual([]);
   });
 
@@ -87,9 +145,14 @@ describe('wasm kernel coverage for training', () => {
       tf.setBackend(backend);
       tf.tidy(() => {
         const logits = tf.tensor2d(X);
-        expect(tf.topk(logits, 2).indices.arraySync()).toEqual([[2, 3], [0, 3]]);
+        expect(tf.topk(logits, 2).indices.arraySync()).toEqual([
+          [2, 3],
+          [0, 3],
+        ]);
         expect(tf.multinomial(logits, 5, 1).shape).toEqual([2, 5]);
-        expect(errorOf(() => tf.grad((x: tf.Tensor) => tf.topk(x, 2).values.sum())(logits))).toMatch(/gradient function not found for TopK/);
+        expect(errorOf(() => tf.grad((x: tf.Tensor) => tf.topk(x, 2).values.sum())(logits))).toMatch(
+          /gradient function not found for TopK/,
+        );
       });
     }
   });
@@ -97,7 +160,9 @@ describe('wasm kernel coverage for training', () => {
   it('tf.linalg.bandPart has a broken gradient in TF.js 4.22: build causal masks as constants instead', () => {
     for (const backend of ['cpu', 'wasm']) {
       tf.setBackend(backend);
-      const message = tf.tidy(() => errorOf(() => tf.grad((x: tf.Tensor) => tf.linalg.bandPart(x, -1, 0).sum())(tf.tensor2d(X))));
+      const message = tf.tidy(() =>
+        errorOf(() => tf.grad((x: tf.Tensor) => tf.linalg.bandPart(x, -1, 0).sum())(tf.tensor2d(X))),
+      );
       expect(message).toMatch(/stack must be a `Tensor\[\]`/);
     }
   });

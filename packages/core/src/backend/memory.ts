@@ -28,6 +28,9 @@ export function memoryStats(): MemoryStats {
 /** One line for logs, e.g. `412 tensors, 38.2 MB (GPU: 38.2 MB in use, 51.0 MB allocated)`. */
 export function describeMemory(stats: MemoryStats = memoryStats()): string {
   const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
-  const gpu = stats.gpu_bytes === undefined ? '' : ` (GPU: ${mb(stats.gpu_bytes)} in use, ${mb(stats.gpu_bytes_allocated ?? stats.gpu_bytes)} allocated)`;
+  const gpu =
+    stats.gpu_bytes === undefined
+      ? ''
+      : ` (GPU: ${mb(stats.gpu_bytes)} in use, ${mb(stats.gpu_bytes_allocated ?? stats.gpu_bytes)} allocated)`;
   return `${stats.tensors} tensors, ${mb(stats.bytes)}${gpu}`;
 }

@@ -17,11 +17,18 @@ function recordingOutput(): Output & { lines: string[] } {
 }
 
 const notInstalled = (name: string) =>
-  Object.assign(new Error(`Cannot find package '${name}' imported from /x/select.ts`), { code: 'ERR_MODULE_NOT_FOUND' });
-const brokenBinding = () => {
-  throw Object.assign(new Error("Cannot find module '/p/node_modules/@tensorflow/tfjs-node/lib/napi-v8/tfjs_binding.node'\nRequire stack:\n- x"), {
-    code: 'MODULE_NOT_FOUND',
+  Object.assign(new Error(`Cannot find package '${name}' imported from /x/select.ts`), {
+    code: 'ERR_MODULE_NOT_FOUND',
   });
+const brokenBinding = () => {
+  throw Object.assign(
+    new Error(
+      "Cannot find module '/p/node_modules/@tensorflow/tfjs-node/lib/napi-v8/tfjs_binding.node'\nRequire stack:\n- x",
+    ),
+    {
+      code: 'MODULE_NOT_FOUND',
+    },
+  );
 };
 
 /** Simulates the native packages; the wasm package is really loaded. */
@@ -55,19 +62,32 @@ describe('selectBackend', () => {
       threads: 2,
       loader: loader({
         '@tensorflow/tfjs-node': () => {
-          throw Object.assign(new Error('libtensorflow.so.2: cannot open shared object file\nmore'), { code: 'ERR_DLOPEN_FAILED' });
+          throw Object.assign(new Error('libtensorflow.so.2: cannot open shared object file\nmore'), {
+            code: 'ERR_DLOPEN_FAILED',
+          });
         },
       }),
     });
     expect(tf.getBackend()).toBe('wasm');
     expect(selection.backend).toBe('wasm');
     expect(selection.skipped).toEqual([
-      { accelerator: 'gpu', reason: `not installed (npm install @tensorflow/tfjs-node-gpu@${tf.version_core} to use it)` },
-      { accelerator: 'node', reason: 'installed but failed to load: libtensorflow.so.2: cannot open shared object file' },
-      { accelerator: 'webgpu', reason: `webgpu is not installed (npm install webgpu@0.6 @tensorflow/tfjs-backend-webgpu@${tf.version_core} to use it)` },
+      {
+        accelerator: 'gpu',
+        reason: `not installed (npm install @tensorflow/tfjs-node-gpu@${tf.version_core} to use it)`,
+      },
+      {
+        accelerator: 'node',
+        reason: 'installed but failed to load: libtensorflow.so.2: cannot open shared object file',
+      },
+      {
+        accelerator: 'webgpu',
+        reason: `webgpu is not installed (npm install webgpu@0.6 @tensorflow/tfjs-backend-webgpu@${tf.version_core} to use it)`,
+      },
     ]);
     // Node runs only TF.js's single-threaded wasm build, so the request for 2 is reported as not met.
-    expect(selection.description).toMatch(/^wasm \((SIMD|no SIMD), 1 thread\); 2 threads requested but this runtime only runs the single-threaded wasm build$/);
+    expect(selection.description).toMatch(
+      /^wasm \((SIMD|no SIMD), 1 thread\); 2 threads requested but this runtime only runs the single-threaded wasm build$/,
+    );
     expect(output.lines).toEqual([
       `info: Accelerator: ${selection.description} (auto)`,
       `info:   skipped gpu: ${selection.skipped[0]!.reason}`,
@@ -81,7 +101,9 @@ describe('selectBackend', () => {
 
   it('auto: passes over a tfjs-node that loads but registers no backend with this TF.js copy', async () => {
     const selection = await selectBackend('auto', { loader: loader({ '@tensorflow/tfjs-node': () => ({}) }) });
-    expect(selection.skipped[1]!.reason).toMatch(/loaded but registered no 'tensorflow' backend with this copy of TensorFlow.js/);
+    expect(selection.skipped[1]!.reason).toMatch(
+      /loaded but registered no 'tensorflow' backend with this copy of TensorFlow.js/,
+    );
     expect(selection.backend).toBe('wasm');
   });
 
@@ -93,7 +115,9 @@ describe('selectBackend', () => {
       `trainer.accelerator=node needs @tensorflow/tfjs-node, which is not installed. Install it with \`npm install @tensorflow/tfjs-node@${tf.version_core}\` ` +
         '(its install script downloads libtensorflow), or set trainer.accelerator=auto to use the best backend that works here.',
     );
-    const broken = await selectBackend('gpu', { loader: loader({ '@tensorflow/tfjs-node-gpu': brokenBinding }) }).catch((e: unknown) => e);
+    const broken = await selectBackend('gpu', { loader: loader({ '@tensorflow/tfjs-node-gpu': brokenBinding }) }).catch(
+      (e: unknown) => e,
+    );
     expect((broken as Error).message).toMatch(
       /^trainer.accelerator=gpu needs @tensorflow\/tfjs-node-gpu, which is installed but failed to load: Cannot find module '.*tfjs_binding.node'\. Fix or reinstall it/,
     );
@@ -114,14 +138,21 @@ describe('selectBackend', () => {
     const noAdapter = { webgpu: () => ({ create: () => ({ requestAdapter: async () => null }), globals: {} }) };
     const error = await selectBackend('webgpu', { loader: loader(noAdapter) }).catch((e: unknown) => e);
     expect(error).toMatchObject({ exitCode: 1 });
-    expect((error as Error).message).toMatch(/^trainer.accelerator=webgpu could not start: no WebGPU adapter: Dawn found no Vulkan, Metal or D3D12 device; install the GPU driver and the Vulkan loader \(.*libvulkan1/);
+    expect((error as Error).message).toMatch(
+      /^trainer.accelerator=webgpu could not start: no WebGPU adapter: Dawn found no Vulkan, Metal or D3D12 device; install the GPU driver and the Vulkan loader \(.*libvulkan1/,
+    );
     const auto = await selectBackend('auto', { loader: loader(noAdapter) });
     expect(auto.skipped.find((s) => s.accelerator === 'webgpu')?.reason).toMatch(/^no WebGPU adapter/);
     expect(auto.backend).toBe('wasm');
   });
 
   it('webgpu: auto passes over a software adapter (llvmpipe) with the reason, and installs no navigator.gpu', async () => {
-    const info = { vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15', description: 'llvmpipe: Mesa 25.0.7 (LLVM 15.0.6)' };
+    const info = {
+      vendor: 'mesa',
+      architecture: 'software',
+      device: 'llvmpipe-llvm-15',
+      description: 'llvmpipe: Mesa 25.0.7 (LLVM 15.0.6)',
+    };
     const backendLoaded = vi.fn();
     const selection = await selectBackend('auto', {
       loader: loader({
@@ -138,14 +169,24 @@ describe('selectBackend', () => {
   });
 
   it('adapterInfo tells hardware from software adapters', () => {
-    expect(adapterInfo({ info: { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H200' } }).software).toBe(false);
-    expect(adapterInfo({ info: { vendor: 'google', architecture: '', device: 'SwiftShader Device (Subzero)', description: '' } }).software).toBe(true);
+    expect(
+      adapterInfo({ info: { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H200' } })
+        .software,
+    ).toBe(false);
+    expect(
+      adapterInfo({
+        info: { vendor: 'google', architecture: '', device: 'SwiftShader Device (Subzero)', description: '' },
+      }).software,
+    ).toBe(true);
     expect(adapterInfo({ info: { vendor: 'x', architecture: 'y' }, isFallbackAdapter: true }).software).toBe(true);
     expect(adapterInfo({})).toEqual({ vendor: '', architecture: '', device: '', description: '', software: false });
   });
 
   it('rejects an unknown accelerator or a bad thread count as usage errors', async () => {
-    await expect(selectBackend('tpu' as never)).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/Unknown accelerator 'tpu'/) });
+    await expect(selectBackend('tpu' as never)).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringMatching(/Unknown accelerator 'tpu'/),
+    });
     await expect(selectBackend('cpu', { threads: 0 })).rejects.toMatchObject({ exitCode: 2 });
   });
 
@@ -158,17 +199,27 @@ describe('selectBackend', () => {
     const selection = await accelerator.select('cpu', { threads: 3 });
     expect(accelerator.selection).toBe(selection);
     expect(tf.getBackend()).toBe('cpu');
-    expect(output.lines[0]).toBe('warn: trainer.threads=3 only applies to the wasm backend; cpu uses its own thread pool.');
+    expect(output.lines[0]).toBe(
+      'warn: trainer.threads=3 only applies to the wasm backend; cpu uses its own thread pool.',
+    );
     expect(output.lines[1]).toMatch(/^info: Accelerator: cpu/);
   });
   it('auto: falls back from a missing wasm package to the cpu backend, listing every accelerator passed over', async () => {
     const output = recordingOutput();
-    const selection = await selectBackend('auto', { output, loader: loader({ '@tensorflow/tfjs-backend-wasm': () => { throw notInstalled('@tensorflow/tfjs-backend-wasm'); } }) });
+    const selection = await selectBackend('auto', {
+      output,
+      loader: loader({
+        '@tensorflow/tfjs-backend-wasm': () => {
+          throw notInstalled('@tensorflow/tfjs-backend-wasm');
+        },
+      }),
+    });
     expect(tf.getBackend()).toBe('cpu');
     expect(selection).toMatchObject({ backend: 'cpu', accelerator: 'cpu' });
     expect(selection.skipped.map((s) => s.accelerator)).toEqual(['gpu', 'node', 'webgpu', 'wasm']);
     expect(selection.skipped.at(-1)).toEqual({
-      accelerator: 'wasm', reason: `not installed (npm install @tensorflow/tfjs-backend-wasm@${tf.version_core} to use it)`,
+      accelerator: 'wasm',
+      reason: `not installed (npm install @tensorflow/tfjs-backend-wasm@${tf.version_core} to use it)`,
     });
     expect(output.lines).toEqual([
       `info: Accelerator: ${selection.description} (auto)`,
@@ -180,7 +231,10 @@ describe('selectBackend', () => {
     const cpuFactory = tf.findBackendFactory('cpu')!;
     const gpuPackage = (usingGpu: boolean) => () => {
       if (tf.findBackendFactory('tensorflow')) tf.removeBackend('tensorflow');
-      tf.registerBackend('tensorflow', () => Object.assign(cpuFactory() as object, { isUsingGpuDevice: usingGpu }) as never);
+      tf.registerBackend(
+        'tensorflow',
+        () => Object.assign(cpuFactory() as object, { isUsingGpuDevice: usingGpu }) as never,
+      );
       return {};
     };
     const cleanUp = async () => {
@@ -191,11 +245,16 @@ describe('selectBackend', () => {
     it('auto, but TensorFlow finds no GPU: keeps libtensorflow on the CPU (node) and says why the GPU was passed over', async () => {
       const output = recordingOutput();
       try {
-        const selection = await selectBackend('auto', { output, loader: loader({ '@tensorflow/tfjs-node-gpu': gpuPackage(false) }) });
+        const selection = await selectBackend('auto', {
+          output,
+          loader: loader({ '@tensorflow/tfjs-node-gpu': gpuPackage(false) }),
+        });
         expect(tf.getBackend()).toBe('tensorflow');
-        const reason = 'installed but TensorFlow found no usable GPU (check the CUDA and cuDNN versions it needs, and `nvidia-smi`)';
+        const reason =
+          'installed but TensorFlow found no usable GPU (check the CUDA and cuDNN versions it needs, and `nvidia-smi`)';
         expect(selection).toEqual({
-          backend: 'tensorflow', accelerator: 'node',
+          backend: 'tensorflow',
+          accelerator: 'node',
           description: 'tensorflow (libtensorflow via @tensorflow/tfjs-node-gpu, CPU)',
           skipped: [{ accelerator: 'gpu', reason }],
         });
@@ -210,7 +269,9 @@ describe('selectBackend', () => {
 
     it('gpu requested explicitly but TensorFlow finds no GPU: a TaskforgeError, not a silent CPU run', async () => {
       try {
-        const error = await selectBackend('gpu', { loader: loader({ '@tensorflow/tfjs-node-gpu': gpuPackage(false) }) }).catch((e: unknown) => e);
+        const error = await selectBackend('gpu', {
+          loader: loader({ '@tensorflow/tfjs-node-gpu': gpuPackage(false) }),
+        }).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(TaskforgeError);
         expect((error as Error).message).toMatch(
           /^trainer\.accelerator=gpu needs @tensorflow\/tfjs-node-gpu, which is installed but TensorFlow found no usable GPU .*set trainer\.accelerator=auto/,
@@ -222,9 +283,14 @@ describe('selectBackend', () => {
 
     it('auto with a GPU TensorFlow uses: the gpu accelerator', async () => {
       try {
-        const selection = await selectBackend('auto', { loader: loader({ '@tensorflow/tfjs-node-gpu': gpuPackage(true) }) });
+        const selection = await selectBackend('auto', {
+          loader: loader({ '@tensorflow/tfjs-node-gpu': gpuPackage(true) }),
+        });
         expect(selection).toEqual({
-          backend: 'tensorflow', accelerator: 'gpu', description: 'tensorflow (libtensorflow via @tensorflow/tfjs-node-gpu, GPU)', skipped: [],
+          backend: 'tensorflow',
+          accelerator: 'gpu',
+          description: 'tensorflow (libtensorflow via @tensorflow/tfjs-node-gpu, GPU)',
+          skipped: [],
         });
       } finally {
         await cleanUp();

@@ -52,7 +52,10 @@ const AUTO_ORDER: readonly AcceleratorKind[] = ['gpu', 'node', 'webgpu', 'wasm',
 
 /** Thrown inside a candidate's setup to pass it over with a reason. */
 class Unavailable extends Error {
-  constructor(readonly reason: string, readonly notInstalled = false) {
+  constructor(
+    readonly reason: string,
+    readonly notInstalled = false,
+  ) {
     super(reason);
   }
 }
@@ -70,29 +73,45 @@ const INSTALL_NOTES: Partial<Record<AcceleratorKind, string>> = {
 
 /** The likely fix when Dawn finds no adapter; shared by the error and the auto skip reason. */
 export const NO_ADAPTER_HINT =
-  'install the GPU driver and the Vulkan loader (Debian/Ubuntu: `apt-get install libvulkan1` plus the vendor driver, e.g. NVIDIA\'s ' +
-  'with its Vulkan ICD, or mesa-vulkan-drivers; check with `vulkaninfo --summary`). Without a GPU, Mesa\'s software driver lavapipe ' +
+  "install the GPU driver and the Vulkan loader (Debian/Ubuntu: `apt-get install libvulkan1` plus the vendor driver, e.g. NVIDIA's " +
+  "with its Vulkan ICD, or mesa-vulkan-drivers; check with `vulkaninfo --summary`). Without a GPU, Mesa's software driver lavapipe " +
   '(mesa-vulkan-drivers 25.x, from bookworm-backports on Debian 12) provides a slow adapter for tests';
 
 function firstLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
-  return text.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'unknown error';
+  return (
+    text
+      .split('\n')
+      .find((l) => l.trim() !== '')
+      ?.trim() ?? 'unknown error'
+  );
 }
 
 /** Not installed at all, as opposed to installed with a broken native binding (whose path is what is missing then). */
 function isNotInstalled(error: unknown, moduleName: string): boolean {
   const code = (error as { code?: unknown } | undefined)?.code;
-  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && firstLine(error).includes(`'${moduleName}'`);
+  return (
+    (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && firstLine(error).includes(`'${moduleName}'`)
+  );
 }
 
-async function load(kind: keyof typeof PACKAGES, loader: (m: string) => Promise<unknown>, moduleName: string = PACKAGES[kind]): Promise<unknown> {
+async function load(
+  kind: keyof typeof PACKAGES,
+  loader: (m: string) => Promise<unknown>,
+  moduleName: string = PACKAGES[kind],
+): Promise<unknown> {
   try {
     return await loader(moduleName);
   } catch (error) {
     if (isNotInstalled(error, moduleName)) {
-      throw new Unavailable(`${moduleName === PACKAGES[kind] ? '' : `${moduleName} is `}not installed (${installCommand(kind)} to use it)`, true);
+      throw new Unavailable(
+        `${moduleName === PACKAGES[kind] ? '' : `${moduleName} is `}not installed (${installCommand(kind)} to use it)`,
+        true,
+      );
     }
-    throw new Unavailable(`${moduleName === PACKAGES[kind] ? '' : `${moduleName} is `}installed but failed to load: ${firstLine(error)}`);
+    throw new Unavailable(
+      `${moduleName === PACKAGES[kind] ? '' : `${moduleName} is `}installed but failed to load: ${firstLine(error)}`,
+    );
   }
 }
 
@@ -109,7 +128,10 @@ async function activate(name: BackendName, kind: AcceleratorKind): Promise<void>
   } catch (error) {
     throw new Unavailable(`installed but failed to initialise: ${firstLine(error)}`);
   }
-  if (!ok) throw new Unavailable(`installed but the '${name}' backend failed to initialise (see the TensorFlow.js error above)`);
+  if (!ok)
+    throw new Unavailable(
+      `installed but the '${name}' backend failed to initialise (see the TensorFlow.js error above)`,
+    );
   await tf.ready();
 }
 
@@ -118,7 +140,10 @@ interface WasmModule {
   getThreadsCount?: () => number;
 }
 
-type Chosen = Omit<BackendSelection, 'skipped'> & { note?: { accelerator: AcceleratorKind; reason: string }; warning?: string };
+type Chosen = Omit<BackendSelection, 'skipped'> & {
+  note?: { accelerator: AcceleratorKind; reason: string };
+  warning?: string;
+};
 
 interface DawnModule {
   create: (flags: string[]) => { requestAdapter: (options?: object) => Promise<unknown> };
@@ -131,10 +156,17 @@ const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|microsoft basic render|\
 export function adapterInfo(adapter: unknown): GpuAdapterInfo {
   const raw = ((adapter as { info?: Record<string, unknown> }).info ?? {}) as Record<string, unknown>;
   const field = (name: string) => (typeof raw[name] === 'string' ? (raw[name] as string) : '');
-  const info = { vendor: field('vendor'), architecture: field('architecture'), device: field('device'), description: field('description') };
-  const software = info.architecture === 'software' || raw['isFallbackAdapter'] === true
-    || (adapter as { isFallbackAdapter?: unknown }).isFallbackAdapter === true
-    || SOFTWARE_ADAPTER.test(`${info.device} ${info.description}`);
+  const info = {
+    vendor: field('vendor'),
+    architecture: field('architecture'),
+    device: field('device'),
+    description: field('description'),
+  };
+  const software =
+    info.architecture === 'software' ||
+    raw['isFallbackAdapter'] === true ||
+    (adapter as { isFallbackAdapter?: unknown }).isFallbackAdapter === true ||
+    SOFTWARE_ADAPTER.test(`${info.device} ${info.description}`);
   return { ...info, software };
 }
 
@@ -162,13 +194,15 @@ async function startDawn(dawn: DawnModule): Promise<{ info: GpuAdapterInfo; inst
   } catch (error) {
     throw new Unavailable(`Dawn failed to start: ${firstLine(error)}; ${NO_ADAPTER_HINT}`);
   }
-  if (adapter == null) throw new Unavailable(`no WebGPU adapter: Dawn found no Vulkan, Metal or D3D12 device; ${NO_ADAPTER_HINT}`);
+  if (adapter == null)
+    throw new Unavailable(`no WebGPU adapter: Dawn found no Vulkan, Metal or D3D12 device; ${NO_ADAPTER_HINT}`);
   const install = () => {
     for (const [name, value] of Object.entries(dawn.globals)) {
       if (!(name in globalThis)) Object.defineProperty(globalThis, name, { value, configurable: true, writable: true });
     }
     const g = globalThis as { navigator?: object };
-    if (g.navigator === undefined) Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
+    if (g.navigator === undefined)
+      Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
     Object.defineProperty(g.navigator!, 'gpu', { value: gpu, configurable: true, writable: true });
   };
   return { info: adapterInfo(adapter), install };
@@ -176,7 +210,7 @@ async function startDawn(dawn: DawnModule): Promise<{ info: GpuAdapterInfo; inst
 
 function asDawn(loaded: unknown): DawnModule {
   const module = loaded as Partial<DawnModule> & { default?: Partial<DawnModule> };
-  const dawn = (module.create ? module : module.default ?? {}) as Partial<DawnModule>;
+  const dawn = (module.create ? module : (module.default ?? {})) as Partial<DawnModule>;
   if (typeof dawn.create !== 'function' || typeof dawn.globals !== 'object') {
     throw new Unavailable(`${DAWN} is installed but exports no create()/globals; install ${DAWN}@${DAWN_VERSION}`);
   }
@@ -188,7 +222,9 @@ function asDawn(loaded: unknown): DawnModule {
  * `{ adapter }` (check `adapter.software`), or `{ reason }` saying why there is none (packages
  * not installed, no driver) and how to fix it. Used by tests to skip where no adapter exists.
  */
-export async function probeWebgpu(loader: (m: string) => Promise<unknown> = (m) => import(m)): Promise<{ adapter: GpuAdapterInfo } | { reason: string }> {
+export async function probeWebgpu(
+  loader: (m: string) => Promise<unknown> = (m) => import(m),
+): Promise<{ adapter: GpuAdapterInfo } | { reason: string }> {
   try {
     const { info } = await startDawn(asDawn(await load('webgpu', loader, DAWN)));
     return { adapter: info };
@@ -198,7 +234,12 @@ export async function probeWebgpu(loader: (m: string) => Promise<unknown> = (m) 
   }
 }
 
-async function setUp(kind: AcceleratorKind, request: AcceleratorRequest, options: SelectBackendOptions, loader: (m: string) => Promise<unknown>): Promise<Chosen> {
+async function setUp(
+  kind: AcceleratorKind,
+  request: AcceleratorRequest,
+  options: SelectBackendOptions,
+  loader: (m: string) => Promise<unknown>,
+): Promise<Chosen> {
   switch (kind) {
     case 'gpu':
     case 'node': {
@@ -207,10 +248,16 @@ async function setUp(kind: AcceleratorKind, request: AcceleratorRequest, options
       const usingGpu = (tf.backend() as { isUsingGpuDevice?: boolean }).isUsingGpuDevice === true;
       const via = `tensorflow (libtensorflow via ${PACKAGES[kind]}`;
       if (kind === 'gpu' && !usingGpu) {
-        const reason = 'installed but TensorFlow found no usable GPU (check the CUDA and cuDNN versions it needs, and `nvidia-smi`)';
+        const reason =
+          'installed but TensorFlow found no usable GPU (check the CUDA and cuDNN versions it needs, and `nvidia-smi`)';
         if (request !== 'auto') throw new Unavailable(reason);
         // libtensorflow is loaded now and still beats wasm on CPU; a second native binding would clash.
-        return { backend: 'tensorflow', accelerator: 'node', description: `${via}, CPU)`, note: { accelerator: 'gpu', reason } };
+        return {
+          backend: 'tensorflow',
+          accelerator: 'node',
+          description: `${via}, CPU)`,
+          note: { accelerator: 'gpu', reason },
+        };
       }
       return { backend: 'tensorflow', accelerator: kind, description: `${via}, ${usingGpu ? 'GPU' : 'CPU'})` };
     }
@@ -252,7 +299,11 @@ async function setUp(kind: AcceleratorKind, request: AcceleratorRequest, options
       // the choice was already explained above, so mark it as shown.
       const backend = tf.backend() as { firstUse?: boolean };
       if (typeof backend.firstUse === 'boolean') backend.firstUse = false;
-      return { backend: 'cpu', accelerator: 'cpu', description: 'cpu (plain JavaScript; slow, for tests and tiny models)' };
+      return {
+        backend: 'cpu',
+        accelerator: 'cpu',
+        description: 'cpu (plain JavaScript; slow, for tests and tiny models)',
+      };
     }
   }
 }
@@ -263,9 +314,10 @@ function softwareReason(info: GpuAdapterInfo): string {
 
 function describeWebgpu(info: GpuAdapterInfo, request: AcceleratorRequest): Chosen {
   const description = `webgpu (Dawn; ${adapterName(info)}${info.software ? '; software adapter' : ''})`;
-  const warning = info.software && request !== 'auto'
-    ? `The WebGPU adapter is a software one (${adapterName(info)}): it runs on the CPU, far slower than trainer.accelerator=wasm. Use it for tests, not training.`
-    : undefined;
+  const warning =
+    info.software && request !== 'auto'
+      ? `The WebGPU adapter is a software one (${adapterName(info)}): it runs on the CPU, far slower than trainer.accelerator=wasm. Use it for tests, not training.`
+      : undefined;
   return { backend: 'webgpu', accelerator: 'webgpu', description, adapter: info, ...(warning ? { warning } : {}) };
 }
 
@@ -279,12 +331,20 @@ function describeWebgpu(info: GpuAdapterInfo, request: AcceleratorRequest): Chos
  *   an explicit request cannot be met, saying what to install (missing package) or fix (no
  *   adapter: GPU driver and Vulkan loader).
  */
-export async function selectBackend(request: AcceleratorRequest, options: SelectBackendOptions = {}): Promise<BackendSelection> {
+export async function selectBackend(
+  request: AcceleratorRequest,
+  options: SelectBackendOptions = {},
+): Promise<BackendSelection> {
   if (!(AUTO_ORDER as readonly string[]).includes(request) && request !== 'auto') {
-    throw new TaskforgeError(`Unknown accelerator '${String(request)}': expected one of auto, ${AUTO_ORDER.join(', ')}.`, { exitCode: 2 });
+    throw new TaskforgeError(
+      `Unknown accelerator '${String(request)}': expected one of auto, ${AUTO_ORDER.join(', ')}.`,
+      { exitCode: 2 },
+    );
   }
   if (options.threads != null && (!Number.isInteger(options.threads) || options.threads < 1)) {
-    throw new TaskforgeError(`trainer.threads must be a positive integer or null, got ${options.threads}.`, { exitCode: 2 });
+    throw new TaskforgeError(`trainer.threads must be a positive integer or null, got ${options.threads}.`, {
+      exitCode: 2,
+    });
   }
   const loader = options.loader ?? ((m: string) => import(m));
   const candidates = request === 'auto' ? AUTO_ORDER : [request];
@@ -295,7 +355,9 @@ export async function selectBackend(request: AcceleratorRequest, options: Select
       if (note) skipped.push(note);
       if (warning) options.output?.warn(warning);
       if (options.threads != null && chosen.backend !== 'wasm') {
-        options.output?.warn(`trainer.threads=${options.threads} only applies to the wasm backend; ${chosen.backend} uses its own thread pool.`);
+        options.output?.warn(
+          `trainer.threads=${options.threads} only applies to the wasm backend; ${chosen.backend} uses its own thread pool.`,
+        );
       }
       options.output?.info(`Accelerator: ${chosen.description}${request === 'auto' ? ' (auto)' : ''}`);
       for (const s of skipped) options.output?.info(`  skipped ${s.accelerator}: ${s.reason}`);
@@ -303,14 +365,26 @@ export async function selectBackend(request: AcceleratorRequest, options: Select
     } catch (error) {
       if (!(error instanceof Unavailable)) throw error;
       if (request === 'webgpu' && !error.notInstalled) {
-        throw new TaskforgeError(`trainer.accelerator=webgpu could not start: ${error.reason}. Or set trainer.accelerator=auto to use the best backend that works here.`);
+        throw new TaskforgeError(
+          `trainer.accelerator=webgpu could not start: ${error.reason}. Or set trainer.accelerator=auto to use the best backend that works here.`,
+        );
       }
       if (request !== 'auto') {
-        const pkg = kind === 'cpu' ? 'the cpu backend' : kind === 'webgpu' ? `${DAWN} (Dawn) and ${PACKAGES.webgpu}` : PACKAGES[kind];
-        const fix = kind === 'cpu' ? 'Reinstall @tensorflow/tfjs' : error.notInstalled
-          ? `Install ${kind === 'webgpu' ? 'them' : 'it'} with \`${installCommand(kind)}\`${INSTALL_NOTES[kind] ?? ''}`
-          : `Fix or reinstall it (\`${installCommand(kind)}\`)`;
-        const problem = error.notInstalled ? `${pkg}, which ${kind === 'webgpu' ? 'are' : 'is'} not installed` : `${pkg}, which is ${error.reason}`;
+        const pkg =
+          kind === 'cpu'
+            ? 'the cpu backend'
+            : kind === 'webgpu'
+              ? `${DAWN} (Dawn) and ${PACKAGES.webgpu}`
+              : PACKAGES[kind];
+        const fix =
+          kind === 'cpu'
+            ? 'Reinstall @tensorflow/tfjs'
+            : error.notInstalled
+              ? `Install ${kind === 'webgpu' ? 'them' : 'it'} with \`${installCommand(kind)}\`${INSTALL_NOTES[kind] ?? ''}`
+              : `Fix or reinstall it (\`${installCommand(kind)}\`)`;
+        const problem = error.notInstalled
+          ? `${pkg}, which ${kind === 'webgpu' ? 'are' : 'is'} not installed`
+          : `${pkg}, which is ${error.reason}`;
         throw new TaskforgeError(
           `trainer.accelerator=${request} needs ${problem}. ${fix}, or set trainer.accelerator=auto to use the best backend that works here.`,
         );
@@ -319,5 +393,7 @@ export async function selectBackend(request: AcceleratorRequest, options: Select
     }
   }
   // Unreachable in practice: the cpu backend ships with @tensorflow/tfjs.
-  throw new TaskforgeError(`No TensorFlow.js backend could be initialised: ${skipped.map((s) => `${s.accelerator}: ${s.reason}`).join('; ')}.`);
+  throw new TaskforgeError(
+    `No TensorFlow.js backend could be initialised: ${skipped.map((s) => `${s.accelerator}: ${s.reason}`).join('; ')}.`,
+  );
 }

@@ -20,7 +20,12 @@ import * as tf from '@tensorflow/tfjs';
 
 interface WasmBackendLike {
   readSync(dataId: unknown): ArrayLike<number>;
-  makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number, values?: Float32Array | Int32Array): tf.TensorInfo;
+  makeOutput(
+    shape: number[],
+    dtype: tf.DataType,
+    memoryOffset?: number,
+    values?: Float32Array | Int32Array,
+  ): tf.TensorInfo;
 }
 
 type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
@@ -69,7 +74,13 @@ const pair = (v: number | [number, number] | undefined): [number, number] =>
  * The window of tap (kh, kw) over a zero-padded NHWC (or, with `channelsFirstAxis`, [C, N, H, W])
  * input: element (oh, ow) of the result is the padded input at (oh·sh + kh·dh, ow·sw + kw·dw).
  */
-function tapWindow(padded: tf.Tensor4D, kh: number, kw: number, info: tf.backend_util.Conv2DInfo, spatialAxis: 1 | 2): tf.Tensor4D {
+function tapWindow(
+  padded: tf.Tensor4D,
+  kh: number,
+  kw: number,
+  info: tf.backend_util.Conv2DInfo,
+  spatialAxis: 1 | 2,
+): tf.Tensor4D {
   const begin = [0, 0, 0, 0];
   const end = [...padded.shape];
   const strides = [1, 1, 1, 1];
@@ -95,7 +106,13 @@ const toNhwc = (t: tf.Tensor4D): tf.Tensor4D => tf.transpose(t, [0, 2, 3, 1]);
  * with dy as [N·Ho·Wo, Cout] (the shape wasm hands to XNNPACK) gives the gradient.
  */
 const conv2DBackpropFilter: tf.KernelFunc = ({ inputs, attrs }) => {
-  const a = attrs as { strides: number | [number, number]; pad: Pad; dataFormat?: 'NHWC' | 'NCHW'; dimRoundingMode?: Rounding; filterShape: [number, number, number, number] };
+  const a = attrs as {
+    strides: number | [number, number];
+    pad: Pad;
+    dataFormat?: 'NHWC' | 'NCHW';
+    dimRoundingMode?: Rounding;
+    filterShape: [number, number, number, number];
+  };
   return tf.tidy(() => {
     let x = asTensor<tf.Rank.R4>(inputs.x!);
     let dy = asTensor<tf.Rank.R4>(inputs.dy!);
@@ -104,9 +121,23 @@ const conv2DBackpropFilter: tf.KernelFunc = ({ inputs, attrs }) => {
       dy = toNhwc(dy);
     }
     const [fh, fw, cin, cout] = a.filterShape;
-    const info = tf.backend_util.computeConv2DInfo(x.shape, a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+    const info = tf.backend_util.computeConv2DInfo(
+      x.shape,
+      a.filterShape,
+      a.strides,
+      1,
+      a.pad,
+      a.dimRoundingMode,
+      false,
+      'channelsLast',
+    );
     const { top, bottom, left, right } = info.padInfo;
-    const padded = tf.pad(tf.transpose(x, [3, 0, 1, 2]), [[0, 0], [0, 0], [top, bottom], [left, right]]) as tf.Tensor4D;
+    const padded = tf.pad(tf.transpose(x, [3, 0, 1, 2]), [
+      [0, 0],
+      [0, 0],
+      [top, bottom],
+      [left, right],
+    ]) as tf.Tensor4D;
     const windows: tf.Tensor[] = [];
     for (let kh = 0; kh < fh; kh++) for (let kw = 0; kw < fw; kw++) windows.push(tapWindow(padded, kh, kw, info, 2));
     const rows = fh * fw * cin;
@@ -123,8 +154,21 @@ interface DepthwiseAttrs {
   dimRoundingMode?: Rounding;
 }
 
-function depthwiseInfo(xShape: [number, number, number, number], filterShape: [number, number, number, number], a: DepthwiseAttrs) {
-  return tf.backend_util.computeConv2DInfo(xShape, filterShape, a.strides, pair(a.dilations), a.pad, a.dimRoundingMode, true, 'channelsLast');
+function depthwiseInfo(
+  xShape: [number, number, number, number],
+  filterShape: [number, number, number, number],
+  a: DepthwiseAttrs,
+) {
+  return tf.backend_util.computeConv2DInfo(
+    xShape,
+    filterShape,
+    a.strides,
+    pair(a.dilations),
+    a.pad,
+    a.dimRoundingMode,
+    true,
+    'channelsLast',
+  );
 }
 
 /**
@@ -140,7 +184,12 @@ const depthwiseConv2dBackpropFilter: tf.KernelFunc = ({ inputs, attrs }) => {
     const [fh, fw, channels, multiplier] = a.filterShape;
     const info = depthwiseInfo(x.shape, a.filterShape, a);
     const { top, bottom, left, right } = info.padInfo;
-    const padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]) as tf.Tensor4D;
+    const padded = tf.pad(x, [
+      [0, 0],
+      [top, bottom],
+      [left, right],
+      [0, 0],
+    ]) as tf.Tensor4D;
     const dyTaps = dy.reshape([-1, channels, multiplier]);
     const taps: tf.Tensor[] = [];
     for (let kh = 0; kh < fh; kh++) {
@@ -176,20 +225,34 @@ const depthwiseConv2dBackpropInput: tf.KernelFunc = ({ inputs, attrs }) => {
     const parts: tf.Tensor4D[] = [];
     for (let kh = 0; kh < fh; kh++) {
       for (let kw = 0; kw < fw; kw++) {
-        parts.push(tf.tidy(() => {
-          const weights = filter.slice([kh, kw, 0, 0], [1, 1, channels, multiplier]).reshape([channels, multiplier]);
-          let contribution = dyTaps.mul(weights).sum(4) as tf.Tensor4D; // [N, Ho, Wo, C]
-          if (sh > 1 || sw > 1) {
-            contribution = contribution
-              .reshape([n, ho, 1, wo, 1, channels])
-              .pad([[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]])
-              .reshape([n, ho * sh, wo * sw, channels])
-              .slice([0, 0, 0, 0], [n, spanH, spanW, channels]) as tf.Tensor4D;
-          }
-          const row = kh * info.dilationHeight;
-          const col = kw * info.dilationWidth;
-          return contribution.pad([[0, 0], [row, paddedH - row - spanH], [col, paddedW - col - spanW], [0, 0]]);
-        }));
+        parts.push(
+          tf.tidy(() => {
+            const weights = filter.slice([kh, kw, 0, 0], [1, 1, channels, multiplier]).reshape([channels, multiplier]);
+            let contribution = dyTaps.mul(weights).sum(4) as tf.Tensor4D; // [N, Ho, Wo, C]
+            if (sh > 1 || sw > 1) {
+              contribution = contribution
+                .reshape([n, ho, 1, wo, 1, channels])
+                .pad([
+                  [0, 0],
+                  [0, 0],
+                  [0, sh - 1],
+                  [0, 0],
+                  [0, sw - 1],
+                  [0, 0],
+                ])
+                .reshape([n, ho * sh, wo * sw, channels])
+                .slice([0, 0, 0, 0], [n, spanH, spanW, channels]) as tf.Tensor4D;
+            }
+            const row = kh * info.dilationHeight;
+            const col = kw * info.dilationWidth;
+            return contribution.pad([
+              [0, 0],
+              [row, paddedH - row - spanH],
+              [col, paddedW - col - spanW],
+              [0, 0],
+            ]);
+          }),
+        );
       }
     }
     const sum = parts.length === 1 ? parts[0]! : tf.addN(parts);

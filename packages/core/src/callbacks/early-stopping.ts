@@ -31,19 +31,26 @@ export class EarlyStopping implements Callback {
     if (value === undefined) {
       // Validation has just logged everything it logs: a missing name is a config mistake (exit 2).
       const logged = Object.keys(trainer.callbackMetrics).sort();
-      throw new ConfigError([{
-        path: 'trainer.callbacks.early_stopping.monitor',
-        message: `no metric named '${monitor}' was logged by validation (logged: ${availableMetrics(trainer)}); ` +
-          `log it in the task's validationStep (ctx.log('${monitor}', ...)) or set monitor to one of the logged metrics`,
-        value: monitor,
-        suggestions: suggest(monitor, logged),
-      }], 'Invalid early-stopping monitor');
+      throw new ConfigError(
+        [
+          {
+            path: 'trainer.callbacks.early_stopping.monitor',
+            message:
+              `no metric named '${monitor}' was logged by validation (logged: ${availableMetrics(trainer)}); ` +
+              `log it in the task's validationStep (ctx.log('${monitor}', ...)) or set monitor to one of the logged metrics`,
+            value: monitor,
+            suggestions: suggest(monitor, logged),
+          },
+        ],
+        'Invalid early-stopping monitor',
+      );
     }
     if (!Number.isFinite(value)) {
       trainer.requestStop(`early stopping: '${monitor}' is ${value} at step ${trainer.globalStep}`);
       return;
     }
-    const improved = this.best === undefined || (mode === 'min' ? value < this.best - min_delta : value > this.best + min_delta);
+    const improved =
+      this.best === undefined || (mode === 'min' ? value < this.best - min_delta : value > this.best + min_delta);
     if (improved) {
       this.best = value;
       this.wait = 0;

@@ -17,7 +17,8 @@ export class LearningRateMonitor implements Callback {
   }
 
   async onTrainBatchEnd(trainer: TrainerView): Promise<void> {
-    if (this.options.logging_interval === 'step' && trainer.globalStep % trainer.logEveryNSteps === 0) await this.log(trainer);
+    if (this.options.logging_interval === 'step' && trainer.globalStep % trainer.logEveryNSteps === 0)
+      await this.log(trainer);
   }
 
   async onTrainEpochStart(trainer: TrainerView): Promise<void> {

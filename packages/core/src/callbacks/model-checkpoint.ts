@@ -61,7 +61,10 @@ export class ModelCheckpoint implements CheckpointingCallback {
   private warnedMissing = false;
 
   /** `output` receives the "monitor not logged yet" warning (stderr when omitted). */
-  constructor(options: ModelCheckpointOptions = {}, private readonly output?: Pick<Output, 'warn'>) {
+  constructor(
+    options: ModelCheckpointOptions = {},
+    private readonly output?: Pick<Output, 'warn'>,
+  ) {
     this.options = modelCheckpointSchema.parse(options);
   }
 
@@ -199,18 +202,29 @@ export class ModelCheckpoint implements CheckpointingCallback {
     const { monitor } = this.options;
     for (const name of Object.keys(trainer.callbackMetrics)) this.seen.add(name);
     if (monitor === null || this.seen.has(monitor) || !this.seenTrainStep || !this.seenValidation) return;
-    if (this.options.save_last && !trainer.dryRun && trainer.globalStep > 0 && this.lastSavedStep !== trainer.globalStep) {
+    if (
+      this.options.save_last &&
+      !trainer.dryRun &&
+      trainer.globalStep > 0 &&
+      this.lastSavedStep !== trainer.globalStep
+    ) {
       await this.saveLastCheckpoint(trainer);
     }
     const logged = [...this.seen].sort();
     const kept = this.lastPath && !trainer.dryRun ? ` The weights so far were saved to ${this.lastPath}.` : '';
-    throw new ConfigError([{
-      path: 'trainer.callbacks.model_checkpoint.monitor',
-      message: `no training step or validation logs a metric named '${monitor}' (logged: ${logged.map((n) => `'${n}'`).join(', ') || 'none'}); ` +
-        `set monitor to one of those, or log it from the task (ctx.log('${monitor}', ...)).${kept}`,
-      value: monitor,
-      suggestions: suggest(monitor, logged),
-    }], 'Invalid checkpoint monitor');
+    throw new ConfigError(
+      [
+        {
+          path: 'trainer.callbacks.model_checkpoint.monitor',
+          message:
+            `no training step or validation logs a metric named '${monitor}' (logged: ${logged.map((n) => `'${n}'`).join(', ') || 'none'}); ` +
+            `set monitor to one of those, or log it from the task (ctx.log('${monitor}', ...)).${kept}`,
+          value: monitor,
+          suggestions: suggest(monitor, logged),
+        },
+      ],
+      'Invalid checkpoint monitor',
+    );
   }
 
   private warn(message: string): void {

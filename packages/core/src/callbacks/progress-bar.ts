@@ -21,13 +21,20 @@ export class ProgressBar implements Callback {
   private handle: ProgressHandle | undefined;
   private startStep = 0;
 
-  constructor(private readonly output: Output, options: ProgressBarOptions = {}) {
+  constructor(
+    private readonly output: Output,
+    options: ProgressBarOptions = {},
+  ) {
     this.options = progressBarSchema.parse(options);
   }
 
   onFitStart(trainer: TrainerView): void {
     this.startStep = trainer.globalStep;
-    this.handle = this.output.progress({ label: 'train', total: Math.max(0, trainer.maxSteps - this.startStep), unit: 'steps' });
+    this.handle = this.output.progress({
+      label: 'train',
+      total: Math.max(0, trainer.maxSteps - this.startStep),
+      unit: 'steps',
+    });
   }
 
   onTrainBatchEnd(trainer: TrainerView, outputs: { loss: number }): void {

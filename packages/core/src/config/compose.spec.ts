@@ -33,14 +33,16 @@ function composeError(options: Parameters<typeof composeConfig>[0]): ConfigError
 
 const project = () =>
   tree({
-    'config.yaml': 'defaults:\n  - task: vision/igpt\n  - dataset: cifar10\n  - optimizer: adam\n  - _self_\nseed: 42\ntrainer:\n  max_steps: 100\n  precision: 32\n',
+    'config.yaml':
+      'defaults:\n  - task: vision/igpt\n  - dataset: cifar10\n  - optimizer: adam\n  - _self_\nseed: 42\ntrainer:\n  max_steps: 100\n  precision: 32\n',
     'task/vision/igpt.yaml': 'name: igpt\nlayers: 2\n',
     'task/text/gpt.yaml': 'name: gpt\nlayers: 12\n',
     'dataset/cifar10.yaml': 'name: cifar10\nsize: [32, 32]\n',
     'dataset/mnist.yaml': 'name: mnist\nsize: [28, 28]\n',
     'optimizer/adam.yaml': 'lr: 0.001\nbetas: [0.9, 0.999]\n',
     'optimizer/sgd.yaml': 'lr: 0.1\nmomentum: 0.9\n',
-    'experiment/fast.yaml': '# @package _global_\ndefaults:\n  - override /optimizer: sgd\nseed: 7\ntrainer:\n  max_steps: 5\n',
+    'experiment/fast.yaml':
+      '# @package _global_\ndefaults:\n  - override /optimizer: sgd\nseed: 7\ntrainer:\n  max_steps: 5\n',
   });
 
 describe('defaults lists', () => {
@@ -89,7 +91,8 @@ describe('defaults lists', () => {
 
   it('honours @pkg in the entry over a # @package header, and _global_ / _group_ headers', () => {
     const conf = tree({
-      'config.yaml': 'defaults:\n  - db@source: mysql\n  - db@target: mysql\n  - logging: global\n  - nested/deep: group_pkg\n',
+      'config.yaml':
+        'defaults:\n  - db@source: mysql\n  - db@target: mysql\n  - logging: global\n  - nested/deep: group_pkg\n',
       'db/mysql.yaml': '# @package _global_\nport: 3306\n',
       'logging/global.yaml': '# a comment first\n# @package _global_\nlog_level: info\n',
       'nested/deep/group_pkg.yaml': '# @package _group_.opts\nx: 1\n',
@@ -101,13 +104,21 @@ describe('defaults lists', () => {
       log_level: 'info',
       nested: { deep: { opts: { x: 1 } } },
     });
-    expect(choices).toEqual({ 'db@source': 'mysql', 'db@target': 'mysql', logging: 'global', 'nested/deep': 'group_pkg' });
+    expect(choices).toEqual({
+      'db@source': 'mysql',
+      'db@target': 'mysql',
+      logging: 'global',
+      'nested/deep': 'group_pkg',
+    });
   });
 
   it('selects nothing for group: null, and lets an experiment override an earlier selection', () => {
     const conf = project();
     const nulled = tree({ 'config.yaml': 'defaults:\n  - optimizer: null\nx: 1\n' });
-    expect(composeConfig({ searchPath: [nulled, conf] })).toMatchObject({ config: { x: 1 }, choices: { optimizer: null } });
+    expect(composeConfig({ searchPath: [nulled, conf] })).toMatchObject({
+      config: { x: 1 },
+      choices: { optimizer: null },
+    });
 
     const { config, choices } = composeConfig({ searchPath: [conf], overrides: ['+experiment=fast'] });
     expect(config.optimizer).toEqual({ lr: 0.1, momentum: 0.9 });
@@ -129,7 +140,9 @@ describe('defaults lists', () => {
       choices: { 'db@backup': 'mysql' },
       notes: [],
     });
-    expect(composeConfig({ searchPath: [conf], overrides: ['db@backup=pg'] }).config).toEqual({ backup: { port: 5432 } });
+    expect(composeConfig({ searchPath: [conf], overrides: ['db@backup=pg'] }).config).toEqual({
+      backup: { port: 5432 },
+    });
   });
 
   it('reports a group selected twice without override, naming both files', () => {
@@ -141,7 +154,9 @@ describe('defaults lists', () => {
     });
     const error = composeError({ searchPath: [conf] });
     expect(error.problems).toHaveLength(1);
-    expect(error.problems[0]!.message).toMatch(/config group 'optimizer' is selected twice: 'adam' by .*config\.yaml:2 and 'sgd' by .*extra\.yaml:2/);
+    expect(error.problems[0]!.message).toMatch(
+      /config group 'optimizer' is selected twice: 'adam' by .*config\.yaml:2 and 'sgd' by .*extra\.yaml:2/,
+    );
     expect(error.problems[0]!.message).toContain("'- override optimizer: sgd'");
   });
 
@@ -162,7 +177,10 @@ describe('defaults lists', () => {
 
 describe('search path', () => {
   it('takes each file from the first dir that has it and lists options across all dirs', () => {
-    const projectConf = tree({ 'config.yaml': 'defaults:\n  - dataset: cifar10\n', 'dataset/cifar10.yaml': 'from: project\n' });
+    const projectConf = tree({
+      'config.yaml': 'defaults:\n  - dataset: cifar10\n',
+      'dataset/cifar10.yaml': 'from: project\n',
+    });
     const pluginConf = tree({
       'config.yaml': 'from: plugin\n',
       'dataset/cifar10.yaml': 'from: plugin\n',
@@ -198,8 +216,12 @@ describe('config group overrides from the command line', () => {
     const removed = composeConfig({ searchPath: [conf], overrides: ['~optimizer'] });
     expect(removed.config).not.toHaveProperty('optimizer');
     expect(removed.choices).not.toHaveProperty('optimizer');
-    expect(composeConfig({ searchPath: [conf], overrides: ['~optimizer=adam'] }).config).not.toHaveProperty('optimizer');
-    expect(composeError({ searchPath: [conf], overrides: ['~optimizer=sgd'] }).message).toContain("removes group 'optimizer' only when 'sgd' is selected, but 'adam' is");
+    expect(composeConfig({ searchPath: [conf], overrides: ['~optimizer=adam'] }).config).not.toHaveProperty(
+      'optimizer',
+    );
+    expect(composeError({ searchPath: [conf], overrides: ['~optimizer=sgd'] }).message).toContain(
+      "removes group 'optimizer' only when 'sgd' is selected, but 'adam' is",
+    );
 
     const nulled = composeConfig({ searchPath: [conf], overrides: ['optimizer=null'] });
     expect(nulled.choices.optimizer).toBeNull();
@@ -207,9 +229,17 @@ describe('config group overrides from the command line', () => {
   });
 
   it('treats name=value / ~name as key overrides when the group is not in the defaults tree', () => {
-    const conf = tree({ 'config.yaml': 'trainer:\n  steps: 3\nmode: train\n', 'trainer/fast.yaml': 'steps: 1\n', 'mode/eval.yaml': 'x: 1\n' });
-    expect(composeConfig({ searchPath: [conf], overrides: ['~trainer', 'mode=eval'] }).config).toEqual({ mode: 'eval' });
-    expect(composeError({ searchPath: [conf], overrides: ['trainer=fast'] }).message).toContain("to add it write '+trainer=fast'");
+    const conf = tree({
+      'config.yaml': 'trainer:\n  steps: 3\nmode: train\n',
+      'trainer/fast.yaml': 'steps: 1\n',
+      'mode/eval.yaml': 'x: 1\n',
+    });
+    expect(composeConfig({ searchPath: [conf], overrides: ['~trainer', 'mode=eval'] }).config).toEqual({
+      mode: 'eval',
+    });
+    expect(composeError({ searchPath: [conf], overrides: ['trainer=fast'] }).message).toContain(
+      "to add it write '+trainer=fast'",
+    );
   });
 
   it('adds with ++group when absent and changes the selection when present', () => {
@@ -237,9 +267,21 @@ describe('config group overrides from the command line', () => {
     });
     const error = composeError({ searchPath: [conf], overrides: ['task.x=1=', '+a=[1,'] });
     expect(error.problems).toEqual([
-      expect.objectContaining({ path: '', message: expect.stringContaining("cannot parse override 'task.x=1=' at column 9: '=' is not allowed"), source: 'command line' }),
-      expect.objectContaining({ path: '', message: expect.stringContaining("cannot parse override '+a=[1,' at column 7: unterminated list"), source: 'command line' }),
-      expect.objectContaining({ path: 'tsk', message: expect.stringContaining("there is no config group 'tsk'"), suggestions: ['task'] }),
+      expect.objectContaining({
+        path: '',
+        message: expect.stringContaining("cannot parse override 'task.x=1=' at column 9: '=' is not allowed"),
+        source: 'command line',
+      }),
+      expect.objectContaining({
+        path: '',
+        message: expect.stringContaining("cannot parse override '+a=[1,' at column 7: unterminated list"),
+        source: 'command line',
+      }),
+      expect.objectContaining({
+        path: 'tsk',
+        message: expect.stringContaining("there is no config group 'tsk'"),
+        suggestions: ['task'],
+      }),
       expect.objectContaining({
         path: 'optimizer',
         message: "config group 'optimizer' has no option 'adamw' (available: adam, sgd)",
@@ -305,13 +347,24 @@ describe('value overrides', () => {
     expect(own(config)).toEqual({ polluted: 1, x: 2 });
     expect(own(config.a as object)).toEqual({ y: 3 });
     expect(Object.getPrototypeOf(config)).toBe(Object.prototype);
-    expect(({} as Record<string, unknown>).polluted ?? ({} as Record<string, unknown>).x ?? ({} as Record<string, unknown>).y).toBeUndefined();
+    expect(
+      ({} as Record<string, unknown>).polluted ??
+        ({} as Record<string, unknown>).x ??
+        ({} as Record<string, unknown>).y,
+    ).toBeUndefined();
   });
 
   it('collects every bad value override with suggestions', () => {
     const error = composeError({
       searchPath: [project()],
-      overrides: ['trainer.max_stpes=10', '+seed=1', '~trainer.precison', '~trainer.precision=16', '+seed.sub=1', 'optimizr.lr=1'],
+      overrides: [
+        'trainer.max_stpes=10',
+        '+seed=1',
+        '~trainer.precison',
+        '~trainer.precision=16',
+        '+seed.sub=1',
+        'optimizr.lr=1',
+      ],
     });
     expect(error.problems.map((p) => [p.path, p.suggestions ?? []])).toEqual([
       ['trainer.max_stpes', ['trainer.max_steps']],
@@ -321,7 +374,9 @@ describe('value overrides', () => {
       ['seed.sub', []],
       ['optimizr.lr', ['optimizer.lr']],
     ]);
-    expect(error.message).toContain("'+seed=1': key 'seed' already exists (value 42); write 'seed=1' to replace it, or write '++seed=1' to add-or-replace");
+    expect(error.message).toContain(
+      "'+seed=1': key 'seed' already exists (value 42); write 'seed=1' to replace it, or write '++seed=1' to add-or-replace",
+    );
     expect(error.message).toContain("'~trainer.precision=16': not deleted: the current value is 32, not 16");
     expect(error.message).toContain("'seed' is a number, not a mapping");
     expect(error.message).toMatch(/^Invalid configuration \(6 problems\)/);
@@ -343,18 +398,20 @@ describe('YAML errors and interpolation in composition', () => {
   });
 });
 
-describe('a file\'s settings for a config group follow the selected option (issue 10.6)', () => {
+describe("a file's settings for a config group follow the selected option (issue 10.6)", () => {
   const igptLike = () =>
     tree({
       'config.yaml': 'defaults:\n  - task: igpt\n  - _self_\n',
-      'task/igpt.yaml': '# @package _global_\ndefaults:\n  - /scheduler: warmup_cosine\n  - _self_\ntask:\n  name: igpt\nscheduler:\n  warmup_steps: 500\n  min_lr_ratio: 0.0\n',
+      'task/igpt.yaml':
+        '# @package _global_\ndefaults:\n  - /scheduler: warmup_cosine\n  - _self_\ntask:\n  name: igpt\nscheduler:\n  warmup_steps: 500\n  min_lr_ratio: 0.0\n',
       'scheduler/warmup_cosine.yaml': '_target_: scheduler/warmup_cosine\nwarmup_steps: 100\nmin_lr_ratio: 0.1\n',
       'scheduler/warmup_linear.yaml': '_target_: scheduler/warmup_linear\nwarmup_steps: 100\nmin_lr_ratio: 0.1\n',
       'scheduler/constant.yaml': '_target_: scheduler/constant\nwarmup_steps: 0\n',
-      'experiment/flat.yaml': '# @package _global_\ndefaults:\n  - override /scheduler: constant\nscheduler:\n  warmup_steps: 7\n',
+      'experiment/flat.yaml':
+        '# @package _global_\ndefaults:\n  - override /scheduler: constant\nscheduler:\n  warmup_steps: 7\n',
     });
 
-  it('keeps the task file\'s values without a swap, and no notes', () => {
+  it("keeps the task file's values without a swap, and no notes", () => {
     const { config, notes } = composeConfig({ searchPath: [igptLike()] });
     expect(config.scheduler).toEqual({ _target_: 'scheduler/warmup_cosine', warmup_steps: 500, min_lr_ratio: 0 });
     expect(notes).toEqual([]);
@@ -365,7 +422,9 @@ describe('a file\'s settings for a config group follow the selected option (issu
     expect(config.scheduler).toEqual({ _target_: 'scheduler/constant', warmup_steps: 500 });
     expect(sources.get('scheduler.warmup_steps')).toMatch(/task\/igpt\.yaml/);
     expect(notes).toHaveLength(1);
-    expect(notes[0]).toMatch(/task\/igpt\.yaml sets scheduler\.min_lr_ratio for scheduler 'warmup_cosine', but 'constant' is selected \(command line\) and has no such key; the setting is dropped/);
+    expect(notes[0]).toMatch(
+      /task\/igpt\.yaml sets scheduler\.min_lr_ratio for scheduler 'warmup_cosine', but 'constant' is selected \(command line\) and has no such key; the setting is dropped/,
+    );
   });
 
   it('scheduler=warmup_linear takes every setting over, as both options have the keys', () => {
@@ -382,7 +441,7 @@ describe('a file\'s settings for a config group follow the selected option (issu
     }
   });
 
-  it('an experiment\'s override entry swaps the option, and its own settings apply to the new option', () => {
+  it("an experiment's override entry swaps the option, and its own settings apply to the new option", () => {
     const { config, notes } = composeConfig({ searchPath: [igptLike()], overrides: ['+experiment=flat'] });
     expect(config.scheduler).toEqual({ _target_: 'scheduler/constant', warmup_steps: 7 });
     expect(notes).toHaveLength(1);
@@ -390,7 +449,10 @@ describe('a file\'s settings for a config group follow the selected option (issu
   });
 
   it('command-line values still reach the new option, and a key it lacks stays an error for validation', () => {
-    const { config } = composeConfig({ searchPath: [igptLike()], overrides: ['scheduler=constant', 'scheduler.warmup_steps=3'] });
+    const { config } = composeConfig({
+      searchPath: [igptLike()],
+      overrides: ['scheduler=constant', 'scheduler.warmup_steps=3'],
+    });
     expect(config.scheduler).toEqual({ _target_: 'scheduler/constant', warmup_steps: 3 });
   });
 });

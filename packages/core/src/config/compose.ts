@@ -1,5 +1,12 @@
 import { ConfigError, type ConfigProblem } from '../errors.js';
-import { DefaultsExpander, unusedOverrideProblem, type Entry, type GroupChange, type GroupOverride, type MergeItem } from './defaults.js';
+import {
+  DefaultsExpander,
+  unusedOverrideProblem,
+  type Entry,
+  type GroupChange,
+  type GroupOverride,
+  type MergeItem,
+} from './defaults.js';
 import { resolveInterpolations } from './interpolate.js';
 import { mergeAtPackage, type Sources } from './merge.js';
 import { applyValueOverrides, parseOverride, type Override } from './overrides.js';
@@ -84,7 +91,15 @@ export function composeConfig(options: ComposeOptions): ComposedConfig {
     const option = ov.value === null ? null : (ov.rawValue ?? null);
     const where = 'command line';
     if (ov.kind === 'add') appended.push({ kind: 'group', name: group, pkg, option, where, cli: ov.text });
-    else if (ov.kind === 'delete') groupOverrides.set(name, { option: null, remove: { expected: ov.rawValue }, where, cli: ov.text, parsed: ov, used: false });
+    else if (ov.kind === 'delete')
+      groupOverrides.set(name, {
+        option: null,
+        remove: { expected: ov.rawValue },
+        where,
+        cli: ov.text,
+        parsed: ov,
+        used: false,
+      });
     else groupOverrides.set(name, { option, where, cli: ov.text, parsed: ov, force: ov.kind === 'force', used: false });
   }
 
@@ -121,7 +136,8 @@ export function composeConfig(options: ComposeOptions): ComposedConfig {
     const { kind, key: path } = override.parsed!;
     // Replacing a whole mapping with an option-like name is almost surely a missing `+`, so only
     // deletions and scalar keys fall back to plain key overrides.
-    if (hasPath(config, path) && (kind === 'delete' || !isPlainObject(getPath(config, path)))) valueOverrides.push(override.parsed!);
+    if (hasPath(config, path) && (kind === 'delete' || !isPlainObject(getPath(config, path))))
+      valueOverrides.push(override.parsed!);
     else problems.push(unusedOverrideProblem(key, override, selected));
   }
   valueOverrides.sort((a, b) => overrides.indexOf(a.text) - overrides.indexOf(b.text));
@@ -146,13 +162,16 @@ function followGroupSelections(all: MergeItem[], changes: GroupChange[]): { item
   for (const change of changes) {
     if (change.pkg === '') continue;
     const option: ConfigNode = {};
-    for (const item of items) if (item.group === change.key) mergeAtPackage(option, item.pkg, item.body, item.source, new Map());
+    for (const item of items)
+      if (item.group === change.key) mergeAtPackage(option, item.pkg, item.body, item.source, new Map());
     const node = change.to === null ? undefined : getPath(option, change.pkg);
     const keep = (key: string) => isPlainObject(node) && Object.hasOwn(node, key);
     const drop = (item: MergeItem, key: string) => {
       if (change.to !== null) {
-        notes.push(`${item.source} sets ${change.pkg}.${key} for ${change.key} '${change.from}', but '${change.to}' is selected `
-          + `(${change.where}) and has no such key; the setting is dropped`);
+        notes.push(
+          `${item.source} sets ${change.pkg}.${key} for ${change.key} '${change.from}', but '${change.to}' is selected ` +
+            `(${change.where}) and has no such key; the setting is dropped`,
+        );
       }
     };
     for (const item of items) {
@@ -180,7 +199,8 @@ function followGroupSelections(all: MergeItem[], changes: GroupChange[]): { item
         const last = relative.at(-1)!;
         if (isPlainObject(inner)) parent[last] = filterKeys(inner, keep, (key) => drop(item, key));
         else if (change.to === null) delete parent[last];
-        if (isPlainObject(parent[last]) && Object.keys(parent[last] as ConfigNode).length === 0 && change.to === null) delete parent[last];
+        if (isPlainObject(parent[last]) && Object.keys(parent[last] as ConfigNode).length === 0 && change.to === null)
+          delete parent[last];
         item.body = body;
       }
     }

@@ -82,24 +82,32 @@ function resolvePackage(spec: string, group: string): string {
 
 function parseEntry(raw: RawDefault): Entry | ConfigProblem {
   const bad = (message: string): ConfigProblem => ({ path: 'defaults', message, value: raw.value, source: raw.where });
-  const shape = "expected '_self_', 'group: option', 'group@package: option', 'override group: option' or a config path such as 'some/file'";
+  const shape =
+    "expected '_self_', 'group: option', 'group@package: option', 'override group: option' or a config path such as 'some/file'";
   if (typeof raw.value === 'string') {
     if (raw.value.trim() === '_self_') return { kind: 'self', name: '_self_', where: raw.where };
     const match = NAME.exec(raw.value.trim());
     if (!match) return bad(`malformed defaults entry; ${shape}`);
     return { kind: 'config', name: match[1]!, pkg: match[2], where: raw.where };
   }
-  if (!isPlainObject(raw.value) || Object.keys(raw.value).length !== 1) return bad(`malformed defaults entry; ${shape}`);
+  if (!isPlainObject(raw.value) || Object.keys(raw.value).length !== 1)
+    return bad(`malformed defaults entry; ${shape}`);
   const [key, option] = Object.entries(raw.value)[0]!;
   const words = key.trim().split(/\s+/);
   const match = NAME.exec(words.pop()!);
   const flags = new Set(words);
   const unknownFlag = words.find((w) => w !== 'override' && w !== 'optional');
   if (!match || unknownFlag !== undefined) {
-    return bad(unknownFlag ? `unknown keyword '${unknownFlag}' in defaults entry (known: override, optional)` : `malformed defaults entry; ${shape}`);
+    return bad(
+      unknownFlag
+        ? `unknown keyword '${unknownFlag}' in defaults entry (known: override, optional)`
+        : `malformed defaults entry; ${shape}`,
+    );
   }
   if (option !== null && typeof option === 'object') {
-    return bad(`group '${match[1]}' must select one option (a name or null); selecting several options is not supported`);
+    return bad(
+      `group '${match[1]}' must select one option (a name or null); selecting several options is not supported`,
+    );
   }
   return {
     kind: 'group',
@@ -134,7 +142,11 @@ export class DefaultsExpander {
   expand(file: string, pkg: (header: string | undefined) => string, appended: Entry[], ancestry: string[]): Expansion {
     const display = displayPath(file);
     if (ancestry.includes(file)) {
-      this.problems.push({ path: 'defaults', message: `defaults cycle: ${[...ancestry, file].map(displayPath).join(' -> ')}`, source: display });
+      this.problems.push({
+        path: 'defaults',
+        message: `defaults cycle: ${[...ancestry, file].map(displayPath).join(' -> ')}`,
+        source: display,
+      });
       return { items: [], choices: [] };
     }
     const loaded = loadConfigFile(file, display);
@@ -147,7 +159,12 @@ export class DefaultsExpander {
     }
     entries.push(...appended);
     const selfCount = entries.filter((e) => e.kind === 'self').length;
-    if (selfCount > 1) this.problems.push({ path: 'defaults', message: `'_self_' appears ${selfCount} times; list it at most once`, source: display });
+    if (selfCount > 1)
+      this.problems.push({
+        path: 'defaults',
+        message: `'_self_' appears ${selfCount} times; list it at most once`,
+        source: display,
+      });
     for (const entry of entries) {
       if (entry.override && !this.overrides.has(groupKey(entry))) {
         this.overrides.set(groupKey(entry), { option: entry.option ?? null, where: entry.where, used: false });
@@ -159,7 +176,10 @@ export class DefaultsExpander {
       if (entry.kind === 'config') expanded[i] = this.expandConfig(entry, [...ancestry, file]);
       else if (entry.kind === 'group' && !entry.override) expanded[i] = this.expandGroup(entry, [...ancestry, file]);
     }
-    const own: Expansion = { items: [{ pkg: pkg(loaded.packageHeader), body: loaded.body, source: display }], choices: [] };
+    const own: Expansion = {
+      items: [{ pkg: pkg(loaded.packageHeader), body: loaded.body, source: display }],
+      choices: [],
+    };
     const result: Expansion = { items: [], choices: [] };
     entries.forEach((entry, i) => {
       const part = entry.kind === 'self' ? own : expanded[i];
@@ -177,7 +197,10 @@ export class DefaultsExpander {
     const file = findConfigFile(this.searchPath, entry.name);
     const dir = entry.name.includes('/') ? entry.name.slice(0, entry.name.lastIndexOf('/')) : '';
     if (!file) {
-      const siblings = dir === '' ? listPrimaryConfigs(this.searchPath) : listGroupOptions(this.searchPath, dir).map((o) => `${dir}/${o}`);
+      const siblings =
+        dir === ''
+          ? listPrimaryConfigs(this.searchPath)
+          : listGroupOptions(this.searchPath, dir).map((o) => `${dir}/${o}`);
       this.problems.push({
         path: 'defaults',
         message: `config file '${entry.name}.yaml' is not in the search path (${this.searchPath.join(', ')})`,
@@ -249,7 +272,12 @@ export class DefaultsExpander {
       );
       return choice;
     }
-    const nested = this.expand(file, (header) => resolvePackage(entry.pkg ?? header ?? '_group_', entry.name), [], ancestry);
+    const nested = this.expand(
+      file,
+      (header) => resolvePackage(entry.pkg ?? header ?? '_group_', entry.name),
+      [],
+      ancestry,
+    );
     for (const item of nested.items) item.group ??= key;
     return { items: nested.items, choices: [[key, option], ...nested.choices] };
   }
@@ -261,9 +289,14 @@ export class DefaultsExpander {
       const header = file ? loadConfigFile(file, displayPath(file)).packageHeader : undefined;
       return file ? resolvePackage(entry.pkg ?? header ?? '_group_', entry.name) : undefined;
     };
-    const pkg = packageOf(entry.option ?? null) ?? packageOf(option) ?? resolvePackage(entry.pkg ?? '_group_', entry.name);
+    const pkg =
+      packageOf(entry.option ?? null) ?? packageOf(option) ?? resolvePackage(entry.pkg ?? '_group_', entry.name);
     this.changes.push({
-      key: groupKey(entry), from: entry.option ?? null, to: option, where, pkg,
+      key: groupKey(entry),
+      from: entry.option ?? null,
+      to: option,
+      where,
+      pkg,
       ...(where !== 'command line' && where !== entry.where ? { changedIn: where.replace(/(:\d+)+$/, '') } : {}),
     });
   }
@@ -271,13 +304,19 @@ export class DefaultsExpander {
 
 export function unusedOverrideProblem(key: string, override: GroupOverride, selected: string[]): ConfigProblem {
   const problem = { path: key, suggestions: suggest(key, selected), source: override.where };
-  if (override.remove) return { ...problem, message: `'${override.cli}': config group '${key}' is not selected, so there is nothing to remove` };
+  if (override.remove)
+    return {
+      ...problem,
+      message: `'${override.cli}': config group '${key}' is not selected, so there is nothing to remove`,
+    };
   if (override.cli) {
-    return { ...problem, message: `'${override.cli}': config group '${key}' is not in the defaults list, so there is no selection to change; to add it write ${shellWord(withPrefix(override.cli, '+'))}` };
+    return {
+      ...problem,
+      message: `'${override.cli}': config group '${key}' is not in the defaults list, so there is no selection to change; to add it write ${shellWord(withPrefix(override.cli, '+'))}`,
+    };
   }
   return {
     ...problem,
     message: `'override ${key}: ${override.option}' has nothing to override: '${key}' is not selected earlier in the defaults list; drop 'override' to add the group instead`,
   };
 }
-

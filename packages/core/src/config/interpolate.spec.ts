@@ -18,7 +18,12 @@ describe('resolveInterpolations', () => {
       list: ['${model.dropout}', 'x'],
     });
     expect(problems).toEqual([]);
-    expect(config.head).toEqual({ width: 64, tied: false, copy: { width: 64, dropout: 0.1, act: 'gelu', tied: false, layers: [1, 2] }, second: 2 });
+    expect(config.head).toEqual({
+      width: 64,
+      tied: false,
+      copy: { width: 64, dropout: 0.1, act: 'gelu', tied: false, layers: [1, 2] },
+      second: 2,
+    });
     expect(config.name).toBe('w64_gelu_false');
     expect(config.literal).toBe('cost ${not.a.ref} and gelu');
     expect(config.list).toEqual([0.1, 'x']);
@@ -33,12 +38,23 @@ describe('resolveInterpolations', () => {
       through: '${alias.value}',
     });
     expect(problems).toEqual([]);
-    expect(config).toEqual({ a: 3, b: 3, c: { value: 3, sibling: 3, up: 3 }, alias: { value: 3, sibling: 3, up: 3 }, through: 3 });
+    expect(config).toEqual({
+      a: 3,
+      b: 3,
+      c: { value: 3, sibling: 3, up: 3 },
+      alias: { value: 3, sibling: 3, up: 3 },
+      through: 3,
+    });
   });
 
   it('reads environment variables typed like command-line values, with defaults', () => {
     const { config, problems } = resolve(
-      { home: '${env:DATA_HOME}', cache: '${env:CACHE,/tmp/cache}/x', token: '${env:TOKEN,null}', seed: '${oc.env:SEED}' },
+      {
+        home: '${env:DATA_HOME}',
+        cache: '${env:CACHE,/tmp/cache}/x',
+        token: '${env:TOKEN,null}',
+        seed: '${oc.env:SEED}',
+      },
       { DATA_HOME: '/data', SEED: '7' },
     );
     expect(problems).toEqual([]);

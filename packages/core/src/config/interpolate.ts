@@ -1,6 +1,17 @@
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { clearSources, recordSources, type Sources } from './merge.js';
-import { allPaths, deepCopy, describe, getPath, hasPath, isPlainObject, joinPath, setPath, splitPath, type ConfigNode } from './paths.js';
+import {
+  allPaths,
+  deepCopy,
+  describe,
+  getPath,
+  hasPath,
+  isPlainObject,
+  joinPath,
+  setPath,
+  splitPath,
+  type ConfigNode,
+} from './paths.js';
 import { OverrideSyntaxError, parseOverrideValue } from './override-grammar.js';
 import { suggest } from './suggest.js';
 
@@ -21,9 +32,13 @@ function tokenize(value: string): Token[] {
       i += 3;
     } else if (value.startsWith('${', i)) {
       const end = value.indexOf('}', i + 2);
-      if (end < 0) throw new Error(`unterminated interpolation: '${value.slice(i)}' has no closing '}' (write '\\\${' for a literal '\${')`);
+      if (end < 0)
+        throw new Error(
+          `unterminated interpolation: '${value.slice(i)}' has no closing '}' (write '\\\${' for a literal '\${')`,
+        );
       const expr = value.slice(i + 2, end).trim();
-      if (expr.includes('${')) throw new Error(`nested interpolations such as '${value.slice(i, end + 1)}}' are not supported`);
+      if (expr.includes('${'))
+        throw new Error(`nested interpolations such as '${value.slice(i, end + 1)}}' are not supported`);
       if (expr === '') throw new Error("empty interpolation '${}'");
       if (text !== '') tokens.push({ text });
       text = '';
@@ -55,7 +70,11 @@ export function typeEnvValue(text: string): unknown {
 }
 
 function stringify(value: unknown): string {
-  return typeof value === 'string' ? value : typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
+  return typeof value === 'string'
+    ? value
+    : typeof value === 'object' && value !== null
+      ? JSON.stringify(value)
+      : String(value);
 }
 
 /**
@@ -67,7 +86,11 @@ function stringify(value: unknown): string {
  * result is a string. `\${` is a literal `${`. Each problem is reported once, at the value that
  * causes it; values that merely depend on a broken one are left unresolved without a second report.
  */
-export function resolveInterpolations(root: ConfigNode, sources: Sources, env: NodeJS.ProcessEnv = process.env): ConfigProblem[] {
+export function resolveInterpolations(
+  root: ConfigNode,
+  sources: Sources,
+  env: NodeJS.ProcessEnv = process.env,
+): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   /** Value path → where its `${env:…}` took its text from, for the sources map. */
   const envUses = new Map<string, string>();
@@ -126,23 +149,36 @@ export function resolveInterpolations(root: ConfigNode, sources: Sources, env: N
     if (resolver) {
       const [, name, args] = resolver as unknown as [string, string, string];
       if (!RESOLVERS.includes(name)) {
-        report(from, `unknown resolver '${name}' in '\${${expr}}'; available: env (\${env:NAME} or \${env:NAME,default})`, { suggestions: suggest(name, ['env']) });
+        report(
+          from,
+          `unknown resolver '${name}' in '\${${expr}}'; available: env (\${env:NAME} or \${env:NAME,default})`,
+          { suggestions: suggest(name, ['env']) },
+        );
       }
       const comma = args.indexOf(',');
       const variable = (comma < 0 ? args : args.slice(0, comma)).trim();
       const value = env[variable];
       if (value === undefined && comma < 0) {
-        report(from, `environment variable '${variable}' is not set; set it, or give a default with '\${env:${variable},default}'`);
+        report(
+          from,
+          `environment variable '${variable}' is not set; set it, or give a default with '\${env:${variable},default}'`,
+        );
       }
       const text = value ?? args.slice(comma + 1);
-      envUses.set(from, value !== undefined ? `environment variable ${variable}` : `the default of \${${expr}} (${variable} is not set)`);
+      envUses.set(
+        from,
+        value !== undefined
+          ? `environment variable ${variable}`
+          : `the default of \${${expr}} (${variable} is not set)`,
+      );
       return typeEnvValue(text);
     }
     const dots = /^\.*/.exec(expr)![0].length;
     let target = expr;
     if (dots > 0) {
       const fromKeys = splitPath(from);
-      if (dots > fromKeys.length) report(from, `relative interpolation '\${${expr}}' goes above the root of the config`);
+      if (dots > fromKeys.length)
+        report(from, `relative interpolation '\${${expr}}' goes above the root of the config`);
       const base = fromKeys.slice(0, -dots);
       target = [...base, ...splitPath(expr.slice(dots))].join('.');
     }
@@ -219,7 +255,12 @@ export function resolveInterpolations(root: ConfigNode, sources: Sources, env: N
 
 /** Whether a sources-map entry says the value came from `${env:…}` (see resolveInterpolations). */
 export function isEnvSource(source: string | undefined): boolean {
-  return source !== undefined && (source.startsWith('environment variable ') || source.startsWith('the default of ${env:') || source.startsWith('the default of ${oc.env:'));
+  return (
+    source !== undefined &&
+    (source.startsWith('environment variable ') ||
+      source.startsWith('the default of ${env:') ||
+      source.startsWith('the default of ${oc.env:'))
+  );
 }
 
 /**

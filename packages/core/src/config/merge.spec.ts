@@ -7,15 +7,25 @@ const sorted = (sources: Sources) => Object.fromEntries([...sources].sort(([a], 
 describe('mergeAtPackage', () => {
   it('merges mappings key by key, replaces lists and scalars, and records the source of every leaf written', () => {
     const root: ConfigNode = { a: { x: 1, y: 2 }, l: [1, 2], s: 'keep' };
-    const sources: Sources = new Map([['a.x', 'f1'], ['a.y', 'f1'], ['l', 'f1'], ['s', 'f1']]);
+    const sources: Sources = new Map([
+      ['a.x', 'f1'],
+      ['a.y', 'f1'],
+      ['l', 'f1'],
+      ['s', 'f1'],
+    ]);
     mergeAtPackage(root, '', { a: { y: 3, z: {} }, l: [3] }, 'f2', sources);
     expect(root).toEqual({ a: { x: 1, y: 3, z: {} }, l: [3], s: 'keep' });
     expect(sorted(sources)).toEqual({ 'a.x': 'f1', 'a.y': 'f2', 'a.z': 'f2', l: 'f2', s: 'f1' });
   });
 
-  it('a scalar replacing a mapping forgets the mapping\'s leaves; a mapping replacing a scalar forgets the scalar', () => {
+  it("a scalar replacing a mapping forgets the mapping's leaves; a mapping replacing a scalar forgets the scalar", () => {
     const root: ConfigNode = { a: { x: 1, y: { deep: true } }, b: 5 };
-    const sources: Sources = new Map([['a.x', 'f1'], ['a.y.deep', 'f1'], ['b', 'f1'], ['ab', 'f1']]);
+    const sources: Sources = new Map([
+      ['a.x', 'f1'],
+      ['a.y.deep', 'f1'],
+      ['b', 'f1'],
+      ['ab', 'f1'],
+    ]);
     mergeAtPackage(root, '', { a: 7, b: { c: 1 } }, 'f2', sources);
     expect(root).toEqual({ a: 7, b: { c: 1 } });
     expect(sorted(sources)).toEqual({ a: 'f2', ab: 'f1', 'b.c': 'f2' });
@@ -33,7 +43,10 @@ describe('mergeAtPackage', () => {
 
   it('at a nested package, creates the parents and replaces a scalar in the way', () => {
     const root: ConfigNode = { x: 3, keep: 1 };
-    const sources: Sources = new Map([['x', 'f1'], ['keep', 'f1']]);
+    const sources: Sources = new Map([
+      ['x', 'f1'],
+      ['keep', 'f1'],
+    ]);
     mergeAtPackage(root, 'x.y', { k: 1, m: { n: 2 } }, 'f2', sources);
     expect(root).toEqual({ x: { y: { k: 1, m: { n: 2 } } }, keep: 1 });
     expect(sorted(sources)).toEqual({ keep: 'f1', 'x.y.k': 'f2', 'x.y.m.n': 'f2' });
@@ -71,7 +84,13 @@ describe('mergeAtPackage', () => {
 
 describe('clearSources / recordSources', () => {
   it('clears a path and everything below it, not siblings sharing a prefix; the empty path clears all', () => {
-    const sources: Sources = new Map([['a', 's'], ['a.b', 's'], ['a.b.c', 's'], ['ab', 's'], ['b', 's']]);
+    const sources: Sources = new Map([
+      ['a', 's'],
+      ['a.b', 's'],
+      ['a.b.c', 's'],
+      ['ab', 's'],
+      ['b', 's'],
+    ]);
     clearSources(sources, 'a');
     expect(sorted(sources)).toEqual({ ab: 's', b: 's' });
     clearSources(sources, '');

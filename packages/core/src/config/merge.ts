@@ -19,7 +19,14 @@ export function recordSources(sources: Sources, path: string, value: unknown, so
   }
 }
 
-function mergeValue(parent: ConfigNode, key: string, path: string, value: unknown, source: string, sources: Sources): void {
+function mergeValue(
+  parent: ConfigNode,
+  key: string,
+  path: string,
+  value: unknown,
+  source: string,
+  sources: Sources,
+): void {
   const existing = Object.hasOwn(parent, key) ? parent[key] : undefined;
   if (isPlainObject(value) && isPlainObject(existing)) {
     if (Object.keys(value).length > 0) sources.delete(path);
@@ -38,7 +45,13 @@ function mergeValue(parent: ConfigNode, key: string, path: string, value: unknow
  * Deep-merges mapping `body` into `root` at package `pkg` (dotted, '' = root): mappings merge key
  * by key, anything else is replaced, later wins. Updates `sources` for every leaf written.
  */
-export function mergeAtPackage(root: ConfigNode, pkg: string, body: ConfigNode, source: string, sources: Sources): void {
+export function mergeAtPackage(
+  root: ConfigNode,
+  pkg: string,
+  body: ConfigNode,
+  source: string,
+  sources: Sources,
+): void {
   const keys = splitPath(pkg);
   let node = root;
   let path = '';

@@ -28,7 +28,8 @@ for (const [path, text] of Object.entries(files)) {
   writeFileSync(join(root, path), text);
 }
 
-const compose = (overrides: string[], env: NodeJS.ProcessEnv = {}) => composeConfig({ searchPath: [root], overrides, env });
+const compose = (overrides: string[], env: NodeJS.ProcessEnv = {}) =>
+  composeConfig({ searchPath: [root], overrides, env });
 
 function refusal(overrides: string[], env: NodeJS.ProcessEnv = {}): ConfigError {
   try {
@@ -166,7 +167,10 @@ const accepted: [string, unknown][] = [
   ['"it\'s"', "it's"],
   ["'a b,c'", 'a b,c'],
   ['[1, a, [b]]', [1, 'a', ['b']]],
-  ['{_target_: callback/early_stopping, monitor: val/loss}', { _target_: 'callback/early_stopping', monitor: 'val/loss' }],
+  [
+    '{_target_: callback/early_stopping, monitor: val/loss}',
+    { _target_: 'callback/early_stopping', monitor: 'val/loss' },
+  ],
 ];
 
 /** [override, a part of the message (the cause), the 1-based column named]. */
@@ -284,13 +288,18 @@ describe('${env:NAME,default} is typed like a command-line value (issue 10 item 
     const { config, sources } = compose([], { N: 'abc' });
     let error: unknown;
     try {
-      validateConfig(config, new ComponentRegistry(), { rootSchemas: { num: z.number() }, allowedRootKeys: ['k', 'foo', 'lst', 'db'] });
+      validateConfig(config, new ComponentRegistry(), {
+        rootSchemas: { num: z.number() },
+        allowedRootKeys: ['k', 'foo', 'lst', 'db'],
+      });
     } catch (caught) {
       error = attachEnvSources(caught as ConfigError, sources);
     }
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).exitCode).toBe(2);
-    expect((error as ConfigError).message).toMatch(/num: .*number.*\(got "abc"\) \[from environment variable N, via .*config\.yaml\]/);
+    expect((error as ConfigError).message).toMatch(
+      /num: .*number.*\(got "abc"\) \[from environment variable N, via .*config\.yaml\]/,
+    );
   });
 
   it('keeps any other text exactly as set', () => {
@@ -302,7 +311,9 @@ describe('${env:NAME,default} is typed like a command-line value (issue 10 item 
 
 /** Runs `word` (a shell word as printed in a hint) through sh and returns the argument it gives. */
 function shellArgs(words: string): string[] {
-  return execFileSync('sh', ['-c', `printf '%s\\0' ${words}`], { encoding: 'utf8' }).split('\0').slice(0, -1);
+  return execFileSync('sh', ['-c', `printf '%s\\0' ${words}`], { encoding: 'utf8' })
+    .split('\0')
+    .slice(0, -1);
 }
 
 /** Every `write <shell word>` hint in `message`, as the arguments a shell would pass. */
@@ -348,7 +359,15 @@ describe('every hint works when followed (issue 10 item 8)', () => {
   });
 
   it('overrideHint (used by "resume with …") gives back exactly the value when pasted into a shell', () => {
-    for (const dir of ['/tmp/run-1/checkpoints/last', '/tmp/exp #1/last', " it's (2)/x,y ", '~/runs', '10', 'true', 'a\\b\\']) {
+    for (const dir of [
+      '/tmp/run-1/checkpoints/last',
+      '/tmp/exp #1/last',
+      " it's (2)/x,y ",
+      '~/runs',
+      '10',
+      'true',
+      'a\\b\\',
+    ]) {
       const [arg] = shellArgs(overrideHint('k', dir));
       expect(compose([arg!]).config['k']).toBe(dir);
     }
@@ -356,7 +375,10 @@ describe('every hint works when followed (issue 10 item 8)', () => {
   });
 
   it('placeholder hints work once the placeholder is filled in', () => {
-    for (const [override, value] of [['k', '4'], ['+foo.x', 'y']] as const) {
+    for (const [override, value] of [
+      ['k', '4'],
+      ['+foo.x', 'y'],
+    ] as const) {
       const [fix] = hints(refusal([override]).message);
       expect(fix).toContain('<value>');
       expect(compose([fix!.replace('<value>', value)]).config).toBeDefined();

@@ -45,7 +45,9 @@ const ESCAPABLE = new Set(['\\', '(', ')', '[', ']', '{', '}', ':', '=', ',', ' 
 const DIGITS = '[0-9](?:_?[0-9])*';
 const INT = new RegExp(`^[+-]?(?:0|[1-9](?:_?[0-9])*)$`);
 const POINT_FLOAT = `(?:(?:${DIGITS})?\\.${DIGITS}|${DIGITS}\\.)`;
-const FLOAT = new RegExp(`^[+-]?(?:${POINT_FLOAT}|(?:${DIGITS}|${POINT_FLOAT})[eE][+-]?${DIGITS}|[iI][nN][fF]|[nN][aA][nN])$`);
+const FLOAT = new RegExp(
+  `^[+-]?(?:${POINT_FLOAT}|(?:${DIGITS}|${POINT_FLOAT})[eE][+-]?${DIGITS}|[iI][nN][fF]|[nN][aA][nN])$`,
+);
 
 const isWs = (c: string | undefined) => c === ' ' || c === '\t';
 const isLetter = (c: string) => /^[\p{L}\p{M}\p{N}]$/u.test(c) || c.charCodeAt(0) >= 0x80;
@@ -56,7 +58,11 @@ function typePrimitive(text: string, offset: number): unknown {
   if (INT.test(text)) {
     const value = Number(text.replace(/_/g, ''));
     if (!Number.isSafeInteger(value)) {
-      throw new OverrideSyntaxError(offset, `the integer ${text} is too large to be stored exactly (JavaScript numbers are exact only up to ±2^53)`, [hydraQuote(text)]);
+      throw new OverrideSyntaxError(
+        offset,
+        `the integer ${text} is too large to be stored exactly (JavaScript numbers are exact only up to ±2^53)`,
+        [hydraQuote(text)],
+      );
     }
     return value === 0 ? 0 : value;
   }
@@ -124,13 +130,23 @@ class ValueParser {
     if (this.pos < this.text.length) {
       const c = this.text[this.pos]!;
       if (c === ',') this.sweep();
-      this.fail(this.pos, `unexpected ${show(c)} after the value`, this.quoteWholeFixes(), 'quote the whole value to pass it as one string');
+      this.fail(
+        this.pos,
+        `unexpected ${show(c)} after the value`,
+        this.quoteWholeFixes(),
+        'quote the whole value to pass it as one string',
+      );
     }
     return value;
   }
 
   private fail(offset: number, reason: string, fixes: string[] = [], advice?: string): never {
-    throw new OverrideSyntaxError(offset, reason, fixes.filter((f, i) => fixes.indexOf(f) === i && parses(f)), advice);
+    throw new OverrideSyntaxError(
+      offset,
+      reason,
+      fixes.filter((f, i) => fixes.indexOf(f) === i && parses(f)),
+      advice,
+    );
   }
 
   private skipWs(): void {
@@ -173,11 +189,23 @@ class ValueParser {
       this.skipWs();
       const c = this.text[this.pos];
       if (c === ',' || c === ']') {
-        const fixed = this.text.slice(0, this.pos) + this.text.slice(this.pos + (c === ',' ? 1 : 0)).replace(/^\s*/, '');
-        const noComma = c === ']' ? this.text.slice(0, this.text.lastIndexOf(',', this.pos)) + this.text.slice(this.pos) : fixed;
-        this.fail(this.pos, 'empty list element (two commas in a row, or a comma before \']\')', [c === ',' ? fixed : noComma], "an empty string is '' in a list");
+        const fixed =
+          this.text.slice(0, this.pos) + this.text.slice(this.pos + (c === ',' ? 1 : 0)).replace(/^\s*/, '');
+        const noComma =
+          c === ']' ? this.text.slice(0, this.text.lastIndexOf(',', this.pos)) + this.text.slice(this.pos) : fixed;
+        this.fail(
+          this.pos,
+          "empty list element (two commas in a row, or a comma before ']')",
+          [c === ',' ? fixed : noComma],
+          "an empty string is '' in a list",
+        );
       }
-      if (c === undefined) this.fail(this.pos, `unterminated list: expected a value and ']' (the list opens at column ${open + this.base + 1})`, [this.text + ']']);
+      if (c === undefined)
+        this.fail(
+          this.pos,
+          `unterminated list: expected a value and ']' (the list opens at column ${open + this.base + 1})`,
+          [this.text + ']'],
+        );
       items.push(this.element(depth + 1));
       this.skipWs();
       const next = this.text[this.pos];
@@ -189,7 +217,12 @@ class ValueParser {
         this.pos += 1;
         return items;
       }
-      if (next === undefined) this.fail(this.pos, `unterminated list: expected ',' or ']' (the list opens at column ${open + this.base + 1})`, [this.text + ']']);
+      if (next === undefined)
+        this.fail(
+          this.pos,
+          `unterminated list: expected ',' or ']' (the list opens at column ${open + this.base + 1})`,
+          [this.text + ']'],
+        );
       this.fail(this.pos, `expected ',' or ']' in the list, found ${show(next)}`);
     }
   }
@@ -205,19 +238,30 @@ class ValueParser {
     }
     for (;;) {
       this.skipWs();
-      if (this.pos >= this.text.length) this.fail(this.pos, `unterminated dict: expected 'key: value' and '}' (the dict opens at column ${open + this.base + 1})`, [this.text + '}']);
+      if (this.pos >= this.text.length)
+        this.fail(
+          this.pos,
+          `unterminated dict: expected 'key: value' and '}' (the dict opens at column ${open + this.base + 1})`,
+          [this.text + '}'],
+        );
       const keyStart = this.pos;
       const key = this.dictKey();
-      if (Object.hasOwn(out, key)) this.fail(keyStart, `the key '${key}' appears twice in the dict`, [], 'give each key once');
+      if (Object.hasOwn(out, key))
+        this.fail(keyStart, `the key '${key}' appears twice in the dict`, [], 'give each key once');
       this.skipWs();
       if (this.text[this.pos] !== ':') {
         const found = this.text[this.pos];
-        this.fail(this.pos, `expected ':' after the dict key '${key}', found ${found === undefined ? 'the end of the value' : show(found)}`, found === undefined ? [`${this.text}: null}`] : []);
+        this.fail(
+          this.pos,
+          `expected ':' after the dict key '${key}', found ${found === undefined ? 'the end of the value' : show(found)}`,
+          found === undefined ? [`${this.text}: null}`] : [],
+        );
       }
       this.pos += 1;
       this.skipWs();
       const c = this.text[this.pos];
-      if (c === ',' || c === '}' || c === undefined) this.fail(this.pos, `expected a value for the dict key '${key}'`, [], "use null or '' for an empty value");
+      if (c === ',' || c === '}' || c === undefined)
+        this.fail(this.pos, `expected a value for the dict key '${key}'`, [], "use null or '' for an empty value");
       out[key] = this.element(depth + 1);
       this.skipWs();
       const next = this.text[this.pos];
@@ -229,7 +273,12 @@ class ValueParser {
         this.pos += 1;
         return out;
       }
-      if (next === undefined) this.fail(this.pos, `unterminated dict: expected ',' or '}' (the dict opens at column ${open + this.base + 1})`, [this.text + '}']);
+      if (next === undefined)
+        this.fail(
+          this.pos,
+          `unterminated dict: expected ',' or '}' (the dict opens at column ${open + this.base + 1})`,
+          [this.text + '}'],
+        );
       this.fail(this.pos, `expected ',' or '}' in the dict, found ${show(next)}`);
     }
   }
@@ -246,13 +295,16 @@ class ValueParser {
         continue;
       }
       if (!isUnquotedChar(c) && !isWs(c)) {
-        this.fail(this.pos, `${show(c)} is not allowed in a dict key (keys are unquoted text: letters, digits and _ - + . / $ % * @ ? |)`);
+        this.fail(
+          this.pos,
+          `${show(c)} is not allowed in a dict key (keys are unquoted text: letters, digits and _ - + . / $ % * @ ? |)`,
+        );
       }
       key += c;
       this.pos += 1;
     }
     key = key.replace(/^[ \t]+|[ \t]+$/g, '');
-    if (key === '') this.fail(start, 'expected a dict key before \':\'');
+    if (key === '') this.fail(start, "expected a dict key before ':'");
     if (key.toLowerCase() === 'null') this.fail(start, 'a dict key cannot be null', [], 'use another key name');
     return key;
   }
@@ -264,7 +316,11 @@ class ValueParser {
     let i = open + 1;
     for (;;) {
       if (i >= this.text.length) {
-        this.fail(open, `unterminated quoted string: expected a closing ${quote} for the one at column ${open + this.base + 1}`, [this.text + quote]);
+        this.fail(
+          open,
+          `unterminated quoted string: expected a closing ${quote} for the one at column ${open + this.base + 1}`,
+          [this.text + quote],
+        );
       }
       const c = this.text[i]!;
       if (c === '\\') {
@@ -324,13 +380,18 @@ class ValueParser {
           this.pos,
           `'${name}(…)' is a Hydra function call (choice, range, int, str, …), which taskforge does not support`,
           this.quotePrimitiveFixes(start, depth),
-          "to pass the text, quote it or escape the parentheses as \\( \\)",
+          'to pass the text, quote it or escape the parentheses as \\( \\)',
         );
       } else if (isUnquotedChar(c)) {
         out += c;
         this.pos += 1;
       } else {
-        const why = c === '#' ? " (it would start a comment in YAML; taskforge never drops what follows it)" : c === "'" || c === '"' ? ' (quotes must enclose the whole value or list element)' : '';
+        const why =
+          c === '#'
+            ? ' (it would start a comment in YAML; taskforge never drops what follows it)'
+            : c === "'" || c === '"'
+              ? ' (quotes must enclose the whole value or list element)'
+              : '';
         this.fail(
           this.pos,
           `${show(c)} is not allowed in an unquoted value${why}`,
@@ -370,7 +431,12 @@ class ValueParser {
     const literal = hydraQuote(`${this.text.slice(0, start)}\\${this.text.slice(start)}`.trim());
     const closed = this.text + '}'.repeat(Math.max(depth, 1));
     const fix = this.text.slice(start + 2).trim() === '' && nested === 0 ? literal : closed;
-    this.fail(start, `unterminated interpolation: expected '}' to close the '\${' at column ${start + this.base + 1}`, [fix], "a literal '${' is '\\${' in quotes");
+    this.fail(
+      start,
+      `unterminated interpolation: expected '}' to close the '\${' at column ${start + this.base + 1}`,
+      [fix],
+      "a literal '${' is '\\${' in quotes",
+    );
   }
 
   /** Fixes that quote the unquoted primitive starting at `start` (up to the end of its element). */
@@ -443,25 +509,41 @@ export function parseOverrideKey(text: string): OverrideKey {
   const ws = /[ \t]/.exec(key);
   if (ws) {
     const fixed = prefix + key.replace(/[ \t]+/g, '') + rest;
-    throw new OverrideSyntaxError(pos + ws.index, 'whitespace is not allowed in a key or around its \'=\'', key.trim() === '' ? [] : [fixed]);
+    throw new OverrideSyntaxError(
+      pos + ws.index,
+      "whitespace is not allowed in a key or around its '='",
+      key.trim() === '' ? [] : [fixed],
+    );
   }
   if (key === '') {
-    throw new OverrideSyntaxError(pos, "expected a key, e.g. 'trainer.max_steps=10', '+key=value', '++key=value' or '~key'");
+    throw new OverrideSyntaxError(
+      pos,
+      "expected a key, e.g. 'trainer.max_steps=10', '+key=value', '++key=value' or '~key'",
+    );
   }
   const at = key.indexOf('@');
   const path = at < 0 ? key : key.slice(0, at);
   const pkg = at < 0 ? undefined : key.slice(at + 1);
   const badPath = checkPath(path.replace(/^\//, ''), /[./]/);
   if (badPath !== undefined) {
-    throw new OverrideSyntaxError(pos + badPath + (path.startsWith('/') ? 1 : 0), `'${key}' is not a valid key: expected names (letters, digits, _ $ -) separated by '.' (keys) or '/' (config groups)`);
+    throw new OverrideSyntaxError(
+      pos + badPath + (path.startsWith('/') ? 1 : 0),
+      `'${key}' is not a valid key: expected names (letters, digits, _ $ -) separated by '.' (keys) or '/' (config groups)`,
+    );
   }
   if (pkg !== undefined) {
     if (pkg.includes(':')) {
-      throw new OverrideSyntaxError(pos + at + 1 + pkg.indexOf(':'), `package renaming '@${pkg}' (Hydra 1.0's '@src:dst') is not supported; select the package directly with '${path}@${pkg.split(':').pop()}=<option>'`);
+      throw new OverrideSyntaxError(
+        pos + at + 1 + pkg.indexOf(':'),
+        `package renaming '@${pkg}' (Hydra 1.0's '@src:dst') is not supported; select the package directly with '${path}@${pkg.split(':').pop()}=<option>'`,
+      );
     }
     const badPkg = pkg === '' ? 0 : checkPath(pkg, /\./);
     if (badPkg !== undefined) {
-      throw new OverrideSyntaxError(pos + at + 1 + badPkg, `expected a package after '@' (a dotted name such as 'backup' or 'db.backup'), found '${pkg}'`);
+      throw new OverrideSyntaxError(
+        pos + at + 1 + badPkg,
+        `expected a package after '@' (a dotted name such as 'backup' or 'db.backup'), found '${pkg}'`,
+      );
     }
   }
   return { kind, key, valueStart: eq < 0 ? undefined : eq + 1 };

@@ -5,13 +5,24 @@ import { parseOverride } from './overrides.js';
 
 describe('parseOverride', () => {
   it('recognises every form, including the --key=value spelling', () => {
-    expect(parseOverride('trainer.max_steps=10')).toEqual({ kind: 'set', key: 'trainer.max_steps', value: 10, rawValue: '10', text: 'trainer.max_steps=10' });
+    expect(parseOverride('trainer.max_steps=10')).toEqual({
+      kind: 'set',
+      key: 'trainer.max_steps',
+      value: 10,
+      rawValue: '10',
+      text: 'trainer.max_steps=10',
+    });
     expect(parseOverride('--trainer.max_steps=10')).toMatchObject({ kind: 'set', key: 'trainer.max_steps', value: 10 });
     expect(parseOverride('+a.b=x')).toMatchObject({ kind: 'add', key: 'a.b', value: 'x' });
     expect(parseOverride('++a.b=x')).toMatchObject({ kind: 'force', key: 'a.b', value: 'x' });
     expect(parseOverride('~a.b')).toEqual({ kind: 'delete', key: 'a.b', text: '~a.b' });
     expect(parseOverride('~a.b=3')).toMatchObject({ kind: 'delete', key: 'a.b', value: 3 });
-    expect(parseOverride('task=vision/igpt')).toMatchObject({ kind: 'set', key: 'task', value: 'vision/igpt', rawValue: 'vision/igpt' });
+    expect(parseOverride('task=vision/igpt')).toMatchObject({
+      kind: 'set',
+      key: 'task',
+      value: 'vision/igpt',
+      rawValue: 'vision/igpt',
+    });
     expect(parseOverride('db@backup=mysql')).toMatchObject({ key: 'db@backup', value: 'mysql' });
   });
 
@@ -56,7 +67,9 @@ describe('parseOverride', () => {
     expect(message('+x')).toContain("write '+x=<value>'");
     expect(message('=3')).toContain('column 1: expected a key');
     expect(message('a..b=1')).toContain("'a..b' is not a valid key");
-    expect(message('a=[1,2')).toContain("cannot parse override 'a=[1,2' at column 7: unterminated list: expected ',' or ']' (the list opens at column 3); write 'a=[1,2]'");
+    expect(message('a=[1,2')).toContain(
+      "cannot parse override 'a=[1,2' at column 7: unterminated list: expected ',' or ']' (the list opens at column 3); write 'a=[1,2]'",
+    );
     expect(message('a=b=c')).toContain(`column 4: '=' is not allowed in an unquoted value; write "a='b=c'"`);
   });
 });

@@ -1,9 +1,25 @@
 import { isDeepStrictEqual } from 'node:util';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { clearSources, mergeAtPackage, recordSources, type Sources } from './merge.js';
-import { allPaths, deletePath, describe, getPath, hasPath, isPlainObject, setPath, splitPath, type ConfigNode } from './paths.js';
+import {
+  allPaths,
+  deletePath,
+  describe,
+  getPath,
+  hasPath,
+  isPlainObject,
+  setPath,
+  splitPath,
+  type ConfigNode,
+} from './paths.js';
 import { suggest } from './suggest.js';
-import { OverrideSyntaxError, parseOverrideKey, parseOverrideValue as parseValue, shellWord, withPrefix } from './override-grammar.js';
+import {
+  OverrideSyntaxError,
+  parseOverrideKey,
+  parseOverrideValue as parseValue,
+  shellWord,
+  withPrefix,
+} from './override-grammar.js';
 
 /**
  * One command-line override, Hydra style:
@@ -36,12 +52,20 @@ export function parseOverrideValue(text: string): unknown {
     return parseValue(text);
   } catch (error) {
     if (!(error instanceof OverrideSyntaxError)) throw error;
-    throw new ConfigError([{ path: '', message: describeSyntaxError(`value '${text}'`, error, 0, (fix) => fix), source: 'command line' }], 'Invalid value');
+    throw new ConfigError(
+      [{ path: '', message: describeSyntaxError(`value '${text}'`, error, 0, (fix) => fix), source: 'command line' }],
+      'Invalid value',
+    );
   }
 }
 
 /** One line: where, what, and the fixes as shell words that can be pasted as they are. */
-function describeSyntaxError(what: string, error: OverrideSyntaxError, shift: number, toArg: (fix: string) => string): string {
+function describeSyntaxError(
+  what: string,
+  error: OverrideSyntaxError,
+  shift: number,
+  toArg: (fix: string) => string,
+): string {
   let message = `cannot parse ${what} at column ${error.offset + shift + 1}: ${error.reason}`;
   const fixes = error.fixes.map((fix) => shellWord(toArg(fix)));
   if (fixes.length > 0) message += `; write ${fixes.join(', or write ')}`;
@@ -52,7 +76,10 @@ function describeSyntaxError(what: string, error: OverrideSyntaxError, shift: nu
 /** Parses one override string; accepts the `--key=value` spelling too. Throws ConfigError (exit 2). */
 export function parseOverride(text: string): Override {
   const fail = (error: OverrideSyntaxError, shift: number, toArg: (fix: string) => string): never => {
-    throw new ConfigError([{ path: '', message: describeSyntaxError(`override '${text}'`, error, shift, toArg), source: 'command line' }], 'Invalid override');
+    throw new ConfigError(
+      [{ path: '', message: describeSyntaxError(`override '${text}'`, error, shift, toArg), source: 'command line' }],
+      'Invalid override',
+    );
   };
   let head: ReturnType<typeof parseOverrideKey>;
   try {
@@ -65,7 +92,16 @@ export function parseOverride(text: string): Override {
   if (valueStart === undefined) {
     if (kind !== 'delete') {
       const prefix = text.slice(0, text.length - key.length);
-      return fail(new OverrideSyntaxError(text.length, "missing '=' and a value", [], `write ${shellWord(`${prefix}${key}=<value>`)}, putting the value in place of <value>`), 0, (f) => f);
+      return fail(
+        new OverrideSyntaxError(
+          text.length,
+          "missing '=' and a value",
+          [],
+          `write ${shellWord(`${prefix}${key}=<value>`)}, putting the value in place of <value>`,
+        ),
+        0,
+        (f) => f,
+      );
     }
     return { kind, key, text };
   }
@@ -82,21 +118,33 @@ export function parseOverride(text: string): Override {
 }
 
 /** Applies `key=value`-style overrides to the merged tree, recording problems instead of throwing. */
-export function applyValueOverrides(root: ConfigNode, sources: Sources, overrides: Override[], groups: Set<string>, problems: ConfigProblem[]): void {
+export function applyValueOverrides(
+  root: ConfigNode,
+  sources: Sources,
+  overrides: Override[],
+  groups: Set<string>,
+  problems: ConfigProblem[],
+): void {
   const source = 'command line';
   for (const ov of overrides) {
     const exists = hasPath(root, ov.key);
-    const problem = (message: string, extra: Partial<ConfigProblem> = {}) => problems.push({ path: ov.key, message: `'${ov.text}': ${message}`, source, ...extra });
+    const problem = (message: string, extra: Partial<ConfigProblem> = {}) =>
+      problems.push({ path: ov.key, message: `'${ov.text}': ${message}`, source, ...extra });
     // Compare like with like: a misspelt `a.b` is most likely another two-level path.
     const depth = splitPath(ov.key).length;
     const missing = () => ({
-      suggestions: suggest(ov.key, [...allPaths(root).filter((p) => splitPath(p).length === depth), ...(depth === 1 ? groups : [])]),
+      suggestions: suggest(ov.key, [
+        ...allPaths(root).filter((p) => splitPath(p).length === depth),
+        ...(depth === 1 ? groups : []),
+      ]),
     });
     if (ov.kind === 'delete') {
       if (!exists) {
         problem(`there is no key '${ov.key}' to delete`, missing());
       } else if (ov.value !== undefined && !isDeepStrictEqual(getPath(root, ov.key), ov.value)) {
-        problem(`not deleted: the current value is ${JSON.stringify(getPath(root, ov.key))}, not ${JSON.stringify(ov.value)}`);
+        problem(
+          `not deleted: the current value is ${JSON.stringify(getPath(root, ov.key))}, not ${JSON.stringify(ov.value)}`,
+        );
       } else {
         deletePath(root, ov.key);
         clearSources(sources, ov.key);
@@ -104,20 +152,29 @@ export function applyValueOverrides(root: ConfigNode, sources: Sources, override
       continue;
     }
     if (ov.kind === 'set' && !exists) {
-      problem(`'${ov.key}' is neither a key in the config nor a config group; to add it as a new key write ${shellWord(withPrefix(ov.text, '+'))}`, missing());
+      problem(
+        `'${ov.key}' is neither a key in the config nor a config group; to add it as a new key write ${shellWord(withPrefix(ov.text, '+'))}`,
+        missing(),
+      );
       continue;
     }
     if (ov.kind === 'add' && exists) {
-      problem(`key '${ov.key}' already exists (value ${JSON.stringify(getPath(root, ov.key))}); write ${shellWord(withPrefix(ov.text, ''))} to replace it, or write ${shellWord(withPrefix(ov.text, '++'))} to add-or-replace`, {
-        source: sources.get(ov.key) ?? source,
-      });
+      problem(
+        `key '${ov.key}' already exists (value ${JSON.stringify(getPath(root, ov.key))}); write ${shellWord(withPrefix(ov.text, ''))} to replace it, or write ${shellWord(withPrefix(ov.text, '++'))} to add-or-replace`,
+        {
+          source: sources.get(ov.key) ?? source,
+        },
+      );
       continue;
     }
     const keys = splitPath(ov.key);
-    const blocked = keys.slice(0, -1).map((_, i) => keys.slice(0, i + 1).join('.')).find((p) => {
-      const v = getPath(root, p);
-      return v !== undefined && !isPlainObject(v) && !Array.isArray(v);
-    });
+    const blocked = keys
+      .slice(0, -1)
+      .map((_, i) => keys.slice(0, i + 1).join('.'))
+      .find((p) => {
+        const v = getPath(root, p);
+        return v !== undefined && !isPlainObject(v) && !Array.isArray(v);
+      });
     if (blocked !== undefined) {
       problem(`'${blocked}' is a ${describe(getPath(root, blocked))}, not a mapping, so it cannot hold '${ov.key}'`);
       continue;

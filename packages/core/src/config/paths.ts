@@ -70,7 +70,9 @@ export function setPath(obj: ConfigNode, path: string, value: unknown): void {
     if (Array.isArray(node)) {
       const index = /^\d+$/.test(key) ? Number(key) : -1;
       if (index < 0 || index >= node.length) {
-        throw new Error(`'${keys.slice(0, i).join('.')}' is a list of ${node.length} items; '${key}' is not an index in it`);
+        throw new Error(
+          `'${keys.slice(0, i).join('.')}' is a list of ${node.length} items; '${key}' is not an index in it`,
+        );
       }
       if (last) node[index] = value;
       else node = node[index];
@@ -81,7 +83,9 @@ export function setPath(obj: ConfigNode, path: string, value: unknown): void {
         node = node[key];
       }
     } else {
-      throw new Error(`'${keys.slice(0, i).join('.')}' is a ${describe(node)}, not a mapping, so it has no key '${key}'`);
+      throw new Error(
+        `'${keys.slice(0, i).join('.')}' is a ${describe(node)}, not a mapping, so it has no key '${key}'`,
+      );
     }
   }
 }

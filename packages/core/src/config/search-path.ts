@@ -53,7 +53,9 @@ function configFilesUnder(dir: string, prefix = ''): string[] {
  */
 export function listGroupOptions(searchPath: string[], group: string): string[] {
   const clean = group.replace(/^\/+|\/+$/g, '');
-  const options = new Set(searchPath.flatMap((dir) => (existsSync(join(dir, clean)) ? configFilesUnder(join(dir, clean)) : [])));
+  const options = new Set(
+    searchPath.flatMap((dir) => (existsSync(join(dir, clean)) ? configFilesUnder(join(dir, clean)) : [])),
+  );
   return [...options].sort();
 }
 

@@ -36,7 +36,9 @@ describe('loadConfigFile', () => {
     expect(load('a: 1\na: 2\n').problems).toEqual([
       { path: '', message: 'YAML syntax error: Map keys must be unique', source: 'conf/f.yaml:2:1' },
     ]);
-    expect(load('- 1\n').problems[0]!.message).toBe('a config file must contain a mapping at the top level, not a list');
+    expect(load('- 1\n').problems[0]!.message).toBe(
+      'a config file must contain a mapping at the top level, not a list',
+    );
     expect(load('defaults: {a: 1}\n').problems[0]).toMatchObject({ path: 'defaults', source: 'conf/f.yaml:1' });
   });
 

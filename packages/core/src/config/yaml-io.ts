@@ -38,7 +38,10 @@ export function loadConfigFile(file: string, display: string): LoadedFile {
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    return { body: empty, problems: [{ path: '', message: `cannot read config file: ${(error as Error).message}`, source: display }] };
+    return {
+      body: empty,
+      problems: [{ path: '', message: `cannot read config file: ${(error as Error).message}`, source: display }],
+    };
   }
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: true });
@@ -47,7 +50,11 @@ export function loadConfigFile(file: string, display: string): LoadedFile {
       const pos = error.linePos?.[0];
       // yaml appends " at line L, column C:" and a code frame; keep the one-line reason only.
       const reason = error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-      return { path: '', message: `YAML syntax error: ${reason}`, source: pos ? `${display}:${pos.line}:${pos.col}` : display };
+      return {
+        path: '',
+        message: `YAML syntax error: ${reason}`,
+        source: pos ? `${display}:${pos.line}:${pos.col}` : display,
+      };
     });
     return { body: empty, problems };
   }
@@ -57,7 +64,13 @@ export function loadConfigFile(file: string, display: string): LoadedFile {
   if (!isPlainObject(data)) {
     return {
       body: empty,
-      problems: [{ path: '', message: `a config file must contain a mapping at the top level, not a ${Array.isArray(data) ? 'list' : 'scalar'}`, source: display }],
+      problems: [
+        {
+          path: '',
+          message: `a config file must contain a mapping at the top level, not a ${Array.isArray(data) ? 'list' : 'scalar'}`,
+          source: display,
+        },
+      ],
     };
   }
   // toJS shares objects between YAML aliases; clone so merging into one alias cannot change another.
@@ -74,10 +87,19 @@ export function loadConfigFile(file: string, display: string): LoadedFile {
     return {
       body,
       packageHeader,
-      problems: [{ path: 'defaults', message: 'the defaults list must be a YAML list, e.g. "defaults:\\n  - task: classification\\n  - _self_"', source: where(defaultsNode) }],
+      problems: [
+        {
+          path: 'defaults',
+          message: 'the defaults list must be a YAML list, e.g. "defaults:\\n  - task: classification\\n  - _self_"',
+          source: where(defaultsNode),
+        },
+      ],
     };
   }
-  const defaults = defaultsNode.items.map((item) => ({ value: (item as YamlNode).toJSON(), where: where(item as YamlNode) }));
+  const defaults = defaultsNode.items.map((item) => ({
+    value: (item as YamlNode).toJSON(),
+    where: where(item as YamlNode),
+  }));
   return { body, defaults, packageHeader, problems: [] };
 }
 

@@ -40,15 +40,13 @@ function parseCsvLine(line: string): string[] {
       if (c === '"' && line[i + 1] === '"') {
         current += '"';
         i++;
-      }
-      else if (c === '"') quoted = false;
+      } else if (c === '"') quoted = false;
       else current += c;
     } else if (c === '"') quoted = true;
     else if (c === ',') {
       fields.push(current);
       current = '';
-    }
-    else current += c;
+    } else current += c;
   }
   fields.push(current);
   return fields;
@@ -89,12 +87,17 @@ export class CsvLogger implements MetricsLogger {
   }
 
   logMetrics(metrics: Record<string, number>, step: number): void {
-    if (!Number.isInteger(step) || step < 0) throw new TaskforgeError(`CSV logger: step must be a non-negative integer, got ${step}.`);
+    if (!Number.isInteger(step) || step < 0)
+      throw new TaskforgeError(`CSV logger: step must be a non-negative integer, got ${step}.`);
     this.loadExisting();
     const fresh = Object.keys(metrics).filter((k) => k !== 'step' && !this.columns.includes(k));
     this.columns.push(...fresh.sort());
     const last = this.rows.at(-1);
-    if (last !== undefined && last['step'] === step && Object.keys(metrics).every((k) => k === 'step' || last[k] === undefined)) {
+    if (
+      last !== undefined &&
+      last['step'] === step &&
+      Object.keys(metrics).every((k) => k === 'step' || last[k] === undefined)
+    ) {
       Object.assign(last, metrics, { step });
       if (this.rows.length <= this.rowsOnDisk) this.rewrite = true;
     } else {
@@ -107,9 +110,11 @@ export class CsvLogger implements MetricsLogger {
   flush(): void {
     this.loadExisting();
     this.callsSinceFlush = 0;
-    const upToDate = this.rows.length === this.rowsOnDisk && this.headerOnDisk?.length === this.columns.length && !this.rewrite;
+    const upToDate =
+      this.rows.length === this.rowsOnDisk && this.headerOnDisk?.length === this.columns.length && !this.rewrite;
     if (upToDate || this.rows.length === 0) return;
-    const line = (row: Row) => this.columns.map((c) => (row[c] === undefined ? '' : formatNumber(row[c]!))).join(',') + '\n';
+    const line = (row: Row) =>
+      this.columns.map((c) => (row[c] === undefined ? '' : formatNumber(row[c]!))).join(',') + '\n';
     if (this.headerOnDisk?.length === this.columns.length && !this.rewrite) {
       const pending = this.rows.slice(this.rowsOnDisk).map(line).join('');
       withFsErrors('append to', this.metricsPath, () => appendFileSync(this.metricsPath, pending));
@@ -129,7 +134,9 @@ export class CsvLogger implements MetricsLogger {
     if (this.loaded) return;
     this.loaded = true;
     if (!existsSync(this.metricsPath)) return;
-    const lines = withFsErrors('read', this.metricsPath, () => readFileSync(this.metricsPath, 'utf8')).split('\n').filter((l) => l !== '');
+    const lines = withFsErrors('read', this.metricsPath, () => readFileSync(this.metricsPath, 'utf8'))
+      .split('\n')
+      .filter((l) => l !== '');
     if (lines.length === 0) return;
     const header = parseCsvLine(lines[0]!);
     if (header[0] !== 'step') {

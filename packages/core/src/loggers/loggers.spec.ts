@@ -77,12 +77,17 @@ describe('CsvLogger', () => {
 
   it('refuses to take over a CSV it did not write', () => {
     writeFileSync(join(dir, 'metrics.csv'), 'name,score\nx,1\n');
-    expect(() => new CsvLogger({ dir }).logMetrics({ loss: 1 }, 0)).toThrow(/is not a taskforge metrics file .* first column is 'name'/);
+    expect(() => new CsvLogger({ dir }).logMetrics({ loss: 1 }, 0)).toThrow(
+      /is not a taskforge metrics file .* first column is 'name'/,
+    );
   });
 
   it('writes hparams.yaml', () => {
     new CsvLogger({ dir }).logHyperparams({ optimizer: { _target_: 'optimizer/adamw', lr: 0.001 }, seed: 1 });
-    expect(YAML.parse(readFileSync(join(dir, 'hparams.yaml'), 'utf8'))).toEqual({ optimizer: { _target_: 'optimizer/adamw', lr: 0.001 }, seed: 1 });
+    expect(YAML.parse(readFileSync(join(dir, 'hparams.yaml'), 'utf8'))).toEqual({
+      optimizer: { _target_: 'optimizer/adamw', lr: 0.001 },
+      seed: 1,
+    });
   });
 });
 
@@ -126,8 +131,7 @@ function decode(b: Buffer): Fields {
     } else if (wire === 5) {
       value = b.readFloatLE(at);
       at += 4;
-    }
-    else if (wire === 2) {
+    } else if (wire === 2) {
       const n = Number(varint());
       value = b.subarray(at, at + n);
       at += n;
@@ -186,7 +190,10 @@ describe('TensorBoardLogger', () => {
     expect(str(tensor, 8)).toBe('    lr: 0.001');
 
     expect(events[2]!.step).toBe(7n);
-    expect(events[2]!.values.map((v) => [str(v, 1), one(v, 2)])).toEqual([['train/loss', 2.5], ['lr', Math.fround(1e-3)]]);
+    expect(events[2]!.values.map((v) => [str(v, 1), one(v, 2)])).toEqual([
+      ['train/loss', 2.5],
+      ['lr', Math.fround(1e-3)],
+    ]);
     expect(events[3]!.step).toBe(300_000_000_000n);
     expect(str(events[3]!.values[0]!, 1)).toBe('val/loss');
 

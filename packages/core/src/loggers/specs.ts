@@ -6,8 +6,12 @@ import { CsvLogger } from './csv.js';
 import { TensorBoardLogger } from './tensorboard.js';
 
 const subdir = (fallback: string) =>
-  z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be a single directory name (letters, digits, ".", "_", "-")').refine((s) => s !== '.' && s !== '..', 'must not be "." or ".."')
-    .default(fallback).describe(`directory under <run>/logs/ (default ${fallback})`);
+  z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+$/, 'must be a single directory name (letters, digits, ".", "_", "-")')
+    .refine((s) => s !== '.' && s !== '..', 'must not be "." or ".."')
+    .default(fallback)
+    .describe(`directory under <run>/logs/ (default ${fallback})`);
 const flushEvery = z.number().int().positive().default(10).describe('write to disk every N logged steps');
 
 const csvSchema = z.strictObject({ name: subdir('csv'), flush_every: flushEvery });
@@ -23,7 +27,8 @@ export const loggerSpecs: ComponentSpec<'logger'>[] = [
     name: 'csv',
     description: 'metrics.csv (one row per logged step) and hparams.yaml under <run>/logs/csv',
     schema: csvSchema,
-    create: (config: z.infer<typeof csvSchema>, ctx) => new CsvLogger({ dir: join(ctx.runDir, 'logs', config.name), flushEvery: config.flush_every }),
+    create: (config: z.infer<typeof csvSchema>, ctx) =>
+      new CsvLogger({ dir: join(ctx.runDir, 'logs', config.name), flushEvery: config.flush_every }),
   },
   {
     kind: 'logger',

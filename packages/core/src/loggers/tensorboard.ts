@@ -45,7 +45,11 @@ export class TensorBoardLogger implements MetricsLogger {
     const yaml = YAML.stringify(config);
     writeFileAtomic(join(this.dir, 'hparams.yaml'), yaml);
     // Indented by four spaces: the text plugin renders Markdown, where that makes a code block.
-    const text = yaml.trimEnd().split('\n').map((line) => `    ${line}`).join('\n');
+    const text = yaml
+      .trimEnd()
+      .split('\n')
+      .map((line) => `    ${line}`)
+      .join('\n');
     this.enqueue(0, [{ tag: 'hparams', text }]);
   }
 
@@ -83,7 +87,8 @@ export class TensorBoardLogger implements MetricsLogger {
   }
 
   private enqueue(step: number, values: SummaryValue[]): void {
-    if (!Number.isInteger(step) || step < 0) throw new TaskforgeError(`TensorBoard logger: step must be a non-negative integer, got ${step}.`);
+    if (!Number.isInteger(step) || step < 0)
+      throw new TaskforgeError(`TensorBoard logger: step must be a non-negative integer, got ${step}.`);
     this.pending.push(frameRecord(encodeEvent({ wallTime: this.now() / 1000, step, values })));
     if (this.pending.length >= this.flushEvery) this.flush();
   }

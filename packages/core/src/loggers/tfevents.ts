@@ -35,7 +35,8 @@ export class ProtoWriter {
   }
 
   private rawVarint(value: number): void {
-    if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`protobuf varint must be a non-negative safe integer, got ${value}`);
+    if (!Number.isSafeInteger(value) || value < 0)
+      throw new RangeError(`protobuf varint must be a non-negative safe integer, got ${value}`);
     const bytes: number[] = [];
     let rest = value;
     while (rest >= 0x80) {
@@ -89,9 +90,7 @@ export class ProtoWriter {
 
 /** One `Summary.Value`; exactly one payload. */
 export type SummaryValue =
-  | { tag: string; simpleValue: number }
-  | { tag: string; image: { png: Uint8Array } }
-  | { tag: string; text: string };
+  { tag: string; simpleValue: number } | { tag: string; image: { png: Uint8Array } } | { tag: string; text: string };
 
 const DT_STRING = 7;
 
@@ -100,7 +99,9 @@ export function pngInfo(png: Uint8Array): { width: number; height: number; color
   const signature = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
   const b = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
   if (b.length < 29 || signature.some((x, i) => b[i] !== x) || b.toString('latin1', 12, 16) !== 'IHDR') {
-    throw new TaskforgeError(`TensorBoard logger: logImage expects PNG bytes, got ${b.length} bytes that are not a PNG.`);
+    throw new TaskforgeError(
+      `TensorBoard logger: logImage expects PNG bytes, got ${b.length} bytes that are not a PNG.`,
+    );
   }
   const colorType = b[25]!;
   const colorspace = ({ 0: 1, 4: 2, 2: 3, 3: 3, 6: 4 } as Record<number, number>)[colorType] ?? 3;
@@ -108,7 +109,12 @@ export function pngInfo(png: Uint8Array): { width: number; height: number; color
 }
 
 /** Serializes a `tensorflow.Event`: wall_time = 1, step = 2, file_version = 3, summary = 5. */
-export function encodeEvent(event: { wallTime: number; step: number; fileVersion?: string; values?: readonly SummaryValue[] }): Buffer {
+export function encodeEvent(event: {
+  wallTime: number;
+  step: number;
+  fileVersion?: string;
+  values?: readonly SummaryValue[];
+}): Buffer {
   const w = new ProtoWriter().double(1, event.wallTime).varint(2, event.step);
   if (event.fileVersion !== undefined) w.bytes(3, event.fileVersion);
   if (event.values && event.values.length > 0) {
@@ -129,6 +135,11 @@ function encodeValue(w: ProtoWriter, value: SummaryValue): void {
   } else {
     // Text plugin: metadata.plugin_data.plugin_name = "text" (9.1.1); a scalar DT_STRING tensor (8).
     w.message(9, (meta) => meta.message(1, (plugin) => plugin.bytes(1, 'text')));
-    w.message(8, (tensor) => tensor.varint(1, DT_STRING).message(2, () => {}).bytes(8, value.text));
+    w.message(8, (tensor) =>
+      tensor
+        .varint(1, DT_STRING)
+        .message(2, () => {})
+        .bytes(8, value.text),
+    );
   }
 }

@@ -29,13 +29,19 @@ export function linear(x: tf.Tensor2D, kernel: tf.Tensor2D, bias?: tf.Tensor1D):
       (args[3] as tf.GradSaveFunc)([a, w]);
       return {
         value: product(a, w, b),
-        gradFunc: (dy: tf.Tensor2D, [sa, sw]: tf.Tensor[]) => [...grads(dy, sa as tf.Tensor2D, sw as tf.Tensor2D), dy.sum(0)],
+        gradFunc: (dy: tf.Tensor2D, [sa, sw]: tf.Tensor[]) => [
+          ...grads(dy, sa as tf.Tensor2D, sw as tf.Tensor2D),
+          dy.sum(0),
+        ],
       };
     })(x, kernel, bias) as tf.Tensor2D;
   }
   return tf.customGrad((...args) => {
     const [a, w] = args as [tf.Tensor2D, tf.Tensor2D];
     (args[2] as tf.GradSaveFunc)([a, w]);
-    return { value: product(a, w), gradFunc: (dy: tf.Tensor2D, [sa, sw]: tf.Tensor[]) => grads(dy, sa as tf.Tensor2D, sw as tf.Tensor2D) };
+    return {
+      value: product(a, w),
+      gradFunc: (dy: tf.Tensor2D, [sa, sw]: tf.Tensor[]) => grads(dy, sa as tf.Tensor2D, sw as tf.Tensor2D),
+    };
   })(x, kernel) as tf.Tensor2D;
 }

@@ -33,15 +33,26 @@ export class Adam extends BaseOptimizer {
     this.beta2 = options.beta2 ?? 0.999;
     this.epsilon = options.epsilon ?? 1e-8;
     this.decoupledWeightDecay = decoupled;
-    for (const [key, beta] of [['beta1', this.beta1], ['beta2', this.beta2]] as const) {
+    for (const [key, beta] of [
+      ['beta1', this.beta1],
+      ['beta2', this.beta2],
+    ] as const) {
       if (!(beta >= 0 && beta < 1)) {
-        throw new TaskforgeError(`Optimizer '${this.name}': ${key} must be in [0, 1), got ${beta}. Typical values are 0.9 and 0.999.`);
+        throw new TaskforgeError(
+          `Optimizer '${this.name}': ${key} must be in [0, 1), got ${beta}. Typical values are 0.9 and 0.999.`,
+        );
       }
     }
     checkNonNegative(this.name, 'epsilon', this.epsilon);
   }
 
-  protected update(variable: tf.Variable, grad: tf.Tensor, slots: Readonly<Record<string, tf.Variable>>, group: ParamGroup, t: number): void {
+  protected update(
+    variable: tf.Variable,
+    grad: tf.Tensor,
+    slots: Readonly<Record<string, tf.Variable>>,
+    group: ParamGroup,
+    t: number,
+  ): void {
     const m = slots['m']!;
     const v = slots['v']!;
     const wd = group.weightDecay;

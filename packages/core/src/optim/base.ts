@@ -27,7 +27,12 @@ export abstract class BaseOptimizer implements Optimizer {
   private steps = 0;
   private disposed = false;
 
-  protected constructor(variablesOrGroups: NamedVariables | readonly ParamGroup[], options: BaseOptimizerOptions, kind: string, slotNames: readonly string[]) {
+  protected constructor(
+    variablesOrGroups: NamedVariables | readonly ParamGroup[],
+    options: BaseOptimizerOptions,
+    kind: string,
+    slotNames: readonly string[],
+  ) {
     this.name = options.name ?? kind;
     this.lr = options.lr;
     checkNonNegative(this.name, 'lr', options.lr);
@@ -52,7 +57,10 @@ export abstract class BaseOptimizer implements Optimizer {
       const byVar = new Map<string, tf.Variable>();
       for (const group of this.paramGroups) {
         for (const [varName, variable] of Object.entries(group.variables)) {
-          byVar.set(varName, tf.tidy(() => tf.variable(tf.zerosLike(variable), false)));
+          byVar.set(
+            varName,
+            tf.tidy(() => tf.variable(tf.zerosLike(variable), false)),
+          );
         }
       }
       this.slots.set(slot, byVar);
@@ -104,7 +112,10 @@ export abstract class BaseOptimizer implements Optimizer {
     for (const [slot, byVar] of this.slots) {
       for (const [varName, value] of byVar) tensors[`${slot}/${varName}`] = tf.clone(value);
     }
-    return { tensors, meta: { optimizer: this.name, step: this.steps, paramSteps: Object.fromEntries(this.paramSteps) } };
+    return {
+      tensors,
+      meta: { optimizer: this.name, step: this.steps, paramSteps: Object.fromEntries(this.paramSteps) },
+    };
   }
 
   /**
@@ -122,17 +133,21 @@ export abstract class BaseOptimizer implements Optimizer {
         const given = state.tensors[key];
         if (given === undefined) problems.push(`missing tensor '${key}'`);
         else if (!tf.util.arraysEqual(given.shape, value.shape) || given.dtype !== value.dtype) {
-          problems.push(`'${key}' is ${given.dtype} [${given.shape.join(', ')}], expected ${value.dtype} [${value.shape.join(', ')}]`);
+          problems.push(
+            `'${key}' is ${given.dtype} [${given.shape.join(', ')}], expected ${value.dtype} [${value.shape.join(', ')}]`,
+          );
         }
       }
     }
     for (const key of Object.keys(state.tensors)) if (!expected.has(key)) problems.push(`unexpected tensor '${key}'`);
     const step = state.meta['step'];
-    if (!Number.isInteger(step) || (step as number) < 0) problems.push(`meta.step must be a non-negative integer, got ${JSON.stringify(step)}`);
+    if (!Number.isInteger(step) || (step as number) < 0)
+      problems.push(`meta.step must be a non-negative integer, got ${JSON.stringify(step)}`);
     const paramSteps = (state.meta['paramSteps'] ?? {}) as Record<string, unknown>;
     for (const [varName, value] of Object.entries(paramSteps)) {
       if (!this.groupOf.has(varName)) problems.push(`meta.paramSteps names unknown variable '${varName}'`);
-      else if (!Number.isInteger(value) || (value as number) < 0) problems.push(`meta.paramSteps['${varName}'] must be a non-negative integer`);
+      else if (!Number.isInteger(value) || (value as number) < 0)
+        problems.push(`meta.paramSteps['${varName}'] must be a non-negative integer`);
     }
     if (problems.length > 0) {
       const saved = typeof state.meta['optimizer'] === 'string' ? ` (saved by '${state.meta['optimizer']}')` : '';

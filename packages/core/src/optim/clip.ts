@@ -10,7 +10,10 @@ import * as tf from '@tensorflow/tfjs';
  * The norm is read asynchronously (one read per call): GPU backends (webgpu) cannot read
  * synchronously under Node, and an await lets the queued work finish without blocking.
  */
-export async function clipByGlobalNorm(grads: Record<string, tf.Tensor>, maxNorm: number): Promise<{ grads: Record<string, tf.Tensor>; norm: number }> {
+export async function clipByGlobalNorm(
+  grads: Record<string, tf.Tensor>,
+  maxNorm: number,
+): Promise<{ grads: Record<string, tf.Tensor>; norm: number }> {
   const names = Object.keys(grads);
   if (names.length === 0) return { grads: {}, norm: 0 };
   const normTensor = tf.tidy(() => tf.addN(names.map((n) => grads[n]!.square().sum())).sqrt());

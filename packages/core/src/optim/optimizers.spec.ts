@@ -9,14 +9,42 @@ import { Sgd } from './sgd.js';
 
 // Reference trajectories from PyTorch's update formulas evaluated in float64 (Python), for
 // p0 = [1, -2], lr = 0.1, and the three gradients below.
-const GRADS = [[0.5, -1.0], [0.1, 0.3], [-0.2, 0.4]];
+const GRADS = [
+  [0.5, -1.0],
+  [0.1, 0.3],
+  [-0.2, 0.4],
+];
 const EXPECTED = {
-  adamL2: [[0.9000000016666666, -1.9000000008333333], [0.8136483454297575, -1.8400703555381717], [0.7598997572221902, -1.8057542212511155]],
-  adamw: [[0.890000002, -1.880000001], [0.8007959063646517, -1.8184151424192265], [0.7583525727518424, -1.792225087042392]],
-  adamNoDecay: [[0.900000002, -1.900000001], [0.8196959063846517, -1.8572151424292265], [0.7852605318354889, -1.8492092384765841]],
-  sgdPlain: [[0.95, -1.9], [0.94, -1.93], [0.96, -1.97]],
-  sgdMomentum: [[0.94, -1.88], [0.8665999999999999, -1.7832], [0.811874, -1.718248]],
-  sgdNesterov: [[0.886, -1.772], [0.801566, -1.698132], [0.765319646, -1.664334292]],
+  adamL2: [
+    [0.9000000016666666, -1.9000000008333333],
+    [0.8136483454297575, -1.8400703555381717],
+    [0.7598997572221902, -1.8057542212511155],
+  ],
+  adamw: [
+    [0.890000002, -1.880000001],
+    [0.8007959063646517, -1.8184151424192265],
+    [0.7583525727518424, -1.792225087042392],
+  ],
+  adamNoDecay: [
+    [0.900000002, -1.900000001],
+    [0.8196959063846517, -1.8572151424292265],
+    [0.7852605318354889, -1.8492092384765841],
+  ],
+  sgdPlain: [
+    [0.95, -1.9],
+    [0.94, -1.93],
+    [0.96, -1.97],
+  ],
+  sgdMomentum: [
+    [0.94, -1.88],
+    [0.8665999999999999, -1.7832],
+    [0.811874, -1.718248],
+  ],
+  sgdNesterov: [
+    [0.886, -1.772],
+    [0.801566, -1.698132],
+    [0.765319646, -1.664334292],
+  ],
 };
 
 function vars(): NamedVariables {
@@ -53,8 +81,16 @@ describe('optimizers match PyTorch update formulas', () => {
     ['AdamW', (v) => new Adam(v, { lr: 0.1, weightDecay: 0.1, decoupledWeightDecay: true }), EXPECTED.adamw],
     ['Adam without decay', (v) => new Adam(v, { lr: 0.1 }), EXPECTED.adamNoDecay],
     ['SGD', (v) => new Sgd(v, { lr: 0.1 }), EXPECTED.sgdPlain],
-    ['SGD with momentum and decay', (v) => new Sgd(v, { lr: 0.1, momentum: 0.9, weightDecay: 0.1 }), EXPECTED.sgdMomentum],
-    ['SGD with Nesterov momentum and decay', (v) => new Sgd(v, { lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.1 }), EXPECTED.sgdNesterov],
+    [
+      'SGD with momentum and decay',
+      (v) => new Sgd(v, { lr: 0.1, momentum: 0.9, weightDecay: 0.1 }),
+      EXPECTED.sgdMomentum,
+    ],
+    [
+      'SGD with Nesterov momentum and decay',
+      (v) => new Sgd(v, { lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.1 }),
+      EXPECTED.sgdNesterov,
+    ],
   ];
   for (const [label, make, expected] of cases) {
     it(label, () => {
@@ -89,7 +125,10 @@ describe('parameter groups', () => {
   });
 
   it('puts matching variables in a zero-decay group, and AdamW then decays only the others', () => {
-    const variables: NamedVariables = { 'dense.kernel': tf.variable(tf.tensor1d([1, -2])), 'dense.bias': tf.variable(tf.tensor1d([1, -2])) };
+    const variables: NamedVariables = {
+      'dense.kernel': tf.variable(tf.tensor1d([1, -2])),
+      'dense.bias': tf.variable(tf.tensor1d([1, -2])),
+    };
     const groups = buildParamGroups(variables, { weightDecay: 0.1, noDecay: ['*bias*'] });
     expect(groups.map((g) => [g.name, Object.keys(g.variables), g.weightDecay])).toEqual([
       ['decay', ['dense.kernel'], 0.1],
@@ -109,8 +148,16 @@ describe('parameter groups', () => {
 
   it('rejects a variable listed in two groups', () => {
     const v = tf.variable(tf.zeros([1]));
-    expect(() => new Sgd([{ name: 'a', variables: { x: v }, weightDecay: 0 }, { name: 'b', variables: { x: v }, weightDecay: 0 }], { lr: 1 }))
-      .toThrow(/'x' is in both parameter groups 'a' and 'b'/);
+    expect(
+      () =>
+        new Sgd(
+          [
+            { name: 'a', variables: { x: v }, weightDecay: 0 },
+            { name: 'b', variables: { x: v }, weightDecay: 0 },
+          ],
+          { lr: 1 },
+        ),
+    ).toThrow(/'x' is in both parameter groups 'a' and 'b'/);
     v.dispose();
   });
 });
@@ -158,7 +205,9 @@ describe('optimizer state', () => {
     const sgd = new Sgd(sgdVars, { lr: 0.1, momentum: 0.9 });
     const sgdState = sgd.getState();
     expect(() => adam.setState(sgdState)).toThrow(TaskforgeError);
-    expect(() => adam.setState(sgdState)).toThrow(/saved by 'sgd'.*missing tensor 'm\/w'.*unexpected tensor 'momentum\/w'/);
+    expect(() => adam.setState(sgdState)).toThrow(
+      /saved by 'sgd'.*missing tensor 'm\/w'.*unexpected tensor 'momentum\/w'/,
+    );
     const wrongShape = { tensors: { 'm/w': tf.zeros([3]), 'v/w': tf.zeros([2]) }, meta: { step: 1 } };
     expect(() => adam.setState(wrongShape)).toThrow(/'m\/w' is float32 \[3\], expected float32 \[2\]/);
     expect(adam.step).toBe(0);
@@ -191,7 +240,9 @@ describe('applyGradients', () => {
     const optimizer = new Sgd(variables, { lr: 0.1 });
     const g = tf.zeros([3]);
     expect(() => optimizer.applyGradients({ nope: g })).toThrow(/variables it does not manage: 'nope'/);
-    expect(() => optimizer.applyGradients({ w: g })).toThrow(/gradient for 'w' has shape \[3\] but the variable has shape \[2\]/);
+    expect(() => optimizer.applyGradients({ w: g })).toThrow(
+      /gradient for 'w' has shape \[3\] but the variable has shape \[2\]/,
+    );
     g.dispose();
     optimizer.dispose();
     expect(() => optimizer.applyGradients({})).toThrow(/used after dispose/);

@@ -39,8 +39,12 @@ describe('schedulers (warmup 10, total 110)', () => {
   });
 
   it('rejects bad settings and steps', () => {
-    expect(() => warmupCosineSchedule({ baseLr: base, totalSteps: 10, minLrRatio: 2 })).toThrow(/min_lr_ratio must be in \[0, 1\] \(got 2\)/);
-    expect(() => warmupLinearSchedule({ baseLr: base, totalSteps: 10, warmupSteps: 1.5 })).toThrow(/warmup_steps must be a non-negative integer/);
+    expect(() => warmupCosineSchedule({ baseLr: base, totalSteps: 10, minLrRatio: 2 })).toThrow(
+      /min_lr_ratio must be in \[0, 1\] \(got 2\)/,
+    );
+    expect(() => warmupLinearSchedule({ baseLr: base, totalSteps: 10, warmupSteps: 1.5 })).toThrow(
+      /warmup_steps must be a non-negative integer/,
+    );
     expect(() => warmupLinearSchedule(options).lrAt(-1)).toThrow(/step must be a non-negative integer, got -1/);
   });
 });
@@ -52,10 +56,20 @@ describe('registered specs', () => {
 
   it('fills PyTorch-like defaults and rejects unknown keys', () => {
     expect(optimizer('adamw').schema.parse({})).toEqual({
-      lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.01, no_decay: ['*bias*', '*norm*', '*ln*', '*embed*', '*sos*'],
+      lr: 1e-3,
+      betas: [0.9, 0.999],
+      eps: 1e-8,
+      weight_decay: 0.01,
+      no_decay: ['*bias*', '*norm*', '*ln*', '*embed*', '*sos*'],
     });
     expect(optimizer('adam').schema.parse({ lr: 0.1 })).toMatchObject({ lr: 0.1, weight_decay: 0, no_decay: [] });
-    expect(optimizer('sgd').schema.parse({})).toEqual({ lr: 1e-3, momentum: 0, nesterov: false, weight_decay: 0, no_decay: [] });
+    expect(optimizer('sgd').schema.parse({})).toEqual({
+      lr: 1e-3,
+      momentum: 0,
+      nesterov: false,
+      weight_decay: 0,
+      no_decay: [],
+    });
     expect(optimizer('adamw').schema.safeParse({ learning_rate: 1 }).success).toBe(false);
     expect(optimizer('adam').schema.safeParse({ betas: [0.9, 1] }).success).toBe(false);
     expect(scheduler('warmup_cosine').schema.parse({})).toEqual({ warmup_steps: 0, min_lr_ratio: 0 });
@@ -87,7 +101,11 @@ describe('registered specs', () => {
 
   it('creates schedulers from config and the run plan', () => {
     const cosine = scheduler('warmup_cosine');
-    const schedule = cosine.create(cosine.schema.parse({ warmup_steps: 4, min_lr_ratio: 0.1 }), { container, totalSteps: 20, baseLr: 1 });
+    const schedule = cosine.create(cosine.schema.parse({ warmup_steps: 4, min_lr_ratio: 0.1 }), {
+      container,
+      totalSteps: 20,
+      baseLr: 1,
+    });
     expect(schedule.name).toBe('warmup_cosine');
     expect(schedule.lrAt(2)).toBeCloseTo(0.5, 12);
     expect(schedule.lrAt(20)).toBeCloseTo(0.1, 12);

@@ -30,8 +30,10 @@ function normalise(name: string, options: WarmupScheduleOptions): Required<Warmu
   const { baseLr, totalSteps, warmupSteps, minLrRatio } = resolved;
   const problems: string[] = [];
   if (!Number.isFinite(baseLr) || baseLr < 0) problems.push(`baseLr must be >= 0 (got ${baseLr})`);
-  if (!Number.isInteger(totalSteps) || totalSteps < 0) problems.push(`totalSteps must be a non-negative integer (got ${totalSteps})`);
-  if (!Number.isInteger(warmupSteps) || warmupSteps < 0) problems.push(`warmup_steps must be a non-negative integer (got ${warmupSteps})`);
+  if (!Number.isInteger(totalSteps) || totalSteps < 0)
+    problems.push(`totalSteps must be a non-negative integer (got ${totalSteps})`);
+  if (!Number.isInteger(warmupSteps) || warmupSteps < 0)
+    problems.push(`warmup_steps must be a non-negative integer (got ${warmupSteps})`);
   if (!(minLrRatio >= 0 && minLrRatio <= 1)) problems.push(`min_lr_ratio must be in [0, 1] (got ${minLrRatio})`);
   if (problems.length > 0) throw new TaskforgeError(`LR scheduler '${name}': ${problems.join('; ')}.`);
   return resolved;

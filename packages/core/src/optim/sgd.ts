@@ -26,13 +26,20 @@ export class Sgd extends BaseOptimizer {
     super(variablesOrGroups, options, 'sgd', momentum > 0 ? ['momentum'] : []);
     checkNonNegative(this.name, 'momentum', momentum);
     if (options.nesterov && momentum <= 0) {
-      throw new TaskforgeError(`Optimizer '${this.name}': nesterov momentum needs momentum > 0; set momentum (e.g. 0.9) or nesterov: false.`);
+      throw new TaskforgeError(
+        `Optimizer '${this.name}': nesterov momentum needs momentum > 0; set momentum (e.g. 0.9) or nesterov: false.`,
+      );
     }
     this.momentum = momentum;
     this.nesterov = options.nesterov ?? false;
   }
 
-  protected update(variable: tf.Variable, grad: tf.Tensor, slots: Readonly<Record<string, tf.Variable>>, group: ParamGroup): void {
+  protected update(
+    variable: tf.Variable,
+    grad: tf.Tensor,
+    slots: Readonly<Record<string, tf.Variable>>,
+    group: ParamGroup,
+  ): void {
     let g = group.weightDecay !== 0 ? grad.add(variable.mul(group.weightDecay)) : grad;
     const buffer = slots['momentum'];
     if (buffer) {

@@ -10,7 +10,9 @@ export const DEFAULT_NO_DECAY: readonly string[] = ['*bias*', '*norm*', '*ln*', 
 
 const lr = z.number().nonnegative().describe('learning rate (the scheduler scales it)');
 const weightDecay = z.number().nonnegative();
-const noDecay = z.array(z.string().min(1)).describe('variable-name patterns (substring or glob, case-insensitive) with weight decay 0');
+const noDecay = z
+  .array(z.string().min(1))
+  .describe('variable-name patterns (substring or glob, case-insensitive) with weight decay 0');
 const beta = z.number().min(0).lt(1);
 
 const sgdSchema = z.strictObject({
@@ -69,7 +71,12 @@ export const optimizerSpecs: ComponentSpec<'optimizer'>[] = [
   })),
 ];
 
-const warmupSteps = z.number().int().nonnegative().default(0).describe('linear warmup from 0 over this many optimizer steps');
+const warmupSteps = z
+  .number()
+  .int()
+  .nonnegative()
+  .default(0)
+  .describe('linear warmup from 0 over this many optimizer steps');
 const minLrRatio = z.number().min(0).max(1).default(0).describe('final lr as a fraction of the base lr');
 
 const constantSchema = z.strictObject({ warmup_steps: warmupSteps });
@@ -82,7 +89,8 @@ export const schedulerSpecs: ComponentSpec<'scheduler'>[] = [
     name: 'constant',
     description: 'constant learning rate after an optional linear warmup',
     schema: constantSchema,
-    create: (config: z.infer<typeof constantSchema>, { baseLr }) => constantSchedule(baseLr, { warmupSteps: config.warmup_steps }),
+    create: (config: z.infer<typeof constantSchema>, { baseLr }) =>
+      constantSchedule(baseLr, { warmupSteps: config.warmup_steps }),
   },
   {
     kind: 'scheduler',

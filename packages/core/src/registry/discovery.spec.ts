@@ -21,12 +21,18 @@ afterEach(() => {
 describe('discoverPlugins', () => {
   it('finds scoped, unscoped and workspace-linked plugins, sorted, with their conf dirs', () => {
     const p = project();
-    p.addPackage('@fixture/plugin-a', { taskforge: { conf: 'conf' }, index: pluginSource('@fixture/plugin-a', 'backbone', 'fixture-a') });
+    p.addPackage('@fixture/plugin-a', {
+      taskforge: { conf: 'conf' },
+      index: pluginSource('@fixture/plugin-a', 'backbone', 'fixture-a'),
+    });
     p.write('node_modules/@fixture/plugin-a/conf/backbone/fixture_a.yaml', '_target_: backbone/fixture-a\n');
     p.addPackage('zz-plain-plugin', { taskforge: {}, index: pluginSource('zz-plain-plugin', 'logger', 'plain') });
     p.addPackage('left-pad', { index: 'export default 1;\n' });
     // An npm workspace: the package lives in packages/ and node_modules holds a symlink to it.
-    p.write('packages/linked/package.json', JSON.stringify({ name: '@fixture/linked', version: '0.1.0', taskforge: { conf: 'conf' } }));
+    p.write(
+      'packages/linked/package.json',
+      JSON.stringify({ name: '@fixture/linked', version: '0.1.0', taskforge: { conf: 'conf' } }),
+    );
     p.write('packages/linked/index.js', pluginSource('@fixture/linked', 'callback', 'linked'));
     symlinkSync('../../packages/linked', join(p.root, 'node_modules/@fixture/linked'));
     p.write('app/src/.keep', '');
@@ -35,7 +41,12 @@ describe('discoverPlugins', () => {
     const root = realpathSync(p.root);
     expect(result.plugins).toEqual([
       { packageName: '@fixture/linked', version: '0.1.0', dir: join(root, 'packages/linked') },
-      { packageName: '@fixture/plugin-a', version: '1.2.3', dir: join(root, 'node_modules/@fixture/plugin-a'), confDir: join(root, 'node_modules/@fixture/plugin-a/conf') },
+      {
+        packageName: '@fixture/plugin-a',
+        version: '1.2.3',
+        dir: join(root, 'node_modules/@fixture/plugin-a'),
+        confDir: join(root, 'node_modules/@fixture/plugin-a/conf'),
+      },
       { packageName: 'zz-plain-plugin', version: '1.2.3', dir: join(root, 'node_modules/zz-plain-plugin') },
     ]);
     expect(result.searchPathDirs).toEqual([join(root, 'node_modules/@fixture/plugin-a/conf')]);
@@ -47,12 +58,18 @@ describe('discoverPlugins', () => {
     p.addPackage('@fixture/only-in-parent', { taskforge: {} });
     p.write('app/package.json', JSON.stringify({ name: 'app' }));
     mkdirSync(join(p.root, 'app/node_modules/@fixture'), { recursive: true });
-    p.write('app/node_modules/@fixture/plugin-a/package.json', JSON.stringify({ name: '@fixture/plugin-a', version: '2.0.0', taskforge: {} }));
+    p.write(
+      'app/node_modules/@fixture/plugin-a/package.json',
+      JSON.stringify({ name: '@fixture/plugin-a', version: '2.0.0', taskforge: {} }),
+    );
     // The same real package reachable under a second link must be loaded once, under its own name.
     symlinkSync('../../../node_modules/@fixture/only-in-parent', join(p.root, 'app/node_modules/@fixture/alias'));
 
     const { plugins } = discoverPlugins({ cwd: join(p.root, 'app') });
-    expect(plugins.map((x) => `${x.packageName}@${x.version}`)).toEqual(['@fixture/only-in-parent@1.2.3', '@fixture/plugin-a@2.0.0']);
+    expect(plugins.map((x) => `${x.packageName}@${x.version}`)).toEqual([
+      '@fixture/only-in-parent@1.2.3',
+      '@fixture/plugin-a@2.0.0',
+    ]);
     expect(plugins[0]!.dir).toBe(join(p.root, 'node_modules/@fixture/only-in-parent'));
   });
 
@@ -66,23 +83,37 @@ describe('discoverPlugins', () => {
 
   it('skips an unbuilt workspace plugin (and its conf dir) with a message naming the build command', () => {
     const p = project();
-    p.write('packages/unbuilt/package.json', JSON.stringify({
-      name: '@fixture/unbuilt', version: '0.1.0', main: './dist/index.js', taskforge: { conf: 'conf' }, nx: { name: 'unbuilt' },
-    }));
+    p.write(
+      'packages/unbuilt/package.json',
+      JSON.stringify({
+        name: '@fixture/unbuilt',
+        version: '0.1.0',
+        main: './dist/index.js',
+        taskforge: { conf: 'conf' },
+        nx: { name: 'unbuilt' },
+      }),
+    );
     p.write('packages/unbuilt/conf/task/x.yaml', '_target_: task/x\n');
     mkdirSync(join(p.root, 'node_modules/@fixture'), { recursive: true });
     symlinkSync('../../packages/unbuilt', join(p.root, 'node_modules/@fixture/unbuilt'));
-    p.addPackage('@fixture/plugin-a', { taskforge: {}, index: pluginSource('@fixture/plugin-a', 'backbone', 'fixture-a') });
+    p.addPackage('@fixture/plugin-a', {
+      taskforge: {},
+      index: pluginSource('@fixture/plugin-a', 'backbone', 'fixture-a'),
+    });
 
     const result = discoverPlugins({ projectRoot: p.root });
     expect(result.plugins.map((x) => x.packageName)).toEqual(['@fixture/plugin-a']);
     expect(result.searchPathDirs).toEqual([]);
-    expect(result.skipped).toEqual([expect.objectContaining({
-      packageName: '@fixture/unbuilt', buildCommand: 'npx nx build unbuilt', entry: join(p.root, 'packages/unbuilt/dist/index.js'),
-    })]);
+    expect(result.skipped).toEqual([
+      expect.objectContaining({
+        packageName: '@fixture/unbuilt',
+        buildCommand: 'npx nx build unbuilt',
+        entry: join(p.root, 'packages/unbuilt/dist/index.js'),
+      }),
+    ]);
     expect(result.skipped[0]!.message).toBe(
-      'Skipping plugin @fixture/unbuilt: it is not built (packages/unbuilt/dist/index.js is missing); its components and configs '
-        + 'are unavailable until you run `npx nx build unbuilt` (or `npx nx run-many -t build`).',
+      'Skipping plugin @fixture/unbuilt: it is not built (packages/unbuilt/dist/index.js is missing); its components and configs ' +
+        'are unavailable until you run `npx nx build unbuilt` (or `npx nx run-many -t build`).',
     );
 
     // Once built, it is loaded like any other.
@@ -97,13 +128,17 @@ describe('discoverPlugins', () => {
     p.addPackage('@fixture/no-entry', { taskforge: {} }); // package.json only
     const result = discoverPlugins({ projectRoot: p.root });
     expect(result.skipped).toEqual([]);
-    await expect(loadPlugins(result, new ComponentRegistry())).rejects.toThrow(/Could not load plugin package '@fixture\/no-entry'/);
+    await expect(loadPlugins(result, new ComponentRegistry())).rejects.toThrow(
+      /Could not load plugin package '@fixture\/no-entry'/,
+    );
   });
 
   it('adds explicitly listed packages, and rejects missing ones and paths', () => {
     const p = project();
     p.addPackage('no-field-plugin', { index: pluginSource('no-field-plugin', 'callback', 'noop') });
-    expect(discoverPlugins({ projectRoot: p.root, extra: ['no-field-plugin'] }).plugins.map((x) => x.packageName)).toEqual(['no-field-plugin']);
+    expect(
+      discoverPlugins({ projectRoot: p.root, extra: ['no-field-plugin'] }).plugins.map((x) => x.packageName),
+    ).toEqual(['no-field-plugin']);
 
     const missing = () => discoverPlugins({ projectRoot: p.root, extra: ['@fixture/not-installed'] });
     expect(missing).toThrow(ConfigError);
@@ -114,14 +149,19 @@ describe('discoverPlugins', () => {
   it('rejects a malformed "taskforge" field, naming the package', () => {
     const p = project();
     p.addPackage('@fixture/bad-conf', { taskforge: { conf: '../../outside' } });
-    expect(() => discoverPlugins({ projectRoot: p.root })).toThrow(/'@fixture\/bad-conf'.*"taskforge.conf": "..\/..\/outside"/);
+    expect(() => discoverPlugins({ projectRoot: p.root })).toThrow(
+      /'@fixture\/bad-conf'.*"taskforge.conf": "..\/..\/outside"/,
+    );
   });
 });
 
 describe('loadPlugins', () => {
   it('imports plugins and registers their components under their package name', async () => {
     const p = project();
-    p.addPackage('@fixture/plugin-a', { taskforge: { conf: 'conf' }, index: pluginSource('@fixture/plugin-a', 'backbone', 'fixture-a') });
+    p.addPackage('@fixture/plugin-a', {
+      taskforge: { conf: 'conf' },
+      index: pluginSource('@fixture/plugin-a', 'backbone', 'fixture-a'),
+    });
     p.addPackage('zz-plain-plugin', { taskforge: {}, index: pluginSource('zz-plain-plugin', 'logger', 'plain') });
     const registry = new ComponentRegistry();
     await loadPlugins(discoverPlugins({ projectRoot: p.root }), registry);
@@ -130,12 +170,17 @@ describe('loadPlugins', () => {
       ['backbone/fixture-a', '@fixture/plugin-a'],
       ['logger/plain', 'zz-plain-plugin'],
     ]);
-    expect(validateConfig({ backbone: { _target_: 'backbone/fixture-a' } }, registry)).toEqual({ backbone: { _target_: 'backbone/fixture-a', width: 8 } });
+    expect(validateConfig({ backbone: { _target_: 'backbone/fixture-a' } }, registry)).toEqual({
+      backbone: { _target_: 'backbone/fixture-a', width: 8 },
+    });
   });
 
   it('explains what a package with the field but no plugin export must export', async () => {
     const p = project();
-    p.addPackage('@fixture/bad-export', { taskforge: {}, index: 'export const helper = 1;\nexport const plugin = { name: "x" };\n' });
+    p.addPackage('@fixture/bad-export', {
+      taskforge: {},
+      index: 'export const helper = 1;\nexport const plugin = { name: "x" };\n',
+    });
     const load = loadPlugins(discoverPlugins({ projectRoot: p.root }), new ComponentRegistry());
     await expect(load).rejects.toThrow(TaskforgeError);
     await expect(load).rejects.toThrow(
@@ -145,13 +190,18 @@ describe('loadPlugins', () => {
 
   it('accepts a default export, and refuses a plugin that names another package', async () => {
     const p = project();
-    p.addPackage('default-export', { taskforge: {}, index: pluginSource('default-export', 'callback', 'noop').replace('export const plugin =', 'export default') });
+    p.addPackage('default-export', {
+      taskforge: {},
+      index: pluginSource('default-export', 'callback', 'noop').replace('export const plugin =', 'export default'),
+    });
     p.addPackage('wrong-name', { taskforge: {}, index: pluginSource('other-name', 'callback', 'other') });
     const [good, bad] = discoverPlugins({ projectRoot: p.root }).plugins;
     const registry = new ComponentRegistry();
     await loadPlugins([good!], registry);
     expect(registry.entry('callback/noop')?.packageName).toBe('default-export');
-    await expect(loadPlugins([bad!], registry)).rejects.toThrow("exports a plugin whose packageName is 'other-name'; set it to 'wrong-name'");
+    await expect(loadPlugins([bad!], registry)).rejects.toThrow(
+      "exports a plugin whose packageName is 'other-name'; set it to 'wrong-name'",
+    );
   });
 
   it('imports the discovered copy when the same name resolves to another package from core', async () => {

@@ -116,7 +116,10 @@ function describePlugin(linkDir: string, pkg: PackageJson, packageName: string):
     );
   }
   const conf = (field as { conf?: unknown }).conf;
-  if (conf !== undefined && (typeof conf !== 'string' || isAbsolute(conf) || relative(dir, resolve(dir, conf)).startsWith('..'))) {
+  if (
+    conf !== undefined &&
+    (typeof conf !== 'string' || isAbsolute(conf) || relative(dir, resolve(dir, conf)).startsWith('..'))
+  ) {
     throw new TaskforgeError(
       `Package '${packageName}' (${join(dir, 'package.json')}) declares "taskforge.conf": ${JSON.stringify(conf)}; ` +
         'it must be a directory path relative to the package, inside it (e.g. "conf").',
@@ -155,30 +158,37 @@ export function discoverPlugins(options: DiscoverOptions = {}): DiscoveryResult 
   for (const name of options.extra ?? []) {
     if (byName.has(name)) continue;
     if (!PACKAGE_NAME.test(name)) {
-      throw new ConfigError([{
-        path: 'plugins',
-        message: 'plugins are npm package names (e.g. \'@scope/taskforge-plugin\'), not paths or URLs',
-        value: name,
-      }]);
+      throw new ConfigError([
+        {
+          path: 'plugins',
+          message: "plugins are npm package names (e.g. '@scope/taskforge-plugin'), not paths or URLs",
+          value: name,
+        },
+      ]);
     }
     const linkDir = dirs.map((d) => join(d, name)).find((d) => readPackageJson(d) !== undefined);
     if (linkDir) add(linkDir, readPackageJson(linkDir)!, name);
     else missing.push(name);
   }
   if (missing.length) {
-    throw new ConfigError(missing.map((name) => ({
-      path: 'plugins',
-      message: `package '${name}' is not installed (looked in ${dirs.join(', ') || `${projectRoot}/node_modules`}); ` +
-        `install it with \`npm install ${name}\` or remove it from 'plugins'`,
-      value: name,
-    })));
+    throw new ConfigError(
+      missing.map((name) => ({
+        path: 'plugins',
+        message:
+          `package '${name}' is not installed (looked in ${dirs.join(', ') || `${projectRoot}/node_modules`}); ` +
+          `install it with \`npm install ${name}\` or remove it from 'plugins'`,
+        value: name,
+      })),
+    );
   }
   const skipped: SkippedPlugin[] = [];
-  const plugins = [...byName.values()].sort((a, b) => a.packageName.localeCompare(b.packageName)).filter((plugin) => {
-    const unbuilt = unbuiltWorkspacePlugin(plugin, projectRoot);
-    if (unbuilt) skipped.push(unbuilt);
-    return !unbuilt;
-  });
+  const plugins = [...byName.values()]
+    .sort((a, b) => a.packageName.localeCompare(b.packageName))
+    .filter((plugin) => {
+      const unbuilt = unbuiltWorkspacePlugin(plugin, projectRoot);
+      if (unbuilt) skipped.push(unbuilt);
+      return !unbuilt;
+    });
   return { plugins, skipped, searchPathDirs: plugins.flatMap((p) => (p.confDir ? [p.confDir] : [])) };
 }
 
@@ -204,7 +214,8 @@ function unbuiltWorkspacePlugin(plugin: DiscoveredPlugin, projectRoot: string): 
     dir: plugin.dir,
     entry,
     buildCommand,
-    message: `Skipping plugin ${plugin.packageName}: it is not built (${where.startsWith('..') ? entry : where} is missing); ` +
+    message:
+      `Skipping plugin ${plugin.packageName}: it is not built (${where.startsWith('..') ? entry : where} is missing); ` +
       `its components and configs are unavailable until you run \`${buildCommand}\` (or \`npx nx run-many -t build\`).`,
   };
 }
@@ -229,7 +240,12 @@ function entryFile(dir: string, pkg: PackageJson): string {
 
 function isPlugin(value: unknown): value is TaskforgePlugin {
   const candidate = value as Partial<TaskforgePlugin> | undefined;
-  return typeof candidate === 'object' && candidate !== null && typeof candidate.packageName === 'string' && typeof candidate.register === 'function';
+  return (
+    typeof candidate === 'object' &&
+    candidate !== null &&
+    typeof candidate.packageName === 'string' &&
+    typeof candidate.register === 'function'
+  );
 }
 
 /** Real path of the file `name` resolves to from core, or undefined when it does not resolve. */
@@ -256,7 +272,10 @@ export async function importPlugin(plugin: DiscoveredPlugin): Promise<TaskforgeP
   try {
     mod = await import(/* @vite-ignore */ specifier);
   } catch (error) {
-    throw new TaskforgeError(`Could not load plugin package '${plugin.packageName}' (${specifier}): ${messageOf(error)}`, { cause: error });
+    throw new TaskforgeError(
+      `Could not load plugin package '${plugin.packageName}' (${specifier}): ${messageOf(error)}`,
+      { cause: error },
+    );
   }
   const exported = isPlugin(mod.plugin) ? mod.plugin : isPlugin(mod.default) ? mod.default : undefined;
   if (!exported) {
@@ -279,7 +298,10 @@ export async function importPlugin(plugin: DiscoveredPlugin): Promise<TaskforgeP
 }
 
 /** Imports every discovered plugin (in order) and registers its components. */
-export async function loadPlugins(discovered: DiscoveryResult | readonly DiscoveredPlugin[], registry: ComponentRegistry): Promise<void> {
+export async function loadPlugins(
+  discovered: DiscoveryResult | readonly DiscoveredPlugin[],
+  registry: ComponentRegistry,
+): Promise<void> {
   const plugins = 'plugins' in discovered ? discovered.plugins : discovered;
   for (const plugin of plugins) registry.registerPlugin(await importPlugin(plugin));
 }

@@ -18,8 +18,9 @@ const message = (schema: ReturnType<typeof inputPath>, value: string) => {
 describe('inputPath', () => {
   it('accepts an existing path and refuses a missing one, naming the absolute path and the hint', () => {
     expect(message(inputPath(), dir)).toBeUndefined();
-    expect(message(inputPath({ hint: 'point it at a checkpoint' }), join(dir, 'gone')))
-      .toBe(`the path does not exist (${join(dir, 'gone')}); point it at a checkpoint`);
+    expect(message(inputPath({ hint: 'point it at a checkpoint' }), join(dir, 'gone'))).toBe(
+      `the path does not exist (${join(dir, 'gone')}); point it at a checkpoint`,
+    );
   });
 
   it('checks the kind of entry', () => {
@@ -32,7 +33,9 @@ describe('inputPath', () => {
     const urls = inputPath({ urls: true, kind: 'file' });
     expect(message(urls, 'https://example.org/a.tar.gz')).toBeUndefined();
     expect(message(urls, pathToFileURL(file).href)).toBeUndefined();
-    expect(message(urls, pathToFileURL(join(dir, 'gone.tar.gz')).href)).toBe(`the path does not exist (${join(dir, 'gone.tar.gz')})`);
+    expect(message(urls, pathToFileURL(join(dir, 'gone.tar.gz')).href)).toBe(
+      `the path does not exist (${join(dir, 'gone.tar.gz')})`,
+    );
     expect(message(inputPath(), 'https://example.org/a.tar.gz')).toMatch(/the path does not exist/);
   });
 });

@@ -25,28 +25,33 @@ export interface InputPathOptions {
  */
 export function inputPath(options: InputPathOptions = {}) {
   const { kind = 'any', relativeTo = 'cwd', urls = false, hint } = options;
-  return z.string().min(1).superRefine((value, ctx) => {
-    if (urls && /^https?:\/\//i.test(value)) return;
-    let path: string;
-    if (urls && /^file:\/\//i.test(value)) {
-      try {
-        path = fileURLToPath(value);
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'is not a valid file:// URL' });
+  return z
+    .string()
+    .min(1)
+    .superRefine((value, ctx) => {
+      if (urls && /^https?:\/\//i.test(value)) return;
+      let path: string;
+      if (urls && /^file:\/\//i.test(value)) {
+        try {
+          path = fileURLToPath(value);
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'is not a valid file:// URL' });
+          return;
+        }
+      } else if (urls && /^[a-z][a-z0-9+.-]+:\/\//i.test(value)) {
+        return; // an unsupported scheme: the component reports it with its own message
+      } else {
+        path = isAbsolute(value) ? value : resolve(relativeTo === 'project' ? findProjectRoot() : process.cwd(), value);
+      }
+      const tail = hint ? `; ${hint}` : '';
+      if (!existsSync(path)) {
+        ctx.addIssue({ code: 'custom', message: `the path does not exist (${path})${tail}` });
         return;
       }
-    } else if (urls && /^[a-z][a-z0-9+.-]+:\/\//i.test(value)) {
-      return; // an unsupported scheme: the component reports it with its own message
-    } else {
-      path = isAbsolute(value) ? value : resolve(relativeTo === 'project' ? findProjectRoot() : process.cwd(), value);
-    }
-    const tail = hint ? `; ${hint}` : '';
-    if (!existsSync(path)) {
-      ctx.addIssue({ code: 'custom', message: `the path does not exist (${path})${tail}` });
-      return;
-    }
-    const isDir = statSync(path).isDirectory();
-    if (kind === 'dir' && !isDir) ctx.addIssue({ code: 'custom', message: `expected a directory, but ${path} is a file${tail}` });
-    if (kind === 'file' && isDir) ctx.addIssue({ code: 'custom', message: `expected a file, but ${path} is a directory${tail}` });
-  });
+      const isDir = statSync(path).isDirectory();
+      if (kind === 'dir' && !isDir)
+        ctx.addIssue({ code: 'custom', message: `expected a directory, but ${path} is a file${tail}` });
+      if (kind === 'file' && isDir)
+        ctx.addIssue({ code: 'custom', message: `expected a file, but ${path} is a directory${tail}` });
+    });
 }

@@ -29,7 +29,9 @@ describe('Instantiator', () => {
   });
 
   it('refuses a component of another kind, naming the config path', () => {
-    const error = configErrorOf(() => instantiator.create('backbone', { _target_: 'logger/csv' }, ctx, 'model.backbone'));
+    const error = configErrorOf(() =>
+      instantiator.create('backbone', { _target_: 'logger/csv' }, ctx, 'model.backbone'),
+    );
     expect(error.problems).toEqual([expect.objectContaining({ path: 'model.backbone._target_', value: 'logger/csv' })]);
     expect(error.message).toContain("'logger/csv' is a logger, but a backbone is expected here");
     expect(error.message).toContain('registered: backbone/toy');
@@ -45,7 +47,12 @@ describe('Instantiator', () => {
 
   it('wraps a failing create with the target, path and owning package', () => {
     const failing = new ComponentRegistry();
-    failing.forPackage('@toys/broken').register({ ...toyBackbone, create: () => { throw new Error('out of memory'); } });
+    failing.forPackage('@toys/broken').register({
+      ...toyBackbone,
+      create: () => {
+        throw new Error('out of memory');
+      },
+    });
     const run = () => new Instantiator(failing).create('backbone', { _target_: 'backbone/toy' }, ctx);
     expect(run).toThrow(TaskforgeError);
     expect(run).toThrow("Creating backbone/toy (config 'backbone', from '@toys/broken') failed: out of memory");

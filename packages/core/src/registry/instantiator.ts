@@ -13,28 +13,38 @@ export class Instantiator {
   constructor(private readonly registry: ComponentRegistry) {}
 
   /** `path` is where the node sits in the config (for messages); defaults to `kind`. */
-  create<K extends ComponentKind>(kind: K, node: unknown, ctx: CreateContexts[K], path: string = kind): ComponentInstances[K] {
+  create<K extends ComponentKind>(
+    kind: K,
+    node: unknown,
+    ctx: CreateContexts[K],
+    path: string = kind,
+  ): ComponentInstances[K] {
     const expected = this.registry.list(kind).map((e) => e.target);
     const example = `'_target_: ${kind}/<name>'`;
     if (!isComponentNode(node)) {
-      throw new ConfigError([{
-        path,
-        message: `expected a ${kind} component node with ${example}` +
-          (expected.length ? ` (registered: ${expected.join(', ')})` : ` but no ${kind} components are registered`),
-        value: node,
-      }]);
+      throw new ConfigError([
+        {
+          path,
+          message:
+            `expected a ${kind} component node with ${example}` +
+            (expected.length ? ` (registered: ${expected.join(', ')})` : ` but no ${kind} components are registered`),
+          value: node,
+        },
+      ]);
     }
     const target = node._target_;
     const targetKind = typeof target === 'string' ? parseTarget(target)?.kind : undefined;
     if (targetKind && targetKind !== kind) {
       const name = (target as string).slice(targetKind.length + 1);
       const suggestions = suggest(name, expected);
-      throw new ConfigError([{
-        path: `${path}._target_`,
-        message: `'${String(target)}' is a ${targetKind}, but a ${kind} is expected here (${example}; registered: ${expected.join(', ') || 'none'})`,
-        value: target,
-        ...(suggestions.length ? { suggestions } : {}),
-      }]);
+      throw new ConfigError([
+        {
+          path: `${path}._target_`,
+          message: `'${String(target)}' is a ${targetKind}, but a ${kind} is expected here (${example}; registered: ${expected.join(', ') || 'none'})`,
+          value: target,
+          ...(suggestions.length ? { suggestions } : {}),
+        },
+      ]);
     }
     const { _target_, ...config } = validateComponentNode(node, this.registry, path);
     const spec = this.registry.resolve(_target_ as string, `${path}._target_`);
@@ -43,7 +53,10 @@ export class Instantiator {
     } catch (error) {
       if (error instanceof TaskforgeError) throw error;
       const owner = this.registry.entry(_target_ as string)?.packageName;
-      throw new TaskforgeError(`Creating ${String(_target_)} (config '${path}', from '${owner}') failed: ${messageOf(error)}`, { cause: error });
+      throw new TaskforgeError(
+        `Creating ${String(_target_)} (config '${path}', from '${owner}') failed: ${messageOf(error)}`,
+        { cause: error },
+      );
     }
   }
 }

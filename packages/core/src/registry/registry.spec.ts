@@ -27,9 +27,20 @@ describe('ComponentRegistry', () => {
     const registry = registryWithToys();
     expect(registry.resolve('backbone/toy')).toBe(toyBackbone);
     expect(registry.resolve('task/vision/toy')).toBe(toyTask);
-    expect(registry.list().map((e) => e.target)).toEqual(['backbone/toy', 'logger/csv', 'optimizer/sgd', 'task/vision/toy']);
+    expect(registry.list().map((e) => e.target)).toEqual([
+      'backbone/toy',
+      'logger/csv',
+      'optimizer/sgd',
+      'task/vision/toy',
+    ]);
     expect(registry.list('task')).toEqual([
-      { target: 'task/vision/toy', kind: 'task', name: 'vision/toy', description: toyTask.description, packageName: '@toys/models' },
+      {
+        target: 'task/vision/toy',
+        kind: 'task',
+        name: 'vision/toy',
+        description: toyTask.description,
+        packageName: '@toys/models',
+      },
     ]);
     expect(registry.entry('logger/csv')?.packageName).toBe(LOCAL_PACKAGE);
   });
@@ -49,7 +60,11 @@ describe('ComponentRegistry', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect(error.exitCode).toBe(2);
     expect(error.problems).toHaveLength(1);
-    expect(error.problems[0]).toMatchObject({ path: 'model._target_', value: 'backbone/tyo', suggestions: ['backbone/toy'] });
+    expect(error.problems[0]).toMatchObject({
+      path: 'model._target_',
+      value: 'backbone/tyo',
+      suggestions: ['backbone/toy'],
+    });
     expect(error.message).toContain('registered backbone components: backbone/toy');
   });
 
@@ -82,7 +97,14 @@ describe('ComponentRegistry', () => {
 
   it('names the plugin whose register function fails', () => {
     const registry = new ComponentRegistry();
-    const plugin: TaskforgePlugin = { packageName: '@toys/broken', register: () => { throw new Error('boom'); } };
-    expect(() => registry.registerPlugin(plugin)).toThrow(/'@toys\/broken' failed while registering its components: boom/);
+    const plugin: TaskforgePlugin = {
+      packageName: '@toys/broken',
+      register: () => {
+        throw new Error('boom');
+      },
+    };
+    expect(() => registry.registerPlugin(plugin)).toThrow(
+      /'@toys\/broken' failed while registering its components: boom/,
+    );
   });
 });

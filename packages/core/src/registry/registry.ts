@@ -1,6 +1,12 @@
 import { suggest } from '../config/suggest.js';
 import { ConfigError, TaskforgeError, type ConfigProblem } from '../errors.js';
-import { COMPONENT_KINDS, type ComponentKind, type ComponentRegistrar, type ComponentSpec, type TaskforgePlugin } from './types.js';
+import {
+  COMPONENT_KINDS,
+  type ComponentKind,
+  type ComponentRegistrar,
+  type ComponentSpec,
+  type TaskforgePlugin,
+} from './types.js';
 
 /** Lower-case segments separated by single slashes: `gpt2`, `vision/igpt`, `early_stopping`. */
 const NAME_PATTERN = /^[a-z0-9_-]+(\/[a-z0-9_-]+)*$/;
@@ -111,7 +117,9 @@ export class ComponentRegistry implements ComponentRegistrar {
     const suggestions = typeof target === 'string' ? suggest(target, pool) : [];
     let message: string;
     if (parsed) {
-      const known = pool.length ? `registered ${parsed.kind} components: ${pool.join(', ')}` : `no ${parsed.kind} components are registered`;
+      const known = pool.length
+        ? `registered ${parsed.kind} components: ${pool.join(', ')}`
+        : `no ${parsed.kind} components are registered`;
       message = `no ${parsed.kind} of that name is registered (${known}); is the plugin package that provides it installed?`;
     } else {
       message =
@@ -124,9 +132,12 @@ export class ComponentRegistry implements ComponentRegistrar {
 
   private add(spec: ComponentSpec, packageName: string): void {
     const what = `Package '${packageName}' tried to register a component`;
-    if (!spec || typeof spec !== 'object') throw new TaskforgeError(`${what} that is not an object (got ${typeof spec}).`);
+    if (!spec || typeof spec !== 'object')
+      throw new TaskforgeError(`${what} that is not an object (got ${typeof spec}).`);
     if (typeof spec.kind !== 'string' || !isComponentKind(spec.kind)) {
-      throw new TaskforgeError(`${what} with kind ${JSON.stringify(spec.kind)}; kind must be one of ${COMPONENT_KINDS.join(', ')}.`);
+      throw new TaskforgeError(
+        `${what} with kind ${JSON.stringify(spec.kind)}; kind must be one of ${COMPONENT_KINDS.join(', ')}.`,
+      );
     }
     if (typeof spec.name !== 'string' || !NAME_PATTERN.test(spec.name)) {
       throw new TaskforgeError(
@@ -136,7 +147,9 @@ export class ComponentRegistry implements ComponentRegistrar {
     }
     const target = `${spec.kind}/${spec.name}`;
     if (typeof spec.schema?.safeParse !== 'function' || typeof spec.create !== 'function') {
-      throw new TaskforgeError(`${what} '${target}' without a zod \`schema\` and a \`create\` function; both are required.`);
+      throw new TaskforgeError(
+        `${what} '${target}' without a zod \`schema\` and a \`create\` function; both are required.`,
+      );
     }
     const existing = this.components.get(target);
     if (existing) {
@@ -148,7 +161,13 @@ export class ComponentRegistry implements ComponentRegistrar {
             : 'Uninstall one of the two packages, or rename the component in one of them.'),
       );
     }
-    const entry: RegistryEntry = { target, kind: spec.kind, name: spec.name, description: String(spec.description ?? ''), packageName };
+    const entry: RegistryEntry = {
+      target,
+      kind: spec.kind,
+      name: spec.name,
+      description: String(spec.description ?? ''),
+      packageName,
+    };
     this.components.set(target, { entry, spec });
   }
 }

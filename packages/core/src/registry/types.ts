@@ -1,11 +1,27 @@
 import type { DependencyContainer } from 'tsyringe';
 import type { z } from 'zod';
 import type {
-  Backbone, Callback, DataModule, LRScheduler, MetricsLogger, ModelDataArgs, NamedVariables, Optimizer, Task,
+  Backbone,
+  Callback,
+  DataModule,
+  LRScheduler,
+  MetricsLogger,
+  ModelDataArgs,
+  NamedVariables,
+  Optimizer,
+  Task,
 } from '../contracts.js';
 
 export type ComponentKind = 'datamodule' | 'backbone' | 'task' | 'optimizer' | 'scheduler' | 'callback' | 'logger';
-export const COMPONENT_KINDS: readonly ComponentKind[] = ['datamodule', 'backbone', 'task', 'optimizer', 'scheduler', 'callback', 'logger'];
+export const COMPONENT_KINDS: readonly ComponentKind[] = [
+  'datamodule',
+  'backbone',
+  'task',
+  'optimizer',
+  'scheduler',
+  'callback',
+  'logger',
+];
 
 /** What each kind of component is given, besides its own config, when it is created. */
 export interface CreateContexts {

@@ -11,7 +11,12 @@ for (const spec of [toyBackbone, toyTask, sgd, csvLogger]) registry.forPackage('
 const rootOptions: ValidateOptions = {
   rootSchemas: {
     backbone: componentNode('backbone'),
-    trainer: z.strictObject({ max_steps: z.number().int().positive().default(100), precision: z.enum(['fp32', 'fp16']).default('fp32') }).default({ max_steps: 100, precision: 'fp32' }),
+    trainer: z
+      .strictObject({
+        max_steps: z.number().int().positive().default(100),
+        precision: z.enum(['fp32', 'fp16']).default('fp32'),
+      })
+      .default({ max_steps: 100, precision: 'fp32' }),
   },
   allowedRootKeys: ['task', 'loggers', 'seed'],
 };
@@ -29,13 +34,21 @@ function problemsOf(config: unknown, options: ValidateOptions = rootOptions) {
 describe('validateConfig', () => {
   it('applies schema defaults to components, nested components and root sections', () => {
     const out = validateConfig(
-      { backbone: { _target_: 'backbone/toy', n_layer: 4 }, task: { _target_: 'task/vision/toy', optimizer: { _target_: 'optimizer/sgd', lr: 0.1 } }, seed: 7 },
+      {
+        backbone: { _target_: 'backbone/toy', n_layer: 4 },
+        task: { _target_: 'task/vision/toy', optimizer: { _target_: 'optimizer/sgd', lr: 0.1 } },
+        seed: 7,
+      },
       registry,
       rootOptions,
     );
     expect(out).toEqual({
       backbone: { _target_: 'backbone/toy', n_layer: 4, activation: 'gelu' },
-      task: { _target_: 'task/vision/toy', label_smoothing: 0, optimizer: { _target_: 'optimizer/sgd', lr: 0.1, momentum: 0 } },
+      task: {
+        _target_: 'task/vision/toy',
+        label_smoothing: 0,
+        optimizer: { _target_: 'optimizer/sgd', lr: 0.1, momentum: 0 },
+      },
       seed: 7,
       trainer: { max_steps: 100, precision: 'fp32' },
     });
@@ -51,20 +64,37 @@ describe('validateConfig', () => {
   it('collects every problem in the tree, with full paths and expectations in words', () => {
     const problems = problemsOf({
       backbone: { _target_: 'backbone/toy', n_layer: -2, activation: 'tanh' },
-      task: { _target_: 'task/vision/toy', label_smoothing: 'a lot', optimizer: { _target_: 'optimizer/sgd', momentum: 2 } },
+      task: {
+        _target_: 'task/vision/toy',
+        label_smoothing: 'a lot',
+        optimizer: { _target_: 'optimizer/sgd', momentum: 2 },
+      },
       loggers: [{ _target_: 'logger/csv', flush_every: 1.5 }],
       trainer: { max_steps: 0 },
     });
     const byPath = Object.fromEntries(problems.map((p) => [p.path, p]));
     expect(Object.keys(byPath).sort()).toEqual([
-      'backbone.activation', 'backbone.n_layer', 'loggers[0].flush_every', 'task.label_smoothing',
-      'task.optimizer.lr', 'task.optimizer.momentum', 'trainer.max_steps',
+      'backbone.activation',
+      'backbone.n_layer',
+      'loggers[0].flush_every',
+      'task.label_smoothing',
+      'task.optimizer.lr',
+      'task.optimizer.momentum',
+      'trainer.max_steps',
     ]);
-    expect(byPath['backbone.n_layer']).toMatchObject({ value: -2, message: 'expected a positive integer for backbone/toy' });
+    expect(byPath['backbone.n_layer']).toMatchObject({
+      value: -2,
+      message: 'expected a positive integer for backbone/toy',
+    });
     expect(byPath['backbone.activation']!.message).toBe("expected one of 'gelu' | 'relu' for backbone/toy");
     expect(byPath['task.label_smoothing']!.message).toContain('expected a number >= 0 and <= 1');
-    expect(byPath['task.optimizer.lr']!.message).toBe('missing required key for optimizer/sgd; expected a positive number');
-    expect(byPath['loggers[0].flush_every']).toMatchObject({ value: 1.5, message: 'expected a positive integer for logger/csv' });
+    expect(byPath['task.optimizer.lr']!.message).toBe(
+      'missing required key for optimizer/sgd; expected a positive number',
+    );
+    expect(byPath['loggers[0].flush_every']).toMatchObject({
+      value: 1.5,
+      message: 'expected a positive integer for logger/csv',
+    });
     expect(byPath['trainer.max_steps']!.message).toBe('expected a positive integer');
   });
 
@@ -76,7 +106,10 @@ describe('validateConfig', () => {
   it('reports unknown targets with same-kind suggestions, and the wrong kind where a root schema expects one', () => {
     const problems = problemsOf({ backbone: { _target_: 'logger/csv' }, task: { _target_: 'task/vision/tyo' } });
     expect(problems).toEqual([
-      expect.objectContaining({ path: 'backbone._target_', message: "expected a backbone component ('_target_: backbone/<name>')" }),
+      expect.objectContaining({
+        path: 'backbone._target_',
+        message: "expected a backbone component ('_target_: backbone/<name>')",
+      }),
       expect.objectContaining({ path: 'task._target_', value: 'task/vision/tyo', suggestions: ['task/vision/toy'] }),
     ]);
   });
@@ -98,7 +131,9 @@ describe('validateConfig', () => {
 
   it('reports a missing required root section', () => {
     const problems = problemsOf({}, { rootSchemas: { trainer: z.strictObject({ max_steps: z.number() }) } });
-    expect(problems).toEqual([{ path: 'trainer', message: 'missing required top-level key; expected a mapping of keys to values' }]);
+    expect(problems).toEqual([
+      { path: 'trainer', message: 'missing required top-level key; expected a mapping of keys to values' },
+    ]);
   });
 });
 
@@ -110,7 +145,10 @@ describe('validateConfig messages for other schema shapes', () => {
       ratio: z.number().nullable(),
       even: z.number().refine((n) => n % 2 === 0, 'must be even'),
     });
-    const problems = problemsOf({ run: { stages: [], size: 'big', ratio: 'x', even: 3 } }, { rootSchemas: { run: schema } });
+    const problems = problemsOf(
+      { run: { stages: [], size: 'big', ratio: 'x', even: 3 } },
+      { rootSchemas: { run: schema } },
+    );
     expect(Object.fromEntries(problems.map((p) => [p.path, p.message]))).toEqual({
       'run.stages': 'expected a list of at least 1 item',
       'run.size': "expected an integer or 'auto'",

@@ -33,7 +33,9 @@ function containsComponent(value: unknown): boolean {
  */
 export function componentNode(kind?: ComponentKind) {
   const target = kind
-    ? z.string().refine((t) => t.startsWith(`${kind}/`), { message: `expected a ${kind} component ('_target_: ${kind}/<name>')` })
+    ? z.string().refine((t) => t.startsWith(`${kind}/`), {
+        message: `expected a ${kind} component ('_target_: ${kind}/<name>')`,
+      })
     : z.string();
   return z.looseObject({ _target_: target });
 }
@@ -46,7 +48,8 @@ class Validator {
   walk(value: unknown, path: string): unknown {
     if (isComponentNode(value)) return this.component(value, path);
     if (Array.isArray(value)) return value.map((v, i) => this.walk(v, issuePath(path, [i])));
-    if (isPlainObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.walk(v, issuePath(path, [k]))]));
+    if (isPlainObject(value))
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.walk(v, issuePath(path, [k]))]));
     return value;
   }
 
@@ -92,12 +95,15 @@ export function validateConfig<T extends ConfigNode = ConfigNode>(
   options: ValidateOptions = {},
 ): T {
   if (!isPlainObject(config)) {
-    throw new ConfigError([{ path: '', message: 'the configuration must be a mapping of top-level keys to values', value: config }]);
+    throw new ConfigError([
+      { path: '', message: 'the configuration must be a mapping of top-level keys to values', value: config },
+    ]);
   }
   const rootSchemas = options.rootSchemas ?? {};
-  const allowed = options.rootSchemas || options.allowedRootKeys
-    ? new Set([...Object.keys(rootSchemas), ...(options.allowedRootKeys ?? [])])
-    : undefined;
+  const allowed =
+    options.rootSchemas || options.allowedRootKeys
+      ? new Set([...Object.keys(rootSchemas), ...(options.allowedRootKeys ?? [])])
+      : undefined;
   const v = new Validator(registry);
   const out: ConfigNode = {};
   for (const [key, value] of Object.entries(config)) {
@@ -125,16 +131,22 @@ export function validateConfig<T extends ConfigNode = ConfigNode>(
     const result = schema.safeParse(undefined);
     if (!result.success) {
       const expected = describeSchema(schema);
-      v.problems.push({ path: key, message: `missing required top-level key${expected ? `; expected ${expected}` : ''}` });
-    }
-    else if (result.data !== undefined) out[key] = result.data;
+      v.problems.push({
+        path: key,
+        message: `missing required top-level key${expected ? `; expected ${expected}` : ''}`,
+      });
+    } else if (result.data !== undefined) out[key] = result.data;
   }
   if (v.problems.length) throw new ConfigError(v.problems);
   return out as T;
 }
 
 /** Validates one component node (as found at `path`) and returns it with defaults applied. */
-export function validateComponentNode(node: ConfigNode & { _target_: unknown }, registry: ComponentRegistry, path: string): ConfigNode {
+export function validateComponentNode(
+  node: ConfigNode & { _target_: unknown },
+  registry: ComponentRegistry,
+  path: string,
+): ConfigNode {
   const v = new Validator(registry);
   const out = v.component(node, path);
   if (v.problems.length) throw new ConfigError(v.problems);

@@ -18,7 +18,8 @@ function unwrap(schema: unknown): unknown {
   for (let i = 0; i < 32; i++) {
     const def = defOf(current);
     if (!def) return current;
-    if (['optional', 'default', 'prefault', 'readonly', 'catch', 'nonoptional'].includes(def.type)) current = def.innerType;
+    if (['optional', 'default', 'prefault', 'readonly', 'catch', 'nonoptional'].includes(def.type))
+      current = def.innerType;
     else if (def.type === 'pipe') current = def.in;
     else if (def.type === 'lazy') current = def.getter();
     else return current;
@@ -79,19 +80,31 @@ export function describeSchema(schema: unknown, depth = 0): string | undefined {
   const def = defOf(unwrap(schema));
   if (!def || depth > 4) return undefined;
   switch (def.type) {
-    case 'number': return describeNumber(def);
-    case 'int': return 'an integer';
-    case 'string': return describeString(def);
-    case 'boolean': return 'true or false';
-    case 'null': return 'null';
-    case 'enum': return `one of ${Object.values(def.entries as Record<string, unknown>).map(quote).join(' | ')}`;
-    case 'literal': return def.values.length === 1 ? quote(def.values[0]) : `one of ${def.values.map(quote).join(' | ')}`;
+    case 'number':
+      return describeNumber(def);
+    case 'int':
+      return 'an integer';
+    case 'string':
+      return describeString(def);
+    case 'boolean':
+      return 'true or false';
+    case 'null':
+      return 'null';
+    case 'enum':
+      return `one of ${Object.values(def.entries as Record<string, unknown>)
+        .map(quote)
+        .join(' | ')}`;
+    case 'literal':
+      return def.values.length === 1 ? quote(def.values[0]) : `one of ${def.values.map(quote).join(' | ')}`;
     case 'array': {
       const element = describeSchema(def.element, depth + 1);
       return element ? `a list whose items are each ${element}` : 'a list';
     }
-    case 'tuple': return `a list of ${def.items.length} items`;
-    case 'object': case 'record': return 'a mapping of keys to values';
+    case 'tuple':
+      return `a list of ${def.items.length} items`;
+    case 'object':
+    case 'record':
+      return 'a mapping of keys to values';
     case 'nullable': {
       const inner = describeSchema(def.innerType, depth + 1);
       return inner && `${inner} or null`;
@@ -100,13 +113,17 @@ export function describeSchema(schema: unknown, depth = 0): string | undefined {
       const options = (def.options as unknown[]).map((o) => describeSchema(o, depth + 1));
       return options.every(Boolean) ? options.join(' or ') : undefined;
     }
-    default: return undefined;
+    default:
+      return undefined;
   }
 }
 
 /** Appends a zod issue path to a dotted config path: `a.b` + `[0, 'c']` → `a.b[0].c`. */
 export function issuePath(base: string, path: readonly PropertyKey[]): string {
-  return path.reduce<string>((out, key) => (typeof key === 'number' ? `${out}[${key}]` : joinPath(out, String(key))), base);
+  return path.reduce<string>(
+    (out, key) => (typeof key === 'number' ? `${out}[${key}]` : joinPath(out, String(key))),
+    base,
+  );
 }
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
@@ -120,7 +137,8 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
 
 /** Issues fully explained by the schema's type and bounds; others keep zod's (or the author's) message. */
 function describable(issue: z.core.$ZodIssue): boolean {
-  if (issue.code === 'too_small' || issue.code === 'too_big') return ['number', 'int', 'bigint', 'string'].includes(issue.origin);
+  if (issue.code === 'too_small' || issue.code === 'too_big')
+    return ['number', 'int', 'bigint', 'string'].includes(issue.origin);
   return issue.code === 'invalid_type' || issue.code === 'invalid_value' || issue.code === 'invalid_union';
 }
 
@@ -128,7 +146,13 @@ function describable(issue: z.core.$ZodIssue): boolean {
  * One ConfigProblem per zod issue (one per key for unknown keys). `base` is the dotted path of
  * `input` in the whole config; `owner` (e.g. `backbone/gpt2`) names whose schema rejected it.
  */
-export function issuesToProblems(issues: readonly z.core.$ZodIssue[], schema: unknown, input: unknown, base: string, owner?: string): ConfigProblem[] {
+export function issuesToProblems(
+  issues: readonly z.core.$ZodIssue[],
+  schema: unknown,
+  input: unknown,
+  base: string,
+  owner?: string,
+): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   const of = owner ? ` for ${owner}` : '';
   for (const issue of issues) {
@@ -151,13 +175,13 @@ export function issuesToProblems(issues: readonly z.core.$ZodIssue[], schema: un
     const value = valueAt(input, path);
     const expected = describable(issue) ? describeSchema(schemaAt(schema, path)) : undefined;
     let message: string;
-    if (value === undefined && issue.code === 'invalid_type') message = `missing required key${of}; expected ${expected ?? issue.expected}`;
+    if (value === undefined && issue.code === 'invalid_type')
+      message = `missing required key${of}; expected ${expected ?? issue.expected}`;
     else if (expected) message = `expected ${expected}${of}`;
     else if ((issue.code === 'too_small' || issue.code === 'too_big') && issue.origin === 'array') {
       const n = Number(issue.code === 'too_small' ? issue.minimum : issue.maximum);
       message = `expected a list of ${issue.code === 'too_small' ? 'at least' : 'at most'} ${n} item${n === 1 ? '' : 's'}${of}`;
-    }
-    else message = `${issue.message}${of}`;
+    } else message = `${issue.message}${of}`;
     problems.push({ path: issuePath(base, path), message, ...(value !== undefined ? { value } : {}) });
   }
   return problems;

@@ -16,7 +16,12 @@ class FakeClock implements Clock {
 function sink(isTTY = false) {
   const chunks: string[] = [];
   const stream = Object.assign(
-    new Writable({ write(chunk, _enc, done) { chunks.push(String(chunk)); done(); } }),
+    new Writable({
+      write(chunk, _enc, done) {
+        chunks.push(String(chunk));
+        done();
+      },
+    }),
     { isTTY, columns: 120 },
   );
   return { stream, text: () => chunks.join(''), lines: () => chunks.join('').split('\n').filter(Boolean) };
@@ -96,6 +101,11 @@ describe('ConsoleOutput (TTY)', () => {
 
 describe('formatDuration', () => {
   it('uses s, m and h', () => {
-    expect([formatDuration(0), formatDuration(59.4), formatDuration(61), formatDuration(3 * 3600 + 5 * 60)]).toEqual(['0s', '59s', '1m01s', '3h05m']);
+    expect([formatDuration(0), formatDuration(59.4), formatDuration(61), formatDuration(3 * 3600 + 5 * 60)]).toEqual([
+      '0s',
+      '59s',
+      '1m01s',
+      '3h05m',
+    ]);
   });
 });

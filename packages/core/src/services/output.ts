@@ -14,7 +14,12 @@ export interface ConsoleOutputOptions {
   plainIntervalMs?: number;
 }
 
-const BYTE_UNITS: Array<[number, string]> = [[1e9, 'GB'], [1e6, 'MB'], [1e3, 'kB'], [1, 'B']];
+const BYTE_UNITS: Array<[number, string]> = [
+  [1e9, 'GB'],
+  [1e6, 'MB'],
+  [1e3, 'kB'],
+  [1, 'B'],
+];
 
 function byteScale(n: number): [number, string] {
   return BYTE_UNITS.find(([size]) => Math.abs(n) >= size) ?? [1, 'B'];
@@ -38,7 +43,12 @@ class ProgressState {
   fields: Record<string, string | number> = {};
   readonly startedAt: number;
 
-  constructor(readonly label: string, readonly unit: Unit, public total: number | undefined, private readonly clock: Clock) {
+  constructor(
+    readonly label: string,
+    readonly unit: Unit,
+    public total: number | undefined,
+    private readonly clock: Clock,
+  ) {
     this.startedAt = clock.now();
   }
 
@@ -76,7 +86,9 @@ class ProgressState {
       const [size, name] = byteScale(this.total ?? this.current);
       const digits = size === 1 ? 0 : 1;
       const current = (this.current / size).toFixed(digits);
-      return this.total === undefined ? `${current} ${name}` : `${current}/${(this.total / size).toFixed(digits)} ${name}`;
+      return this.total === undefined
+        ? `${current} ${name}`
+        : `${current}/${(this.total / size).toFixed(digits)} ${name}`;
     }
     const amount = this.total === undefined ? `${this.current}` : `${this.current}/${this.total}`;
     return this.unit === 'steps' ? `${amount} steps` : amount;

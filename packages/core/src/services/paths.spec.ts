@@ -27,8 +27,12 @@ describe('defaultPaths', () => {
   it('takes the cache dir from TASKFORGE_CACHE_DIR, then XDG_CACHE_HOME, then ~/.cache', () => {
     const root = project();
     const base = { cwd: root, home: '/home/u' };
-    expect(defaultPaths({ ...base, env: { TASKFORGE_CACHE_DIR: 'cache', XDG_CACHE_HOME: '/xdg' } }).cacheDir).toBe(join(root, 'cache'));
+    expect(defaultPaths({ ...base, env: { TASKFORGE_CACHE_DIR: 'cache', XDG_CACHE_HOME: '/xdg' } }).cacheDir).toBe(
+      join(root, 'cache'),
+    );
     expect(defaultPaths({ ...base, env: { XDG_CACHE_HOME: '/xdg' } }).cacheDir).toBe('/xdg/taskforge');
-    expect(defaultPaths({ ...base, env: { TASKFORGE_CACHE_DIR: '', XDG_CACHE_HOME: '' } }).cacheDir).toBe('/home/u/.cache/taskforge');
+    expect(defaultPaths({ ...base, env: { TASKFORGE_CACHE_DIR: '', XDG_CACHE_HOME: '' } }).cacheDir).toBe(
+      '/home/u/.cache/taskforge',
+    );
   });
 });

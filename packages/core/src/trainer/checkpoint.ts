@@ -70,7 +70,10 @@ export async function writeCheckpoint(dir: string, contents: CheckpointContents)
     if (contents.optimizer) {
       const state = contents.optimizer.getState();
       try {
-        await writeTensors(tmp, 'optimizer', OPTIMIZER_FORMAT, state.tensors, { name: contents.optimizer.name, meta: state.meta });
+        await writeTensors(tmp, 'optimizer', OPTIMIZER_FORMAT, state.tensors, {
+          name: contents.optimizer.name,
+          meta: state.meta,
+        });
       } finally {
         tf.dispose(state.tensors);
       }
@@ -103,12 +106,19 @@ export async function writeCheckpoint(dir: string, contents: CheckpointContents)
 }
 
 async function writeTensors(
-  dir: string, stem: string, format: string, tensors: tf.NamedTensorMap, extra: Record<string, unknown>,
+  dir: string,
+  stem: string,
+  format: string,
+  tensors: tf.NamedTensorMap,
+  extra: Record<string, unknown>,
 ): Promise<void> {
   const { data, specs } = await tf.io.encodeWeights(tensors);
   const buffer = Array.isArray(data) ? Buffer.concat(data.map((b) => Buffer.from(b))) : Buffer.from(data);
   await writeFile(join(dir, `${stem}.bin`), buffer);
-  await writeFile(join(dir, `${stem}.json`), json({ format, ...extra, weightsManifest: [{ paths: [`${stem}.bin`], weights: specs }] }));
+  await writeFile(
+    join(dir, `${stem}.json`),
+    json({ format, ...extra, weightsManifest: [{ paths: [`${stem}.bin`], weights: specs }] }),
+  );
 }
 
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
@@ -147,7 +157,9 @@ export function loadCheckpointSync(dir: string, options: { optimizer?: boolean }
       owned.push(...Object.values(tensors));
       optimizer = { name: String(manifest.name ?? 'unknown'), state: { tensors, meta: manifest.meta ?? {} } };
     }
-    const trainerState = existsSync(join(dir, 'trainer_state.json')) ? readJson<TrainerState>(dir, 'trainer_state.json') : undefined;
+    const trainerState = existsSync(join(dir, 'trainer_state.json'))
+      ? readJson<TrainerState>(dir, 'trainer_state.json')
+      : undefined;
     const taskState = existsSync(join(dir, 'task_state.json'))
       ? readJson<TaskState>(dir, 'task_state.json')
       : { modelDataArgs: {}, state: null };
@@ -155,7 +167,10 @@ export function loadCheckpointSync(dir: string, options: { optimizer?: boolean }
       ? ((YAML.parse(readFileSync(join(dir, 'config.yaml'), 'utf8')) ?? {}) as Record<string, unknown>)
       : {};
     return {
-      dir, weights, taskState, config,
+      dir,
+      weights,
+      taskState,
+      config,
       ...(optimizer ? { optimizer } : {}),
       ...(trainerState ? { trainerState } : {}),
       dispose: () => tf.dispose(owned),
@@ -172,7 +187,9 @@ function readJson<T>(dir: string, file: string): T {
   try {
     return JSON.parse(text) as T;
   } catch (error) {
-    throw new TaskforgeError(`Checkpoint file '${join(dir, file)}' is not valid JSON (${(error as Error).message}); the checkpoint is corrupt.`);
+    throw new TaskforgeError(
+      `Checkpoint file '${join(dir, file)}' is not valid JSON (${(error as Error).message}); the checkpoint is corrupt.`,
+    );
   }
 }
 
@@ -185,7 +202,10 @@ function readTensors(dir: string, stem: string, format: string): tf.NamedTensorM
     );
   }
   const bytes = readFileSync(join(dir, group.paths[0] ?? `${stem}.bin`));
-  const expected = group.weights.reduce((sum, s) => sum + s.shape.reduce((a, b) => a * b, 1) * bytesPerElement(s.dtype), 0);
+  const expected = group.weights.reduce(
+    (sum, s) => sum + s.shape.reduce((a, b) => a * b, 1) * bytesPerElement(s.dtype),
+    0,
+  );
   if (bytes.byteLength !== expected) {
     throw new TaskforgeError(
       `Checkpoint file '${join(dir, `${stem}.bin`)}' has ${bytes.byteLength} bytes but its manifest describes ${expected}; the file is truncated or corrupt.`,
@@ -233,13 +253,19 @@ export interface RestoreOptions {
  *   mis-shaped, missing and unexpected variable.
  */
 export function restoreTaskWeights(
-  task: Pick<Task, 'namedVariables' | 'loadStateDict'>, checkpoint: Checkpoint, options: RestoreOptions = {},
+  task: Pick<Task, 'namedVariables' | 'loadStateDict'>,
+  checkpoint: Checkpoint,
+  options: RestoreOptions = {},
 ): RestoreReport {
   const variables = task.namedVariables();
   const skippable = (name: string) => (options.skip ?? []).some((pattern) => matchesPattern(name, pattern));
   const fits = (name: string) => {
     const saved = checkpoint.weights[name];
-    return saved !== undefined && tf.util.arraysEqual(saved.shape, variables[name]!.shape) && saved.dtype === variables[name]!.dtype;
+    return (
+      saved !== undefined &&
+      tf.util.arraysEqual(saved.shape, variables[name]!.shape) &&
+      saved.dtype === variables[name]!.dtype
+    );
   };
   const skipped = Object.keys(variables).filter((n) => skippable(n) && !fits(n));
   const missing = Object.keys(variables).filter((n) => !(n in checkpoint.weights) && !skipped.includes(n));
@@ -254,11 +280,12 @@ export function restoreTaskWeights(
   const problems: string[] = [];
   if (misShaped.length) problems.push(`mis-shaped: ${list(misShaped)}`);
   if (strict && missing.length) problems.push(`missing from the checkpoint: ${list(missing.map((n) => `'${n}'`))}`);
-  if (strict && unexpected.length) problems.push(`in the checkpoint but not in the model: ${list(unexpected.map((n) => `'${n}'`))}`);
+  if (strict && unexpected.length)
+    problems.push(`in the checkpoint but not in the model: ${list(unexpected.map((n) => `'${n}'`))}`);
   if (problems.length) {
     throw new TaskforgeError(
       `Checkpoint '${checkpoint.dir}' does not match the model: ${problems.join('; ')}. ` +
-        'The model config (or the data that sizes it) differs from the one the checkpoint was trained with; use the config saved in the checkpoint\'s config.yaml.',
+        "The model config (or the data that sizes it) differs from the one the checkpoint was trained with; use the config saved in the checkpoint's config.yaml.",
       { exitCode: 2 },
     );
   }

@@ -7,9 +7,22 @@ import { parseTrainerConfig, resolveRunDir, trainerConfigSchema } from './config
 describe('trainer config', () => {
   it('fills every default', () => {
     expect(parseTrainerConfig({})).toMatchObject({
-      max_epochs: 1, max_steps: -1, limit_train_batches: null, val_check_interval: 1, accumulate_grad_batches: 1,
-      gradient_clip_val: null, seed: 42, fast_dev_run: false, num_sanity_val_steps: 2, accelerator: 'auto',
-      default_root_dir: 'outputs', run_dir: null, stop_on_nan: true, log_every_n_steps: 10, callbacks: {}, loggers: {},
+      max_epochs: 1,
+      max_steps: -1,
+      limit_train_batches: null,
+      val_check_interval: 1,
+      accumulate_grad_batches: 1,
+      gradient_clip_val: null,
+      seed: 42,
+      fast_dev_run: false,
+      num_sanity_val_steps: 2,
+      accelerator: 'auto',
+      default_root_dir: 'outputs',
+      run_dir: null,
+      stop_on_nan: true,
+      log_every_n_steps: 10,
+      callbacks: {},
+      loggers: {},
     });
   });
 
@@ -31,20 +44,33 @@ describe('trainer config', () => {
     }
     expect(error).toBeInstanceOf(ConfigError);
     const paths = error!.problems.map((p) => p.path).sort();
-    expect(paths).toEqual(['trainer.accelerator', 'trainer.limit_val_batches', 'trainer.max_stpes', 'trainer.val_check_interval']);
+    expect(paths).toEqual([
+      'trainer.accelerator',
+      'trainer.limit_val_batches',
+      'trainer.max_stpes',
+      'trainer.val_check_interval',
+    ]);
     expect(error!.message).toContain("trainer.max_stpes: unknown key 'max_stpes'");
     expect(error!.message).toContain("did you mean 'max_steps'");
-    expect(error!.message).toMatch(/trainer\.limit_val_batches: expected 0 \(off\), a fraction in \(0, 1\) or a whole number of batches >= 1 \(null = all batches\) \(got 2\.5\)/);
+    expect(error!.message).toMatch(
+      /trainer\.limit_val_batches: expected 0 \(off\), a fraction in \(0, 1\) or a whole number of batches >= 1 \(null = all batches\) \(got 2\.5\)/,
+    );
   });
 
   it('accepts fractions and counts, and rejects a run with no end', () => {
-    expect(parseTrainerConfig({ limit_train_batches: 0.25, val_check_interval: 50 })).toMatchObject({ limit_train_batches: 0.25, val_check_interval: 50 });
+    expect(parseTrainerConfig({ limit_train_batches: 0.25, val_check_interval: 50 })).toMatchObject({
+      limit_train_batches: 0.25,
+      val_check_interval: 50,
+    });
     expect(() => parseTrainerConfig({ max_epochs: -1 })).toThrow(/max_epochs and max_steps are both -1/);
     expect(parseTrainerConfig({ max_epochs: -1, max_steps: 100 }).max_steps).toBe(100);
   });
 
   it('accepts 0 for limit_val_batches and limit_test_batches (off) but not for limit_train_batches', () => {
-    expect(parseTrainerConfig({ limit_val_batches: 0, limit_test_batches: 0 })).toMatchObject({ limit_val_batches: 0, limit_test_batches: 0 });
+    expect(parseTrainerConfig({ limit_val_batches: 0, limit_test_batches: 0 })).toMatchObject({
+      limit_val_batches: 0,
+      limit_test_batches: 0,
+    });
     expect(() => parseTrainerConfig({ limit_train_batches: 0 })).toThrow(/trainer\.limit_train_batches/);
     expect(() => parseTrainerConfig({ limit_val_batches: -1 })).toThrow(/trainer\.limit_val_batches/);
   });
@@ -73,9 +99,19 @@ describe('trainer config', () => {
     ['fast_dev_run', [true, false], ['yes', 1]],
     ['stop_on_nan', [true, false], [0]],
   ])('%s: accepts %j, rejects %j naming the key', (key, good, bad) => {
-    for (const value of good) expect(parseTrainerConfig({ [key]: value })[key as keyof ReturnType<typeof parseTrainerConfig>], `${key}=${String(value)}`).toEqual(value);
+    for (const value of good)
+      expect(
+        parseTrainerConfig({ [key]: value })[key as keyof ReturnType<typeof parseTrainerConfig>],
+        `${key}=${String(value)}`,
+      ).toEqual(value);
     for (const value of bad) {
-      const error = (() => { try { parseTrainerConfig({ [key]: value }, 'run.trainer'); } catch (e) { return e; } })();
+      const error = (() => {
+        try {
+          parseTrainerConfig({ [key]: value }, 'run.trainer');
+        } catch (e) {
+          return e;
+        }
+      })();
       expect(error, `${key}=${JSON.stringify(value)} was accepted`).toBeInstanceOf(ConfigError);
       expect((error as ConfigError).problems.map((p) => p.path)).toEqual([`run.trainer.${key}`]);
     }
@@ -85,12 +121,21 @@ describe('trainer config', () => {
     expect(parseTrainerConfig({ max_epochs: -1, max_steps: -1, fast_dev_run: true }).fast_dev_run).toBe(true);
     expect(parseTrainerConfig({ max_epochs: -1, max_steps: 0 }).max_steps).toBe(0);
     expect(parseTrainerConfig(undefined).max_epochs).toBe(1);
-    const error = (() => { try { parseTrainerConfig({ max_epochs: -1 }, 'x.trainer'); } catch (e) { return e; } })() as ConfigError;
+    const error = (() => {
+      try {
+        parseTrainerConfig({ max_epochs: -1 }, 'x.trainer');
+      } catch (e) {
+        return e;
+      }
+    })() as ConfigError;
     expect(error).toBeInstanceOf(ConfigError);
-    expect(error.problems).toEqual([{
-      path: 'x.trainer.max_epochs', value: -1,
-      message: 'max_epochs and max_steps are both -1 (unlimited), so training would never end; set one of them',
-    }]);
+    expect(error.problems).toEqual([
+      {
+        path: 'x.trainer.max_epochs',
+        value: -1,
+        message: 'max_epochs and max_steps are both -1 (unlimited), so training would never end; set one of them',
+      },
+    ]);
   });
 
   it('pads every date and time field of the run directory to two digits', () => {
@@ -100,15 +145,42 @@ describe('trainer config', () => {
     expect(resolveRunDir({ run_dir: null, default_root_dir: 'o' }, late)).toBe('o/2024-12-31/23-59-58');
   });
   it('names what a wrong val_check_interval or a non-callback / non-logger component should be', () => {
-    const problems = (raw: unknown) => { try { parseTrainerConfig(raw); return []; } catch (e) { return (e as ConfigError).problems; } };
-    expect(problems({ val_check_interval: 1.5 })).toEqual([expect.objectContaining({
-      path: 'trainer.val_check_interval', message: expect.stringContaining('expected a fraction of the epoch in (0, 1] or a whole number of training batches > 1'),
-    })]);
-    expect(problems({ callbacks: { ckpt: { _target_: 'logger/csv' } }, loggers: { csv: { _target_: 'callback/x' } } })).toEqual([
-      expect.objectContaining({ path: 'trainer.callbacks.ckpt._target_', message: expect.stringContaining("expected a callback component ('_target_: callback/<name>')") }),
-      expect.objectContaining({ path: 'trainer.loggers.csv._target_', message: expect.stringContaining("expected a logger component ('_target_: logger/<name>')") }),
+    const problems = (raw: unknown) => {
+      try {
+        parseTrainerConfig(raw);
+        return [];
+      } catch (e) {
+        return (e as ConfigError).problems;
+      }
+    };
+    expect(problems({ val_check_interval: 1.5 })).toEqual([
+      expect.objectContaining({
+        path: 'trainer.val_check_interval',
+        message: expect.stringContaining(
+          'expected a fraction of the epoch in (0, 1] or a whole number of training batches > 1',
+        ),
+      }),
     ]);
-    expect(parseTrainerConfig({ callbacks: { a: { _target_: 'callback/a' }, off: null }, loggers: { l: { _target_: 'logger/l' } } }))
-      .toMatchObject({ callbacks: { a: { _target_: 'callback/a' }, off: null }, loggers: { l: { _target_: 'logger/l' } } });
+    expect(
+      problems({ callbacks: { ckpt: { _target_: 'logger/csv' } }, loggers: { csv: { _target_: 'callback/x' } } }),
+    ).toEqual([
+      expect.objectContaining({
+        path: 'trainer.callbacks.ckpt._target_',
+        message: expect.stringContaining("expected a callback component ('_target_: callback/<name>')"),
+      }),
+      expect.objectContaining({
+        path: 'trainer.loggers.csv._target_',
+        message: expect.stringContaining("expected a logger component ('_target_: logger/<name>')"),
+      }),
+    ]);
+    expect(
+      parseTrainerConfig({
+        callbacks: { a: { _target_: 'callback/a' }, off: null },
+        loggers: { l: { _target_: 'logger/l' } },
+      }),
+    ).toMatchObject({
+      callbacks: { a: { _target_: 'callback/a' }, off: null },
+      loggers: { l: { _target_: 'logger/l' } },
+    });
   });
 });

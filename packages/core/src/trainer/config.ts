@@ -61,7 +61,8 @@ export const trainerConfigSchema = z.strictObject({
   run_dir: z.string().min(1).nullable().default(null),
   /** A checkpoint dir to resume from; it must exist when the config is validated (before the run dir is made). */
   resume_from: inputPath({ kind: 'dir', hint: 'point it at a checkpoint directory such as <run dir>/checkpoints/last' })
-    .nullable().default(null),
+    .nullable()
+    .default(null),
   stop_on_nan: z.boolean().default(true),
   log_every_n_steps: z.number().int().min(1).default(10),
   /** name → component node; null removes an entry inherited from a default. */
@@ -77,11 +78,13 @@ export function parseTrainerConfig(raw: unknown, prefix = 'trainer'): TrainerCon
   const result = trainerConfigSchema.safeParse(raw ?? {});
   if (result.success) {
     if (result.data.max_epochs === -1 && result.data.max_steps === -1 && !result.data.fast_dev_run) {
-      throw new ConfigError([{
-        path: `${prefix}.max_epochs`,
-        message: 'max_epochs and max_steps are both -1 (unlimited), so training would never end; set one of them',
-        value: -1,
-      }]);
+      throw new ConfigError([
+        {
+          path: `${prefix}.max_epochs`,
+          message: 'max_epochs and max_steps are both -1 (unlimited), so training would never end; set one of them',
+          value: -1,
+        },
+      ]);
     }
     return result.data;
   }
@@ -89,7 +92,10 @@ export function parseTrainerConfig(raw: unknown, prefix = 'trainer'): TrainerCon
 }
 
 /** `run_dir`, else `<default_root_dir>/<YYYY-MM-DD>/<HH-MM-SS>` in local time. */
-export function resolveRunDir(config: Pick<TrainerConfig, 'run_dir' | 'default_root_dir'>, clock: Clock = Date): string {
+export function resolveRunDir(
+  config: Pick<TrainerConfig, 'run_dir' | 'default_root_dir'>,
+  clock: Clock = Date,
+): string {
   if (config.run_dir) return config.run_dir;
   const d = new Date(clock.now());
   const p = (n: number) => String(n).padStart(2, '0');

@@ -42,7 +42,11 @@ export interface DataMismatch {
  * rather than its symptom (a palette or a weight shape). Pure: throws nothing; callers raise the
  * error (a config mistake, exit code 2).
  */
-export function compareCheckpointData(checkpoint: CheckpointDataFacts, run: RunDataFacts, ignore: readonly string[] = []): DataMismatch | undefined {
+export function compareCheckpointData(
+  checkpoint: CheckpointDataFacts,
+  run: RunDataFacts,
+  ignore: readonly string[] = [],
+): DataMismatch | undefined {
   const saved = checkpoint.taskState.modelDataArgs;
   const args = Object.keys(saved)
     .filter((k) => !ignore.includes(k) && k in run.modelDataArgs && !isDeepStrictEqual(saved[k], run.modelDataArgs[k]))
@@ -59,7 +63,11 @@ export function compareCheckpointData(checkpoint: CheckpointDataFacts, run: RunD
   return { modelDataArgs: args, settings, message };
 }
 
-function leafDifferences(saved: Record<string, unknown>, current: Record<string, unknown>, path: string): DataDifference[] {
+function leafDifferences(
+  saved: Record<string, unknown>,
+  current: Record<string, unknown>,
+  path: string,
+): DataDifference[] {
   const out: DataDifference[] = [];
   for (const key of new Set([...Object.keys(saved), ...Object.keys(current)])) {
     const a = saved[key];

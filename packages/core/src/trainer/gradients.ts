@@ -4,7 +4,11 @@ import * as tf from '@tensorflow/tfjs';
  * Adds `grads` (keyed by TF.js variable name, as `tf.variableGrads` returns them) into `into`
  * (keyed by the task's variable names). Consumes `grads` and the previous sums.
  */
-export function accumulateGrads(into: Record<string, tf.Tensor>, grads: tf.NamedTensorMap, nameOf: ReadonlyMap<string, string>): void {
+export function accumulateGrads(
+  into: Record<string, tf.Tensor>,
+  grads: tf.NamedTensorMap,
+  nameOf: ReadonlyMap<string, string>,
+): void {
   for (const [tfName, grad] of Object.entries(grads)) {
     const name = nameOf.get(tfName)!;
     const previous = into[name];

@@ -1,19 +1,44 @@
 export {
-  Trainer, isCheckpointingCallback,
-  type TrainerDeps, type TrainerFactory, type TrainerRunConfig, type FitResult, type TestResult, type CheckpointingCallback,
+  Trainer,
+  isCheckpointingCallback,
+  type TrainerDeps,
+  type TrainerFactory,
+  type TrainerRunConfig,
+  type FitResult,
+  type TestResult,
+  type CheckpointingCallback,
 } from './trainer.js';
 export { SingleDeviceStrategy, type Strategy } from './strategy.js';
 export { Progress, type ProgressState } from './progress.js';
 export {
-  trainerConfigSchema, parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput,
+  trainerConfigSchema,
+  parseTrainerConfig,
+  resolveRunDir,
+  type TrainerConfig,
+  type TrainerConfigInput,
 } from './config.js';
 export {
-  writeCheckpoint, loadCheckpoint, loadCheckpointSync, restoreTaskWeights, checkpointName, WEIGHTS_FORMAT, OPTIMIZER_FORMAT,
-  type Checkpoint, type CheckpointContents, type TrainerState, type TaskState, type RestoreReport, type RestoreOptions,
+  writeCheckpoint,
+  loadCheckpoint,
+  loadCheckpointSync,
+  restoreTaskWeights,
+  checkpointName,
+  WEIGHTS_FORMAT,
+  OPTIMIZER_FORMAT,
+  type Checkpoint,
+  type CheckpointContents,
+  type TrainerState,
+  type TaskState,
+  type RestoreReport,
+  type RestoreOptions,
 } from './checkpoint.js';
 export { mixSeed } from './step-context.js';
 export { TrainingInterrupted } from './signals.js';
 export { prepareAndSetup, teardownData } from './data-setup.js';
 export {
-  compareCheckpointData, type CheckpointDataFacts, type RunDataFacts, type DataDifference, type DataMismatch,
+  compareCheckpointData,
+  type CheckpointDataFacts,
+  type RunDataFacts,
+  type DataDifference,
+  type DataMismatch,
 } from './data-match.js';

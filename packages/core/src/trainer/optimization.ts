@@ -16,13 +16,17 @@ export const DEFAULT_OPTIMIZER: ConfigNode = { _target_: 'optimizer/adamw' };
  * when the Trainer builds them at the start of fit.
  */
 export function configuredOptimizers(
-  config: { optimizer?: unknown; scheduler?: unknown }, instantiator: Instantiator, container: DependencyContainer,
+  config: { optimizer?: unknown; scheduler?: unknown },
+  instantiator: Instantiator,
+  container: DependencyContainer,
 ): OptimizerBuilders {
   return {
-    buildOptimizer: (variables) => instantiator.create('optimizer', config.optimizer ?? DEFAULT_OPTIMIZER, { container, variables }, 'optimizer'),
-    buildScheduler: ({ totalSteps, baseLr }) => config.scheduler
-      ? instantiator.create('scheduler', config.scheduler, { container, totalSteps, baseLr }, 'scheduler')
-      : constantSchedule(baseLr),
+    buildOptimizer: (variables) =>
+      instantiator.create('optimizer', config.optimizer ?? DEFAULT_OPTIMIZER, { container, variables }, 'optimizer'),
+    buildScheduler: ({ totalSteps, baseLr }) =>
+      config.scheduler
+        ? instantiator.create('scheduler', config.scheduler, { container, totalSteps, baseLr }, 'scheduler')
+        : constantSchedule(baseLr),
   };
 }
 

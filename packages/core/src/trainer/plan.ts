@@ -8,7 +8,11 @@ import type { TrainerConfig } from './config.js';
  * fraction when the datamodule cannot count its batches, TaskforgeError (exit 1) for an empty split.
  */
 export function batchBudget(
-  dm: DataModule, split: Split, limit: number | null, key: string, fastDevRun: boolean,
+  dm: DataModule,
+  split: Split,
+  limit: number | null,
+  key: string,
+  fastDevRun: boolean,
 ): number | undefined {
   const available = dm.numBatches?.(split);
   if (fastDevRun) return 1;
@@ -17,16 +21,20 @@ export function batchBudget(
   if (limit === null) budget = available;
   else if (limit < 1) {
     if (available === undefined) {
-      throw new ConfigError([{
-        path: `trainer.${key}`,
-        message: `is a fraction, but the datamodule does not report how many ${split} batches it has; give a whole number of batches instead`,
-        value: limit,
-      }]);
+      throw new ConfigError([
+        {
+          path: `trainer.${key}`,
+          message: `is a fraction, but the datamodule does not report how many ${split} batches it has; give a whole number of batches instead`,
+          value: limit,
+        },
+      ]);
     }
     budget = Math.max(1, Math.floor(available * limit));
   } else budget = available === undefined ? limit : Math.min(limit, available);
   if (budget === 0) {
-    throw new TaskforgeError(`The ${split} dataloader yields no batches; check the dataset split and the batch size (a batch larger than the split with drop_last gives none).`);
+    throw new TaskforgeError(
+      `The ${split} dataloader yields no batches; check the dataset split and the batch size (a batch larger than the split with drop_last gives none).`,
+    );
   }
   return budget;
 }
@@ -49,31 +57,46 @@ export interface FitPlan {
 export function planFit(config: TrainerConfig, dm: DataModule): FitPlan {
   const fast = config.fast_dev_run;
   const trainBatches = batchBudget(dm, 'train', config.limit_train_batches, 'limit_train_batches', fast);
-  const valBatches = dm.valDataloader ? batchBudget(dm, 'val', config.limit_val_batches, 'limit_val_batches', fast) : undefined;
-  const stepsPerEpoch = trainBatches === undefined ? undefined : Math.ceil(trainBatches / config.accumulate_grad_batches);
+  const valBatches = dm.valDataloader
+    ? batchBudget(dm, 'val', config.limit_val_batches, 'limit_val_batches', fast)
+    : undefined;
+  const stepsPerEpoch =
+    trainBatches === undefined ? undefined : Math.ceil(trainBatches / config.accumulate_grad_batches);
   const maxEpochs = fast ? 1 : config.max_epochs;
   const maxSteps = fast ? 1 : config.max_steps;
   const fromEpochs = maxEpochs === -1 || stepsPerEpoch === undefined ? Infinity : stepsPerEpoch * maxEpochs;
   const totalSteps = Math.min(fromEpochs, maxSteps === -1 ? Infinity : maxSteps);
   if (!Number.isFinite(totalSteps)) {
-    throw new ConfigError([{
-      path: 'trainer.max_steps',
-      message: 'the datamodule does not report how many training batches an epoch has, so the number of optimizer steps (needed by LR schedules and progress) is unknown; set trainer.max_steps',
-      value: config.max_steps,
-    }]);
+    throw new ConfigError([
+      {
+        path: 'trainer.max_steps',
+        message:
+          'the datamodule does not report how many training batches an epoch has, so the number of optimizer steps (needed by LR schedules and progress) is unknown; set trainer.max_steps',
+        value: config.max_steps,
+      },
+    ]);
   }
   let valEveryBatches: number | undefined;
   const interval = config.val_check_interval;
   if (interval > 1) valEveryBatches = interval;
   else if (interval < 1) {
     if (trainBatches === undefined) {
-      throw new ConfigError([{
-        path: 'trainer.val_check_interval',
-        message: 'is a fraction of the epoch, but the datamodule does not report how many training batches an epoch has; give a whole number of batches instead',
-        value: interval,
-      }]);
+      throw new ConfigError([
+        {
+          path: 'trainer.val_check_interval',
+          message:
+            'is a fraction of the epoch, but the datamodule does not report how many training batches an epoch has; give a whole number of batches instead',
+          value: interval,
+        },
+      ]);
     }
     valEveryBatches = Math.max(1, Math.floor(trainBatches * interval));
   }
-  return { trainBatches, totalSteps, valEveryBatches, hasVal: dm.valDataloader !== undefined && valBatches !== 0, valBatches };
+  return {
+    trainBatches,
+    totalSteps,
+    valEveryBatches,
+    hasVal: dm.valDataloader !== undefined && valBatches !== 0,
+    valBatches,
+  };
 }

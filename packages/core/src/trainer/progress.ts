@@ -1,7 +1,10 @@
 import type { TrainerState } from './checkpoint.js';
 
 /** The loop position fields a checkpoint saves and an exact resume restores. */
-export type ProgressState = Pick<TrainerState, 'globalStep' | 'epoch' | 'batchInEpoch' | 'epochFinished' | 'validatedAt'>;
+export type ProgressState = Pick<
+  TrainerState,
+  'globalStep' | 'epoch' | 'batchInEpoch' | 'epochFinished' | 'validatedAt'
+>;
 
 /**
  * Where training stands, in one place (Lightning's `fit_loop.epoch_progress`): the loops advance

@@ -4,7 +4,6 @@ import { TaskforgeError } from '../errors.js';
 
 export { mixSeed } from '../seed.js';
 
-
 interface Logged {
   name: string;
   value: tf.Scalar | number;
@@ -24,7 +23,9 @@ export class StepLog {
       log: (name: string, value: tf.Scalar | number, options?: LogOptions) => {
         if (typeof value !== 'number') {
           if (value.size !== 1) {
-            throw new TaskforgeError(`ctx.log('${name}') needs a scalar, got a tensor of shape [${value.shape.join(', ')}]; reduce it first (e.g. tf.mean).`);
+            throw new TaskforgeError(
+              `ctx.log('${name}') needs a scalar, got a tensor of shape [${value.shape.join(', ')}]; reduce it first (e.g. tf.mean).`,
+            );
           }
           tf.keep(value);
         }
@@ -38,11 +39,13 @@ export class StepLog {
     const entries = this.entries;
     this.entries = [];
     try {
-      return await Promise.all(entries.map(async (e) => ({
-        name: e.name,
-        weight: e.weight,
-        value: typeof e.value === 'number' ? e.value : (await e.value.data())[0]!,
-      })));
+      return await Promise.all(
+        entries.map(async (e) => ({
+          name: e.name,
+          weight: e.weight,
+          value: typeof e.value === 'number' ? e.value : (await e.value.data())[0]!,
+        })),
+      );
     } finally {
       tf.dispose(entries.flatMap((e) => (typeof e.value === 'number' ? [] : [e.value])));
     }

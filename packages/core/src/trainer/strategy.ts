@@ -56,7 +56,10 @@ export class SingleDeviceStrategy implements Strategy {
   ) {}
 
   /** A strategy that reports through `output` with a fresh `Accelerator`. */
-  static for(request: { accelerator: AcceleratorRequest; threads: number | null }, output: Output): SingleDeviceStrategy {
+  static for(
+    request: { accelerator: AcceleratorRequest; threads: number | null },
+    output: Output,
+  ): SingleDeviceStrategy {
     return new SingleDeviceStrategy(request, new Accelerator(output));
   }
 

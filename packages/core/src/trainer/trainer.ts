@@ -9,8 +9,18 @@
 import { join, resolve } from 'node:path';
 import type { DependencyContainer } from 'tsyringe';
 import type {
-  Callback, DataLoaderOptions, DataModule, LRScheduler, MetricsLogger, Optimizer, OptimizerBuilders, OptimizerSetup, Split,
-  StepContext, Task, TrainerView,
+  Callback,
+  DataLoaderOptions,
+  DataModule,
+  LRScheduler,
+  MetricsLogger,
+  Optimizer,
+  OptimizerBuilders,
+  OptimizerSetup,
+  Split,
+  StepContext,
+  Task,
+  TrainerView,
 } from '../contracts.js';
 import type { ConfigNode } from '../config/paths.js';
 import { TaskforgeError } from '../errors.js';
@@ -94,8 +104,17 @@ export function isCheckpointingCallback(callback: Callback): callback is Checkpo
   return typeof (callback as Partial<CheckpointingCallback>).saveLastCheckpoint === 'function';
 }
 
-type Hook = 'onFitStart' | 'onSanityCheckEnd' | 'onTrainEpochStart' | 'onTrainBatchEnd' | 'onTrainEpochEnd' | 'onValidationStart'
-  | 'onValidationEnd' | 'onFitEnd' | 'onTestEnd' | 'onException';
+type Hook =
+  | 'onFitStart'
+  | 'onSanityCheckEnd'
+  | 'onTrainEpochStart'
+  | 'onTrainBatchEnd'
+  | 'onTrainEpochEnd'
+  | 'onValidationStart'
+  | 'onValidationEnd'
+  | 'onFitEnd'
+  | 'onTestEnd'
+  | 'onException';
 
 /** Seed streams of the evaluation splits (training uses TRAIN_SEED_STREAM = 1). */
 const EVAL_SEED_STREAM: Record<Exclude<Split, 'train'> | 'sanity', number> = { val: 2, test: 3, predict: 4, sanity: 5 };
@@ -125,7 +144,9 @@ export class Trainer implements TrainerView {
   // The resume hint is printed at once: a parent such as `nx run` may stop relaying output soon after the signal.
   private readonly signals = new SignalWatcher((signal) => {
     const dir = this.interruptCheckpointDir();
-    const where = this.dryRun ? 'stopping (fast_dev_run: no checkpoint)' : `saving a checkpoint to ${dir} and stopping; resume with ${overrideHint('trainer.resume_from', dir)}`;
+    const where = this.dryRun
+      ? 'stopping (fast_dev_run: no checkpoint)'
+      : `saving a checkpoint to ${dir} and stopping; resume with ${overrideHint('trainer.resume_from', dir)}`;
     this.output.warn(`Received ${signal}: finishing the current step, then ${where}. Send it again to abort at once.`);
   });
 
@@ -141,9 +162,14 @@ export class Trainer implements TrainerView {
     this.output = deps.output;
     this.composedConfig = deps.composedConfig;
     this.optimizers = deps.optimizers ?? coreOptimizers(deps.composedConfig ?? {});
-    this.strategy = deps.strategy ?? SingleDeviceStrategy.for({ accelerator: this.config.accelerator, threads: this.config.threads }, deps.output);
+    this.strategy =
+      deps.strategy ??
+      SingleDeviceStrategy.for({ accelerator: this.config.accelerator, threads: this.config.threads }, deps.output);
     // Checkpointing callbacks go last (stable otherwise) so they see metrics other callbacks log.
-    this.callbacks = [...deps.callbacks.filter((c) => !isCheckpointingCallback(c)), ...deps.callbacks.filter(isCheckpointingCallback)];
+    this.callbacks = [
+      ...deps.callbacks.filter((c) => !isCheckpointingCallback(c)),
+      ...deps.callbacks.filter(isCheckpointingCallback),
+    ];
   }
 
   /**
@@ -154,14 +180,18 @@ export class Trainer implements TrainerView {
    * Throws ConfigError (exit 2) for a bad `trainer.*` key or component node, TaskforgeError
    * (exit 1) when the accelerator cannot be initialised.
    */
-  static async create(config: TrainerRunConfig, options: { container: DependencyContainer; projectRoot?: string }): Promise<Trainer> {
+  static async create(
+    config: TrainerRunConfig,
+    options: { container: DependencyContainer; projectRoot?: string },
+  ): Promise<Trainer> {
     const { container } = options;
     const trainerConfig = parseTrainerConfig(config.trainer);
     const output = container.resolve<Output>(Tokens.Output);
     const clock = container.resolve<Clock>(Tokens.Clock);
     const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
     const strategy = new SingleDeviceStrategy(
-      { accelerator: trainerConfig.accelerator, threads: trainerConfig.threads }, container.resolve<Accelerator>(Tokens.Accelerator),
+      { accelerator: trainerConfig.accelerator, threads: trainerConfig.threads },
+      container.resolve<Accelerator>(Tokens.Accelerator),
     );
     await strategy.setup();
     const runDir = resolve(options.projectRoot ?? process.cwd(), resolveRunDir(trainerConfig, clock));
@@ -176,17 +206,26 @@ export class Trainer implements TrainerView {
     const optimizers = configuredOptimizers(config, instantiator, container);
     const makeTrainer = container.resolve<TrainerFactory>(Tokens.TrainerFactory);
     return makeTrainer(trainerConfig, {
-      callbacks, loggers, runDir, output, clock, strategy, optimizers, composedConfig: config as Record<string, unknown>,
+      callbacks,
+      loggers,
+      runDir,
+      output,
+      clock,
+      strategy,
+      optimizers,
+      composedConfig: config as Record<string, unknown>,
     });
   }
 
   get task(): Task {
-    if (!this.currentTask) throw new TaskforgeError('trainer.task was read before fit/validate/test/predict was called.');
+    if (!this.currentTask)
+      throw new TaskforgeError('trainer.task was read before fit/validate/test/predict was called.');
     return this.currentTask;
   }
 
   get datamodule(): DataModule {
-    if (!this.currentDatamodule) throw new TaskforgeError('trainer.datamodule was read before fit/validate/test/predict was called.');
+    if (!this.currentDatamodule)
+      throw new TaskforgeError('trainer.datamodule was read before fit/validate/test/predict was called.');
     return this.currentDatamodule;
   }
 
@@ -246,7 +285,8 @@ export class Trainer implements TrainerView {
       if (resumeFrom) await this.restore(resumeFrom);
       await Promise.all(this.loggers.map((l) => l.logHyperparams(this.composedConfig ?? { trainer: this.config })));
       await this.hook('onFitStart');
-      if (!this.dryRun && this.config.num_sanity_val_steps !== 0 && plan.hasVal) await this.sanityCheck(plan.valBatches);
+      if (!this.dryRun && this.config.num_sanity_val_steps !== 0 && plan.hasVal)
+        await this.sanityCheck(plan.valBatches);
       await new FitLoop(this.fitLoopHost(optimizer), plan, plan.totalSteps).run();
       if (this.stopReason !== undefined) this.output.info(`Stopped at step ${this.globalStep}: ${this.stopReason}.`);
       await this.hook('onFitEnd');
@@ -285,7 +325,9 @@ export class Trainer implements TrainerView {
     try {
       await prepareAndSetup(datamodule, 'validate');
       if (!task.validationStep || !datamodule.valDataloader) {
-        throw new TaskforgeError('Cannot validate: the task has no validationStep or the datamodule has no valDataloader.');
+        throw new TaskforgeError(
+          'Cannot validate: the task has no validationStep or the datamodule has no valDataloader.',
+        );
       }
       const budget = batchBudget(datamodule, 'val', this.config.limit_val_batches, 'limit_val_batches', this.dryRun);
       const metrics = await this.validation(budget);
@@ -340,7 +382,9 @@ export class Trainer implements TrainerView {
     try {
       await prepareAndSetup(datamodule, 'predict');
       if (!task.predictStep || !datamodule.predictDataloader) {
-        throw new TaskforgeError('Cannot predict: the task has no predictStep or the datamodule has no predictDataloader.');
+        throw new TaskforgeError(
+          'Cannot predict: the task has no predictStep or the datamodule has no predictDataloader.',
+        );
       }
       const { outputs } = await evaluationLoop({
         batches: datamodule.predictDataloader(this.loaderOptions(0)),
@@ -400,7 +444,10 @@ export class Trainer implements TrainerView {
 
   private evalContext(split: keyof typeof EVAL_SEED_STREAM, batchIdx: number): Omit<StepContext, 'log'> {
     return {
-      globalStep: this.globalStep, epoch: this.epoch, batchIdx, training: false,
+      globalStep: this.globalStep,
+      epoch: this.epoch,
+      batchIdx,
+      training: false,
       seed: mixSeed(this.config.seed, EVAL_SEED_STREAM[split], this.globalStep, batchIdx),
     };
   }
@@ -470,12 +517,17 @@ export class Trainer implements TrainerView {
       restoreTaskWeights(this.task, checkpoint);
       if (this.optimizer) {
         if (!checkpoint.optimizer) {
-          throw new TaskforgeError(`Cannot resume from '${dir}': it has no optimizer state (optimizer.json), which an exact resume needs.`, { exitCode: 2 });
+          throw new TaskforgeError(
+            `Cannot resume from '${dir}': it has no optimizer state (optimizer.json), which an exact resume needs.`,
+            { exitCode: 2 },
+          );
         }
         this.optimizer.setState(checkpoint.optimizer.state);
       }
       if (state.seed !== this.config.seed) {
-        this.output.warn(`Resuming a run trained with seed ${state.seed} using trainer.seed=${this.config.seed}: data order and dropout will differ from the original run.`);
+        this.output.warn(
+          `Resuming a run trained with seed ${state.seed} using trainer.seed=${this.config.seed}: data order and dropout will differ from the original run.`,
+        );
       }
       this.progress.load(state);
       if (this.progress.epochFinished) this.progress.startNextEpoch();
@@ -485,7 +537,9 @@ export class Trainer implements TrainerView {
         const saved = state.callbacks[key];
         if (saved && callback.loadStateDict) callback.loadStateDict(saved);
       }
-      this.output.info(`Resumed from '${dir}' at global step ${this.globalStep} (epoch ${this.epoch}, batch ${this.progress.batchInEpoch}).`);
+      this.output.info(
+        `Resumed from '${dir}' at global step ${this.globalStep} (epoch ${this.epoch}, batch ${this.progress.batchInEpoch}).`,
+      );
     } finally {
       checkpoint.dispose();
     }
@@ -493,7 +547,9 @@ export class Trainer implements TrainerView {
 
   /** Where an interrupt saves `last`: the checkpointing callback's target, else `<runDir>/checkpoints/last`. */
   private interruptCheckpointDir(): string {
-    return this.callbacks.find(isCheckpointingCallback)?.lastCheckpointTarget ?? join(this.runDir, 'checkpoints', 'last');
+    return (
+      this.callbacks.find(isCheckpointingCallback)?.lastCheckpointTarget ?? join(this.runDir, 'checkpoints', 'last')
+    );
   }
 
   private async interrupt(): Promise<never> {
@@ -506,7 +562,10 @@ export class Trainer implements TrainerView {
         : await this.saveCheckpoint(join(this.runDir, 'checkpoints', 'last'));
       where = `last checkpoint saved to ${dir}; resume with ${overrideHint('trainer.resume_from', dir)}`;
     }
-    throw new TrainingInterrupted(`Training interrupted by ${signal} at step ${this.globalStep}; ${where}.`, SIGNAL_EXIT_CODES[signal] ?? 1);
+    throw new TrainingInterrupted(
+      `Training interrupted by ${signal} at step ${this.globalStep}; ${where}.`,
+      SIGNAL_EXIT_CODES[signal] ?? 1,
+    );
   }
 
   private loaderOptions(epoch: number, startBatch = 0): DataLoaderOptions {
@@ -527,7 +586,8 @@ export class Trainer implements TrainerView {
       ...this.loggers.map(async (l) => l.finalize(status)),
       (async () => this.currentDatamodule && teardownData(this.currentDatamodule))(),
     ]);
-    for (const r of results) if (r.status === 'rejected') this.output.warn(`Cleanup failed: ${(r.reason as Error).message}`);
+    for (const r of results)
+      if (r.status === 'rejected') this.output.warn(`Cleanup failed: ${(r.reason as Error).message}`);
   }
 
   private async hook(name: Hook, ...args: unknown[]): Promise<void> {

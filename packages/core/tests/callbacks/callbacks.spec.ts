@@ -2,7 +2,14 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
-import { callbackSpecs, DeviceStatsMonitor, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar } from '../../src/callbacks/index.js';
+import {
+  callbackSpecs,
+  DeviceStatsMonitor,
+  EarlyStopping,
+  LearningRateMonitor,
+  ModelCheckpoint,
+  ProgressBar,
+} from '../../src/callbacks/index.js';
 import { ConfigError } from '../../src/errors.js';
 import { Tokens } from '../../src/services/tokens.js';
 import { RecordingOutput, ToyDataModule, ToyTask } from '../toy/toy.js';
@@ -28,7 +35,12 @@ describe('ModelCheckpoint', () => {
 
   it('without a monitor keeps the latest save_top_k, on a step schedule', async () => {
     const task = new ToyTask();
-    const checkpoint = new ModelCheckpoint({ every_n_train_steps: 3, save_top_k: 2, save_last: false, dirpath: join(scratch.dir(), 'custom') });
+    const checkpoint = new ModelCheckpoint({
+      every_n_train_steps: 3,
+      save_top_k: 2,
+      save_last: false,
+      dirpath: join(scratch.dir(), 'custom'),
+    });
     const { trainer } = makeTrainer(scratch.dir(), { max_steps: 10, max_epochs: 5 }, [checkpoint]);
     const result = await trainer.fit(task, new ToyDataModule());
     expect((await readdir(join(scratch.dir(), 'custom'))).sort()).toEqual(['step=000006', 'step=000009']);
@@ -44,14 +56,20 @@ describe('ModelCheckpoint', () => {
       const output = new RecordingOutput();
       const checkpoint = new ModelCheckpoint({ monitor: 'val_loss' }, output);
       const { trainer, runDir } = makeTrainer(
-        scratch.dir(), { max_epochs: 1, check_val_every_n_epoch: 2, limit_train_batches: 3, num_sanity_val_steps: sanity }, [checkpoint],
+        scratch.dir(),
+        { max_epochs: 1, check_val_every_n_epoch: 2, limit_train_batches: 3, num_sanity_val_steps: sanity },
+        [checkpoint],
       );
       const result = await trainer.fit(task, new ToyDataModule());
       expect(result.globalStep).toBe(3);
       expect(await readdir(join(runDir, 'checkpoints'))).toEqual(['last']);
       expect(result.lastCheckpoint).toBe(join(runDir, 'checkpoints', 'last'));
-      expect(JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep).toBe(3);
-      expect(output.warnings.filter((w) => w.includes("monitor is 'val_loss', which has not been logged yet at step 3"))).toHaveLength(1);
+      expect(
+        JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep,
+      ).toBe(3);
+      expect(
+        output.warnings.filter((w) => w.includes("monitor is 'val_loss', which has not been logged yet at step 3")),
+      ).toHaveLength(1);
       expect(output.warnings[0]).toContain("saving only 'last' until it is");
       task.dispose();
     }
@@ -71,27 +89,37 @@ describe('ModelCheckpoint', () => {
 
   it('a monitor no step or validation logs is a config error (exit 2) with a did-you-mean, and last is kept', async () => {
     const task = new ToyTask();
-    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_epochs: 3 }, [new ModelCheckpoint({ monitor: 'val_los' })]);
+    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_epochs: 3 }, [
+      new ModelCheckpoint({ monitor: 'val_los' }),
+    ]);
     const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).exitCode).toBe(2);
     const message = (error as Error).message;
-    expect(message).toContain("trainer.callbacks.model_checkpoint.monitor: no training step or validation logs a metric named 'val_los'");
+    expect(message).toContain(
+      "trainer.callbacks.model_checkpoint.monitor: no training step or validation logs a metric named 'val_los'",
+    );
     expect(message).toContain("(logged: 'epoch', 'lr', 'train_loss', 'train_mse', 'val_loss')");
     expect(message).toContain("did you mean 'val_loss'?");
     // Known at the first validation (step 8, the end of epoch 0), not after three epochs; the work is in `last`.
     expect(await readdir(join(runDir, 'checkpoints'))).toEqual(['last']);
-    expect(JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep).toBe(8);
+    expect(
+      JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep,
+    ).toBe(8);
     expect(message).toContain(`The weights so far were saved to ${join(runDir, 'checkpoints', 'last')}`);
     task.dispose();
   });
 
   it('with a sanity check, a typo in monitor is reported after the first training step', async () => {
     const task = new ToyTask();
-    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_epochs: 3, num_sanity_val_steps: 1 }, [new ModelCheckpoint({ monitor: 'val_los' })]);
+    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_epochs: 3, num_sanity_val_steps: 1 }, [
+      new ModelCheckpoint({ monitor: 'val_los' }),
+    ]);
     const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
     expect((error as ConfigError).exitCode).toBe(2);
-    expect(JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep).toBe(1);
+    expect(
+      JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep,
+    ).toBe(1);
     task.dispose();
   });
 });
@@ -123,7 +151,9 @@ describe('EarlyStopping', () => {
     const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).exitCode).toBe(2);
-    expect((error as Error).message).toContain("trainer.callbacks.early_stopping.monitor: no metric named 'val_los' was logged by validation");
+    expect((error as Error).message).toContain(
+      "trainer.callbacks.early_stopping.monitor: no metric named 'val_los' was logged by validation",
+    );
     expect((error as Error).message).toContain("did you mean 'val_loss'?");
     task.dispose();
   });
@@ -132,7 +162,9 @@ describe('EarlyStopping', () => {
 describe('DeviceStatsMonitor', () => {
   it('logs tensor memory on the trainer logging interval, and the count stays flat (no leak) across steps', async () => {
     const task = new ToyTask();
-    const { trainer, logger } = makeTrainer(scratch.dir(), { max_steps: 6, log_every_n_steps: 2 }, [new DeviceStatsMonitor()]);
+    const { trainer, logger } = makeTrainer(scratch.dir(), { max_steps: 6, log_every_n_steps: 2 }, [
+      new DeviceStatsMonitor(),
+    ]);
     await trainer.fit(task, new ToyDataModule());
     const tensors = logger.series('memory/tensors');
     expect(tensors.map(([step]) => step)).toEqual([2, 4, 6]);
@@ -147,12 +179,14 @@ describe('DeviceStatsMonitor', () => {
 describe('LearningRateMonitor and ProgressBar', () => {
   it('logs lr-<optimizer> on the trainer logging interval', async () => {
     const task = new ToyTask({ optimizer: 'adam', lr: 0.1, scheduler: 'warmup_cosine' });
-    const { trainer, logger } = makeTrainer(scratch.dir(), { max_steps: 6, log_every_n_steps: 2 }, [new LearningRateMonitor()]);
+    const { trainer, logger } = makeTrainer(scratch.dir(), { max_steps: 6, log_every_n_steps: 2 }, [
+      new LearningRateMonitor(),
+    ]);
     await trainer.fit(task, new ToyDataModule());
     const lrs = logger.series('lr-adamw');
     expect(lrs.map(([step]) => step)).toEqual([2, 4, 6]);
     // warmup over 2 steps, then cosine to 0 at step 6: the update of step 3 (logged at 4) used 0.1·(1+cos(π/4))/2.
-    expect(lrs[1]![1]).toBeCloseTo(0.1 * (1 + Math.cos(Math.PI / 4)) / 2, 10);
+    expect(lrs[1]![1]).toBeCloseTo((0.1 * (1 + Math.cos(Math.PI / 4))) / 2, 10);
     task.dispose();
   });
 
@@ -164,7 +198,10 @@ describe('LearningRateMonitor and ProgressBar', () => {
     const [bar] = output.progressBars;
     expect(bar).toMatchObject({ label: 'train', total: 16, stopped: true });
     expect(bar!.updates.map((u) => [u.current, u.fields?.['step'], u.fields?.['epoch']])).toEqual([
-      [4, '4/16', 0], [8, '8/16', 0], [12, '12/16', 1], [16, '16/16', 1],
+      [4, '4/16', 0],
+      [8, '8/16', 0],
+      [12, '12/16', 1],
+      [16, '16/16', 1],
     ]);
     expect(typeof bar!.updates[0]!.fields!['loss']).toBe('number');
     expect(output.lines).toHaveLength(2);
@@ -175,16 +212,29 @@ describe('LearningRateMonitor and ProgressBar', () => {
 
 describe('callbackSpecs', () => {
   it('registers the five callbacks with strict schemas and builds them', () => {
-    expect(callbackSpecs.map((s) => s.name)).toEqual(['model_checkpoint', 'early_stopping', 'lr_monitor', 'device_stats', 'progress_bar']);
+    expect(callbackSpecs.map((s) => s.name)).toEqual([
+      'model_checkpoint',
+      'early_stopping',
+      'lr_monitor',
+      'device_stats',
+      'progress_bar',
+    ]);
     const spec = (name: string) => callbackSpecs.find((s) => s.name === name)!;
     expect(spec('device_stats').schema.safeParse({ every: 3 }).success).toBe(false);
     expect(spec('model_checkpoint').schema.safeParse({ save_top_k: 2, monitr: 'x' }).success).toBe(false);
-    expect(spec('early_stopping').schema.parse({})).toEqual({ monitor: 'val_loss', mode: 'min', patience: 3, min_delta: 0 });
+    expect(spec('early_stopping').schema.parse({})).toEqual({
+      monitor: 'val_loss',
+      mode: 'min',
+      patience: 3,
+      min_delta: 0,
+    });
     const child = container.createChildContainer();
     child.register(Tokens.Output, { useValue: new RecordingOutput() });
     const bar = spec('progress_bar').create(spec('progress_bar').schema.parse({}), { container: child });
     expect(bar).toBeInstanceOf(ProgressBar);
-    const ckpt = spec('model_checkpoint').create(spec('model_checkpoint').schema.parse({ monitor: 'val_loss' }), { container: child });
+    const ckpt = spec('model_checkpoint').create(spec('model_checkpoint').schema.parse({ monitor: 'val_loss' }), {
+      container: child,
+    });
     expect((ckpt as ModelCheckpoint).options).toMatchObject({ monitor: 'val_loss', save_top_k: 1, save_last: true });
   });
 });

@@ -6,8 +6,18 @@
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import type {
-  Callback, DataLoaderOptions, DataModule, LRScheduler, MetricsLogger, NamedVariables, OptimizerSetup, Split, Stage,
-  StepContext, Task, TrainerView,
+  Callback,
+  DataLoaderOptions,
+  DataModule,
+  LRScheduler,
+  MetricsLogger,
+  NamedVariables,
+  OptimizerSetup,
+  Split,
+  Stage,
+  StepContext,
+  Task,
+  TrainerView,
 } from '../../src/contracts.js';
 import { Adam, Sgd, warmupCosineSchedule } from '../../src/optim/index.js';
 import type { Output, ProgressHandle } from '../../src/services/tokens.js';
@@ -41,7 +51,15 @@ export class ToyDataModule implements DataModule<ToyBatch> {
 
   constructor(options: ToyDataOptions = {}) {
     this.options = {
-      nTrain: 32, nVal: 16, nTest: 16, batchSize: 4, inputDim: 3, dataSeed: 0, noise: 0.05, noVal: false, ...options,
+      nTrain: 32,
+      nVal: 16,
+      nTest: 16,
+      batchSize: 4,
+      inputDim: 3,
+      dataSeed: 0,
+      noise: 0.05,
+      noVal: false,
+      ...options,
     };
     if (!this.options.noVal) this.valDataloader = (o) => this.loader('val', o, false);
   }
@@ -58,7 +76,12 @@ export class ToyDataModule implements DataModule<ToyBatch> {
     this.calls.push(`setup:${stage}`);
     const { nTrain, nVal, nTest, dataSeed } = this.options;
     const make = (n: number, salt: string) => this.generate(n, seedrandom(`${dataSeed}/${salt}`));
-    this.splits = { train: make(nTrain, 'train'), val: make(nVal, 'val'), test: make(nTest, 'test'), predict: make(nTest, 'test') };
+    this.splits = {
+      train: make(nTrain, 'train'),
+      val: make(nVal, 'val'),
+      test: make(nTest, 'test'),
+      predict: make(nTest, 'test'),
+    };
   }
 
   async teardown(): Promise<void> {
@@ -78,7 +101,12 @@ export class ToyDataModule implements DataModule<ToyBatch> {
   }
 
   numBatches(split: Split): number | undefined {
-    const n = { train: this.options.nTrain, val: this.options.nVal, test: this.options.nTest, predict: this.options.nTest }[split];
+    const n = {
+      train: this.options.nTrain,
+      val: this.options.nVal,
+      test: this.options.nTest,
+      predict: this.options.nTest,
+    }[split];
     return Math.ceil(n / this.options.batchSize);
   }
 
@@ -154,21 +182,31 @@ export class ToyTask implements Task<ToyBatch> {
   private validationsSeen = new Set<string>();
 
   constructor(options: ToyTaskOptions = {}) {
-    this.options = { inputDim: 3, hidden: 0, dropout: 0, lr: 0.1, optimizer: 'sgd', initSeed: 1, failStateDict: false, ...options };
+    this.options = {
+      inputDim: 3,
+      hidden: 0,
+      dropout: 0,
+      lr: 0.1,
+      optimizer: 'sgd',
+      initSeed: 1,
+      failStateDict: false,
+      ...options,
+    };
     const { inputDim: d, hidden: h, initSeed: s } = this.options;
     const id = `toy${instances++}`;
     const init = (shape: number[], seed: number) => tf.tidy(() => tf.randomNormal(shape, 0, 0.5, 'float32', seed));
-    this.variables = h > 0
-      ? {
-          'hidden/kernel': tf.variable(init([d, h], s), true, `${id}/hidden/kernel`),
-          'hidden/bias': tf.variable(tf.zeros([h]), true, `${id}/hidden/bias`),
-          'out/kernel': tf.variable(init([h, 1], s + 1), true, `${id}/out/kernel`),
-          'out/bias': tf.variable(tf.zeros([1]), true, `${id}/out/bias`),
-        }
-      : {
-          'out/kernel': tf.variable(init([d, 1], s), true, `${id}/out/kernel`),
-          'out/bias': tf.variable(tf.zeros([1]), true, `${id}/out/bias`),
-        };
+    this.variables =
+      h > 0
+        ? {
+            'hidden/kernel': tf.variable(init([d, h], s), true, `${id}/hidden/kernel`),
+            'hidden/bias': tf.variable(tf.zeros([h]), true, `${id}/hidden/bias`),
+            'out/kernel': tf.variable(init([h, 1], s + 1), true, `${id}/out/kernel`),
+            'out/bias': tf.variable(tf.zeros([1]), true, `${id}/out/bias`),
+          }
+        : {
+            'out/kernel': tf.variable(init([d, 1], s), true, `${id}/out/kernel`),
+            'out/bias': tf.variable(tf.zeros([1]), true, `${id}/out/bias`),
+          };
   }
 
   namedVariables(): NamedVariables {
@@ -180,7 +218,8 @@ export class ToyTask implements Task<ToyBatch> {
     let x: tf.Tensor2D = tf.tensor2d(batch.x, [batch.size, this.options.inputDim]);
     if (this.options.hidden > 0) {
       x = tf.relu(tf.add(tf.matMul(x, v['hidden/kernel']! as tf.Tensor2D), v['hidden/bias']!));
-      if (ctx.training && this.options.dropout > 0) x = tf.dropout(x, this.options.dropout, undefined, ctx.seed) as tf.Tensor2D;
+      if (ctx.training && this.options.dropout > 0)
+        x = tf.dropout(x, this.options.dropout, undefined, ctx.seed) as tf.Tensor2D;
     }
     return tf.add(tf.matMul(x, v['out/kernel']! as tf.Tensor2D), v['out/bias']!).reshape([batch.size]);
   }
@@ -217,11 +256,13 @@ export class ToyTask implements Task<ToyBatch> {
 
   configureOptimizers({ totalSteps }: { totalSteps: number }): OptimizerSetup {
     this.totalSteps = totalSteps;
-    const optimizer = this.options.optimizer === 'adam'
-      ? new Adam(this.variables, { lr: this.options.lr, weightDecay: 0.01, decoupledWeightDecay: true })
-      : new Sgd(this.variables, { lr: this.options.lr, momentum: 0.9 });
+    const optimizer =
+      this.options.optimizer === 'adam'
+        ? new Adam(this.variables, { lr: this.options.lr, weightDecay: 0.01, decoupledWeightDecay: true })
+        : new Sgd(this.variables, { lr: this.options.lr, momentum: 0.9 });
     const { scheduler, lr } = this.options;
-    if (scheduler === 'warmup_cosine') return { optimizer, scheduler: warmupCosineSchedule({ baseLr: lr, totalSteps, warmupSteps: 2 }) };
+    if (scheduler === 'warmup_cosine')
+      return { optimizer, scheduler: warmupCosineSchedule({ baseLr: lr, totalSteps, warmupSteps: 2 }) };
     return scheduler ? { optimizer, scheduler } : { optimizer };
   }
 
@@ -251,7 +292,12 @@ export class ToyTask implements Task<ToyBatch> {
 export class RecordingOutput implements Output {
   readonly lines: string[] = [];
   readonly warnings: string[] = [];
-  readonly progressBars: Array<{ label: string; total?: number; updates: Array<{ current: number; fields?: Record<string, string | number> }>; stopped: boolean }> = [];
+  readonly progressBars: Array<{
+    label: string;
+    total?: number;
+    updates: Array<{ current: number; fields?: Record<string, string | number> }>;
+    stopped: boolean;
+  }> = [];
 
   info(message: string): void {
     this.lines.push(message);
@@ -262,7 +308,12 @@ export class RecordingOutput implements Output {
   }
 
   progress(options: { label: string; total?: number }): ProgressHandle {
-    const bar = { label: options.label, ...(options.total === undefined ? {} : { total: options.total }), updates: [] as Array<{ current: number; fields?: Record<string, string | number> }>, stopped: false };
+    const bar = {
+      label: options.label,
+      ...(options.total === undefined ? {} : { total: options.total }),
+      updates: [] as Array<{ current: number; fields?: Record<string, string | number> }>,
+      stopped: false,
+    };
     this.progressBars.push(bar);
     return {
       update: (current, fields) => bar.updates.push(fields ? { current, fields } : { current }),
@@ -302,8 +353,15 @@ export class RecordingLogger implements MetricsLogger {
 
 type HookName = Exclude<keyof Callback, 'name' | 'stateDict' | 'loadStateDict'>;
 const HOOKS: HookName[] = [
-  'onFitStart', 'onTrainEpochStart', 'onTrainBatchEnd', 'onTrainEpochEnd', 'onValidationStart', 'onValidationEnd',
-  'onFitEnd', 'onTestEnd', 'onException',
+  'onFitStart',
+  'onTrainEpochStart',
+  'onTrainBatchEnd',
+  'onTrainEpochEnd',
+  'onValidationStart',
+  'onValidationEnd',
+  'onFitEnd',
+  'onTestEnd',
+  'onException',
 ];
 
 /** Records every hook as `name@step`; `on` adds behaviour to a hook (e.g. emit a signal). */

@@ -20,7 +20,9 @@ describe('checkpoints', () => {
     // The live optimizer's state after the last step, read as plain numbers before the Trainer disposes it.
     const values = (state: OptimizerState) => ({
       meta: state.meta,
-      tensors: Object.fromEntries(Object.entries(state.tensors).map(([k, t]) => [k, { shape: t.shape, data: Array.from(t.dataSync()) }])),
+      tensors: Object.fromEntries(
+        Object.entries(state.tensors).map(([k, t]) => [k, { shape: t.shape, data: Array.from(t.dataSync()) }]),
+      ),
     });
     let live: ReturnType<typeof values> | undefined;
     const capture: Callback = {
@@ -42,7 +44,14 @@ describe('checkpoints', () => {
     expect(await readFile(join(result.lastCheckpoint!, 'config.yaml'), 'utf8')).toContain('note: toy');
 
     const loaded = await loadCheckpoint(result.lastCheckpoint!);
-    expect(loaded.trainerState).toMatchObject({ globalStep: 4, epoch: 0, batchInEpoch: 4, optimizer: 'adamw', seed: 42, savedAt: '2024-01-02T03:04:05.000Z' });
+    expect(loaded.trainerState).toMatchObject({
+      globalStep: 4,
+      epoch: 0,
+      batchInEpoch: 4,
+      optimizer: 'adamw',
+      seed: 42,
+      savedAt: '2024-01-02T03:04:05.000Z',
+    });
     expect(loaded.taskState).toEqual({ modelDataArgs: { inputDim: 3 }, state: { label: 'trained' } });
     expect(loaded.config).toMatchObject({ note: 'toy', trainer: { max_steps: 4 } });
     expect(loaded.optimizer?.state.meta).toMatchObject({ step: 4 });
@@ -94,8 +103,13 @@ describe('checkpoints', () => {
     } as unknown as Task;
     linear.variables['out/bias']!.assign(tf.tensor1d([0.5]));
     const reloaded = await loadCheckpoint(await writeCheckpoint(dir, { task: linear, modelDataArgs: {} }));
-    expect(() => restoreTaskWeights(partial, reloaded)).toThrow(/in the checkpoint but not in the model: 'out\/kernel'/);
-    expect(restoreTaskWeights(partial, reloaded, { strict: false })).toEqual({ missing: ['extra'], unexpected: ['out/kernel'] });
+    expect(() => restoreTaskWeights(partial, reloaded)).toThrow(
+      /in the checkpoint but not in the model: 'out\/kernel'/,
+    );
+    expect(restoreTaskWeights(partial, reloaded, { strict: false })).toEqual({
+      missing: ['extra'],
+      unexpected: ['out/kernel'],
+    });
     expect(Array.from(mlp.variables['out/bias']!.dataSync())).toEqual([0.5]);
     loaded.dispose();
     reloaded.dispose();
@@ -105,11 +119,15 @@ describe('checkpoints', () => {
 
   it('explains a missing or corrupt checkpoint', async () => {
     const nowhere = join(scratch.dir(), 'nope');
-    await expect(loadCheckpoint(nowhere)).rejects.toThrow(`Cannot load checkpoint '${nowhere}': the directory does not exist`);
+    await expect(loadCheckpoint(nowhere)).rejects.toThrow(
+      `Cannot load checkpoint '${nowhere}': the directory does not exist`,
+    );
     const task = new ToyTask();
     const dir = await writeCheckpoint(join(scratch.dir(), 'corrupt'), { task, modelDataArgs: {} });
     await truncate(join(dir, 'weights.bin'), 5);
-    await expect(loadCheckpoint(dir)).rejects.toThrow(/weights\.bin' has 5 bytes but its manifest describes 16; the file is truncated or corrupt/);
+    await expect(loadCheckpoint(dir)).rejects.toThrow(
+      /weights\.bin' has 5 bytes but its manifest describes 16; the file is truncated or corrupt/,
+    );
     // A path that is not a checkpoint is a usage mistake (2); a damaged file a runtime failure (1).
     await expect(loadCheckpoint(nowhere)).rejects.toMatchObject({ exitCode: 2 });
     await expect(loadCheckpoint(dir)).rejects.toMatchObject({ exitCode: 1 });
@@ -144,7 +162,8 @@ describe('checkpoints', () => {
 
 describe('resume', () => {
   const config = { max_epochs: 3, accumulate_grad_batches: 2, gradient_clip_val: 1, val_check_interval: 0.5 } as const;
-  const makeTask = () => new ToyTask({ hidden: 6, dropout: 0.3, optimizer: 'adam', lr: 0.02, scheduler: 'warmup_cosine' });
+  const makeTask = () =>
+    new ToyTask({ hidden: 6, dropout: 0.3, optimizer: 'adam', lr: 0.02, scheduler: 'warmup_cosine' });
 
   it('reaches exactly the weights of an uninterrupted run, from mid-epoch, epoch-end and SIGINT checkpoints', async () => {
     const reference = makeTask();
@@ -176,12 +195,15 @@ describe('resume', () => {
     // Stopped by SIGINT at step 5, then resumed from the `last` it saved.
     const task = makeTask();
     const stopAt5 = new ModelCheckpoint({ every_n_train_steps: 100 });
-    const interrupted = makeTrainer(scratch.dir(), config, [stopAt5, {
-      name: 'interrupter',
-      onTrainBatchEnd: (trainer) => {
-        if (trainer.globalStep === 5) process.emit('SIGINT');
+    const interrupted = makeTrainer(scratch.dir(), config, [
+      stopAt5,
+      {
+        name: 'interrupter',
+        onTrainBatchEnd: (trainer) => {
+          if (trainer.globalStep === 5) process.emit('SIGINT');
+        },
       },
-    }]);
+    ]);
     await expect(interrupted.trainer.fit(task, new ToyDataModule())).rejects.toThrow(/interrupted by SIGINT at step 5/);
     task.dispose();
     await resumeFrom(join(interrupted.runDir, 'checkpoints', 'last'), 5);
@@ -191,13 +213,26 @@ describe('resume', () => {
   it('refuses to resume a different model, naming the variables', async () => {
     const task = new ToyTask();
     const dir = await writeCheckpoint(join(scratch.dir(), 'other'), {
-      task, modelDataArgs: {}, trainerState: {
-        globalStep: 1, epoch: 0, batchInEpoch: 1, epochFinished: false, validatedAt: -1, seed: 42, optimizer: 'sgd', scheduler: null, callbacks: {}, metrics: {},
+      task,
+      modelDataArgs: {},
+      trainerState: {
+        globalStep: 1,
+        epoch: 0,
+        batchInEpoch: 1,
+        epochFinished: false,
+        validatedAt: -1,
+        seed: 42,
+        optimizer: 'sgd',
+        scheduler: null,
+        callbacks: {},
+        metrics: {},
       },
     });
     const mlp = makeTask();
     const { trainer } = makeTrainer(scratch.dir(), config);
-    await expect(trainer.fit(mlp, new ToyDataModule(), { resumeFrom: dir })).rejects.toThrow(/does not match the model: mis-shaped: 'out\/kernel'/);
+    await expect(trainer.fit(mlp, new ToyDataModule(), { resumeFrom: dir })).rejects.toThrow(
+      /does not match the model: mis-shaped: 'out\/kernel'/,
+    );
     mlp.dispose();
     task.dispose();
   });

@@ -24,14 +24,23 @@ export function useScratch(): { dir: () => string } {
 let runs = 0;
 
 export function makeTrainer(
-  root: string, config: TrainerConfigInput = {}, callbacks: Callback[] = [],
+  root: string,
+  config: TrainerConfigInput = {},
+  callbacks: Callback[] = [],
 ): { trainer: Trainer; logger: RecordingLogger; output: RecordingOutput; runDir: string } {
   const logger = new RecordingLogger();
   const output = new RecordingOutput();
   const runDir = join(root, `run${runs++}`);
   const trainer = new Trainer(
     { num_sanity_val_steps: 0, log_every_n_steps: 1, accelerator: 'cpu', ...config },
-    { callbacks, loggers: [logger], runDir, output, clock: { now: () => Date.UTC(2024, 0, 2, 3, 4, 5) }, composedConfig: { trainer: config, note: 'toy' } },
+    {
+      callbacks,
+      loggers: [logger],
+      runDir,
+      output,
+      clock: { now: () => Date.UTC(2024, 0, 2, 3, 4, 5) },
+      composedConfig: { trainer: config, note: 'toy' },
+    },
   );
   return { trainer, logger, output, runDir };
 }

@@ -30,7 +30,10 @@ describe('the Trainer owns', () => {
 
   it('the backend: new Trainer({ accelerator }) selects it when it runs, once per process', async () => {
     const output = new RecordingOutput();
-    const trainer = new Trainer({ accelerator: 'wasm', fast_dev_run: true }, { callbacks: [], loggers: [], runDir: scratch.dir(), output });
+    const trainer = new Trainer(
+      { accelerator: 'wasm', fast_dev_run: true },
+      { callbacks: [], loggers: [], runDir: scratch.dir(), output },
+    );
     expect(trainer.strategy).toBeInstanceOf(SingleDeviceStrategy);
     const task = new ToyTask();
     await trainer.fit(task, new ToyDataModule());
@@ -38,8 +41,10 @@ describe('the Trainer owns', () => {
     expect(output.lines.filter((l) => l.startsWith('Accelerator: wasm'))).toHaveLength(1);
     // A second Trainer with the same request finds wasm active and says nothing.
     const again = new RecordingOutput();
-    await new Trainer({ accelerator: 'wasm', fast_dev_run: true }, { callbacks: [], loggers: [], runDir: scratch.dir(), output: again })
-      .test(task, new ToyDataModule());
+    await new Trainer(
+      { accelerator: 'wasm', fast_dev_run: true },
+      { callbacks: [], loggers: [], runDir: scratch.dir(), output: again },
+    ).test(task, new ToyDataModule());
     expect(again.lines.filter((l) => l.startsWith('Accelerator'))).toEqual([]);
     task.dispose();
     await tf.setBackend('cpu');
@@ -58,19 +63,33 @@ describe('the Trainer owns', () => {
     const output = new RecordingOutput();
     const seen: Array<{ lr: number; name: string }> = [];
     const task = plainToyTask();
-    const trainer = new Trainer({ max_steps: 6, max_epochs: -1, num_sanity_val_steps: 0, accelerator: 'cpu', log_every_n_steps: 1 }, {
-      callbacks: [{ name: 'spy', onTrainBatchEnd: (t) => { seen.push({ lr: t.optimizer!.lr, name: t.optimizer!.name }); } }],
-      loggers: [], runDir: scratch.dir(), output,
-      composedConfig: {
-        optimizer: { _target_: 'optimizer/sgd', lr: 0.05 },
-        scheduler: { _target_: 'scheduler/warmup_linear', warmup_steps: 2, min_lr_ratio: 0 },
+    const trainer = new Trainer(
+      { max_steps: 6, max_epochs: -1, num_sanity_val_steps: 0, accelerator: 'cpu', log_every_n_steps: 1 },
+      {
+        callbacks: [
+          {
+            name: 'spy',
+            onTrainBatchEnd: (t) => {
+              seen.push({ lr: t.optimizer!.lr, name: t.optimizer!.name });
+            },
+          },
+        ],
+        loggers: [],
+        runDir: scratch.dir(),
+        output,
+        composedConfig: {
+          optimizer: { _target_: 'optimizer/sgd', lr: 0.05 },
+          scheduler: { _target_: 'scheduler/warmup_linear', warmup_steps: 2, min_lr_ratio: 0 },
+        },
       },
-    });
+    );
     const before = task.snapshot();
     await trainer.fit(task, new ToyDataModule());
     expect(seen.map((s) => s.name)).toEqual(new Array(6).fill('sgd'));
     // Linear warmup over 2 steps, then linear decay to 0 at step 6: the schedule knew the total.
-    expect(seen.map((s) => s.lr)).toEqual([0, 0.025, 0.05, 0.05 * 3 / 4, 0.05 * 2 / 4, 0.05 / 4].map((x) => expect.closeTo(x, 10)));
+    expect(seen.map((s) => s.lr)).toEqual(
+      [0, 0.025, 0.05, (0.05 * 3) / 4, (0.05 * 2) / 4, 0.05 / 4].map((x) => expect.closeTo(x, 10)),
+    );
     expect(task.snapshot()).not.toEqual(before);
     task.dispose();
   });
@@ -78,8 +97,17 @@ describe('the Trainer owns', () => {
   it('optimisation: AdamW with its defaults when nothing is configured; a task override wins', async () => {
     const output = new RecordingOutput();
     const names: string[] = [];
-    const spy = { name: 'spy', onFitStart: (t: { optimizer: { name: string } | undefined }) => { names.push(t.optimizer!.name); } };
-    const make = () => new Trainer({ fast_dev_run: true, accelerator: 'cpu' }, { callbacks: [spy], loggers: [], runDir: scratch.dir(), output });
+    const spy = {
+      name: 'spy',
+      onFitStart: (t: { optimizer: { name: string } | undefined }) => {
+        names.push(t.optimizer!.name);
+      },
+    };
+    const make = () =>
+      new Trainer(
+        { fast_dev_run: true, accelerator: 'cpu' },
+        { callbacks: [spy], loggers: [], runDir: scratch.dir(), output },
+      );
     const plain = plainToyTask();
     await make().fit(plain, new ToyDataModule());
     const own = new ToyTask({ optimizer: 'sgd' });
@@ -94,16 +122,29 @@ describe('the Trainer owns', () => {
     const registry = new ComponentRegistry();
     registry.registerPlugin(corePlugin);
     const container = createContainer({ registry, output, clock });
-    const trainer = await Trainer.create({
-      trainer: { accelerator: 'cpu', run_dir: join(scratch.dir(), 'created'), fast_dev_run: true, loggers: { csv: { _target_: 'logger/csv' } } },
-      optimizer: { _target_: 'optimizer/sgd', lr: 0.5 },
-    }, { container, projectRoot: '/elsewhere' });
+    const trainer = await Trainer.create(
+      {
+        trainer: {
+          accelerator: 'cpu',
+          run_dir: join(scratch.dir(), 'created'),
+          fast_dev_run: true,
+          loggers: { csv: { _target_: 'logger/csv' } },
+        },
+        optimizer: { _target_: 'optimizer/sgd', lr: 0.5 },
+      },
+      { container, projectRoot: '/elsewhere' },
+    );
     expect(tf.getBackend()).toBe('cpu');
     expect(trainer.runDir).toBe(join(scratch.dir(), 'created'));
     expect(trainer.loggers.map((l) => l.name)).toEqual(['csv']);
     const lrs: number[] = [];
     const task = plainToyTask();
-    (trainer.callbacks as unknown as Array<object>).push({ name: 'spy', onFitStart: (t: Trainer) => { lrs.push(t.optimizer!.lr); } });
+    (trainer.callbacks as unknown as Array<object>).push({
+      name: 'spy',
+      onFitStart: (t: Trainer) => {
+        lrs.push(t.optimizer!.lr);
+      },
+    });
     await trainer.fit(task, new ToyDataModule());
     expect(lrs).toEqual([0.5]);
     expect(container.resolve(Tokens.Accelerator)).toBeDefined();
@@ -114,12 +155,18 @@ describe('the Trainer owns', () => {
     const registry = new ComponentRegistry();
     registry.registerPlugin(corePlugin);
     const container = createContainer({ registry, output: new RecordingOutput(), clock });
-    const trainer = await Trainer.create({
-      trainer: { accelerator: 'cpu', run_dir: join(scratch.dir(), 'bad'), fast_dev_run: true },
-      optimizer: { _target_: 'optimizer/sgd', lr: -1 },
-    }, { container });
+    const trainer = await Trainer.create(
+      {
+        trainer: { accelerator: 'cpu', run_dir: join(scratch.dir(), 'bad'), fast_dev_run: true },
+        optimizer: { _target_: 'optimizer/sgd', lr: -1 },
+      },
+      { container },
+    );
     const task = plainToyTask();
-    await expect(trainer.fit(task, new ToyDataModule())).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/optimizer\.lr/) });
+    await expect(trainer.fit(task, new ToyDataModule())).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringMatching(/optimizer\.lr/),
+    });
     task.dispose();
   });
 });

@@ -39,8 +39,12 @@ describe('Trainer.fit', () => {
     const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 2, num_sanity_val_steps: 1 }, [recorder]);
     await trainer.fit(task, dm);
     const epoch = (first: number) => [
-      `onTrainEpochStart@${first}`, `onTrainBatchEnd@${first + 1}`, `onTrainBatchEnd@${first + 2}`,
-      `onValidationStart@${first + 2}`, `onValidationEnd@${first + 2}`, `onTrainEpochEnd@${first + 2}`,
+      `onTrainEpochStart@${first}`,
+      `onTrainBatchEnd@${first + 1}`,
+      `onTrainBatchEnd@${first + 2}`,
+      `onValidationStart@${first + 2}`,
+      `onValidationEnd@${first + 2}`,
+      `onTrainEpochEnd@${first + 2}`,
     ];
     // The sanity check runs validationStep but fires no validation hooks.
     expect(recorder.events).toEqual(['onFitStart@0', ...epoch(0), ...epoch(2), 'onFitEnd@4']);
@@ -52,7 +56,11 @@ describe('Trainer.fit', () => {
     const runWith = async (batchSize: number, accumulate: number) => {
       const task = new ToyTask({ hidden: 5, optimizer: 'adam', lr: 0.01 });
       const dm = new ToyDataModule({ nTrain: 16, batchSize, noVal: true });
-      const { trainer } = makeTrainer(scratch.dir(), { max_steps: 2, accumulate_grad_batches: accumulate, gradient_clip_val: 0.5 });
+      const { trainer } = makeTrainer(scratch.dir(), {
+        max_steps: 2,
+        accumulate_grad_batches: accumulate,
+        gradient_clip_val: 0.5,
+      });
       const result = await trainer.fit(task, dm);
       expect(result.globalStep).toBe(2);
       const weights = task.snapshot();
@@ -105,7 +113,11 @@ describe('Trainer.fit', () => {
   it('limit_val_batches=0 turns validation and the sanity check off (Lightning)', async () => {
     const recorder = new RecordingCallback();
     const task = new ToyTask();
-    const { trainer, logger } = makeTrainer(scratch.dir(), { max_epochs: 2, limit_val_batches: 0, num_sanity_val_steps: 2 }, [recorder]);
+    const { trainer, logger } = makeTrainer(
+      scratch.dir(),
+      { max_epochs: 2, limit_val_batches: 0, num_sanity_val_steps: 2 },
+      [recorder],
+    );
     const result = await trainer.fit(task, new ToyDataModule({ nVal: 4 }));
     expect(result.globalStep).toBe(16);
     expect(task.validationCalls).toBe(0);
@@ -118,7 +130,11 @@ describe('Trainer.fit', () => {
     const task = new ToyTask();
     const dm = new ToyDataModule();
     const checkpoint = new ModelCheckpoint({ every_n_train_steps: 1 });
-    const { trainer, logger, runDir } = makeTrainer(scratch.dir(), { fast_dev_run: true, max_epochs: 3, num_sanity_val_steps: 2 }, [checkpoint]);
+    const { trainer, logger, runDir } = makeTrainer(
+      scratch.dir(),
+      { fast_dev_run: true, max_epochs: 3, num_sanity_val_steps: 2 },
+      [checkpoint],
+    );
     const result = await trainer.fit(task, dm);
     expect(result.globalStep).toBe(1);
     expect(task.validationCalls).toBe(1);
@@ -152,7 +168,11 @@ describe('Trainer.fit', () => {
     const counts: number[] = [];
     const recorder = new RecordingCallback({ onTrainBatchEnd: () => void counts.push(tf.memory().numTensors) });
     const task = new ToyTask({ hidden: 4, dropout: 0.2, optimizer: 'adam' });
-    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 2, accumulate_grad_batches: 2, gradient_clip_val: 1, val_check_interval: 0.5 }, [recorder]);
+    const { trainer } = makeTrainer(
+      scratch.dir(),
+      { max_epochs: 2, accumulate_grad_batches: 2, gradient_clip_val: 1, val_check_interval: 0.5 },
+      [recorder],
+    );
     const before = tf.memory().numTensors;
     await trainer.fit(task, new ToyDataModule());
     expect(counts).toHaveLength(8);
@@ -178,7 +198,11 @@ describe('Trainer.fit', () => {
       `Training interrupted by SIGINT at step 3; last checkpoint saved to ${last}; resume with 'trainer.resume_from=${last}'.`,
     );
     expect((error as TrainingInterrupted).exitCode).toBe(130);
-    expect(JSON.parse(await readFile(join(last, 'trainer_state.json'), 'utf8'))).toMatchObject({ globalStep: 3, epoch: 0, batchInEpoch: 3 });
+    expect(JSON.parse(await readFile(join(last, 'trainer_state.json'), 'utf8'))).toMatchObject({
+      globalStep: 3,
+      epoch: 0,
+      batchInEpoch: 3,
+    });
     expect(logger.finalized).toEqual(['interrupted']);
     // The resume hint is printed as the signal arrives, before the step ends (a parent like nx may stop relaying soon after).
     expect(output.warnings[0]).toBe(
@@ -207,11 +231,13 @@ describe('Trainer.fit', () => {
     const task = new ToyTask();
     task.trainingStep = (batch, ctx) => task.forward(batch, ctx) as unknown as tf.Scalar;
     const { trainer } = makeTrainer(scratch.dir());
-    await expect(trainer.fit(task, new ToyDataModule())).rejects.toThrow('trainingStep must return a scalar loss, got a tensor of shape [4]');
+    await expect(trainer.fit(task, new ToyDataModule())).rejects.toThrow(
+      'trainingStep must return a scalar loss, got a tensor of shape [4]',
+    );
     task.dispose();
   });
 
-  it('test() averages metrics by weight and returns the extras (result files are the app layer\'s); predict() returns outputs', async () => {
+  it("test() averages metrics by weight and returns the extras (result files are the app layer's); predict() returns outputs", async () => {
     const task = new ToyTask();
     const dm = new ToyDataModule({ nTest: 10, batchSize: 4 });
     const { trainer, runDir, logger } = makeTrainer(scratch.dir());

@@ -64,7 +64,11 @@ export class FitLoop {
   /** TF.js variable name → the task's name for it (gradients are keyed by the latter). */
   private nameOf = new Map<string, string>();
 
-  constructor(private readonly host: FitLoopHost, private readonly plan: FitPlan, private readonly maxSteps: number) {}
+  constructor(
+    private readonly host: FitLoopHost,
+    private readonly plan: FitPlan,
+    private readonly maxSteps: number,
+  ) {}
 
   /** Trains until max_epochs, max_steps or a stop request; interrupts (throws) on a signal. */
   async run(): Promise<void> {
@@ -81,8 +85,10 @@ export class FitLoop {
     const { host, plan } = this;
     const { progress } = host;
     await host.onTrainEpochStart();
-    this.validateThisEpoch = plan.hasVal && host.task.validationStep !== undefined
-      && (progress.epoch + 1) % host.config.check_val_every_n_epoch === 0;
+    this.validateThisEpoch =
+      plan.hasVal &&
+      host.task.validationStep !== undefined &&
+      (progress.epoch + 1) % host.config.check_val_every_n_epoch === 0;
     const trainable = Object.entries(host.task.namedVariables()).filter(([, v]) => v.trainable);
     this.nameOf = new Map(trainable.map(([name, v]) => [v.name, name]));
     this.variables = trainable.map(([, v]) => v);
@@ -107,7 +113,8 @@ export class FitLoop {
       progress.epochFinished = !stoppedEarly;
     }
     // Validate at the epoch end, and also when max_steps ends training mid-epoch, unless that position was just validated.
-    if (this.validateThisEpoch && host.stopReason() === undefined && progress.validatedAt !== this.batchIdx) await this.validate();
+    if (this.validateThisEpoch && host.stopReason() === undefined && progress.validatedAt !== this.batchIdx)
+      await this.validate();
     await host.onTrainEpochEnd();
   }
 
@@ -117,7 +124,10 @@ export class FitLoop {
     const { progress, config, task } = host;
     const log = new StepLog();
     const ctx: StepContext = log.context({
-      globalStep: progress.globalStep, epoch: progress.epoch, batchIdx: this.batchIdx, training: true,
+      globalStep: progress.globalStep,
+      epoch: progress.epoch,
+      batchIdx: this.batchIdx,
+      training: true,
       seed: mixSeed(config.seed, TRAIN_SEED_STREAM, progress.globalStep, this.micro.length),
     });
     let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
@@ -125,7 +135,9 @@ export class FitLoop {
       result = tf.variableGrads(() => {
         const loss = task.trainingStep(batch, ctx);
         if (loss.rank !== 0) {
-          throw new TaskforgeError(`trainingStep must return a scalar loss, got a tensor of shape [${loss.shape.join(', ')}]; reduce it (e.g. tf.mean) before returning.`);
+          throw new TaskforgeError(
+            `trainingStep must return a scalar loss, got a tensor of shape [${loss.shape.join(', ')}]; reduce it (e.g. tf.mean) before returning.`,
+          );
         }
         return loss;
       }, this.variables);
@@ -159,7 +171,12 @@ export class FitLoop {
     progress.batchInEpoch = this.batchIdx;
     await host.onTrainBatchEnd({ loss: metrics['train_loss']!, metrics });
     const every = plan.valEveryBatches;
-    if (this.validateThisEpoch && every !== undefined && Math.floor(this.batchIdx / every) > Math.floor(previous / every)) await this.validate();
+    if (
+      this.validateThisEpoch &&
+      every !== undefined &&
+      Math.floor(this.batchIdx / every) > Math.floor(previous / every)
+    )
+      await this.validate();
     if (host.signalReceived()) await host.interrupt();
   }
 
@@ -193,7 +210,9 @@ export class FitLoop {
               'Lower the learning rate or check the inputs; set trainer.stop_on_nan=false to skip such steps instead.',
           );
         }
-        host.output.warn(`Skipping the update at global step ${progress.globalStep}: the gradient norm is ${clipped.norm}.`);
+        host.output.warn(
+          `Skipping the update at global step ${progress.globalStep}: the gradient norm is ${clipped.norm}.`,
+        );
         apply = false;
       }
     }
@@ -216,7 +235,11 @@ export class FitLoop {
 
   private done(): boolean {
     const maxEpochs = this.host.config.fast_dev_run ? 1 : this.host.config.max_epochs;
-    return this.host.stopReason() !== undefined || this.maxStepsReached() || (maxEpochs !== -1 && this.host.progress.epoch >= maxEpochs);
+    return (
+      this.host.stopReason() !== undefined ||
+      this.maxStepsReached() ||
+      (maxEpochs !== -1 && this.host.progress.epoch >= maxEpochs)
+    );
   }
 
   private maxStepsReached(): boolean {

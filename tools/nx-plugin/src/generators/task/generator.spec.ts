@@ -8,15 +8,29 @@ import { TaskGeneratorError } from './normalize.js';
 /** A workspace shaped like taskforge's: core, a gpt2 backbone package, and the iGPT task package. */
 function workspace(): Tree {
   const tree = createTreeWithEmptyWorkspace();
-  tree.write('package.json', JSON.stringify({ name: '@taskforge/source', private: true, workspaces: ['packages/*', 'tools/*'] }));
-  tree.write('tsconfig.json', JSON.stringify({ extends: './tsconfig.base.json', files: [], references: [{ path: './packages/core' }] }));
+  tree.write(
+    'package.json',
+    JSON.stringify({ name: '@taskforge/source', private: true, workspaces: ['packages/*', 'tools/*'] }),
+  );
+  tree.write(
+    'tsconfig.json',
+    JSON.stringify({ extends: './tsconfig.base.json', files: [], references: [{ path: './packages/core' }] }),
+  );
   const pkg = (root: string, json: Record<string, unknown>) => tree.write(`${root}/package.json`, JSON.stringify(json));
-  pkg('packages/core', { name: '@taskforge/core', version: '0.3.0', taskforge: { conf: 'conf' }, dependencies: { '@tensorflow/tfjs': '4.22.0', zod: '^4.1.0' } });
+  pkg('packages/core', {
+    name: '@taskforge/core',
+    version: '0.3.0',
+    taskforge: { conf: 'conf' },
+    dependencies: { '@tensorflow/tfjs': '4.22.0', zod: '^4.1.0' },
+  });
   tree.write('packages/core/conf/optimizer/adam.yaml', '_target_: optimizer/adam\n');
   pkg('packages/backbone-gpt2', { name: '@taskforge/backbone-gpt2', version: '0.2.0', taskforge: { conf: 'conf' } });
   tree.write('packages/backbone-gpt2/conf/backbone/gpt2.yaml', '# GPT-2\n_target_: backbone/gpt2\nembed_dim: 16\n');
   pkg('packages/task-igpt', { name: '@taskforge/task-igpt', version: '0.1.0', taskforge: { conf: 'conf' } });
-  tree.write('packages/task-igpt/conf/task/vision/igpt.yaml', '# @package _global_\ntask:\n  _target_: task/vision/igpt\n');
+  tree.write(
+    'packages/task-igpt/conf/task/vision/igpt.yaml',
+    '# @package _global_\ntask:\n  _target_: task/vision/igpt\n',
+  );
   tree.write('packages/task-igpt/src/index.ts', "export const spec = { kind: 'task', name: 'vision/igpt' };\n");
   return tree;
 }
@@ -46,7 +60,10 @@ function contents(t: Tree): Map<string, string> {
 /** The generator throws a TaskGeneratorError matching `message`, and no file was added, removed or changed. */
 async function refused(options: Parameters<typeof taskGenerator>[1], message: RegExp): Promise<void> {
   const before = contents(tree);
-  const error = await taskGenerator(tree, options).then(() => undefined, (e: unknown) => e);
+  const error = await taskGenerator(tree, options).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error, 'the generator did not refuse').toBeInstanceOf(TaskGeneratorError);
   expect((error as Error).message).toMatch(message);
   expect(contents(tree)).toEqual(before); // refused before any write, by content
@@ -58,12 +75,26 @@ describe('task generator: default backbone (gpt2, reused by name)', () => {
   });
 
   it('writes the package files, templates fully rendered', () => {
-    const files = tree.listChanges().filter((c) => c.path.startsWith('packages/task-seq-cls/')).map((c) => c.path.slice('packages/task-seq-cls/'.length));
+    const files = tree
+      .listChanges()
+      .filter((c) => c.path.startsWith('packages/task-seq-cls/'))
+      .map((c) => c.path.slice('packages/task-seq-cls/'.length));
     expect(files.sort()).toEqual([
-      'README.md', 'conf/dataset/seq-cls_synthetic.yaml', 'conf/task/seq-cls.yaml', 'package.json',
-      'src/backbone-api.ts', 'src/data.ts', 'src/index.ts', 'src/task.ts',
-      'tests/data.spec.ts', 'tests/fixtures.ts', 'tests/task.spec.ts',
-      'tsconfig.json', 'tsconfig.lib.json', 'tsconfig.spec.json', 'vitest.config.ts',
+      'README.md',
+      'conf/dataset/seq-cls_synthetic.yaml',
+      'conf/task/seq-cls.yaml',
+      'package.json',
+      'src/backbone-api.ts',
+      'src/data.ts',
+      'src/index.ts',
+      'src/task.ts',
+      'tests/data.spec.ts',
+      'tests/fixtures.ts',
+      'tests/task.spec.ts',
+      'tsconfig.json',
+      'tsconfig.lib.json',
+      'tsconfig.spec.json',
+      'vitest.config.ts',
     ]);
     for (const file of files) {
       expect(text(tree, `packages/task-seq-cls/${file}`), file).not.toMatch(/<%|%>|__name__/);
@@ -94,7 +125,8 @@ describe('task generator: default backbone (gpt2, reused by name)', () => {
     });
     expect(pkg.exports['.']['@taskforge/source']).toBe('./src/index.ts');
     expect(readJson(tree, 'packages/task-seq-cls/tsconfig.lib.json').references).toEqual([
-      { path: '../core/tsconfig.lib.json' }, { path: '../backbone-gpt2/tsconfig.lib.json' },
+      { path: '../core/tsconfig.lib.json' },
+      { path: '../backbone-gpt2/tsconfig.lib.json' },
     ]);
     expect(readJson(tree, 'tsconfig.json').references).toContainEqual({ path: './packages/task-seq-cls' });
   });
@@ -103,16 +135,26 @@ describe('task generator: default backbone (gpt2, reused by name)', () => {
     const conf = parse(text(tree, 'packages/task-seq-cls/conf/task/seq-cls.yaml'));
     expect(text(tree, 'packages/task-seq-cls/conf/task/seq-cls.yaml').startsWith('# @package _global_\n')).toBe(true);
     expect(conf.defaults).toEqual([
-      { '/dataset': 'seq-cls_synthetic' }, { '/backbone': 'gpt2' }, { '/optimizer': 'adam' }, { '/scheduler': 'warmup_cosine' }, '_self_',
+      { '/dataset': 'seq-cls_synthetic' },
+      { '/backbone': 'gpt2' },
+      { '/optimizer': 'adam' },
+      { '/scheduler': 'warmup_cosine' },
+      '_self_',
     ]);
     expect(conf.task).toEqual({ _target_: 'task/seq-cls', label_smoothing: 0 });
-    expect(parse(text(tree, 'packages/task-seq-cls/conf/dataset/seq-cls_synthetic.yaml'))._target_).toBe('datamodule/seq-cls_synthetic');
+    expect(parse(text(tree, 'packages/task-seq-cls/conf/dataset/seq-cls_synthetic.yaml'))._target_).toBe(
+      'datamodule/seq-cls_synthetic',
+    );
     const index = text(tree, 'packages/task-seq-cls/src/index.ts');
     expect(index).toContain("name: 'seq-cls',");
     expect(index).toContain("packageName: '@taskforge/task-seq-cls'");
     expect(index).not.toContain('backbone.js');
-    expect(text(tree, 'packages/task-seq-cls/src/backbone-api.ts')).toContain('export interface SeqClsBackbone extends Backbone');
-    expect(text(tree, 'packages/task-seq-cls/tests/fixtures.ts')).toContain("import { plugin as backbonePlugin } from '@taskforge/backbone-gpt2';");
+    expect(text(tree, 'packages/task-seq-cls/src/backbone-api.ts')).toContain(
+      'export interface SeqClsBackbone extends Backbone',
+    );
+    expect(text(tree, 'packages/task-seq-cls/tests/fixtures.ts')).toContain(
+      "import { plugin as backbonePlugin } from '@taskforge/backbone-gpt2';",
+    );
   });
 });
 
@@ -122,7 +164,10 @@ describe('task generator: --backbone=new', () => {
     const root = 'packages/task-enc';
     expect(tree.exists(`${root}/src/backbone.ts`)).toBe(true);
     expect(tree.exists(`${root}/tests/backbone.spec.ts`)).toBe(true);
-    expect(parse(text(tree, `${root}/conf/backbone/enc_encoder.yaml`))).toMatchObject({ _target_: 'backbone/enc_encoder', embed_dim: 32 });
+    expect(parse(text(tree, `${root}/conf/backbone/enc_encoder.yaml`))).toMatchObject({
+      _target_: 'backbone/enc_encoder',
+      embed_dim: 32,
+    });
     expect(parse(text(tree, `${root}/conf/task/enc.yaml`)).defaults[1]).toEqual({ '/backbone': 'enc_encoder' });
     expect(text(tree, `${root}/src/index.ts`)).toContain('registry.register(encEncoderSpec);');
     expect(text(tree, `${root}/src/backbone.ts`)).toContain("name: 'enc_encoder',");
@@ -139,7 +184,9 @@ describe('task generator: options', () => {
     await taskGenerator(tree, { name: 'deep', directory: 'plugins/tasks/deep/', skipInstall: true });
     expect(readJson(tree, 'plugins/tasks/deep/tsconfig.json').extends).toBe('../../../tsconfig.base.json');
     expect(text(tree, 'plugins/tasks/deep/vitest.config.ts')).toContain("from '../../../vitest.shared.js'");
-    expect(warn).toHaveBeenCalledWith(expect.stringMatching(/plugins\/tasks\/deep is not matched by the root package.json "workspaces"/));
+    expect(warn).toHaveBeenCalledWith(
+      expect.stringMatching(/plugins\/tasks\/deep is not matched by the root package.json "workspaces"/),
+    );
   });
 
   it('does not warn for a folder the workspaces globs cover', async () => {
@@ -153,14 +200,18 @@ describe('task generator: options', () => {
     await taskGenerator(tree, { name: 'quote', description, skipInstall: true });
     expect(readJson(tree, 'packages/task-quote/package.json').description).toBe(description);
     expect(text(tree, 'packages/task-quote/README.md')).toContain(description);
-    expect(text(tree, 'packages/task-quote/src/index.ts')).toContain("description: 'Tom\\'s & Jerry\\'s <classifier>',");
+    expect(text(tree, 'packages/task-quote/src/index.ts')).toContain(
+      "description: 'Tom\\'s & Jerry\\'s <classifier>',",
+    );
   });
 
   it('the callback reports next steps without installing when skipInstall is set', async () => {
     const info = vi.spyOn(logger, 'info').mockImplementation(() => undefined);
     const callback = await taskGenerator(tree, { name: 'later', skipInstall: true });
     callback();
-    expect(info).toHaveBeenCalledWith(expect.stringContaining('npx nx run task-later:train -- trainer.fast_dev_run=true'));
+    expect(info).toHaveBeenCalledWith(
+      expect.stringContaining('npx nx run task-later:train -- trainer.fast_dev_run=true'),
+    );
   });
 });
 
@@ -179,17 +230,26 @@ describe('task generator: refusals write nothing', () => {
   });
 
   it('refuses a task name another workspace package registers in its conf/task (nested options too)', async () => {
-    await refused({ name: 'igpt' }, /packages\/task-igpt\/conf\/task\/vision\/igpt\.yaml already defines the task option 'vision\/igpt'/);
+    await refused(
+      { name: 'igpt' },
+      /packages\/task-igpt\/conf\/task\/vision\/igpt\.yaml already defines the task option 'vision\/igpt'/,
+    );
   });
 
-  it('refuses a task name registered only in a plugin\'s source', async () => {
+  it("refuses a task name registered only in a plugin's source", async () => {
     tree.write('packages/extra/package.json', JSON.stringify({ name: '@acme/extra', taskforge: {} }));
     tree.write('packages/extra/src/spec.ts', "export const s = {\n  kind: 'task',\n  name: 'ner',\n};\n");
-    await refused({ name: 'ner' }, /packages\/extra\/src\/spec\.ts \(@acme\/extra\) already registers a task named 'ner'/);
+    await refused(
+      { name: 'ner' },
+      /packages\/extra\/src\/spec\.ts \(@acme\/extra\) already registers a task named 'ner'/,
+    );
   });
 
   it('refuses an unknown backbone, listing the registered ones', async () => {
-    await refused({ name: 'x', backbone: 'bert' }, /Unknown --backbone 'bert'.*Registered backbones: 'gpt2' \(@taskforge\/backbone-gpt2\).*--backbone=new/);
+    await refused(
+      { name: 'x', backbone: 'bert' },
+      /Unknown --backbone 'bert'.*Registered backbones: 'gpt2' \(@taskforge\/backbone-gpt2\).*--backbone=new/,
+    );
   });
 
   it('refuses a --directory outside the workspace', async () => {

@@ -1,7 +1,14 @@
 import { existsSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import {
-  generateFiles, installPackagesTask, joinPathFragments, logger, updateJson, writeJson, type GeneratorCallback, type Tree,
+  generateFiles,
+  installPackagesTask,
+  joinPathFragments,
+  logger,
+  updateJson,
+  writeJson,
+  type GeneratorCallback,
+  type Tree,
 } from '@nx/devkit';
 import { normalizeOptions, type NormalizedOptions } from './normalize.js';
 import type { TaskGeneratorSchema } from './schema.js';
@@ -11,9 +18,15 @@ import type { TaskGeneratorSchema } from './schema.js';
  * (tests), three levels up from dist/generators/task when it runs built.
  */
 function templatesDir(): string {
-  const candidates = [join(__dirname, 'files'), join(__dirname, '..', '..', '..', 'src', 'generators', 'task', 'files')];
+  const candidates = [
+    join(__dirname, 'files'),
+    join(__dirname, '..', '..', '..', 'src', 'generators', 'task', 'files'),
+  ];
   const found = candidates.find((c) => existsSync(c));
-  if (!found) throw new Error(`@taskforge/nx-plugin is incomplete: its templates are missing (looked in ${candidates.join(', ')}); reinstall it.`);
+  if (!found)
+    throw new Error(
+      `@taskforge/nx-plugin is incomplete: its templates are missing (looked in ${candidates.join(', ')}); reinstall it.`,
+    );
   return found;
 }
 
@@ -36,16 +49,20 @@ export async function taskGenerator(tree: Tree, schema: TaskGeneratorSchema): Pr
   }
   return () => {
     if (!options.skipInstall) installPackagesTask(tree, true);
-    logger.info([
-      `Created ${options.packageName} in ${options.projectRoot}. Next:`,
-      `  npx nx test ${options.projectName}`,
-      `  npx nx typecheck ${options.projectName}`,
-      // The train target builds this package, its dependencies and the CLI; workspace plugins
-      // it does not need may stay unbuilt (taskforge skips them with a one-line warning).
-      `  npx nx run ${options.projectName}:train -- trainer.fast_dev_run=true`,
-      `  node packages/cli/dist/bin.js list   # components and configs taskforge discovers`,
-      ...(options.skipInstall ? ['  (run `npm install` first: it links the new package so taskforge discovers it)'] : []),
-    ].join('\n'));
+    logger.info(
+      [
+        `Created ${options.packageName} in ${options.projectRoot}. Next:`,
+        `  npx nx test ${options.projectName}`,
+        `  npx nx typecheck ${options.projectName}`,
+        // The train target builds this package, its dependencies and the CLI; workspace plugins
+        // it does not need may stay unbuilt (taskforge skips them with a one-line warning).
+        `  npx nx run ${options.projectName}:train -- trainer.fast_dev_run=true`,
+        `  node packages/cli/dist/bin.js list   # components and configs taskforge discovers`,
+        ...(options.skipInstall
+          ? ['  (run `npm install` first: it links the new package so taskforge discovers it)']
+          : []),
+      ].join('\n'),
+    );
   };
 }
 
@@ -61,9 +78,12 @@ function templateVars(o: NormalizedOptions) {
     backboneTarget: o.backbone.target,
     backbonePackage: existing?.packageName ?? o.packageName,
     // Small enough for a unit test; keys the scaffolded tests pass to the backbone's schema.
-    testBackboneConfig: o.backbone.kind === 'new'
-      ? '{ embed_dim: 16, hidden_dim: 32 }'
-      : o.backbone.target === 'backbone/gpt2' ? '{ num_layers: 1, embed_dim: 16, num_heads: 2 }' : '{}',
+    testBackboneConfig:
+      o.backbone.kind === 'new'
+        ? '{ embed_dim: 16, hidden_dim: 32 }'
+        : o.backbone.target === 'backbone/gpt2'
+          ? '{ num_layers: 1, embed_dim: 16, num_heads: 2 }'
+          : '{}',
   };
 }
 
@@ -96,7 +116,11 @@ function packageJson(o: NormalizedOptions): Record<string, unknown> {
     engines: { node: '>=20' },
     publishConfig: { access: 'public' },
     dependencies: sortKeys(dependencies),
-    devDependencies: { '@tensorflow/tfjs-backend-wasm': o.versions.tfjsWasm, '@types/seedrandom': o.versions.typesSeedrandom, yaml: o.versions.yaml },
+    devDependencies: {
+      '@tensorflow/tfjs-backend-wasm': o.versions.tfjsWasm,
+      '@types/seedrandom': o.versions.typesSeedrandom,
+      yaml: o.versions.yaml,
+    },
     peerDependencies: { '@taskforge/core': o.versions.core },
     taskforge: { conf: 'conf' },
     nx: {

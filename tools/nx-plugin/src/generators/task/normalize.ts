@@ -4,7 +4,14 @@
  */
 import { joinPathFragments, names, offsetFromRoot, type Tree } from '@nx/devkit';
 import type { TaskGeneratorSchema } from './schema.js';
-import { configOptions, filesUnder, inWorkspaces, workspaceGlobs, workspacePackages, type WorkspacePackage } from './workspace.js';
+import {
+  configOptions,
+  filesUnder,
+  inWorkspaces,
+  workspaceGlobs,
+  workspacePackages,
+  type WorkspacePackage,
+} from './workspace.js';
 
 /** A refused generator run: the message says what is wrong and how to fix it. */
 export class TaskGeneratorError extends Error {
@@ -33,7 +40,15 @@ export interface NormalizedOptions {
   offset: string;
   /** Whether the root `workspaces` globs include the package (npm only links those). */
   inWorkspaces: boolean;
-  versions: { core: string; tfjs: string; tfjsWasm: string; zod: string; seedrandom: string; yaml: string; typesSeedrandom: string };
+  versions: {
+    core: string;
+    tfjs: string;
+    tfjsWasm: string;
+    zod: string;
+    seedrandom: string;
+    yaml: string;
+    typesSeedrandom: string;
+  };
   skipInstall: boolean;
 }
 
@@ -54,7 +69,9 @@ export function normalizeOptions(tree: Tree, schema: TaskGeneratorSchema): Norma
 
   const conflicts = findConflicts(tree, packages, { name, datasetOption, backbone });
   if (tree.exists(projectRoot)) {
-    conflicts.unshift(`the folder ${projectRoot} already exists (pass --directory=<another folder>, or delete it if it is a leftover)`);
+    conflicts.unshift(
+      `the folder ${projectRoot} already exists (pass --directory=<another folder>, or delete it if it is a leftover)`,
+    );
   }
   const samePackage = packages.find((p) => p.name === packageName);
   if (samePackage) conflicts.push(`the package name ${packageName} is taken by ${samePackage.root}/package.json`);
@@ -75,7 +92,9 @@ export function normalizeOptions(tree: Tree, schema: TaskGeneratorSchema): Norma
     projectName: `task-${name}`,
     packageName,
     projectRoot,
-    description: (schema.description ?? '').replace(/\s+/g, ' ').trim() || `The ${name} task for taskforge (scaffolded by @taskforge/nx-plugin).`,
+    description:
+      (schema.description ?? '').replace(/\s+/g, ' ').trim() ||
+      `The ${name} task for taskforge (scaffolded by @taskforge/nx-plugin).`,
     backbone,
     datasetOption,
     offset: offsetFromRoot(projectRoot),
@@ -94,14 +113,22 @@ export function normalizeOptions(tree: Tree, schema: TaskGeneratorSchema): Norma
 }
 
 function suggestName(raw: string): string {
-  const kebab = raw.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^[^a-z]+|-+$/g, '');
+  const kebab = raw
+    .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^[^a-z]+|-+$/g, '');
   return NAME_PATTERN.test(kebab) ? kebab : 'my-task';
 }
 
 function normalizeDirectory(directory: string | undefined, name: string): string {
   if (directory === undefined || directory.trim() === '') return `packages/task-${name}`;
   const dir = directory.trim().replace(/\\/g, '/').replace(/^\.\//, '').replace(/\/+$/, '');
-  if (dir.startsWith('/') || /^[A-Za-z]:/.test(dir) || dir.split('/').some((s) => s === '..' || s === '.' || s === '')) {
+  if (
+    dir.startsWith('/') ||
+    /^[A-Za-z]:/.test(dir) ||
+    dir.split('/').some((s) => s === '..' || s === '.' || s === '')
+  ) {
     throw new TaskGeneratorError(
       `Invalid --directory '${directory}': expected a folder relative to the workspace root and inside it, ` +
         `without '.', '..' or empty segments, e.g. --directory=packages/task-${name}.`,
@@ -125,8 +152,16 @@ function resolveBackbone(tree: Tree, packages: WorkspacePackage[], option: strin
     );
   }
   // The option file names the component; it is usually, but not necessarily, the same name.
-  const target = /^_target_:\s*['"]?([^'"\s#]+)/m.exec(tree.read(found.file, 'utf-8') ?? '')?.[1] ?? `backbone/${option}`;
-  return { kind: 'existing', option, target, packageName: found.pkg.name, packageRoot: found.pkg.root, version: found.pkg.version };
+  const target =
+    /^_target_:\s*['"]?([^'"\s#]+)/m.exec(tree.read(found.file, 'utf-8') ?? '')?.[1] ?? `backbone/${option}`;
+  return {
+    kind: 'existing',
+    option,
+    target,
+    packageName: found.pkg.name,
+    packageRoot: found.pkg.root,
+    version: found.pkg.version,
+  };
 }
 
 /**
@@ -142,7 +177,10 @@ function findConflicts(
   wanted: { name: string; datasetOption: string; backbone: BackboneChoice },
 ): string[] {
   const confDirs = ['conf', ...packages.flatMap((p) => (p.confDir ? [p.confDir] : []))];
-  const groups: Array<[group: string, option: string]> = [['task', wanted.name], ['dataset', wanted.datasetOption]];
+  const groups: Array<[group: string, option: string]> = [
+    ['task', wanted.name],
+    ['dataset', wanted.datasetOption],
+  ];
   if (wanted.backbone.kind === 'new') groups.push(['backbone', wanted.backbone.option]);
   const out: string[] = [];
   for (const dir of confDirs) {
@@ -160,7 +198,12 @@ function findConflicts(
       if (!file.endsWith('.ts') || file.endsWith('.spec.ts')) continue;
       const text = tree.read(file, 'utf-8') ?? '';
       if (/kind:\s*['"]task['"]/.test(text) && spec.test(text)) {
-        out.push(`${file} (${pkg.name}) already registers a task named '${spec.exec(text)![0].replace(/^name:\s*/, '').slice(1, -1)}'`);
+        out.push(
+          `${file} (${pkg.name}) already registers a task named '${spec
+            .exec(text)![0]
+            .replace(/^name:\s*/, '')
+            .slice(1, -1)}'`,
+        );
       }
     }
   }

@@ -77,7 +77,9 @@ export function workspacePackages(tree: Tree): WorkspacePackage[] {
       root,
       name: pkg.name,
       version: typeof pkg.version === 'string' ? pkg.version : '0.0.0',
-      ...(pkg.taskforge !== undefined ? { confDir: joinPathFragments(root, typeof conf === 'string' ? conf : 'conf') } : {}),
+      ...(pkg.taskforge !== undefined
+        ? { confDir: joinPathFragments(root, typeof conf === 'string' ? conf : 'conf') }
+        : {}),
       dependencies: pkg.dependencies ?? {},
     });
   }
@@ -88,7 +90,8 @@ export function workspacePackages(tree: Tree): WorkspacePackage[] {
 export function filesUnder(tree: Tree, dir: string): string[] {
   if (!tree.exists(dir)) return [];
   if (tree.isFile(dir)) return [dir];
-  return tree.children(dir)
+  return tree
+    .children(dir)
     .filter((c) => c !== 'node_modules' && c !== 'dist')
     .flatMap((c) => filesUnder(tree, joinPathFragments(dir, c)));
 }
