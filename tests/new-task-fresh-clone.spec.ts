@@ -10,8 +10,8 @@
  * kernels for convolutions core supplies). One clone and one `npm ci` (from npm's cache, so it
  * works offline once the cache is warm) serve both; the tests share them and run in order.
  *
- * `taskforge list` runs as `node packages/cli/dist/bin.js list`: npm links workspace bins only when
- * their file exists at install time, so `npx taskforge` needs a build before `npm ci`.
+ * `npx taskforge list` runs as documented: the cli's committed bin shim is linked by `npm ci` and
+ * runs the CLI the train target built (`--no-install`: never fetched from the registry).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -121,9 +121,9 @@ describe('a new task from a fresh clone, following README and docs/new-task.md',
   );
 
   it(
-    'taskforge list shows task/demo from @taskforge/task-demo',
+    'npx taskforge list shows task/demo from @taskforge/task-demo',
     async () => {
-      const r = await sh(process.execPath, 'packages/cli/dist/bin.js', 'list');
+      const r = await sh('npx', '--no-install', 'taskforge', 'list');
       ok(r);
       expect(r.stdout).toMatch(/task\/demo .*\[@taskforge\/task-demo\]/);
       expect(r.stdout).toMatch(/datamodule\/demo_synthetic .*\[@taskforge\/task-demo\]/);

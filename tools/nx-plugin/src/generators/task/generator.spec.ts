@@ -83,6 +83,7 @@ describe('task generator: default backbone (gpt2, reused by name)', () => {
       'README.md',
       'conf/dataset/seq-cls_synthetic.yaml',
       'conf/task/seq-cls.yaml',
+      'eslint.config.mjs',
       'package.json',
       'src/backbone-api.ts',
       'src/data.ts',
@@ -184,6 +185,8 @@ describe('task generator: options', () => {
     await taskGenerator(tree, { name: 'deep', directory: 'plugins/tasks/deep/', skipInstall: true });
     expect(readJson(tree, 'plugins/tasks/deep/tsconfig.json').extends).toBe('../../../tsconfig.base.json');
     expect(text(tree, 'plugins/tasks/deep/vitest.config.ts')).toContain("from '../../../vitest.shared.js'");
+    expect(text(tree, 'plugins/tasks/deep/eslint.config.mjs')).toContain("from '../../../eslint.config.mjs'");
+    expect(readJson(tree, 'plugins/tasks/deep/package.json').nx.tags).toEqual(['type:plugin']);
     expect(warn).toHaveBeenCalledWith(
       expect.stringMatching(/plugins\/tasks\/deep is not matched by the root package.json "workspaces"/),
     );

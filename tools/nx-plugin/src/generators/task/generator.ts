@@ -57,7 +57,7 @@ export async function taskGenerator(tree: Tree, schema: TaskGeneratorSchema): Pr
         // The train target builds this package, its dependencies and the CLI; workspace plugins
         // it does not need may stay unbuilt (taskforge skips them with a one-line warning).
         `  npx nx run ${options.projectName}:train -- trainer.fast_dev_run=true`,
-        `  node packages/cli/dist/bin.js list   # components and configs taskforge discovers`,
+        `  npx taskforge list                    # components and configs taskforge discovers`,
         ...(options.skipInstall
           ? ['  (run `npm install` first: it links the new package so taskforge discovers it)']
           : []),
@@ -125,6 +125,8 @@ function packageJson(o: NormalizedOptions): Record<string, unknown> {
     taskforge: { conf: 'conf' },
     nx: {
       name: o.projectName,
+      // Module boundaries (eslint.config.mjs): a task plugin imports only core's public index.
+      tags: ['type:plugin'],
       targets: {
         train: {
           command: `node packages/cli/dist/bin.js train task=${o.name}`,
