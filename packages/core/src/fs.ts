@@ -28,23 +28,29 @@ export function withFsErrors<T>(what: string, path: string, action: () => T): T 
 
 /** Writes `data` to a temp file beside `path`, then renames it over `path`: readers never see half a file. */
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
-  withFsErrors('write', path, () => {
-    mkdirSync(dirname(path), { recursive: true });
-    const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  withFsErrors('write', path, () => writeViaTemp(path, data, (tmp) => renameSync(tmp, path)));
+}
+
+/**
+ * Writes and fsyncs `data` to a fresh temp file beside `path`, then hands it to `publish` (which
+ * moves it into place); the temp file is removed if anything fails.
+ */
+function writeViaTemp<T>(path: string, data: string | Uint8Array, publish: (tmp: string) => T): T {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  try {
+    const fd = openSync(tmp, 'w');
     try {
-      const fd = openSync(tmp, 'w');
-      try {
-        writeFileSync(fd, data);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, path);
-    } catch (error) {
-      rmSync(tmp, { force: true });
-      throw error;
+      writeFileSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
     }
-  });
+    return publish(tmp);
+  } catch (error) {
+    rmSync(tmp, { force: true });
+    throw error;
+  }
 }
 
 /**
@@ -54,17 +60,8 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
  * write the same name. Throws TaskforgeError (exit 1) naming `path` when it cannot write.
  */
 export function writeNewFileAtomic(path: string, data: string | Uint8Array): string {
-  return withFsErrors('write', path, () => {
-    mkdirSync(dirname(path), { recursive: true });
-    const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-    try {
-      const fd = openSync(tmp, 'w');
-      try {
-        writeFileSync(fd, data);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
+  return withFsErrors('write', path, () =>
+    writeViaTemp(path, data, (tmp) => {
       const ext = extname(path);
       const stem = path.slice(0, path.length - ext.length);
       for (let n = 1; ; n++) {
@@ -83,9 +80,6 @@ export function writeNewFileAtomic(path: string, data: string | Uint8Array): str
         unlinkSync(tmp);
         return candidate;
       }
-    } catch (error) {
-      rmSync(tmp, { force: true });
-      throw error;
-    }
-  });
+    }),
+  );
 }
