@@ -273,16 +273,23 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expect(r.stderr).toContain(`written to ${join(runDir, 'validate_results.json')}`);
   });
 
-  it('predict refuses a task without predictStep, with exit 2, a clear message and no predictions.json', async () => {
+  it('predict writes one record per test image (label, bits per pixel) to predictions.json', async () => {
     const last = join(work, 'pretrain', 'checkpoints', 'last');
     const runDir = join(work, 'predict');
     const r = await taskforge(['predict', `ckpt=${last}`, `trainer.run_dir=${runDir}`]);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain(
-      "The task 'task/vision/igpt' does not support `predict` (it has no predictStep method).",
-    );
+    expect(r.code, r.stderr).toBe(0);
+    const file = join(runDir, 'predictions.json');
+    const batches = JSON.parse(readFileSync(file, 'utf8')) as Array<Array<{ label: number; bpp: number }>>;
+    const records = batches.flat();
+    expect(records.length).toBeGreaterThan(0);
+    for (const record of records) {
+      expect(Number.isInteger(record.label) && record.label >= 0 && record.label < 10, JSON.stringify(record)).toBe(
+        true,
+      );
+      expectInRange(record, 'bpp', 0.01, MAX_BPP);
+    }
+    expect(r.stderr).toContain(`Made ${batches.length} prediction batches; written to ${file}`);
     expect(r.stderr).not.toMatch(/\n\s+at /);
-    expect(filesUnder(runDir).filter((f) => f.includes('predictions'))).toEqual([]);
   });
 
   it('SIGTERM to a training CLI process: finishes the step, saves last, exits 143; trainer.resume_from continues from that step', async () => {

@@ -5,7 +5,7 @@ import { IgptSamplerCallback, samplerCallbackSchema, type SamplerCallbackConfig 
 import { ImageGptTask, igptTaskSchema, type IgptTaskConfig } from './task.js';
 
 export { ImageGptTask, igptTaskSchema } from './task.js';
-export type { IgptBatch, IgptTaskConfig } from './task.js';
+export type { IgptBatch, IgptPrediction, IgptTaskConfig } from './task.js';
 export type { IgptBackbone, DecoderCache } from './backbone-api.js';
 export { readImageSpec, decodeTokens, type ImageSpec, type Palette } from './image-data.js';
 export {

@@ -56,6 +56,15 @@ type RunData = Partial<Pick<CreateContexts['task'], 'modelDataArgs' | 'dataConfi
 
 const LN2 = Math.log(2);
 
+/** What `predictStep` returns for one image (see there). */
+export interface IgptPrediction {
+  label: number;
+  bpp: number;
+  predicted?: number;
+  predicted_name?: string;
+  probability?: number;
+}
+
 /**
  * Image GPT: next-pixel prediction over palette tokens (bits per pixel logged as `bpp`), and with
  * `classify` a classification loss on the mean hidden state added to it. Owns its heads
@@ -137,6 +146,44 @@ export class ImageGptTask implements Task<IgptBatch> {
         predicted: tf.keep(out.predictions),
       });
     });
+  }
+
+  /**
+   * One JSON record per image of the batch, in dataset order: `label` (the true class index),
+   * `bpp` (bits per pixel of its palette tokens under the model: mean next-token cross-entropy
+   * / ln 2) and, with `classify`, `predicted` (class index), `predicted_name` and `probability`
+   * (its softmax probability). Reads the values once per batch, asynchronously.
+   */
+  async predictStep(batch: IgptBatch, ctx: StepContext): Promise<IgptPrediction[]> {
+    const out = tf.tidy(() => {
+      const tokens = this.toTokens(batch);
+      const { hidden } = this.backbone.forward(tokens, { training: false, seed: ctx.seed });
+      const [B, T, D] = hidden.shape;
+      const logProbs = tf.logSoftmax(this.lmHead.apply(hidden.reshape([B * T, D])));
+      const picked = logProbs.mul(tf.oneHot(tokens.reshape([-1]), this.image.numVocab)).sum(-1);
+      const bpp = picked.reshape([B, T]).mean(1).neg().div(LN2);
+      if (!this.config.classify) return { bpp };
+      const probs = tf.softmax(this.clsHead.apply(hidden));
+      return { bpp, predicted: probs.argMax(-1), probability: probs.max(-1) };
+    });
+    try {
+      const [bpp, predicted, probability] = await Promise.all([
+        out.bpp.data(),
+        out.predicted?.data(),
+        out.probability?.data(),
+      ]);
+      return Array.from({ length: batch.size }, (_, i) => {
+        const record: IgptPrediction = { label: batch.labels[i]!, bpp: bpp[i]! };
+        if (predicted && probability) {
+          record.predicted = predicted[i]!;
+          record.predicted_name = this.classNames[predicted[i]!] ?? String(predicted[i]);
+          record.probability = probability[i]!;
+        }
+        return record;
+      });
+    } finally {
+      tf.dispose([out.bpp, out.predicted, out.probability].filter((t): t is tf.Tensor => t !== undefined));
+    }
   }
 
   async onTestEpochEnd(): Promise<Record<string, unknown> | undefined> {

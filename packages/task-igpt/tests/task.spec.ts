@@ -86,6 +86,36 @@ describe('classification fine-tuning', () => {
   });
 });
 
+describe('predictStep', () => {
+  it("returns one record per image: bpp matching val/bpp, and the classifier's class and probability", async () => {
+    const task = makeTask({ classify: true });
+    const train = batchOf([0, 1, 2, 2, 1, 0]);
+    fit(task, train, 30);
+    const batch = batchOf([2, 0, 1]);
+    const { ctx, logs } = recordingContext(false);
+    const before = tf.memory().numTensors;
+    const records = await task.predictStep(batch, ctx);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(records.map((r) => r.label)).toEqual([2, 0, 1]);
+    const val = recordingContext(false);
+    task.validationStep(batch, val.ctx);
+    // The per-image bits per pixel average to what validation logs for the same batch.
+    expect(mean(records.map((r) => r.bpp))).toBeCloseTo(val.logs.get('val/bpp')![0]!.value, 4);
+    for (const r of records) {
+      expect(Number.isFinite(r.bpp) && r.bpp > 0 && r.bpp < 3).toBe(true);
+      expect(r.predicted).toBe(r.label); // the separable toy set was learnt (train acc 1 above)
+      expect(r.predicted_name).toBe(dataArgs.class_names[r.label]);
+      expect(r.probability).toBeGreaterThan(1 / 3);
+      expect(r.probability).toBeLessThanOrEqual(1);
+    }
+    expect(logs.size).toBe(0); // predict logs nothing
+    const generative = makeTask();
+    const plain = await generative.predictStep(batch, recordingContext(false).ctx);
+    expect(Object.keys(plain[0]!).sort()).toEqual(['bpp', 'label']);
+    [task, generative].forEach((t) => t.dispose());
+  });
+});
+
 describe('optimizers, state and checkpoints', () => {
   it("leaves optimisation to the Trainer and owns its heads beside the backbone's variables", () => {
     const task = makeTask();
