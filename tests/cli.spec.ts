@@ -310,7 +310,7 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expect(ended.stderr).not.toMatch(/\n\s+at /);
     const last = join(runDir, 'checkpoints', 'last');
     const stopped =
-      /Training interrupted by SIGTERM at step (\d+); last checkpoint saved to (.+); resume with trainer\.resume_from=(.+)\./.exec(
+      /Training interrupted by SIGTERM at step (\d+); last checkpoint saved to (.+); resume with '?trainer\.resume_from=([^']+)'?\./.exec(
         ended.stderr,
       );
     expect(stopped, ended.stderr).not.toBeNull();
