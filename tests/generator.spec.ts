@@ -23,8 +23,10 @@ function snapshot(root: string): Map<string, string> {
   const walk = (dir: string) => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
       const path = join(dir, entry.name);
+      // node_modules may be a link (the copy links each package's nested node_modules).
+      if (entry.name === 'node_modules' || entry.name === '.nx') continue;
       if (entry.isDirectory()) {
-        if (entry.name !== 'node_modules' && entry.name !== '.nx') walk(path);
+        walk(path);
       } else {
         files.set(relative(root, path), createHash('sha1').update(readFileSync(path)).digest('hex'));
       }
