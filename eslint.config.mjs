@@ -16,6 +16,26 @@ const boundaries = (depConstraints) => [
   },
 ];
 
+/** Which project kinds each kind may import; `pluginMayUse` widens it for plugins' own tests. */
+const constraints = (pluginMayUse) => [
+  { sourceTag: 'type:core', onlyDependOnLibsWithTags: [] },
+  { sourceTag: 'type:plugin', onlyDependOnLibsWithTags: pluginMayUse },
+  { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:core'] },
+  { sourceTag: 'type:tool', onlyDependOnLibsWithTags: [] },
+  { sourceTag: 'type:e2e', onlyDependOnLibsWithTags: ['type:core', 'type:plugin', 'type:app', 'type:tool'] },
+];
+
+const sharedRules = {
+  // Null objects (no-op loggers, progress bars) are deliberate.
+  '@typescript-eslint/no-empty-function': 'off',
+  // With noUncheckedIndexedAccess, `!` after a bounds-checked index is the idiom.
+  '@typescript-eslint/no-non-null-assertion': 'off',
+  '@typescript-eslint/no-unused-vars': [
+    'warn',
+    { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' },
+  ],
+};
+
 export default [
   ...nx.configs['flat/base'],
   ...nx.configs['flat/typescript'],
@@ -35,42 +55,12 @@ export default [
   {
     files: ['**/*.ts', '**/*.mts', '**/*.js', '**/*.mjs'],
     ignores: PLUGIN_TESTS,
-    rules: {
-      // Null objects (no-op loggers, progress bars) are deliberate.
-      '@typescript-eslint/no-empty-function': 'off',
-      // With noUncheckedIndexedAccess, `!` after a bounds-checked index is the idiom.
-      '@typescript-eslint/no-non-null-assertion': 'off',
-      '@typescript-eslint/no-unused-vars': [
-        'warn',
-        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' },
-      ],
-      '@nx/enforce-module-boundaries': boundaries([
-        { sourceTag: 'type:core', onlyDependOnLibsWithTags: [] },
-        { sourceTag: 'type:plugin', onlyDependOnLibsWithTags: ['type:core'] },
-        { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:core'] },
-        { sourceTag: 'type:tool', onlyDependOnLibsWithTags: [] },
-        { sourceTag: 'type:e2e', onlyDependOnLibsWithTags: ['type:core', 'type:plugin', 'type:app', 'type:tool'] },
-      ]),
-    },
+    rules: { ...sharedRules, '@nx/enforce-module-boundaries': boundaries(constraints(['type:core'])) },
   },
   {
     // A plugin's own tests may use the plugins it declares as dependencies (integration tests),
     // but still only through their public index.
     files: PLUGIN_TESTS,
-    rules: {
-      '@typescript-eslint/no-empty-function': 'off',
-      '@typescript-eslint/no-non-null-assertion': 'off',
-      '@typescript-eslint/no-unused-vars': [
-        'warn',
-        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' },
-      ],
-      '@nx/enforce-module-boundaries': boundaries([
-        { sourceTag: 'type:core', onlyDependOnLibsWithTags: [] },
-        { sourceTag: 'type:plugin', onlyDependOnLibsWithTags: ['type:core', 'type:plugin'] },
-        { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:core'] },
-        { sourceTag: 'type:tool', onlyDependOnLibsWithTags: [] },
-        { sourceTag: 'type:e2e', onlyDependOnLibsWithTags: ['type:core', 'type:plugin', 'type:app', 'type:tool'] },
-      ]),
-    },
+    rules: { ...sharedRules, '@nx/enforce-module-boundaries': boundaries(constraints(['type:core', 'type:plugin'])) },
   },
 ];
