@@ -21,7 +21,7 @@ export {
 
 export const plugin: TaskforgePlugin = {
   packageName: '@taskforge/data-cifar',
-  register(registrar) {
-    registrar.register(cifar10Spec);
+  register(registry) {
+    registry.register(cifar10Spec);
   },
 };
