@@ -2,11 +2,11 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '@taskforge/core';
-import { Gpt2, type Gpt2Config } from './gpt2.js';
+import { Gpt2, type Gpt2Hparams } from './gpt2.js';
 import { createGpt2, gpt2Schema, plugin } from './index.js';
 
 const T = 64; // an 8×8 image
-const base: Gpt2Config = {
+const base: Gpt2Hparams = {
   embed_dim: 16,
   num_heads: 2,
   num_layers: 2,
