@@ -12,6 +12,11 @@ import type {
   Task,
 } from '../contracts.js';
 
+/**
+ * The kinds a component is registered under (`<kind>/<name>`). The config section that names a
+ * `datamodule` is `dataset` (as Lightning Transformers' `dataset` group targets a DataModule);
+ * every other section shares its kind's name. See docs/configuration.md#sections-of-a-run.
+ */
 export type ComponentKind = 'datamodule' | 'backbone' | 'task' | 'optimizer' | 'scheduler' | 'callback' | 'logger';
 export const COMPONENT_KINDS: readonly ComponentKind[] = [
   'datamodule',
