@@ -43,17 +43,12 @@ export type Gpt2Config = z.output<typeof gpt2Schema>;
 const DATA_ARGS = ['num_positions', 'num_vocab'] as const;
 
 /**
- * Build the backbone from its validated config and the data module's `modelDataArgs`
- * (`num_positions`, `num_vocab`: positive integers). Throws ConfigError (exit 2) naming each bad
- * `backbone.*` key or missing `modelDataArgs.*` entry.
+ * Build the backbone from its validated config (`gpt2Schema`'s output: the Instantiator, or
+ * `gpt2Schema.parse` when built by hand, has checked it; it is not parsed again here) and the data
+ * module's `modelDataArgs` (`num_positions`, `num_vocab`: positive integers).
+ * @throws ConfigError (exit 2) naming each missing or non-positive `modelDataArgs.*` entry.
  */
-export function createGpt2(options: Gpt2Config, modelDataArgs: ModelDataArgs): Gpt2 {
-  const parsed = gpt2Schema.safeParse(options);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((i) => ({ path: ['backbone', ...i.path].join('.'), message: i.message })),
-    );
-  }
+export function createGpt2(config: Gpt2Config, modelDataArgs: ModelDataArgs): Gpt2 {
   const problems: ConfigProblem[] = [];
   const shape: Record<string, number> = {};
   for (const key of DATA_ARGS) {
@@ -70,9 +65,9 @@ export function createGpt2(options: Gpt2Config, modelDataArgs: ModelDataArgs): G
     }
   }
   if (problems.length) throw new ConfigError(problems, 'backbone/gpt2 cannot be built from this data module');
-  const { init_seed, ...model } = parsed.data;
-  const config: Gpt2Hparams = { ...model, num_positions: shape.num_positions!, num_vocab: shape.num_vocab! };
-  return new Gpt2(config, { seed: init_seed });
+  const { init_seed, ...model } = config;
+  const hparams: Gpt2Hparams = { ...model, num_positions: shape.num_positions!, num_vocab: shape.num_vocab! };
+  return new Gpt2(hparams, { seed: init_seed });
 }
 
 export const gpt2Spec: ComponentSpec<'backbone', Gpt2Config> = {
