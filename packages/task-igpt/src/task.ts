@@ -2,7 +2,9 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import {
+  crossEntropy,
   inputPath,
+  loggedValue,
   writeNewFileAtomic,
   TaskforgeError,
   type CreateContexts,
@@ -268,10 +270,10 @@ export class ImageGptTask implements Task<IgptBatch> {
   }
 
   private logAll(ctx: StepContext, split: string, out: ReturnType<ImageGptTask['losses']>, size: number): void {
-    // Each logged value is its own kept clone: the Trainer reads and disposes it after the step,
-    // independently of the tensors this step still uses or returns.
+    // Each logged value is its own kept clone (loggedValue): the Trainer reads and disposes it
+    // after the step, independently of the tensors this step still uses or returns.
     const log = (name: string, value: tf.Scalar, progressBar = false) =>
-      ctx.log(`${split}/${name}`, tf.keep(value.clone()), { weight: size, progressBar });
+      ctx.log(`${split}/${name}`, loggedValue(value), { weight: size, progressBar });
     log('loss', out.loss, true);
     log('bpp', out.genLoss.div(LN2));
     if (out.clfLoss) {
@@ -311,11 +313,6 @@ export class ImageGptTask implements Task<IgptBatch> {
   private emptyConfusion(): number[][] {
     return Array.from({ length: this.image.numClasses }, () => new Array<number>(this.image.numClasses).fill(0));
   }
-}
-
-/** Mean cross-entropy in nats. Built from logSoftmax + one-hot: both have gradients on every backend. */
-function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
-  return tf.logSoftmax(logits).mul(tf.oneHot(labels, logits.shape[1]!).toFloat()).sum(-1).mean().neg() as tf.Scalar;
 }
 
 /** The first `count` images of the test split (the validation split when there is no test loader). */
