@@ -49,6 +49,12 @@ export const igptTaskSchema = z.strictObject({
       scale: z.int().min(1).max(32).default(4),
     })
     .prefault({}),
+  /**
+   * Seeds the heads' initialisation (`mixSeed(init_seed, 1)` for the LM head, `mixSeed(init_seed, 2)`
+   * for the classifier, see heads.ts); the task's conf sets it to `${trainer.seed}`, as the
+   * backbone's `init_seed`. Weights loaded from a checkpoint replace the initial ones.
+   */
+  init_seed: z.int().nonnegative().default(0),
 });
 
 export type IgptTaskConfig = z.output<typeof igptTaskSchema>;
@@ -90,8 +96,8 @@ export class ImageGptTask implements Task<IgptBatch> {
     readonly image: ImageSpec,
     runData: RunData = {},
   ) {
-    this.lmHead = new LmHead(backbone.hiddenSize, image.numVocab, 0);
-    this.clsHead = new ClassificationHead(backbone.hiddenSize, image.numClasses, 0);
+    this.lmHead = new LmHead(backbone.hiddenSize, image.numVocab, config.init_seed);
+    this.clsHead = new ClassificationHead(backbone.hiddenSize, image.numClasses, config.init_seed);
     this.decoder = {
       createCache: (batch) => backbone.createCache(batch),
       step: (token, cache) => tf.tidy(() => this.lmHead.apply(backbone.step(token, cache))),
