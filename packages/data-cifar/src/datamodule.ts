@@ -10,6 +10,7 @@ import {
   type ModelDataArgs,
   type Output,
   type Paths,
+  type SequenceDataArgs,
   type Split,
   type Stage,
 } from '@taskforge/core';
@@ -54,10 +55,12 @@ export interface CifarBatch {
   indices: Int32Array;
 }
 
-/** A type alias, not an interface, so it fits `ModelDataArgs`' index signature. */
-export type Cifar10ModelDataArgs = {
-  num_vocab: number;
-  num_positions: number;
+/**
+ * Core's `SequenceDataArgs` (`num_vocab`: palette size, `num_positions`: image_height × image_width,
+ * `num_classes`: 10) plus the image facts. A type alias, not an interface, so it fits
+ * `ModelDataArgs`' index signature.
+ */
+export type Cifar10ModelDataArgs = SequenceDataArgs & {
   num_classes: number;
   image_height: number;
   image_width: number;

@@ -1,9 +1,29 @@
-import { ConfigError, TaskforgeError, type ConfigProblem, type ModelDataArgs } from '@taskforge/core';
+import {
+  ConfigError,
+  TaskforgeError,
+  type ConfigProblem,
+  type ModelDataArgs,
+  type SequenceDataArgs,
+} from '@taskforge/core';
 
 /** A colour palette: token t is the RGB colour `palette[t]` (0..255 per channel). */
 export type Palette = number[][];
 
-/** The facts about the images the task reads from `modelDataArgs`. */
+/**
+ * The `modelDataArgs` the task reads: core's `SequenceDataArgs` with `num_classes`, plus the image
+ * facts; `datamodule/cifar10`'s `Cifar10ModelDataArgs` is one. `readImageSpec` checks them.
+ */
+export type IgptDataArgs = SequenceDataArgs & {
+  readonly num_classes: number;
+  readonly image_height: number;
+  readonly image_width: number;
+  /** num_vocab [r, g, b] colours, 0..255 per channel: token t is colour palette[t]. */
+  readonly palette: Palette;
+  /** num_classes names; default `class <i>`. */
+  readonly class_names?: string[];
+};
+
+/** The facts about the images the task reads from `modelDataArgs` (an `IgptDataArgs`). */
 export interface ImageSpec {
   height: number;
   width: number;
@@ -15,7 +35,11 @@ export interface ImageSpec {
   classNames: string[];
 }
 
-/** Reads and cross-checks `modelDataArgs`, reporting every problem at once. */
+/**
+ * Reads and cross-checks `modelDataArgs` as `IgptDataArgs` (palette size = num_vocab, image_height ×
+ * image_width = num_positions), reporting every problem at once.
+ * @throws ConfigError (exit 2) with one problem per missing or inconsistent `modelDataArgs.*` key.
+ */
 export function readImageSpec(args: ModelDataArgs): ImageSpec {
   const problems: ConfigProblem[] = [];
   const int = (key: string): number => {
