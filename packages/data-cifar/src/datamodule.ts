@@ -105,7 +105,12 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     this.pixels = config.image_size * config.image_size;
   }
 
-  /** Download, verify, extract, fit the palette and tokenise both source splits; cached in `data_dir`. */
+  /**
+   * Download, verify, extract, fit the palette and tokenise both source splits; cached in `data_dir`.
+   * @throws ConfigError (exit 2) for a `dataset.url` with another URL scheme than http(s)/file;
+   *   TaskforgeError (exit 1) for a failed or interrupted download, an md5 mismatch or a corrupt
+   *   archive, each naming the file and what to do.
+   */
   prepareData(): Promise<void> {
     this.prepared ??= this.prepare().catch((err: unknown) => {
       this.prepared = undefined; // a fixed config or network can retry in the same process
@@ -226,6 +231,11 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     return actual;
   }
 
+  /**
+   * Loads the splits `stage` uses (fit/validate: train and val; test/predict: test).
+   * @throws ConfigError (exit 2) when `dataset.val_size` leaves no training image, or with
+   *   `drop_last` the training split is smaller than `dataset.batch_size`; and as `prepareData`.
+   */
   async setup(stage: Stage): Promise<void> {
     await this.prepareData();
     if (stage === 'fit' || stage === 'validate') {

@@ -26,7 +26,10 @@ export interface CifarRecords {
   data: Uint8Array;
 }
 
-/** Validates a batch file's bytes (size, label range) and exposes its labels. */
+/**
+ * Validates a batch file's bytes (size a multiple of 3073, labels 0..9) and exposes its labels.
+ * @throws TaskforgeError (exit 1) naming `file` and what is wrong (the file is corrupt).
+ */
 export function parseBatch(data: Uint8Array, file: string): CifarRecords {
   if (data.length === 0 || data.length % RECORD_BYTES !== 0) {
     throw new TaskforgeError(
@@ -49,7 +52,10 @@ export function parseBatch(data: Uint8Array, file: string): CifarRecords {
   return { count, labels, data };
 }
 
-/** Reads and validates batch files from `dir`, concatenated in the given order. */
+/**
+ * Reads and validates batch files from `dir`, concatenated in the given order.
+ * @throws TaskforgeError (exit 1) as `parseBatch` does, or when a file cannot be read.
+ */
 export async function readBatches(dir: string, files: readonly string[]): Promise<CifarRecords> {
   if (files.length === 1) {
     const file = join(dir, files[0]!);

@@ -108,6 +108,11 @@ export function samePalette(a: Palette, b: Palette): boolean {
   return a.length === b.length && a.every((c, i) => c.every((x, j) => Math.abs(x - b[i]![j]!) < 1e-3));
 }
 
+/**
+ * Returns `found` when it is a valid palette equal to `expected` (a checkpoint's, against the data module's).
+ * @throws TaskforgeError: exit 1 when `found` is not a palette (the checkpoint is damaged); exit 2
+ *   when it differs (the data module is configured otherwise than for the checkpoint), naming `source`.
+ */
 export function assertSamePalette(expected: Palette, found: unknown, source: string): Palette {
   const problem = checkPalette(found);
   if (problem) throw new TaskforgeError(`The palette in ${source} is invalid: ${problem}.`);
@@ -123,7 +128,10 @@ export function assertSamePalette(expected: Palette, found: unknown, source: str
   return palette;
 }
 
-/** Palette tokens (one image, raster order) → RGB bytes. */
+/**
+ * Palette tokens (one image, raster order) → RGB bytes (`length = 3N`).
+ * @throws TaskforgeError (exit 1) naming a token outside the palette and its pixel.
+ */
 export function decodeTokens(tokens: ArrayLike<number>, palette: Palette): Uint8Array {
   const rgb = new Uint8Array(tokens.length * 3);
   for (let i = 0; i < tokens.length; i++) {

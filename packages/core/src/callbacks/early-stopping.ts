@@ -21,10 +21,12 @@ export class EarlyStopping implements Callback {
   best: number | undefined;
   wait = 0;
 
+  /** @throws ZodError for options its schema refuses (config nodes are validated before they get here). */
   constructor(options: EarlyStoppingOptions = {}) {
     this.options = earlyStoppingSchema.parse(options);
   }
 
+  /** @throws ConfigError (exit 2) when validation logged no metric named `monitor`, with the names it did log. */
   onValidationEnd(trainer: TrainerView): void {
     const { monitor, mode, patience, min_delta } = this.options;
     const value = trainer.callbackMetrics[monitor];

@@ -76,7 +76,12 @@ export abstract class BaseOptimizer implements Optimizer {
     t: number,
   ): void;
 
-  /** Grads are not disposed: the caller owns them. */
+  /**
+   * One optimizer step over `grads` (variable name → gradient of the same shape). Grads are not
+   * disposed: the caller owns them.
+   * @throws TaskforgeError (exit 1) for gradients of variables it does not manage, a gradient
+   *   whose shape differs from its variable's, or use after `dispose()`.
+   */
   applyGradients(grads: Record<string, tf.Tensor>): void {
     this.assertLive();
     const unknown = Object.keys(grads).filter((n) => !this.groupOf.has(n));
@@ -186,6 +191,11 @@ export abstract class BaseOptimizer implements Optimizer {
   }
 }
 
+/**
+ * Checks an optimizer setting (`lr`, `momentum`, `weight_decay`, ...).
+ * @throws TaskforgeError (exit 1) naming the optimizer, the setting and the value when it is not
+ *   a finite number >= 0 (config values are validated before; this guards programmatic use).
+ */
 export function checkNonNegative(optimizer: string, what: string, value: number): void {
   if (!Number.isFinite(value) || value < 0) {
     throw new TaskforgeError(`Optimizer '${optimizer}': ${what} must be a finite number >= 0, got ${value}.`);

@@ -134,7 +134,11 @@ function describePlugin(linkDir: string, pkg: PackageJson, packageName: string):
   };
 }
 
-/** Lists plugin packages visible from the project root without importing any of them. */
+/**
+ * Lists plugin packages visible from the project root without importing any of them.
+ * @throws ConfigError (exit 2) at `plugins` for an `extra` name that is not an npm package name
+ *   or is not installed (saying how to install it).
+ */
 export function discoverPlugins(options: DiscoverOptions = {}): DiscoveryResult {
   const projectRoot = options.projectRoot ?? findProjectRoot(options.cwd);
   const dirs = nodeModulesDirs(projectRoot);
@@ -262,6 +266,8 @@ function resolveFromHere(name: string): string | undefined {
  * a package also imported elsewhere by name (core itself) then keeps one module identity, and
  * export conditions apply as usual. Otherwise (a plugin installed in the project but not beside
  * core, or a different copy shadowing it) the discovered copy's entry file is imported.
+ * @throws TaskforgeError (exit 1) when the import fails, the package exports no TaskforgePlugin
+ *   (naming what it exports and the shape to export), or its `packageName` differs from the package's.
  */
 export async function importPlugin(plugin: DiscoveredPlugin): Promise<TaskforgePlugin> {
   const resolved = resolveFromHere(plugin.packageName);
@@ -297,7 +303,10 @@ export async function importPlugin(plugin: DiscoveredPlugin): Promise<TaskforgeP
   return exported;
 }
 
-/** Imports every discovered plugin (in order) and registers its components. */
+/**
+ * Imports every discovered plugin (in order) and registers its components.
+ * @throws TaskforgeError (exit 1) as `importPlugin` and `ComponentRegistry.registerPlugin` do.
+ */
 export async function loadPlugins(
   discovered: DiscoveryResult | readonly DiscoveredPlugin[],
   registry: ComponentRegistry,

@@ -59,6 +59,8 @@ export interface CheckpointContents {
  * Writes a checkpoint directory atomically: everything goes to `<dir>.tmp-<pid>` first, and an
  * existing `<dir>` is swapped out only once the new one is complete, so a failure at any point
  * leaves the previous checkpoint as it was. Returns `dir`.
+ * @throws TaskforgeError (exit 1) when writing or moving it into place fails, saying which
+ *   checkpoint is left on disk.
  */
 export async function writeCheckpoint(dir: string, contents: CheckpointContents): Promise<string> {
   const tmp = `${dir}.tmp-${process.pid}`;
@@ -135,6 +137,7 @@ export async function loadCheckpoint(dir: string, options: { optimizer?: boolean
 /**
  * `loadCheckpoint` for code that cannot await, e.g. a component's synchronous `create` loading
  * pretrained weights before its optimizer is built.
+ * @throws TaskforgeError as `loadCheckpoint` (exit 2: missing or not a checkpoint; exit 1: corrupt).
  */
 export function loadCheckpointSync(dir: string, options: { optimizer?: boolean } = {}): Checkpoint {
   if (!existsSync(join(dir, 'weights.json'))) {
