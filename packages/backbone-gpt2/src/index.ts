@@ -26,7 +26,8 @@ export const gpt2Schema = z
         path: ['embed_dim'],
         message:
           `embed_dim (${c.embed_dim}) must be divisible by num_heads (${c.num_heads}) so every head gets ` +
-          `embed_dim / num_heads dimensions; pick e.g. num_heads=${largestDivisorAtMost(c.embed_dim, c.num_heads)} or embed_dim=${Math.ceil(c.embed_dim / c.num_heads) * c.num_heads}`,
+          `embed_dim / num_heads dimensions; pick e.g. num_heads=${largestDivisorAtMost(c.embed_dim, c.num_heads)} ` +
+          `or embed_dim=${Math.ceil(c.embed_dim / c.num_heads) * c.num_heads}`,
       });
     }
   });
@@ -55,7 +56,8 @@ export const gpt2Spec: ComponentSpec<'backbone', Gpt2Config> = {
   kind: 'backbone',
   name: 'gpt2',
   description:
-    'GPT-2 decoder (causal self-attention, learned sos and positions) returning hidden states; heads belong to the task',
+    'GPT-2 decoder (causal self-attention, learned sos and ' +
+    'positions) returning hidden states; heads belong to the task',
   schema: gpt2Schema,
   create: (config, ctx) => createGpt2(config, ctx.modelDataArgs),
 };

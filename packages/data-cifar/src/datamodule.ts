@@ -179,7 +179,8 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
         ))
       ) {
         throw new TaskforgeError(
-          `dataset.url points to ${archive}, which does not exist or is not a file. Set dataset.url to the path of cifar-10-binary.tar.gz, or to an http(s):// URL.`,
+          `dataset.url points to ${archive}, which does not exist or is not a file. Set ` +
+            `dataset.url to the path of cifar-10-binary.tar.gz, or to an http(s):// URL.`,
         );
       }
       actual = await md5File(archive, this.output, `cifar10: verifying ${archive}`);
@@ -258,7 +259,9 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
           {
             path: 'dataset.batch_size',
             value: this.config.batch_size,
-            message: `exceeds the ${this.splits.train.indices.length} training images and drop_last is true, so an epoch would have no batch; lower batch_size or set drop_last: false`,
+            message:
+              `exceeds the ${this.splits.train.indices.length} training images and drop_last is ` +
+              `true, so an epoch would have no batch; lower batch_size or set drop_last: false`,
           },
         ]);
       }
@@ -279,7 +282,8 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     const again = await readTokenStore(this.tokenFile(name), this.config.palette_size, this.pixels);
     if (!again)
       throw new TaskforgeError(
-        `The CIFAR-10 token cache ${this.tokenFile(name)} could not be read back after writing it; check the disk under ${this.dataDir}.`,
+        `The CIFAR-10 token cache ${this.tokenFile(name)} could not be ` +
+          `read back after writing it; check the disk under ${this.dataDir}.`,
       );
     return again;
   }
@@ -396,7 +400,10 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     };
   }
 
-  /** The key alone separates image sizes; the readable suffix (none at 32, as before) is for people browsing the cache. */
+  /**
+   * The key alone separates image sizes; the readable suffix (none at 32, as before) is for people browsing
+   * the cache.
+   */
   private sizeSuffix(): string {
     const s = this.config.image_size;
     return s === IMAGE_SIZE ? '' : `-${s}x${s}`;
@@ -429,6 +436,7 @@ function reorder(indices: Int32Array, perm: Int32Array): Int32Array {
 
 function missing(file: string, archive: string, fix: string): never {
   throw new TaskforgeError(
-    `The CIFAR-10 archive ${archive} has no ${BATCH_DIR}/${file}: it is incomplete or not the CIFAR-10 binary archive. ${fix}`,
+    `The CIFAR-10 archive ${archive} has no ${BATCH_DIR}/${file}: ` +
+      `it is incomplete or not the CIFAR-10 binary archive. ${fix}`,
   );
 }

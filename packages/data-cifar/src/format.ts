@@ -17,7 +17,8 @@ export const META_FILE = 'batches.meta.txt';
 export const ALL_FILES = [...TRAIN_FILES, TEST_FILE, META_FILE];
 
 const FIX =
-  'Check that dataset.url points to the CIFAR-10 binary archive (cifar-10-binary.tar.gz, not the python or matlab version) and run again.';
+  'Check that dataset.url points to the CIFAR-10 binary archive ' +
+  '(cifar-10-binary.tar.gz, not the python or matlab version) and run again.';
 
 /** Records of one or more batch files, concatenated: `data` holds `count` raw 3073-byte records. */
 export interface CifarRecords {
@@ -33,7 +34,8 @@ export interface CifarRecords {
 export function parseBatch(data: Uint8Array, file: string): CifarRecords {
   if (data.length === 0 || data.length % RECORD_BYTES !== 0) {
     throw new TaskforgeError(
-      `CIFAR-10 batch file ${file} is ${data.length} bytes, which is not a positive multiple of the ${RECORD_BYTES}-byte record ` +
+      `CIFAR-10 batch file ${file} is ${data.length} bytes, which ` +
+        `is not a positive multiple of the ${RECORD_BYTES}-byte record ` +
         `(1 label byte + 3072 pixel bytes): the file is truncated or not in CIFAR-10 binary format. ${FIX}`,
     );
   }
@@ -43,7 +45,8 @@ export function parseBatch(data: Uint8Array, file: string): CifarRecords {
     const label = data[i * RECORD_BYTES]!;
     if (label >= NUM_CLASSES) {
       throw new TaskforgeError(
-        `CIFAR-10 batch file ${file}: record ${i} (byte offset ${i * RECORD_BYTES}) has label ${label}, but labels must be 0..9. ` +
+        `CIFAR-10 batch file ${file}: record ${i} (byte offset ` +
+          `${i * RECORD_BYTES}) has label ${label}, but labels must be 0..9. ` +
           `The file is corrupt or not CIFAR-10 (CIFAR-100 binaries have two label bytes). ${FIX}`,
       );
     }
@@ -84,7 +87,8 @@ export function parseMeta(text: string, file: string): string[] {
     .filter((l) => l.length > 0);
   if (names.length !== NUM_CLASSES) {
     throw new TaskforgeError(
-      `CIFAR-10 metadata file ${file} lists ${names.length} class names, expected ${NUM_CLASSES} (one per line). ${FIX}`,
+      `CIFAR-10 metadata file ${file} lists ${names.length} ` +
+        `class names, expected ${NUM_CLASSES} (one per line). ${FIX}`,
     );
   }
   return names;

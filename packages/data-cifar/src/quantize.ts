@@ -28,7 +28,8 @@ const indexCache = new WeakMap<object, PaletteIndex>();
 function validatePalette(palette: Palette): Int32Array {
   if (!Array.isArray(palette) || palette.length === 0 || palette.length > 65535) {
     throw new TaskforgeError(
-      `A palette must be a non-empty array of at most 65535 [r, g, b] colours; got ${Array.isArray(palette) ? `${palette.length} colours` : typeof palette}.`,
+      `A palette must be a non-empty array of at most 65535 [r, g, b] colours; got ` +
+        `${Array.isArray(palette) ? `${palette.length} colours` : typeof palette}.`,
     );
   }
   const colors = new Int32Array(palette.length * 3);

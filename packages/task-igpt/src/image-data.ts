@@ -119,7 +119,8 @@ export function assertSamePalette(expected: Palette, found: unknown, source: str
   const palette = found as Palette;
   if (!samePalette(expected, palette)) {
     throw new TaskforgeError(
-      `The palette in ${source} (${palette.length} colours) differs from the data module's (${expected.length} colours), so ` +
+      `The palette in ${source} (${palette.length} colours) differs ` +
+        `from the data module's (${expected.length} colours), so ` +
         'its tokens would mean other colours. Configure the data module as it was when the checkpoint was trained ' +
         "(same dataset and number of palette colours; see the checkpoint's config.yaml).",
       { exitCode: 2 },

@@ -39,7 +39,8 @@ export class EarlyStopping implements Callback {
             path: 'trainer.callbacks.early_stopping.monitor',
             message:
               `no metric named '${monitor}' was logged by validation (logged: ${availableMetrics(trainer)}); ` +
-              `log it in the task's validationStep (ctx.log('${monitor}', ...)) or set monitor to one of the logged metrics`,
+              `log it in the task's validationStep (ctx.log('${monitor}', ` +
+              `...)) or set monitor to one of the logged metrics`,
             value: monitor,
             suggestions: suggest(monitor, logged),
           },
@@ -61,7 +62,8 @@ export class EarlyStopping implements Callback {
     this.wait += 1;
     if (this.wait >= patience) {
       trainer.requestStop(
-        `early stopping: '${monitor}' did not improve by more than ${min_delta} in ${patience} validations (best ${this.best}, now ${value})`,
+        `early stopping: '${monitor}' did not improve by more than ${min_delta} ` +
+          `in ${patience} validations (best ${this.best}, now ${value})`,
       );
     }
   }

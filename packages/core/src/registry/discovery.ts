@@ -219,7 +219,8 @@ function unbuiltWorkspacePlugin(plugin: DiscoveredPlugin, projectRoot: string): 
     entry,
     buildCommand,
     message:
-      `Skipping plugin ${plugin.packageName}: it is not built (${where.startsWith('..') ? entry : where} is missing); ` +
+      `Skipping plugin ${plugin.packageName}: it is not built ` +
+      `(${where.startsWith('..') ? entry : where} is missing); ` +
       `its components and configs are unavailable until you run \`${buildCommand}\` (or \`npx nx run-many -t build\`).`,
   };
 }
@@ -287,9 +288,11 @@ export async function importPlugin(plugin: DiscoveredPlugin): Promise<TaskforgeP
   if (!exported) {
     const names = Object.keys(mod).filter((k) => k !== '__esModule');
     throw new TaskforgeError(
-      `Package '${plugin.packageName}' (${plugin.dir}) has a "taskforge" field in its package.json, so it must export ` +
+      `Package '${plugin.packageName}' (${plugin.dir}) has a ` +
+        `"taskforge" field in its package.json, so it must export ` +
         "`plugin` (or a default export) of type TaskforgePlugin: `export const plugin = { packageName: '" +
-        `${plugin.packageName}', register(registry) { registry.register({ kind, name, description, schema, create }) } }\`. ` +
+        `${plugin.packageName}', register(registry) { registry.register({ ` +
+        `kind, name, description, schema, create }) } }\`. ` +
         `It exports ${names.length ? names.map((n) => `'${n}'`).join(', ') : 'nothing'} instead` +
         `${'plugin' in mod ? " ('plugin' lacks a string packageName or a register function)" : ''}.`,
     );

@@ -49,7 +49,9 @@ export class Instantiator {
       throw new ConfigError([
         {
           path: `${path}._target_`,
-          message: `'${String(target)}' is a ${targetKind}, but a ${kind} is expected here (${example}; registered: ${expected.join(', ') || 'none'})`,
+          message:
+            `'${String(target)}' is a ${targetKind}, but a ${kind} is expected ` +
+            `here (${example}; registered: ${expected.join(', ') || 'none'})`,
           value: target,
           ...(suggestions.length ? { suggestions } : {}),
         },

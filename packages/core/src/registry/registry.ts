@@ -132,7 +132,9 @@ export class ComponentRegistry implements PluginRegistry {
       const known = pool.length
         ? `registered ${parsed.kind} components: ${pool.join(', ')}`
         : `no ${parsed.kind} components are registered`;
-      message = `no ${parsed.kind} of that name is registered (${known}); is the plugin package that provides it installed?`;
+      message =
+        `no ${parsed.kind} of that name is registered (${known}); ` +
+        `is the plugin package that provides it installed?`;
     } else {
       message =
         `'_target_' must name a registered component as '<kind>/<name>' with kind one of ` +
