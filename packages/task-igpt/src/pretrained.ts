@@ -68,7 +68,8 @@ export function loadPretrained(
     );
     if (mismatch) {
       const fix = mismatch.settings.length
-        ? `set ${mismatch.settings.map((d) => `${d.key}=${JSON.stringify(d.checkpoint)}`).join(' ')} as when it was trained`
+        ? `set ${mismatch.settings.map((d) => `${d.key}=${JSON.stringify(d.checkpoint)}`).join(' ')} ` +
+          `as when it was trained`
         : 'configure the dataset as it was when the checkpoint was trained';
       fail(`${mismatch.message}. To fine-tune from it, ${fix} (see its config.yaml).`);
     }

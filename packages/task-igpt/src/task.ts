@@ -154,7 +154,8 @@ export class ImageGptTask implements Task<IgptBatch> {
       const out = this.losses(batch, { training: false, seed: ctx.seed });
       this.logAll(ctx, 'test', out, batch.size);
       if (!out.predictions) return;
-      // Kept and read in onTestEpochEnd: a sync read per batch would stall a GPU backend (and webgpu cannot read synchronously in Node).
+      // Kept and read in onTestEpochEnd: a sync read per batch would stall a GPU backend (and webgpu cannot
+      // read synchronously in Node).
       this.pendingPredictions.push({
         labels: Array.from(batch.labels.subarray(0, batch.size)),
         predicted: tf.keep(out.predictions),
@@ -301,13 +302,15 @@ export class ImageGptTask implements Task<IgptBatch> {
     const V = this.image.numVocab;
     if (tokens.length !== size * T) {
       throw new TaskforgeError(
-        `task/vision/igpt: a batch of ${size} images has ${tokens.length} tokens; expected ${size} × ${T} (image_height × image_width). The data module and its modelDataArgs disagree.`,
+        `task/vision/igpt: a batch of ${size} images has ${tokens.length} tokens; expected ${size} ` +
+          `× ${T} (image_height × image_width). The data module and its modelDataArgs disagree.`,
       );
     }
     for (let i = 0; i < tokens.length; i++) {
       if (tokens[i]! < 0 || tokens[i]! >= V) {
         throw new TaskforgeError(
-          `task/vision/igpt: token ${tokens[i]} (image ${Math.floor(i / T)}, pixel ${i % T}) is outside the ${V}-colour palette; the data was quantised with another palette.`,
+          `task/vision/igpt: token ${tokens[i]} (image ${Math.floor(i / T)}, pixel ${i % T}) ` +
+            `is outside the ${V}-colour palette; the data was quantised with another palette.`,
         );
       }
     }
@@ -315,7 +318,8 @@ export class ImageGptTask implements Task<IgptBatch> {
       const bad = labels.subarray(0, size).findIndex((l) => l < 0 || l >= this.image.numClasses);
       if (labels.length < size || bad >= 0) {
         throw new TaskforgeError(
-          `task/vision/igpt: label ${labels[bad]} of image ${bad} is not a class index in 0..${this.image.numClasses - 1}.`,
+          `task/vision/igpt: label ${labels[bad]} of image ${bad} ` +
+            `is not a class index in 0..${this.image.numClasses - 1}.`,
         );
       }
     }

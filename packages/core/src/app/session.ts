@@ -108,7 +108,8 @@ export class Session {
 
   /**
    * Validates a composed config: each component section against its component's schema, the
-   * `trainer` section, the sections a configured task needs (dataset, backbone, optimizer), and that every component section
+   * `trainer` section, the sections a configured task needs (dataset, backbone, optimizer), and that every
+   * component section
    * names its component (`_target_`), so nothing half-configured reaches a command.
    * @throws ConfigError (exit code 2) listing every problem.
    */
@@ -119,7 +120,9 @@ export class Session {
       if (!configured(section)) {
         problems.push({
           path: section,
-          message: `no ${section} is configured; select one on the command line, e.g. ${section}=<option> (see \`taskforge list\`)`,
+          message:
+            `no ${section} is configured; select one on the command ` +
+            `line, e.g. ${section}=<option> (see \`taskforge list\`)`,
         });
       }
     }
@@ -130,7 +133,9 @@ export class Session {
       const source = leaf === undefined ? undefined : composed.sources.get(leaf);
       problems.push({
         path: section,
-        message: `has settings but names no component (no _target_): select an option with ${section}=<option>, or delete the whole group with ~${section}`,
+        message:
+          `has settings but names no component (no _target_): select an option ` +
+          `with ${section}=<option>, or delete the whole group with ~${section}`,
         value: node,
         ...(source ? { source } : {}),
       });
