@@ -61,9 +61,7 @@ export const trainerConfigSchema = z.strictObject({
   strategy: z.enum(['auto', 'single', 'ddp']).default('auto'),
   /** auto: one device per core (capped at the batch size); N: that many (rank 0 + N-1 worker threads). */
   devices: z
-    .union([z.literal('auto'), z.number().int().min(1)], {
-      error: "expected 'auto' or a whole number of devices >= 1 (rank 0 plus worker threads)",
-    })
+    .union([z.literal('auto'), z.number().int().min(1)])
     .default('auto'),
   default_root_dir: z.string().min(1).default('outputs'),
   run_dir: z.string().min(1).nullable().default(null),

@@ -163,6 +163,10 @@ export interface ToyTaskOptions {
   initSeed?: number;
   /** Return a NaN loss at this global step. */
   nanAtStep?: number;
+  /** trainingStep throws at this global step (injected worker failure in DDP tests). */
+  throwAtStep?: number;
+  /** trainingStep ends its thread (`process.exit(3)`, in a worker) at this global step. */
+  exitAtStep?: number;
   /** stateDict() throws (to break checkpoint writes midway). */
   failStateDict?: boolean;
   /** Validation logs `score` from this list, one value per validation epoch (for checkpoint/early-stopping tests). */
@@ -229,6 +233,8 @@ export class ToyTask implements Task<ToyBatch> {
   }
 
   trainingStep(batch: ToyBatch, ctx: StepContext): tf.Scalar {
+    if (ctx.globalStep === this.options.throwAtStep) throw new Error(`injected failure at step ${ctx.globalStep}`);
+    if (ctx.globalStep === this.options.exitAtStep) process.exit(3);
     const loss = this.mse(batch, ctx);
     ctx.log('train_mse', loss, { weight: batch.size });
     return ctx.globalStep === this.options.nanAtStep ? (tf.mul(loss, Number.NaN) as tf.Scalar) : loss;

@@ -255,6 +255,11 @@ export class DDPStrategy implements Strategy {
     return this.plan?.devices ?? 1;
   }
 
+  /** Worker threads running now (0 before the first training step and after `teardown`). */
+  get workerCount(): number {
+    return this.replicas.length;
+  }
+
   async setup(): Promise<BackendSelection> {
     const selection = await this.single.setup();
     if (!this.plan) {
