@@ -6,10 +6,11 @@ import { DDPStrategy } from './ddp/strategy.js';
 import { SingleDeviceStrategy, type Strategy } from './strategy.js';
 
 /**
- * The strategy `trainer.strategy` / `trainer.devices` ask for. `single` (and `auto` when there is
- * no replica recipe, i.e. a Trainer made without the app layer and without `deps.replica`, on one
- * device) is the single-device strategy; otherwise a DDPStrategy, which resolves `auto` and the
- * device count once the backend is selected (`setup`). `batchSize` is the global batch size
+ * The strategy `trainer.strategy` / `trainer.devices` ask for. Without a replica recipe (a Trainer
+ * made without the app layer and without `deps.replica`) `single` and `auto` on one device are the
+ * single-device strategy, silently as before; otherwise a DDPStrategy, which resolves `auto` and
+ * the device count once the backend is selected (`setup`), prints its choice, and with one device
+ * is the single-device strategy. `batchSize` is the global batch size
  * (`dataset.batch_size`) when known: it caps `devices=auto` and refuses devices > batch size.
  */
 export function createStrategy(
@@ -18,7 +19,7 @@ export function createStrategy(
 ): Strategy {
   const request = { accelerator: config.accelerator, threads: config.threads };
   const oneDevice = config.devices === 'auto' || config.devices === 1;
-  if ((config.strategy === 'single' && oneDevice) || (config.strategy === 'auto' && !deps.replica && oneDevice))
+  if (!deps.replica && config.strategy !== 'ddp' && oneDevice)
     return new SingleDeviceStrategy(request, deps.accelerator);
   return new DDPStrategy(
     { ...request, strategy: config.strategy, devices: config.devices, batchSize: deps.batchSize },

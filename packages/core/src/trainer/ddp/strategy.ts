@@ -363,7 +363,8 @@ export class DDPStrategy implements Strategy {
       if (!this.modelDataArgs) throw new TaskforgeError('DDPStrategy.connect() was not called before training.');
       const base = {
         worldSize: this.worldSize,
-        accelerator: this.request.accelerator,
+        // The kind rank 0 ended up with (not `auto` again): same backend, no second probe of the others.
+        accelerator: this.selection!.accelerator,
         threads: this.request.threads,
         backend: this.selection!.backend,
         replica: this.replica!,
