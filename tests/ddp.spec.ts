@@ -36,7 +36,13 @@ describe('taskforge train under ddp (2 devices)', () => {
 
   it('SIGTERM: finishes the step, saves last, exits 143 and the checkpoint resumes under single', async () => {
     const runDir = join(work, 'sigterm');
-    const live = startTaskforge(['train', ...DDP, ...tiny(runDir), 'trainer.max_epochs=-1', 'trainer.max_steps=100000']);
+    const live = startTaskforge([
+      'train',
+      ...DDP,
+      ...tiny(runDir),
+      'trainer.max_epochs=-1',
+      'trainer.max_steps=100000',
+    ]);
     onTestFinished(() => live.signal('SIGKILL'));
     await live.waitFor(/^train: .*step=\d+\/100000/m);
     live.signal('SIGTERM');
@@ -67,12 +73,15 @@ describe('taskforge train under ddp (2 devices)', () => {
     [['trainer.devices=5'], /trainer\.devices=5 is more than the batch size \(dataset\.batch_size=4\)/],
     [['trainer.strategy=single', 'trainer.devices=2'], /trainer\.devices=2 needs trainer\.strategy=ddp/],
     [['trainer.devices=0'], /trainer\.devices: expected 'auto' or an integer >= 1 \(got 0\)/],
-  ])('%j is a usage error (exit 2) naming the key and the fix, before any run dir exists', async (overrides, message) => {
-    const runDir = join(work, `refused-${overrides.length}-${overrides.at(-1)!.replace(/\W/g, '_')}`);
-    const r = await taskforge(['train', ...tiny(runDir), ...overrides]);
-    expect(r.code, r.stdout + r.stderr).toBe(2);
-    expect(r.stderr).toMatch(message);
-    expect(r.stderr).not.toMatch(/\n\s+at /);
-    expect(existsSync(runDir)).toBe(false);
-  });
+  ])(
+    '%j is a usage error (exit 2) naming the key and the fix, before any run dir exists',
+    async (overrides, message) => {
+      const runDir = join(work, `refused-${overrides.length}-${overrides.at(-1)!.replace(/\W/g, '_')}`);
+      const r = await taskforge(['train', ...tiny(runDir), ...overrides]);
+      expect(r.code, r.stdout + r.stderr).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      expect(existsSync(runDir)).toBe(false);
+    },
+  );
 });

@@ -61,3 +61,28 @@ export async function computeStep(
   for (const [tfName, grad] of Object.entries(result.grads)) grads[nameOf.get(tfName)!] = grad;
   return { loss, logs, grads };
 }
+
+/**
+ * Runs an evaluation step that only logs (`validationStep`) on `batch` in its own tensor scope and
+ * returns what it logged; a step that throws leaves no logged tensors behind.
+ */
+export async function computeEvaluation(
+  task: Task,
+  method: 'validationStep',
+  batch: unknown,
+  fields: StepFields,
+): Promise<LoggedValue[]> {
+  const log = new StepLog();
+  const ctx = log.context(fields);
+  const step = task[method];
+  if (!step) throw new TaskforgeError(`The task has no ${method}.`);
+  try {
+    tf.tidy(() => {
+      step.call(task, batch, ctx);
+    });
+  } catch (error) {
+    log.discard();
+    throw error;
+  }
+  return log.read();
+}

@@ -21,7 +21,7 @@ import { Accelerator } from '../backend/accelerator.js';
 import type { AcceleratorRequest, BackendSelection } from '../backend/select.js';
 import type { DataLoaderOptions, ModelDataArgs, Task } from '../contracts.js';
 import type { Output } from '../services/tokens.js';
-import { computeStep, type StepFields, type StepResult } from './local-step.js';
+import { computeStep, type LoggedValue, type StepFields, type StepResult } from './local-step.js';
 
 export interface Strategy {
   /** `single_device` or `ddp` (once `setup` resolved `trainer.strategy=auto`). */
@@ -50,6 +50,11 @@ export interface Strategy {
     fields: StepFields,
     trainable: ReadonlyArray<readonly [string, tf.Variable]>,
   ): Promise<StepResult>;
+  /**
+   * What `task.validationStep` logs for `batch`, over every device (weighted by shard sizes under
+   * ddp). Optional: without it (or before training has started any worker) validation runs locally.
+   */
+  evaluationStep?(task: Task, method: 'validationStep', batch: unknown, fields: StepFields): Promise<LoggedValue[]>;
   /** The data facts replicas are built with; the Trainer calls it once the datamodule is set up. */
   connect?(context: { modelDataArgs: ModelDataArgs }): void;
   /** Releases devices and workers; safe to call more than once, and `setup` works again afterwards. */

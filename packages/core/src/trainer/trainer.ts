@@ -31,7 +31,7 @@ import { Accelerator } from '../backend/accelerator.js';
 import { loadCheckpoint, restoreTaskWeights, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput } from './config.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
-import { evaluationLoop } from './loops/evaluation-loop.js';
+import { evaluationLoop, type EvaluationRun } from './loops/evaluation-loop.js';
 import { FitLoop, type FitLoopHost } from './loops/fit-loop.js';
 import { configuredOptimizers, coreOptimizers } from './optimization.js';
 import { batchBudget, planFit } from './plan.js';
@@ -444,6 +444,7 @@ export class Trainer implements TrainerView {
       collect: 'metrics',
       context: (batchIdx) => this.evalContext('sanity', batchIdx),
       step: (batch, ctx) => validationStep.call(this.task, batch, ctx),
+      sharded: this.shardedValidation(),
     });
     await this.hook('onSanityCheckEnd', metrics);
   }
@@ -456,11 +457,19 @@ export class Trainer implements TrainerView {
       collect: 'metrics',
       context: (batchIdx) => this.evalContext('val', batchIdx),
       step: (batch, ctx) => this.task.validationStep!(batch, ctx),
+      sharded: this.shardedValidation(),
     });
     Object.assign(this.callbackMetrics, metrics);
     await this.logMetrics(metrics);
     await this.hook('onValidationEnd', metrics);
     return metrics;
+  }
+
+  /** Validation through the strategy (sharded under ddp), when it offers that. */
+  private shardedValidation(): EvaluationRun['sharded'] {
+    const { strategy } = this;
+    if (!strategy.evaluationStep) return undefined;
+    return (batch, fields) => strategy.evaluationStep!(this.task, 'validationStep', batch, fields);
   }
 
   private evalContext(split: keyof typeof EVAL_SEED_STREAM, batchIdx: number): Omit<StepContext, 'log'> {

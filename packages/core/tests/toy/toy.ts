@@ -182,6 +182,8 @@ export class ToyTask implements Task<ToyBatch> {
   label = 'toy';
   totalSteps: number | undefined;
   validationCalls = 0;
+  /** Samples this replica validated (a DDP rank 0 sees only its shards). */
+  validationSamples = 0;
   testCalls = 0;
   private validationsSeen = new Set<string>();
 
@@ -242,6 +244,7 @@ export class ToyTask implements Task<ToyBatch> {
 
   validationStep(batch: ToyBatch, ctx: StepContext): void {
     this.validationCalls += 1;
+    this.validationSamples += batch.size;
     ctx.log('val_loss', this.mse(batch, ctx), { weight: batch.size });
     const scores = this.options.valScores;
     if (scores) {

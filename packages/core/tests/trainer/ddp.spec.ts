@@ -16,7 +16,12 @@ const scratch = useScratch();
 const data = () => new ToyDataModule({ batchSize: 5, nTrain: 23, nVal: 10 });
 const TASK: Omit<ToyTaskOptions, 'scheduler'> = { hidden: 4, optimizer: 'adam', lr: 0.05 };
 
-function ddpTrainer(config: TrainerConfigInput, task: Omit<ToyTaskOptions, 'scheduler'> = TASK, failOnRank?: number, callbacks = [] as ModelCheckpoint[]) {
+function ddpTrainer(
+  config: TrainerConfigInput,
+  task: Omit<ToyTaskOptions, 'scheduler'> = TASK,
+  failOnRank?: number,
+  callbacks = [] as ModelCheckpoint[],
+) {
   return makeTrainer(scratch.dir(), { strategy: 'ddp', devices: 2, ...config }, callbacks, {
     replica: toyReplica({ task, ...(failOnRank === undefined ? {} : { failOnRank }) }),
     batchSize: 5,
@@ -34,7 +39,7 @@ function expectClose(actual: Record<string, number[]>, expected: Record<string, 
 }
 
 describe('ddp over worker threads', () => {
-  it('reaches the weights and logs the losses of devices=1 (accumulation, clipping, uneven shards)', async () => {
+  it('reaches the weights and logs the losses of devices=1 (accumulation, clipping, uneven shards, sharded validation)', async () => {
     const config: TrainerConfigInput = { max_epochs: 2, accumulate_grad_batches: 2, gradient_clip_val: 0.5 };
     const single = makeTrainer(scratch.dir(), config);
     const a = new ToyTask(TASK);
@@ -48,6 +53,9 @@ describe('ddp over worker threads', () => {
     expect((ddp.trainer.strategy as DDPStrategy).workerCount).toBe(0); // terminated at the end of fit
 
     expectClose(b.snapshot(), a.snapshot());
+    // Validation was sharded too: rank 0 validated only its 3 of every 5 samples, yet val_loss matches below.
+    expect(a.validationSamples).toBeGreaterThan(0);
+    expect(b.validationSamples).toBe((a.validationSamples / 5) * 3);
     for (const name of ['train_loss', 'train_mse', 'grad_norm', 'val_loss']) {
       const s = single.logger.series(name);
       const d = ddp.logger.series(name);
@@ -65,7 +73,10 @@ describe('ddp over worker threads', () => {
 
     const resume = async (first: 'ddp' | 'single') => {
       const ckpt = new ModelCheckpoint({ every_n_train_steps: 2 });
-      const head = first === 'ddp' ? ddpTrainer({ max_steps: 2 }, TASK, undefined, [ckpt]) : makeTrainer(scratch.dir(), { max_steps: 2 }, [ckpt]);
+      const head =
+        first === 'ddp'
+          ? ddpTrainer({ max_steps: 2 }, TASK, undefined, [ckpt])
+          : makeTrainer(scratch.dir(), { max_steps: 2 }, [ckpt]);
       const task = new ToyTask(TASK);
       await head.trainer.fit(task, data());
       task.dispose();
@@ -86,23 +97,35 @@ describe('ddp over worker threads', () => {
   });
 
   it.each([
-    ['throws', { throwAtStep: 2 }, /DDP worker rank 1 of 2 failed at global step 2 \(epoch 0, batch 2\): its training step threw: injected failure at step 2/],
-    ['exits', { exitAtStep: 2 }, /DDP worker rank 1 of 2 failed at global step 2 .*its thread exited unexpectedly \(exit code 3\)/],
-  ])('a worker that %s stops the run with the rank, step and cause; the last checkpoint stays intact', async (_, failure, message) => {
-    const ckpt = new ModelCheckpoint({ every_n_train_steps: 1 });
-    const run = ddpTrainer({ max_steps: 4 }, { ...TASK, ...failure }, 1, [ckpt]);
-    const task = new ToyTask(TASK);
-    const error = await run.trainer.fit(task, data()).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(error).toBeInstanceOf(TaskforgeError);
-    expect((error as TaskforgeError).exitCode).toBe(1);
-    expect((error as Error).message).toMatch(message);
-    expect((run.trainer.strategy as DDPStrategy).workerCount).toBe(0);
-    const last = await loadCheckpoint(join(run.runDir, 'checkpoints', 'last'));
-    expect(last.trainerState?.globalStep).toBe(2);
-    last.dispose();
-    task.dispose();
-  }, 30_000);
+    [
+      'throws',
+      { throwAtStep: 2 },
+      /DDP worker rank 1 of 2 failed at global step 2 \(epoch 0, batch 2\): its training step threw: injected failure at step 2/,
+    ],
+    [
+      'exits',
+      { exitAtStep: 2 },
+      /DDP worker rank 1 of 2 failed at global step 2 .*its thread exited unexpectedly \(exit code 3\)/,
+    ],
+  ])(
+    'a worker that %s stops the run with the rank, step and cause; the last checkpoint stays intact',
+    async (_, failure, message) => {
+      const ckpt = new ModelCheckpoint({ every_n_train_steps: 1 });
+      const run = ddpTrainer({ max_steps: 4 }, { ...TASK, ...failure }, 1, [ckpt]);
+      const task = new ToyTask(TASK);
+      const error = await run.trainer.fit(task, data()).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(TaskforgeError);
+      expect((error as TaskforgeError).exitCode).toBe(1);
+      expect((error as Error).message).toMatch(message);
+      expect((run.trainer.strategy as DDPStrategy).workerCount).toBe(0);
+      const last = await loadCheckpoint(join(run.runDir, 'checkpoints', 'last'));
+      expect(last.trainerState?.globalStep).toBe(2);
+      last.dispose();
+      task.dispose();
+    },
+    30_000,
+  );
 });

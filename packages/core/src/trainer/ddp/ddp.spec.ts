@@ -49,9 +49,21 @@ describe('resolveDevices', () => {
   });
 
   it.each([
-    [{ strategy: 'ddp', devices: 17, batchSize: 16 }, 'wasm', /trainer.devices=17 is more than the batch size \(dataset.batch_size=16\).*at most 16/],
-    [{ strategy: 'single', devices: 2, batchSize: 16 }, 'wasm', /trainer.devices=2 needs trainer.strategy=ddp.*trainer.devices=1/],
-    [{ strategy: 'ddp', devices: 2, batchSize: 16 }, 'webgpu', /trainer.strategy=ddp runs on the wasm or cpu backend.*webgpu.*trainer.accelerator=wasm/],
+    [
+      { strategy: 'ddp', devices: 17, batchSize: 16 },
+      'wasm',
+      /trainer.devices=17 is more than the batch size \(dataset.batch_size=16\).*at most 16/,
+    ],
+    [
+      { strategy: 'single', devices: 2, batchSize: 16 },
+      'wasm',
+      /trainer.devices=2 needs trainer.strategy=ddp.*trainer.devices=1/,
+    ],
+    [
+      { strategy: 'ddp', devices: 2, batchSize: 16 },
+      'webgpu',
+      /trainer.strategy=ddp runs on the wasm or cpu backend.*webgpu.*trainer.accelerator=wasm/,
+    ],
     [{ strategy: 'ddp', devices: 2, batchSize: 16 }, 'tensorflow', /tensorflow backend was selected/],
   ] as const)('refuses %j on %s with exit 2 and a fix', (request, backend, message) => {
     let error: unknown;
@@ -68,7 +80,9 @@ describe('resolveDevices', () => {
   it('the config accepts auto or N >= 1 and names the key otherwise', () => {
     expect(parseTrainerConfig({})).toMatchObject({ strategy: 'auto', devices: 'auto' });
     expect(parseTrainerConfig({ strategy: 'ddp', devices: 2 })).toMatchObject({ strategy: 'ddp', devices: 2 });
-    expect(() => parseTrainerConfig({ devices: 0 })).toThrow(/trainer\.devices: expected 'auto' or an integer >= 1 \(got 0\)/);
+    expect(() => parseTrainerConfig({ devices: 0 })).toThrow(
+      /trainer\.devices: expected 'auto' or an integer >= 1 \(got 0\)/,
+    );
     expect(() => parseTrainerConfig({ strategy: 'fsdp' })).toThrow(/trainer\.strategy[\s\S]*(auto|single|ddp)/);
   });
 });
@@ -98,7 +112,9 @@ describe('splitBatch', () => {
   });
 
   it('refuses a batch without a size field, with exit 2 and a fix', () => {
-    expect(() => splitBatch({ x: new Float32Array(4) }, 2)).toThrow(/numeric `size` field[\s\S]*trainer.strategy=single/);
+    expect(() => splitBatch({ x: new Float32Array(4) }, 2)).toThrow(
+      /numeric `size` field[\s\S]*trainer.strategy=single/,
+    );
   });
 });
 

@@ -45,6 +45,8 @@ export interface WeightsMessage {
 
 export type ToWorker = {
   type: 'step';
+  /** `trainingStep`: loss, logs and gradients; `validationStep`: logs only. */
+  method: 'trainingStep' | 'validationStep';
   id: number;
   batch: unknown;
   fields: StepFields;

@@ -35,7 +35,7 @@ import type { DataLoaderOptions, ModelDataArgs, Task } from '../../contracts.js'
 import { TaskforgeError } from '../../errors.js';
 import { mixSeed } from '../../seed.js';
 import type { Output } from '../../services/tokens.js';
-import { computeStep, type LoggedValue, type StepFields, type StepResult } from '../local-step.js';
+import { computeEvaluation, computeStep, type LoggedValue, type StepFields, type StepResult } from '../local-step.js';
 import { SingleDeviceStrategy, type Strategy } from '../strategy.js';
 import type { FromWorker, ReplicaSpec, ToWorker, WeightsMessage, WorkerInit } from './protocol.js';
 import { splitBatch, transferables } from './shards.js';
@@ -96,8 +96,7 @@ export function resolveDevices(request: DevicesRequest, backend: string): Device
         { exitCode: 2 },
       );
     }
-    const devices =
-      request.devices === 'auto' ? Math.max(1, Math.min(cores, batchSize ?? cores)) : request.devices;
+    const devices = request.devices === 'auto' ? Math.max(1, Math.min(cores, batchSize ?? cores)) : request.devices;
     return {
       strategy: 'ddp',
       devices,
@@ -225,7 +224,8 @@ function spawnWorker(init: WorkerInit): Worker {
  * `trainer.strategy=ddp|auto`: selects the backend like the single-device strategy, resolves the
  * device count (`resolveDevices`, printed as a `Strategy:` line after the accelerator's), and with
  * more than one device trains data-parallel over worker threads (see the file's comment). With one
- * device it is the single-device strategy. Validation, test and predict run on rank 0 only.
+ * device it is the single-device strategy. Validation during fit is sharded too; test and predict
+ * run on rank 0 only (their tasks may keep state across batches, e.g. a confusion matrix).
  */
 export class DDPStrategy implements Strategy {
   readonly isGlobalZero = true;
@@ -265,7 +265,8 @@ export class DDPStrategy implements Strategy {
     if (!this.plan) {
       this.plan = resolveDevices(this.request, selection.backend);
       this.selection = selection;
-      const what = this.plan.strategy === 'ddp' ? `ddp, ${this.plan.devices} devices (worker threads)` : 'single device';
+      const what =
+        this.plan.strategy === 'ddp' ? `ddp, ${this.plan.devices} devices (worker threads)` : 'single device';
       this.output.info(`Strategy: ${what} (${this.plan.reason})`);
       if (this.plan.strategy === 'ddp' && this.plan.devices > 1 && !this.replica) {
         throw new TaskforgeError(
@@ -305,6 +306,7 @@ export class DDPStrategy implements Strategy {
       const rank = i + 1;
       const message: ToWorker = {
         type: 'step',
+        method: 'trainingStep',
         id: this.nextId++,
         batch: shard.batch,
         fields: { ...fields, seed: mixSeed(fields.seed, rank) },
@@ -347,7 +349,71 @@ export class DDPStrategy implements Strategy {
     });
     tf.dispose(local.grads);
     const loss = weightsOf[0]! * local.loss + remote.reduce((s, r, i) => s + weightsOf[i + 1]! * r.loss, 0);
-    return { loss, logs: mergeLogs([local.logs, ...remote.map((r) => r.logs)], shards.map((s) => s.size)), grads };
+    return {
+      loss,
+      logs: mergeLogs(
+        [local.logs, ...remote.map((r) => r.logs)],
+        shards.map((s) => s.size),
+      ),
+      grads,
+    };
+  }
+
+  /**
+   * Validation sharded like training: rank 0 splits the batch, workers run `validationStep` on
+   * their shards, and the logged values are merged weighted by shard size (`mergeLogs`). Only
+   * logged values come back: state a task keeps across validation batches stays per replica.
+   * Runs locally with one device or outside fit (no data facts to build workers with).
+   */
+  async evaluationStep(
+    task: Task,
+    method: 'validationStep',
+    batch: unknown,
+    fields: StepFields,
+  ): Promise<LoggedValue[]> {
+    const shards = this.worldSize > 1 && this.modelDataArgs ? splitBatch(batch, this.worldSize) : [];
+    if (shards.length < 2) return computeEvaluation(task, method, batch, fields);
+    await this.launch(fields);
+    const weights = snapshotWeights(task);
+    const requests = shards
+      .slice(1)
+      .map((shard, i) =>
+        this.replicas[i]!.request(
+          {
+            type: 'step',
+            method,
+            id: this.nextId++,
+            batch: shard.batch,
+            fields: { ...fields, seed: mixSeed(fields.seed, i + 1) },
+            weights,
+          },
+          transferables(shard.batch),
+        ),
+      );
+    const settled = Promise.allSettled(requests);
+    let local: LoggedValue[];
+    try {
+      local = await computeEvaluation(task, method, shards[0]!.batch, fields);
+    } catch (error) {
+      await settled;
+      throw error;
+    }
+    const results = await settled;
+    const failed = results.findIndex((r) => r.status === 'rejected');
+    if (failed !== -1)
+      throw this.workerError(
+        failed + 1,
+        fields,
+        ((results[failed] as PromiseRejectedResult).reason as Error).message,
+        'validation',
+      );
+    const remote = results.map(
+      (r) => (r as PromiseFulfilledResult<Extract<FromWorker, { type: 'result' }>>).value.logs,
+    );
+    return mergeLogs(
+      [local, ...remote],
+      shards.map((s) => s.size),
+    );
   }
 
   async teardown(): Promise<void> {
@@ -386,9 +452,10 @@ export class DDPStrategy implements Strategy {
     }
   }
 
-  private workerError(rank: number, fields: StepFields, cause: string): TaskforgeError {
+  private workerError(rank: number, fields: StepFields, cause: string, during?: 'validation'): TaskforgeError {
+    const where = `${during ? 'validation at ' : ''}global step ${fields.globalStep} (epoch ${fields.epoch}, ${during ? 'validation ' : ''}batch ${fields.batchIdx})`;
     return new TaskforgeError(
-      `DDP worker rank ${rank} of ${this.worldSize} failed at global step ${fields.globalStep} (epoch ${fields.epoch}, batch ${fields.batchIdx}): ${cause}. ` +
+      `DDP worker rank ${rank} of ${this.worldSize} failed at ${where}: ${cause}. ` +
         'The step was not applied, so the last checkpoint saved is the last good one. ' +
         'Run with trainer.strategy=single to see the failure on the main thread.',
     );

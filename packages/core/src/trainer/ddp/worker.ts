@@ -3,13 +3,13 @@
  * task through the replica recipe (for the app layer: plugin discovery and the registry, so plugin
  * kernels are registered here too), then answers `step` messages: it loads the weights it is sent,
  * runs the task's `trainingStep` on its shard and posts the loss, logged values and gradients back
- * (gradient buffers transferred). It never updates weights itself.
+ * (gradient buffers transferred), or runs `validationStep` and posts what it logged. It never updates weights itself.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../../backend/select.js';
 import type { Task } from '../../contracts.js';
-import { computeStep } from '../local-step.js';
+import { computeEvaluation, computeStep } from '../local-step.js';
 import type { FromWorker, ReplicaFactoryArgs, ToWorker, WeightsMessage, WorkerInit } from './protocol.js';
 
 const init = workerData as WorkerInit;
@@ -68,6 +68,11 @@ port.on('message', (message: ToWorker) => {
   queue = queue.then(async () => {
     try {
       if (message.weights) loadWeights(task, message.weights);
+      if (message.method === 'validationStep') {
+        const logs = await computeEvaluation(task, 'validationStep', message.batch, message.fields);
+        post({ type: 'result', id: message.id, loss: Number.NaN, logs, grads: {} });
+        return;
+      }
       const trainable = Object.entries(task.namedVariables()).filter(([, v]) => v.trainable);
       const result = await computeStep(task, message.batch, message.fields, trainable);
       const grads: Record<string, Float32Array> = {};
