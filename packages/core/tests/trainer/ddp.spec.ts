@@ -96,6 +96,32 @@ describe('ddp over worker threads', () => {
     reference.dispose();
   });
 
+  it('resumes bitwise exactly under the same number of devices', async () => {
+    const whole = new ToyTask(TASK);
+    await ddpTrainer({ max_steps: 4 }).trainer.fit(whole, data());
+    const ckpt = new ModelCheckpoint({ every_n_train_steps: 2 });
+    const head = ddpTrainer({ max_steps: 2 }, TASK, undefined, [ckpt]);
+    const first = new ToyTask(TASK);
+    await head.trainer.fit(first, data());
+    first.dispose();
+    const resumed = new ToyTask({ ...TASK, initSeed: 7 });
+    await ddpTrainer({ max_steps: 4 }).trainer.fit(resumed, data(), {
+      resumeFrom: join(head.runDir, 'checkpoints', 'last'),
+    });
+    expect(resumed.snapshot()).toEqual(whole.snapshot());
+    resumed.dispose();
+    whole.dispose();
+  });
+
+  it('stops on a NaN loss computed on a worker shard, before the update', async () => {
+    const run = ddpTrainer({ max_steps: 4 }, { ...TASK, nanAtStep: 2 });
+    // Rank 0's task is finite: the NaN comes from the worker's shard through the merged loss.
+    const task = new ToyTask(TASK);
+    await expect(run.trainer.fit(task, data())).rejects.toThrow(/Training loss is NaN at global step 2/);
+    expect((run.trainer.strategy as DDPStrategy).workerCount).toBe(0);
+    task.dispose();
+  });
+
   it.each([
     [
       'throws',
