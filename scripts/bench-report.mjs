@@ -131,7 +131,7 @@ export function formatReport(results) {
         .join(' ') || 'none set'
     }`,
     '',
-      'Medians over the timed steps; ms per optimizer step. dev = taskforge devices (ddp worker threads incl. the main one; thr = cores used). vs 1 dev = throughput / devices=1. vs pt@Nt = taskforge tokens/s / PyTorch tokens/s at N threads (>1: taskforge faster).',
+    'Medians over the timed steps; ms per optimizer step. dev = taskforge devices (ddp worker threads incl. the main one; thr = cores used). vs 1 dev = throughput / devices=1. vs pt@Nt = taskforge tokens/s / PyTorch tokens/s at N threads (>1: taskforge faster).',
     table(header, rows),
   ];
   for (const r of runs.filter((x) => !x.result?.ok))
