@@ -176,7 +176,10 @@ export interface ToyTaskOptions {
 let instances = 0;
 
 export class ToyTask implements Task<ToyBatch> {
-  readonly options: Required<Omit<ToyTaskOptions, 'scheduler' | 'nanAtStep' | 'valScores'>> & ToyTaskOptions;
+  readonly options: Required<
+    Omit<ToyTaskOptions, 'scheduler' | 'nanAtStep' | 'valScores' | 'throwAtStep' | 'exitAtStep'>
+  > &
+    ToyTaskOptions;
   readonly variables: NamedVariables;
   /** Task state that must survive checkpoints. */
   label = 'toy';
