@@ -375,21 +375,19 @@ export class DDPStrategy implements Strategy {
     if (shards.length < 2) return computeEvaluation(task, method, batch, fields);
     await this.launch(fields);
     const weights = snapshotWeights(task);
-    const requests = shards
-      .slice(1)
-      .map((shard, i) =>
-        this.replicas[i]!.request(
-          {
-            type: 'step',
-            method,
-            id: this.nextId++,
-            batch: shard.batch,
-            fields: { ...fields, seed: mixSeed(fields.seed, i + 1) },
-            weights,
-          },
-          transferables(shard.batch),
-        ),
-      );
+    const requests = shards.slice(1).map((shard, i) =>
+      this.replicas[i]!.request(
+        {
+          type: 'step',
+          method,
+          id: this.nextId++,
+          batch: shard.batch,
+          fields: { ...fields, seed: mixSeed(fields.seed, i + 1) },
+          weights,
+        },
+        transferables(shard.batch),
+      ),
+    );
     const settled = Promise.allSettled(requests);
     let local: LoggedValue[];
     try {
