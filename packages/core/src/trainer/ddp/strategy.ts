@@ -20,7 +20,7 @@
  *   TaskforgeError (exit 1) naming the rank, the step and the cause; the 'error'/'exit' events
  *   mean no wait is left hanging. The update of that step is never applied, so the last checkpoint
  *   stays the last good one. `teardown` terminates every worker (the Trainer calls it on every
- *   exit path; workers are also unref'd, so they never keep the process alive).
+ *   exit path; a worker keeps the process alive only while rank 0 waits on it).
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -151,7 +151,12 @@ class Replica {
     this.ready = new Promise<void>((resolve, reject) => (this.readyWait = { resolve, reject }));
     this.ready.catch(() => undefined);
     this.worker = spawnWorker(init);
-    this.worker.unref();
+    // Referenced (keeps the process alive) only while rank 0 waits on it: until it is ready and
+    // while a request is pending; idle, it never holds the process open.
+    this.ready.then(
+      () => this.settle(),
+      () => undefined,
+    );
     this.worker.on('message', (message: FromWorker) => this.onMessage(message));
     this.worker.on('error', (error: Error & { code?: string }) => {
       const oom = error.code === 'ERR_WORKER_OUT_OF_MEMORY';
@@ -174,8 +179,19 @@ class Replica {
     const pending = this.pending.get(message.id!);
     if (!pending) return;
     this.pending.delete(message.id!);
+    this.settle();
     if (message.type === 'result') pending.resolve(message);
-    else pending.reject(new Error(`its training step threw: ${message.message}`));
+    else
+      pending.reject(
+        new Error(
+          `its ${message.method === 'validationStep' ? 'validation' : 'training'} step threw: ${message.message}`,
+        ),
+      );
+  }
+
+  /** Lets the process exit while this worker has nothing rank 0 waits for. */
+  private settle(): void {
+    if (this.pending.size === 0) this.worker.unref();
   }
 
   fail(reason: string): void {
@@ -185,12 +201,14 @@ class Replica {
     this.readyWait?.reject(error);
     for (const p of this.pending.values()) p.reject(error);
     this.pending.clear();
+    this.worker.unref();
   }
 
   request(message: ToWorker, transfer: ArrayBuffer[]): Promise<Extract<FromWorker, { type: 'result' }>> {
     if (this.failure !== undefined) return Promise.reject(new Error(this.failure));
     return new Promise((resolve, reject) => {
       this.pending.set(message.id, { resolve, reject });
+      this.worker.ref();
       this.worker.postMessage(message, transfer);
     });
   }

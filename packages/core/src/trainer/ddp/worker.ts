@@ -86,7 +86,7 @@ port.on('message', (message: ToWorker) => {
         Object.values(grads).map((g) => g.buffer as ArrayBuffer),
       );
     } catch (error) {
-      post({ type: 'error', id: message.id, ...describe(error) });
+      post({ type: 'error', id: message.id, method: message.method, ...describe(error) });
     }
   });
 });
