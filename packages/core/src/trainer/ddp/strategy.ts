@@ -73,7 +73,8 @@ export function resolveDevices(request: DevicesRequest, backend: string): Device
   const batchNote = batchSize === undefined ? '' : `, batch of ${batchSize}`;
   if (typeof request.devices === 'number' && batchSize !== undefined && request.devices > batchSize) {
     throw new TaskforgeError(
-      `trainer.devices=${request.devices} is more than the batch size (dataset.batch_size=${batchSize}): each device needs at least one sample of every batch. ` +
+      `trainer.devices=${request.devices} is more than the batch size (dataset.batch_size=${batchSize}): ` +
+        'each device needs at least one sample of every batch. ' +
         `Set trainer.devices to at most ${batchSize} (or auto), or raise dataset.batch_size.`,
       { exitCode: 2 },
     );
@@ -81,7 +82,8 @@ export function resolveDevices(request: DevicesRequest, backend: string): Device
   if (request.strategy === 'single') {
     if (typeof request.devices === 'number' && request.devices > 1) {
       throw new TaskforgeError(
-        `trainer.devices=${request.devices} needs trainer.strategy=ddp (or auto), but trainer.strategy=single runs on one device. ` +
+        `trainer.devices=${request.devices} needs trainer.strategy=ddp (or auto), ` +
+          'but trainer.strategy=single runs on one device. ' +
           'Set trainer.strategy=ddp, or trainer.devices=1.',
         { exitCode: 2 },
       );
@@ -91,7 +93,8 @@ export function resolveDevices(request: DevicesRequest, backend: string): Device
   if (request.strategy === 'ddp') {
     if (!DDP_BACKENDS.has(backend)) {
       throw new TaskforgeError(
-        `trainer.strategy=ddp runs on the wasm or cpu backend (one instance per worker thread), but the ${backend} backend was selected. ` +
+        'trainer.strategy=ddp runs on the wasm or cpu backend (one instance per worker thread), ' +
+          `but the ${backend} backend was selected. ` +
           'Set trainer.accelerator=wasm (or cpu), or trainer.strategy=single (or auto) to train on this backend.',
         { exitCode: 2 },
       );
@@ -120,7 +123,9 @@ export function resolveDevices(request: DevicesRequest, backend: string): Device
   return {
     strategy: 'ddp',
     devices,
-    reason: `auto: ${backend} backend, ${request.devices === 'auto' ? `${cores} cores` : `trainer.devices=${devices}`}${sizes}`,
+    reason:
+      `auto: ${backend} backend, ${request.devices === 'auto' ? `${cores} cores` : `trainer.devices=${devices}`}` +
+      sizes,
   };
 }
 
@@ -288,7 +293,8 @@ export class DDPStrategy implements Strategy {
       this.output.info(`Strategy: ${what} (${this.plan.reason})`);
       if (this.plan.strategy === 'ddp' && this.plan.devices > 1 && !this.replica) {
         throw new TaskforgeError(
-          'trainer.strategy=ddp needs a recipe to build the task in each worker: the app layer (Trainer.create) supplies one; ' +
+          'trainer.strategy=ddp needs a recipe to build the task in each worker: ' +
+            'the app layer (Trainer.create) supplies one; ' +
             'a Trainer made with `new Trainer` needs `deps.replica` (see ReplicaSpec).',
           { exitCode: 2 },
         );
@@ -469,7 +475,8 @@ export class DDPStrategy implements Strategy {
   }
 
   private workerError(rank: number, fields: StepFields, cause: string, during?: 'validation'): TaskforgeError {
-    const where = `${during ? 'validation at ' : ''}global step ${fields.globalStep} (epoch ${fields.epoch}, ${during ? 'validation ' : ''}batch ${fields.batchIdx})`;
+    const batch = `${during ? 'validation ' : ''}batch ${fields.batchIdx}`;
+    const where = `${during ? 'validation at ' : ''}global step ${fields.globalStep} (epoch ${fields.epoch}, ${batch})`;
     return new TaskforgeError(
       `DDP worker rank ${rank} of ${this.worldSize} failed at ${where}: ${cause}. ` +
         'The step was not applied, so the last checkpoint saved is the last good one. ' +
