@@ -73,7 +73,7 @@ export const igptTaskSchema = z.strictObject({
 export type IgptTaskConfig = z.output<typeof igptTaskSchema>;
 
 /** What the task needs from its create context besides the backbone and the image facts. */
-type RunData = Partial<Pick<CreateContexts['task'], 'modelDataArgs' | 'dataConfig'>>;
+type RunData = Partial<Pick<CreateContexts['task'], 'modelDataArgs' | 'dataConfig' | 'backboneConfig'>>;
 
 const LN2 = Math.log(2);
 
@@ -143,6 +143,7 @@ export class ImageGptTask implements Task<IgptBatch> {
         palette: image.palette,
         modelDataArgs: runData.modelDataArgs ?? {},
         dataConfig: runData.dataConfig,
+        backboneConfig: runData.backboneConfig,
       }).palette;
     }
   }

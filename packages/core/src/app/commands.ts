@@ -221,6 +221,7 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
           modelDataArgs,
           backbone,
           ...(config.dataset ? { dataConfig: config.dataset } : {}),
+          ...(config.backbone ? { backboneConfig: config.backbone } : {}),
         },
         'task',
       );
@@ -264,9 +265,11 @@ function composeForCheckpoint(
       { exitCode: 2 },
     );
   }
+  // The saved config is used as it was trained: no component re-derives settings (adjust: false).
   const { config } = session.compose(['trainer.resume_from=null', ...options.overrides], {
     searchPath: [dir, ...session.searchPath],
     configName: 'config',
+    adjust: false,
   });
   const trainerState = readCheckpointJson<TrainerState>(dir, 'trainer_state.json');
   const ckpt: CheckpointRef = {
