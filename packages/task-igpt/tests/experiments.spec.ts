@@ -40,7 +40,7 @@ describe('conf/experiment recipes', () => {
     for (const file of files) expect(readFileSync(join(EXPERIMENTS, file), 'utf8').split('\n')[0], file).toBe('# @package _global_');
   });
 
-  it('+experiment=cifar10_1h_pretrain: generative pre-training, 2,000 steps over epochs, samples every 500', () => {
+  it('+experiment=cifar10_1h_pretrain: generative pre-training, 1,800 steps over epochs, samples every 500', () => {
     const { config, sources } = compose('+experiment=cifar10_1h_pretrain');
     expect(config).toMatchObject(SHARED);
     expect(config.dataset.augment).toBe(false);
@@ -49,7 +49,7 @@ describe('conf/experiment recipes', () => {
     expect(config.scheduler).toMatchObject({ _target_: 'scheduler/warmup_cosine', warmup_steps: 100, min_lr_ratio: 0 });
     expect(config.trainer).toMatchObject({
       max_epochs: -1,
-      max_steps: 2000,
+      max_steps: 1800,
       val_check_interval: 500,
       limit_val_batches: 40,
       log_every_n_steps: 20,
