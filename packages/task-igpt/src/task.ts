@@ -3,7 +3,9 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import {
   ConfigError,
+  crossEntropy,
   inputPath,
+  loggedValue,
   writeNewFileAtomic,
   TaskforgeError,
   type ConfigureOptimizersOptions,
@@ -68,6 +70,12 @@ export const igptTaskSchema = z.strictObject({
       scale: z.int().min(1).max(32).default(4),
     })
     .prefault({}),
+  /**
+   * Seeds the heads' initialisation (`mixSeed(init_seed, 1)` for the LM head, `mixSeed(init_seed, 2)`
+   * for the classifier, see heads.ts); the task's conf sets it to `${trainer.seed}`, as the
+   * backbone's `init_seed`. Weights loaded from a checkpoint replace the initial ones.
+   */
+  init_seed: z.int().nonnegative().default(0),
 });
 
 export type IgptTaskConfig = z.output<typeof igptTaskSchema>;
@@ -92,6 +100,13 @@ export interface IgptPrediction {
  * linear probe: only the classification head learns, on the mean hidden state of that layer of
  * the frozen backbone. Owns its heads (`lm_head.*`, `cls_head.*`, see heads.ts) over the
  * backbone's hidden states.
+ *
+ * The steps take batches of `B` images as `tokens` int32 [B × num_positions] and `labels` [B];
+ * `trainingStep` returns the rank-0 loss in nats. A batch that disagrees with `modelDataArgs`
+ * (token count, a token outside the palette, with `classify` or `probe_layer` a label outside
+ * 0..C−1) is a TaskforgeError (exit 1) naming the image and value. With `pretrained`, the
+ * constructor throws as `loadPretrained` does (exit 2 for a checkpoint that does not fit this data
+ * or model); with a `probe_layer` beyond the backbone's depth, a ConfigError (exit 2).
  */
 export class ImageGptTask implements Task<IgptBatch> {
   readonly lmHead: LmHead;
@@ -118,8 +133,8 @@ export class ImageGptTask implements Task<IgptBatch> {
     readonly image: ImageSpec,
     runData: RunData = {},
   ) {
-    this.lmHead = new LmHead(backbone.hiddenSize, image.numVocab, 0);
-    this.clsHead = new ClassificationHead(backbone.hiddenSize, image.numClasses, 0);
+    this.lmHead = new LmHead(backbone.hiddenSize, image.numVocab, config.init_seed);
+    this.clsHead = new ClassificationHead(backbone.hiddenSize, image.numClasses, config.init_seed);
     this.decoder = {
       createCache: (batch) => backbone.createCache(batch),
       step: (token, cache) => tf.tidy(() => this.lmHead.apply(backbone.step(token, cache))),
@@ -335,10 +350,10 @@ export class ImageGptTask implements Task<IgptBatch> {
   }
 
   private logAll(ctx: StepContext, split: string, out: ReturnType<ImageGptTask['losses']>, size: number): void {
-    // Each logged value is its own kept clone: the Trainer reads and disposes it after the step,
-    // independently of the tensors this step still uses or returns.
+    // Each logged value is its own kept clone (loggedValue): the Trainer reads and disposes it
+    // after the step, independently of the tensors this step still uses or returns.
     const log = (name: string, value: tf.Scalar, progressBar = false) =>
-      ctx.log(`${split}/${name}`, tf.keep(value.clone()), { weight: size, progressBar });
+      ctx.log(`${split}/${name}`, loggedValue(value), { weight: size, progressBar });
     log('loss', out.loss, true);
     if (out.genLoss) log('bpp', out.genLoss.div(LN2));
     if (out.clfLoss) {
@@ -418,11 +433,6 @@ function checkProbeLayer(layer: number, backbone: IgptBackbone): number {
     ]);
   }
   return layer;
-}
-
-/** Mean cross-entropy in nats. Built from logSoftmax + one-hot: both have gradients on every backend. */
-function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
-  return tf.logSoftmax(logits).mul(tf.oneHot(labels, logits.shape[1]!).toFloat()).sum(-1).mean().neg() as tf.Scalar;
 }
 
 /** The first `count` images of the test split (the validation split when there is no test loader). */
