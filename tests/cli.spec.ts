@@ -86,7 +86,12 @@ describe('taskforge CLI', () => {
       join(ckpt, 'config.yaml'),
       'backbone:\n  _target_: backbone/gpt2\n  embed_dim: 48\n  num_heads: 3\n  num_layers: 5\n',
     );
-    const r = await taskforge(['config', '+experiment=cifar10_1h_finetune', `task.pretrained=${ckpt}`, 'backbone.num_heads=4']);
+    const r = await taskforge([
+      'config',
+      '+experiment=cifar10_1h_finetune',
+      `task.pretrained=${ckpt}`,
+      'backbone.num_heads=4',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const config = parse(r.stdout);
     expect(config.backbone).toMatchObject({ embed_dim: 48, num_heads: 4, num_layers: 5 });

@@ -25,7 +25,11 @@ function randomTokens(batch: number, seed: number, vocab = base.num_vocab): numb
 }
 
 /** Hidden states [B, T, D] as arrays (the backbone has no head; its outputs are what the tests compare). */
-function logitsOf(model: Gpt2, tokens: number[][], options: ForwardOptions = { training: false, seed: 0 }): number[][][] {
+function logitsOf(
+  model: Gpt2,
+  tokens: number[][],
+  options: ForwardOptions = { training: false, seed: 0 },
+): number[][][] {
   return tf.tidy(() => model.forward(tf.tensor2d(tokens, undefined, 'int32'), options).hidden.arraySync());
 }
 
@@ -172,7 +176,8 @@ describe('Gpt2 options', () => {
       vars[`${name}.beta`]!.assign(tf.randomNormal([16], 0, 0.5, 'float32', 20 + i));
     }
     const tokens = randomTokens(2, 9);
-    const at = (layer?: number) => logitsOf(deep, tokens, { training: false, seed: 0, ...(layer === undefined ? {} : { layer }) });
+    const at = (layer?: number) =>
+      logitsOf(deep, tokens, { training: false, seed: 0, ...(layer === undefined ? {} : { layer }) });
     const maxDiff = (a: number[][][], b: number[][][]) => {
       const x = a.flat(2);
       const y = b.flat(2);

@@ -32,7 +32,9 @@ export function backboneFromPretrained(draft: RunConfigDraft): string[] {
     throw new ConfigError([
       {
         path: `${draft.section}.pretrained`,
-        message: `the checkpoint's ${file} cannot be read as YAML (${(error as Error).message.split('\n')[0]}); point it at a checkpoint directory written by taskforge, such as <run dir>/checkpoints/last`,
+        message:
+          `the checkpoint's ${file} cannot be read as YAML (${(error as Error).message.split('\n')[0]}); ` +
+          'point it at a checkpoint directory written by taskforge, such as <run dir>/checkpoints/last',
         value: dirArg,
       },
     ]);
@@ -42,8 +44,8 @@ export function backboneFromPretrained(draft: RunConfigDraft): string[] {
   if (!isPlainObject(fromCheckpoint) || !isPlainObject(current)) return [];
   if (fromCheckpoint['_target_'] !== current['_target_']) {
     return [
-      `task.pretrained: the checkpoint was trained with backbone ${String(fromCheckpoint['_target_'])}, this run configures ` +
-        `${String(current['_target_'])}; no backbone settings were taken from ${file}`,
+      `task.pretrained: the checkpoint was trained with backbone ${String(fromCheckpoint['_target_'])}, ` +
+        `this run configures ${String(current['_target_'])}; no backbone settings were taken from ${file}`,
     ];
   }
   const taken: string[] = [];

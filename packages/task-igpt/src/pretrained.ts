@@ -27,7 +27,10 @@ export interface PretrainedRunData {
   backboneConfig?: Readonly<Record<string, unknown>> | undefined;
 }
 
-/** What to do when the weights do not fit: drop the overrides of the backbone settings that differ, named with both values. */
+/**
+ * What to do when the weights do not fit: drop the overrides of the backbone settings that
+ * differ, named with both values.
+ */
 function backboneFix(saved: unknown, run: Readonly<Record<string, unknown>> | undefined): string {
   const fallback = 'Use the backbone settings the checkpoint was trained with (see its config.yaml).';
   if (!isPlainObject(saved) || !run) return fallback;
@@ -41,7 +44,8 @@ function backboneFix(saved: unknown, run: Readonly<Record<string, unknown>> | un
   const one = differing.length === 1;
   return (
     `This run's backbone differs from the checkpoint's in ${pairs.join(', ')}. ` +
-    `Drop the command-line override${one ? '' : 's'} ${overrides.join(' ')} (the checkpoint's value${one ? ' is' : 's are'} then taken from its config.yaml), ` +
+    `Drop the command-line override${one ? '' : 's'} ${overrides.join(' ')} ` +
+    `(the checkpoint's value${one ? ' is' : 's are'} then taken from its config.yaml), ` +
     'or pre-train a model with these settings.'
   );
 }

@@ -36,7 +36,8 @@ export interface IgptBatch {
 
 /** What `task.probe_layer` accepts, for the messages that refuse anything else. */
 const PROBE_LAYER_RANGE =
-  'a layer index: an integer from 0 (the token embeddings) to backbone.num_layers (the final hidden states, after ln_f), or null for no probe';
+  'a layer index: an integer from 0 (the token embeddings) to backbone.num_layers ' +
+  '(the final hidden states, after ln_f), or null for no probe';
 
 /** The probe layer in the middle of the backbone: where the iGPT paper finds the best linear-probe features. */
 const middleLayer = (numLayers: number) => Math.floor(numLayers / 2);
@@ -52,7 +53,9 @@ export const igptTaskSchema = z.strictObject({
    */
   probe_layer: z
     .custom<number | null>((v) => v === null || (typeof v === 'number' && Number.isInteger(v) && v >= 0), {
-      error: `expected ${PROBE_LAYER_RANGE}; set e.g. task.probe_layer=4 (the middle of an 8-layer backbone), or task.probe_layer=null to fine-tune`,
+      error:
+        `expected ${PROBE_LAYER_RANGE}; set e.g. task.probe_layer=4 (the middle of an 8-layer backbone), ` +
+        'or task.probe_layer=null to fine-tune',
     })
     .default(null),
   /** A checkpoint directory whose backbone weights (and palette) start this run. */
@@ -415,8 +418,9 @@ function checkProbeLayer(layer: number, backbone: IgptBackbone): number {
       {
         path: 'task.probe_layer',
         message:
-          "the linear probe needs a backbone that reports numLayers and returns a layer's hidden states (forward's `layer` option), " +
-          "which the configured one does not; use 'backbone: gpt2', or set task.probe_layer=null",
+          "the linear probe needs a backbone that reports numLayers and returns a layer's hidden states " +
+          "(forward's `layer` option), which the configured one does not; use 'backbone: gpt2', " +
+          'or set task.probe_layer=null',
         value: layer,
       },
     ]);
@@ -426,8 +430,10 @@ function checkProbeLayer(layer: number, backbone: IgptBackbone): number {
       {
         path: 'task.probe_layer',
         message:
-          `the backbone has ${depth} layers, so expected ${PROBE_LAYER_RANGE.replace('backbone.num_layers', String(depth))}; ` +
-          `set task.probe_layer=${middleLayer(depth)} (the middle, where the iGPT paper finds the best probe features) or another value in 0..${depth}`,
+          `the backbone has ${depth} layers, so expected ` +
+          `${PROBE_LAYER_RANGE.replace('backbone.num_layers', String(depth))}; ` +
+          `set task.probe_layer=${middleLayer(depth)} (the middle, where the iGPT paper finds the best probe ` +
+          `features) or another value in 0..${depth}`,
         value: layer,
       },
     ]);

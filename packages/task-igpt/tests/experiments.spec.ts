@@ -37,14 +37,20 @@ describe('conf/experiment recipes', () => {
   it('ships the three stages of the one-hour recipe, each a Hydra `# @package _global_` file', () => {
     const files = readdirSync(EXPERIMENTS).sort();
     expect(files).toEqual(['cifar10_1h_finetune.yaml', 'cifar10_1h_pretrain.yaml', 'cifar10_1h_probe.yaml']);
-    for (const file of files) expect(readFileSync(join(EXPERIMENTS, file), 'utf8').split('\n')[0], file).toBe('# @package _global_');
+    for (const file of files)
+      expect(readFileSync(join(EXPERIMENTS, file), 'utf8').split('\n')[0], file).toBe('# @package _global_');
   });
 
   it('+experiment=cifar10_1h_pretrain: generative pre-training, 1,800 steps over epochs, samples every 500', () => {
     const { config, sources } = compose('+experiment=cifar10_1h_pretrain');
     expect(config).toMatchObject(SHARED);
     expect(config.dataset.augment).toBe(false);
-    expect(config.task).toMatchObject({ _target_: 'task/vision/igpt', classify: false, probe_layer: null, pretrained: null });
+    expect(config.task).toMatchObject({
+      _target_: 'task/vision/igpt',
+      classify: false,
+      probe_layer: null,
+      pretrained: null,
+    });
     expect(config.optimizer).toMatchObject({ _target_: 'optimizer/adam', lr: 3e-3 });
     expect(config.scheduler).toMatchObject({ _target_: 'scheduler/warmup_cosine', warmup_steps: 100, min_lr_ratio: 0 });
     expect(config.trainer).toMatchObject({

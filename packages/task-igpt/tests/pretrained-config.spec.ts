@@ -7,13 +7,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { container } from 'tsyringe';
-import {
-  ConfigError,
-  setPath,
-  TaskforgeError,
-  writeCheckpoint,
-  type RunConfigDraft,
-} from '@taskforge/core';
+import { ConfigError, setPath, TaskforgeError, writeCheckpoint, type RunConfigDraft } from '@taskforge/core';
 import { createGpt2, gpt2Schema } from '@taskforge/backbone-gpt2';
 import { backboneFromPretrained, igptTaskSchema, igptTaskSpec } from '../src/index.js';
 import { dataArgs, makeTask } from './fixtures.js';
@@ -41,7 +35,8 @@ function draftOf(config: Record<string, any>, cli: string[] = []) {
     section: 'task',
     node: config.task,
     sourceOf: (path) => sources.get(path),
-    fromCommandLine: (path) => [...sources].some(([k, s]) => s === 'command line' && (k === path || k.startsWith(`${path}.`))),
+    fromCommandLine: (path) =>
+      [...sources].some(([k, s]) => s === 'command line' && (k === path || k.startsWith(`${path}.`))),
     set(path, value, source) {
       setPath(config, path, value);
       sources.set(path, source);
@@ -66,7 +61,7 @@ const composedBackbone = () => ({
   init_seed: 0,
 });
 
-describe('backboneFromPretrained (the task\'s adjustRunConfig)', () => {
+describe("backboneFromPretrained (the task's adjustRunConfig)", () => {
   it("takes every backbone key from the checkpoint's config.yaml and says which, in one line", () => {
     const dir = checkpointDir('wide', { ...composedBackbone(), embed_dim: 64, num_heads: 4, num_layers: 3 });
     const config = { task: { _target_: 'task/vision/igpt', pretrained: dir }, backbone: composedBackbone() };
@@ -81,7 +76,7 @@ describe('backboneFromPretrained (the task\'s adjustRunConfig)', () => {
     ]);
   });
 
-  it('keeps what the command line set and names it with the checkpoint\'s value', () => {
+  it("keeps what the command line set and names it with the checkpoint's value", () => {
     const dir = checkpointDir('kept', { ...composedBackbone(), embed_dim: 64, num_heads: 4 });
     const backbone = { ...composedBackbone(), dropout: 0.1, num_heads: 8 };
     const config = { task: { _target_: 'task/vision/igpt', pretrained: dir }, backbone };
@@ -89,7 +84,9 @@ describe('backboneFromPretrained (the task\'s adjustRunConfig)', () => {
     const [note] = backboneFromPretrained(draft);
     expect(config.backbone).toMatchObject({ embed_dim: 64, num_heads: 8, dropout: 0.1 });
     expect(note).toMatch(/taken from .*: embed_dim=64, num_layers=8, init_seed=0 \(changed: embed_dim\); /);
-    expect(note).toMatch(/kept from the command line: backbone\.num_heads=8 \(checkpoint: 4\), backbone\.dropout=0\.1 \(checkpoint: 0\)$/);
+    expect(note).toMatch(
+      /kept from the command line: backbone\.num_heads=8 \(checkpoint: 4\), backbone\.dropout=0\.1 \(checkpoint: 0\)$/,
+    );
   });
 
   it('does nothing without task.pretrained, without a saved config, or for another backbone component', () => {
@@ -116,12 +113,12 @@ describe('backboneFromPretrained (the task\'s adjustRunConfig)', () => {
     expect(run).toThrow(/task\.pretrained: the checkpoint's .*config\.yaml cannot be read as YAML/);
   });
 
-  it('is the task component\'s hook', () => {
+  it("is the task component's hook", () => {
     expect(igptTaskSpec.adjustRunConfig).toBe(backboneFromPretrained);
   });
 });
 
-describe('a command-line backbone setting that does not fit the checkpoint\'s weights', () => {
+describe("a command-line backbone setting that does not fit the checkpoint's weights", () => {
   it('is an exit-2 error naming the keys, both values and the override to drop', async () => {
     const source = makeTask({}, { seed: 5 }); // embed_dim 16, 2 layers
     const saved = { _target_: GPT2, embed_dim: 16, num_heads: 2, num_layers: 2, dropout: 0, init_seed: 5 };
@@ -148,7 +145,9 @@ describe('a command-line backbone setting that does not fit the checkpoint\'s we
     const e = error as TaskforgeError;
     expect(e.exitCode).toBe(2);
     expect(e.message).toMatch(/^task\.pretrained: cannot load .*mis-shaped/s);
-    expect(e.message).toContain("This run's backbone differs from the checkpoint's in backbone.embed_dim (checkpoint 16, this run 8).");
+    expect(e.message).toContain(
+      "This run's backbone differs from the checkpoint's in backbone.embed_dim (checkpoint 16, this run 8).",
+    );
     expect(e.message).toContain(
       "Drop the command-line override backbone.embed_dim=8 (the checkpoint's value is then taken from its config.yaml), or pre-train a model with these settings.",
     );

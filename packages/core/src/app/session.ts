@@ -130,7 +130,9 @@ export class Session {
         node,
         sourceOf: (path) => sources.get(path),
         fromCommandLine: (path) =>
-          [...sources].some(([key, source]) => source === 'command line' && (key === path || key.startsWith(`${path}.`))),
+          [...sources].some(
+            ([key, source]) => source === 'command line' && (key === path || key.startsWith(`${path}.`)),
+          ),
         set(path, value, source) {
           setPath(config, path, value);
           for (const key of [...sources.keys()]) if (key.startsWith(`${path}.`)) sources.delete(key);
