@@ -260,9 +260,11 @@ function composeForCheckpoint(
       { exitCode: 2 },
     );
   }
+  // The saved config is used as it was trained: no component re-derives settings (adjust: false).
   const { config } = session.compose(['trainer.resume_from=null', ...options.overrides], {
     searchPath: [dir, ...session.searchPath],
     configName: 'config',
+    adjust: false,
   });
   const trainerState = readCheckpointJson<TrainerState>(dir, 'trainer_state.json');
   const ckpt: CheckpointRef = {
