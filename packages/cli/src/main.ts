@@ -49,9 +49,14 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .exitOverride();
 
-  const session = () => {
+  /** Opens the session; `overrides` (a command's) may list extra plugins with `plugins=[…]`. */
+  const session = (overrides: string[] = []) => {
     const opts = program.opts<{ configDir?: string; configName: string }>();
-    return Session.open({ ...(opts.configDir ? { configDir: opts.configDir } : {}), configName: opts.configName });
+    return Session.open({
+      ...(opts.configDir ? { configDir: opts.configDir } : {}),
+      configName: opts.configName,
+      overrides,
+    });
   };
 
   const withOverrides = (name: string, description: string, extra = '') =>
@@ -64,32 +69,32 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
 
   withOverrides('train', 'fit the configured task (checkpoints, logs and samples go to the run dir)').action(
     async (args: string[]) => {
-      await trainCommand(await session(), commandOptions(args));
+      await trainCommand(await session(commandOptions(args).overrides), commandOptions(args));
     },
   );
   withOverrides('validate', 'evaluate on the validation split', CKPT_HELP).action(async (args: string[]) => {
-    await evaluateCommand(await session(), 'validate', commandOptions(args));
+    await evaluateCommand(await session(commandOptions(args).overrides), 'validate', commandOptions(args));
   });
   withOverrides('test', 'evaluate on the test split (loss, metrics, task extras)', CKPT_HELP).action(
     async (args: string[]) => {
-      await evaluateCommand(await session(), 'test', commandOptions(args));
+      await evaluateCommand(await session(commandOptions(args).overrides), 'test', commandOptions(args));
     },
   );
   withOverrides('predict', "run the task's predictStep over the predict split", CKPT_HELP).action(
     async (args: string[]) => {
-      await predictCommand(await session(), commandOptions(args));
+      await predictCommand(await session(commandOptions(args).overrides), commandOptions(args));
     },
   );
   withOverrides('sample', 'write samples from a generative task (e.g. image completions)', CKPT_HELP).action(
     async (args: string[]) => {
-      await sampleCommand(await session(), commandOptions(args));
+      await sampleCommand(await session(commandOptions(args).overrides), commandOptions(args));
     },
   );
   withOverrides('config', 'print the composed config as YAML, with where each value came from')
     .addOption(new Option('--no-sources', 'omit the "# from ..." comments'))
     .action(async (args: string[], opts: { sources: boolean }) => {
       io.stdout(
-        configCommand(await session(), {
+        configCommand(await session(commandOptions(args).overrides), {
           ...commandOptions(args.filter((a) => a !== '--no-sources')),
           sources: opts.sources,
         }),

@@ -1,10 +1,12 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { sgd, toyBackbone } from '../../tests/fixtures/components.js';
+import { makeProject, pluginSource, type TempProject } from '../../tests/fixtures/plugin-project.js';
 import type { DataModule, Task } from '../contracts.js';
+import { ConfigError } from '../errors.js';
 import type { ComponentRegistry } from '../registry/registry.js';
 import type { ComponentSpec, RunConfigDraft } from '../registry/types.js';
 import { Tokens, type Output } from '../services/tokens.js';
@@ -103,5 +105,65 @@ describe("Session.compose: components' adjustRunConfig", () => {
   it('validates what the hook set, like any other value', async () => {
     const { session } = await open();
     expect(() => session.compose(['task.depth_from=3'])).toThrow(/task\.depth_from: expected a string/);
+  });
+});
+
+describe("Session.open: the config's `plugins` list", () => {
+  let p: TempProject;
+  beforeEach(() => {
+    p = makeProject();
+    // No "taskforge" field: only loaded when the config lists it.
+    p.addPackage('listed-plugin', { index: pluginSource('listed-plugin', 'backbone', 'listed') });
+  });
+  afterEach(() => p.cleanup());
+
+  const openIn = (overrides: string[] = []) => Session.open({ cwd: p.root, overrides });
+  const config = (lines: string[]) => p.write('conf/config.yaml', [...lines, ''].join('\n'));
+
+  it('loads the packages the primary config file lists, and only those', async () => {
+    config(['trainer: {}']);
+    expect((await openIn()).registry.has('backbone/listed')).toBe(false);
+    config(['trainer: {}', 'plugins: [listed-plugin]']);
+    const session = await openIn();
+    expect(session.registry.has('backbone/listed')).toBe(true);
+    expect(session.plugins.map((x) => x.packageName)).toEqual(['listed-plugin']);
+    expect(session.compose([]).config.plugins).toEqual(['listed-plugin']);
+  });
+
+  it('takes plugins=[…] / +plugins=[…] from the command line over the file, and ~plugins empties the list', async () => {
+    config(['trainer: {}']);
+    const added = await openIn(['trainer.max_steps=3', '+plugins=[listed-plugin]']);
+    expect(added.registry.has('backbone/listed')).toBe(true);
+    expect(added.compose(['+plugins=[listed-plugin]']).config.plugins).toEqual(['listed-plugin']);
+
+    config(['trainer: {}', 'plugins: []']);
+    expect((await openIn(['plugins=[listed-plugin]'])).registry.has('backbone/listed')).toBe(true);
+
+    config(['trainer: {}', 'plugins: [listed-plugin]']);
+    expect((await openIn(['~plugins'])).registry.has('backbone/listed')).toBe(false);
+  });
+
+  it('refuses a listed package that is not installed: exit 2, naming it, where it was listed and the fix', async () => {
+    config(['trainer: {}', 'plugins: [listed-plugin, not-installed]']);
+    const fromFile = await openIn().catch((e: unknown) => e);
+    expect(fromFile).toBeInstanceOf(ConfigError);
+    expect((fromFile as ConfigError).exitCode).toBe(2);
+    expect((fromFile as ConfigError).message).toContain("package 'not-installed' is not installed");
+    expect((fromFile as ConfigError).message).toContain('`npm install not-installed`');
+    expect((fromFile as ConfigError).message).toContain(`[from ${join(p.root, 'conf', 'config.yaml')}]`);
+
+    config(['trainer: {}']);
+    await expect(openIn(['+plugins=[@scope/missing]'])).rejects.toThrow(
+      /package '@scope\/missing' is not installed.*`npm install @scope\/missing`.*\[from command line\]/,
+    );
+  });
+
+  it('refuses a plugins value that is not a list of names, naming the file or override', async () => {
+    config(['trainer: {}', 'plugins: listed-plugin']);
+    await expect(openIn()).rejects.toThrow(/plugins: must be a list of npm package names; write 'plugins: \[/);
+    config(['trainer: {}']);
+    await expect(openIn(['+plugins=listed-plugin'])).rejects.toThrow(
+      /plugins: must be a list of npm package names; write 'plugins=\[my-taskforge-plugin\]'.*\[from command line\]/,
+    );
   });
 });

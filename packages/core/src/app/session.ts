@@ -6,7 +6,9 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { DependencyContainer } from 'tsyringe';
 import { z } from 'zod';
-import { attachEnvSources, composeConfig, type ComposedConfig } from '../config/index.js';
+import { attachEnvSources, composeConfig, parseOverride, type ComposedConfig } from '../config/index.js';
+import { displayPath, findConfigFile } from '../config/search-path.js';
+import { loadConfigFile } from '../config/yaml-io.js';
 import { setPath, type ConfigNode } from '../config/paths.js';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { discoverPlugins, loadPlugins, type DiscoveredPlugin } from '../registry/discovery.js';
@@ -26,6 +28,17 @@ export interface SessionOptions {
   configName?: string;
   /** A container to build on (tests swap services here); default: a fresh one. */
   container?: DependencyContainer;
+  /**
+   * The command's config overrides. Only `plugins=[…]`, `+plugins=[…]`, `++plugins=[…]` and
+   * `~plugins` are read here (to find plugins before the search path exists); composition applies
+   * all of them later as usual.
+   */
+  overrides?: readonly string[];
+  /**
+   * Plugin package names to load, used instead of the primary config file's `plugins` and the
+   * overrides (a DDP worker passes the run's validated list).
+   */
+  plugins?: readonly string[];
 }
 
 /** The validated run config. Component sections keep their `_target_`. */
@@ -71,19 +84,35 @@ export class Session {
     private readonly configName: string,
   ) {}
 
+  /**
+   * Finds and loads the project's plugins: every installed package with a `"taskforge"` field,
+   * plus the names in the config's `plugins` list (see {@link configuredPlugins}), then builds the
+   * search path: the project's conf dir first, then each plugin's conf dir.
+   * @throws ConfigError (exit 2) for a missing `--config-dir`, a malformed `plugins` value, or a
+   *   listed plugin that is not installed (naming it, where it was listed, and `npm install <name>`).
+   * @throws TaskforgeError (exit 1) when a plugin fails to load.
+   */
   static async open(options: SessionOptions = {}): Promise<Session> {
     const container = options.container ?? createContainer();
     const projectRoot = findProjectRoot(options.cwd);
-    const discovered = discoverPlugins({ projectRoot });
-    const output = container.resolve<Output>(Tokens.Output);
-    for (const skipped of discovered.skipped) output.warn(skipped.message);
-    await loadPlugins(discovered, container.resolve<ComponentRegistry>(Tokens.Registry));
     const projectConf = options.configDir ? resolve(options.configDir) : join(projectRoot, 'conf');
     if (options.configDir && !existsSync(projectConf)) {
       throw new ConfigError(`the config dir ${projectConf} (from --config-dir) does not exist`, 'Usage error');
     }
+    const configName = options.configName ?? 'config';
+    const listed = options.plugins
+      ? options.plugins.map((name) => ({ name, source: 'the run config' }))
+      : configuredPlugins(projectConf, configName, options.overrides ?? []);
+    const discovered = discoverPlugins({
+      projectRoot,
+      extra: listed.map((p) => p.name),
+      extraSources: Object.fromEntries(listed.map((p) => [p.name, p.source])),
+    });
+    const output = container.resolve<Output>(Tokens.Output);
+    for (const skipped of discovered.skipped) output.warn(skipped.message);
+    await loadPlugins(discovered, container.resolve<ComponentRegistry>(Tokens.Registry));
     const searchPath = [...(existsSync(projectConf) ? [projectConf] : []), ...discovered.searchPathDirs];
-    return new Session(container, projectRoot, discovered.plugins, searchPath, options.configName ?? 'config');
+    return new Session(container, projectRoot, discovered.plugins, searchPath, configName);
   }
 
   get registry(): ComponentRegistry {
@@ -193,6 +222,56 @@ export class Session {
     markDefaults(config, '', sources);
     return { config, sources, choices: composed.choices, notes: composed.notes };
   }
+}
+
+/** One entry of the config's `plugins` list and where it was set (a file or `command line`). */
+export interface ListedPlugin {
+  name: string;
+  source: string;
+}
+
+/**
+ * The top-level `plugins` list as far as it can be known before plugins are loaded (they add conf
+ * dirs, so the full composition must wait): the project's primary config file
+ * (`<conf dir>/<configName>.yaml`, not the files its defaults list pulls in), then the overrides
+ * in order: `plugins=[a,b]`, `+plugins=[…]` and `++plugins=[…]` replace the list, `~plugins`
+ * empties it. Values are read with the config YAML reader and the override grammar.
+ * @throws ConfigError (exit 2) when the file does not parse, or a `plugins` value is not a list of
+ *   strings (naming the file or the override, and the expected form).
+ */
+export function configuredPlugins(confDir: string, configName: string, overrides: readonly string[]): ListedPlugin[] {
+  let listed: ListedPlugin[] = [];
+  const take = (value: unknown, source: string, write: string) => {
+    if (!Array.isArray(value) || !value.every((v): v is string => typeof v === 'string')) {
+      throw new ConfigError([
+        {
+          path: 'plugins',
+          message: `must be a list of npm package names; write ${write}`,
+          value,
+          source,
+        },
+      ]);
+    }
+    listed = value.map((name) => ({ name, source }));
+  };
+  const file = findConfigFile([confDir], configName.replace(/\.ya?ml$/, ''));
+  if (file) {
+    const display = displayPath(file);
+    const loaded = loadConfigFile(file, display);
+    if (loaded.problems.length) throw new ConfigError(loaded.problems);
+    if (Object.hasOwn(loaded.body, 'plugins') && loaded.body.plugins !== null) {
+      take(loaded.body.plugins, display, "'plugins: [my-taskforge-plugin]' (or delete the key)");
+    }
+  }
+  for (const text of overrides) {
+    // Cheap pre-filter: parse only what can be a `plugins` override; composition parses the rest.
+    if (!/^[+~]*plugins(=|$)/.test(text)) continue;
+    const override = parseOverride(text);
+    if (override.key !== 'plugins') continue;
+    if (override.kind === 'delete') listed = [];
+    else take(override.value, 'command line', "'plugins=[my-taskforge-plugin]' (quote it for the shell)");
+  }
+  return listed;
 }
 
 /** The first recorded leaf under `section`, to say where a value came from. */

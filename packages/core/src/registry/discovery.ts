@@ -52,6 +52,8 @@ export interface DiscoverOptions {
   projectRoot?: string;
   /** Package names to load even without a `"taskforge"` field (the config's `plugins` list). */
   extra?: readonly string[];
+  /** Where each `extra` name was listed (a config file, `command line`), named in its error. */
+  extraSources?: Readonly<Record<string, string>>;
 }
 
 // npm's rules for package names; anything else (paths, URLs) is refused before touching disk.
@@ -158,6 +160,10 @@ export function discoverPlugins(options: DiscoverOptions = {}): DiscoveryResult 
       add(linkDir, pkg, pkg.name);
     }
   }
+  const sourceOf = (name: string) => {
+    const source = options.extraSources?.[name];
+    return source === undefined ? {} : { source };
+  };
   const missing: string[] = [];
   for (const name of options.extra ?? []) {
     if (byName.has(name)) continue;
@@ -165,8 +171,11 @@ export function discoverPlugins(options: DiscoverOptions = {}): DiscoveryResult 
       throw new ConfigError([
         {
           path: 'plugins',
-          message: "plugins are npm package names (e.g. '@scope/taskforge-plugin'), not paths or URLs",
+          message:
+            "plugins are npm package names (e.g. '@scope/taskforge-plugin'), not paths or URLs; " +
+            'install a local plugin package with `npm install <path>` and list its name',
           value: name,
+          ...sourceOf(name),
         },
       ]);
     }
@@ -180,8 +189,9 @@ export function discoverPlugins(options: DiscoverOptions = {}): DiscoveryResult 
         path: 'plugins',
         message:
           `package '${name}' is not installed (looked in ${dirs.join(', ') || `${projectRoot}/node_modules`}); ` +
-          `install it with \`npm install ${name}\` or remove it from 'plugins'`,
+          `install it with \`npm install ${name}\` (or \`npm install <path to its dir>\`) or remove it from 'plugins'`,
         value: name,
+        ...sourceOf(name),
       })),
     );
   }
