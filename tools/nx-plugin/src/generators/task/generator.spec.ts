@@ -142,7 +142,10 @@ describe('task generator: default backbone (gpt2, reused by name)', () => {
       { '/scheduler': 'warmup_cosine' },
       '_self_',
     ]);
-    expect(conf.task).toEqual({ _target_: 'task/seq-cls', label_smoothing: 0 });
+    expect(conf.task).toEqual({ _target_: 'task/seq-cls', label_smoothing: 0, init_seed: '${trainer.seed}' });
+    const task = text(tree, 'packages/task-seq-cls/src/task.ts');
+    expect(task).toContain('mixSeed(config.init_seed, 1)');
+    expect(task).not.toContain('mixSeed(0,');
     expect(parse(text(tree, 'packages/task-seq-cls/conf/dataset/seq-cls_synthetic.yaml'))._target_).toBe(
       'datamodule/seq-cls_synthetic',
     );
