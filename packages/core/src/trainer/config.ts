@@ -77,13 +77,35 @@ export const trainerConfigSchema = z.strictObject({
 export type TrainerConfig = z.output<typeof trainerConfigSchema>;
 export type TrainerConfigInput = z.input<typeof trainerConfigSchema>;
 
+/** Configs `parseTrainerConfig` returned: passed to it again (Trainer.create → new Trainer), kept as they are. */
+const parsedConfigs = new WeakSet<object>();
+
+/**
+ * The parsed `callbacks`/`loggers` record with each input node itself in place of zod's copy:
+ * `componentNode` only checks `_target_` (a loose object, no defaults), so the copy is equal, but
+ * the input may be a node the whole run config validated, which the Instantiator then builds
+ * without validating it again (see `isValidatedNode`).
+ */
+function keepInputNodes<T extends Record<string, unknown>>(parsed: T, input: unknown): T {
+  if (typeof input !== 'object' || input === null) return parsed;
+  const nodes = input as Record<string, unknown>;
+  return Object.fromEntries(
+    Object.entries(parsed).map(([name, node]) => [
+      name,
+      node !== null && Object.hasOwn(nodes, name) ? nodes[name] : node,
+    ]),
+  ) as T;
+}
+
 /**
  * Validates a raw `trainer` node (for programmatic `new Trainer({...})`; the CLI's is validated
- * with the whole run config first) and returns it with defaults applied.
+ * with the whole run config first) and returns it with defaults applied. A config this function
+ * returned is returned as it is; the callback and logger nodes are the input's own objects.
  * @throws ConfigError (exit 2) reporting every problem at once as `<prefix>.<key>`, including
  *   `max_epochs` and `max_steps` both -1 without `fast_dev_run` (a run that would never end).
  */
 export function parseTrainerConfig(raw: unknown, prefix = 'trainer'): TrainerConfig {
+  if (typeof raw === 'object' && raw !== null && parsedConfigs.has(raw)) return raw as TrainerConfig;
   const result = trainerConfigSchema.safeParse(raw ?? {});
   if (result.success) {
     if (result.data.max_epochs === -1 && result.data.max_steps === -1 && !result.data.fast_dev_run) {
@@ -95,7 +117,14 @@ export function parseTrainerConfig(raw: unknown, prefix = 'trainer'): TrainerCon
         },
       ]);
     }
-    return result.data;
+    const input = (raw ?? {}) as { callbacks?: unknown; loggers?: unknown };
+    const config: TrainerConfig = {
+      ...result.data,
+      callbacks: keepInputNodes(result.data.callbacks, input.callbacks),
+      loggers: keepInputNodes(result.data.loggers, input.loggers),
+    };
+    parsedConfigs.add(config);
+    return config;
   }
   throw new ConfigError(issuesToProblems(result.error.issues, trainerConfigSchema, raw ?? {}, prefix));
 }

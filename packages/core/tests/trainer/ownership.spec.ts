@@ -6,13 +6,17 @@ import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { createContainer } from '../../src/app/container.js';
 import type { Task } from '../../src/contracts.js';
 import { plugin as corePlugin } from '../../src/plugin.js';
 import { ComponentRegistry } from '../../src/registry/registry.js';
+import { validateConfig } from '../../src/registry/validate.js';
+import type { ConfigNode } from '../../src/config/paths.js';
 import { Tokens } from '../../src/services/tokens.js';
 import { SingleDeviceStrategy } from '../../src/trainer/strategy.js';
-import { Trainer } from '../../src/trainer/trainer.js';
+import { trainerConfigSchema } from '../../src/trainer/config.js';
+import { Trainer, type TrainerRunConfig } from '../../src/trainer/trainer.js';
 import { RecordingOutput, ToyDataModule, ToyTask } from '../toy/toy.js';
 import { useScratch } from './helpers.js';
 
@@ -149,6 +153,54 @@ describe('the Trainer owns', () => {
     expect(lrs).toEqual([0.5]);
     expect(container.resolve(Tokens.Accelerator)).toBeDefined();
     task.dispose();
+  });
+
+  it('Trainer.create builds callback and logger nodes the run config validated without validating them again', async () => {
+    const registry = new ComponentRegistry();
+    registry.registerPlugin(corePlugin);
+    let parses = 0;
+    registry.register({
+      kind: 'callback',
+      name: 'counting',
+      description: 'counts how often its config is parsed',
+      schema: z.preprocess(
+        (raw) => {
+          parses += 1;
+          return raw;
+        },
+        z.strictObject({ every: z.number().int().positive().default(1) }),
+      ),
+      create: (config) => ({ name: 'counting', config }),
+    });
+    const config = validateConfig<TrainerRunConfig & ConfigNode>(
+      {
+        trainer: {
+          accelerator: 'cpu',
+          run_dir: join(scratch.dir(), 'once'),
+          fast_dev_run: true,
+          callbacks: { counting: { _target_: 'callback/counting' } },
+        },
+      },
+      registry,
+      { rootSchemas: { trainer: trainerConfigSchema } },
+    );
+    expect(parses).toBe(1);
+    const container = createContainer({ registry, output: new RecordingOutput(), clock });
+    const trainer = await Trainer.create(config, { container });
+    expect(parses).toBe(1);
+    expect(trainer.callbacks.find((c) => c.name === 'counting')).toMatchObject({ config: { every: 1 } });
+    // A hand-written node is still validated when it is built.
+    await Trainer.create(
+      {
+        trainer: {
+          accelerator: 'cpu',
+          run_dir: join(scratch.dir(), 'hand'),
+          callbacks: { c: { _target_: 'callback/counting' } },
+        },
+      },
+      { container },
+    );
+    expect(parses).toBe(2);
   });
 
   it('Trainer.create reports a bad optimizer node as a config error at its path', async () => {
