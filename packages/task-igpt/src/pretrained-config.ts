@@ -1,8 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { parse } from 'yaml';
-import { ConfigError, isPlainObject, type RunConfigDraft } from '@taskforge/core';
+import { ConfigError, isPlainObject, readCheckpointConfig, TaskforgeError, type RunConfigDraft } from '@taskforge/core';
 
 /** Where a setting taken from a checkpoint came from, as `taskforge config` shows it. */
 const sourceLabel = (file: string) => `checkpoint ${file}`;
@@ -18,28 +16,32 @@ const sourceLabel = (file: string) => `checkpoint ${file}`;
  *
  * Returns one note naming every key taken (with its value), those whose value changed, and the
  * command-line values kept where the checkpoint's differ.
- * @throws ConfigError (exit code 2) at `task.pretrained` when the checkpoint's config.yaml is not valid YAML.
+ * The saved config is read with core's `readCheckpointConfig`.
+ * @throws ConfigError (exit code 2) at `task.pretrained` when the checkpoint's config.yaml is not a
+ *   valid YAML mapping (naming the file, line and column).
  */
 export function backboneFromPretrained(draft: RunConfigDraft): string[] {
   const dirArg = draft.node['pretrained'];
   if (typeof dirArg !== 'string' || dirArg === '') return [];
-  const file = join(resolve(dirArg), 'config.yaml');
-  if (!existsSync(file)) return [];
-  let saved: unknown;
+  const dir = resolve(dirArg);
+  const file = join(dir, 'config.yaml');
+  let saved: Record<string, unknown> | undefined;
   try {
-    saved = parse(readFileSync(file, 'utf8'));
+    saved = readCheckpointConfig(dir);
   } catch (error) {
+    if (!(error instanceof TaskforgeError)) throw error;
     throw new ConfigError([
       {
         path: `${draft.section}.pretrained`,
         message:
-          `the checkpoint's ${file} cannot be read as YAML (${(error as Error).message.split('\n')[0]}); ` +
-          'point it at a checkpoint directory written by taskforge, such as <run dir>/checkpoints/last',
+          `the checkpoint's config.yaml cannot be read as YAML: ${error.message.split('\n')[0]} ` +
+          'Point task.pretrained at a checkpoint directory written by taskforge, such as <run dir>/checkpoints/last',
         value: dirArg,
       },
     ]);
   }
-  const fromCheckpoint = isPlainObject(saved) ? saved['backbone'] : undefined;
+  if (!saved) return [];
+  const fromCheckpoint = saved['backbone'];
   const current = draft.config['backbone'];
   if (!isPlainObject(fromCheckpoint) || !isPlainObject(current)) return [];
   if (fromCheckpoint['_target_'] !== current['_target_']) {

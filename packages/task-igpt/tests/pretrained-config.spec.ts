@@ -111,6 +111,14 @@ describe("backboneFromPretrained (the task's adjustRunConfig)", () => {
     const run = () => backboneFromPretrained(draftOf(config).draft);
     expect(run).toThrow(ConfigError);
     expect(run).toThrow(/task\.pretrained: the checkpoint's .*config\.yaml cannot be read as YAML/);
+    // Read with core's config YAML reader (readCheckpointConfig): the file, line and column.
+    let message = '';
+    try {
+      run();
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain(`${join(dir, 'config.yaml')}:2:1`);
   });
 
   it("is the task component's hook", () => {

@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import type { DataModule, ModelDataArgs, Stage, Task } from '../contracts.js';
 import { toYaml } from '../config/index.js';
 import { overrideHint } from '../config/override-grammar.js';
@@ -18,6 +18,7 @@ import { COMPONENT_KINDS } from '../registry/types.js';
 import { Tokens, type Output } from '../services/tokens.js';
 import {
   loadCheckpoint,
+  readCheckpointConfig,
   restoreTaskWeights,
   type Checkpoint,
   type TaskState,
@@ -271,7 +272,7 @@ function composeForCheckpoint(
     dir,
     step: trainerState?.globalStep,
     taskState: readCheckpointJson<TaskState>(dir, 'task_state.json') ?? { modelDataArgs: {}, state: null },
-    config: readSavedConfig(dir),
+    config: readCheckpointConfig(dir) ?? {},
   };
   if (!options.overrides.some((o) => /^\+{0,2}trainer\.run_dir=/.test(o))) {
     config.trainer.run_dir = uniqueDir(
@@ -313,11 +314,6 @@ function readCheckpointJson<T>(dir: string, file: string): T | undefined {
       `Checkpoint file '${path}' is not valid JSON (${(error as Error).message}); the checkpoint is corrupt.`,
     );
   }
-}
-
-function readSavedConfig(dir: string): Record<string, unknown> {
-  const saved = parse(readFileSync(join(dir, 'config.yaml'), 'utf8')) as unknown;
-  return saved !== null && typeof saved === 'object' ? (saved as Record<string, unknown>) : {};
 }
 
 /**

@@ -3,6 +3,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import YAML from 'yaml';
+import { loadConfigFile } from '../config/yaml-io.js';
 import type { ModelDataArgs, Optimizer, OptimizerState, Task } from '../contracts.js';
 import { TaskforgeError } from '../errors.js';
 import { matchesPattern } from '../optim/param-groups.js';
@@ -169,9 +170,7 @@ export function loadCheckpointSync(dir: string, options: { optimizer?: boolean }
     const taskState = existsSync(join(dir, 'task_state.json'))
       ? readJson<TaskState>(dir, 'task_state.json')
       : { modelDataArgs: {}, state: null };
-    const config = existsSync(join(dir, 'config.yaml'))
-      ? ((YAML.parse(readFileSync(join(dir, 'config.yaml'), 'utf8')) ?? {}) as Record<string, unknown>)
-      : {};
+    const config = readCheckpointConfig(dir) ?? {};
     return {
       dir,
       weights,
@@ -186,6 +185,29 @@ export function loadCheckpointSync(dir: string, options: { optimizer?: boolean }
     if (error instanceof TaskforgeError) throw error;
     throw new TaskforgeError(`Cannot load checkpoint '${dir}': ${(error as Error).message}.`, { cause: error });
   }
+}
+
+/**
+ * The run config a checkpoint was saved with: `<dir>/config.yaml` as `writeCheckpoint` wrote it
+ * (the composed, validated config: `task`, `dataset`, `backbone`, `trainer`…), read with the
+ * config YAML reader; `undefined` when the directory has no config.yaml. An empty file is `{}`.
+ * Reads only that file: it does not check that `dir` holds weights (see `loadCheckpoint`).
+ * @throws TaskforgeError (exit code 1) when config.yaml cannot be read, is not valid YAML or is
+ *   not a mapping, naming the file, line and column and calling the checkpoint corrupt; callers
+ *   that know which setting named `dir` may catch it and report that setting instead.
+ */
+export function readCheckpointConfig(dir: string): Record<string, unknown> | undefined {
+  const file = join(dir, 'config.yaml');
+  if (!existsSync(file)) return undefined;
+  const { body, problems } = loadConfigFile(file, file);
+  if (problems.length) {
+    const reasons = problems.map((p) => `${p.message}${p.source && p.source !== file ? ` (${p.source})` : ''}`);
+    throw new TaskforgeError(
+      `Checkpoint file '${file}' cannot be read as a config: ${reasons.join('; ')}; the checkpoint is corrupt ` +
+        '(checkpoints written by taskforge hold the run config as a YAML mapping).',
+    );
+  }
+  return body;
 }
 
 function readJson<T>(dir: string, file: string): T {

@@ -26,6 +26,7 @@ export {
   writeCheckpoint,
   loadCheckpoint,
   loadCheckpointSync,
+  readCheckpointConfig,
   restoreTaskWeights,
   checkpointName,
   WEIGHTS_FORMAT,

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -7,7 +7,12 @@ import { ModelCheckpoint } from '../../src/callbacks/model-checkpoint.js';
 import type { Callback, OptimizerState, Task } from '../../src/contracts.js';
 import { TaskforgeError } from '../../src/errors.js';
 import { Adam } from '../../src/optim/index.js';
-import { loadCheckpoint, restoreTaskWeights, writeCheckpoint } from '../../src/trainer/checkpoint.js';
+import {
+  loadCheckpoint,
+  readCheckpointConfig,
+  restoreTaskWeights,
+  writeCheckpoint,
+} from '../../src/trainer/checkpoint.js';
 import { ToyDataModule, ToyTask } from '../toy/toy.js';
 import { makeTrainer, useScratch } from './helpers.js';
 
@@ -132,6 +137,41 @@ describe('checkpoints', () => {
     await expect(loadCheckpoint(nowhere)).rejects.toMatchObject({ exitCode: 2 });
     await expect(loadCheckpoint(dir)).rejects.toMatchObject({ exitCode: 1 });
     task.dispose();
+  });
+
+  it('readCheckpointConfig: the saved run config, undefined without config.yaml, a named error when corrupt', async () => {
+    const dir = join(scratch.dir(), 'ckpt');
+    const task = new ToyTask();
+    await writeCheckpoint(dir, {
+      task,
+      modelDataArgs: {},
+      config: { backbone: { _target_: 'backbone/toy', width: 4 }, seed: 3 },
+    });
+    expect(readCheckpointConfig(dir)).toEqual({ backbone: { _target_: 'backbone/toy', width: 4 }, seed: 3 });
+    task.dispose();
+
+    const bare = join(scratch.dir(), 'bare');
+    mkdirSync(bare);
+    expect(readCheckpointConfig(bare)).toBeUndefined();
+    writeFileSync(join(bare, 'config.yaml'), '');
+    expect(readCheckpointConfig(bare)).toEqual({});
+
+    for (const [text, reason] of [
+      ['backbone: [unclosed\n', `${join(bare, 'config.yaml')}:2:1)`],
+      ['- a list\n', 'a config file must contain a mapping at the top level, not a list'],
+    ] as const) {
+      writeFileSync(join(bare, 'config.yaml'), text);
+      let error: unknown;
+      try {
+        readCheckpointConfig(bare);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(TaskforgeError);
+      expect(error).toMatchObject({ exitCode: 1 });
+      expect((error as Error).message).toContain(`Checkpoint file '${join(bare, 'config.yaml')}'`);
+      expect((error as Error).message).toContain(reason);
+    }
   });
 
   it('leaves the previous checkpoint intact when a write fails midway', async () => {
