@@ -7,6 +7,8 @@ import { join, resolve } from 'node:path';
 import type { DependencyContainer } from 'tsyringe';
 import { z } from 'zod';
 import { attachEnvSources, composeConfig, type ComposedConfig } from '../config/index.js';
+import { explainProblems } from '../config/explain.js';
+import { shellWord } from '../config/override-grammar.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { discoverPlugins, loadPlugins, type DiscoveredPlugin } from '../registry/discovery.js';
@@ -96,14 +98,60 @@ export class Session {
    * @throws ConfigError (exit code 2) listing every problem.
    */
   compose(overrides: string[], options: { searchPath?: string[]; configName?: string } = {}): ComposedRun {
+    const { composed, run, problems } = this.check(overrides, options);
+    if (problems.length) {
+      // `+key=value` is offered for a missing key only where it would be accepted: try it.
+      for (const problem of problems) {
+        if (problem.addAs === undefined) continue;
+        const trial = this.check(
+          overrides.map((o) => (o === problem.override ? problem.addAs! : o)),
+          options,
+        );
+        // Any problem at the key, below it, or at a mapping above it (a closed schema refusing the new key) counts.
+        const related = (p: string) =>
+          p === problem.path ||
+          p.startsWith(`${problem.path}.`) ||
+          p.startsWith(`${problem.path}[`) ||
+          problem.path.startsWith(`${p}.`);
+        if (!trial.problems.some((p) => related(p.path)))
+          problem.fixes = [...(problem.fixes ?? []), `write ${shellWord(problem.addAs)} to add it as a new key`];
+      }
+      throw new ConfigError(problems.map(({ addAs: _, ...p }) => p));
+    }
+    const output = this.container.resolve<Output>(Tokens.Output);
+    for (const note of composed.notes) output.warn(note);
+    return run!;
+  }
+
+  /**
+   * Composes and validates, collecting every problem instead of throwing at the first pass: key
+   * errors from the overrides and value errors from the schemas come back together, each with
+   * its source and fixes (see explainProblems). Problems that leave no tree to validate (a broken
+   * file, an unknown config group option) are thrown as before.
+   */
+  private check(
+    overrides: string[],
+    options: { searchPath?: string[]; configName?: string },
+  ): { composed: ComposedConfig; run?: ComposedRun; problems: ConfigProblem[] } {
     const composed = composeConfig({
       searchPath: options.searchPath ?? this.searchPath,
       configName: options.configName ?? this.configName,
       overrides,
+      collectProblems: true,
     });
-    const output = this.container.resolve<Output>(Tokens.Output);
-    for (const note of composed.notes) output.warn(note);
-    return this.validate(composed);
+    let found: ConfigProblem[] = [];
+    let run: ComposedRun | undefined;
+    try {
+      run = this.validate(composed);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      found = error.problems;
+    }
+    // A value composition already reported (e.g. an interpolation that failed) is not reported again.
+    const reported = composed.problems.map((p) => p.path).filter((p) => p !== '');
+    const covered = (path: string) => reported.some((r) => path === r || path.startsWith(`${r}.`));
+    const problems = [...composed.problems, ...found.filter((p) => !covered(p.path))];
+    return { composed, ...(run ? { run } : {}), problems: explainProblems(problems, composed) };
   }
 
   /**

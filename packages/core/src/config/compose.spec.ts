@@ -139,6 +139,8 @@ describe('defaults lists', () => {
       sources: new Map([['backup.port', join(conf, 'db/mysql.yaml')]]),
       choices: { 'db@backup': 'mysql' },
       notes: [],
+      problems: [],
+      overrides: new Map(),
     });
     expect(composeConfig({ searchPath: [conf], overrides: ['db@backup=pg'] }).config).toEqual({
       backup: { port: 5432 },
@@ -374,10 +376,13 @@ describe('value overrides', () => {
       ['seed.sub', []],
       ['optimizr.lr', ['optimizer.lr']],
     ]);
+    expect(error.message).toContain("seed: key 'seed' already exists (value 42, from ");
     expect(error.message).toContain(
-      "'+seed=1': key 'seed' already exists (value 42); write 'seed=1' to replace it, or write '++seed=1' to add-or-replace",
+      "[from command line] +seed=1; fix: write 'seed=1' to replace it, or write '++seed=1' to add-or-replace",
     );
-    expect(error.message).toContain("'~trainer.precision=16': not deleted: the current value is 32, not 16");
+    expect(error.message).toContain(
+      'trainer.precision: not deleted: the current value is 32, not 16 [from command line] ~trainer.precision=16',
+    );
     expect(error.message).toContain("'seed' is a number, not a mapping");
     expect(error.message).toMatch(/^Invalid configuration \(6 problems\)/);
   });

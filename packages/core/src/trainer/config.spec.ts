@@ -51,7 +51,7 @@ describe('trainer config', () => {
       'trainer.val_check_interval',
     ]);
     expect(error!.message).toContain("trainer.max_stpes: unknown key 'max_stpes'");
-    expect(error!.message).toContain("did you mean 'max_steps'");
+    expect(error!.message).toContain("did you mean 'trainer.max_steps'");
     expect(error!.message).toMatch(
       /trainer\.limit_val_batches: expected 0 \(off\), a fraction in \(0, 1\) or a whole number of batches >= 1 \(null = all batches\) \(got 2\.5\)/,
     );
