@@ -6,10 +6,10 @@ import {
   type ModelDataArgs,
   type TaskforgePlugin,
 } from '@taskforge/core';
-import { Gpt2, type Gpt2Config } from './gpt2.js';
+import { Gpt2, type Gpt2Hparams } from './gpt2.js';
 
 export { Gpt2, KVCache, attention } from './gpt2.js';
-export type { Gpt2Config, ForwardOptions, ForwardOutput } from './gpt2.js';
+export type { Gpt2Hparams, ForwardOptions, ForwardOutput } from './gpt2.js';
 
 /** The `backbone` config node (without `_target_`). Shapes come from the data module. */
 export const gpt2Schema = z
@@ -37,22 +37,18 @@ export const gpt2Schema = z
     }
   });
 
-export type Gpt2Options = z.output<typeof gpt2Schema>;
+/** The validated `backbone` config node (`gpt2Schema`'s output); `Gpt2Hparams` adds the data's shapes. */
+export type Gpt2Config = z.output<typeof gpt2Schema>;
 
 const DATA_ARGS = ['num_positions', 'num_vocab'] as const;
 
 /**
- * Build the backbone from its validated config and the data module's `modelDataArgs`
- * (`num_positions`, `num_vocab`: positive integers). Throws ConfigError (exit 2) naming each bad
- * `backbone.*` key or missing `modelDataArgs.*` entry.
+ * Build the backbone from its validated config (`gpt2Schema`'s output: the Instantiator, or
+ * `gpt2Schema.parse` when built by hand, has checked it; it is not parsed again here) and the data
+ * module's `modelDataArgs` (`num_positions`, `num_vocab`: positive integers).
+ * @throws ConfigError (exit 2) naming each missing or non-positive `modelDataArgs.*` entry.
  */
-export function createGpt2(options: Gpt2Options, modelDataArgs: ModelDataArgs): Gpt2 {
-  const parsed = gpt2Schema.safeParse(options);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((i) => ({ path: ['backbone', ...i.path].join('.'), message: i.message })),
-    );
-  }
+export function createGpt2(config: Gpt2Config, modelDataArgs: ModelDataArgs): Gpt2 {
   const problems: ConfigProblem[] = [];
   const shape: Record<string, number> = {};
   for (const key of DATA_ARGS) {
@@ -69,12 +65,12 @@ export function createGpt2(options: Gpt2Options, modelDataArgs: ModelDataArgs): 
     }
   }
   if (problems.length) throw new ConfigError(problems, 'backbone/gpt2 cannot be built from this data module');
-  const { init_seed, ...model } = parsed.data;
-  const config: Gpt2Config = { ...model, num_positions: shape.num_positions!, num_vocab: shape.num_vocab! };
-  return new Gpt2(config, { seed: init_seed });
+  const { init_seed, ...model } = config;
+  const hparams: Gpt2Hparams = { ...model, num_positions: shape.num_positions!, num_vocab: shape.num_vocab! };
+  return new Gpt2(hparams, { seed: init_seed });
 }
 
-export const gpt2Spec: ComponentSpec<'backbone', Gpt2Options> = {
+export const gpt2Spec: ComponentSpec<'backbone', Gpt2Config> = {
   kind: 'backbone',
   name: 'gpt2',
   description:

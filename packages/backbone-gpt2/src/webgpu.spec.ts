@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeWebgpu, selectBackend } from '@taskforge/core';
 import { causalSelfAttention } from './attention.js';
-import { Gpt2, type Gpt2Config } from './gpt2.js';
+import { Gpt2, type Gpt2Hparams } from './gpt2.js';
 
 const probe = await probeWebgpu();
 const why =
@@ -18,7 +18,7 @@ const why =
 if (why) console.warn(`webgpu tests skipped: ${why}`);
 
 const T = 12;
-const config: Gpt2Config = {
+const config: Gpt2Hparams = {
   embed_dim: 8,
   num_heads: 2,
   num_layers: 1,

@@ -2,12 +2,14 @@ import { suggest } from '../config/suggest.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
 import { messageOf, parseTarget, type ComponentRegistry } from './registry.js';
 import type { ComponentInstances, ComponentKind, CreateContexts } from './types.js';
-import { isComponentNode, validateComponentNode } from './validate.js';
+import { isComponentNode, isValidatedNode, validateComponentNode } from './validate.js';
 
 /**
- * Builds components from config nodes (`_target_` + the component's own keys). The node is
- * validated again here, which is idempotent for validated nodes and guarantees that a component
- * never sees a config without its schema defaults.
+ * Builds components from config nodes (`_target_` + the component's own keys). A config is
+ * validated once on its way to a component: a node that `validateConfig` already returned (the
+ * session validates the whole run config) is built as it is; any other node (built by hand, or
+ * copied and edited after validation) is validated here. Either way a component's `create`
+ * receives its schema's parsed, typed output and never parses it again.
  */
 export class Instantiator {
   constructor(private readonly registry: ComponentRegistry) {}
@@ -46,7 +48,8 @@ export class Instantiator {
         },
       ]);
     }
-    const { _target_, ...config } = validateComponentNode(node, this.registry, path);
+    const validated = isValidatedNode(node, this.registry) ? node : validateComponentNode(node, this.registry, path);
+    const { _target_, ...config } = validated;
     const spec = this.registry.resolve(_target_ as string, `${path}._target_`);
     try {
       return spec.create(config, ctx as never) as ComponentInstances[K];

@@ -3,7 +3,7 @@ import { ConfigError, TaskforgeError, type ConfigProblem } from '../errors.js';
 import {
   COMPONENT_KINDS,
   type ComponentKind,
-  type ComponentRegistrar,
+  type PluginRegistry,
   type ComponentSpec,
   type TaskforgePlugin,
 } from './types.js';
@@ -45,7 +45,7 @@ export function parseTarget(target: string): { kind: ComponentKind; name: string
  * Every component the installed plugins provide, keyed by `<kind>/<name>`. Config can only ever
  * name what is registered here: `_target_` is a lookup key, never a module path.
  */
-export class ComponentRegistry implements ComponentRegistrar {
+export class ComponentRegistry implements PluginRegistry {
   private readonly components = new Map<string, Registered>();
   private readonly plugins = new Map<string, TaskforgePlugin>();
 
@@ -54,8 +54,8 @@ export class ComponentRegistry implements ComponentRegistrar {
     this.add(spec, LOCAL_PACKAGE);
   }
 
-  /** A registrar that records `packageName` as the owner of what it registers. */
-  forPackage(packageName: string): ComponentRegistrar {
+  /** The `PluginRegistry` view that records `packageName` as the owner of what it registers. */
+  forPackage(packageName: string): PluginRegistry {
     return { register: (spec) => this.add(spec, packageName) };
   }
 
