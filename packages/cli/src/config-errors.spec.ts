@@ -136,3 +136,40 @@ describe('value errors', () => {
     expect(good.code, good.stderr).toBe(0);
   });
 });
+
+describe('user reports from Hydra, OmegaConf and Lightning, tried against taskforge', () => {
+  it('an interpolation to a missing key is reported once, not again at every value that refers to it', async () => {
+    const bad = await run(['config', 'trainer.seed=${trainer.missing}']);
+    expect(bad.code).toBe(2);
+    const lines = problemLines(bad.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain("trainer.seed: interpolation '${trainer.missing}' refers to 'trainer.missing'");
+    expect(lines[0]).toContain('[from command line] trainer.seed=${trainer.missing}');
+  });
+
+  it('max_epochs=-1 with no max_steps (Lightning: train forever) is refused by `config` too, with a fix that passes', async () => {
+    const bad = await run(['config', 'trainer.max_epochs=-1']);
+    expect(bad.code).toBe(2);
+    const [line] = problemLines(bad.stderr);
+    expect(line).toContain('trainer.max_epochs: max_epochs and max_steps are both -1');
+    expect(line).toContain('[from command line] trainer.max_epochs=-1');
+    for (const fix of fixes(line!)) expect((await run(['config', fix])).code, fix).toBe(0);
+    expect((await run(['config', 'trainer.max_epochs=-1', 'trainer.max_steps=10'])).code).toBe(0);
+  });
+
+  it('key= (empty value) names the key and offers the configured value', async () => {
+    const bad = await run(['config', 'trainer.run_dir=']);
+    expect(bad.code).toBe(2);
+    const [line] = problemLines(bad.stderr);
+    expect(line).toContain(
+      'trainer.run_dir: expected a non-empty string or null (got "") [from command line] trainer.run_dir=',
+    );
+    for (const fix of fixes(line!)) expect((await run(['config', fix])).code, fix).toBe(0);
+  });
+
+  it('gradient_clip_val=0 (Lightning: no clipping) is accepted as null', async () => {
+    const good = await run(['config', 'trainer.gradient_clip_val=0']);
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stdout).toContain('gradient_clip_val: null # from command line');
+  });
+});

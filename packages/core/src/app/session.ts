@@ -150,7 +150,11 @@ export class Session {
     // A value composition already reported (e.g. an interpolation that failed) is not reported again.
     const reported = composed.problems.map((p) => p.path).filter((p) => p !== '');
     const covered = (path: string) => reported.some((r) => path === r || path.startsWith(`${r}.`));
-    const problems = [...composed.problems, ...found.filter((p) => !covered(p.path))];
+    // A value still holding `${…}` was left unresolved because of an interpolation problem already
+    // reported (e.g. `backbone.init_seed: ${trainer.seed}` after `trainer.seed=${nope}`).
+    const unresolved = (p: ConfigProblem) =>
+      composed.problems.length > 0 && typeof p.value === 'string' && p.value.includes('${');
+    const problems = [...composed.problems, ...found.filter((p) => !covered(p.path) && !unresolved(p))];
     return { composed, ...(run ? { run } : {}), problems: explainProblems(problems, composed) };
   }
 
