@@ -173,3 +173,15 @@ describe('user reports from Hydra, OmegaConf and Lightning, tried against taskfo
     expect(good.stdout).toContain('gradient_clip_val: null # from command line');
   });
 });
+
+describe('a misspelt config group option', () => {
+  it('gets the did-you-mean as a fix that passes', async () => {
+    const bad = await run(['config', 'task=vision/igtp']);
+    expect(bad.code).toBe(2);
+    const [line] = problemLines(bad.stderr);
+    expect(line).toContain(
+      "did you mean 'vision/igpt'? [from command line] task=vision/igtp; fix: write 'task=vision/igpt'",
+    );
+    for (const fix of fixes(line!)) expect((await run(['config', fix])).code, fix).toBe(0);
+  });
+});

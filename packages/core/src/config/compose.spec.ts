@@ -240,7 +240,7 @@ describe('config group overrides from the command line', () => {
       mode: 'eval',
     });
     expect(composeError({ searchPath: [conf], overrides: ['trainer=fast'] }).message).toContain(
-      "to add it write '+trainer=fast'",
+      "[from command line] trainer=fast; fix: write '+trainer=fast' to add it",
     );
   });
 
@@ -252,8 +252,15 @@ describe('config group overrides from the command line', () => {
 
   it('explains when group=option targets a group not in the defaults, or +group one already there', () => {
     const conf = project();
-    expect(composeError({ searchPath: [conf], overrides: ['experiment=fast'] }).problems[0]!.message).toBe(
-      "'experiment=fast': config group 'experiment' is not in the defaults list, so there is no selection to change; to add it write '+experiment=fast'",
+    expect(composeError({ searchPath: [conf], overrides: ['experiment=fast'] }).problems[0]).toMatchObject({
+      message: "config group 'experiment' is not in the defaults list, so there is no selection to change",
+      override: 'experiment=fast',
+      fixes: ["write '+experiment=fast' to add it"],
+    });
+    // A did-you-mean comes first, as a fix of its own, before adding a group.
+    const misspelt = composeError({ searchPath: [conf], overrides: ['optimzer=sgd'] }).message;
+    expect(misspelt).toContain(
+      "did you mean 'optimizer'? [from command line] optimzer=sgd; fix: write 'optimizer=sgd', or write '+optimzer=sgd' to add it",
     );
     expect(composeError({ searchPath: [conf], overrides: ['+optimizer=sgd'] }).problems[0]!.message).toMatch(
       /^'\+optimizer=sgd' adds config group 'optimizer', but it is already selected \('adam'\) by .*config\.yaml:4; write 'optimizer=<option>'/,
