@@ -185,3 +185,16 @@ describe('a misspelt config group option', () => {
     for (const fix of fixes(line!)) expect((await run(['config', fix])).code, fix).toBe(0);
   });
 });
+
+describe('a bad group override does not hide the other problems', () => {
+  it('reports the group, the key and the value problems in one message', async () => {
+    const bad = await run(['config', 'task=vision/igtp', 'trainer.max_step=5', 'trainer.max_epochs=abc', 'a=b=c']);
+    expect(bad.code).toBe(2);
+    const lines = problemLines(bad.stderr);
+    expect(lines).toHaveLength(4);
+    expect(lines.join('\n')).toContain("did you mean 'vision/igpt'? [from command line] task=vision/igtp");
+    expect(lines.join('\n')).toContain('[from command line] trainer.max_step=5');
+    expect(lines.join('\n')).toContain('[from command line] trainer.max_epochs=abc');
+    expect(lines.join('\n')).toContain("cannot parse override 'a=b=c'");
+  });
+});

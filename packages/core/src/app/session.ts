@@ -133,12 +133,33 @@ export class Session {
     overrides: string[],
     options: { searchPath?: string[]; configName?: string },
   ): { composed: ComposedConfig; run?: ComposedRun; problems: ConfigProblem[] } {
-    const composed = composeConfig({
-      searchPath: options.searchPath ?? this.searchPath,
-      configName: options.configName ?? this.configName,
-      overrides,
-      collectProblems: true,
-    });
+    let composed: ComposedConfig;
+    try {
+      composed = composeConfig({
+        searchPath: options.searchPath ?? this.searchPath,
+        configName: options.configName ?? this.configName,
+        overrides,
+        collectProblems: true,
+      });
+    } catch (error) {
+      // A bad group override (`task=vision/igtp`) leaves no tree; without the overrides at fault
+      // the rest can still be checked, so their problems come in the same message.
+      if (!(error instanceof ConfigError)) throw error;
+      const atFault = new Set(error.problems.map((p) => p.override));
+      if (atFault.has(undefined) || !overrides.some((o) => atFault.has(o))) throw error;
+      const heading = error.message.split(/[:(]/)[0]!.trim();
+      let more: ConfigProblem[];
+      try {
+        more = this.check(
+          overrides.filter((o) => !atFault.has(o)),
+          options,
+        ).problems;
+      } catch (again) {
+        if (!(again instanceof ConfigError)) throw again;
+        more = again.problems;
+      }
+      throw new ConfigError([...error.problems, ...more], heading);
+    }
     let found: ConfigProblem[] = [];
     let run: ComposedRun | undefined;
     try {

@@ -92,7 +92,7 @@ export function composeConfig(options: ComposeOptions): ComposedConfig {
       ov = parseOverride(text);
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
-      parseProblems.push(...error.problems);
+      parseProblems.push(...error.problems.map((p) => ({ ...p, override: text })));
       continue;
     }
     const name = ov.key.replace(/^\//, '');
