@@ -6,6 +6,7 @@ export { linear } from './ops/linear.js';
 export { crossEntropy } from './ops/cross-entropy.js';
 export { loggedValue } from './ops/logged.js';
 export { requireBackbone, type BackboneRequirements } from './backbone-api.js';
+export { readSequenceDataArgs, type RequiredSequenceDataArgs } from './data-args.js';
 export * from './contracts.js';
 export * from './registry/types.js';
 export * from './services/tokens.js';

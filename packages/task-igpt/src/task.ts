@@ -77,6 +77,12 @@ export interface IgptPrediction {
  * Image GPT: next-pixel prediction over palette tokens (bits per pixel logged as `bpp`), and with
  * `classify` a classification loss on the mean hidden state added to it. Owns its heads
  * (`lm_head.*`, `cls_head.*`, see heads.ts) over the backbone's hidden states.
+ *
+ * The steps take batches of `B` images as `tokens` int32 [B × num_positions] and `labels` [B];
+ * `trainingStep` returns the rank-0 loss in nats. A batch that disagrees with `modelDataArgs`
+ * (token count, a token outside the palette, with `classify` a label outside 0..C−1) is a
+ * TaskforgeError (exit 1) naming the image and value. With `pretrained`, the constructor throws
+ * as `loadPretrained` does (exit 2 for a checkpoint that does not fit this data or model).
  */
 export class ImageGptTask implements Task<IgptBatch> {
   readonly lmHead: LmHead;

@@ -14,7 +14,14 @@ import { isComponentNode, isValidatedNode, validateComponentNode } from './valid
 export class Instantiator {
   constructor(private readonly registry: ComponentRegistry) {}
 
-  /** `path` is where the node sits in the config (for messages); defaults to `kind`. */
+  /**
+   * Builds the `kind` component `node` names. `path` is where the node sits in the config (for
+   * messages); defaults to `kind`. `ctx` is what the kind is given besides its config (`CreateContexts`).
+   * @throws ConfigError (exit 2) when `node` is not a component node, names a component of another
+   *   kind or an unregistered one, or (when not validated already) fails its schema.
+   * @throws TaskforgeError whatever the component's `create` threw as a TaskforgeError (its exit
+   *   code); any other error wrapped as one (exit 1) naming the target, config path and package.
+   */
   create<K extends ComponentKind>(
     kind: K,
     node: unknown,
@@ -42,7 +49,9 @@ export class Instantiator {
       throw new ConfigError([
         {
           path: `${path}._target_`,
-          message: `'${String(target)}' is a ${targetKind}, but a ${kind} is expected here (${example}; registered: ${expected.join(', ') || 'none'})`,
+          message:
+            `'${String(target)}' is a ${targetKind}, but a ${kind} is expected ` +
+            `here (${example}; registered: ${expected.join(', ') || 'none'})`,
           value: target,
           ...(suggestions.length ? { suggestions } : {}),
         },

@@ -105,8 +105,10 @@ class Validator {
 
 /**
  * Validates a composed config: every mapping with `_target_` must name a registered component
- * and satisfy its schema; `rootSchemas` validate the other top-level sections. All problems in
- * the tree are collected and thrown as one ConfigError. Returns the config with defaults applied.
+ * and satisfy its schema; `rootSchemas` validate the other top-level sections. Returns the config
+ * with defaults applied (its component nodes are recorded as validated, see `isValidatedNode`).
+ * @throws ConfigError (exit 2) collecting every problem in the tree, each with its path, value,
+ *   what was expected and suggestions.
  */
 export function validateConfig<T extends ConfigNode = ConfigNode>(
   config: unknown,
@@ -160,7 +162,10 @@ export function validateConfig<T extends ConfigNode = ConfigNode>(
   return out as T;
 }
 
-/** Validates one component node (as found at `path`) and returns it with defaults applied. */
+/**
+ * Validates one component node (as found at `path`) and returns it with defaults applied.
+ * @throws ConfigError (exit 2) listing every problem in the node and its nested components.
+ */
 export function validateComponentNode(
   node: ConfigNode & { _target_: unknown },
   registry: ComponentRegistry,
