@@ -50,7 +50,9 @@ export function requireCheckpointArgument(command: string, options: CommandOptio
   if (options.ckpt !== undefined && options.ckpt.trim() !== '') return;
   const given = options.ckpt === undefined ? 'no ckpt= was given' : 'ckpt= is empty';
   throw new TaskforgeError(
-    `\`taskforge ${command}\` needs the weights to use, but ${given}. Pass ckpt=<dir>, a checkpoint directory such as <run dir>/checkpoints/last (\`taskforge train\` prints it), or ckpt=${NO_CHECKPOINT} to ${command} freshly initialised, untrained weights.`,
+    `\`taskforge ${command}\` needs the weights to use, but ${given}. Pass ckpt=<dir>, a checkpoint ` +
+      `directory such as <run dir>/checkpoints/last (\`taskforge train\` prints it), or ckpt=${NO_CHECKPOINT} ` +
+      `to ${command} freshly initialised, untrained weights.`,
     { exitCode: 2 },
   );
 }
