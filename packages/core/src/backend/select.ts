@@ -216,8 +216,10 @@ async function startDawn(dawn: DawnModule): Promise<{ info: GpuAdapterInfo; inst
  * Dawn toggles, backend and adapter choices, none of which touch logging, and the adapter's
  * limits are read before any device (with its required limits) exists.
  */
-const HARMLESS_DAWN_LINES =
-  /^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.$/;
+const HARMLESS_DAWN_LINES = new RegExp(
+  '^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced from \\d+ to \\d+ ' +
+    'to fit dynamic offset allocation limit\\.$',
+);
 
 /** Runs in a child process: starts Dawn, requests the adapter and prints its info as JSON. */
 const CHILD_PROBE = `

@@ -48,7 +48,7 @@ export interface ComposedConfig {
   notes: string[];
   /** Problems collected with `collectProblems` (else always empty: they are thrown). */
   problems: ConfigProblem[];
-  /** Dotted path → the command-line override (as typed, and the value it replaced) that set it, for error messages. */
+  /** Dotted path → the command-line override that set it (as typed, and the value it replaced), for messages. */
   overrides: Map<string, AppliedOverride>;
 }
 

@@ -198,7 +198,8 @@ export function applyValueOverrides(
     if (ov.kind === 'add' && exists) {
       const from = sources.get(ov.key);
       problem(
-        `key '${ov.key}' already exists (value ${JSON.stringify(getPath(root, ov.key))}${from ? `, from ${from}` : ''})`,
+        `key '${ov.key}' already exists ` +
+          `(value ${JSON.stringify(getPath(root, ov.key))}${from ? `, from ${from}` : ''})`,
         {
           fixes: [
             `write ${shellWord(withPrefix(ov.text, ''))} to replace it`,

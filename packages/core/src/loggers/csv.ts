@@ -122,7 +122,8 @@ export class CsvLogger implements MetricsLogger {
       records = parse(text, { relax_column_count: true, skip_empty_lines: true }) as string[][];
     } catch (error) {
       throw new TaskforgeError(
-        `'${this.metricsPath}' is not valid CSV (${(error as Error).message}); move it away or log to another directory (logger \`name\`).`,
+        `'${this.metricsPath}' is not valid CSV (${(error as Error).message}); ` +
+          'move it away or log to another directory (logger `name`).',
       );
     }
     if (records.length === 0) return;

@@ -15,7 +15,9 @@ const batchLimit = z
   .min(0)
   .refine((v) => v !== 0, {
     message:
-      'limit_train_batches=0 would train on no batch (Lightning then skips training); to only evaluate, run `taskforge validate ckpt=<dir>`; else give a fraction in (0, 1) or a whole number of batches >= 1 (null = all batches)',
+      'limit_train_batches=0 would train on no batch (Lightning then skips training); to only evaluate, ' +
+      'run `taskforge validate ckpt=<dir>`; else give a fraction in (0, 1) or a whole number of batches >= 1 ' +
+      '(null = all batches)',
   })
   .refine((v) => v < 1 || Number.isInteger(v), {
     message: 'expected a fraction in (0, 1) or a whole number of batches >= 1 (null = all batches)',
@@ -77,7 +79,9 @@ export const trainerConfigSchema = z
       words: Object.fromEntries(
         ['last', 'best'].map((w) => [
           w,
-          `'${w}' is Lightning's ckpt_path shortcut; here resume_from takes the checkpoint directory itself, e.g. trainer.resume_from=<run dir>/checkpoints/${w === 'last' ? 'last' : 'step=<N>'} (\`taskforge train\` prints where it saves them)`,
+          `'${w}' is Lightning's ckpt_path shortcut; here resume_from takes the checkpoint directory itself, ` +
+            `e.g. trainer.resume_from=<run dir>/checkpoints/${w === 'last' ? 'last' : 'step=<N>'} ` +
+            '(`taskforge train` prints where it saves them)',
         ]),
       ),
     })
@@ -98,7 +102,8 @@ export const trainerConfigSchema = z
         path: ['max_epochs'],
         input: -1,
         message:
-          'max_epochs and max_steps are both -1 (unlimited), so training would never end; set one of them (to stop a long run early press Ctrl-C: the checkpoint is saved)',
+          'max_epochs and max_steps are both -1 (unlimited), so training would never end; set one of them ' +
+          '(to stop a long run early press Ctrl-C: the checkpoint is saved)',
       });
   });
 

@@ -84,7 +84,11 @@ export function planFit(config: TrainerConfig, dm: DataModule): FitPlan {
       throw new ConfigError([
         {
           path: 'trainer.val_check_interval',
-          message: `is ${interval} training batches, but an epoch has only ${trainBatches}${config.limit_train_batches === null ? '' : ' (after limit_train_batches)'}, so validation would never run within an epoch; give at most ${trainBatches}, a fraction of the epoch such as 0.5, or 1.0 to validate at each epoch's end`,
+          message:
+            `is ${interval} training batches, but an epoch has only ${trainBatches}` +
+            `${config.limit_train_batches === null ? '' : ' (after limit_train_batches)'}, so validation would ` +
+            `never run within an epoch; give at most ${trainBatches}, a fraction of the epoch such as 0.5, ` +
+            "or 1.0 to validate at each epoch's end",
           value: interval,
         },
       ]);
