@@ -26,6 +26,7 @@ import {
 import { compareCheckpointData } from '../trainer/data-match.js';
 import { prepareAndSetup, teardownData } from '../trainer/data-setup.js';
 import { isCheckpointingCallback, Trainer, type FitResult, type TestResult } from '../trainer/trainer.js';
+import { appReplica, buildTaskFromConfig } from './replica.js';
 import type { RunConfig, Session } from './session.js';
 
 export interface CommandOptions {
@@ -223,7 +224,11 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
     );
   }
   // The Trainer selects the backend, resolves the run dir and builds callbacks, loggers and the optimizer builders.
-  const trainer = await Trainer.create(config, { container, projectRoot: session.projectRoot });
+  const trainer = await Trainer.create(config, {
+    container,
+    projectRoot: session.projectRoot,
+    replica: appReplica({ projectRoot: session.projectRoot, config }),
+  });
   const { runDir } = trainer;
 
   return {
@@ -235,20 +240,8 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
       output.info(`taskforge ${command}: run dir ${runDir}`);
     },
     buildDatamodule: () => instantiator.create('datamodule', config.dataset, { container }, 'dataset'),
-    buildTask(modelDataArgs) {
-      const backbone = instantiator.create('backbone', config.backbone, { container, modelDataArgs }, 'backbone');
-      return instantiator.create(
-        'task',
-        config.task,
-        {
-          container,
-          modelDataArgs,
-          backbone,
-          ...(config.dataset ? { dataConfig: config.dataset } : {}),
-        },
-        'task',
-      );
-    },
+    // DDP workers build their replicas through the same function (app/replica.ts).
+    buildTask: (modelDataArgs) => buildTaskFromConfig(container, config, modelDataArgs),
   };
 }
 

@@ -27,18 +27,20 @@ import { TaskforgeError } from '../errors.js';
 import { overrideHint } from '../config/override-grammar.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { Tokens, type Clock, type Output } from '../services/tokens.js';
-import type { Accelerator } from '../backend/accelerator.js';
+import { Accelerator } from '../backend/accelerator.js';
 import { loadCheckpoint, restoreTaskWeights, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput } from './config.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
-import { evaluationLoop } from './loops/evaluation-loop.js';
+import { evaluationLoop, type EvaluationRun } from './loops/evaluation-loop.js';
 import { FitLoop, type FitLoopHost } from './loops/fit-loop.js';
 import { configuredOptimizers, coreOptimizers } from './optimization.js';
 import { batchBudget, planFit } from './plan.js';
 import { Progress } from './progress.js';
 import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
 import { mixSeed } from './step-context.js';
-import { SingleDeviceStrategy, type Strategy } from './strategy.js';
+import type { ReplicaSpec } from './ddp/protocol.js';
+import { createStrategy } from './strategies.js';
+import type { Strategy } from './strategy.js';
 
 export interface TrainerDeps {
   callbacks: Callback[];
@@ -49,8 +51,15 @@ export interface TrainerDeps {
   projectRoot?: string;
   output: Output;
   clock?: Clock;
-  /** Devices; default: one device, the backend named by `trainer.accelerator` (with `trainer.threads`). */
+  /**
+   * Devices; default: from `trainer.strategy` / `trainer.devices` (`createStrategy`), on the backend
+   * named by `trainer.accelerator` (with `trainer.threads`).
+   */
   strategy?: Strategy;
+  /** How DDP workers build their replica of the task; without it `trainer.strategy=auto` stays on one device. */
+  replica?: ReplicaSpec;
+  /** The global batch size (`dataset.batch_size`), when known: caps `trainer.devices=auto`. */
+  batchSize?: number;
   /**
    * Build the configured optimizer and LR scheduler (the `optimizer` / `scheduler` config nodes).
    * `Trainer.create` supplies them through the registry; default: core's optimizers and schedulers
@@ -164,7 +173,12 @@ export class Trainer implements TrainerView {
     this.optimizers = deps.optimizers ?? coreOptimizers(deps.composedConfig ?? {});
     this.strategy =
       deps.strategy ??
-      SingleDeviceStrategy.for({ accelerator: this.config.accelerator, threads: this.config.threads }, deps.output);
+      createStrategy(this.config, {
+        accelerator: new Accelerator(deps.output),
+        output: deps.output,
+        replica: deps.replica,
+        batchSize: deps.batchSize,
+      });
     // Checkpointing callbacks go last (stable otherwise) so they see metrics other callbacks log.
     this.callbacks = [
       ...deps.callbacks.filter((c) => !isCheckpointingCallback(c)),
@@ -177,22 +191,28 @@ export class Trainer implements TrainerView {
    * backend (so weights built afterwards land on it), resolves the run dir against `projectRoot`,
    * builds the configured callbacks and loggers, and the optimizer/scheduler builders from the
    * `optimizer` and `scheduler` sections (a constant LR when no scheduler is configured).
+   * Builds the strategy from `trainer.strategy` / `trainer.devices` (DDP workers rebuild the task
+   * with `options.replica`; `dataset.batch_size` caps `devices=auto`) and prints its choice.
    * Throws ConfigError (exit 2) for a bad `trainer.*` key or component node, TaskforgeError
-   * (exit 1) when the accelerator cannot be initialised.
+   * (exit 2) for an impossible strategy/devices setting, TaskforgeError (exit 1) when the
+   * accelerator cannot be initialised.
    */
   static async create(
     config: TrainerRunConfig,
-    options: { container: DependencyContainer; projectRoot?: string },
+    options: { container: DependencyContainer; projectRoot?: string; replica?: ReplicaSpec },
   ): Promise<Trainer> {
     const { container } = options;
     const trainerConfig = parseTrainerConfig(config.trainer);
     const output = container.resolve<Output>(Tokens.Output);
     const clock = container.resolve<Clock>(Tokens.Clock);
     const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
-    const strategy = new SingleDeviceStrategy(
-      { accelerator: trainerConfig.accelerator, threads: trainerConfig.threads },
-      container.resolve<Accelerator>(Tokens.Accelerator),
-    );
+    const dataset = config['dataset'] as { batch_size?: unknown } | null | undefined;
+    const strategy = createStrategy(trainerConfig, {
+      accelerator: container.resolve<Accelerator>(Tokens.Accelerator),
+      output,
+      replica: options.replica,
+      batchSize: typeof dataset?.batch_size === 'number' ? dataset.batch_size : undefined,
+    });
     await strategy.setup();
     const runDir = resolve(options.projectRoot ?? process.cwd(), resolveRunDir(trainerConfig, clock));
     const callbacks: Callback[] = [];
@@ -276,6 +296,7 @@ export class Trainer implements TrainerView {
     let status: 'success' | 'failed' | 'interrupted' = 'failed';
     try {
       await prepareAndSetup(datamodule, 'fit');
+      this.strategy.connect?.({ modelDataArgs: datamodule.modelDataArgs });
       const plan = planFit(this.config, datamodule);
       this.maxSteps = plan.totalSteps;
       const { optimizer, scheduler } = this.configureOptimizers(task, plan.totalSteps);
@@ -405,7 +426,7 @@ export class Trainer implements TrainerView {
       });
       return outputs;
     } finally {
-      await teardownData(datamodule);
+      await Promise.allSettled([teardownData(datamodule), this.strategy.teardown()]);
     }
   }
 
@@ -433,6 +454,7 @@ export class Trainer implements TrainerView {
       collect: 'metrics',
       context: (batchIdx) => this.evalContext('sanity', batchIdx),
       step: (batch, ctx) => validationStep.call(this.task, batch, ctx),
+      sharded: this.shardedValidation(),
     });
     await this.hook('onSanityCheckEnd', metrics);
   }
@@ -445,11 +467,19 @@ export class Trainer implements TrainerView {
       collect: 'metrics',
       context: (batchIdx) => this.evalContext('val', batchIdx),
       step: (batch, ctx) => this.task.validationStep!(batch, ctx),
+      sharded: this.shardedValidation(),
     });
     Object.assign(this.callbackMetrics, metrics);
     await this.logMetrics(metrics);
     await this.hook('onValidationEnd', metrics);
     return metrics;
+  }
+
+  /** Validation through the strategy (sharded under ddp), when it offers that. */
+  private shardedValidation(): EvaluationRun['sharded'] {
+    const { strategy } = this;
+    if (!strategy.evaluationStep) return undefined;
+    return (batch, fields) => strategy.evaluationStep!(this.task, 'validationStep', batch, fields);
   }
 
   private evalContext(split: keyof typeof EVAL_SEED_STREAM, batchIdx: number): Omit<StepContext, 'log'> {
@@ -595,6 +625,7 @@ export class Trainer implements TrainerView {
     const results = await Promise.allSettled([
       ...this.loggers.map(async (l) => l.finalize(status)),
       (async () => this.currentDatamodule && teardownData(this.currentDatamodule))(),
+      this.strategy.teardown(),
     ]);
     for (const r of results)
       if (r.status === 'rejected') this.output.warn(`Cleanup failed: ${(r.reason as Error).message}`);
