@@ -34,40 +34,49 @@ describe('taskforge train under ddp (2 devices)', () => {
     expect(existsSync(join(runDir, 'checkpoints'))).toBe(false);
   });
 
-  it('SIGTERM: finishes the step, saves last, exits 143 and the checkpoint resumes under single', async () => {
-    const runDir = join(work, 'sigterm');
-    const live = startTaskforge([
-      'train',
-      ...DDP,
-      ...tiny(runDir),
-      'trainer.max_epochs=-1',
-      'trainer.max_steps=100000',
-    ]);
-    onTestFinished(() => live.signal('SIGKILL'));
-    await live.waitFor(/^train: .*step=\d+\/100000/m);
-    live.signal('SIGTERM');
-    const ended = await live.exit;
-    expect(ended.code, ended.stdout + ended.stderr).toBe(143);
-    expect(ended.stderr).toContain(STRATEGY_LINE);
-    expect(ended.stderr).not.toMatch(/\n\s+at /);
-    const stopped = /Training interrupted by SIGTERM at step (\d+); last checkpoint saved to (\S+);/.exec(ended.stderr);
-    expect(stopped, ended.stderr).not.toBeNull();
-    const step = Number(stopped![1]);
-    const last = join(runDir, 'checkpoints', 'last');
-    expect(JSON.parse(readFileSync(join(last, 'trainer_state.json'), 'utf8')).globalStep).toBe(step);
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)(
+    '%s: finishes the step, saves last and exits %i; the SIGTERM checkpoint resumes under single',
+    async (signal, code) => {
+      const runDir = join(work, signal);
+      const live = startTaskforge([
+        'train',
+        ...DDP,
+        ...tiny(runDir),
+        'trainer.max_epochs=-1',
+        'trainer.max_steps=100000',
+      ]);
+      onTestFinished(() => live.signal('SIGKILL'));
+      await live.waitFor(/^train: .*step=\d+\/100000/m);
+      live.signal(signal);
+      const ended = await live.exit;
+      expect(ended.code, ended.stdout + ended.stderr).toBe(code);
+      expect(ended.stderr).toContain(STRATEGY_LINE);
+      expect(ended.stderr).not.toMatch(/\n\s+at /);
+      const stopped = new RegExp(
+        `Training interrupted by ${signal} at step (\\d+); last checkpoint saved to (\\S+);`,
+      ).exec(ended.stderr);
+      expect(stopped, ended.stderr).not.toBeNull();
+      const step = Number(stopped![1]);
+      const last = join(runDir, 'checkpoints', 'last');
+      expect(JSON.parse(readFileSync(join(last, 'trainer_state.json'), 'utf8')).globalStep).toBe(step);
+      if (signal === 'SIGINT') return;
 
-    const resumed = await taskforge([
-      'train',
-      'trainer.strategy=single',
-      ...tiny(join(work, 'resumed')),
-      `trainer.max_steps=${step + 1}`,
-      `trainer.resume_from=${last}`,
-    ]);
-    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
-    expect(resumed.stderr).toContain('Strategy: single device (trainer.strategy=single)');
-    expect(resumed.stderr).toContain(`Resumed from '${last}' at global step ${step}`);
-    expect(resumed.stderr).toContain(`Training finished at step ${step + 1}`);
-  });
+      const resumed = await taskforge([
+        'train',
+        'trainer.strategy=single',
+        ...tiny(join(work, 'resumed')),
+        `trainer.max_steps=${step + 1}`,
+        `trainer.resume_from=${last}`,
+      ]);
+      expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+      expect(resumed.stderr).toContain('Strategy: single device (trainer.strategy=single)');
+      expect(resumed.stderr).toContain(`Resumed from '${last}' at global step ${step}`);
+      expect(resumed.stderr).toContain(`Training finished at step ${step + 1}`);
+    },
+  );
 
   it.each([
     [['trainer.devices=5'], /trainer\.devices=5 is more than the batch size \(dataset\.batch_size=4\)/],

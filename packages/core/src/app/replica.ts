@@ -27,7 +27,13 @@ export function buildTaskFromConfig(
   return instantiator.create(
     'task',
     config.task,
-    { container, modelDataArgs, backbone, ...(config.dataset ? { dataConfig: config.dataset } : {}) },
+    {
+      container,
+      modelDataArgs,
+      backbone,
+      ...(config.dataset ? { dataConfig: config.dataset } : {}),
+      ...(config.backbone ? { backboneConfig: config.backbone } : {}),
+    },
     'task',
   );
 }

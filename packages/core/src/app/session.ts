@@ -9,10 +9,11 @@ import { z } from 'zod';
 import { attachEnvSources, composeConfig, type ComposedConfig } from '../config/index.js';
 import { explainProblems } from '../config/explain.js';
 import { shellWord } from '../config/override-grammar.js';
-import type { ConfigNode } from '../config/paths.js';
+import { setPath, type ConfigNode } from '../config/paths.js';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { discoverPlugins, loadPlugins, type DiscoveredPlugin } from '../registry/discovery.js';
 import type { ComponentRegistry } from '../registry/registry.js';
+import type { RunConfigDraft } from '../registry/types.js';
 import { isComponentNode, validateConfig } from '../registry/validate.js';
 import { createContainer } from './container.js';
 import { findProjectRoot } from '../services/paths.js';
@@ -92,13 +93,17 @@ export class Session {
   }
 
   /**
-   * Composes the config from the search path and overrides, then validates every section; notes
-   * about settings dropped by a group swap are printed as warnings. Every command (`config`
-   * included) goes through here, so all validate alike.
+   * Composes the config from the search path and overrides, lets the configured components adjust
+   * it (their `adjustRunConfig`, unless `adjust: false`; their notes are printed as information),
+   * then validates every section; notes about settings dropped by a group swap are printed as
+   * warnings. Every command (`config` included) goes through here, so all validate alike.
    * @throws ConfigError (exit code 2) listing every problem.
    */
-  compose(overrides: string[], options: { searchPath?: string[]; configName?: string } = {}): ComposedRun {
-    const { composed, run, problems } = this.check(overrides, options);
+  compose(
+    overrides: string[],
+    options: { searchPath?: string[]; configName?: string; adjust?: boolean } = {},
+  ): ComposedRun {
+    const { composed, run, problems, adjusted } = this.check(overrides, options);
     if (problems.length) {
       // `+key=value` is offered for a missing key only where it would be accepted: try it.
       for (const problem of problems) {
@@ -120,6 +125,7 @@ export class Session {
     }
     const output = this.container.resolve<Output>(Tokens.Output);
     for (const note of composed.notes) output.warn(note);
+    for (const note of adjusted) output.info(note);
     return run!;
   }
 
@@ -131,8 +137,8 @@ export class Session {
    */
   private check(
     overrides: string[],
-    options: { searchPath?: string[]; configName?: string },
-  ): { composed: ComposedConfig; run?: ComposedRun; problems: ConfigProblem[] } {
+    options: { searchPath?: string[]; configName?: string; adjust?: boolean },
+  ): { composed: ComposedConfig; run?: ComposedRun; problems: ConfigProblem[]; adjusted: string[] } {
     let composed: ComposedConfig;
     try {
       composed = composeConfig({
@@ -160,6 +166,8 @@ export class Session {
       }
       throw new ConfigError([...error.problems, ...more], heading);
     }
+    // The configured components adjust the tree before it is validated (their notes are printed on success).
+    const adjusted = options.adjust !== false ? this.adjust(composed) : [];
     let found: ConfigProblem[] = [];
     let run: ComposedRun | undefined;
     try {
@@ -176,12 +184,45 @@ export class Session {
     const unresolved = (p: ConfigProblem) =>
       composed.problems.length > 0 && typeof p.value === 'string' && p.value.includes('${');
     const problems = [...composed.problems, ...found.filter((p) => !covered(p.path) && !unresolved(p))];
-    return { composed, ...(run ? { run } : {}), problems: explainProblems(problems, composed) };
+    return { composed, ...(run ? { run } : {}), problems: explainProblems(problems, composed), adjusted };
+  }
+
+  /**
+   * Calls `adjustRunConfig` of the component each top-level section names (unknown targets are
+   * left to validation), in place; returns their notes.
+   */
+  private adjust(composed: ComposedConfig): string[] {
+    const notes: string[] = [];
+    const { config, sources } = composed;
+    for (const section of COMPONENT_SECTIONS) {
+      const node = config[section];
+      if (!isComponentNode(node) || typeof node._target_ !== 'string' || !this.registry.has(node._target_)) continue;
+      const spec = this.registry.resolve(node._target_);
+      if (!spec.adjustRunConfig) continue;
+      const draft: RunConfigDraft = {
+        config,
+        section,
+        node,
+        sourceOf: (path) => sources.get(path),
+        fromCommandLine: (path) =>
+          [...sources].some(
+            ([key, source]) => source === 'command line' && (key === path || key.startsWith(`${path}.`)),
+          ),
+        set(path, value, source) {
+          setPath(config, path, value);
+          for (const key of [...sources.keys()]) if (key.startsWith(`${path}.`)) sources.delete(key);
+          sources.set(path, source);
+        },
+      };
+      notes.push(...(spec.adjustRunConfig(draft) ?? []));
+    }
+    return notes;
   }
 
   /**
    * Validates a composed config: each component section against its component's schema, the
-   * `trainer` section, the sections a configured task needs (dataset, backbone, optimizer), and that every component section
+   * `trainer` section, the sections a configured task needs (dataset, backbone, optimizer), and that every
+   * component section
    * names its component (`_target_`), so nothing half-configured reaches a command.
    * @throws ConfigError (exit code 2) listing every problem.
    */
@@ -192,7 +233,9 @@ export class Session {
       if (!configured(section)) {
         problems.push({
           path: section,
-          message: `no ${section} is configured; select one on the command line, e.g. ${section}=<option> (see \`taskforge list\`)`,
+          message:
+            `no ${section} is configured; select one on the command ` +
+            `line, e.g. ${section}=<option> (see \`taskforge list\`)`,
         });
       }
     }
@@ -203,7 +246,9 @@ export class Session {
       const source = leaf === undefined ? undefined : composed.sources.get(leaf);
       problems.push({
         path: section,
-        message: `has settings but names no component (no _target_): select an option with ${section}=<option>, or delete the whole group with ~${section}`,
+        message:
+          `has settings but names no component (no _target_): select an option ` +
+          `with ${section}=<option>, or delete the whole group with ~${section}`,
         value: node,
         ...(source ? { source } : {}),
       });

@@ -41,7 +41,8 @@ export async function computeStep(
         const loss = task.trainingStep(batch, ctx);
         if (loss.rank !== 0) {
           throw new TaskforgeError(
-            `trainingStep must return a scalar loss, got a tensor of shape [${loss.shape.join(', ')}]; reduce it (e.g. tf.mean) before returning.`,
+            `trainingStep must return a scalar loss, got a tensor of shape [${loss.shape.join(', ')}]; ` +
+              'reduce it (e.g. tf.mean) before returning.',
           );
         }
         return loss;

@@ -45,7 +45,10 @@ import type { Strategy } from './strategy.js';
 export interface TrainerDeps {
   callbacks: Callback[];
   loggers: MetricsLogger[];
-  /** Where results and default checkpoints go; default: resolved from `trainer.run_dir` / `trainer.default_root_dir` against `projectRoot`. */
+  /**
+   * Where results and default checkpoints go; default: resolved from `trainer.run_dir` /
+   * `trainer.default_root_dir` against `projectRoot`.
+   */
   runDir?: string;
   /** What a relative run dir is resolved against; default: the working directory. */
   projectRoot?: string;
@@ -550,7 +553,8 @@ export class Trainer implements TrainerView {
       const state = checkpoint.trainerState;
       if (!state) {
         throw new TaskforgeError(
-          `Cannot resume from '${dir}': it has no trainer_state.json, so it holds weights only. Load it as pretrained weights instead, or resume from a checkpoint written during training.`,
+          `Cannot resume from '${dir}': it has no trainer_state.json, so it holds weights only. Load ` +
+            `it as pretrained weights instead, or resume from a checkpoint written during training.`,
           { exitCode: 2 },
         );
       }
@@ -566,7 +570,8 @@ export class Trainer implements TrainerView {
       }
       if (state.seed !== this.config.seed) {
         this.output.warn(
-          `Resuming a run trained with seed ${state.seed} using trainer.seed=${this.config.seed}: data order and dropout will differ from the original run.`,
+          `Resuming a run trained with seed ${state.seed} using trainer.seed=${this.config.seed}: ` +
+            `data order and dropout will differ from the original run.`,
         );
       }
       this.progress.load(state);
@@ -578,7 +583,8 @@ export class Trainer implements TrainerView {
         if (saved && callback.loadStateDict) callback.loadStateDict(saved);
       }
       this.output.info(
-        `Resumed from '${dir}' at global step ${this.globalStep} (epoch ${this.epoch}, batch ${this.progress.batchInEpoch}).`,
+        `Resumed from '${dir}' at global step ${this.globalStep} ` +
+          `(epoch ${this.epoch}, batch ${this.progress.batchInEpoch}).`,
       );
     } finally {
       checkpoint.dispose();

@@ -57,4 +57,4 @@ export type ToWorker = {
 export type FromWorker =
   | { type: 'ready'; backend: string }
   | { type: 'result'; id: number; loss: number; logs: LoggedValue[]; grads: Record<string, Float32Array> }
-  | { type: 'error'; id?: number; message: string; stack?: string };
+  | { type: 'error'; id?: number; method?: ToWorker['method']; message: string; stack?: string };

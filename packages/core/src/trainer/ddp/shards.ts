@@ -34,8 +34,9 @@ export function splitBatch<Batch>(batch: Batch, parts: number): Array<Shard<Batc
   const n = batchSize(batch);
   if (n === undefined) {
     throw new TaskforgeError(
-      'trainer.strategy=ddp splits each batch along its first dimension, which needs batches that are plain objects with a numeric `size` field ' +
-        '(the sample count) and typed-array fields of size × row elements; this DataModule yields batches without `size`. ' +
+      'trainer.strategy=ddp splits each batch along its first dimension, which needs batches that are ' +
+        'plain objects with a numeric `size` field (the sample count) and typed-array fields of size × row ' +
+        'elements; this DataModule yields batches without `size`. ' +
         'Add `size` to its batches, or train with trainer.strategy=single.',
       { exitCode: 2 },
     );

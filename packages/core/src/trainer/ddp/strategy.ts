@@ -20,7 +20,7 @@
  *   TaskforgeError (exit 1) naming the rank, the step and the cause; the 'error'/'exit' events
  *   mean no wait is left hanging. The update of that step is never applied, so the last checkpoint
  *   stays the last good one. `teardown` terminates every worker (the Trainer calls it on every
- *   exit path; workers are also unref'd, so they never keep the process alive).
+ *   exit path; a worker keeps the process alive only while rank 0 waits on it).
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -73,7 +73,8 @@ export function resolveDevices(request: DevicesRequest, backend: string): Device
   const batchNote = batchSize === undefined ? '' : `, batch of ${batchSize}`;
   if (typeof request.devices === 'number' && batchSize !== undefined && request.devices > batchSize) {
     throw new TaskforgeError(
-      `trainer.devices=${request.devices} is more than the batch size (dataset.batch_size=${batchSize}): each device needs at least one sample of every batch. ` +
+      `trainer.devices=${request.devices} is more than the batch size (dataset.batch_size=${batchSize}): ` +
+        'each device needs at least one sample of every batch. ' +
         `Set trainer.devices to at most ${batchSize} (or auto), or raise dataset.batch_size.`,
       { exitCode: 2 },
     );
@@ -81,7 +82,8 @@ export function resolveDevices(request: DevicesRequest, backend: string): Device
   if (request.strategy === 'single') {
     if (typeof request.devices === 'number' && request.devices > 1) {
       throw new TaskforgeError(
-        `trainer.devices=${request.devices} needs trainer.strategy=ddp (or auto), but trainer.strategy=single runs on one device. ` +
+        `trainer.devices=${request.devices} needs trainer.strategy=ddp (or auto), ` +
+          'but trainer.strategy=single runs on one device. ' +
           'Set trainer.strategy=ddp, or trainer.devices=1.',
         { exitCode: 2 },
       );
@@ -91,7 +93,8 @@ export function resolveDevices(request: DevicesRequest, backend: string): Device
   if (request.strategy === 'ddp') {
     if (!DDP_BACKENDS.has(backend)) {
       throw new TaskforgeError(
-        `trainer.strategy=ddp runs on the wasm or cpu backend (one instance per worker thread), but the ${backend} backend was selected. ` +
+        'trainer.strategy=ddp runs on the wasm or cpu backend (one instance per worker thread), ' +
+          `but the ${backend} backend was selected. ` +
           'Set trainer.accelerator=wasm (or cpu), or trainer.strategy=single (or auto) to train on this backend.',
         { exitCode: 2 },
       );
@@ -120,7 +123,9 @@ export function resolveDevices(request: DevicesRequest, backend: string): Device
   return {
     strategy: 'ddp',
     devices,
-    reason: `auto: ${backend} backend, ${request.devices === 'auto' ? `${cores} cores` : `trainer.devices=${devices}`}${sizes}`,
+    reason:
+      `auto: ${backend} backend, ${request.devices === 'auto' ? `${cores} cores` : `trainer.devices=${devices}`}` +
+      sizes,
   };
 }
 
@@ -151,7 +156,12 @@ class Replica {
     this.ready = new Promise<void>((resolve, reject) => (this.readyWait = { resolve, reject }));
     this.ready.catch(() => undefined);
     this.worker = spawnWorker(init);
-    this.worker.unref();
+    // Referenced (keeps the process alive) only while rank 0 waits on it: until it is ready and
+    // while a request is pending; idle, it never holds the process open.
+    this.ready.then(
+      () => this.settle(),
+      () => undefined,
+    );
     this.worker.on('message', (message: FromWorker) => this.onMessage(message));
     this.worker.on('error', (error: Error & { code?: string }) => {
       const oom = error.code === 'ERR_WORKER_OUT_OF_MEMORY';
@@ -174,8 +184,19 @@ class Replica {
     const pending = this.pending.get(message.id!);
     if (!pending) return;
     this.pending.delete(message.id!);
+    this.settle();
     if (message.type === 'result') pending.resolve(message);
-    else pending.reject(new Error(`its training step threw: ${message.message}`));
+    else
+      pending.reject(
+        new Error(
+          `its ${message.method === 'validationStep' ? 'validation' : 'training'} step threw: ${message.message}`,
+        ),
+      );
+  }
+
+  /** Lets the process exit while this worker has nothing rank 0 waits for. */
+  private settle(): void {
+    if (this.pending.size === 0) this.worker.unref();
   }
 
   fail(reason: string): void {
@@ -185,12 +206,14 @@ class Replica {
     this.readyWait?.reject(error);
     for (const p of this.pending.values()) p.reject(error);
     this.pending.clear();
+    this.worker.unref();
   }
 
   request(message: ToWorker, transfer: ArrayBuffer[]): Promise<Extract<FromWorker, { type: 'result' }>> {
     if (this.failure !== undefined) return Promise.reject(new Error(this.failure));
     return new Promise((resolve, reject) => {
       this.pending.set(message.id, { resolve, reject });
+      this.worker.ref();
       this.worker.postMessage(message, transfer);
     });
   }
@@ -270,7 +293,8 @@ export class DDPStrategy implements Strategy {
       this.output.info(`Strategy: ${what} (${this.plan.reason})`);
       if (this.plan.strategy === 'ddp' && this.plan.devices > 1 && !this.replica) {
         throw new TaskforgeError(
-          'trainer.strategy=ddp needs a recipe to build the task in each worker: the app layer (Trainer.create) supplies one; ' +
+          'trainer.strategy=ddp needs a recipe to build the task in each worker: ' +
+            'the app layer (Trainer.create) supplies one; ' +
             'a Trainer made with `new Trainer` needs `deps.replica` (see ReplicaSpec).',
           { exitCode: 2 },
         );
@@ -451,7 +475,8 @@ export class DDPStrategy implements Strategy {
   }
 
   private workerError(rank: number, fields: StepFields, cause: string, during?: 'validation'): TaskforgeError {
-    const where = `${during ? 'validation at ' : ''}global step ${fields.globalStep} (epoch ${fields.epoch}, ${during ? 'validation ' : ''}batch ${fields.batchIdx})`;
+    const batch = `${during ? 'validation ' : ''}batch ${fields.batchIdx}`;
+    const where = `${during ? 'validation at ' : ''}global step ${fields.globalStep} (epoch ${fields.epoch}, ${batch})`;
     return new TaskforgeError(
       `DDP worker rank ${rank} of ${this.worldSize} failed at ${where}: ${cause}. ` +
         'The step was not applied, so the last checkpoint saved is the last good one. ' +

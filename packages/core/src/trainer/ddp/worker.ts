@@ -28,7 +28,9 @@ async function buildReplica(): Promise<Task> {
   const selection = await selectBackend(init.accelerator, { threads: init.threads });
   if (selection.backend !== init.backend) {
     throw new Error(
-      `it got the ${selection.backend} backend for trainer.accelerator=${init.accelerator}, but rank 0 runs on ${init.backend}; set trainer.accelerator=${init.backend === 'tensorflow' ? 'node' : init.backend}`,
+      `it got the ${selection.backend} backend for trainer.accelerator=${init.accelerator}, ` +
+        `but rank 0 runs on ${init.backend}; ` +
+        `set trainer.accelerator=${init.backend === 'tensorflow' ? 'node' : init.backend}`,
     );
   }
   const module = (await import(init.replica.module)) as Record<string, unknown>;
@@ -86,7 +88,7 @@ port.on('message', (message: ToWorker) => {
         Object.values(grads).map((g) => g.buffer as ArrayBuffer),
       );
     } catch (error) {
-      post({ type: 'error', id: message.id, ...describe(error) });
+      post({ type: 'error', id: message.id, method: message.method, ...describe(error) });
     }
   });
 });

@@ -110,7 +110,8 @@ export class FitLoop {
       if (this.micro.length > 0) await this.step();
       progress.epochFinished = !stoppedEarly;
     }
-    // Validate at the epoch end, and also when max_steps ends training mid-epoch, unless that position was just validated.
+    // Validate at the epoch end, and also when max_steps ends training mid-epoch, unless that position was
+    // just validated.
     if (this.validateThisEpoch && host.stopReason() === undefined && progress.validatedAt !== this.batchIdx)
       await this.validate();
     await host.onTrainEpochEnd();
@@ -137,8 +138,10 @@ export class FitLoop {
     if (!Number.isFinite(loss) && config.stop_on_nan) {
       tf.dispose(this.accumulated);
       throw new TaskforgeError(
-        `Training loss is ${loss} at global step ${progress.globalStep} (epoch ${progress.epoch}, batch ${this.batchIdx}); stopping before the weights are updated. ` +
-          'Common causes: a learning rate that is too high, no gradient clipping (set trainer.gradient_clip_val, e.g. 1.0), or bad values in that batch. ' +
+        `Training loss is ${loss} at global step ${progress.globalStep} (epoch ` +
+          `${progress.epoch}, batch ${this.batchIdx}); stopping before the weights are updated. ` +
+          'Common causes: a learning rate that is too high, no gradient clipping ' +
+          '(set trainer.gradient_clip_val, e.g. 1.0), or bad values in that batch. ' +
           'Set trainer.stop_on_nan=false to keep training anyway.',
       );
     }
@@ -190,7 +193,8 @@ export class FitLoop {
         if (config.stop_on_nan) {
           tf.dispose(grads);
           throw new TaskforgeError(
-            `The gradient norm is ${clipped.norm} at global step ${progress.globalStep} (epoch ${progress.epoch}, batch ${this.batchIdx - 1}); stopping before the weights are updated. ` +
+            `The gradient norm is ${clipped.norm} at global step ${progress.globalStep} (epoch ` +
+              `${progress.epoch}, batch ${this.batchIdx - 1}); stopping before the weights are updated. ` +
               'Lower the learning rate or check the inputs; set trainer.stop_on_nan=false to skip such steps instead.',
           );
         }
