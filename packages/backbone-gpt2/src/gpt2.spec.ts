@@ -242,3 +242,77 @@ describe('backbone/gpt2 component', () => {
     model.dispose();
   });
 });
+
+describe('Gpt2 on wasm (packed fused attention) against cpu (split heads, plain ops)', () => {
+  afterAll(() => tf.setBackend('cpu'));
+
+  /** Hidden states and the gradients of a loss w.r.t. every variable, on `backend`, from seed-identical weights. */
+  async function run(backend: string, config: Gpt2Config): Promise<Record<string, Float32Array>> {
+    expect(await tf.setBackend(backend)).toBe(true);
+    const model = new Gpt2(config, { seed: 4 });
+    const vars = model.namedVariables();
+    const tokens = tf.tensor2d(randomTokens(2, 5, config.num_vocab), undefined, 'int32');
+    const w = tf.randomNormal([2, T, config.embed_dim], 0, 1, 'float32', 6);
+    const names = Object.keys(vars);
+    const { value, grads } = tf.variableGrads(
+      () => model.forward(tokens, { training: false, seed: 0 }).hidden.mul(w).sum() as tf.Scalar,
+      names.map((n) => vars[n]!),
+    );
+    const out: Record<string, Float32Array> = {
+      hidden: tf.tidy(() => model.forward(tokens, { training: false, seed: 0 }).hidden.dataSync() as Float32Array),
+    };
+    for (const n of names) out[n] = grads[vars[n]!.name]!.dataSync() as Float32Array;
+    tf.dispose([value, grads, tokens, w]);
+    model.dispose();
+    return out;
+  }
+
+  it.each([
+    ['2 heads of 8', { ...base }],
+    ['4 heads of 3, residual_norm', { ...base, embed_dim: 12, num_heads: 4, residual_norm: true }],
+  ])('hidden states and every gradient agree (%s)', async (_name, config) => {
+    const cpu = await run('cpu', config);
+    const wasm = await run('wasm', config);
+    expect(Object.keys(wasm)).toEqual(Object.keys(cpu));
+    for (const [name, expected] of Object.entries(cpu)) {
+      const actual = wasm[name]!;
+      let scale = 0;
+      let diff = 0;
+      for (let i = 0; i < expected.length; i++) {
+        scale = Math.max(scale, Math.abs(expected[i]!));
+        diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
+      }
+      expect(scale, name).toBeGreaterThan(0);
+      expect(diff, name).toBeLessThan(1e-4 * Math.max(1, scale));
+    }
+  });
+
+  it('splits and merges no heads on wasm: the attention runs no Transpose or Slice (forward and backward)', async () => {
+    expect(await tf.setBackend('wasm')).toBe(true);
+    const model = new Gpt2(base, { seed: 4 });
+    const vars = Object.values(model.namedVariables());
+    const tokens = tf.tensor2d(randomTokens(2, 5), undefined, 'int32');
+    const info = await tf.profile(() => {
+      const { value, grads } = tf.variableGrads(
+        () => model.forward(tokens, { training: false, seed: 0 }).hidden.square().sum() as tf.Scalar,
+        vars,
+      );
+      tf.dispose([value, grads]);
+    });
+    const names = info.kernels.map((k) => k.name);
+    expect(names.filter((n) => n === 'TaskforgeCausalAttentionPacked')).toHaveLength(base.num_layers);
+    expect(names.filter((n) => n === 'TaskforgeCausalAttentionPackedGrad')).toHaveLength(base.num_layers);
+    expect(names).not.toContain('TaskforgeCausalAttention');
+    // Head split/merge would transpose rank-4 [B, T, H, hd] / [B, H, T, hd] tensors, and the
+    // split qkv projection slices its kernel; only the dense layers' rank-2 products remain.
+    const shapesOf = (name: string) =>
+      info.kernels.filter((k) => k.name === name).flatMap((k) => k.inputShapes.map((s) => JSON.stringify(s)));
+    expect(shapesOf('Transpose').length).toBeGreaterThan(0);
+    expect(shapesOf('Transpose').map((s) => JSON.parse(s).length)).not.toContain(4);
+    const D = base.embed_dim;
+    expect(shapesOf('Slice')).not.toContain(JSON.stringify([D, 3 * D]));
+    expect(shapesOf('Slice')).not.toContain(JSON.stringify([3 * D]));
+    tokens.dispose();
+    model.dispose();
+  });
+});

@@ -13,6 +13,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { linear, type Backbone, type NamedVariables } from '@taskforge/core';
 import { CausalMasks, causalSelfAttention } from './attention.js';
+import { fusedCausalAttentionPacked } from './fused-attention.js';
 import { gelu } from './gelu.js';
 
 /** The model's hyper-parameters: the validated `backbone` config node plus the data's shapes. */
@@ -91,8 +92,14 @@ interface Norm {
   gamma: tf.Tensor;
   beta: tf.Tensor;
 }
-/** How a layer's heads attend: full causal attention (training), or one new position over a cache. */
-type Attend = (l: number, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D;
+/**
+ * How a layer's heads attend. `heads`: q, k, v split into [B, H, T, hd] (full causal attention
+ * with plain ops, or one new position over a cache). `packed`: straight from the qkv projection
+ * [B, T, 3D] to the merged heads [B, T, D] (the fused wasm kernels; no head split or merge).
+ */
+type Attend =
+  | { heads: (l: number, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D }
+  | { packed: (qkv: tf.Tensor3D) => tf.Tensor3D };
 type Drop = (t: tf.Tensor) => tf.Tensor;
 
 const LN_EPS = 1e-5;
@@ -174,7 +181,13 @@ export class Gpt2 implements Backbone {
       // Shift right: position i sees the embedding of token i-1, position 0 sees `sos`.
       const tok = tf.concat([this.sos(B), this.embedTokens(tokens.slice([0, 0], [B, T - 1]))], 1);
       const x = drop(tok.add(this.v('pos_embed').slice([0, 0], [T, D]))) as tf.Tensor3D;
-      return this.body(x, (_l, q, k, v) => causalSelfAttention(q, k, v, { blockSize, masks: this.masks }), drop);
+      // On wasm the fused kernels read the qkv projection as it is (fused-attention.ts); other
+      // backends split the heads and run the plain-ops attention (attention.ts).
+      const attend: Attend =
+        tf.getBackend() === 'wasm'
+          ? { packed: (qkv) => fusedCausalAttentionPacked(qkv, this.config.num_heads) }
+          : { heads: (_l, q, k, v) => causalSelfAttention(q, k, v, { blockSize, masks: this.masks }) };
+      return this.body(x, attend, drop);
     });
     return { hidden };
   }
@@ -206,9 +219,11 @@ export class Gpt2 implements Backbone {
     const out = tf.tidy(() => {
       const tok = token === null ? this.sos(B) : this.embedTokens(token.reshape([B, 1]));
       const x = tok.add(this.v('pos_embed').slice([p, 0], [1, D])) as tf.Tensor3D;
-      const attendCached: Attend = (l, q, k, v) => {
-        const [keys, values] = cache.append(l, k, v);
-        return attention(q, keys, values);
+      const attendCached: Attend = {
+        heads: (l, q, k, v) => {
+          const [keys, values] = cache.append(l, k, v);
+          return attention(q, keys, values);
+        },
       };
       return this.body(x, attendCached, (t) => t).reshape([B, D]) as tf.Tensor2D;
     });
@@ -236,17 +251,22 @@ export class Gpt2 implements Backbone {
     return a.add(drop(this.mlp(l, layerNorm(a, ln2)))) as tf.Tensor3D;
   }
 
-  /** [B, T, D] → q, k, v as [B, H, T, hd] → attend → merge heads → output projection. */
+  /**
+   * [B, T, D] → q, k, v as [B, H, T, hd] → attend → merge heads → output projection; or, packed,
+   * [B, T, D] → qkv [B, T, 3D] → attend → [B, T, D] → output projection.
+   */
   private selfAttention(l: number, x: tf.Tensor3D, attend: Attend): tf.Tensor3D {
     const [B, T] = x.shape;
     const { num_heads: H, embed_dim: D } = this.config;
+    if ('packed' in attend)
+      return dense(attend.packed(dense(x, this.linear(`blocks.${l}.attn.qkv`))), this.linear(`blocks.${l}.attn.proj`));
     const { kernel, bias } = this.linear(`blocks.${l}.attn.qkv`);
     // Split the small kernel rather than the [B, T, 3D] product: wasm slices copy their whole input.
     const [q, k, v] = [0, 1, 2].map((i) => {
       const part = { kernel: kernel.slice([0, i * D], [D, D]), bias: bias!.slice([i * D], [D]) };
       return dense(x, part).reshape([B, T, H, this.headDim]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
     });
-    const y = attend(l, q!, k!, v!);
+    const y = attend.heads(l, q!, k!, v!);
     const merged = y.transpose([0, 2, 1, 3]).reshape([B, T, D]) as tf.Tensor3D;
     return dense(merged, this.linear(`blocks.${l}.attn.proj`));
   }
