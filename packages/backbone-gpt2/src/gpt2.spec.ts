@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '@taskforge/core';
-import { Gpt2, type Gpt2Config } from './gpt2.js';
+import { Gpt2, layerNorm, type Gpt2Config } from './gpt2.js';
 import { createGpt2, gpt2Schema, plugin } from './index.js';
 
 const T = 64; // an 8×8 image
@@ -314,5 +314,36 @@ describe('Gpt2 on wasm (packed fused attention) against cpu (split heads, plain 
     expect(shapesOf('Slice')).not.toContain(JSON.stringify([3 * D]));
     tokens.dispose();
     model.dispose();
+  });
+});
+
+describe.each(['cpu', 'wasm'])('layerNorm on %s', (backend) => {
+  beforeAll(async () => {
+    expect(await tf.setBackend(backend)).toBe(true);
+  });
+
+  it('matches autodiff of the plain formula: output, dx, dγ, dβ', () => {
+    const [expected, actual] = [false, true].map((custom) =>
+      tf.tidy(() => {
+        const x = tf.randomNormal([3, 5, 6], 0, 2, 'float32', 1);
+        const gamma = tf.randomNormal([6], 1, 0.5, 'float32', 2);
+        const beta = tf.randomNormal([6], 0, 1, 'float32', 3);
+        const w = tf.randomNormal([3, 5, 6], 0, 1, 'float32', 4);
+        const plain = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+          const { mean, variance } = tf.moments(a, -1, true);
+          return a
+            .sub(mean)
+            .mul(tf.rsqrt(variance.add(1e-5)))
+            .mul(g)
+            .add(b);
+        };
+        const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+          (custom ? layerNorm(a, { gamma: g, beta: b }) : plain(a, g, b)).mul(w).sum();
+        const { value, grads } = tf.valueAndGrads(f)([x, gamma, beta]);
+        return [value, ...grads].map((t) => Array.from(t.dataSync()));
+      }),
+    );
+    expect(actual!.map((a) => a.length)).toEqual([1, 90, 6, 6]);
+    actual!.forEach((values, i) => values.forEach((v, j) => expect(v).toBeCloseTo(expected![i]![j]!, 4)));
   });
 });

@@ -11,7 +11,7 @@
  * position table is sliced, not gathered.
  */
 import * as tf from '@tensorflow/tfjs';
-import { linear, type Backbone, type NamedVariables } from '@taskforge/core';
+import { linear, sumRows, type Backbone, type NamedVariables } from '@taskforge/core';
 import { CausalMasks, causalSelfAttention } from './attention.js';
 import { fusedCausalAttentionPacked } from './fused-attention.js';
 import { gelu } from './gelu.js';
@@ -104,14 +104,25 @@ type Drop = (t: tf.Tensor) => tf.Tensor;
 
 const LN_EPS = 1e-5;
 
-/** LayerNorm over the last axis: (x − mean) / √(var + ε) · γ + β. */
-function layerNorm<T extends tf.Tensor>(x: T, { gamma, beta }: Norm): T {
+/** LayerNorm over the last axis: (x − mean) / √(var + ε) · γ + β (exported for its tests only). */
+export function layerNorm<T extends tf.Tensor>(x: T, { gamma, beta }: Norm): T {
   const { mean, variance } = tf.moments(x, -1, true);
-  return x
-    .sub(mean)
-    .mul(tf.rsqrt(variance.add(LN_EPS)))
-    .mul(gamma)
-    .add(beta) as T;
+  return scaleShift(x.sub(mean).mul(tf.rsqrt(variance.add(LN_EPS))), gamma, beta) as T;
+}
+
+/**
+ * xhat [..., D] · γ [D] + β [D]. Autodiff would reduce dγ and dβ over the leading axes with
+ * `Sum`, which on wasm transposes its whole input first; core's `sumRows` makes them products.
+ */
+function scaleShift(xhat: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor {
+  return tf.customGrad((...args) => {
+    const [xh, g, b] = args as tf.Tensor[];
+    (args[3] as tf.GradSaveFunc)([xh!, g!]);
+    return {
+      value: xh!.mul(g!).add(b!),
+      gradFunc: (dy: tf.Tensor, [sxh, sg]: tf.Tensor[]) => [dy.mul(sg!), sumRows(dy.mul(sxh!)), sumRows(dy)],
+    };
+  })(xhat, gamma, beta);
 }
 
 /** x[B, T, in] · kernel[in, out] (+ bias) as one 2-D product with a wasm-friendly gradient (core's `linear`). */

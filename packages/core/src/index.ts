@@ -3,6 +3,7 @@ import 'reflect-metadata';
 export * from './errors.js';
 export { writeFileAtomic, writeNewFileAtomic, withFsErrors } from './fs.js';
 export { linear } from './ops/linear.js';
+export { sumRows } from './ops/sum-rows.js';
 export * from './contracts.js';
 export * from './registry/types.js';
 export * from './services/tokens.js';
