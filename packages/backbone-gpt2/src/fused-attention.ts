@@ -207,6 +207,9 @@ function packedGeometry(info: tf.TensorInfo, numHeads: number): Geometry {
   };
 }
 
+/** Extra elements per row of the kernels' [hd, T4] scratch (they use T4 + 16; see assembly/attention.ts). */
+const PAD = 16;
+
 const sizeOf = (info: tf.TensorInfo) => info.shape.reduce((a, b) => a * b, 1);
 
 /**
@@ -248,7 +251,7 @@ function runForward(
   const { B, H, T, hd } = g;
   const T4 = Math.ceil(T / 4) * 4;
   // After the inputs: o, lse, then scratch: kt, vt [hd, T4], a block's 4 score rows, 4 rows of q splats.
-  const { exports, at } = stage(wasm, inputs, [B * H * T * hd, B * H * T, hd * T4, hd * T4, 4 * T4, 16 * hd]);
+  const { exports, at } = stage(wasm, inputs, [B * H * T * hd, B * H * T, hd * (T4 + PAD), hd * (T4 + PAD), 4 * T4, 16 * hd]);
   const [op, lp, ktp, vtp, rowp, qsp] = at.slice(inputs.length) as number[];
   const [qp, kp, vp] = qkvAt(at);
   exports.forward(
@@ -297,10 +300,10 @@ function runBackward(
   // After the inputs and gradients: kt, vt, dkt, dvt [hd, T4], 4 rows of dS, q and dy splats.
   const { exports, at } = stage(wasm, inputs, [
     ...gradLengths,
-    hd * T4,
-    hd * T4,
-    hd * T4,
-    hd * T4,
+    hd * (T4 + PAD),
+    hd * (T4 + PAD),
+    hd * (T4 + PAD),
+    hd * (T4 + PAD),
     4 * T4,
     16 * hd,
     16 * hd,
