@@ -77,7 +77,8 @@ export function causalSelfAttention(
   const shape = q.shape;
   if (k.shape.join() !== shape.join() || v.shape.join() !== shape.join()) {
     throw new RangeError(
-      `causalSelfAttention: q, k and v must share one [B, H, T, hd] shape; got q [${shape}], k [${k.shape}], v [${v.shape}]`,
+      `causalSelfAttention: q, k and v must share one [B, H, T, ` +
+        `hd] shape; got q [${shape}], k [${k.shape}], v [${v.shape}]`,
     );
   }
   const blockSize = options.blockSize ?? 128;

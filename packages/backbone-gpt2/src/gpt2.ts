@@ -16,8 +16,11 @@ import { CausalMasks, causalSelfAttention } from './attention.js';
 import { fusedCausalAttentionPacked } from './fused-attention.js';
 import { gelu } from './gelu.js';
 
-/** The model's hyper-parameters: the validated `backbone` config node plus the data's shapes. */
-export interface Gpt2Config {
+/**
+ * The model's hyper-parameters: the validated `backbone` config node (`Gpt2Config`, less
+ * `init_seed`) plus the data's shapes (`num_positions`, `num_vocab` from `modelDataArgs`).
+ */
+export interface Gpt2Hparams {
   embed_dim: number;
   num_heads: number;
   num_layers: number;
@@ -147,14 +150,14 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Te
 }
 
 export class Gpt2 implements Backbone {
-  readonly config: Readonly<Gpt2Config>;
+  readonly config: Readonly<Gpt2Hparams>;
   private readonly vars: NamedVariables = {};
   private readonly headDim: number;
   /** Additive causal masks of the attention blocks, built once. */
   private readonly masks = new CausalMasks();
 
   /** Throws RangeError when embed_dim is not a multiple of num_heads (the config schema reports it first). */
-  constructor(config: Gpt2Config, options: { seed?: number } = {}) {
+  constructor(config: Gpt2Hparams, options: { seed?: number } = {}) {
     if (config.embed_dim % config.num_heads !== 0) {
       throw new RangeError(`embed_dim (${config.embed_dim}) must be divisible by num_heads (${config.num_heads})`);
     }

@@ -1,15 +1,9 @@
 import { z } from 'zod';
-import {
-  ConfigError,
-  type ComponentSpec,
-  type ConfigProblem,
-  type ModelDataArgs,
-  type TaskforgePlugin,
-} from '@taskforge/core';
-import { Gpt2, type Gpt2Config } from './gpt2.js';
+import { readSequenceDataArgs, type ComponentSpec, type ModelDataArgs, type TaskforgePlugin } from '@taskforge/core';
+import { Gpt2, type Gpt2Hparams } from './gpt2.js';
 
 export { Gpt2, KVCache, attention } from './gpt2.js';
-export type { Gpt2Config, ForwardOptions, ForwardOutput } from './gpt2.js';
+export type { Gpt2Hparams, ForwardOptions, ForwardOutput } from './gpt2.js';
 
 /** The `backbone` config node (without `_target_`). Shapes come from the data module. */
 export const gpt2Schema = z
@@ -32,53 +26,38 @@ export const gpt2Schema = z
         path: ['embed_dim'],
         message:
           `embed_dim (${c.embed_dim}) must be divisible by num_heads (${c.num_heads}) so every head gets ` +
-          `embed_dim / num_heads dimensions; pick e.g. num_heads=${largestDivisorAtMost(c.embed_dim, c.num_heads)} or embed_dim=${Math.ceil(c.embed_dim / c.num_heads) * c.num_heads}`,
+          `embed_dim / num_heads dimensions; pick e.g. num_heads=${largestDivisorAtMost(c.embed_dim, c.num_heads)} ` +
+          `or embed_dim=${Math.ceil(c.embed_dim / c.num_heads) * c.num_heads}`,
       });
     }
   });
 
-export type Gpt2Options = z.output<typeof gpt2Schema>;
-
-const DATA_ARGS = ['num_positions', 'num_vocab'] as const;
+/** The validated `backbone` config node (`gpt2Schema`'s output); `Gpt2Hparams` adds the data's shapes. */
+export type Gpt2Config = z.output<typeof gpt2Schema>;
 
 /**
- * Build the backbone from its validated config and the data module's `modelDataArgs`
- * (`num_positions`, `num_vocab`: positive integers). Throws ConfigError (exit 2) naming each bad
- * `backbone.*` key or missing `modelDataArgs.*` entry.
+ * Build the backbone from its validated config (`gpt2Schema`'s output: the Instantiator, or
+ * `gpt2Schema.parse` when built by hand, has checked it; it is not parsed again here) and the data
+ * module's `modelDataArgs`, read as core's `SequenceDataArgs` (`num_positions`, `num_vocab`).
+ * @throws ConfigError (exit 2) naming each missing or non-positive `modelDataArgs.*` entry.
  */
-export function createGpt2(options: Gpt2Options, modelDataArgs: ModelDataArgs): Gpt2 {
-  const parsed = gpt2Schema.safeParse(options);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((i) => ({ path: ['backbone', ...i.path].join('.'), message: i.message })),
-    );
-  }
-  const problems: ConfigProblem[] = [];
-  const shape: Record<string, number> = {};
-  for (const key of DATA_ARGS) {
-    const value = modelDataArgs[key];
-    if (typeof value === 'number' && Number.isInteger(value) && value > 0) shape[key] = value;
-    else {
-      problems.push({
-        path: `modelDataArgs.${key}`,
-        message:
-          `backbone/gpt2 needs a positive integer ${key} from the data module; use a data module that provides ` +
-          `${DATA_ARGS.join(', ')} in its modelDataArgs (e.g. datamodule/cifar10)`,
-        value: value ?? null,
-      });
-    }
-  }
-  if (problems.length) throw new ConfigError(problems, 'backbone/gpt2 cannot be built from this data module');
-  const { init_seed, ...model } = parsed.data;
-  const config: Gpt2Config = { ...model, num_positions: shape.num_positions!, num_vocab: shape.num_vocab! };
-  return new Gpt2(config, { seed: init_seed });
+export function createGpt2(config: Gpt2Config, modelDataArgs: ModelDataArgs): Gpt2 {
+  const { num_positions, num_vocab } = readSequenceDataArgs(modelDataArgs, {
+    who: 'backbone/gpt2',
+    required: ['num_positions', 'num_vocab'],
+    example: 'datamodule/cifar10',
+  });
+  const { init_seed, ...model } = config;
+  const hparams: Gpt2Hparams = { ...model, num_positions, num_vocab };
+  return new Gpt2(hparams, { seed: init_seed });
 }
 
-export const gpt2Spec: ComponentSpec<'backbone', Gpt2Options> = {
+export const gpt2Spec: ComponentSpec<'backbone', Gpt2Config> = {
   kind: 'backbone',
   name: 'gpt2',
   description:
-    'GPT-2 decoder (causal self-attention, learned sos and positions) returning hidden states; heads belong to the task',
+    'GPT-2 decoder (causal self-attention, learned sos and ' +
+    'positions) returning hidden states; heads belong to the task',
   schema: gpt2Schema,
   create: (config, ctx) => createGpt2(config, ctx.modelDataArgs),
 };

@@ -8,17 +8,18 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeWebgpu, selectBackend } from '@taskforge/core';
 import { causalSelfAttention } from './attention.js';
-import { Gpt2, type Gpt2Config } from './gpt2.js';
+import { Gpt2, type Gpt2Hparams } from './gpt2.js';
 
 const probe = await probeWebgpu();
 const why =
   'reason' in probe
-    ? `no WebGPU adapter here (${probe.reason}); on Debian bookworm run \`bash .ci/install-lavapipe.sh\` as root to get a software one`
+    ? `no WebGPU adapter here (${probe.reason}); on Debian bookworm run ` +
+      `\`bash .ci/install-lavapipe.sh\` as root to get a software one`
     : '';
 if (why) console.warn(`webgpu tests skipped: ${why}`);
 
 const T = 12;
-const config: Gpt2Config = {
+const config: Gpt2Hparams = {
   embed_dim: 8,
   num_heads: 2,
   num_layers: 1,
@@ -53,7 +54,10 @@ function modelWith(weights: Record<string, number[]>): Gpt2 {
 /** A fixed next-token head of the test's own ([D, V]; the backbone has none), equal on every backend. */
 const headValues = Array.from({ length: 8 * 4 }, (_, i) => Math.sin(i + 1) * 0.5);
 
-/** Loss, hidden states and the gradients of a CE loss (through the test's head) w.r.t. every variable, in variable order. */
+/**
+ * Loss, hidden states and the gradients of a CE loss (through the test's head) w.r.t. every variable, in
+ * variable order.
+ */
 async function forwardAndGrads(model: Gpt2): Promise<number[][]> {
   const vars = model.namedVariables();
   const ids = tf.tensor2d(tokens, undefined, 'int32');

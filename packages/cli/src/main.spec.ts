@@ -58,7 +58,8 @@ describe('main', () => {
       ['trainer.run_dir=/tmp/exp #1', 'run_dir', '/tmp/exp #1'],
       ['trainer.default_root_dir=#', 'default_root_dir', '#'],
     ] as const) {
-      // (`task.pretrained=#` is now refused for another reason: the path '#' does not exist; see tests/faults-app.spec.ts.)
+      // (`task.pretrained=#` is now refused for another reason: the path '#' does not exist; see
+      // tests/faults-app.spec.ts.)
       const bad = io();
       expect(await main(['config', override], bad.io)).toBe(2);
       expect(bad.out.stderr).toContain("'#' is not allowed in an unquoted value");

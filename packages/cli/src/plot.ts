@@ -36,7 +36,10 @@ export interface PlotResult {
 }
 
 export interface PlotOptions {
-  /** Where to write the curves PNG; default `<run dir>/plots/curves.png` (never overwritten: `-2`, `-3`… are appended). */
+  /**
+   * Where to write the curves PNG; default `<run dir>/plots/curves.png` (never overwritten: `-2`, `-3`… are
+   * appended).
+   */
   out?: string;
 }
 
@@ -139,7 +142,8 @@ export async function plotCommand(target: string, options: PlotOptions = {}): Pr
   const path = resolve(target);
   if (!existsSync(path))
     throw usage(
-      `'${target}' does not exist. Pass a run dir (it holds logs/csv/metrics.csv), a metrics.csv or a test results JSON.`,
+      `'${target}' does not exist. Pass a run dir (it holds ` +
+        `logs/csv/metrics.csv), a metrics.csv or a test results JSON.`,
     );
   const isDir = statSync(path).isDirectory();
   const csv = isDir ? findMetricsCsv(path) : extname(path) === '.csv' ? path : undefined;
@@ -170,7 +174,8 @@ export async function plotCommand(target: string, options: PlotOptions = {}): Pr
   }
   if (result.files.length === 0) {
     throw usage(
-      `Nothing to plot in '${target}': no logs/csv/metrics.csv (is logger/csv on?) and no results JSON with a confusion matrix.`,
+      `Nothing to plot in '${target}': no logs/csv/metrics.csv (is ` +
+        `logger/csv on?) and no results JSON with a confusion matrix.`,
     );
   }
   return result;

@@ -17,6 +17,21 @@ export type Split = 'train' | 'val' | 'test' | 'predict';
  */
 export type ModelDataArgs = Readonly<Record<string, unknown>>;
 
+/**
+ * The common `modelDataArgs` of token-sequence data, typed once for every package: a data module
+ * of sequences returns at least these (plus its own keys, e.g. a palette), and sequence backbones
+ * and tasks read them with `readSequenceDataArgs`. A type alias (not an interface) so that it and
+ * its extensions fit `ModelDataArgs`.
+ */
+export type SequenceDataArgs = {
+  /** Sequence length T: positions per example (sizes position tables). */
+  readonly num_positions: number;
+  /** Vocabulary size V: tokens lie in 0..V−1 (sizes token tables and LM heads). */
+  readonly num_vocab: number;
+  /** Number of classes C of labelled data: labels lie in 0..C−1 (absent for unlabelled data). */
+  readonly num_classes?: number;
+};
+
 /** A variable-name → variable map. Names are stable: checkpoints and parameter groups use them. */
 export type NamedVariables = Record<string, tf.Variable>;
 

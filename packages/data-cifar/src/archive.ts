@@ -136,16 +136,20 @@ function interrupted(
   err: unknown,
 ): TaskforgeError {
   return new TaskforgeError(
-    `The download of ${url} was interrupted after ${received}${total ? ` of ${total}` : ''} bytes${err ? ` (${errorCode(err)})` : ''}. ` +
-      `Run again: the partial file ${part} is kept and the download resumes where it stopped (or restarts if the server cannot resume).`,
+    `The download of ${url} was interrupted after ` +
+      `${received}${total ? ` of ${total}` : ''} bytes${err ? ` (${errorCode(err)})` : ''}. ` +
+      `Run again: the partial file ${part} is kept and the download ` +
+      `resumes where it stopped (or restarts if the server cannot resume).`,
     { cause: err },
   );
 }
 
 export function md5Mismatch(source: string, expected: string, actual: string, what: string): TaskforgeError {
   return new TaskforgeError(
-    `The CIFAR-10 archive from ${source} has md5 ${actual}, but dataset.md5 expects ${expected}: the file is corrupt, truncated, ` +
-      `or not the archive you meant. ${what} If you trust this file, set dataset.md5 to ${actual} (or null to skip the check).`,
+    `The CIFAR-10 archive from ${source} has md5 ${actual}, but ` +
+      `dataset.md5 expects ${expected}: the file is corrupt, truncated, ` +
+      `or not the archive you meant. ${what} If you trust this file, ` +
+      `set dataset.md5 to ${actual} (or null to skip the check).`,
   );
 }
 
@@ -200,7 +204,8 @@ async function tarStep(archive: string, fix: string, step: () => Promise<void>):
     await step();
   } catch (err) {
     throw new TaskforgeError(
-      `Cannot extract the CIFAR-10 archive ${archive} (${errorCode(err)}): it is truncated or not a .tar.gz file. ${fix}`,
+      `Cannot extract the CIFAR-10 archive ${archive} ` +
+        `(${errorCode(err)}): it is truncated or not a .tar.gz file. ${fix}`,
       { cause: err },
     );
   }
@@ -209,7 +214,10 @@ async function tarStep(archive: string, fix: string, step: () => Promise<void>):
 /** Why an entry is unsafe to extract, or undefined when it is a plain file or directory inside the target. */
 function unsafeEntry(path: string, type: string): string | undefined {
   if (type !== 'File' && type !== 'OldFile' && type !== 'ContiguousFile' && type !== 'Directory') {
-    return `entry '${path}' is a ${type}; only regular files and directories are allowed (links could point outside the target directory)`;
+    return (
+      `entry '${path}' is a ${type}; only regular files and directories ` +
+      `are allowed (links could point outside the target directory)`
+    );
   }
   if (path.startsWith('/') || path.startsWith('\\') || /^[a-zA-Z]:/.test(path)) {
     return `entry '${path}' has an absolute path, which would be written outside the target directory`;

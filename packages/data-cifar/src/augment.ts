@@ -38,7 +38,10 @@ export function reflect(i: number, n: number): number {
   return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i;
 }
 
-/** Writes the augmented `size`×`size` grid at `src[srcOff..]` to `dst[dstOff..]`; `p` must be drawn with the same `pad`. */
+/**
+ * Writes the augmented `size`×`size` grid at `src[srcOff..]` to `dst[dstOff..]`; `p` must be drawn with the
+ * same `pad`.
+ */
 export function augmentGrid(
   src: ArrayLike<number>,
   srcOff: number,

@@ -46,10 +46,15 @@ export const cifar10Schema = z
       .number()
       .int()
       .refine((v) => (IMAGE_SIZES as readonly number[]).includes(v), {
-        message: `must be one of ${IMAGE_SIZES.join(', ')} (a divisor of 32 that is at least 4), so that each pixel averages a whole block of the 32×32 image; pick the nearest of these`,
+        message:
+          `must be one of ${IMAGE_SIZES.join(', ')} (a divisor of 32 that is at least 4), so ` +
+          `that each pixel averages a whole block of the 32×32 image; pick the nearest of these`,
       })
       .default(32),
-    /** Reflect-pad (4 at 32×32, scaled with image_size, at least 1) + random crop + random horizontal flip, training split only. */
+    /**
+     * Reflect-pad (4 at 32×32, scaled with image_size, at least 1) + random crop + random horizontal flip,
+     * training split only.
+     */
     augment: z.boolean().default(false),
     /** Batches prepared ahead of the consumer; 0 builds each batch on demand. */
     prefetch: z.number().int().nonnegative().default(2),

@@ -10,6 +10,7 @@ import {
   type ModelDataArgs,
   type Output,
   type Paths,
+  type SequenceDataArgs,
   type Split,
   type Stage,
 } from '@taskforge/core';
@@ -54,10 +55,12 @@ export interface CifarBatch {
   indices: Int32Array;
 }
 
-/** A type alias, not an interface, so it fits `ModelDataArgs`' index signature. */
-export type Cifar10ModelDataArgs = {
-  num_vocab: number;
-  num_positions: number;
+/**
+ * Core's `SequenceDataArgs` (`num_vocab`: palette size, `num_positions`: image_height × image_width,
+ * `num_classes`: 10) plus the image facts. A type alias, not an interface, so it fits
+ * `ModelDataArgs`' index signature.
+ */
+export type Cifar10ModelDataArgs = SequenceDataArgs & {
   num_classes: number;
   image_height: number;
   image_width: number;
@@ -102,7 +105,12 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     this.pixels = config.image_size * config.image_size;
   }
 
-  /** Download, verify, extract, fit the palette and tokenise both source splits; cached in `data_dir`. */
+  /**
+   * Download, verify, extract, fit the palette and tokenise both source splits; cached in `data_dir`.
+   * @throws ConfigError (exit 2) for a `dataset.url` with another URL scheme than http(s)/file;
+   *   TaskforgeError (exit 1) for a failed or interrupted download, an md5 mismatch or a corrupt
+   *   archive, each naming the file and what to do.
+   */
   prepareData(): Promise<void> {
     this.prepared ??= this.prepare().catch((err: unknown) => {
       this.prepared = undefined; // a fixed config or network can retry in the same process
@@ -171,7 +179,8 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
         ))
       ) {
         throw new TaskforgeError(
-          `dataset.url points to ${archive}, which does not exist or is not a file. Set dataset.url to the path of cifar-10-binary.tar.gz, or to an http(s):// URL.`,
+          `dataset.url points to ${archive}, which does not exist or is not a file. Set ` +
+            `dataset.url to the path of cifar-10-binary.tar.gz, or to an http(s):// URL.`,
         );
       }
       actual = await md5File(archive, this.output, `cifar10: verifying ${archive}`);
@@ -223,6 +232,11 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     return actual;
   }
 
+  /**
+   * Loads the splits `stage` uses (fit/validate: train and val; test/predict: test).
+   * @throws ConfigError (exit 2) when `dataset.val_size` leaves no training image, or with
+   *   `drop_last` the training split is smaller than `dataset.batch_size`; and as `prepareData`.
+   */
   async setup(stage: Stage): Promise<void> {
     await this.prepareData();
     if (stage === 'fit' || stage === 'validate') {
@@ -245,7 +259,9 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
           {
             path: 'dataset.batch_size',
             value: this.config.batch_size,
-            message: `exceeds the ${this.splits.train.indices.length} training images and drop_last is true, so an epoch would have no batch; lower batch_size or set drop_last: false`,
+            message:
+              `exceeds the ${this.splits.train.indices.length} training images and drop_last is ` +
+              `true, so an epoch would have no batch; lower batch_size or set drop_last: false`,
           },
         ]);
       }
@@ -266,7 +282,8 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     const again = await readTokenStore(this.tokenFile(name), this.config.palette_size, this.pixels);
     if (!again)
       throw new TaskforgeError(
-        `The CIFAR-10 token cache ${this.tokenFile(name)} could not be read back after writing it; check the disk under ${this.dataDir}.`,
+        `The CIFAR-10 token cache ${this.tokenFile(name)} could not be ` +
+          `read back after writing it; check the disk under ${this.dataDir}.`,
       );
     return again;
   }
@@ -383,7 +400,10 @@ export class Cifar10DataModule implements DataModule<CifarBatch> {
     };
   }
 
-  /** The key alone separates image sizes; the readable suffix (none at 32, as before) is for people browsing the cache. */
+  /**
+   * The key alone separates image sizes; the readable suffix (none at 32, as before) is for people browsing
+   * the cache.
+   */
   private sizeSuffix(): string {
     const s = this.config.image_size;
     return s === IMAGE_SIZE ? '' : `-${s}x${s}`;
@@ -416,6 +436,7 @@ function reorder(indices: Int32Array, perm: Int32Array): Int32Array {
 
 function missing(file: string, archive: string, fix: string): never {
   throw new TaskforgeError(
-    `The CIFAR-10 archive ${archive} has no ${BATCH_DIR}/${file}: it is incomplete or not the CIFAR-10 binary archive. ${fix}`,
+    `The CIFAR-10 archive ${archive} has no ${BATCH_DIR}/${file}: ` +
+      `it is incomplete or not the CIFAR-10 binary archive. ${fix}`,
   );
 }

@@ -17,7 +17,8 @@ export const META_FILE = 'batches.meta.txt';
 export const ALL_FILES = [...TRAIN_FILES, TEST_FILE, META_FILE];
 
 const FIX =
-  'Check that dataset.url points to the CIFAR-10 binary archive (cifar-10-binary.tar.gz, not the python or matlab version) and run again.';
+  'Check that dataset.url points to the CIFAR-10 binary archive ' +
+  '(cifar-10-binary.tar.gz, not the python or matlab version) and run again.';
 
 /** Records of one or more batch files, concatenated: `data` holds `count` raw 3073-byte records. */
 export interface CifarRecords {
@@ -26,11 +27,15 @@ export interface CifarRecords {
   data: Uint8Array;
 }
 
-/** Validates a batch file's bytes (size, label range) and exposes its labels. */
+/**
+ * Validates a batch file's bytes (size a multiple of 3073, labels 0..9) and exposes its labels.
+ * @throws TaskforgeError (exit 1) naming `file` and what is wrong (the file is corrupt).
+ */
 export function parseBatch(data: Uint8Array, file: string): CifarRecords {
   if (data.length === 0 || data.length % RECORD_BYTES !== 0) {
     throw new TaskforgeError(
-      `CIFAR-10 batch file ${file} is ${data.length} bytes, which is not a positive multiple of the ${RECORD_BYTES}-byte record ` +
+      `CIFAR-10 batch file ${file} is ${data.length} bytes, which ` +
+        `is not a positive multiple of the ${RECORD_BYTES}-byte record ` +
         `(1 label byte + 3072 pixel bytes): the file is truncated or not in CIFAR-10 binary format. ${FIX}`,
     );
   }
@@ -40,7 +45,8 @@ export function parseBatch(data: Uint8Array, file: string): CifarRecords {
     const label = data[i * RECORD_BYTES]!;
     if (label >= NUM_CLASSES) {
       throw new TaskforgeError(
-        `CIFAR-10 batch file ${file}: record ${i} (byte offset ${i * RECORD_BYTES}) has label ${label}, but labels must be 0..9. ` +
+        `CIFAR-10 batch file ${file}: record ${i} (byte offset ` +
+          `${i * RECORD_BYTES}) has label ${label}, but labels must be 0..9. ` +
           `The file is corrupt or not CIFAR-10 (CIFAR-100 binaries have two label bytes). ${FIX}`,
       );
     }
@@ -49,7 +55,10 @@ export function parseBatch(data: Uint8Array, file: string): CifarRecords {
   return { count, labels, data };
 }
 
-/** Reads and validates batch files from `dir`, concatenated in the given order. */
+/**
+ * Reads and validates batch files from `dir`, concatenated in the given order.
+ * @throws TaskforgeError (exit 1) as `parseBatch` does, or when a file cannot be read.
+ */
 export async function readBatches(dir: string, files: readonly string[]): Promise<CifarRecords> {
   if (files.length === 1) {
     const file = join(dir, files[0]!);
@@ -78,7 +87,8 @@ export function parseMeta(text: string, file: string): string[] {
     .filter((l) => l.length > 0);
   if (names.length !== NUM_CLASSES) {
     throw new TaskforgeError(
-      `CIFAR-10 metadata file ${file} lists ${names.length} class names, expected ${NUM_CLASSES} (one per line). ${FIX}`,
+      `CIFAR-10 metadata file ${file} lists ${names.length} ` +
+        `class names, expected ${NUM_CLASSES} (one per line). ${FIX}`,
     );
   }
   return names;

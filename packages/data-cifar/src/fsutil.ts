@@ -14,7 +14,8 @@ export async function ensureWritableDir(dir: string): Promise<void> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     throw new TaskforgeError(
-      `Cannot write to the CIFAR-10 data directory ${dir} (${code}). The dataset, its palette and token caches are stored there. ` +
+      `Cannot write to the CIFAR-10 data directory ${dir} (${code}). ` +
+        `The dataset, its palette and token caches are stored there. ` +
         `Set dataset.data_dir to a writable folder, or fix the permissions of ${dir}.`,
       { cause: err },
     );

@@ -50,7 +50,8 @@ describe('downsample', () => {
     // Values 0..63 over each 8×8 block (mean 31.5 → 32); the green plane is constant per 4×4 block.
     const set4 = downsample(records(record((c, x, y) => (c === 1 ? 200 : (y & 7) * 8 + (x & 7)))), 4);
     expect(Array.from(imageToRgb(set4, 0))).toEqual(Array.from({ length: 16 }, () => [32, 200, 32]).flat());
-    // At 8×8 a 4×4 block of the same pattern has mean 1.5 + 8·1.5 = 13.5, plus 4 (odd bx) and 32 (odd by): halves round up.
+    // At 8×8 a 4×4 block of the same pattern has mean 1.5 + 8·1.5 = 13.5, plus 4 (odd bx) and 32 (odd by):
+    // halves round up.
     const set8 = downsample(records(record((_c, x, y) => (y & 7) * 8 + (x & 7))), 8);
     const expected = (bx: number, by: number) => 14 + (by & 1) * 32 + (bx & 1) * 4;
     const rgb = imageToRgb(set8, 0);

@@ -24,6 +24,7 @@ export interface ImageSet {
 /**
  * `records` at `size`×`size`: each output pixel is the mean of its (32/size)² block per channel,
  * rounded to nearest (halves up). One pass over the source bytes; at 32 returns a view, no copy.
+ * @throws RangeError when `size` does not divide 32 (the config schema allows only 32, 16, 8, 4).
  */
 export function downsample(records: CifarRecords, size: number): ImageSet {
   if (size === IMAGE_SIZE)

@@ -1,7 +1,7 @@
 import type { TaskforgePlugin } from '@taskforge/core';
-import { cifar10Spec } from './spec.js';
+import { cifar10Spec } from './component.js';
 
-export { cifar10Spec } from './spec.js';
+export { cifar10Spec } from './component.js';
 export { cifar10Schema, OFFICIAL_MD5, OFFICIAL_URL, type Cifar10Config, type Cifar10ConfigInput } from './config.js';
 export { Cifar10DataModule, type CifarBatch, type Cifar10ModelDataArgs } from './datamodule.js';
 export { dequantize, paletteIndex, quantize, type Palette, type PaletteIndex } from './quantize.js';
@@ -21,7 +21,7 @@ export {
 
 export const plugin: TaskforgePlugin = {
   packageName: '@taskforge/data-cifar',
-  register(registrar) {
-    registrar.register(cifar10Spec);
+  register(registry) {
+    registry.register(cifar10Spec);
   },
 };

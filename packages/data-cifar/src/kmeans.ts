@@ -14,7 +14,10 @@ export interface KMeansOptions {
   onIteration?: (done: number, total: number) => void;
 }
 
-/** Returns k×3 centres (interleaved, float). `points` holds n interleaved RGB triples. */
+/**
+ * Returns k×3 centres (interleaved, float). `points` holds n interleaved RGB triples.
+ * @throws RangeError when `points` holds no RGB triple.
+ */
 export function miniBatchKMeans(points: Uint8Array | Float32Array, options: KMeansOptions): Float64Array {
   const n = points.length / 3;
   const { k, iterations, batchSize, seed } = options;

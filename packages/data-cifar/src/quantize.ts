@@ -28,7 +28,8 @@ const indexCache = new WeakMap<object, PaletteIndex>();
 function validatePalette(palette: Palette): Int32Array {
   if (!Array.isArray(palette) || palette.length === 0 || palette.length > 65535) {
     throw new TaskforgeError(
-      `A palette must be a non-empty array of at most 65535 [r, g, b] colours; got ${Array.isArray(palette) ? `${palette.length} colours` : typeof palette}.`,
+      `A palette must be a non-empty array of at most 65535 [r, g, b] colours; got ` +
+        `${Array.isArray(palette) ? `${palette.length} colours` : typeof palette}.`,
     );
   }
   const colors = new Int32Array(palette.length * 3);
@@ -43,7 +44,11 @@ function validatePalette(palette: Palette): Int32Array {
   return colors;
 }
 
-/** Prepares `palette` for `quantize`; memoised per palette array. */
+/**
+ * Prepares `palette` for `quantize`; memoised per palette array.
+ * @throws TaskforgeError (exit 1) for an empty palette, more than 65535 colours or a colour that
+ *   is not [r, g, b] with integers in 0..255.
+ */
 export function paletteIndex(palette: Palette): PaletteIndex {
   const cached = indexCache.get(palette);
   if (cached) return cached;
@@ -132,7 +137,10 @@ export function quantizeStrided(
   }
 }
 
-/** Interleaved RGB pixels (`length = 3N`) → N raster-order palette tokens. */
+/**
+ * Interleaved RGB pixels (`length = 3N`, 0..255) → N raster-order palette tokens (nearest colour).
+ * @throws TaskforgeError (exit 1) when the length is not a multiple of 3, or the palette is invalid.
+ */
 export function quantize(pixels: Uint8Array, palette: Palette | PaletteIndex): Int32Array {
   if (pixels.length % 3 !== 0) {
     throw new TaskforgeError(
@@ -146,7 +154,10 @@ export function quantize(pixels: Uint8Array, palette: Palette | PaletteIndex): I
   return out;
 }
 
-/** Palette tokens → interleaved RGB pixels (`length = 3N`), the inverse of `quantize`. */
+/**
+ * Palette tokens → interleaved RGB pixels (`length = 3N`), the inverse of `quantize`.
+ * @throws TaskforgeError (exit 1) naming a token outside the palette and its position.
+ */
 export function dequantize(tokens: ArrayLike<number>, palette: Palette | PaletteIndex): Uint8Array {
   const colors = isIndex(palette) ? palette.colors : validatePalette(palette);
   const k = colors.length / 3;

@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import { TaskforgeError, type Backbone } from '@taskforge/core';
+import { requireBackbone, type Backbone } from '@taskforge/core';
 
 /**
  * What the iGPT task needs from its backbone: a causal decoder that returns hidden states (the
@@ -21,20 +21,17 @@ export interface DecoderCache {
   dispose(): void;
 }
 
-const METHODS = ['forward', 'createCache', 'step'] as const;
-
-/** Checks `backbone` structurally; a TaskforgeError (exit 2) names what it lacks and the backbone to use instead. */
+/**
+ * Checks `backbone` structurally (core's `requireBackbone`) and returns it typed as `IgptBackbone`.
+ * @throws TaskforgeError (exit 2) naming what it lacks and the backbone to use instead.
+ */
 export function asIgptBackbone(backbone: Backbone, target: string): IgptBackbone {
-  const missing: string[] = METHODS.filter(
-    (m) => typeof (backbone as unknown as Record<string, unknown>)[m] !== 'function',
-  ).map((m) => `${m}()`);
-  if (typeof (backbone as Partial<IgptBackbone>).hiddenSize !== 'number') missing.push('hiddenSize');
-  if (missing.length) {
-    throw new TaskforgeError(
-      `task/vision/igpt needs a decoder backbone with ${METHODS.map((m) => `${m}()`).join(', ')} and hiddenSize, but the configured backbone ` +
-        `(${target}) lacks ${missing.join(', ')}. Use 'backbone: gpt2' (from @taskforge/backbone-gpt2).`,
-      { exitCode: 2 },
-    );
-  }
-  return backbone as IgptBackbone;
+  return requireBackbone<IgptBackbone>(backbone, {
+    task: 'task/vision/igpt',
+    what: 'a decoder backbone',
+    methods: ['forward', 'createCache', 'step'],
+    numbers: ['hiddenSize'],
+    target,
+    fix: "Use 'backbone: gpt2' (from @taskforge/backbone-gpt2).",
+  });
 }

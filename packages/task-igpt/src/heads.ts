@@ -4,6 +4,11 @@
  * held the heads (`lm_head.kernel`, `cls_head.kernel`, `cls_head.bias`), so checkpoints written
  * before the split load unchanged.
  */
+/*
+ * Each head's `seed` is the task's `init_seed` (`${trainer.seed}` in the task's conf); the head
+ * mixes it with its own index through core's `mixSeed` (1: LM head, 2: classifier), so the two
+ * heads, and runs with different seeds, start from unrelated weights.
+ */
 import * as tf from '@tensorflow/tfjs';
 import { linear, mixSeed, type NamedVariables } from '@taskforge/core';
 
@@ -14,6 +19,7 @@ const INIT_STD = 0.02;
 export class LmHead {
   readonly kernel: tf.Variable;
 
+  /** `seed`: the task's `init_seed`; the kernel is drawn with `mixSeed(seed, 1)`. */
   constructor(hiddenSize: number, numVocab: number, seed: number) {
     this.kernel = variable(tf.randomNormal([hiddenSize, numVocab], 0, INIT_STD, 'float32', mixSeed(seed, 1)));
   }
@@ -33,6 +39,7 @@ export class ClassificationHead {
   readonly kernel: tf.Variable;
   readonly bias: tf.Variable;
 
+  /** `seed`: the task's `init_seed`; the kernel is drawn with `mixSeed(seed, 2)`, the bias starts at 0. */
   constructor(hiddenSize: number, numClasses: number, seed: number) {
     this.kernel = variable(tf.randomNormal([hiddenSize, numClasses], 0, INIT_STD, 'float32', mixSeed(seed, 2)));
     this.bias = variable(tf.zeros([numClasses]));

@@ -1,9 +1,29 @@
-import { ConfigError, TaskforgeError, type ConfigProblem, type ModelDataArgs } from '@taskforge/core';
+import {
+  ConfigError,
+  TaskforgeError,
+  type ConfigProblem,
+  type ModelDataArgs,
+  type SequenceDataArgs,
+} from '@taskforge/core';
 
 /** A colour palette: token t is the RGB colour `palette[t]` (0..255 per channel). */
 export type Palette = number[][];
 
-/** The facts about the images the task reads from `modelDataArgs`. */
+/**
+ * The `modelDataArgs` the task reads: core's `SequenceDataArgs` with `num_classes`, plus the image
+ * facts; `datamodule/cifar10`'s `Cifar10ModelDataArgs` is one. `readImageSpec` checks them.
+ */
+export type IgptDataArgs = SequenceDataArgs & {
+  readonly num_classes: number;
+  readonly image_height: number;
+  readonly image_width: number;
+  /** num_vocab [r, g, b] colours, 0..255 per channel: token t is colour palette[t]. */
+  readonly palette: Palette;
+  /** num_classes names; default `class <i>`. */
+  readonly class_names?: string[];
+};
+
+/** The facts about the images the task reads from `modelDataArgs` (an `IgptDataArgs`). */
 export interface ImageSpec {
   height: number;
   width: number;
@@ -15,7 +35,11 @@ export interface ImageSpec {
   classNames: string[];
 }
 
-/** Reads and cross-checks `modelDataArgs`, reporting every problem at once. */
+/**
+ * Reads and cross-checks `modelDataArgs` as `IgptDataArgs` (palette size = num_vocab, image_height ×
+ * image_width = num_positions), reporting every problem at once.
+ * @throws ConfigError (exit 2) with one problem per missing or inconsistent `modelDataArgs.*` key.
+ */
 export function readImageSpec(args: ModelDataArgs): ImageSpec {
   const problems: ConfigProblem[] = [];
   const int = (key: string): number => {
@@ -84,13 +108,19 @@ export function samePalette(a: Palette, b: Palette): boolean {
   return a.length === b.length && a.every((c, i) => c.every((x, j) => Math.abs(x - b[i]![j]!) < 1e-3));
 }
 
+/**
+ * Returns `found` when it is a valid palette equal to `expected` (a checkpoint's, against the data module's).
+ * @throws TaskforgeError: exit 1 when `found` is not a palette (the checkpoint is damaged); exit 2
+ *   when it differs (the data module is configured otherwise than for the checkpoint), naming `source`.
+ */
 export function assertSamePalette(expected: Palette, found: unknown, source: string): Palette {
   const problem = checkPalette(found);
   if (problem) throw new TaskforgeError(`The palette in ${source} is invalid: ${problem}.`);
   const palette = found as Palette;
   if (!samePalette(expected, palette)) {
     throw new TaskforgeError(
-      `The palette in ${source} (${palette.length} colours) differs from the data module's (${expected.length} colours), so ` +
+      `The palette in ${source} (${palette.length} colours) differs ` +
+        `from the data module's (${expected.length} colours), so ` +
         'its tokens would mean other colours. Configure the data module as it was when the checkpoint was trained ' +
         "(same dataset and number of palette colours; see the checkpoint's config.yaml).",
       { exitCode: 2 },
@@ -99,7 +129,10 @@ export function assertSamePalette(expected: Palette, found: unknown, source: str
   return palette;
 }
 
-/** Palette tokens (one image, raster order) → RGB bytes. */
+/**
+ * Palette tokens (one image, raster order) → RGB bytes (`length = 3N`).
+ * @throws TaskforgeError (exit 1) naming a token outside the palette and its pixel.
+ */
 export function decodeTokens(tokens: ArrayLike<number>, palette: Palette): Uint8Array {
   const rgb = new Uint8Array(tokens.length * 3);
   for (let i = 0; i < tokens.length; i++) {

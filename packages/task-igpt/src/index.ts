@@ -7,7 +7,7 @@ import { ImageGptTask, igptTaskSchema, type IgptTaskConfig } from './task.js';
 export { ImageGptTask, igptTaskSchema } from './task.js';
 export type { IgptBatch, IgptPrediction, IgptTaskConfig } from './task.js';
 export type { IgptBackbone, DecoderCache } from './backbone-api.js';
-export { readImageSpec, decodeTokens, type ImageSpec, type Palette } from './image-data.js';
+export { readImageSpec, decodeTokens, type IgptDataArgs, type ImageSpec, type Palette } from './image-data.js';
 export {
   generate,
   sampleToken,

@@ -2,7 +2,9 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import {
+  crossEntropy,
   inputPath,
+  loggedValue,
   writeNewFileAtomic,
   TaskforgeError,
   type CreateContexts,
@@ -47,6 +49,12 @@ export const igptTaskSchema = z.strictObject({
       scale: z.int().min(1).max(32).default(4),
     })
     .prefault({}),
+  /**
+   * Seeds the heads' initialisation (`mixSeed(init_seed, 1)` for the LM head, `mixSeed(init_seed, 2)`
+   * for the classifier, see heads.ts); the task's conf sets it to `${trainer.seed}`, as the
+   * backbone's `init_seed`. Weights loaded from a checkpoint replace the initial ones.
+   */
+  init_seed: z.int().nonnegative().default(0),
 });
 
 export type IgptTaskConfig = z.output<typeof igptTaskSchema>;
@@ -69,6 +77,12 @@ export interface IgptPrediction {
  * Image GPT: next-pixel prediction over palette tokens (bits per pixel logged as `bpp`), and with
  * `classify` a classification loss on the mean hidden state added to it. Owns its heads
  * (`lm_head.*`, `cls_head.*`, see heads.ts) over the backbone's hidden states.
+ *
+ * The steps take batches of `B` images as `tokens` int32 [B × num_positions] and `labels` [B];
+ * `trainingStep` returns the rank-0 loss in nats. A batch that disagrees with `modelDataArgs`
+ * (token count, a token outside the palette, with `classify` a label outside 0..C−1) is a
+ * TaskforgeError (exit 1) naming the image and value. With `pretrained`, the constructor throws
+ * as `loadPretrained` does (exit 2 for a checkpoint that does not fit this data or model).
  */
 export class ImageGptTask implements Task<IgptBatch> {
   readonly lmHead: LmHead;
@@ -88,8 +102,8 @@ export class ImageGptTask implements Task<IgptBatch> {
     readonly image: ImageSpec,
     runData: RunData = {},
   ) {
-    this.lmHead = new LmHead(backbone.hiddenSize, image.numVocab, 0);
-    this.clsHead = new ClassificationHead(backbone.hiddenSize, image.numClasses, 0);
+    this.lmHead = new LmHead(backbone.hiddenSize, image.numVocab, config.init_seed);
+    this.clsHead = new ClassificationHead(backbone.hiddenSize, image.numClasses, config.init_seed);
     this.decoder = {
       createCache: (batch) => backbone.createCache(batch),
       step: (token, cache) => tf.tidy(() => this.lmHead.apply(backbone.step(token, cache))),
@@ -268,10 +282,10 @@ export class ImageGptTask implements Task<IgptBatch> {
   }
 
   private logAll(ctx: StepContext, split: string, out: ReturnType<ImageGptTask['losses']>, size: number): void {
-    // Each logged value is its own kept clone: the Trainer reads and disposes it after the step,
-    // independently of the tensors this step still uses or returns.
+    // Each logged value is its own kept clone (loggedValue): the Trainer reads and disposes it
+    // after the step, independently of the tensors this step still uses or returns.
     const log = (name: string, value: tf.Scalar, progressBar = false) =>
-      ctx.log(`${split}/${name}`, tf.keep(value.clone()), { weight: size, progressBar });
+      ctx.log(`${split}/${name}`, loggedValue(value), { weight: size, progressBar });
     log('loss', out.loss, true);
     log('bpp', out.genLoss.div(LN2));
     if (out.clfLoss) {
@@ -311,11 +325,6 @@ export class ImageGptTask implements Task<IgptBatch> {
   private emptyConfusion(): number[][] {
     return Array.from({ length: this.image.numClasses }, () => new Array<number>(this.image.numClasses).fill(0));
   }
-}
-
-/** Mean cross-entropy in nats. Built from logSoftmax + one-hot: both have gradients on every backend. */
-function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
-  return tf.logSoftmax(logits).mul(tf.oneHot(labels, logits.shape[1]!).toFloat()).sum(-1).mean().neg() as tf.Scalar;
 }
 
 /** The first `count` images of the test split (the validation split when there is no test loader). */

@@ -132,6 +132,24 @@ describe('optimizers, state and checkpoints', () => {
     task.dispose();
   });
 
+  it('seeds the heads from init_seed: the same seed gives the same heads, another seed other heads', () => {
+    const heads = (seed: number) => {
+      const task = makeTask({ init_seed: seed });
+      const vars = task.namedVariables();
+      const values = ['lm_head.kernel', 'cls_head.kernel'].map((k) => Array.from(vars[k]!.dataSync()));
+      task.dispose();
+      return values;
+    };
+    const [lm0, cls0] = heads(0);
+    const [lm0again, cls0again] = heads(0);
+    const [lm7, cls7] = heads(7);
+    expect(lm0again).toEqual(lm0);
+    expect(cls0again).toEqual(cls0);
+    expect(lm7).not.toEqual(lm0);
+    expect(cls7).not.toEqual(cls0);
+    expect(igptTaskSchema.parse({}).init_seed).toBe(0);
+  });
+
   it('stateDict round-trips the palette and class names, and rejects another palette', () => {
     const a = makeTask();
     const state = JSON.parse(JSON.stringify(a.stateDict()));
@@ -283,8 +301,10 @@ describe('config', () => {
       { '/scheduler': 'warmup_cosine' },
       '_self_',
     ]);
-    const { _target_, ...task } = doc.task;
+    // init_seed follows the run seed (an interpolation, resolved when the run is composed; see below).
+    const { _target_, init_seed, ...task } = doc.task;
     expect(_target_).toBe('task/vision/igpt');
+    expect(init_seed).toBe('${trainer.seed}');
     expect(igptTaskSchema.parse(task)).toEqual(igptTaskSchema.parse({}));
     expect(doc.optimizer.lr).toBe(3e-3);
     expect(doc.scheduler.warmup_steps).toBe(500);
@@ -310,6 +330,8 @@ describe('config', () => {
     expect(c.optimizer).toMatchObject({ _target_: 'optimizer/adam', lr: 3e-3 });
     expect(c.scheduler).toMatchObject({ _target_: 'scheduler/warmup_cosine', warmup_steps: 500 });
     expect(c.task).toMatchObject({ _target_: 'task/vision/igpt', classify: false, sampling: { top_k: 5 } });
+    expect(c.task.init_seed).toBe(42);
+    expect(c.trainer.seed).toBe(42);
     expect(c.trainer.callbacks.sampler._target_).toBe('callback/igpt_sampler');
   });
 

@@ -8,7 +8,10 @@ export interface MemoryStats {
   bytes: number;
   /** webgpu only: bytes of GPU buffers backing live tensors (`numBytesInGPU`). */
   gpu_bytes?: number;
-  /** webgpu only: bytes of GPU buffers allocated, including the backend's free-buffer pool (`numBytesAllocatedInGPU`). */
+  /**
+   * webgpu only: bytes of GPU buffers allocated, including the backend's free-buffer pool
+   * (`numBytesAllocatedInGPU`).
+   */
   gpu_bytes_allocated?: number;
 }
 

@@ -172,7 +172,8 @@ function depthwiseInfo(
 }
 
 /**
- * `DepthwiseConv2dNativeBackpropFilter`: dW[kh, kw, c, m] = Σ_{n, oh, ow} x_pad[n, oh·sh + kh·dh, ow·sw + kw·dw, c] · dy[n, oh, ow, c·M + m].
+ * `DepthwiseConv2dNativeBackpropFilter`: dW[kh, kw, c, m] = Σ_{n, oh, ow} x_pad[n, oh·sh + kh·dh, ow·sw +
+ * kw·dw, c] · dy[n, oh, ow, c·M + m].
  * Inputs x [N, H, W, C], dy [N, Ho, Wo, C·M]; output [fh, fw, C, M]. Per tap: one strided window,
  * a broadcast multiply and a sum over (n, oh, ow), all wasm ops.
  */

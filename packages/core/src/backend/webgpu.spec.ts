@@ -13,7 +13,8 @@ import { probeWebgpu, selectBackend } from './select.js';
 const probe = await probeWebgpu();
 const why =
   'reason' in probe
-    ? `no WebGPU adapter here (${probe.reason}); on Debian bookworm run \`bash .ci/install-lavapipe.sh\` as root to get a software one`
+    ? `no WebGPU adapter here (${probe.reason}); on Debian bookworm run ` +
+      `\`bash .ci/install-lavapipe.sh\` as root to get a software one`
     : '';
 if (why) console.warn(`webgpu tests skipped: ${why}`);
 
@@ -144,7 +145,7 @@ describe.skipIf(why !== '')('webgpu backend (Dawn)', () => {
     });
   }
 
-  it('reports GPU tensor memory, and a training loop leaks neither tensors nor GPU buffers over many steps', async () => {
+  it('reports GPU tensor memory; a training loop leaks neither tensors nor GPU buffers over many steps', async () => {
     await tf.setBackend('webgpu');
     const w = tf.variable(tf.randomNormal([8, 4], 0, 0.1, 'float32', 1), true, 'leak/w');
     const b = tf.variable(tf.zeros([4]), true, 'leak/b');

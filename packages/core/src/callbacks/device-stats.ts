@@ -19,8 +19,7 @@ export class DeviceStatsMonitor implements Callback {
   }
 
   async onTrainBatchEnd(trainer: TrainerView): Promise<void> {
-    const every = (trainer as { logEveryNSteps?: number }).logEveryNSteps ?? 1;
-    if (trainer.globalStep % every !== 0) return;
+    if (trainer.globalStep % trainer.logEveryNSteps !== 0) return;
     const metrics = Object.fromEntries(Object.entries(memoryStats()).map(([k, v]) => [`memory/${k}`, v as number]));
     await Promise.all(trainer.loggers.map((l) => l.logMetrics(metrics, trainer.globalStep)));
   }

@@ -21,10 +21,12 @@ export class EarlyStopping implements Callback {
   best: number | undefined;
   wait = 0;
 
+  /** @throws ZodError for options its schema refuses (config nodes are validated before they get here). */
   constructor(options: EarlyStoppingOptions = {}) {
     this.options = earlyStoppingSchema.parse(options);
   }
 
+  /** @throws ConfigError (exit 2) when validation logged no metric named `monitor`, with the names it did log. */
   onValidationEnd(trainer: TrainerView): void {
     const { monitor, mode, patience, min_delta } = this.options;
     const value = trainer.callbackMetrics[monitor];
@@ -37,7 +39,8 @@ export class EarlyStopping implements Callback {
             path: 'trainer.callbacks.early_stopping.monitor',
             message:
               `no metric named '${monitor}' was logged by validation (logged: ${availableMetrics(trainer)}); ` +
-              `log it in the task's validationStep (ctx.log('${monitor}', ...)) or set monitor to one of the logged metrics`,
+              `log it in the task's validationStep (ctx.log('${monitor}', ` +
+              `...)) or set monitor to one of the logged metrics`,
             value: monitor,
             suggestions: suggest(monitor, logged),
           },
@@ -59,7 +62,8 @@ export class EarlyStopping implements Callback {
     this.wait += 1;
     if (this.wait >= patience) {
       trainer.requestStop(
-        `early stopping: '${monitor}' did not improve by more than ${min_delta} in ${patience} validations (best ${this.best}, now ${value})`,
+        `early stopping: '${monitor}' did not improve by more than ${min_delta} ` +
+          `in ${patience} validations (best ${this.best}, now ${value})`,
       );
     }
   }

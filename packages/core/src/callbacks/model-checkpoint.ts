@@ -167,8 +167,10 @@ export class ModelCheckpoint implements CheckpointingCallback {
         if (!this.warnedMissing) {
           this.warnedMissing = true;
           this.warn(
-            `trainer.callbacks.model_checkpoint.monitor is '${monitor}', which has not been logged yet at step ${trainer.globalStep} ` +
-              `(logged so far: ${availableMetrics(trainer)}); saving only 'last' until it is. Top-k checkpoints start once it exists.`,
+            `trainer.callbacks.model_checkpoint.monitor is '${monitor}', ` +
+              `which has not been logged yet at step ${trainer.globalStep} ` +
+              `(logged so far: ${availableMetrics(trainer)}); saving only ` +
+              `'last' until it is. Top-k checkpoints start once it exists.`,
           );
         }
         this.lastSavedStep = trainer.globalStep;
@@ -217,7 +219,8 @@ export class ModelCheckpoint implements CheckpointingCallback {
         {
           path: 'trainer.callbacks.model_checkpoint.monitor',
           message:
-            `no training step or validation logs a metric named '${monitor}' (logged: ${logged.map((n) => `'${n}'`).join(', ') || 'none'}); ` +
+            `no training step or validation logs a metric named '${monitor}' ` +
+            `(logged: ${logged.map((n) => `'${n}'`).join(', ') || 'none'}); ` +
             `set monitor to one of those, or log it from the task (ctx.log('${monitor}', ...)).${kept}`,
           value: monitor,
           suggestions: suggest(monitor, logged),

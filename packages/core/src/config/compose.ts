@@ -49,6 +49,8 @@ export interface ComposedConfig {
  * A config group override (`task=vision/igpt`, `+group=option`, `~group`) is recognised when its key
  * names a config group directory in the search path and its value is a plain name; every other
  * override addresses a key path. All problems found are reported together in one ConfigError.
+ * @throws ConfigError (exit 2) when the primary config is not on the search path, or listing every
+ *   problem in the files, defaults lists, overrides and interpolations (each with its source).
  */
 export function composeConfig(options: ComposeOptions): ComposedConfig {
   const { searchPath, configName = 'config', overrides = [], env = process.env } = options;

@@ -83,7 +83,8 @@ function resolvePackage(spec: string, group: string): string {
 function parseEntry(raw: RawDefault): Entry | ConfigProblem {
   const bad = (message: string): ConfigProblem => ({ path: 'defaults', message, value: raw.value, source: raw.where });
   const shape =
-    "expected '_self_', 'group: option', 'group@package: option', 'override group: option' or a config path such as 'some/file'";
+    "expected '_self_', 'group: option', 'group@package: option', " +
+    "'override group: option' or a config path such as 'some/file'";
   if (typeof raw.value === 'string') {
     if (raw.value.trim() === '_self_') return { kind: 'self', name: '_self_', where: raw.where };
     const match = NAME.exec(raw.value.trim());
@@ -226,7 +227,9 @@ export class DefaultsExpander {
         }
         this.problems.push({
           path: key,
-          message: `'${override.cli}' removes group '${key}' only when '${override.remove.expected}' is selected, but '${option}' is (from ${entry.where})`,
+          message:
+            `'${override.cli}' removes group '${key}' only when '${override.remove.expected}' ` +
+            `is selected, but '${option}' is (from ${entry.where})`,
           source: 'command line',
         });
       } else {
@@ -241,8 +244,12 @@ export class DefaultsExpander {
       this.problems.push({
         path: key,
         message: cli
-          ? `'${cli}' adds config group '${key}', but it is already selected ('${other.option}') by ${other.where}; write ${shellWord(`${key}=<option>`)} to change the selection, putting an option of '${key}' in place of <option>`
-          : `config group '${key}' is selected twice: '${entry.option}' by ${entry.where} and '${earlier.option}' by ${earlier.where}; to replace the earlier selection write '- override ${key}: ${earlier.option}' in the later file`,
+          ? `'${cli}' adds config group '${key}', but it is already selected ` +
+            `('${other.option}') by ${other.where}; write ${shellWord(`${key}=<option>`)} ` +
+            `to change the selection, putting an option of '${key}' in place of <option>`
+          : `config group '${key}' is selected twice: '${entry.option}' by ${entry.where} ` +
+            `and '${earlier.option}' by ${earlier.where}; to replace the earlier ` +
+            `selection write '- override ${key}: ${earlier.option}' in the later file`,
         source: entry.where,
       });
       return undefined;
@@ -312,11 +319,15 @@ export function unusedOverrideProblem(key: string, override: GroupOverride, sele
   if (override.cli) {
     return {
       ...problem,
-      message: `'${override.cli}': config group '${key}' is not in the defaults list, so there is no selection to change; to add it write ${shellWord(withPrefix(override.cli, '+'))}`,
+      message:
+        `'${override.cli}': config group '${key}' is not in the defaults list, so there is ` +
+        `no selection to change; to add it write ${shellWord(withPrefix(override.cli, '+'))}`,
     };
   }
   return {
     ...problem,
-    message: `'override ${key}: ${override.option}' has nothing to override: '${key}' is not selected earlier in the defaults list; drop 'override' to add the group instead`,
+    message:
+      `'override ${key}: ${override.option}' has nothing to override: '${key}' is not ` +
+      `selected earlier in the defaults list; drop 'override' to add the group instead`,
   };
 }

@@ -82,7 +82,8 @@ function stringify(value: unknown): string {
  * `${a.b}` (absolute), `${.b}` / `${..b}` (relative to the containing mapping), `${env:NAME}` and
  * `${env:NAME,default}` (the variable's text, or the default, is typed like a command-line value by
  * {@link typeEnvValue}: `3` is a number, `true` a boolean, `null` null, `'3'` a string; a value that is
- * exactly one `${env:…}` gets its source recorded as `environment variable NAME, via <file>`). A value that is exactly one interpolation takes the referenced value's type; otherwise the
+ * exactly one `${env:…}` gets its source recorded as `environment variable NAME, via <file>`). A value that
+ * is exactly one interpolation takes the referenced value's type; otherwise the
  * result is a string. `\${` is a literal `${`. Each problem is reported once, at the value that
  * causes it; values that merely depend on a broken one are left unresolved without a second report.
  */

@@ -18,7 +18,7 @@ describe('mergeAtPackage', () => {
     expect(sorted(sources)).toEqual({ 'a.x': 'f1', 'a.y': 'f2', 'a.z': 'f2', l: 'f2', s: 'f1' });
   });
 
-  it("a scalar replacing a mapping forgets the mapping's leaves; a mapping replacing a scalar forgets the scalar", () => {
+  it("a scalar replacing a mapping forgets the mapping's leaves; a mapping replacing a scalar forgets it", () => {
     const root: ConfigNode = { a: { x: 1, y: { deep: true } }, b: 5 };
     const sources: Sources = new Map([
       ['a.x', 'f1'],

@@ -164,7 +164,8 @@ class ValueParser {
       this.pos,
       "',' separates the values of a sweep (Hydra's --multirun), which taskforge does not run",
       [`[${trimmed}]`, hydraQuote(trimmed)],
-      'give one value per run; for a list put it in brackets, for text containing commas quote it or escape each comma as \\,',
+      'give one value per run; for a list put it in brackets, for ' +
+        'text containing commas quote it or escape each comma as \\,',
     );
   }
 
@@ -253,7 +254,8 @@ class ValueParser {
         const found = this.text[this.pos];
         this.fail(
           this.pos,
-          `expected ':' after the dict key '${key}', found ${found === undefined ? 'the end of the value' : show(found)}`,
+          `expected ':' after the dict key '${key}', found ` +
+            `${found === undefined ? 'the end of the value' : show(found)}`,
           found === undefined ? [`${this.text}: null}`] : [],
         );
       }
@@ -528,14 +530,16 @@ export function parseOverrideKey(text: string): OverrideKey {
   if (badPath !== undefined) {
     throw new OverrideSyntaxError(
       pos + badPath + (path.startsWith('/') ? 1 : 0),
-      `'${key}' is not a valid key: expected names (letters, digits, _ $ -) separated by '.' (keys) or '/' (config groups)`,
+      `'${key}' is not a valid key: expected names (letters, ` +
+        `digits, _ $ -) separated by '.' (keys) or '/' (config groups)`,
     );
   }
   if (pkg !== undefined) {
     if (pkg.includes(':')) {
       throw new OverrideSyntaxError(
         pos + at + 1 + pkg.indexOf(':'),
-        `package renaming '@${pkg}' (Hydra 1.0's '@src:dst') is not supported; select the package directly with '${path}@${pkg.split(':').pop()}=<option>'`,
+        `package renaming '@${pkg}' (Hydra 1.0's '@src:dst') is not supported; ` +
+          `select the package directly with '${path}@${pkg.split(':').pop()}=<option>'`,
       );
     }
     const badPkg = pkg === '' ? 0 : checkPath(pkg, /\./);

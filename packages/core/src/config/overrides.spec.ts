@@ -68,7 +68,8 @@ describe('parseOverride', () => {
     expect(message('=3')).toContain('column 1: expected a key');
     expect(message('a..b=1')).toContain("'a..b' is not a valid key");
     expect(message('a=[1,2')).toContain(
-      "cannot parse override 'a=[1,2' at column 7: unterminated list: expected ',' or ']' (the list opens at column 3); write 'a=[1,2]'",
+      "cannot parse override 'a=[1,2' at column 7: unterminated list: " +
+        "expected ',' or ']' (the list opens at column 3); write 'a=[1,2]'",
     );
     expect(message('a=b=c')).toContain(`column 4: '=' is not allowed in an unquoted value; write "a='b=c'"`);
   });

@@ -67,7 +67,9 @@ export function loadConfigFile(file: string, display: string): LoadedFile {
       problems: [
         {
           path: '',
-          message: `a config file must contain a mapping at the top level, not a ${Array.isArray(data) ? 'list' : 'scalar'}`,
+          message:
+            `a config file must contain a mapping at the top ` +
+            `level, not a ${Array.isArray(data) ? 'list' : 'scalar'}`,
           source: display,
         },
       ],

@@ -86,6 +86,11 @@ export class CsvLogger implements MetricsLogger {
     writeFileAtomic(join(this.dir, 'hparams.yaml'), YAML.stringify(config));
   }
 
+  /**
+   * Adds `metrics` to the row of `step` (optimizer steps, an integer >= 0).
+   * @throws TaskforgeError (exit 1) for another step value, or when an existing `metrics.csv` in
+   *   `dir` is not a taskforge metrics file.
+   */
   logMetrics(metrics: Record<string, number>, step: number): void {
     if (!Number.isInteger(step) || step < 0)
       throw new TaskforgeError(`CSV logger: step must be a non-negative integer, got ${step}.`);

@@ -26,6 +26,10 @@ export class Adam extends BaseOptimizer {
   readonly epsilon: number;
   readonly decoupledWeightDecay: boolean;
 
+  /**
+   * @throws TaskforgeError (exit 1) for an out-of-range lr, beta, epsilon or weight decay, or a
+   *   variable in two parameter groups.
+   */
   constructor(variablesOrGroups: NamedVariables | readonly ParamGroup[], options: AdamOptions) {
     const decoupled = options.decoupledWeightDecay ?? false;
     super(variablesOrGroups, options, decoupled ? 'adamw' : 'adam', ['m', 'v']);

@@ -45,7 +45,8 @@ export abstract class BaseOptimizer implements Optimizer {
         const previous = this.groupOf.get(varName);
         if (previous) {
           throw new TaskforgeError(
-            `Optimizer '${this.name}': variable '${varName}' is in both parameter groups '${previous.name}' and '${group.name}'. ` +
+            `Optimizer '${this.name}': variable '${varName}' is in both ` +
+              `parameter groups '${previous.name}' and '${group.name}'. ` +
               'Each variable must belong to exactly one group.',
           );
         }
@@ -76,13 +77,19 @@ export abstract class BaseOptimizer implements Optimizer {
     t: number,
   ): void;
 
-  /** Grads are not disposed: the caller owns them. */
+  /**
+   * One optimizer step over `grads` (variable name → gradient of the same shape). Grads are not
+   * disposed: the caller owns them.
+   * @throws TaskforgeError (exit 1) for gradients of variables it does not manage, a gradient
+   *   whose shape differs from its variable's, or use after `dispose()`.
+   */
   applyGradients(grads: Record<string, tf.Tensor>): void {
     this.assertLive();
     const unknown = Object.keys(grads).filter((n) => !this.groupOf.has(n));
     if (unknown.length > 0) {
       throw new TaskforgeError(
-        `Optimizer '${this.name}' got gradients for variables it does not manage: ${unknown.map((n) => `'${n}'`).join(', ')}. ` +
+        `Optimizer '${this.name}' got gradients for variables it ` +
+          `does not manage: ${unknown.map((n) => `'${n}'`).join(', ')}. ` +
           'Build the optimizer over the same variables the gradients are computed for.',
       );
     }
@@ -92,7 +99,8 @@ export abstract class BaseOptimizer implements Optimizer {
         if (grad === undefined) continue;
         if (!tf.util.arraysEqual(grad.shape, variable.shape)) {
           throw new TaskforgeError(
-            `Optimizer '${this.name}': gradient for '${varName}' has shape [${grad.shape.join(', ')}] but the variable has shape [${variable.shape.join(', ')}].`,
+            `Optimizer '${this.name}': gradient for '${varName}' has shape ` +
+              `[${grad.shape.join(', ')}] but the variable has shape [${variable.shape.join(', ')}].`,
           );
         }
         const t = this.paramSteps.get(varName)! + 1;
@@ -134,7 +142,8 @@ export abstract class BaseOptimizer implements Optimizer {
         if (given === undefined) problems.push(`missing tensor '${key}'`);
         else if (!tf.util.arraysEqual(given.shape, value.shape) || given.dtype !== value.dtype) {
           problems.push(
-            `'${key}' is ${given.dtype} [${given.shape.join(', ')}], expected ${value.dtype} [${value.shape.join(', ')}]`,
+            `'${key}' is ${given.dtype} [${given.shape.join(', ')}], ` +
+              `expected ${value.dtype} [${value.shape.join(', ')}]`,
           );
         }
       }
@@ -154,7 +163,8 @@ export abstract class BaseOptimizer implements Optimizer {
       throw new TaskforgeError(
         `Cannot restore the state of optimizer '${this.name}'${saved}: ${problems.slice(0, 5).join('; ')}` +
           `${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}. ` +
-          'The checkpoint was made with a different optimizer or model; resume with the same optimizer and model config, or start a fresh run.',
+          'The checkpoint was made with a different optimizer or model; resume ' +
+          'with the same optimizer and model config, or start a fresh run.',
         { exitCode: 2 },
       );
     }
@@ -186,6 +196,11 @@ export abstract class BaseOptimizer implements Optimizer {
   }
 }
 
+/**
+ * Checks an optimizer setting (`lr`, `momentum`, `weight_decay`, ...).
+ * @throws TaskforgeError (exit 1) naming the optimizer, the setting and the value when it is not
+ *   a finite number >= 0 (config values are validated before; this guards programmatic use).
+ */
 export function checkNonNegative(optimizer: string, what: string, value: number): void {
   if (!Number.isFinite(value) || value < 0) {
     throw new TaskforgeError(`Optimizer '${optimizer}': ${what} must be a finite number >= 0, got ${value}.`);

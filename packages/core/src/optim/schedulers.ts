@@ -44,7 +44,12 @@ function progress(step: number, warmupSteps: number, totalSteps: number): number
   return Math.min(1, Math.max(0, (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps)));
 }
 
-/** Constant `baseLr`, after an optional linear warmup. */
+/**
+ * Constant `baseLr`, after an optional linear warmup. The schedules below throw alike:
+ * @throws TaskforgeError (exit 1) for a negative or non-finite `baseLr`, a `warmupSteps`/`totalSteps`
+ *   that is not a non-negative integer or a `minLrRatio` outside [0, 1] when built, and from `lrAt`
+ *   for a step that is not a non-negative integer.
+ */
 export function constantSchedule(baseLr: number, options: { warmupSteps?: number } = {}): LRScheduler {
   const { warmupSteps } = normalise('constant', { baseLr, totalSteps: 0, warmupSteps: options.warmupSteps ?? 0 });
   return {

@@ -21,6 +21,10 @@ export class Sgd extends BaseOptimizer {
   readonly momentum: number;
   readonly nesterov: boolean;
 
+  /**
+   * @throws TaskforgeError (exit 1) for a negative or non-finite lr, momentum or weight decay,
+   *   nesterov without momentum, or a variable in two parameter groups.
+   */
   constructor(variablesOrGroups: NamedVariables | readonly ParamGroup[], options: SgdOptions) {
     const momentum = options.momentum ?? 0;
     super(variablesOrGroups, options, 'sgd', momentum > 0 ? ['momentum'] : []);

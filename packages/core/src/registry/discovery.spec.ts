@@ -112,7 +112,8 @@ describe('discoverPlugins', () => {
       }),
     ]);
     expect(result.skipped[0]!.message).toBe(
-      'Skipping plugin @fixture/unbuilt: it is not built (packages/unbuilt/dist/index.js is missing); its components and configs ' +
+      'Skipping plugin @fixture/unbuilt: it is not built ' +
+        '(packages/unbuilt/dist/index.js is missing); its components and configs ' +
         'are unavailable until you run `npx nx build unbuilt` (or `npx nx run-many -t build`).',
     );
 
@@ -123,7 +124,7 @@ describe('discoverPlugins', () => {
     expect(built.skipped).toEqual([]);
   });
 
-  it('does not skip an installed (not workspace) package whose entry is missing: that is a broken install', async () => {
+  it('does not skip an installed (not workspace) package whose entry is missing: a broken install', async () => {
     const p = project();
     p.addPackage('@fixture/no-entry', { taskforge: {} }); // package.json only
     const result = discoverPlugins({ projectRoot: p.root });
@@ -184,7 +185,11 @@ describe('loadPlugins', () => {
     const load = loadPlugins(discoverPlugins({ projectRoot: p.root }), new ComponentRegistry());
     await expect(load).rejects.toThrow(TaskforgeError);
     await expect(load).rejects.toThrow(
-      /'@fixture\/bad-export'.*must export `plugin` \(or a default export\) of type TaskforgePlugin.*It exports 'helper', 'plugin' instead \('plugin' lacks/s,
+      new RegExp(
+        "'@fixture/bad-export'.*must export `plugin` \\(or a default export\\) of type TaskforgePlugin.*" +
+          "It exports 'helper', 'plugin' instead \\('plugin' lacks",
+        's',
+      ),
     );
   });
 

@@ -134,7 +134,11 @@ function describePlugin(linkDir: string, pkg: PackageJson, packageName: string):
   };
 }
 
-/** Lists plugin packages visible from the project root without importing any of them. */
+/**
+ * Lists plugin packages visible from the project root without importing any of them.
+ * @throws ConfigError (exit 2) at `plugins` for an `extra` name that is not an npm package name
+ *   or is not installed (saying how to install it).
+ */
 export function discoverPlugins(options: DiscoverOptions = {}): DiscoveryResult {
   const projectRoot = options.projectRoot ?? findProjectRoot(options.cwd);
   const dirs = nodeModulesDirs(projectRoot);
@@ -215,7 +219,8 @@ function unbuiltWorkspacePlugin(plugin: DiscoveredPlugin, projectRoot: string): 
     entry,
     buildCommand,
     message:
-      `Skipping plugin ${plugin.packageName}: it is not built (${where.startsWith('..') ? entry : where} is missing); ` +
+      `Skipping plugin ${plugin.packageName}: it is not built ` +
+      `(${where.startsWith('..') ? entry : where} is missing); ` +
       `its components and configs are unavailable until you run \`${buildCommand}\` (or \`npx nx run-many -t build\`).`,
   };
 }
@@ -262,6 +267,8 @@ function resolveFromHere(name: string): string | undefined {
  * a package also imported elsewhere by name (core itself) then keeps one module identity, and
  * export conditions apply as usual. Otherwise (a plugin installed in the project but not beside
  * core, or a different copy shadowing it) the discovered copy's entry file is imported.
+ * @throws TaskforgeError (exit 1) when the import fails, the package exports no TaskforgePlugin
+ *   (naming what it exports and the shape to export), or its `packageName` differs from the package's.
  */
 export async function importPlugin(plugin: DiscoveredPlugin): Promise<TaskforgePlugin> {
   const resolved = resolveFromHere(plugin.packageName);
@@ -281,9 +288,11 @@ export async function importPlugin(plugin: DiscoveredPlugin): Promise<TaskforgeP
   if (!exported) {
     const names = Object.keys(mod).filter((k) => k !== '__esModule');
     throw new TaskforgeError(
-      `Package '${plugin.packageName}' (${plugin.dir}) has a "taskforge" field in its package.json, so it must export ` +
+      `Package '${plugin.packageName}' (${plugin.dir}) has a ` +
+        `"taskforge" field in its package.json, so it must export ` +
         "`plugin` (or a default export) of type TaskforgePlugin: `export const plugin = { packageName: '" +
-        `${plugin.packageName}', register(registry) { registry.register({ kind, name, description, schema, create }) } }\`. ` +
+        `${plugin.packageName}', register(registry) { registry.register({ ` +
+        `kind, name, description, schema, create }) } }\`. ` +
         `It exports ${names.length ? names.map((n) => `'${n}'`).join(', ') : 'nothing'} instead` +
         `${'plugin' in mod ? " ('plugin' lacks a string packageName or a register function)" : ''}.`,
     );
@@ -297,7 +306,10 @@ export async function importPlugin(plugin: DiscoveredPlugin): Promise<TaskforgeP
   return exported;
 }
 
-/** Imports every discovered plugin (in order) and registers its components. */
+/**
+ * Imports every discovered plugin (in order) and registers its components.
+ * @throws TaskforgeError (exit 1) as `importPlugin` and `ComponentRegistry.registerPlugin` do.
+ */
 export async function loadPlugins(
   discovered: DiscoveryResult | readonly DiscoveredPlugin[],
   registry: ComponentRegistry,

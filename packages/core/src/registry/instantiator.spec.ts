@@ -4,6 +4,8 @@ import { ConfigError, TaskforgeError } from '../errors.js';
 import { csvLogger, toyBackbone, type ToyBackbone } from '../../tests/fixtures/components.js';
 import { Instantiator } from './instantiator.js';
 import { ComponentRegistry } from './registry.js';
+import { validateConfig } from './validate.js';
+import { z } from 'zod';
 
 const registry = new ComponentRegistry();
 registry.forPackage('@toys/models').register(toyBackbone);
@@ -56,5 +58,52 @@ describe('Instantiator', () => {
     const run = () => new Instantiator(failing).create('backbone', { _target_: 'backbone/toy' }, ctx);
     expect(run).toThrow(TaskforgeError);
     expect(run).toThrow("Creating backbone/toy (config 'backbone', from '@toys/broken') failed: out of memory");
+  });
+
+  describe('validates a config once on its way to a component', () => {
+    function countingRegistry() {
+      const counted = new ComponentRegistry();
+      let parses = 0;
+      counted.register({
+        ...toyBackbone,
+        schema: z.preprocess(
+          (raw) => {
+            parses += 1;
+            return raw;
+          },
+          z.strictObject({ n_layer: z.number().int().positive().default(2) }),
+        ),
+      });
+      return { counted, parses: () => parses };
+    }
+
+    it('builds a node the whole-config validation returned without parsing it again', () => {
+      const { counted, parses } = countingRegistry();
+      const config = validateConfig<{ backbone: unknown }>({ backbone: { _target_: 'backbone/toy' } }, counted);
+      expect(parses()).toBe(1);
+      const backbone = new Instantiator(counted).create('backbone', config.backbone, ctx) as ToyBackbone;
+      expect(parses()).toBe(1);
+      expect(backbone.config).toEqual({ n_layer: 2 });
+    });
+
+    it('validates a node built by hand, or edited after validation, when it is built', () => {
+      const { counted, parses } = countingRegistry();
+      const built = new Instantiator(counted).create('backbone', { _target_: 'backbone/toy', n_layer: 3 }, ctx);
+      expect(parses()).toBe(1);
+      expect((built as ToyBackbone).config).toEqual({ n_layer: 3 });
+      const config = validateConfig<{ backbone: object }>({ backbone: { _target_: 'backbone/toy' } }, counted);
+      const edited = { ...config.backbone, n_layer: 0 };
+      const error = configErrorOf(() => new Instantiator(counted).create('backbone', edited, ctx));
+      expect(error.problems[0]).toMatchObject({ path: 'backbone.n_layer', value: 0 });
+    });
+
+    it('validates again a node validated against another registry', () => {
+      const { counted, parses } = countingRegistry();
+      const other = countingRegistry();
+      const config = validateConfig<{ backbone: unknown }>({ backbone: { _target_: 'backbone/toy' } }, other.counted);
+      expect(other.parses()).toBe(1);
+      new Instantiator(counted).create('backbone', config.backbone, ctx);
+      expect(parses()).toBe(1);
+    });
   });
 });

@@ -3,7 +3,7 @@ import { ConfigError, TaskforgeError, type ConfigProblem } from '../errors.js';
 import {
   COMPONENT_KINDS,
   type ComponentKind,
-  type ComponentRegistrar,
+  type PluginRegistry,
   type ComponentSpec,
   type TaskforgePlugin,
 } from './types.js';
@@ -45,17 +45,24 @@ export function parseTarget(target: string): { kind: ComponentKind; name: string
  * Every component the installed plugins provide, keyed by `<kind>/<name>`. Config can only ever
  * name what is registered here: `_target_` is a lookup key, never a module path.
  */
-export class ComponentRegistry implements ComponentRegistrar {
+export class ComponentRegistry implements PluginRegistry {
   private readonly components = new Map<string, Registered>();
   private readonly plugins = new Map<string, TaskforgePlugin>();
 
-  /** Registers a component on behalf of no package (`<local>`); plugins go through `registerPlugin`. */
+  /**
+   * Registers a component on behalf of no package (`<local>`); plugins go through `registerPlugin`.
+   * @throws TaskforgeError (exit 1) when the spec is malformed (kind, name, schema or create) or
+   *   its `<kind>/<name>` is already registered, naming both owners.
+   */
   register<K extends ComponentKind>(spec: ComponentSpec<K>): void {
     this.add(spec, LOCAL_PACKAGE);
   }
 
-  /** A registrar that records `packageName` as the owner of what it registers. */
-  forPackage(packageName: string): ComponentRegistrar {
+  /**
+   * The `PluginRegistry` view that records `packageName` as the owner of what it registers.
+   * Its `register` throws as `register` does.
+   */
+  forPackage(packageName: string): PluginRegistry {
     return { register: (spec) => this.add(spec, packageName) };
   }
 
@@ -63,6 +70,8 @@ export class ComponentRegistry implements ComponentRegistrar {
    * Runs a plugin's `register`. Registering the same plugin object again is a no-op; a different
    * object under the same package name means the package was loaded twice (two copies, or src
    * and dist), which would split module state, so it is refused.
+   * @throws TaskforgeError (exit 1) for a package loaded twice, a component registered twice or a
+   *   malformed spec, or wrapping anything else the plugin's `register` threw (with the package name).
    */
   registerPlugin(plugin: TaskforgePlugin): void {
     const previous = this.plugins.get(plugin.packageName);
@@ -90,7 +99,10 @@ export class ComponentRegistry implements ComponentRegistrar {
     return this.components.has(target);
   }
 
-  /** The spec for `target`; unknown targets are a ConfigError at `path` with close registered names. */
+  /**
+   * The spec for `target`.
+   * @throws ConfigError (exit 2) for an unknown target, at `path`, with close registered names.
+   */
   resolve(target: string, path = '_target_'): ComponentSpec {
     const found = this.components.get(target);
     if (found) return found.spec;
@@ -120,7 +132,9 @@ export class ComponentRegistry implements ComponentRegistrar {
       const known = pool.length
         ? `registered ${parsed.kind} components: ${pool.join(', ')}`
         : `no ${parsed.kind} components are registered`;
-      message = `no ${parsed.kind} of that name is registered (${known}); is the plugin package that provides it installed?`;
+      message =
+        `no ${parsed.kind} of that name is registered (${known}); ` +
+        `is the plugin package that provides it installed?`;
     } else {
       message =
         `'_target_' must name a registered component as '<kind>/<name>' with kind one of ` +

@@ -12,6 +12,11 @@ import type {
   Task,
 } from '../contracts.js';
 
+/**
+ * The kinds a component is registered under (`<kind>/<name>`). The config section that names a
+ * `datamodule` is `dataset` (as Lightning Transformers' `dataset` group targets a DataModule);
+ * every other section shares its kind's name. See docs/configuration.md#sections-of-a-run.
+ */
 export type ComponentKind = 'datamodule' | 'backbone' | 'task' | 'optimizer' | 'scheduler' | 'callback' | 'logger';
 export const COMPONENT_KINDS: readonly ComponentKind[] = [
   'datamodule',
@@ -74,10 +79,14 @@ export interface ComponentSpec<K extends ComponentKind = ComponentKind, C = any>
 export interface TaskforgePlugin {
   /** The npm package name; the registry uses it in error messages and `taskforge list`. */
   packageName: string;
-  register(registry: ComponentRegistrar): void;
+  register(registry: PluginRegistry): void;
 }
 
-/** The part of the registry a plugin sees. */
-export interface ComponentRegistrar {
+/**
+ * The part of the registry a plugin sees: only `register` (the full `ComponentRegistry` also
+ * resolves and lists). One word for the concept: a plugin's `register(registry)` is handed this
+ * view of the run's `ComponentRegistry`, which records the plugin's package as the owner.
+ */
+export interface PluginRegistry {
   register<K extends ComponentKind>(spec: ComponentSpec<K>): void;
 }

@@ -40,6 +40,22 @@ export function componentNode(kind?: ComponentKind) {
   return z.looseObject({ _target_: target });
 }
 
+/**
+ * Component nodes this module produced from a successful parse (defaults applied, nested nodes
+ * validated). The Instantiator builds these as they are, so a node validated with the whole
+ * config (the session) is not parsed a second time; any other node, including a copy edited
+ * after validation, is validated when it is built.
+ */
+const validatedNodes = new WeakMap<object, ComponentRegistry>();
+
+/**
+ * Whether `node` is a component node that `validateConfig`/`validateComponentNode` returned when
+ * validating against `registry` (see above); a node validated against another registry is not.
+ */
+export function isValidatedNode(node: unknown, registry: ComponentRegistry): boolean {
+  return typeof node === 'object' && node !== null && validatedNodes.get(node) === registry;
+}
+
 class Validator {
   readonly problems: ConfigProblem[] = [];
   constructor(private readonly registry: ComponentRegistry) {}
@@ -61,7 +77,10 @@ class Validator {
       return node;
     }
     const spec = this.registry.resolve(target);
-    return { _target_: target, ...(this.parse(spec.schema, rest, path, target) as ConfigNode) };
+    const before = this.problems.length;
+    const out: ConfigNode = { _target_: target, ...(this.parse(spec.schema, rest, path, target) as ConfigNode) };
+    if (this.problems.length === before) validatedNodes.set(out, this.registry);
+    return out;
   }
 
   /**
@@ -86,8 +105,10 @@ class Validator {
 
 /**
  * Validates a composed config: every mapping with `_target_` must name a registered component
- * and satisfy its schema; `rootSchemas` validate the other top-level sections. All problems in
- * the tree are collected and thrown as one ConfigError. Returns the config with defaults applied.
+ * and satisfy its schema; `rootSchemas` validate the other top-level sections. Returns the config
+ * with defaults applied (its component nodes are recorded as validated, see `isValidatedNode`).
+ * @throws ConfigError (exit 2) collecting every problem in the tree, each with its path, value,
+ *   what was expected and suggestions.
  */
 export function validateConfig<T extends ConfigNode = ConfigNode>(
   config: unknown,
@@ -141,7 +162,10 @@ export function validateConfig<T extends ConfigNode = ConfigNode>(
   return out as T;
 }
 
-/** Validates one component node (as found at `path`) and returns it with defaults applied. */
+/**
+ * Validates one component node (as found at `path`) and returns it with defaults applied.
+ * @throws ConfigError (exit 2) listing every problem in the node and its nested components.
+ */
 export function validateComponentNode(
   node: ConfigNode & { _target_: unknown },
   registry: ComponentRegistry,

@@ -174,7 +174,8 @@ export class ConsoleOutput implements Output {
       barCompleteChar: '\u2588',
       barIncompleteChar: '\u2591',
       format: (options, params, payload: { label: string; text: string; known: boolean }) =>
-        `${payload.label} ${payload.known ? `${cliProgress.Format.BarFormat(params.progress, options)} ` : ''}${payload.text}`,
+        `${payload.label} ` +
+        `${payload.known ? `${cliProgress.Format.BarFormat(params.progress, options)} ` : ''}${payload.text}`,
     });
     const payload = () => ({ label: state.label, text: state.describe(), known: state.total !== undefined });
     const bar = this.bars.create(state.total ?? 1, 0, payload());

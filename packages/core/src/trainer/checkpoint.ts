@@ -59,6 +59,8 @@ export interface CheckpointContents {
  * Writes a checkpoint directory atomically: everything goes to `<dir>.tmp-<pid>` first, and an
  * existing `<dir>` is swapped out only once the new one is complete, so a failure at any point
  * leaves the previous checkpoint as it was. Returns `dir`.
+ * @throws TaskforgeError (exit 1) when writing or moving it into place fails, saying which
+ *   checkpoint is left on disk.
  */
 export async function writeCheckpoint(dir: string, contents: CheckpointContents): Promise<string> {
   const tmp = `${dir}.tmp-${process.pid}`;
@@ -85,7 +87,8 @@ export async function writeCheckpoint(dir: string, contents: CheckpointContents)
   } catch (error) {
     await rm(tmp, { recursive: true, force: true });
     throw new TaskforgeError(
-      `Could not write checkpoint '${dir}': ${(error as Error).message}. Any previous checkpoint there was left untouched.`,
+      `Could not write checkpoint '${dir}': ${(error as Error).message}. ` +
+        `Any previous checkpoint there was left untouched.`,
       { cause: error },
     );
   }
@@ -135,14 +138,17 @@ export async function loadCheckpoint(dir: string, options: { optimizer?: boolean
 /**
  * `loadCheckpoint` for code that cannot await, e.g. a component's synchronous `create` loading
  * pretrained weights before its optimizer is built.
+ * @throws TaskforgeError as `loadCheckpoint` (exit 2: missing or not a checkpoint; exit 1: corrupt).
  */
 export function loadCheckpointSync(dir: string, options: { optimizer?: boolean } = {}): Checkpoint {
   if (!existsSync(join(dir, 'weights.json'))) {
     const hint = existsSync(dir)
-      ? `the directory exists but has no weights.json, so it is not a taskforge checkpoint (or it was written by an interrupted save; look for '${basename(dir)}.tmp-*' or '.old-*' next to it)`
+      ? `the directory exists but has no weights.json, so it is not a taskforge checkpoint (or it ` +
+        `was written by an interrupted save; look for '${basename(dir)}.tmp-*' or '.old-*' next to it)`
       : 'the directory does not exist';
     throw new TaskforgeError(
-      `Cannot load checkpoint '${dir}': ${hint}. Checkpoints are directories such as '<run_dir>/checkpoints/last' or '<run_dir>/checkpoints/step=000200' containing weights.json and weights.bin.`,
+      `Cannot load checkpoint '${dir}': ${hint}. Checkpoints are directories such as '<run_dir>/checkpoints/last' ` +
+        `or '<run_dir>/checkpoints/step=000200' containing weights.json and weights.bin.`,
       { exitCode: 2 },
     );
   }
@@ -188,7 +194,8 @@ function readJson<T>(dir: string, file: string): T {
     return JSON.parse(text) as T;
   } catch (error) {
     throw new TaskforgeError(
-      `Checkpoint file '${join(dir, file)}' is not valid JSON (${(error as Error).message}); the checkpoint is corrupt.`,
+      `Checkpoint file '${join(dir, file)}' is not valid JSON ` +
+        `(${(error as Error).message}); the checkpoint is corrupt.`,
     );
   }
 }
@@ -198,7 +205,8 @@ function readTensors(dir: string, stem: string, format: string): tf.NamedTensorM
   const group = manifest.weightsManifest?.[0];
   if (manifest.format !== format || !group) {
     throw new TaskforgeError(
-      `Checkpoint file '${join(dir, `${stem}.json`)}' has format ${JSON.stringify(manifest.format)}, expected '${format}' with a weightsManifest; it was not written by taskforge.`,
+      `Checkpoint file '${join(dir, `${stem}.json`)}' has format ${JSON.stringify(manifest.format)}, ` +
+        `expected '${format}' with a weightsManifest; it was not written by taskforge.`,
     );
   }
   const bytes = readFileSync(join(dir, group.paths[0] ?? `${stem}.bin`));
@@ -208,7 +216,8 @@ function readTensors(dir: string, stem: string, format: string): tf.NamedTensorM
   );
   if (bytes.byteLength !== expected) {
     throw new TaskforgeError(
-      `Checkpoint file '${join(dir, `${stem}.bin`)}' has ${bytes.byteLength} bytes but its manifest describes ${expected}; the file is truncated or corrupt.`,
+      `Checkpoint file '${join(dir, `${stem}.bin`)}' has ${bytes.byteLength} bytes ` +
+        `but its manifest describes ${expected}; the file is truncated or corrupt.`,
     );
   }
   const data = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
@@ -274,7 +283,10 @@ export function restoreTaskWeights(
     .filter((n) => n in checkpoint.weights && !skipped.includes(n) && !fits(n))
     .map((n) => {
       const saved = checkpoint.weights[n]!;
-      return `'${n}' (checkpoint ${saved.dtype} [${saved.shape.join(', ')}], model ${variables[n]!.dtype} [${variables[n]!.shape.join(', ')}])`;
+      return (
+        `'${n}' (checkpoint ${saved.dtype} [${saved.shape.join(', ')}], ` +
+        `model ${variables[n]!.dtype} [${variables[n]!.shape.join(', ')}])`
+      );
     });
   const strict = options.strict ?? true;
   const problems: string[] = [];
@@ -285,7 +297,8 @@ export function restoreTaskWeights(
   if (problems.length) {
     throw new TaskforgeError(
       `Checkpoint '${checkpoint.dir}' does not match the model: ${problems.join('; ')}. ` +
-        "The model config (or the data that sizes it) differs from the one the checkpoint was trained with; use the config saved in the checkpoint's config.yaml.",
+        'The model config (or the data that sizes it) differs from the one the checkpoint ' +
+        "was trained with; use the config saved in the checkpoint's config.yaml.",
       { exitCode: 2 },
     );
   }

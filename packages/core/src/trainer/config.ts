@@ -73,7 +73,12 @@ export const trainerConfigSchema = z.strictObject({
 export type TrainerConfig = z.output<typeof trainerConfigSchema>;
 export type TrainerConfigInput = z.input<typeof trainerConfigSchema>;
 
-/** Validates a raw `trainer` node; every problem is reported at once as `<prefix>.<key>`. */
+/**
+ * Validates a raw `trainer` node (for programmatic `new Trainer({...})`; the CLI's is validated
+ * with the whole run config first) and returns it with defaults applied.
+ * @throws ConfigError (exit 2) reporting every problem at once as `<prefix>.<key>`, including
+ *   `max_epochs` and `max_steps` both -1 without `fast_dev_run` (a run that would never end).
+ */
 export function parseTrainerConfig(raw: unknown, prefix = 'trainer'): TrainerConfig {
   const result = trainerConfigSchema.safeParse(raw ?? {});
   if (result.success) {

@@ -43,8 +43,10 @@ describe('compareCheckpointData', () => {
     expect(mismatch.settings.map((d) => d.key)).toEqual(['dataset.image_size', 'dataset.nested.a']);
     expect(mismatch.modelDataArgs.map((d) => d.key)).toEqual(['num_positions', 'image_height', 'palette']);
     expect(mismatch.message).toBe(
-      'the data differs from the data the checkpoint was trained on in dataset.image_size (checkpoint 8, this run 16), ' +
-        "dataset.nested.a (checkpoint 1, this run 2), so the model's data facts differ: num_positions (checkpoint 64, this run 256), " +
+      'the data differs from the data the checkpoint was trained ' +
+        'on in dataset.image_size (checkpoint 8, this run 16), ' +
+        "dataset.nested.a (checkpoint 1, this run 2), so the model's " +
+        'data facts differ: num_positions (checkpoint 64, this run 256), ' +
         'image_height (checkpoint 8, this run 16), palette (2 entries in both, but different values)',
     );
   });

@@ -58,7 +58,8 @@ export function compareCheckpointData(
   const describe = (d: DataDifference) => `${d.key} (${showPair(d.checkpoint, d.run)})`;
   const facts = args.map(describe).join(', ');
   const message = settings.length
-    ? `the data differs from the data the checkpoint was trained on in ${settings.map(describe).join(', ')}, so the model's data facts differ: ${facts}`
+    ? `the data differs from the data the checkpoint was trained on in ` +
+      `${settings.map(describe).join(', ')}, so the model's data facts differ: ${facts}`
     : `the data differs from the data the checkpoint was trained on: ${facts}`;
   return { modelDataArgs: args, settings, message };
 }

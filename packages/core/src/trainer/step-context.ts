@@ -24,7 +24,8 @@ export class StepLog {
         if (typeof value !== 'number') {
           if (value.size !== 1) {
             throw new TaskforgeError(
-              `ctx.log('${name}') needs a scalar, got a tensor of shape [${value.shape.join(', ')}]; reduce it first (e.g. tf.mean).`,
+              `ctx.log('${name}') needs a scalar, got a tensor of shape ` +
+                `[${value.shape.join(', ')}]; reduce it first (e.g. tf.mean).`,
             );
           }
           tf.keep(value);

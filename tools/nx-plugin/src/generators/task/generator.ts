@@ -25,7 +25,8 @@ function templatesDir(): string {
   const found = candidates.find((c) => existsSync(c));
   if (!found)
     throw new Error(
-      `@taskforge/nx-plugin is incomplete: its templates are missing (looked in ${candidates.join(', ')}); reinstall it.`,
+      `@taskforge/nx-plugin is incomplete: its templates are ` +
+        `missing (looked in ${candidates.join(', ')}); reinstall it.`,
     );
   return found;
 }

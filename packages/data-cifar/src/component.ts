@@ -7,7 +7,8 @@ export const cifar10Spec: ComponentSpec<'datamodule', Cifar10Config> = {
   kind: 'datamodule',
   name: 'cifar10',
   description:
-    'CIFAR-10 (60k 32×32 images, 10 classes, optionally downsampled to 16/8/4) as k-means palette token sequences, with download, cache and augmentation.',
+    'CIFAR-10 (60k 32×32 images, 10 classes, optionally downsampled to 16/8/4) ' +
+    'as k-means palette token sequences, with download, cache and augmentation.',
   schema: cifar10Schema,
   create(config, { container }) {
     return new Cifar10DataModule(
