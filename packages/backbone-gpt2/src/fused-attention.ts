@@ -5,14 +5,17 @@
  *
  * The plain-ops attention (attention.ts) spends most of a wasm step moving data: transposes,
  * slices and per-head copies so that XNNPACK gets untransposed 2-D matMuls, plus a scalar
- * batched matMul and a separate Softmax. These kernels read q, k, v [B, H, T, hd] as they are,
- * keep one query row's scores at a time (no [T, T] tensor exists, in either pass; the backward
- * pass recomputes probabilities from the saved per-row log-sum-exp, as FlashAttention-2 does),
- * never touch keys past the row, and vectorise across four keys per f32x4.
+ * batched matMul and a separate Softmax. These kernels read q, k, v through strides, either as
+ * [B, H, T, hd] tensors (`fusedCausalAttention`) or straight from the qkv projection [B, T, 3D],
+ * writing the merged heads [B, T, D] (`fusedCausalAttentionPacked`, what Gpt2 uses on wasm: no
+ * head split or merge transposes), keep one query row's scores at a time (no [T, T] tensor
+ * exists, in either pass; the backward pass recomputes probabilities from the saved per-row
+ * log-sum-exp, as FlashAttention-2 does), never touch keys past the row, and vectorise across
+ * four keys per f32x4.
  *
- * Registered for the `wasm` backend only (`tf.registerKernel`); the gradient is a
- * `tf.customGrad` around the two kernels. Call `fusedCausalAttention` only when the active
- * backend is wasm (attention.ts decides).
+ * Registered for the `wasm` backend only (`tf.registerKernel`); each gradient is a
+ * `tf.customGrad` around a forward and a backward kernel. Call these functions only when the
+ * active backend is wasm (attention.ts and gpt2.ts decide).
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -251,7 +254,14 @@ function runForward(
   const { B, H, T, hd } = g;
   const T4 = Math.ceil(T / 4) * 4;
   // After the inputs: o, lse, then scratch: kt, vt [hd, T4], a block's 4 score rows, 4 rows of q splats.
-  const { exports, at } = stage(wasm, inputs, [B * H * T * hd, B * H * T, hd * (T4 + PAD), hd * (T4 + PAD), 4 * T4, 16 * hd]);
+  const { exports, at } = stage(wasm, inputs, [
+    B * H * T * hd,
+    B * H * T,
+    hd * (T4 + PAD),
+    hd * (T4 + PAD),
+    4 * T4,
+    16 * hd,
+  ]);
   const [op, lp, ktp, vtp, rowp, qsp] = at.slice(inputs.length) as number[];
   const [qp, kp, vp] = qkvAt(at);
   exports.forward(
