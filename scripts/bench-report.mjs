@@ -26,6 +26,7 @@ export function summarize(runs, seqLen) {
         impl: r.impl,
         backend: r.backend,
         threads: r.threads,
+        devices: r.devices ?? (r.impl === 'taskforge' ? 1 : null),
         batch,
         steps: s.length,
         stepMs,
@@ -42,6 +43,11 @@ export function summarize(runs, seqLen) {
       };
     });
   for (const row of rows.filter((r) => r.impl === 'taskforge')) {
+    // Throughput against devices=1 of the same config and backend (2.0 = perfect scaling to 2).
+    const one = rows.find(
+      (r) => r.impl === 'taskforge' && r.config === row.config && r.backend === row.backend && r.devices === 1,
+    );
+    row.vsOneDevice = one ? one.stepMs / row.stepMs : null;
     row.vsPytorch = {};
     for (const ref of rows.filter((r) => r.impl === 'pytorch' && r.config === row.config)) {
       row.vsPytorch[`${ref.threads}t`] = {
@@ -73,6 +79,7 @@ export function formatReport(results) {
     'impl',
     'backend',
     'thr',
+    'dev',
     'ms/step',
     'data',
     'fwd+bwd',
@@ -83,6 +90,7 @@ export function formatReport(results) {
     'tensors MiB',
     'wasm MiB',
     '1st step s',
+    'vs 1 dev',
     ...refThreads.flatMap((t) => [`vs pt@${t}t`, ...(t === 1 ? ['cpu vs pt@1t'] : [])]),
   ];
   const rows = summary.map((r) => [
@@ -90,6 +98,7 @@ export function formatReport(results) {
     r.impl,
     r.backend,
     r.threads,
+    r.devices ?? '-',
     ms(r.stepMs),
     ms(r.dataMs),
     ms(r.forwardBackwardMs),
@@ -100,6 +109,7 @@ export function formatReport(results) {
     mib(r.peakTensorBytes),
     mib(r.wasmHeapBytes),
     r.firstStepMs == null ? '-' : (r.firstStepMs / 1000).toFixed(1),
+    ratio(r.vsOneDevice),
     ...refThreads.flatMap((t) => [
       ratio(r.vsPytorch?.[`${t}t`]?.wall),
       ...(t === 1 ? [ratio(r.vsPytorch?.[`${t}t`]?.cpu)] : []),
@@ -121,7 +131,7 @@ export function formatReport(results) {
         .join(' ') || 'none set'
     }`,
     '',
-    'Medians over the timed steps; ms per optimizer step. vs pt@Nt = taskforge tokens/s / PyTorch tokens/s at N threads (>1: taskforge faster).',
+    'Medians over the timed steps; ms per optimizer step. dev = taskforge devices (ddp worker threads incl. the main one; thr = cores used). vs 1 dev = throughput / devices=1. vs pt@Nt = taskforge tokens/s / PyTorch tokens/s at N threads (>1: taskforge faster).',
     table(header, rows),
   ];
   for (const r of runs.filter((x) => !x.result?.ok))

@@ -4,7 +4,9 @@
 //
 // The components are built exactly as `taskforge train` builds them (Session.open, compose,
 // Instantiator), and each step does what the Trainer does: next batch from the dataloader,
-// tf.variableGrads over task.trainingStep, optimizer.applyGradients.
+// tf.variableGrads over task.trainingStep, optimizer.applyGradients. With --devices=N > 1 the
+// gradients come from core's DDPStrategy instead (N-1 worker threads built like `taskforge train`
+// builds them, rank 0 on this thread), as under trainer.strategy=ddp.
 import { parseArgs } from 'node:util';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +20,7 @@ const { values: a } = parseArgs({
     layers: { type: 'string', default: '8' },
     heads: { type: 'string', default: '2' },
     batch: { type: 'string', default: '16' },
+    devices: { type: 'string', default: '1' },
     palette: { type: 'string', default: '16' },
     steps: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '2' },
@@ -51,7 +54,7 @@ try {
 
 async function main() {
   const tf = await import('@tensorflow/tfjs');
-  const { Session, Tokens } = await import('@taskforge/core');
+  const { Session, Tokens, DDPStrategy, appReplica } = await import('@taskforge/core');
   const session = await Session.open({ cwd: ROOT });
   session.container.register(Tokens.Output, { useValue: quietOutput });
   const [B, D, L, H, V] = ['batch', 'embed', 'layers', 'heads', 'palette'].map(int);
@@ -104,6 +107,18 @@ async function main() {
   const nameOf = new Map(variables.map(([name, v]) => [v.name, name]));
   const varList = variables.map(([, v]) => v);
   const numParams = varList.reduce((n, v) => n + v.size, 0);
+  const devices = int('devices');
+  let ddp;
+  if (devices > 1) {
+    ddp = new DDPStrategy(
+      { strategy: 'ddp', devices, accelerator: a.backend, threads: config.trainer.threads, batchSize: B },
+      container.resolve(Tokens.Accelerator),
+      quietOutput,
+      appReplica({ projectRoot: ROOT, config }),
+    );
+    await ddp.setup();
+    ddp.connect({ modelDataArgs });
+  }
 
   let globalStep = 0;
   let liveTensorBytes = 0;
@@ -123,15 +138,26 @@ async function main() {
         if (typeof value !== 'number') logged.push(value);
       },
     };
-    const { value, grads } = tf.variableGrads(() => task.trainingStep(batch, ctx), varList);
-    // Reading the loss waits for the backend, so asynchronous backends are timed fully too.
-    const loss = (await value.data())[0];
+    let loss;
+    let named;
+    if (ddp) {
+      const { log: _log, ...fields } = ctx;
+      const result = await ddp.trainingStep(task, batch, fields, variables);
+      loss = result.loss;
+      named = result.grads;
+    } else {
+      const { value, grads } = tf.variableGrads(() => task.trainingStep(batch, ctx), varList);
+      // Reading the loss waits for the backend, so asynchronous backends are timed fully too.
+      loss = (await value.data())[0];
+      value.dispose();
+      named = Object.fromEntries(Object.entries(grads).map(([k, g]) => [nameOf.get(k), g]));
+    }
     liveTensorBytes = Math.max(liveTensorBytes, tf.memory().numBytes);
     const t2 = performance.now();
-    optimizer.applyGradients(Object.fromEntries(Object.entries(grads).map(([k, g]) => [nameOf.get(k), g])));
+    optimizer.applyGradients(named);
     await varList[0].data();
     const t3 = performance.now();
-    tf.dispose([value, ...logged, ...Object.values(grads)]);
+    tf.dispose([...logged, ...Object.values(named)]);
     globalStep += 1;
     const cpu = process.cpuUsage(cpu0);
     return {
@@ -165,6 +191,7 @@ async function main() {
     ok: true,
     backend: selection.backend,
     backendDescription: selection.description,
+    devices,
     synthetic: a.synthetic,
     shape: {
       batch: B,
@@ -186,6 +213,7 @@ async function main() {
     wasmHeapBytes: wasmModule?.HEAPU8?.buffer.byteLength ?? null,
     profile: profile ?? null,
   };
+  await ddp?.teardown();
   task.dispose();
   optimizer.dispose();
   await datamodule.teardown?.();

@@ -33,6 +33,8 @@ built through the config system like \`taskforge train\`) and the same model in 
   --configs=LIST       default,large (default both): default = embed 16, 8 layers, 2 heads, batch 16;
                        large = embed 128, 4 layers, 4 heads, batch 8; both 1024 tokens, palette 16
   --backends=LIST      TF.js backends: wasm (default), cpu (one step, which takes minutes)
+  --devices=LIST       taskforge devices (trainer.strategy=ddp, one worker thread per device beyond the
+                       first; default 1,2); wasm only, the cpu backend always runs on 1
   --torch-threads=LIST PyTorch thread counts (default 1,2); --no-torch skips the reference
   --python=PATH        the Python with torch (default: the first of python3, /usr/bin/python3 that has it)
   --install-torch      if torch is missing, run: ${APT_COMMAND} (needs root)
@@ -51,6 +53,7 @@ try {
       steps: { type: 'string', default: '5' },
       configs: { type: 'string', default: 'default,large' },
       backends: { type: 'string', default: 'wasm' },
+      devices: { type: 'string', default: '1,2' },
       'torch-threads': { type: 'string', default: '1,2' },
       'no-torch': { type: 'boolean', default: false },
       python: { type: 'string' },
@@ -104,6 +107,11 @@ const torchThreads = opts['no-torch']
         fail(`--torch-threads=${opts['torch-threads']}: expected positive integers, e.g. 1,2.`);
       return n;
     });
+const deviceCounts = opts.devices.split(',').map((t) => {
+  const n = Number(t);
+  if (!Number.isInteger(n) || n < 1) fail(`--devices=${opts.devices}: expected positive integers, e.g. 1,2.`);
+  return n;
+});
 const log = (line) => process.stderr.write(`${line}\n`);
 
 const staleBuild = ensureBuilt();
@@ -127,18 +135,22 @@ for (const name of configs) {
     // is slower than a whole wasm step), so it gets one plain timed step.
     const warmup = cpu ? 0 : 2;
     const n = cpu ? 1 : steps;
-    const profile = !cpu && !opts['no-profile'];
-    runs.push(
-      await measure({ config: name, impl: 'taskforge', backend, threads: 1 }, 'node', [
-        join(ROOT, 'scripts/bench-step.mjs'),
-        `--backend=${backend}`,
-        ...shapeArgs(shape),
-        `--steps=${n}`,
-        `--warmup=${warmup}`,
-        ...data.childArgs,
-        ...(profile ? ['--profile'] : []),
-      ]),
-    );
+    // Data-parallel rows (devices > 1: one core each) only on wasm; only one device is profiled.
+    for (const devices of cpu ? [1] : deviceCounts) {
+      const profile = !cpu && !opts['no-profile'] && devices === Math.min(...deviceCounts);
+      runs.push(
+        await measure({ config: name, impl: 'taskforge', backend, threads: devices, devices }, 'node', [
+          join(ROOT, 'scripts/bench-step.mjs'),
+          `--backend=${backend}`,
+          ...shapeArgs(shape),
+          `--steps=${n}`,
+          `--warmup=${warmup}`,
+          `--devices=${devices}`,
+          ...data.childArgs,
+          ...(profile ? ['--profile'] : []),
+        ]),
+      );
+    }
   }
   for (const threads of python.path ? torchThreads : []) {
     runs.push(
@@ -206,7 +218,7 @@ function threadEnv(threads) {
 
 /** Runs one measurement process; its last stdout line is its JSON result. */
 async function measure(label, command, args, env = {}) {
-  const name = `${label.config}/${label.impl}/${label.backend}${label.impl === 'pytorch' ? `@${label.threads}t` : ''}`;
+  const name = `${label.config}/${label.impl}/${label.backend}${label.impl === 'pytorch' ? `@${label.threads}t` : label.devices ? `@${label.devices}dev` : ''}`;
   log(`bench: ${name} ...`);
   const t0 = Date.now();
   const { code, stdout, stderr } = await run(command, [...args, `--spawned-at=${Date.now()}`], env);

@@ -77,7 +77,26 @@ describe('summarize', () => {
     });
     expect(text).toContain('SYNTHETIC token batches (no archive)');
     expect(text).toContain('FAILED large/taskforge/wasm@1t: Aborted(OOM)');
-    expect(text).toMatch(/default\s+taskforge\s+wasm\s+1\s+2200\b.*\b1\.91x\s+1\.91x\s+0\.95x/);
+    expect(text).toMatch(/default\s+taskforge\s+wasm\s+1\s+1\s+2200\b.*\b1\.00x\s+1\.91x\s+1\.91x\s+0\.95x/);
+  });
+});
+
+describe('devices rows', () => {
+  it('gives each ddp row its throughput against devices=1 and compares it with PyTorch at equal cores', () => {
+    const rows = summarize(
+      [
+        run('taskforge', 1, [2000, 2000, 2000]),
+        { ...run('taskforge', 2, [1100, 1100, 1100]), devices: 2 },
+        run('pytorch', 2, [2200, 2200, 2200]),
+      ],
+      1024,
+    );
+    const two = rows.find((r) => r.devices === 2);
+    expect(rows[0].devices).toBe(1);
+    expect(rows[0].vsOneDevice).toBe(1);
+    expect(two.vsOneDevice).toBeCloseTo(2000 / 1100, 9);
+    expect(two.vsPytorch['2t'].wall).toBeCloseTo(2200 / 1100, 9);
+    expect(rows.find((r) => r.impl === 'pytorch').devices).toBeNull();
   });
 });
 

@@ -3,7 +3,7 @@
  * built (the e2e project's test target depends on every package's build).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +62,44 @@ describe('taskforge CLI', () => {
     expect(config.backbone).toMatchObject({ _target_: 'backbone/gpt2', embed_dim: 16, num_heads: 2, num_layers: 8 });
     expect(config.optimizer).toMatchObject({ _target_: 'optimizer/adam', lr: 3e-3 });
     expect(r.stdout).toContain('max_steps: 3 # from command line');
+  });
+
+  it('prints a recipe: +experiment=cifar10_1h_pretrain, still overridable; +experiment=nope lists the recipes (exit 2)', async () => {
+    const r = await taskforge(['config', '+experiment=cifar10_1h_pretrain', 'trainer.max_steps=7']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const config = parse(r.stdout);
+    expect(config.dataset).toMatchObject({ image_size: 16, palette_size: 16, batch_size: 32 });
+    expect(config.backbone).toMatchObject({ embed_dim: 32, num_heads: 4, num_layers: 4 });
+    expect(config.trainer.max_steps).toBe(7);
+    expect(r.stdout).toMatch(/embed_dim: 32 # from packages\/task-igpt\/conf\/experiment\/cifar10_1h_pretrain\.yaml/);
+    const nope = await taskforge(['config', '+experiment=nope']);
+    expect(nope.code).toBe(2);
+    expect(nope.stderr).toContain(
+      "config group 'experiment' has no option 'nope' (available: cifar10_1h_finetune, cifar10_1h_pretrain, cifar10_1h_probe)",
+    );
+  });
+
+  it("task.pretrained=<checkpoint>: the backbone comes from the checkpoint's config.yaml unless set on the command line, and it says so", async () => {
+    const ckpt = mkdtempSync(join(tmpdir(), 'taskforge-e2e-pretrained-'));
+    writeFileSync(
+      join(ckpt, 'config.yaml'),
+      'backbone:\n  _target_: backbone/gpt2\n  embed_dim: 48\n  num_heads: 3\n  num_layers: 5\n',
+    );
+    const r = await taskforge([
+      'config',
+      '+experiment=cifar10_1h_finetune',
+      `task.pretrained=${ckpt}`,
+      'backbone.num_heads=4',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const config = parse(r.stdout);
+    expect(config.backbone).toMatchObject({ embed_dim: 48, num_heads: 4, num_layers: 5 });
+    expect(r.stdout).toContain(`embed_dim: 48 # from checkpoint ${join(ckpt, 'config.yaml')}`);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `task.pretrained: backbone settings taken from ${join(ckpt, 'config.yaml')}: embed_dim=48, num_layers=5 (changed: embed_dim, num_layers); ` +
+        'kept from the command line: backbone.num_heads=4 (checkpoint: 3)',
+    ]);
   });
 
   it('reports every config mistake at once, with suggestions, and exits 2 without a stack trace', async () => {

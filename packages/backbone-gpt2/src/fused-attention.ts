@@ -121,7 +121,8 @@ function load(): { exports: KernelExports; base: number } {
   } catch (e) {
     throw new Error(
       `fused attention: the compiled kernel ${fileURLToPath(WASM_URL)} is missing (${(e as Error).message}). ` +
-        'It is built from assembly/attention.ts by the package build: run `npx nx run backbone-gpt2:build-wasm` (or `npx nx run-many -t build`).',
+        'It is built from assembly/attention.ts by the package build: run ' +
+        '`npx nx run backbone-gpt2:build-wasm` (or `npx nx run-many -t build`).',
       { cause: e },
     );
   }
@@ -149,7 +150,8 @@ function heap(exports: KernelExports, end: number): Float32Array {
   if (end > have) {
     if (end > 4 * 1024 ** 3)
       throw new RangeError(
-        `fused attention: needs ${(end / 1024 ** 2).toFixed(0)} MiB of wasm memory, over the 4 GiB wasm32 limit; lower the batch size`,
+        `fused attention: needs ${(end / 1024 ** 2).toFixed(0)} MiB of ` +
+          `wasm memory, over the 4 GiB wasm32 limit; lower the batch size`,
       );
     exports.memory.grow(Math.ceil((end - have) / 65536));
   }

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ComponentRegistry, ConfigError, Instantiator, createContainer } from '@taskforge/core';
-import { Gpt2, layerNorm, type Gpt2Hparams } from './gpt2.js';
+import { Gpt2, layerNorm, type ForwardOptions, type Gpt2Hparams } from './gpt2.js';
 import { createGpt2, gpt2Schema, plugin } from './index.js';
 
 const T = 64; // an 8×8 image
@@ -25,7 +25,11 @@ function randomTokens(batch: number, seed: number, vocab = base.num_vocab): numb
 }
 
 /** Hidden states [B, T, D] as arrays (the backbone has no head; its outputs are what the tests compare). */
-function logitsOf(model: Gpt2, tokens: number[][], options = { training: false, seed: 0 }): number[][][] {
+function logitsOf(
+  model: Gpt2,
+  tokens: number[][],
+  options: ForwardOptions = { training: false, seed: 0 },
+): number[][][] {
   return tf.tidy(() => model.forward(tf.tensor2d(tokens, undefined, 'int32'), options).hidden.arraySync());
 }
 
@@ -161,6 +165,49 @@ describe('Gpt2 options', () => {
     expect(logitsOf(model, tokens, { training: true, seed: 8 })).not.toEqual(trainA);
     expect(trainA).not.toEqual(evalA);
     model.dispose();
+  });
+
+  it('layer=l returns the residual stream after l blocks through blocks.l.ln1 (ln_f for the last)', () => {
+    const deep = new Gpt2({ ...base, num_layers: 3 }, { seed: 6 });
+    const vars = deep.namedVariables();
+    // Distinct LayerNorm parameters, so taking the wrong LayerNorm (or the wrong depth) shows.
+    for (const [i, name] of ['blocks.0.ln1', 'blocks.1.ln1', 'blocks.2.ln1', 'ln_f'].entries()) {
+      vars[`${name}.gamma`]!.assign(tf.randomNormal([16], 1, 0.5, 'float32', 10 + i));
+      vars[`${name}.beta`]!.assign(tf.randomNormal([16], 0, 0.5, 'float32', 20 + i));
+    }
+    const tokens = randomTokens(2, 9);
+    const at = (layer?: number) =>
+      logitsOf(deep, tokens, { training: false, seed: 0, ...(layer === undefined ? {} : { layer }) });
+    const maxDiff = (a: number[][][], b: number[][][]) => {
+      const x = a.flat(2);
+      const y = b.flat(2);
+      return Math.max(...x.map((v, i) => Math.abs(v - y[i]!)));
+    };
+    expect(at(3)).toEqual(at());
+    // Layer 0, by hand: [sos, embeddings of tokens 0 .. T−2] + positions, through blocks.0.ln1.
+    const embedded = tf.tidy(() => {
+      const t = tf.tensor2d(tokens, undefined, 'int32');
+      const sos = tf.tile(vars['sos']!.reshape([1, 1, 16]), [2, 1, 1]);
+      const x = tf.concat([sos, tf.gather(vars['tok_embed']!, t.slice([0, 0], [2, T - 1]))], 1);
+      const h = x.add(vars['pos_embed']!);
+      const { mean, variance } = tf.moments(h, -1, true);
+      const n = h.sub(mean).mul(tf.rsqrt(variance.add(1e-5)));
+      return n.mul(vars['blocks.0.ln1.gamma']!).add(vars['blocks.0.ln1.beta']!).arraySync() as number[][][];
+    });
+    expect(maxDiff(at(0), embedded)).toBeLessThan(1e-5);
+    // Layers 1, 2: a model with deep's first l blocks whose ln_f is deep's blocks.l.ln1.
+    for (const l of [1, 2]) {
+      const shallow = new Gpt2({ ...base, num_layers: l }, { seed: 99 });
+      for (const [name, v] of Object.entries(shallow.namedVariables()))
+        v.assign(vars[name.startsWith('ln_f.') ? name.replace('ln_f', `blocks.${l}.ln1`) : name]!);
+      expect(maxDiff(at(l), logitsOf(shallow, tokens)), `layer ${l}`).toBeLessThan(1e-5);
+      expect(maxDiff(at(l), at(l + 1)), `layer ${l} vs ${l + 1}`).toBeGreaterThan(1e-2);
+      shallow.dispose();
+    }
+    for (const bad of [-1, 4, 1.5])
+      expect(() => at(bad), String(bad)).toThrow(`layer ${bad} is not an integer in 0 .. 3 (num_layers)`);
+    expect(deep.numLayers).toBe(3);
+    deep.dispose();
   });
 
   it('names its variables like nanoGPT, and holds no heads', () => {

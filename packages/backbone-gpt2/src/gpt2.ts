@@ -40,7 +40,7 @@ export interface Gpt2Hparams {
 
 /** What `forward` returns; an object so backbones can add outputs (attention maps, ...) without breaking tasks. */
 export interface ForwardOutput {
-  /** [B, T, D], after the final LayerNorm. */
+  /** [B, T, D], after the final LayerNorm (or, with `layer`, the LayerNorm at that depth). */
   hidden: tf.Tensor3D;
 }
 
@@ -48,6 +48,14 @@ export interface ForwardOptions {
   training: boolean;
   /** Seeds dropout; ignored when not training or when dropout is 0. */
   seed: number;
+  /**
+   * Return the hidden states at this depth instead of the last: an integer in 0 .. num_layers.
+   * `l < num_layers`: the input of block `l` after that block's first LayerNorm (`blocks.l.ln1`),
+   * i.e. the residual stream after `l` blocks, normalised (0: the token + position embeddings);
+   * `num_layers` (the default): after the final LayerNorm `ln_f`. This is iGPT's linear-probe
+   * feature n^l = layer_norm(h^l) (Chen et al. 2020, section 3.3); blocks from `l` on are not run.
+   */
+  layer?: number;
 }
 
 /** Keys and values of every layer for the positions decoded so far (inference only). */
@@ -171,6 +179,11 @@ export class Gpt2 implements Backbone {
     return this.config.embed_dim;
   }
 
+  /** Number of blocks; `forward`'s `layer` option takes 0 .. numLayers. */
+  get numLayers(): number {
+    return this.config.num_layers;
+  }
+
   namedVariables(): NamedVariables {
     return { ...this.vars };
   }
@@ -182,13 +195,17 @@ export class Gpt2 implements Backbone {
   }
 
   /**
-   * tokens int32 [B, T] (T ≤ num_positions) → `hidden` [B, T, D] after the final LayerNorm; the
-   * state at i has seen sos and tokens 0 .. i−1 only. Throws RangeError when T > num_positions.
+   * tokens int32 [B, T] (T ≤ num_positions) → `hidden` [B, T, D] after the final LayerNorm (or
+   * at `options.layer`, see ForwardOptions); the state at i has seen sos and tokens 0 .. i−1
+   * only. Throws RangeError when T > num_positions or `layer` is not an integer in 0 .. num_layers.
    */
   forward(tokens: tf.Tensor2D, options: ForwardOptions): ForwardOutput {
     const [B, T] = tokens.shape;
-    const { embed_dim: D, num_positions } = this.config;
+    const { embed_dim: D, num_positions, num_layers } = this.config;
     if (T > num_positions) throw new RangeError(`sequence length ${T} exceeds num_positions ${num_positions}`);
+    const layer = options.layer ?? num_layers;
+    if (!Number.isInteger(layer) || layer < 0 || layer > num_layers)
+      throw new RangeError(`layer ${layer} is not an integer in 0 .. ${num_layers} (num_layers)`);
     const blockSize = this.config.attention_block_size ?? 128;
     const hidden = tf.tidy(() => {
       const drop = this.dropper(options);
@@ -201,7 +218,7 @@ export class Gpt2 implements Backbone {
         tf.getBackend() === 'wasm'
           ? { packed: (qkv) => fusedCausalAttentionPacked(qkv, this.config.num_heads) }
           : { heads: (_l, q, k, v) => causalSelfAttention(q, k, v, { blockSize, masks: this.masks }) };
-      return this.body(x, attend, drop);
+      return this.body(x, attend, drop, layer);
     });
     return { hidden };
   }
@@ -247,9 +264,10 @@ export class Gpt2 implements Backbone {
 
   // ---- the body: blocks, then the final LayerNorm ------------------------------------------------
 
-  private body(x: tf.Tensor3D, attend: Attend, drop: Drop): tf.Tensor3D {
-    for (let l = 0; l < this.config.num_layers; l++) x = this.block(l, x, attend, drop);
-    return layerNorm(x, this.norm('ln_f'));
+  /** Blocks 0 .. layer−1, then the LayerNorm at `layer`: ln_f after the last block, else `blocks.<layer>.ln1`. */
+  private body(x: tf.Tensor3D, attend: Attend, drop: Drop, layer = this.config.num_layers): tf.Tensor3D {
+    for (let l = 0; l < layer; l++) x = this.block(l, x, attend, drop);
+    return layerNorm(x, this.norm(layer === this.config.num_layers ? 'ln_f' : `blocks.${layer}.ln1`));
   }
 
   private block(l: number, x: tf.Tensor3D, attend: Attend, drop: Drop): tf.Tensor3D {

@@ -48,7 +48,9 @@ export interface DataLoaderOptions {
  * Holds only data. The Trainer calls, in order: `prepareData()` once, `setup(stage)`, then the
  * dataloaders. Dataloaders are async iterables of batches made of plain typed arrays (not
  * tensors): the Task turns a batch into tensors inside its step, so nothing leaks when a batch
- * is dropped, and batches can be produced ahead of the Trainer (prefetch).
+ * is dropped, and batches can be produced ahead of the Trainer (prefetch). For data-parallel
+ * training a batch is a plain object with a numeric `size` (its sample count) whose per-sample
+ * fields are typed arrays (or arrays) of `size` rows: the DDP strategy cuts those along the rows.
  */
 export interface DataModule<Batch = unknown> {
   /** Download / extract / compute caches. Idempotent: a second run reuses the cache. */

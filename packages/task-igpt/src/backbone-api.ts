@@ -9,8 +9,14 @@ import { requireBackbone, type Backbone } from '@taskforge/core';
 export interface IgptBackbone extends Backbone {
   /** Width D of the hidden states. */
   readonly hiddenSize: number;
-  /** tokens int32 [B, T] → `hidden` [B, T, D]; position i has seen a start vector and tokens 0 .. i−1 only. */
-  forward(tokens: tf.Tensor2D, options: { training: boolean; seed: number }): { hidden: tf.Tensor3D };
+  /**
+   * tokens int32 [B, T] → `hidden` [B, T, D]; position i has seen a start vector and tokens 0 .. i−1 only.
+   * With `layer` (0 .. numLayers, used by `task.probe_layer`): the hidden states at that depth, as
+   * iGPT's linear probe takes them (n^l = layer_norm(h^l); numLayers: the final ones).
+   */
+  forward(tokens: tf.Tensor2D, options: { training: boolean; seed: number; layer?: number }): { hidden: tf.Tensor3D };
+  /** Number of blocks; needed only for the linear probe (`task.probe_layer`). */
+  readonly numLayers?: number;
   /** Key/value cache for incremental decoding of `batch` sequences. */
   createCache(batch: number): DecoderCache;
   /** Hidden state [B, D] of the next position; `null` for the first one, then the previous position's tokens. */

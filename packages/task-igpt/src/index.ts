@@ -1,6 +1,7 @@
 import type { ComponentSpec, TaskforgePlugin } from '@taskforge/core';
 import { asIgptBackbone } from './backbone-api.js';
 import { readImageSpec } from './image-data.js';
+import { backboneFromPretrained } from './pretrained-config.js';
 import { IgptSamplerCallback, samplerCallbackSchema, type SamplerCallbackConfig } from './sampler-callback.js';
 import { ImageGptTask, igptTaskSchema, type IgptTaskConfig } from './task.js';
 
@@ -17,6 +18,7 @@ export {
   type TokenDecoder,
 } from './sampling.js';
 export { LmHead, ClassificationHead } from './heads.js';
+export { backboneFromPretrained } from './pretrained-config.js';
 export { gridLayout, renderGrid, type GridInput, type GridLayout } from './png.js';
 export { IgptSamplerCallback, samplerCallbackSchema } from './sampler-callback.js';
 export type { SamplerCallbackConfig } from './sampler-callback.js';
@@ -31,8 +33,13 @@ export const igptTaskSpec: ComponentSpec<'task', IgptTaskConfig> = {
       asIgptBackbone(ctx.backbone, ctx.backbone.constructor?.name ?? 'unknown'),
       config,
       readImageSpec(ctx.modelDataArgs),
-      { modelDataArgs: ctx.modelDataArgs, ...(ctx.dataConfig ? { dataConfig: ctx.dataConfig } : {}) },
+      {
+        modelDataArgs: ctx.modelDataArgs,
+        ...(ctx.dataConfig ? { dataConfig: ctx.dataConfig } : {}),
+        ...(ctx.backboneConfig ? { backboneConfig: ctx.backboneConfig } : {}),
+      },
     ),
+  adjustRunConfig: backboneFromPretrained,
 };
 
 export const igptSamplerSpec: ComponentSpec<'callback', SamplerCallbackConfig> = {

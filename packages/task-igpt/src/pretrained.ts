@@ -1,5 +1,7 @@
 import { resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import {
+  isPlainObject,
   compareCheckpointData,
   loadCheckpointSync,
   restoreTaskWeights,
@@ -17,6 +19,35 @@ export interface PretrainedRunData {
   modelDataArgs: ModelDataArgs;
   /** The run's `dataset` config node, when known: a mismatch then names the setting (e.g. `dataset.image_size`). */
   dataConfig?: Readonly<Record<string, unknown>> | undefined;
+  /**
+   * The run's `backbone` config node, when known: weights that do not fit then name the backbone
+   * settings that differ from the checkpoint's config.yaml (command-line overrides, as the task
+   * takes every other backbone setting from there, see `backboneFromPretrained`).
+   */
+  backboneConfig?: Readonly<Record<string, unknown>> | undefined;
+}
+
+/**
+ * What to do when the weights do not fit: drop the overrides of the backbone settings that
+ * differ, named with both values.
+ */
+function backboneFix(saved: unknown, run: Readonly<Record<string, unknown>> | undefined): string {
+  const fallback = 'Use the backbone settings the checkpoint was trained with (see its config.yaml).';
+  if (!isPlainObject(saved) || !run) return fallback;
+  const differing = [...new Set([...Object.keys(saved), ...Object.keys(run)])].filter(
+    (key) => key !== '_target_' && !isDeepStrictEqual(saved[key], run[key]),
+  );
+  if (!differing.length) return fallback;
+  const show = (v: unknown) => (v === undefined ? 'unset' : JSON.stringify(v));
+  const pairs = differing.map((k) => `backbone.${k} (checkpoint ${show(saved[k])}, this run ${show(run[k])})`);
+  const overrides = differing.map((k) => `backbone.${k}=${show(run[k])}`);
+  const one = differing.length === 1;
+  return (
+    `This run's backbone differs from the checkpoint's in ${pairs.join(', ')}. ` +
+    `Drop the command-line override${one ? '' : 's'} ${overrides.join(' ')} ` +
+    `(the checkpoint's value${one ? ' is' : 's are'} then taken from its config.yaml), ` +
+    'or pre-train a model with these settings.'
+  );
 }
 
 /** Class facts may differ: fine-tuning on another label set keeps a fresh classification head. */
@@ -38,7 +69,8 @@ export const PRETRAINED_SKIP: readonly string[] = ['cls_head.*'];
  *
  * @throws TaskforgeError (exit code 2) starting `task.pretrained: cannot load '<dir>'` and naming
  *   the cause: the directory is missing or not a checkpoint, a data setting differs (named, with
- *   both values), or the weights do not fit the configured backbone.
+ *   both values), or the weights do not fit the configured backbone (with the `backbone.*`
+ *   settings that differ from the checkpoint's, both values, and the overrides to drop).
  */
 export function loadPretrained(
   dirArg: string,
@@ -68,7 +100,8 @@ export function loadPretrained(
     );
     if (mismatch) {
       const fix = mismatch.settings.length
-        ? `set ${mismatch.settings.map((d) => `${d.key}=${JSON.stringify(d.checkpoint)}`).join(' ')} as when it was trained`
+        ? `set ${mismatch.settings.map((d) => `${d.key}=${JSON.stringify(d.checkpoint)}`).join(' ')} ` +
+          `as when it was trained`
         : 'configure the dataset as it was when the checkpoint was trained';
       fail(`${mismatch.message}. To fine-tune from it, ${fix} (see its config.yaml).`);
     }
@@ -86,9 +119,7 @@ export function loadPretrained(
       });
       skipped = report.skipped ?? [];
     } catch (error) {
-      fail(
-        `${(error as Error).message} Use the backbone settings the checkpoint was trained with (see its config.yaml).`,
-      );
+      fail(`${(error as Error).message} ${backboneFix(checkpoint.config['backbone'], data.backboneConfig)}`);
     }
     return { palette, skipped };
   } finally {

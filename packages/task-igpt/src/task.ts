@@ -2,14 +2,17 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import {
+  ConfigError,
   crossEntropy,
   inputPath,
   loggedValue,
   writeNewFileAtomic,
   TaskforgeError,
+  type ConfigureOptimizersOptions,
   type CreateContexts,
   type DataModule,
   type NamedVariables,
+  type OptimizerSetup,
   type SampleOptions,
   type SampleResult,
   type StepContext,
@@ -31,9 +34,30 @@ export interface IgptBatch {
   indices?: Int32Array;
 }
 
+/** What `task.probe_layer` accepts, for the messages that refuse anything else. */
+const PROBE_LAYER_RANGE =
+  'a layer index: an integer from 0 (the token embeddings) to backbone.num_layers ' +
+  '(the final hidden states, after ln_f), or null for no probe';
+
+/** The probe layer in the middle of the backbone: where the iGPT paper finds the best linear-probe features. */
+const middleLayer = (numLayers: number) => Math.floor(numLayers / 2);
+
 export const igptTaskSchema = z.strictObject({
   /** Fine-tune for classification: loss = classification CE + generative CE. */
   classify: z.boolean().default(false),
+  /**
+   * iGPT's linear probe (Chen et al. 2020, section 3.3): the backbone's hidden states at this
+   * depth (0 .. backbone.num_layers, see `forward`'s `layer`), averaged over positions, feed the
+   * linear classification head, the only part trained (backbone and LM head frozen: not
+   * trainable, not in the optimizer); classification is implied. null: no probe.
+   */
+  probe_layer: z
+    .custom<number | null>((v) => v === null || (typeof v === 'number' && Number.isInteger(v) && v >= 0), {
+      error:
+        `expected ${PROBE_LAYER_RANGE}; set e.g. task.probe_layer=4 (the middle of an 8-layer backbone), ` +
+        'or task.probe_layer=null to fine-tune',
+    })
+    .default(null),
   /** A checkpoint directory whose backbone weights (and palette) start this run. */
   pretrained: inputPath({ kind: 'dir', hint: 'point it at a checkpoint directory such as <run dir>/checkpoints/last' })
     .nullable()
@@ -60,7 +84,7 @@ export const igptTaskSchema = z.strictObject({
 export type IgptTaskConfig = z.output<typeof igptTaskSchema>;
 
 /** What the task needs from its create context besides the backbone and the image facts. */
-type RunData = Partial<Pick<CreateContexts['task'], 'modelDataArgs' | 'dataConfig'>>;
+type RunData = Partial<Pick<CreateContexts['task'], 'modelDataArgs' | 'dataConfig' | 'backboneConfig'>>;
 
 const LN2 = Math.log(2);
 
@@ -75,14 +99,17 @@ export interface IgptPrediction {
 
 /**
  * Image GPT: next-pixel prediction over palette tokens (bits per pixel logged as `bpp`), and with
- * `classify` a classification loss on the mean hidden state added to it. Owns its heads
- * (`lm_head.*`, `cls_head.*`, see heads.ts) over the backbone's hidden states.
+ * `classify` a classification loss on the mean hidden state added to it. With `probe_layer` a
+ * linear probe: only the classification head learns, on the mean hidden state of that layer of
+ * the frozen backbone. Owns its heads (`lm_head.*`, `cls_head.*`, see heads.ts) over the
+ * backbone's hidden states.
  *
  * The steps take batches of `B` images as `tokens` int32 [B × num_positions] and `labels` [B];
  * `trainingStep` returns the rank-0 loss in nats. A batch that disagrees with `modelDataArgs`
- * (token count, a token outside the palette, with `classify` a label outside 0..C−1) is a
- * TaskforgeError (exit 1) naming the image and value. With `pretrained`, the constructor throws
- * as `loadPretrained` does (exit 2 for a checkpoint that does not fit this data or model).
+ * (token count, a token outside the palette, with `classify` or `probe_layer` a label outside
+ * 0..C−1) is a TaskforgeError (exit 1) naming the image and value. With `pretrained`, the
+ * constructor throws as `loadPretrained` does (exit 2 for a checkpoint that does not fit this data
+ * or model); with a `probe_layer` beyond the backbone's depth, a ConfigError (exit 2).
  */
 export class ImageGptTask implements Task<IgptBatch> {
   readonly lmHead: LmHead;
@@ -95,6 +122,13 @@ export class ImageGptTask implements Task<IgptBatch> {
   private confusion: number[][];
   /** testStep's predictions, read once at the end of the test epoch. */
   private pendingPredictions: Array<{ labels: number[]; predicted: tf.Tensor }> = [];
+  /** The linear probe's layer (`task.probe_layer`), or null. */
+  readonly probeLayer: number | null;
+  /**
+   * Set only for the linear probe: the configured optimizer and scheduler over the trainable
+   * variables (the classification head), so the frozen ones get no optimizer state.
+   */
+  readonly configureOptimizers?: (options: ConfigureOptimizersOptions) => OptimizerSetup;
 
   constructor(
     readonly backbone: IgptBackbone,
@@ -111,16 +145,36 @@ export class ImageGptTask implements Task<IgptBatch> {
     this.palette = image.palette;
     this.classNames = image.classNames;
     this.confusion = this.emptyConfusion();
+    this.probeLayer = config.probe_layer === null ? null : checkProbeLayer(config.probe_layer, backbone);
+    if (this.probeLayer !== null) {
+      // Frozen: the Trainer takes gradients of trainable variables only.
+      for (const v of [...Object.values(backbone.namedVariables()), ...Object.values(this.lmHead.namedVariables())])
+        v.trainable = false;
+      this.configureOptimizers = ({ buildOptimizer, buildScheduler, totalSteps }) => {
+        const trainable = Object.entries(this.namedVariables()).filter(([, v]) => v.trainable);
+        const optimizer = buildOptimizer(Object.fromEntries(trainable));
+        return { optimizer, scheduler: buildScheduler({ totalSteps, baseLr: optimizer.lr }) };
+      };
+    }
     if (config.pretrained) {
       this.palette = loadPretrained(config.pretrained, this, {
         palette: image.palette,
         modelDataArgs: runData.modelDataArgs ?? {},
         dataConfig: runData.dataConfig,
+        backboneConfig: runData.backboneConfig,
       }).palette;
     }
   }
 
-  /** The backbone's variables, then `lm_head.kernel`, `cls_head.kernel`, `cls_head.bias`. */
+  /** True when the task trains or evaluates a classifier: `classify`, or a linear probe. */
+  get classifies(): boolean {
+    return this.config.classify || this.probeLayer !== null;
+  }
+
+  /**
+   * The backbone's variables, then `lm_head.kernel`, `cls_head.kernel`, `cls_head.bias` (all of
+   * them, so checkpoints are complete; with `probe_layer` all but `cls_head.*` are not trainable).
+   */
   namedVariables(): NamedVariables {
     return { ...this.backbone.namedVariables(), ...this.lmHead.namedVariables(), ...this.clsHead.namedVariables() };
   }
@@ -154,7 +208,8 @@ export class ImageGptTask implements Task<IgptBatch> {
       const out = this.losses(batch, { training: false, seed: ctx.seed });
       this.logAll(ctx, 'test', out, batch.size);
       if (!out.predictions) return;
-      // Kept and read in onTestEpochEnd: a sync read per batch would stall a GPU backend (and webgpu cannot read synchronously in Node).
+      // Kept and read in onTestEpochEnd: a sync read per batch would stall a GPU backend (and webgpu cannot
+      // read synchronously in Node).
       this.pendingPredictions.push({
         labels: Array.from(batch.labels.subarray(0, batch.size)),
         predicted: tf.keep(out.predictions),
@@ -165,8 +220,8 @@ export class ImageGptTask implements Task<IgptBatch> {
   /**
    * One JSON record per image of the batch, in dataset order: `label` (the true class index),
    * `bpp` (bits per pixel of its palette tokens under the model: mean next-token cross-entropy
-   * / ln 2) and, with `classify`, `predicted` (class index), `predicted_name` and `probability`
-   * (its softmax probability). Reads the values once per batch, asynchronously.
+   * / ln 2) and, with `classify` or `probe_layer`, `predicted` (class index), `predicted_name` and
+   * `probability` (its softmax probability). Reads the values once per batch, asynchronously.
    */
   async predictStep(batch: IgptBatch, ctx: StepContext): Promise<IgptPrediction[]> {
     const out = tf.tidy(() => {
@@ -176,8 +231,8 @@ export class ImageGptTask implements Task<IgptBatch> {
       const logProbs = tf.logSoftmax(this.lmHead.apply(hidden.reshape([B * T, D])));
       const picked = logProbs.mul(tf.oneHot(tokens.reshape([-1]), this.image.numVocab)).sum(-1);
       const bpp = picked.reshape([B, T]).mean(1).neg().div(LN2);
-      if (!this.config.classify) return { bpp };
-      const probs = tf.softmax(this.clsHead.apply(hidden));
+      if (!this.classifies) return { bpp };
+      const probs = tf.softmax(this.clsHead.apply(this.probeLayer === null ? hidden : this.probeFeatures(tokens)));
       return { bpp, predicted: probs.argMax(-1), probability: probs.max(-1) };
     });
     try {
@@ -211,7 +266,7 @@ export class ImageGptTask implements Task<IgptBatch> {
     } finally {
       tf.dispose(pending.map((p) => p.predicted));
     }
-    if (!this.config.classify) return undefined;
+    if (!this.classifies) return undefined;
     const matrix = this.confusion;
     this.confusion = this.emptyConfusion();
     const total = matrix.flat().reduce((a, b) => a + b, 0);
@@ -266,8 +321,25 @@ export class ImageGptTask implements Task<IgptBatch> {
       if (!v.isDisposed) v.dispose();
   }
 
-  private losses(batch: IgptBatch, options: { training: boolean; seed: number }) {
+  private losses(
+    batch: IgptBatch,
+    options: { training: boolean; seed: number },
+  ): {
+    loss: tf.Scalar;
+    genLoss?: tf.Scalar;
+    clfLoss?: tf.Scalar;
+    accuracy?: tf.Scalar;
+    predictions?: tf.Tensor1D;
+  } {
     const tokens = this.toTokens(batch);
+    if (this.probeLayer !== null) {
+      const labels = tf.tensor1d(batch.labels.subarray(0, batch.size), 'int32');
+      const classLogits = this.clsHead.apply(this.probeFeatures(tokens));
+      const clfLoss = crossEntropy(classLogits, labels);
+      const predictions = classLogits.argMax(-1) as tf.Tensor1D;
+      const accuracy = predictions.equal(labels).toFloat().mean() as tf.Scalar;
+      return { loss: clfLoss, clfLoss, accuracy, predictions };
+    }
     const { hidden } = this.backbone.forward(tokens, options);
     const [B, T, D] = hidden.shape;
     const logits = this.lmHead.apply(hidden.reshape([B * T, D]));
@@ -287,12 +359,20 @@ export class ImageGptTask implements Task<IgptBatch> {
     const log = (name: string, value: tf.Scalar, progressBar = false) =>
       ctx.log(`${split}/${name}`, loggedValue(value), { weight: size, progressBar });
     log('loss', out.loss, true);
-    log('bpp', out.genLoss.div(LN2));
+    if (out.genLoss) log('bpp', out.genLoss.div(LN2));
     if (out.clfLoss) {
-      log('gen_loss', out.genLoss);
+      if (out.genLoss) log('gen_loss', out.genLoss);
       log('clf_loss', out.clfLoss);
       log('acc', out.accuracy!, true);
     }
+  }
+
+  /**
+   * The linear probe's features: hidden states [B, T, D] at `probe_layer` of the frozen backbone,
+   * in inference mode (no dropout), whatever the step; the head averages them over positions.
+   */
+  private probeFeatures(tokens: tf.Tensor2D): tf.Tensor3D {
+    return this.backbone.forward(tokens, { training: false, seed: 0, layer: this.probeLayer! }).hidden;
   }
 
   private toTokens(batch: IgptBatch): tf.Tensor2D {
@@ -301,21 +381,24 @@ export class ImageGptTask implements Task<IgptBatch> {
     const V = this.image.numVocab;
     if (tokens.length !== size * T) {
       throw new TaskforgeError(
-        `task/vision/igpt: a batch of ${size} images has ${tokens.length} tokens; expected ${size} × ${T} (image_height × image_width). The data module and its modelDataArgs disagree.`,
+        `task/vision/igpt: a batch of ${size} images has ${tokens.length} tokens; expected ${size} ` +
+          `× ${T} (image_height × image_width). The data module and its modelDataArgs disagree.`,
       );
     }
     for (let i = 0; i < tokens.length; i++) {
       if (tokens[i]! < 0 || tokens[i]! >= V) {
         throw new TaskforgeError(
-          `task/vision/igpt: token ${tokens[i]} (image ${Math.floor(i / T)}, pixel ${i % T}) is outside the ${V}-colour palette; the data was quantised with another palette.`,
+          `task/vision/igpt: token ${tokens[i]} (image ${Math.floor(i / T)}, pixel ${i % T}) ` +
+            `is outside the ${V}-colour palette; the data was quantised with another palette.`,
         );
       }
     }
-    if (this.config.classify) {
+    if (this.classifies) {
       const bad = labels.subarray(0, size).findIndex((l) => l < 0 || l >= this.image.numClasses);
       if (labels.length < size || bad >= 0) {
         throw new TaskforgeError(
-          `task/vision/igpt: label ${labels[bad]} of image ${bad} is not a class index in 0..${this.image.numClasses - 1}.`,
+          `task/vision/igpt: label ${labels[bad]} of image ${bad} ` +
+            `is not a class index in 0..${this.image.numClasses - 1}.`,
         );
       }
     }
@@ -325,6 +408,41 @@ export class ImageGptTask implements Task<IgptBatch> {
   private emptyConfusion(): number[][] {
     return Array.from({ length: this.image.numClasses }, () => new Array<number>(this.image.numClasses).fill(0));
   }
+}
+
+/**
+ * `task.probe_layer` against the backbone's depth (the schema checked it is an integer >= 0).
+ * @throws ConfigError (exit code 2) at `task.probe_layer` naming the range and a value to use, when it
+ *   exceeds the backbone's number of layers or the backbone cannot return intermediate layers.
+ */
+function checkProbeLayer(layer: number, backbone: IgptBackbone): number {
+  const depth = backbone.numLayers;
+  if (typeof depth !== 'number') {
+    throw new ConfigError([
+      {
+        path: 'task.probe_layer',
+        message:
+          "the linear probe needs a backbone that reports numLayers and returns a layer's hidden states " +
+          "(forward's `layer` option), which the configured one does not; use 'backbone: gpt2', " +
+          'or set task.probe_layer=null',
+        value: layer,
+      },
+    ]);
+  }
+  if (layer > depth) {
+    throw new ConfigError([
+      {
+        path: 'task.probe_layer',
+        message:
+          `the backbone has ${depth} layers, so expected ` +
+          `${PROBE_LAYER_RANGE.replace('backbone.num_layers', String(depth))}; ` +
+          `set task.probe_layer=${middleLayer(depth)} (the middle, where the iGPT paper finds the best probe ` +
+          `features) or another value in 0..${depth}`,
+        value: layer,
+      },
+    ]);
+  }
+  return layer;
 }
 
 /** The first `count` images of the test split (the validation split when there is no test loader). */

@@ -26,6 +26,7 @@ import {
 import { compareCheckpointData } from '../trainer/data-match.js';
 import { prepareAndSetup, teardownData } from '../trainer/data-setup.js';
 import { isCheckpointingCallback, Trainer, type FitResult, type TestResult } from '../trainer/trainer.js';
+import { appReplica, buildTaskFromConfig } from './replica.js';
 import type { RunConfig, Session } from './session.js';
 
 export interface CommandOptions {
@@ -49,7 +50,8 @@ export async function trainCommand(session: Session, options: CommandOptions): P
     const last =
       trainer.callbacks.find(isCheckpointingCallback)?.lastCheckpointTarget ?? join(run.runDir, 'checkpoints', 'last');
     run.output.info(
-      `To stop early press Ctrl-C (or send SIGTERM): the current step finishes, then the checkpoint is saved to ${last}; resume with ${overrideHint('trainer.resume_from', last)}`,
+      `To stop early press Ctrl-C (or send SIGTERM): the current step finishes, then the ` +
+        `checkpoint is saved to ${last}; resume with ${overrideHint('trainer.resume_from', last)}`,
     );
   }
   const result = await trainer.fit(task, datamodule); // it resumes from trainer.resume_from itself
@@ -199,7 +201,11 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
     );
   }
   // The Trainer selects the backend, resolves the run dir and builds callbacks, loggers and the optimizer builders.
-  const trainer = await Trainer.create(config, { container, projectRoot: session.projectRoot });
+  const trainer = await Trainer.create(config, {
+    container,
+    projectRoot: session.projectRoot,
+    replica: appReplica({ projectRoot: session.projectRoot, config }),
+  });
   const { runDir } = trainer;
 
   return {
@@ -211,20 +217,8 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
       output.info(`taskforge ${command}: run dir ${runDir}`);
     },
     buildDatamodule: () => instantiator.create('datamodule', config.dataset, { container }, 'dataset'),
-    buildTask(modelDataArgs) {
-      const backbone = instantiator.create('backbone', config.backbone, { container, modelDataArgs }, 'backbone');
-      return instantiator.create(
-        'task',
-        config.task,
-        {
-          container,
-          modelDataArgs,
-          backbone,
-          ...(config.dataset ? { dataConfig: config.dataset } : {}),
-        },
-        'task',
-      );
-    },
+    // DDP workers build their replicas through the same function (app/replica.ts).
+    buildTask: (modelDataArgs) => buildTaskFromConfig(container, config, modelDataArgs),
   };
 }
 
@@ -254,19 +248,23 @@ function composeForCheckpoint(
   const dir = resolve(options.ckpt);
   if (!existsSync(dir)) {
     throw new TaskforgeError(
-      `ckpt=${options.ckpt}: the checkpoint directory ${dir} does not exist; pass a checkpoint directory such as <run dir>/checkpoints/last.`,
+      `ckpt=${options.ckpt}: the checkpoint directory ${dir} does not ` +
+        `exist; pass a checkpoint directory such as <run dir>/checkpoints/last.`,
       { exitCode: 2 },
     );
   }
   if (!existsSync(join(dir, 'config.yaml'))) {
     throw new TaskforgeError(
-      `ckpt=${options.ckpt}: ${dir} is not a taskforge checkpoint (it has no config.yaml); pass a checkpoint directory such as <run dir>/checkpoints/last.`,
+      `ckpt=${options.ckpt}: ${dir} is not a taskforge checkpoint (it has no ` +
+        `config.yaml); pass a checkpoint directory such as <run dir>/checkpoints/last.`,
       { exitCode: 2 },
     );
   }
+  // The saved config is used as it was trained: no component re-derives settings (adjust: false).
   const { config } = session.compose(['trainer.resume_from=null', ...options.overrides], {
     searchPath: [dir, ...session.searchPath],
     configName: 'config',
+    adjust: false,
   });
   const trainerState = readCheckpointJson<TrainerState>(dir, 'trainer_state.json');
   const ckpt: CheckpointRef = {
@@ -332,10 +330,13 @@ function assertSameData(ckpt: CheckpointRef, config: RunConfig, datamodule: Data
   const mismatch = compareCheckpointData(ckpt, { modelDataArgs: datamodule.modelDataArgs, dataConfig: config.dataset });
   if (!mismatch) return;
   const drop = mismatch.settings.length
-    ? `drop the override${mismatch.settings.length > 1 ? 's' : ''} of ${mismatch.settings.map((d) => d.key).join(', ')} (the checkpoint's ${mismatch.settings.map((d) => `${d.key}=${JSON.stringify(d.checkpoint)}`).join(' ')} is used then)`
+    ? `drop the override${mismatch.settings.length > 1 ? 's' : ''} of ` +
+      `${mismatch.settings.map((d) => d.key).join(', ')} (the checkpoint's ` +
+      `${mismatch.settings.map((d) => `${d.key}=${JSON.stringify(d.checkpoint)}`).join(' ')} is used then)`
     : 'evaluate it with the data settings in its config.yaml';
   throw new TaskforgeError(
-    `ckpt=${ckpt.dir}: ${mismatch.message}. Its weights only fit the data they were trained on: ${drop}, or train a model for the new settings.`,
+    `ckpt=${ckpt.dir}: ${mismatch.message}. Its weights only fit the data ` +
+      `they were trained on: ${drop}, or train a model for the new settings.`,
     { exitCode: 2 },
   );
 }

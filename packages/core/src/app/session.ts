@@ -7,10 +7,11 @@ import { join, resolve } from 'node:path';
 import type { DependencyContainer } from 'tsyringe';
 import { z } from 'zod';
 import { attachEnvSources, composeConfig, type ComposedConfig } from '../config/index.js';
-import type { ConfigNode } from '../config/paths.js';
+import { setPath, type ConfigNode } from '../config/paths.js';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { discoverPlugins, loadPlugins, type DiscoveredPlugin } from '../registry/discovery.js';
 import type { ComponentRegistry } from '../registry/registry.js';
+import type { RunConfigDraft } from '../registry/types.js';
 import { isComponentNode, validateConfig } from '../registry/validate.js';
 import { createContainer } from './container.js';
 import { findProjectRoot } from '../services/paths.js';
@@ -90,12 +91,16 @@ export class Session {
   }
 
   /**
-   * Composes the config from the search path and overrides, then validates every section; notes
-   * about settings dropped by a group swap are printed as warnings. Every command (`config`
-   * included) goes through here, so all validate alike.
+   * Composes the config from the search path and overrides, lets the configured components adjust
+   * it (their `adjustRunConfig`, unless `adjust: false`; their notes are printed as information),
+   * then validates every section; notes about settings dropped by a group swap are printed as
+   * warnings. Every command (`config` included) goes through here, so all validate alike.
    * @throws ConfigError (exit code 2) listing every problem.
    */
-  compose(overrides: string[], options: { searchPath?: string[]; configName?: string } = {}): ComposedRun {
+  compose(
+    overrides: string[],
+    options: { searchPath?: string[]; configName?: string; adjust?: boolean } = {},
+  ): ComposedRun {
     const composed = composeConfig({
       searchPath: options.searchPath ?? this.searchPath,
       configName: options.configName ?? this.configName,
@@ -103,12 +108,46 @@ export class Session {
     });
     const output = this.container.resolve<Output>(Tokens.Output);
     for (const note of composed.notes) output.warn(note);
+    if (options.adjust !== false) for (const note of this.adjust(composed)) output.info(note);
     return this.validate(composed);
   }
 
   /**
+   * Calls `adjustRunConfig` of the component each top-level section names (unknown targets are
+   * left to validation), in place; returns their notes.
+   */
+  private adjust(composed: ComposedConfig): string[] {
+    const notes: string[] = [];
+    const { config, sources } = composed;
+    for (const section of COMPONENT_SECTIONS) {
+      const node = config[section];
+      if (!isComponentNode(node) || typeof node._target_ !== 'string' || !this.registry.has(node._target_)) continue;
+      const spec = this.registry.resolve(node._target_);
+      if (!spec.adjustRunConfig) continue;
+      const draft: RunConfigDraft = {
+        config,
+        section,
+        node,
+        sourceOf: (path) => sources.get(path),
+        fromCommandLine: (path) =>
+          [...sources].some(
+            ([key, source]) => source === 'command line' && (key === path || key.startsWith(`${path}.`)),
+          ),
+        set(path, value, source) {
+          setPath(config, path, value);
+          for (const key of [...sources.keys()]) if (key.startsWith(`${path}.`)) sources.delete(key);
+          sources.set(path, source);
+        },
+      };
+      notes.push(...(spec.adjustRunConfig(draft) ?? []));
+    }
+    return notes;
+  }
+
+  /**
    * Validates a composed config: each component section against its component's schema, the
-   * `trainer` section, the sections a configured task needs (dataset, backbone, optimizer), and that every component section
+   * `trainer` section, the sections a configured task needs (dataset, backbone, optimizer), and that every
+   * component section
    * names its component (`_target_`), so nothing half-configured reaches a command.
    * @throws ConfigError (exit code 2) listing every problem.
    */
@@ -119,7 +158,9 @@ export class Session {
       if (!configured(section)) {
         problems.push({
           path: section,
-          message: `no ${section} is configured; select one on the command line, e.g. ${section}=<option> (see \`taskforge list\`)`,
+          message:
+            `no ${section} is configured; select one on the command ` +
+            `line, e.g. ${section}=<option> (see \`taskforge list\`)`,
         });
       }
     }
@@ -130,7 +171,9 @@ export class Session {
       const source = leaf === undefined ? undefined : composed.sources.get(leaf);
       problems.push({
         path: section,
-        message: `has settings but names no component (no _target_): select an option with ${section}=<option>, or delete the whole group with ~${section}`,
+        message:
+          `has settings but names no component (no _target_): select an option ` +
+          `with ${section}=<option>, or delete the whole group with ~${section}`,
         value: node,
         ...(source ? { source } : {}),
       });

@@ -73,8 +73,10 @@ const INSTALL_NOTES: Partial<Record<AcceleratorKind, string>> = {
 
 /** The likely fix when Dawn finds no adapter; shared by the error and the auto skip reason. */
 export const NO_ADAPTER_HINT =
-  "install the GPU driver and the Vulkan loader (Debian/Ubuntu: `apt-get install libvulkan1` plus the vendor driver, e.g. NVIDIA's " +
-  "with its Vulkan ICD, or mesa-vulkan-drivers; check with `vulkaninfo --summary`). Without a GPU, Mesa's software driver lavapipe " +
+  'install the GPU driver and the Vulkan loader (Debian/Ubuntu: ' +
+  "`apt-get install libvulkan1` plus the vendor driver, e.g. NVIDIA's " +
+  'with its Vulkan ICD, or mesa-vulkan-drivers; check with `vulkaninfo ' +
+  "--summary`). Without a GPU, Mesa's software driver lavapipe " +
   '(mesa-vulkan-drivers 25.x, from bookworm-backports on Debian 12) provides a slow adapter for tests';
 
 function firstLine(error: unknown): string {
@@ -119,7 +121,8 @@ async function activate(name: BackendName, kind: AcceleratorKind): Promise<void>
   if (tf.findBackendFactory(name) === null && tf.findBackend(name) === null) {
     throw new Unavailable(
       `loaded but registered no '${name}' backend with this copy of TensorFlow.js ${tf.version_core}; ` +
-        `install ${kind === 'cpu' ? '@tensorflow/tfjs' : PACKAGES[kind]}@${tf.version_core} to match (check \`npm ls @tensorflow/tfjs-core\`)`,
+        `install ${kind === 'cpu' ? '@tensorflow/tfjs' : PACKAGES[kind]}@${tf.version_core} ` +
+        `to match (check \`npm ls @tensorflow/tfjs-core\`)`,
     );
   }
   let ok: boolean;
@@ -289,7 +292,8 @@ async function setUp(
       let description = `wasm (${simd ? 'SIMD' : 'no SIMD'}, ${threads} thread${threads === 1 ? '' : 's'})`;
       if (options.threads != null && options.threads > threads) {
         // TF.js disables its threaded wasm build under Node (tensorflow/tfjs#3830).
-        description += `; ${options.threads} threads requested but this runtime only runs the single-threaded wasm build`;
+        description +=
+          `; ${options.threads} threads requested but this ` + `runtime only runs the single-threaded wasm build`;
       }
       return { backend: 'wasm', accelerator: 'wasm', description };
     }
@@ -309,14 +313,18 @@ async function setUp(
 }
 
 function softwareReason(info: GpuAdapterInfo): string {
-  return `only a software adapter (${adapterName(info)}), which runs on the CPU far slower than wasm; set trainer.accelerator=webgpu to use it anyway`;
+  return (
+    `only a software adapter (${adapterName(info)}), which runs on the CPU ` +
+    `far slower than wasm; set trainer.accelerator=webgpu to use it anyway`
+  );
 }
 
 function describeWebgpu(info: GpuAdapterInfo, request: AcceleratorRequest): Chosen {
   const description = `webgpu (Dawn; ${adapterName(info)}${info.software ? '; software adapter' : ''})`;
   const warning =
     info.software && request !== 'auto'
-      ? `The WebGPU adapter is a software one (${adapterName(info)}): it runs on the CPU, far slower than trainer.accelerator=wasm. Use it for tests, not training.`
+      ? `The WebGPU adapter is a software one (${adapterName(info)}): it runs on the ` +
+        `CPU, far slower than trainer.accelerator=wasm. Use it for tests, not training.`
       : undefined;
   return { backend: 'webgpu', accelerator: 'webgpu', description, adapter: info, ...(warning ? { warning } : {}) };
 }
@@ -356,7 +364,8 @@ export async function selectBackend(
       if (warning) options.output?.warn(warning);
       if (options.threads != null && chosen.backend !== 'wasm') {
         options.output?.warn(
-          `trainer.threads=${options.threads} only applies to the wasm backend; ${chosen.backend} uses its own thread pool.`,
+          `trainer.threads=${options.threads} only applies to the ` +
+            `wasm backend; ${chosen.backend} uses its own thread pool.`,
         );
       }
       options.output?.info(`Accelerator: ${chosen.description}${request === 'auto' ? ' (auto)' : ''}`);
@@ -366,7 +375,8 @@ export async function selectBackend(
       if (!(error instanceof Unavailable)) throw error;
       if (request === 'webgpu' && !error.notInstalled) {
         throw new TaskforgeError(
-          `trainer.accelerator=webgpu could not start: ${error.reason}. Or set trainer.accelerator=auto to use the best backend that works here.`,
+          `trainer.accelerator=webgpu could not start: ${error.reason}. Or set ` +
+            `trainer.accelerator=auto to use the best backend that works here.`,
         );
       }
       if (request !== 'auto') {
@@ -380,13 +390,15 @@ export async function selectBackend(
           kind === 'cpu'
             ? 'Reinstall @tensorflow/tfjs'
             : error.notInstalled
-              ? `Install ${kind === 'webgpu' ? 'them' : 'it'} with \`${installCommand(kind)}\`${INSTALL_NOTES[kind] ?? ''}`
+              ? `Install ${kind === 'webgpu' ? 'them' : 'it'} with ` +
+                `\`${installCommand(kind)}\`${INSTALL_NOTES[kind] ?? ''}`
               : `Fix or reinstall it (\`${installCommand(kind)}\`)`;
         const problem = error.notInstalled
           ? `${pkg}, which ${kind === 'webgpu' ? 'are' : 'is'} not installed`
           : `${pkg}, which is ${error.reason}`;
         throw new TaskforgeError(
-          `trainer.accelerator=${request} needs ${problem}. ${fix}, or set trainer.accelerator=auto to use the best backend that works here.`,
+          `trainer.accelerator=${request} needs ${problem}. ${fix}, or set ` +
+            `trainer.accelerator=auto to use the best backend that works here.`,
         );
       }
       skipped.push({ accelerator: kind, reason: error.reason });

@@ -62,7 +62,10 @@ export function composeConfig(options: ComposeOptions): ComposedConfig {
       [
         {
           path: '',
-          message: `primary config '${primaryName}.yaml' not found in the search path (${searchPath.join(', ') || 'empty'}); create it in your conf/ dir or pass an existing config name`,
+          message:
+            `primary config '${primaryName}.yaml' not found in the search path ` +
+            `(${searchPath.join(', ') || 'empty'}); create it in your conf/ dir or pass an ` +
+            `existing config name`,
           suggestions: suggest(primaryName, listPrimaryConfigs(searchPath)),
         },
       ],
@@ -171,7 +174,8 @@ function followGroupSelections(all: MergeItem[], changes: GroupChange[]): { item
     const drop = (item: MergeItem, key: string) => {
       if (change.to !== null) {
         notes.push(
-          `${item.source} sets ${change.pkg}.${key} for ${change.key} '${change.from}', but '${change.to}' is selected ` +
+          `${item.source} sets ${change.pkg}.${key} for ${change.key} ` +
+            `'${change.from}', but '${change.to}' is selected ` +
             `(${change.where}) and has no such key; the setting is dropped`,
         );
       }

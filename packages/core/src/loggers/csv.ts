@@ -146,7 +146,8 @@ export class CsvLogger implements MetricsLogger {
     const header = parseCsvLine(lines[0]!);
     if (header[0] !== 'step') {
       throw new TaskforgeError(
-        `'${this.metricsPath}' exists but is not a taskforge metrics file (its first column is '${header[0]}', expected 'step'). ` +
+        `'${this.metricsPath}' exists but is not a taskforge metrics ` +
+          `file (its first column is '${header[0]}', expected 'step'). ` +
           'Move it away or log to another directory (logger `name`).',
       );
     }

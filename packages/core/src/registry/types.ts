@@ -43,6 +43,11 @@ export interface CreateContexts {
      * (see `compareCheckpointData`).
      */
     dataConfig?: Readonly<Record<string, unknown>>;
+    /**
+     * The run's validated `backbone` config node (absent when built outside a command), so a task
+     * loading pretrained weights can name the backbone settings that differ from the checkpoint's.
+     */
+    backboneConfig?: Readonly<Record<string, unknown>>;
   };
   optimizer: { container: DependencyContainer; variables: NamedVariables };
   scheduler: { container: DependencyContainer; totalSteps: number; baseLr: number };
@@ -73,6 +78,31 @@ export interface ComponentSpec<K extends ComponentKind = ComponentKind, C = any>
   description: string;
   schema: z.ZodType<C>;
   create(config: C, ctx: CreateContexts[K]): ComponentInstances[K];
+  /**
+   * Optional: adjust the composed run config before it is validated, for settings this component
+   * derives from elsewhere (e.g. a task that takes the backbone settings from the checkpoint its
+   * `pretrained` key names). The app layer calls it for each top-level component section (`task`,
+   * `dataset`, `backbone`, `optimizer`, `scheduler`, in that order) whose `_target_` names this
+   * component, after composition and before validation, for every command except evaluations of
+   * a checkpoint (`ckpt=`, whose saved config is used as it is). Returns one-line notes, printed
+   * as information (e.g. which keys were taken from where). May throw a ConfigError (exit 2).
+   */
+  adjustRunConfig?(draft: RunConfigDraft): string[] | void;
+}
+
+/** What `ComponentSpec.adjustRunConfig` is given: the composed, not yet validated run config. */
+export interface RunConfigDraft {
+  /** The whole run config (interpolations resolved); change it only through `set`. */
+  readonly config: Readonly<Record<string, unknown>>;
+  /** The component's own section, e.g. `task`, and its node as composed (unvalidated: check types). */
+  readonly section: string;
+  readonly node: Readonly<Record<string, unknown>>;
+  /** Where the value at a dotted path came from (`command line`, a config file, …), when known. */
+  sourceOf(path: string): string | undefined;
+  /** True when the value at `path`, or any value under it, was set on the command line. */
+  fromCommandLine(path: string): boolean;
+  /** Sets the value at a dotted path and records `source` as where it came from (`taskforge config` shows it). */
+  set(path: string, value: unknown, source: string): void;
 }
 
 /** What a plugin package's entry point exports as `plugin` (or default export). */

@@ -180,7 +180,9 @@ export function issuesToProblems(
     else if (expected) message = `expected ${expected}${of}`;
     else if ((issue.code === 'too_small' || issue.code === 'too_big') && issue.origin === 'array') {
       const n = Number(issue.code === 'too_small' ? issue.minimum : issue.maximum);
-      message = `expected a list of ${issue.code === 'too_small' ? 'at least' : 'at most'} ${n} item${n === 1 ? '' : 's'}${of}`;
+      message =
+        `expected a list of ${issue.code === 'too_small' ? 'at least' : 'at most'} ` +
+        `${n} item${n === 1 ? '' : 's'}${of}`;
     } else message = `${issue.message}${of}`;
     problems.push({ path: issuePath(base, path), message, ...(value !== undefined ? { value } : {}) });
   }

@@ -57,6 +57,10 @@ export const trainerConfigSchema = z.strictObject({
   num_sanity_val_steps: z.number().int().min(-1).default(2),
   accelerator: z.enum(['auto', 'gpu', 'node', 'webgpu', 'wasm', 'cpu']).default('auto'),
   threads: z.number().int().min(1).nullable().default(null),
+  /** auto: ddp over worker threads on wasm/cpu when the batch splits, else single (see ddp/strategy.ts). */
+  strategy: z.enum(['auto', 'single', 'ddp']).default('auto'),
+  /** auto: one device per core (capped at the batch size); N: that many (rank 0 + N-1 worker threads). */
+  devices: z.union([z.literal('auto'), z.number().int().min(1)]).default('auto'),
   default_root_dir: z.string().min(1).default('outputs'),
   run_dir: z.string().min(1).nullable().default(null),
   /** A checkpoint dir to resume from; it must exist when the config is validated (before the run dir is made). */

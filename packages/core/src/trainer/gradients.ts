@@ -1,16 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 
 /**
- * Adds `grads` (keyed by TF.js variable name, as `tf.variableGrads` returns them) into `into`
- * (keyed by the task's variable names). Consumes `grads` and the previous sums.
+ * Adds `grads` (keyed by the task's variable names) into `into`. Consumes `grads` and the
+ * previous sums.
  */
-export function accumulateGrads(
-  into: Record<string, tf.Tensor>,
-  grads: tf.NamedTensorMap,
-  nameOf: ReadonlyMap<string, string>,
-): void {
-  for (const [tfName, grad] of Object.entries(grads)) {
-    const name = nameOf.get(tfName)!;
+export function accumulateGrads(into: Record<string, tf.Tensor>, grads: Record<string, tf.Tensor>): void {
+  for (const [name, grad] of Object.entries(grads)) {
     const previous = into[name];
     if (previous) {
       into[name] = tf.add(previous, grad);

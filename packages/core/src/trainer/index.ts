@@ -9,6 +9,11 @@ export {
   type CheckpointingCallback,
 } from './trainer.js';
 export { SingleDeviceStrategy, type Strategy } from './strategy.js';
+export { createStrategy } from './strategies.js';
+export { DDPStrategy, resolveDevices, mergeLogs, type DevicesPlan, type DevicesRequest } from './ddp/strategy.js';
+export type { ReplicaSpec, ReplicaFactoryArgs } from './ddp/protocol.js';
+export { splitBatch, type Shard } from './ddp/shards.js';
+export type { StepFields, StepResult, LoggedValue } from './local-step.js';
 export { Progress, type ProgressState } from './progress.js';
 export {
   trainerConfigSchema,

@@ -24,7 +24,9 @@ export function batchBudget(
       throw new ConfigError([
         {
           path: `trainer.${key}`,
-          message: `is a fraction, but the datamodule does not report how many ${split} batches it has; give a whole number of batches instead`,
+          message:
+            `is a fraction, but the datamodule does not report how many ` +
+            `${split} batches it has; give a whole number of batches instead`,
           value: limit,
         },
       ]);
@@ -33,7 +35,8 @@ export function batchBudget(
   } else budget = available === undefined ? limit : Math.min(limit, available);
   if (budget === 0) {
     throw new TaskforgeError(
-      `The ${split} dataloader yields no batches; check the dataset split and the batch size (a batch larger than the split with drop_last gives none).`,
+      `The ${split} dataloader yields no batches; check the dataset split and ` +
+        `the batch size (a batch larger than the split with drop_last gives none).`,
     );
   }
   return budget;
@@ -71,7 +74,8 @@ export function planFit(config: TrainerConfig, dm: DataModule): FitPlan {
       {
         path: 'trainer.max_steps',
         message:
-          'the datamodule does not report how many training batches an epoch has, so the number of optimizer steps (needed by LR schedules and progress) is unknown; set trainer.max_steps',
+          'the datamodule does not report how many training batches an epoch has, so the number of ' +
+          'optimizer steps (needed by LR schedules and progress) is unknown; set trainer.max_steps',
         value: config.max_steps,
       },
     ]);
@@ -85,7 +89,8 @@ export function planFit(config: TrainerConfig, dm: DataModule): FitPlan {
         {
           path: 'trainer.val_check_interval',
           message:
-            'is a fraction of the epoch, but the datamodule does not report how many training batches an epoch has; give a whole number of batches instead',
+            'is a fraction of the epoch, but the datamodule does not report how many ' +
+            'training batches an epoch has; give a whole number of batches instead',
           value: interval,
         },
       ]);

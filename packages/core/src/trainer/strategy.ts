@@ -1,25 +1,30 @@
 /**
- * How training is spread over devices (Lightning's `strategy`). Today there is one: a single
- * device, the TF.js backend chosen by `trainer.accelerator`. The seam is shaped for data-parallel
- * training (`ddp`), which is not implemented yet, so `trainer.strategy` / `trainer.devices` are not
- * config keys yet. A DDP strategy would:
+ * How training is spread over devices (Lightning's `strategy`, chosen by `trainer.strategy` and
+ * `trainer.devices`; `createStrategy` in strategies.ts reads them):
  *
- * - own the replicas: `setup()` starts one worker per device (each with its own TF.js backend and a
- *   copy of the task's weights) and broadcasts rank 0's weights to the others;
- * - all-reduce gradients: the fit loop hands each accumulated gradient map to `reduceGradients`
- *   before clipping and the optimizer update, which then run identically on every replica;
- * - shard the data: `loaderOptions` gives each rank its own disjoint slice of every epoch
- *   (`DataLoaderOptions` would gain `rank` / `worldSize`);
- * - write from one place: only the replica where `isGlobalZero` is true saves checkpoints and logs.
+ * - `SingleDeviceStrategy` (here): everything on one TF.js backend, chosen by `trainer.accelerator`.
+ * - `DDPStrategy` (ddp/strategy.ts): data-parallel training over Node worker threads on the CPU
+ *   backends (wasm, cpu). The main thread is rank 0 and keeps the data, callbacks, loggers,
+ *   checkpoints and the one optimizer; `trainingStep` splits each batch along dim 0 into one shard
+ *   per device, ranks 1..N-1 (workers, each with its own backend and a replica of the task built
+ *   from the composed config) compute their shard's loss and gradients, and rank 0 averages them
+ *   weighted by shard sample counts. The fit loop then clips and applies ONE optimizer update on
+ *   rank 0, and the updated weights are sent to every worker with its next shard, so the replicas
+ *   cannot drift.
+ *
+ * The fit loop hands each micro-batch to `trainingStep` and each accumulated gradient map to
+ * `reduceGradients` (the identity for both strategies here: `trainingStep` already returns the
+ * gradients of the whole batch) before clipping and the optimizer update.
  */
 import * as tf from '@tensorflow/tfjs';
 import { Accelerator } from '../backend/accelerator.js';
 import type { AcceleratorRequest, BackendSelection } from '../backend/select.js';
-import type { DataLoaderOptions } from '../contracts.js';
+import type { DataLoaderOptions, ModelDataArgs, Task } from '../contracts.js';
 import type { Output } from '../services/tokens.js';
+import { computeStep, type LoggedValue, type StepFields, type StepResult } from './local-step.js';
 
 export interface Strategy {
-  /** `single_device` today; `ddp` next. */
+  /** `single_device` or `ddp` (once `setup` resolved `trainer.strategy=auto`). */
   readonly name: string;
   /** True on the process that writes checkpoints, logs and result files (always, on one device). */
   readonly isGlobalZero: boolean;
@@ -34,6 +39,26 @@ export interface Strategy {
   reduceGradients(grads: Record<string, tf.Tensor>): Record<string, tf.Tensor>;
   /** The dataloader options of this replica for an epoch. */
   loaderOptions(options: DataLoaderOptions): DataLoaderOptions;
+  /**
+   * Loss, logged values and gradients (by the task's variable names, owned by the caller) of one
+   * training micro-batch over every device. Throws what the task's step throws; under ddp a
+   * TaskforgeError (exit 1) naming the worker rank, the step and the cause when a worker fails.
+   */
+  trainingStep(
+    task: Task,
+    batch: unknown,
+    fields: StepFields,
+    trainable: ReadonlyArray<readonly [string, tf.Variable]>,
+  ): Promise<StepResult>;
+  /**
+   * What `task.validationStep` logs for `batch`, over every device (weighted by shard sizes under
+   * ddp). Optional: without it (or before training has started any worker) validation runs locally.
+   */
+  evaluationStep?(task: Task, method: 'validationStep', batch: unknown, fields: StepFields): Promise<LoggedValue[]>;
+  /** The data facts replicas are built with; the Trainer calls it once the datamodule is set up. */
+  connect?(context: { modelDataArgs: ModelDataArgs }): void;
+  /** Releases devices and workers; safe to call more than once, and `setup` works again afterwards. */
+  teardown(): Promise<void>;
 }
 
 /** The backend selected last in this process, so Trainers after the first do not re-initialise it. */
@@ -75,6 +100,17 @@ export class SingleDeviceStrategy implements Strategy {
   loaderOptions(options: DataLoaderOptions): DataLoaderOptions {
     return options;
   }
+
+  trainingStep(
+    task: Task,
+    batch: unknown,
+    fields: StepFields,
+    trainable: ReadonlyArray<readonly [string, tf.Variable]>,
+  ): Promise<StepResult> {
+    return computeStep(task, batch, fields, trainable);
+  }
+
+  async teardown(): Promise<void> {}
 
   private async select(): Promise<BackendSelection> {
     const key = `${this.request.accelerator}/${this.request.threads ?? ''}`;

@@ -27,30 +27,42 @@ import { TaskforgeError } from '../errors.js';
 import { overrideHint } from '../config/override-grammar.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { Tokens, type Clock, type Output } from '../services/tokens.js';
-import type { Accelerator } from '../backend/accelerator.js';
+import { Accelerator } from '../backend/accelerator.js';
 import { loadCheckpoint, restoreTaskWeights, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput } from './config.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
-import { evaluationLoop } from './loops/evaluation-loop.js';
+import { evaluationLoop, type EvaluationRun } from './loops/evaluation-loop.js';
 import { FitLoop, type FitLoopHost } from './loops/fit-loop.js';
 import { configuredOptimizers, coreOptimizers } from './optimization.js';
 import { batchBudget, planFit } from './plan.js';
 import { Progress } from './progress.js';
 import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
 import { mixSeed } from './step-context.js';
-import { SingleDeviceStrategy, type Strategy } from './strategy.js';
+import type { ReplicaSpec } from './ddp/protocol.js';
+import { createStrategy } from './strategies.js';
+import type { Strategy } from './strategy.js';
 
 export interface TrainerDeps {
   callbacks: Callback[];
   loggers: MetricsLogger[];
-  /** Where results and default checkpoints go; default: resolved from `trainer.run_dir` / `trainer.default_root_dir` against `projectRoot`. */
+  /**
+   * Where results and default checkpoints go; default: resolved from `trainer.run_dir` /
+   * `trainer.default_root_dir` against `projectRoot`.
+   */
   runDir?: string;
   /** What a relative run dir is resolved against; default: the working directory. */
   projectRoot?: string;
   output: Output;
   clock?: Clock;
-  /** Devices; default: one device, the backend named by `trainer.accelerator` (with `trainer.threads`). */
+  /**
+   * Devices; default: from `trainer.strategy` / `trainer.devices` (`createStrategy`), on the backend
+   * named by `trainer.accelerator` (with `trainer.threads`).
+   */
   strategy?: Strategy;
+  /** How DDP workers build their replica of the task; without it `trainer.strategy=auto` stays on one device. */
+  replica?: ReplicaSpec;
+  /** The global batch size (`dataset.batch_size`), when known: caps `trainer.devices=auto`. */
+  batchSize?: number;
   /**
    * Build the configured optimizer and LR scheduler (the `optimizer` / `scheduler` config nodes).
    * `Trainer.create` supplies them through the registry; default: core's optimizers and schedulers
@@ -164,7 +176,12 @@ export class Trainer implements TrainerView {
     this.optimizers = deps.optimizers ?? coreOptimizers(deps.composedConfig ?? {});
     this.strategy =
       deps.strategy ??
-      SingleDeviceStrategy.for({ accelerator: this.config.accelerator, threads: this.config.threads }, deps.output);
+      createStrategy(this.config, {
+        accelerator: new Accelerator(deps.output),
+        output: deps.output,
+        replica: deps.replica,
+        batchSize: deps.batchSize,
+      });
     // Checkpointing callbacks go last (stable otherwise) so they see metrics other callbacks log.
     this.callbacks = [
       ...deps.callbacks.filter((c) => !isCheckpointingCallback(c)),
@@ -177,22 +194,28 @@ export class Trainer implements TrainerView {
    * backend (so weights built afterwards land on it), resolves the run dir against `projectRoot`,
    * builds the configured callbacks and loggers, and the optimizer/scheduler builders from the
    * `optimizer` and `scheduler` sections (a constant LR when no scheduler is configured).
+   * Builds the strategy from `trainer.strategy` / `trainer.devices` (DDP workers rebuild the task
+   * with `options.replica`; `dataset.batch_size` caps `devices=auto`) and prints its choice.
    * Throws ConfigError (exit 2) for a bad `trainer.*` key or component node, TaskforgeError
-   * (exit 1) when the accelerator cannot be initialised.
+   * (exit 2) for an impossible strategy/devices setting, TaskforgeError (exit 1) when the
+   * accelerator cannot be initialised.
    */
   static async create(
     config: TrainerRunConfig,
-    options: { container: DependencyContainer; projectRoot?: string },
+    options: { container: DependencyContainer; projectRoot?: string; replica?: ReplicaSpec },
   ): Promise<Trainer> {
     const { container } = options;
     const trainerConfig = parseTrainerConfig(config.trainer);
     const output = container.resolve<Output>(Tokens.Output);
     const clock = container.resolve<Clock>(Tokens.Clock);
     const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
-    const strategy = new SingleDeviceStrategy(
-      { accelerator: trainerConfig.accelerator, threads: trainerConfig.threads },
-      container.resolve<Accelerator>(Tokens.Accelerator),
-    );
+    const dataset = config['dataset'] as { batch_size?: unknown } | null | undefined;
+    const strategy = createStrategy(trainerConfig, {
+      accelerator: container.resolve<Accelerator>(Tokens.Accelerator),
+      output,
+      replica: options.replica,
+      batchSize: typeof dataset?.batch_size === 'number' ? dataset.batch_size : undefined,
+    });
     await strategy.setup();
     const runDir = resolve(options.projectRoot ?? process.cwd(), resolveRunDir(trainerConfig, clock));
     const callbacks: Callback[] = [];
@@ -276,6 +299,7 @@ export class Trainer implements TrainerView {
     let status: 'success' | 'failed' | 'interrupted' = 'failed';
     try {
       await prepareAndSetup(datamodule, 'fit');
+      this.strategy.connect?.({ modelDataArgs: datamodule.modelDataArgs });
       const plan = planFit(this.config, datamodule);
       this.maxSteps = plan.totalSteps;
       const { optimizer, scheduler } = this.configureOptimizers(task, plan.totalSteps);
@@ -395,7 +419,7 @@ export class Trainer implements TrainerView {
       });
       return outputs;
     } finally {
-      await teardownData(datamodule);
+      await Promise.allSettled([teardownData(datamodule), this.strategy.teardown()]);
     }
   }
 
@@ -423,6 +447,7 @@ export class Trainer implements TrainerView {
       collect: 'metrics',
       context: (batchIdx) => this.evalContext('sanity', batchIdx),
       step: (batch, ctx) => validationStep.call(this.task, batch, ctx),
+      sharded: this.shardedValidation(),
     });
     await this.hook('onSanityCheckEnd', metrics);
   }
@@ -435,11 +460,19 @@ export class Trainer implements TrainerView {
       collect: 'metrics',
       context: (batchIdx) => this.evalContext('val', batchIdx),
       step: (batch, ctx) => this.task.validationStep!(batch, ctx),
+      sharded: this.shardedValidation(),
     });
     Object.assign(this.callbackMetrics, metrics);
     await this.logMetrics(metrics);
     await this.hook('onValidationEnd', metrics);
     return metrics;
+  }
+
+  /** Validation through the strategy (sharded under ddp), when it offers that. */
+  private shardedValidation(): EvaluationRun['sharded'] {
+    const { strategy } = this;
+    if (!strategy.evaluationStep) return undefined;
+    return (batch, fields) => strategy.evaluationStep!(this.task, 'validationStep', batch, fields);
   }
 
   private evalContext(split: keyof typeof EVAL_SEED_STREAM, batchIdx: number): Omit<StepContext, 'log'> {
@@ -510,7 +543,8 @@ export class Trainer implements TrainerView {
       const state = checkpoint.trainerState;
       if (!state) {
         throw new TaskforgeError(
-          `Cannot resume from '${dir}': it has no trainer_state.json, so it holds weights only. Load it as pretrained weights instead, or resume from a checkpoint written during training.`,
+          `Cannot resume from '${dir}': it has no trainer_state.json, so it holds weights only. Load ` +
+            `it as pretrained weights instead, or resume from a checkpoint written during training.`,
           { exitCode: 2 },
         );
       }
@@ -526,7 +560,8 @@ export class Trainer implements TrainerView {
       }
       if (state.seed !== this.config.seed) {
         this.output.warn(
-          `Resuming a run trained with seed ${state.seed} using trainer.seed=${this.config.seed}: data order and dropout will differ from the original run.`,
+          `Resuming a run trained with seed ${state.seed} using trainer.seed=${this.config.seed}: ` +
+            `data order and dropout will differ from the original run.`,
         );
       }
       this.progress.load(state);
@@ -538,7 +573,8 @@ export class Trainer implements TrainerView {
         if (saved && callback.loadStateDict) callback.loadStateDict(saved);
       }
       this.output.info(
-        `Resumed from '${dir}' at global step ${this.globalStep} (epoch ${this.epoch}, batch ${this.progress.batchInEpoch}).`,
+        `Resumed from '${dir}' at global step ${this.globalStep} ` +
+          `(epoch ${this.epoch}, batch ${this.progress.batchInEpoch}).`,
       );
     } finally {
       checkpoint.dispose();
@@ -585,6 +621,7 @@ export class Trainer implements TrainerView {
     const results = await Promise.allSettled([
       ...this.loggers.map(async (l) => l.finalize(status)),
       (async () => this.currentDatamodule && teardownData(this.currentDatamodule))(),
+      this.strategy.teardown(),
     ]);
     for (const r of results)
       if (r.status === 'rejected') this.output.warn(`Cleanup failed: ${(r.reason as Error).message}`);

@@ -163,6 +163,10 @@ export interface ToyTaskOptions {
   initSeed?: number;
   /** Return a NaN loss at this global step. */
   nanAtStep?: number;
+  /** trainingStep throws at this global step (injected worker failure in DDP tests). */
+  throwAtStep?: number;
+  /** trainingStep ends its thread (`process.exit(3)`, in a worker) at this global step. */
+  exitAtStep?: number;
   /** stateDict() throws (to break checkpoint writes midway). */
   failStateDict?: boolean;
   /** Validation logs `score` from this list, one value per validation epoch (for checkpoint/early-stopping tests). */
@@ -172,12 +176,17 @@ export interface ToyTaskOptions {
 let instances = 0;
 
 export class ToyTask implements Task<ToyBatch> {
-  readonly options: Required<Omit<ToyTaskOptions, 'scheduler' | 'nanAtStep' | 'valScores'>> & ToyTaskOptions;
+  readonly options: Required<
+    Omit<ToyTaskOptions, 'scheduler' | 'nanAtStep' | 'valScores' | 'throwAtStep' | 'exitAtStep'>
+  > &
+    ToyTaskOptions;
   readonly variables: NamedVariables;
   /** Task state that must survive checkpoints. */
   label = 'toy';
   totalSteps: number | undefined;
   validationCalls = 0;
+  /** Samples this replica validated (a DDP rank 0 sees only its shards). */
+  validationSamples = 0;
   testCalls = 0;
   private validationsSeen = new Set<string>();
 
@@ -229,6 +238,8 @@ export class ToyTask implements Task<ToyBatch> {
   }
 
   trainingStep(batch: ToyBatch, ctx: StepContext): tf.Scalar {
+    if (ctx.globalStep === this.options.throwAtStep) throw new Error(`injected failure at step ${ctx.globalStep}`);
+    if (ctx.globalStep === this.options.exitAtStep) process.exit(3);
     const loss = this.mse(batch, ctx);
     ctx.log('train_mse', loss, { weight: batch.size });
     return ctx.globalStep === this.options.nanAtStep ? (tf.mul(loss, Number.NaN) as tf.Scalar) : loss;
@@ -236,6 +247,7 @@ export class ToyTask implements Task<ToyBatch> {
 
   validationStep(batch: ToyBatch, ctx: StepContext): void {
     this.validationCalls += 1;
+    this.validationSamples += batch.size;
     ctx.log('val_loss', this.mse(batch, ctx), { weight: batch.size });
     const scores = this.options.valScores;
     if (scores) {

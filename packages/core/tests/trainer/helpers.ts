@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll } from 'vitest';
 import type { Callback } from '../../src/contracts.js';
-import { Trainer } from '../../src/trainer/trainer.js';
+import { Trainer, type TrainerDeps } from '../../src/trainer/trainer.js';
 import type { TrainerConfigInput } from '../../src/trainer/config.js';
 import { RecordingLogger, RecordingOutput } from '../toy/toy.js';
 
@@ -27,6 +27,7 @@ export function makeTrainer(
   root: string,
   config: TrainerConfigInput = {},
   callbacks: Callback[] = [],
+  deps: Partial<TrainerDeps> = {},
 ): { trainer: Trainer; logger: RecordingLogger; output: RecordingOutput; runDir: string } {
   const logger = new RecordingLogger();
   const output = new RecordingOutput();
@@ -40,6 +41,7 @@ export function makeTrainer(
       output,
       clock: { now: () => Date.UTC(2024, 0, 2, 3, 4, 5) },
       composedConfig: { trainer: config, note: 'toy' },
+      ...deps,
     },
   );
   return { trainer, logger, output, runDir };

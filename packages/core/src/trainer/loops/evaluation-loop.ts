@@ -21,6 +21,16 @@ export interface EvaluationRun {
    */
   collect: 'metrics' | 'outputs';
   step(batch: unknown, ctx: StepContext): unknown;
+  /**
+   * For `collect: 'metrics'`: runs the step elsewhere (sharded over the strategy's devices) and
+   * returns what it logged; replaces the local `step` when given.
+   */
+  sharded?:
+    | ((
+        batch: unknown,
+        fields: Omit<StepContext, 'log'>,
+      ) => Promise<Array<{ name: string; value: number; weight: number }>>)
+    | undefined;
 }
 
 export interface EvaluationResult {
@@ -37,6 +47,12 @@ export async function evaluationLoop(run: EvaluationRun): Promise<EvaluationResu
   if (run.budget === 0) return { metrics: {}, outputs };
   let batchIdx = 0;
   for await (const batch of run.batches) {
+    if (run.collect === 'metrics' && run.sharded) {
+      means.addAll(await run.sharded(batch, run.context(batchIdx)));
+      batchIdx += 1;
+      if (run.budget !== undefined && batchIdx >= run.budget) break;
+      continue;
+    }
     const log = new StepLog();
     const ctx = log.context(run.context(batchIdx));
     if (run.collect === 'metrics') {

@@ -2,12 +2,13 @@
  * The training loop (Lightning's `_FitLoop` + `_TrainingEpochLoop` + automatic optimisation).
  * Reads top to bottom: `run` trains epochs until max_epochs/max_steps or a stop request;
  * `trainEpoch` feeds micro-batches, validating every `val_check_interval` and at the epoch end;
- * `trainMicroBatch` computes a loss and its gradients; `optimizerStep` averages the accumulated
+ * `trainMicroBatch` computes a loss and its gradients (through the strategy, which may shard the batch
+ * over workers); `optimizerStep` averages the accumulated
  * gradients, all-reduces them through the strategy, clips, sets the LR and updates the weights.
  * The accumulation state lives in fields, so each piece is a plain method.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { DataLoaderOptions, DataModule, LRScheduler, Optimizer, StepContext, Task } from '../../contracts.js';
+import type { DataLoaderOptions, DataModule, LRScheduler, Optimizer, Task } from '../../contracts.js';
 import { TaskforgeError } from '../../errors.js';
 import { clipByGlobalNorm } from '../../optim/index.js';
 import type { Output } from '../../services/tokens.js';
@@ -15,7 +16,7 @@ import type { TrainerConfig } from '../config.js';
 import { accumulateGrads, averageGrads } from '../gradients.js';
 import type { FitPlan } from '../plan.js';
 import type { Progress } from '../progress.js';
-import { MeanAccumulator, mixSeed, StepLog } from '../step-context.js';
+import { MeanAccumulator, mixSeed } from '../step-context.js';
 import type { Strategy } from '../strategy.js';
 
 /** What the fit loop needs from the Trainer that runs it. */
@@ -60,9 +61,8 @@ export class FitLoop {
   /** Index in the epoch of the next training batch. */
   private batchIdx = 0;
   private validateThisEpoch = false;
-  private variables: tf.Variable[] = [];
-  /** TF.js variable name → the task's name for it (gradients are keyed by the latter). */
-  private nameOf = new Map<string, string>();
+  /** The task's trainable variables with their names (gradients are keyed by the names). */
+  private trainable: Array<[string, tf.Variable]> = [];
 
   constructor(
     private readonly host: FitLoopHost,
@@ -89,9 +89,7 @@ export class FitLoop {
       plan.hasVal &&
       host.task.validationStep !== undefined &&
       (progress.epoch + 1) % host.config.check_val_every_n_epoch === 0;
-    const trainable = Object.entries(host.task.namedVariables()).filter(([, v]) => v.trainable);
-    this.nameOf = new Map(trainable.map(([name, v]) => [v.name, name]));
-    this.variables = trainable.map(([, v]) => v);
+    this.trainable = Object.entries(host.task.namedVariables()).filter(([, v]) => v.trainable);
     this.accumulated = {};
     this.micro = [];
     this.batchIdx = progress.batchInEpoch;
@@ -112,49 +110,38 @@ export class FitLoop {
       if (this.micro.length > 0) await this.step();
       progress.epochFinished = !stoppedEarly;
     }
-    // Validate at the epoch end, and also when max_steps ends training mid-epoch, unless that position was just validated.
+    // Validate at the epoch end, and also when max_steps ends training mid-epoch, unless that position was
+    // just validated.
     if (this.validateThisEpoch && host.stopReason() === undefined && progress.validatedAt !== this.batchIdx)
       await this.validate();
     await host.onTrainEpochEnd();
   }
 
-  /** Loss and gradients of one batch, added to the accumulation. */
+  /** Loss and gradients of one batch (over every device of the strategy), added to the accumulation. */
   private async trainMicroBatch(batch: unknown): Promise<void> {
     const { host } = this;
     const { progress, config, task } = host;
-    const log = new StepLog();
-    const ctx: StepContext = log.context({
-      globalStep: progress.globalStep,
-      epoch: progress.epoch,
-      batchIdx: this.batchIdx,
-      training: true,
-      seed: mixSeed(config.seed, TRAIN_SEED_STREAM, progress.globalStep, this.micro.length),
-    });
-    let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
-    try {
-      result = tf.variableGrads(() => {
-        const loss = task.trainingStep(batch, ctx);
-        if (loss.rank !== 0) {
-          throw new TaskforgeError(
-            `trainingStep must return a scalar loss, got a tensor of shape [${loss.shape.join(', ')}]; reduce it (e.g. tf.mean) before returning.`,
-          );
-        }
-        return loss;
-      }, this.variables);
-    } catch (error) {
-      log.discard();
-      throw error;
-    }
-    // The loss is read before the log, which disposes what it holds (often the loss itself).
-    const loss = (await result.value.data())[0]!;
-    const logs = await log.read();
-    result.value.dispose();
-    accumulateGrads(this.accumulated, result.grads, this.nameOf);
+    const result = await host.strategy.trainingStep(
+      task,
+      batch,
+      {
+        globalStep: progress.globalStep,
+        epoch: progress.epoch,
+        batchIdx: this.batchIdx,
+        training: true,
+        seed: mixSeed(config.seed, TRAIN_SEED_STREAM, progress.globalStep, this.micro.length),
+      },
+      this.trainable,
+    );
+    const { loss, logs } = result;
+    accumulateGrads(this.accumulated, result.grads);
     if (!Number.isFinite(loss) && config.stop_on_nan) {
       tf.dispose(this.accumulated);
       throw new TaskforgeError(
-        `Training loss is ${loss} at global step ${progress.globalStep} (epoch ${progress.epoch}, batch ${this.batchIdx}); stopping before the weights are updated. ` +
-          'Common causes: a learning rate that is too high, no gradient clipping (set trainer.gradient_clip_val, e.g. 1.0), or bad values in that batch. ' +
+        `Training loss is ${loss} at global step ${progress.globalStep} (epoch ` +
+          `${progress.epoch}, batch ${this.batchIdx}); stopping before the weights are updated. ` +
+          'Common causes: a learning rate that is too high, no gradient clipping ' +
+          '(set trainer.gradient_clip_val, e.g. 1.0), or bad values in that batch. ' +
           'Set trainer.stop_on_nan=false to keep training anyway.',
       );
     }
@@ -206,7 +193,8 @@ export class FitLoop {
         if (config.stop_on_nan) {
           tf.dispose(grads);
           throw new TaskforgeError(
-            `The gradient norm is ${clipped.norm} at global step ${progress.globalStep} (epoch ${progress.epoch}, batch ${this.batchIdx - 1}); stopping before the weights are updated. ` +
+            `The gradient norm is ${clipped.norm} at global step ${progress.globalStep} (epoch ` +
+              `${progress.epoch}, batch ${this.batchIdx - 1}); stopping before the weights are updated. ` +
               'Lower the learning rate or check the inputs; set trainer.stop_on_nan=false to skip such steps instead.',
           );
         }

@@ -1,0 +1,107 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { sgd, toyBackbone } from '../../tests/fixtures/components.js';
+import type { DataModule, Task } from '../contracts.js';
+import type { ComponentRegistry } from '../registry/registry.js';
+import type { ComponentSpec, RunConfigDraft } from '../registry/types.js';
+import { Tokens, type Output } from '../services/tokens.js';
+import { createContainer } from './container.js';
+import { Session } from './session.js';
+
+let project: string;
+beforeAll(() => {
+  project = mkdtempSync(join(tmpdir(), 'taskforge-session-'));
+  writeFileSync(join(project, 'package.json'), '{ "name": "session-spec", "private": true }\n');
+  mkdirSync(join(project, 'conf'));
+  writeFileSync(
+    join(project, 'conf', 'config.yaml'),
+    [
+      'task: { _target_: task/derives, depth_from: elsewhere }',
+      'dataset: { _target_: datamodule/none }',
+      'backbone: { _target_: backbone/toy, n_layer: 2, activation: gelu }',
+      'optimizer: { _target_: optimizer/sgd, lr: 0.1 }',
+      'trainer: {}',
+      '',
+    ].join('\n'),
+  );
+});
+afterAll(() => rmSync(project, { recursive: true, force: true }));
+
+const drafts: RunConfigDraft[] = [];
+
+/** A task that derives the backbone depth from "elsewhere", unless the command line sets it. */
+const derivingTask: ComponentSpec<'task'> = {
+  kind: 'task',
+  name: 'derives',
+  description: 'sets backbone.n_layer from its depth_from key',
+  schema: z.strictObject({ depth_from: z.string() }),
+  create: () => ({}) as Task,
+  adjustRunConfig(draft) {
+    drafts.push(draft);
+    if (draft.fromCommandLine('backbone.n_layer')) return ['kept the command line'];
+    draft.set('backbone.n_layer', 5, `the ${String(draft.node['depth_from'])} file`);
+    return [`took backbone.n_layer=5 (activation from ${draft.sourceOf('backbone.activation')})`];
+  },
+};
+const noData: ComponentSpec<'datamodule'> = {
+  kind: 'datamodule',
+  name: 'none',
+  description: 'no data',
+  schema: z.strictObject({}),
+  create: () => ({}) as DataModule,
+};
+
+async function open(): Promise<{ session: Session; lines: string[] }> {
+  const lines: string[] = [];
+  const output: Output = {
+    info: (m) => lines.push(`info ${m}`),
+    warn: (m) => lines.push(`warn ${m}`),
+    progress: () => ({ update() {}, setTotal() {}, stop() {} }),
+  };
+  const session = await Session.open({ cwd: project, container: createContainer({ output }) });
+  const registry = session.container.resolve<ComponentRegistry>(Tokens.Registry);
+  for (const spec of [derivingTask, noData, toyBackbone, sgd]) registry.register(spec);
+  return { session, lines };
+}
+
+describe("Session.compose: components' adjustRunConfig", () => {
+  it('lets the task set backbone keys before validation, records the source and prints its note', async () => {
+    const { session, lines } = await open();
+    drafts.length = 0;
+    const { config, sources } = session.compose([]);
+    expect((config.backbone as Record<string, unknown>)['n_layer']).toBe(5);
+    expect(sources.get('backbone.n_layer')).toBe('the elsewhere file');
+    expect(lines).toEqual([`info took backbone.n_layer=5 (activation from ${join(project, 'conf', 'config.yaml')})`]);
+    expect(drafts.map((d) => d.section)).toEqual(['task']);
+    expect(drafts[0]!.node).toMatchObject({ _target_: 'task/derives', depth_from: 'elsewhere' });
+  });
+
+  it('tells the hook which keys the command line set, and the hook keeps them', async () => {
+    const { session, lines } = await open();
+    const { config, sources } = session.compose(['backbone.n_layer=3']);
+    expect((config.backbone as Record<string, unknown>)['n_layer']).toBe(3);
+    expect(sources.get('backbone.n_layer')).toBe('command line');
+    expect(lines).toEqual(['info kept the command line']);
+    // A whole node given on the command line counts for the keys under it.
+    expect(session.compose(['backbone={_target_: backbone/toy, n_layer: 4}']).config.backbone).toMatchObject({
+      n_layer: 4,
+    });
+  });
+
+  it('with adjust: false (evaluating a checkpoint with its saved config) the config is used as composed', async () => {
+    const { session, lines } = await open();
+    drafts.length = 0;
+    const { config } = session.compose([], { adjust: false });
+    expect((config.backbone as Record<string, unknown>)['n_layer']).toBe(2);
+    expect(drafts).toEqual([]);
+    expect(lines).toEqual([]);
+  });
+
+  it('validates what the hook set, like any other value', async () => {
+    const { session } = await open();
+    expect(() => session.compose(['task.depth_from=3'])).toThrow(/task\.depth_from: expected a string/);
+  });
+});

@@ -1,0 +1,144 @@
+import { describe, expect, it } from 'vitest';
+import { TaskforgeError } from '../../errors.js';
+import { parseTrainerConfig } from '../config.js';
+import { splitBatch } from './shards.js';
+import { mergeLogs, resolveDevices } from './strategy.js';
+
+describe('resolveDevices', () => {
+  it('auto: ddp with one device per core on wasm/cpu, capped by the batch size', () => {
+    expect(resolveDevices({ strategy: 'auto', devices: 'auto', batchSize: 16, cores: 2 }, 'wasm')).toEqual({
+      strategy: 'ddp',
+      devices: 2,
+      reason: 'auto: wasm backend, 2 cores, batch of 16 in shards of 8',
+    });
+    expect(resolveDevices({ strategy: 'auto', devices: 'auto', batchSize: 3, cores: 8 }, 'cpu')).toMatchObject({
+      strategy: 'ddp',
+      devices: 3,
+    });
+    expect(resolveDevices({ strategy: 'auto', devices: 'auto', batchSize: 5, cores: 2 }, 'cpu').reason).toContain(
+      'shards of 2-3',
+    );
+  });
+
+  it('auto: single when the backend is not wasm/cpu, there is one core, or the batch has one sample', () => {
+    expect(resolveDevices({ strategy: 'auto', devices: 'auto', batchSize: 16, cores: 8 }, 'webgpu')).toEqual({
+      strategy: 'single',
+      devices: 1,
+      reason: 'auto: the webgpu backend runs one device per process',
+    });
+    expect(resolveDevices({ strategy: 'auto', devices: 'auto', batchSize: 16, cores: 1 }, 'wasm')).toMatchObject({
+      strategy: 'single',
+      reason: 'auto: wasm backend, 1 core, nothing to split',
+    });
+    expect(resolveDevices({ strategy: 'auto', devices: 'auto', batchSize: 1, cores: 4 }, 'wasm')).toMatchObject({
+      strategy: 'single',
+      reason: 'auto: wasm backend, batch of 1, nothing to split',
+    });
+  });
+
+  it('ddp with explicit devices, and single', () => {
+    expect(resolveDevices({ strategy: 'ddp', devices: 3, batchSize: 16, cores: 2 }, 'cpu')).toEqual({
+      strategy: 'ddp',
+      devices: 3,
+      reason: 'trainer.devices=3',
+    });
+    expect(resolveDevices({ strategy: 'single', devices: 'auto', batchSize: 16, cores: 8 }, 'wasm')).toMatchObject({
+      strategy: 'single',
+      devices: 1,
+    });
+  });
+
+  it.each([
+    [
+      { strategy: 'ddp', devices: 17, batchSize: 16 },
+      'wasm',
+      /trainer.devices=17 is more than the batch size \(dataset.batch_size=16\).*at most 16/,
+    ],
+    [
+      { strategy: 'single', devices: 2, batchSize: 16 },
+      'wasm',
+      /trainer.devices=2 needs trainer.strategy=ddp.*trainer.devices=1/,
+    ],
+    [
+      { strategy: 'ddp', devices: 2, batchSize: 16 },
+      'webgpu',
+      /trainer.strategy=ddp runs on the wasm or cpu backend.*webgpu.*trainer.accelerator=wasm/,
+    ],
+    [{ strategy: 'ddp', devices: 2, batchSize: 16 }, 'tensorflow', /tensorflow backend was selected/],
+  ] as const)('refuses %j on %s with exit 2 and a fix', (request, backend, message) => {
+    let error: unknown;
+    try {
+      resolveDevices({ ...request, cores: 2 }, backend);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(TaskforgeError);
+    expect((error as TaskforgeError).exitCode).toBe(2);
+    expect((error as Error).message).toMatch(message);
+  });
+
+  it('the config accepts auto or N >= 1 and names the key otherwise', () => {
+    expect(parseTrainerConfig({})).toMatchObject({ strategy: 'auto', devices: 'auto' });
+    expect(parseTrainerConfig({ strategy: 'ddp', devices: 2 })).toMatchObject({ strategy: 'ddp', devices: 2 });
+    expect(() => parseTrainerConfig({ devices: 0 })).toThrow(
+      /trainer\.devices: expected 'auto' or an integer >= 1 \(got 0\)/,
+    );
+    expect(() => parseTrainerConfig({ strategy: 'fsdp' })).toThrow(/trainer\.strategy[\s\S]*(auto|single|ddp)/);
+  });
+});
+
+describe('splitBatch', () => {
+  it('cuts every per-sample field along dim 0 into shards differing by at most one sample', () => {
+    const batch = {
+      x: Float32Array.from({ length: 10 }, (_, i) => i), // 5 samples x 2
+      y: Int32Array.from([0, 1, 2, 3, 4]),
+      names: ['a', 'b', 'c', 'd', 'e'],
+      size: 5,
+      palette: 'shared',
+    };
+    const shards = splitBatch(batch, 2);
+    expect(shards.map((s) => s.size)).toEqual([3, 2]);
+    expect(Array.from(shards[0]!.batch.x)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(Array.from(shards[1]!.batch.x)).toEqual([6, 7, 8, 9]);
+    expect(Array.from(shards[1]!.batch.y)).toEqual([3, 4]);
+    expect(shards[1]!.batch.names).toEqual(['d', 'e']);
+    expect(shards.map((s) => s.batch.size)).toEqual([3, 2]);
+    expect(shards[1]!.batch.palette).toBe('shared');
+    // Copies: transferring a shard's buffer leaves the batch intact.
+    expect(shards[0]!.batch.x.buffer).not.toBe(batch.x.buffer);
+    // Never more shards than samples.
+    expect(splitBatch({ x: new Float32Array(2), size: 1 }, 4).map((s) => s.size)).toEqual([1]);
+    expect(splitBatch({ x: new Float32Array(7), size: 7 }, 3).map((s) => s.size)).toEqual([3, 2, 2]);
+  });
+
+  it('refuses a batch without a size field, with exit 2 and a fix', () => {
+    expect(() => splitBatch({ x: new Float32Array(4) }, 2)).toThrow(
+      /numeric `size` field[\s\S]*trainer.strategy=single/,
+    );
+  });
+});
+
+describe('mergeLogs', () => {
+  it('weights shard values by sample count; weights that follow the size add up, constant ones stay', () => {
+    const merged = mergeLogs(
+      [
+        [
+          { name: 'mse', value: 1, weight: 3 },
+          { name: 'acc', value: 0.5, weight: 1 },
+        ],
+        [
+          { name: 'mse', value: 2, weight: 2 },
+          { name: 'acc', value: 1, weight: 1 },
+        ],
+      ],
+      [3, 2],
+    );
+    expect(merged).toEqual([
+      { name: 'mse', value: (3 * 1 + 2 * 2) / 5, weight: 5 },
+      { name: 'acc', value: (3 * 0.5 + 2 * 1) / 5, weight: 1 },
+    ]);
+    expect(mergeLogs([[{ name: 'm', value: 1, weight: 2 }], [{ name: 'm', value: 3, weight: 2 }]], [2, 2])).toEqual([
+      { name: 'm', value: 2, weight: 4 },
+    ]);
+  });
+});

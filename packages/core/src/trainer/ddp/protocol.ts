@@ -1,0 +1,60 @@
+/**
+ * Messages between the DDP main thread (rank 0) and its workers (ranks 1..N-1). Everything is
+ * plain data: typed arrays travel as transferable buffers (shards to workers, gradients back).
+ */
+import type { AcceleratorRequest, BackendName } from '../../backend/select.js';
+import type { ModelDataArgs } from '../../contracts.js';
+import type { LoggedValue, StepFields } from '../local-step.js';
+
+/**
+ * How a worker builds its replica of the task: it imports `module` (a file URL or package
+ * specifier) and awaits `module[exportName]({ ...options, modelDataArgs, rank, worldSize })`,
+ * which must return a Task with the same named variables as rank 0's. The app layer's recipe is
+ * `appReplica(...)` (app/replica.ts): plugin discovery and the registry, as on the main thread.
+ * `options` must be structured-cloneable (plain JSON-like data).
+ */
+export interface ReplicaSpec {
+  module: string;
+  exportName: string;
+  options: Record<string, unknown>;
+}
+
+/** What a replica factory is called with. */
+export type ReplicaFactoryArgs<Options = Record<string, unknown>> = Options & {
+  modelDataArgs: ModelDataArgs;
+  rank: number;
+  worldSize: number;
+};
+
+/** `workerData` of a DDP worker. */
+export interface WorkerInit {
+  rank: number;
+  worldSize: number;
+  accelerator: AcceleratorRequest;
+  threads: number | null;
+  /** The backend rank 0 runs on; the worker must get the same one. */
+  backend: BackendName;
+  replica: ReplicaSpec;
+  modelDataArgs: ModelDataArgs;
+}
+
+/** A variable's values, sent to workers so every replica computes with rank 0's weights. */
+export interface WeightsMessage {
+  [name: string]: { values: Float32Array | Int32Array | Uint8Array; shape: number[] };
+}
+
+export type ToWorker = {
+  type: 'step';
+  /** `trainingStep`: loss, logs and gradients; `validationStep`: logs only. */
+  method: 'trainingStep' | 'validationStep';
+  id: number;
+  batch: unknown;
+  fields: StepFields;
+  /** Present when the weights changed since the worker last got them. */
+  weights?: WeightsMessage;
+};
+
+export type FromWorker =
+  | { type: 'ready'; backend: string }
+  | { type: 'result'; id: number; loss: number; logs: LoggedValue[]; grads: Record<string, Float32Array> }
+  | { type: 'error'; id?: number; method?: ToWorker['method']; message: string; stack?: string };

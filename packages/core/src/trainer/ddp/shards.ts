@@ -1,0 +1,73 @@
+import { TaskforgeError } from '../../errors.js';
+
+/** A batch cut along dim 0: the part and how many samples it holds. */
+export interface Shard<Batch = unknown> {
+  batch: Batch;
+  size: number;
+}
+
+type Row = ArrayLike<unknown> & { slice(start: number, end: number): unknown };
+
+function isSplittable(value: unknown): value is Row {
+  return Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView));
+}
+
+/**
+ * The sample count of a batch: its numeric `size` field (DataModule batches are plain objects of
+ * typed arrays plus `size`, as core's contracts describe). Undefined when the batch has none.
+ */
+export function batchSize(batch: unknown): number | undefined {
+  if (batch === null || typeof batch !== 'object') return undefined;
+  const size = (batch as { size?: unknown }).size;
+  return typeof size === 'number' && Number.isInteger(size) && size >= 0 ? size : undefined;
+}
+
+/**
+ * Splits a batch along dim 0 into `parts` shards whose sizes differ by at most 1 (the first
+ * `size % parts` shards get one sample more), in order, so concatenating the shards gives the batch back.
+ * Every typed-array or array field whose length is a multiple of `size` is cut into rows of
+ * `length / size` elements (copies, so their buffers can be transferred); `size` is set to the
+ * shard's sample count; any other field (numbers, strings, small tables) is copied as is.
+ * Throws TaskforgeError (exit 2) when the batch has no `size` field.
+ */
+export function splitBatch<Batch>(batch: Batch, parts: number): Array<Shard<Batch>> {
+  const n = batchSize(batch);
+  if (n === undefined) {
+    throw new TaskforgeError(
+      'trainer.strategy=ddp splits each batch along its first dimension, which needs batches that are ' +
+        'plain objects with a numeric `size` field (the sample count) and typed-array fields of size × row ' +
+        'elements; this DataModule yields batches without `size`. ' +
+        'Add `size` to its batches, or train with trainer.strategy=single.',
+      { exitCode: 2 },
+    );
+  }
+  const count = Math.max(1, Math.min(parts, n));
+  const base = Math.floor(n / count);
+  const extra = n % count;
+  const shards: Array<Shard<Batch>> = [];
+  let start = 0;
+  for (let r = 0; r < count; r++) {
+    const size = base + (r < extra ? 1 : 0);
+    const out: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(batch as Record<string, unknown>)) {
+      if (key === 'size') out[key] = size;
+      else if (isSplittable(value) && n > 0 && value.length % n === 0) {
+        const row = value.length / n;
+        out[key] = value.slice(start * row, (start + size) * row);
+      } else out[key] = value;
+    }
+    shards.push({ batch: out as Batch, size });
+    start += size;
+  }
+  return shards;
+}
+
+/** The ArrayBuffers a shard owns (to transfer them with `postMessage`). */
+export function transferables(batch: unknown): ArrayBuffer[] {
+  if (batch === null || typeof batch !== 'object') return [];
+  const out = new Set<ArrayBuffer>();
+  for (const value of Object.values(batch as Record<string, unknown>)) {
+    if (ArrayBuffer.isView(value) && value.buffer instanceof ArrayBuffer) out.add(value.buffer);
+  }
+  return [...out];
+}

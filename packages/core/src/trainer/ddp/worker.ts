@@ -1,0 +1,94 @@
+/**
+ * A DDP worker thread (ranks 1..N-1): selects the backend rank 0 runs on, builds its replica of the
+ * task through the replica recipe (for the app layer: plugin discovery and the registry, so plugin
+ * kernels are registered here too), then answers `step` messages: it loads the weights it is sent,
+ * runs the task's `trainingStep` on its shard and posts the loss, logged values and gradients back
+ * (gradient buffers transferred), or runs `validationStep` and posts what it logged. It never updates weights itself.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '../../backend/select.js';
+import type { Task } from '../../contracts.js';
+import { computeEvaluation, computeStep } from '../local-step.js';
+import type { FromWorker, ReplicaFactoryArgs, ToWorker, WeightsMessage, WorkerInit } from './protocol.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+
+function post(message: FromWorker, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(message, transfer);
+}
+
+function describe(error: unknown): { message: string; stack?: string } {
+  if (error instanceof Error) return { message: error.message, ...(error.stack ? { stack: error.stack } : {}) };
+  return { message: String(error) };
+}
+
+async function buildReplica(): Promise<Task> {
+  const selection = await selectBackend(init.accelerator, { threads: init.threads });
+  if (selection.backend !== init.backend) {
+    throw new Error(
+      `it got the ${selection.backend} backend for trainer.accelerator=${init.accelerator}, ` +
+        `but rank 0 runs on ${init.backend}; ` +
+        `set trainer.accelerator=${init.backend === 'tensorflow' ? 'node' : init.backend}`,
+    );
+  }
+  const module = (await import(init.replica.module)) as Record<string, unknown>;
+  const factory = module[init.replica.exportName];
+  if (typeof factory !== 'function')
+    throw new Error(`${init.replica.module} has no exported function ${init.replica.exportName} to build a replica`);
+  const args: ReplicaFactoryArgs = {
+    ...init.replica.options,
+    modelDataArgs: init.modelDataArgs,
+    rank: init.rank,
+    worldSize: init.worldSize,
+  };
+  return (await (factory as (a: ReplicaFactoryArgs) => Promise<Task> | Task)(args)) as Task;
+}
+
+function loadWeights(task: Task, weights: WeightsMessage): void {
+  const variables = task.namedVariables();
+  for (const [name, { values, shape }] of Object.entries(weights)) {
+    const variable = variables[name];
+    if (!variable) throw new Error(`rank 0 sent weights for '${name}', which this replica does not have`);
+    tf.tidy(() => variable.assign(tf.tensor(values, shape, variable.dtype)));
+  }
+}
+
+let task: Task;
+try {
+  task = await buildReplica();
+  post({ type: 'ready', backend: tf.getBackend() });
+} catch (error) {
+  post({ type: 'error', ...describe(error) });
+  // Nothing else to do: rank 0 terminates this worker once it has read the error.
+  throw error;
+}
+
+let queue = Promise.resolve();
+port.on('message', (message: ToWorker) => {
+  queue = queue.then(async () => {
+    try {
+      if (message.weights) loadWeights(task, message.weights);
+      if (message.method === 'validationStep') {
+        const logs = await computeEvaluation(task, 'validationStep', message.batch, message.fields);
+        post({ type: 'result', id: message.id, loss: Number.NaN, logs, grads: {} });
+        return;
+      }
+      const trainable = Object.entries(task.namedVariables()).filter(([, v]) => v.trainable);
+      const result = await computeStep(task, message.batch, message.fields, trainable);
+      const grads: Record<string, Float32Array> = {};
+      for (const [name, grad] of Object.entries(result.grads)) {
+        // A copy: the backend may hand out its own buffer, which must not be transferred away.
+        grads[name] = Float32Array.from(await grad.data());
+        grad.dispose();
+      }
+      post(
+        { type: 'result', id: message.id, loss: result.loss, logs: result.logs, grads },
+        Object.values(grads).map((g) => g.buffer as ArrayBuffer),
+      );
+    } catch (error) {
+      post({ type: 'error', id: message.id, method: message.method, ...describe(error) });
+    }
+  });
+});

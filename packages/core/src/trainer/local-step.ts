@@ -1,0 +1,89 @@
+import * as tf from '@tensorflow/tfjs';
+import type { StepContext, Task } from '../contracts.js';
+import { TaskforgeError } from '../errors.js';
+import { StepLog } from './step-context.js';
+
+/** What a training step sees of its position (the `log` function is added per call). */
+export type StepFields = Omit<StepContext, 'log'>;
+
+/** One logged value: its name, value and weight (as `ctx.log` got them). */
+export interface LoggedValue {
+  name: string;
+  value: number;
+  weight: number;
+}
+
+/** Loss, logged values and gradients of one (micro-)batch or shard. */
+export interface StepResult {
+  loss: number;
+  logs: LoggedValue[];
+  /** By the task's variable names; the caller owns (and disposes) the tensors. */
+  grads: Record<string, tf.Tensor>;
+}
+
+/**
+ * Runs `task.trainingStep` on `batch` under `tf.variableGrads` for the `trainable` variables
+ * (`[task name, variable]` pairs). Throws TaskforgeError (exit 1) when the loss is not a scalar;
+ * whatever the step throws propagates, with its logged tensors disposed.
+ */
+export async function computeStep(
+  task: Task,
+  batch: unknown,
+  fields: StepFields,
+  trainable: ReadonlyArray<readonly [string, tf.Variable]>,
+): Promise<StepResult> {
+  const log = new StepLog();
+  const ctx = log.context(fields);
+  let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
+  try {
+    result = tf.variableGrads(
+      () => {
+        const loss = task.trainingStep(batch, ctx);
+        if (loss.rank !== 0) {
+          throw new TaskforgeError(
+            `trainingStep must return a scalar loss, got a tensor of shape [${loss.shape.join(', ')}]; ` +
+              'reduce it (e.g. tf.mean) before returning.',
+          );
+        }
+        return loss;
+      },
+      trainable.map(([, v]) => v),
+    );
+  } catch (error) {
+    log.discard();
+    throw error;
+  }
+  // The loss is read before the log, which disposes what it holds (often the loss itself).
+  const loss = (await result.value.data())[0]!;
+  const logs = await log.read();
+  result.value.dispose();
+  const nameOf = new Map(trainable.map(([name, v]) => [v.name, name]));
+  const grads: Record<string, tf.Tensor> = {};
+  for (const [tfName, grad] of Object.entries(result.grads)) grads[nameOf.get(tfName)!] = grad;
+  return { loss, logs, grads };
+}
+
+/**
+ * Runs an evaluation step that only logs (`validationStep`) on `batch` in its own tensor scope and
+ * returns what it logged; a step that throws leaves no logged tensors behind.
+ */
+export async function computeEvaluation(
+  task: Task,
+  method: 'validationStep',
+  batch: unknown,
+  fields: StepFields,
+): Promise<LoggedValue[]> {
+  const log = new StepLog();
+  const ctx = log.context(fields);
+  const step = task[method];
+  if (!step) throw new TaskforgeError(`The task has no ${method}.`);
+  try {
+    tf.tidy(() => {
+      step.call(task, batch, ctx);
+    });
+  } catch (error) {
+    log.discard();
+    throw error;
+  }
+  return log.read();
+}

@@ -1,0 +1,26 @@
+/**
+ * The toy task's DDP replica recipe (ReplicaSpec) for Trainer tests: each worker builds
+ * `new ToyTask(task)`; `failOnRank` limits the task's injected failures (throwAtStep, exitAtStep)
+ * to one rank.
+ */
+import type { ReplicaFactoryArgs, ReplicaSpec } from '../../src/trainer/ddp/protocol.js';
+import { ToyTask, type ToyTaskOptions } from './toy.js';
+
+export interface ToyReplicaOptions {
+  task: Omit<ToyTaskOptions, 'scheduler'>;
+  failOnRank?: number;
+}
+
+export function toyReplica(options: ToyReplicaOptions): ReplicaSpec {
+  return { module: import.meta.url, exportName: 'buildToyReplica', options: { ...options } };
+}
+
+export function buildToyReplica(args: ReplicaFactoryArgs<ToyReplicaOptions>): ToyTask {
+  const { throwAtStep, exitAtStep, ...rest } = args.task;
+  const failing = args.rank === args.failOnRank;
+  return new ToyTask({
+    ...rest,
+    ...(failing && throwAtStep !== undefined ? { throwAtStep } : {}),
+    ...(failing && exitAtStep !== undefined ? { exitAtStep } : {}),
+  });
+}

@@ -1,0 +1,157 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ModelCheckpoint } from '../../src/callbacks/model-checkpoint.js';
+import { TaskforgeError } from '../../src/errors.js';
+import { loadCheckpoint } from '../../src/trainer/checkpoint.js';
+import type { TrainerConfigInput } from '../../src/trainer/config.js';
+import { DDPStrategy } from '../../src/trainer/ddp/strategy.js';
+import { ToyDataModule, ToyTask, type ToyTaskOptions } from '../toy/toy.js';
+import { toyReplica } from '../toy/replica.js';
+import { makeTrainer, useScratch } from './helpers.js';
+
+const scratch = useScratch();
+
+// Batches of 5 split 3 + 2 over two devices, and the epoch's last batch of 3 splits 2 + 1, so a
+// reduction that ignored shard sizes would move the weights elsewhere.
+const data = () => new ToyDataModule({ batchSize: 5, nTrain: 23, nVal: 10 });
+const TASK: Omit<ToyTaskOptions, 'scheduler'> = { hidden: 4, optimizer: 'adam', lr: 0.05 };
+
+function ddpTrainer(
+  config: TrainerConfigInput,
+  task: Omit<ToyTaskOptions, 'scheduler'> = TASK,
+  failOnRank?: number,
+  callbacks = [] as ModelCheckpoint[],
+) {
+  return makeTrainer(scratch.dir(), { strategy: 'ddp', devices: 2, ...config }, callbacks, {
+    replica: toyReplica({ task, ...(failOnRank === undefined ? {} : { failOnRank }) }),
+    batchSize: 5,
+  });
+}
+
+function expectClose(actual: Record<string, number[]>, expected: Record<string, number[]>, tolerance = 1e-5): void {
+  expect(Object.keys(actual).sort()).toEqual(Object.keys(expected).sort());
+  for (const [name, values] of Object.entries(expected)) {
+    const got = actual[name]!;
+    expect(got.length).toBe(values.length);
+    const worst = Math.max(...values.map((v, i) => Math.abs(v - got[i]!)));
+    expect(worst, `${name} differs by ${worst}`).toBeLessThan(tolerance);
+  }
+}
+
+describe('ddp over worker threads', () => {
+  it('reaches the weights and logs the losses of devices=1 (accumulation, clipping, uneven shards, sharded validation)', async () => {
+    const config: TrainerConfigInput = { max_epochs: 2, accumulate_grad_batches: 2, gradient_clip_val: 0.5 };
+    const single = makeTrainer(scratch.dir(), config);
+    const a = new ToyTask(TASK);
+    await single.trainer.fit(a, data());
+
+    const ddp = ddpTrainer(config);
+    const b = new ToyTask(TASK);
+    await ddp.trainer.fit(b, data());
+    expect(ddp.trainer.strategy.name).toBe('ddp');
+    expect(ddp.output.lines.join('\n')).toContain('Strategy: ddp, 2 devices (worker threads) (trainer.devices=2)');
+    expect((ddp.trainer.strategy as DDPStrategy).workerCount).toBe(0); // terminated at the end of fit
+
+    expectClose(b.snapshot(), a.snapshot());
+    // Validation was sharded too: rank 0 validated only its 3 of every 5 samples, yet val_loss matches below.
+    expect(a.validationSamples).toBeGreaterThan(0);
+    expect(b.validationSamples).toBe((a.validationSamples / 5) * 3);
+    for (const name of ['train_loss', 'train_mse', 'grad_norm', 'val_loss']) {
+      const s = single.logger.series(name);
+      const d = ddp.logger.series(name);
+      expect(s.length, name).toBeGreaterThan(0);
+      expect(d.map(([step]) => step)).toEqual(s.map(([step]) => step));
+      expectClose({ [name]: d.map(([, v]) => v) }, { [name]: s.map(([, v]) => v) });
+    }
+    a.dispose();
+    b.dispose();
+  });
+
+  it('writes single-device checkpoints: ddp -> single and single -> ddp resumes match an uninterrupted run', async () => {
+    const reference = new ToyTask(TASK);
+    await makeTrainer(scratch.dir(), { max_steps: 4 }).trainer.fit(reference, data());
+
+    const resume = async (first: 'ddp' | 'single') => {
+      const ckpt = new ModelCheckpoint({ every_n_train_steps: 2 });
+      const head =
+        first === 'ddp'
+          ? ddpTrainer({ max_steps: 2 }, TASK, undefined, [ckpt])
+          : makeTrainer(scratch.dir(), { max_steps: 2 }, [ckpt]);
+      const task = new ToyTask(TASK);
+      await head.trainer.fit(task, data());
+      task.dispose();
+      const last = join(head.runDir, 'checkpoints', 'last');
+      // A different init: the resumed weights must come from the checkpoint.
+      const resumed = new ToyTask({ ...TASK, initSeed: 7 });
+      const tail = first === 'ddp' ? makeTrainer(scratch.dir(), { max_steps: 4 }) : ddpTrainer({ max_steps: 4 });
+      await tail.trainer.fit(resumed, data(), { resumeFrom: last });
+      expect(tail.trainer.globalStep).toBe(4);
+      return resumed;
+    };
+    for (const first of ['ddp', 'single'] as const) {
+      const resumed = await resume(first);
+      expectClose(resumed.snapshot(), reference.snapshot());
+      resumed.dispose();
+    }
+    reference.dispose();
+  });
+
+  it('resumes bitwise exactly under the same number of devices', async () => {
+    const whole = new ToyTask(TASK);
+    await ddpTrainer({ max_steps: 4 }).trainer.fit(whole, data());
+    const ckpt = new ModelCheckpoint({ every_n_train_steps: 2 });
+    const head = ddpTrainer({ max_steps: 2 }, TASK, undefined, [ckpt]);
+    const first = new ToyTask(TASK);
+    await head.trainer.fit(first, data());
+    first.dispose();
+    const resumed = new ToyTask({ ...TASK, initSeed: 7 });
+    await ddpTrainer({ max_steps: 4 }).trainer.fit(resumed, data(), {
+      resumeFrom: join(head.runDir, 'checkpoints', 'last'),
+    });
+    expect(resumed.snapshot()).toEqual(whole.snapshot());
+    resumed.dispose();
+    whole.dispose();
+  });
+
+  it('stops on a NaN loss computed on a worker shard, before the update', async () => {
+    const run = ddpTrainer({ max_steps: 4 }, { ...TASK, nanAtStep: 2 });
+    // Rank 0's task is finite: the NaN comes from the worker's shard through the merged loss.
+    const task = new ToyTask(TASK);
+    await expect(run.trainer.fit(task, data())).rejects.toThrow(/Training loss is NaN at global step 2/);
+    expect((run.trainer.strategy as DDPStrategy).workerCount).toBe(0);
+    task.dispose();
+  });
+
+  it.each([
+    [
+      'throws',
+      { throwAtStep: 2 },
+      /DDP worker rank 1 of 2 failed at global step 2 \(epoch 0, batch 2\): its training step threw: injected failure at step 2/,
+    ],
+    [
+      'exits',
+      { exitAtStep: 2 },
+      /DDP worker rank 1 of 2 failed at global step 2 .*its thread exited unexpectedly \(exit code 3\)/,
+    ],
+  ])(
+    'a worker that %s stops the run with the rank, step and cause; the last checkpoint stays intact',
+    async (_, failure, message) => {
+      const ckpt = new ModelCheckpoint({ every_n_train_steps: 1 });
+      const run = ddpTrainer({ max_steps: 4 }, { ...TASK, ...failure }, 1, [ckpt]);
+      const task = new ToyTask(TASK);
+      const error = await run.trainer.fit(task, data()).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(TaskforgeError);
+      expect((error as TaskforgeError).exitCode).toBe(1);
+      expect((error as Error).message).toMatch(message);
+      expect((run.trainer.strategy as DDPStrategy).workerCount).toBe(0);
+      const last = await loadCheckpoint(join(run.runDir, 'checkpoints', 'last'));
+      expect(last.trainerState?.globalStep).toBe(2);
+      last.dispose();
+      task.dispose();
+    },
+    30_000,
+  );
+});
