@@ -32,7 +32,8 @@ for (const [N, I, O] of [
   );
   if (withMatMul)
     console.log(
-      `[${N}, ${I}]ᵀ·[${N}, ${O}]: transposeA flag ${time(() => tf.matMul(x, dy, true, false))} ms, explicit transpose ${time(() => tf.matMul(x.transpose(), dy))} ms CPU`,
+      `[${N}, ${I}]ᵀ·[${N}, ${O}]: transposeA flag ${time(() => tf.matMul(x, dy, true, false))} ms, ` +
+        `explicit transpose ${time(() => tf.matMul(x.transpose(), dy))} ms CPU`,
     );
   tf.dispose([x, dy]);
 }

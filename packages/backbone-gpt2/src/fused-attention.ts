@@ -193,7 +193,8 @@ function packedGeometry(info: tf.TensorInfo, numHeads: number): Geometry {
   const [B, T, threeD] = info.shape as [number, number, number];
   if (info.shape.length !== 3 || info.dtype !== 'float32' || threeD % (3 * numHeads) !== 0) {
     throw new RangeError(
-      `fused attention: expected a float32 [B, T, 3·D] qkv tensor with D divisible by numHeads (${numHeads}), got ${info.dtype} [${info.shape}]`,
+      `fused attention: expected a float32 [B, T, 3·D] qkv tensor with D divisible by numHeads (${numHeads}), ` +
+        `got ${info.dtype} [${info.shape}]`,
     );
   }
   const D = threeD / 3;

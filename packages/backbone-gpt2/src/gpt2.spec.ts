@@ -344,7 +344,7 @@ describe('Gpt2 on wasm (packed fused attention) against cpu (split heads, plain 
     }
   });
 
-  it('splits and merges no heads on wasm: the attention runs no Transpose or Slice (forward and backward)', async () => {
+  it('splits and merges no heads on wasm: no Transpose or Slice in the attention, forward or backward', async () => {
     expect(await tf.setBackend('wasm')).toBe(true);
     const model = new Gpt2(base, { seed: 4 });
     const vars = Object.values(model.namedVariables());
