@@ -12,7 +12,6 @@ Prints one JSON object (--json) or a short summary. Needs only torch.
 """
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -39,33 +38,49 @@ def parse_args():
     return p.parse_args()
 
 
+def attention_kind(F):
+    """The fastest causal attention this torch offers (see build_model)."""
+    if hasattr(F, "scaled_dot_product_attention"):
+        return "F.scaled_dot_product_attention(is_causal=True)"
+    return "nn.MultiheadAttention, [T, B, D] layout, additive causal mask (torch 1.x has no fused attention)"
+
+
 def build_model(torch, nn, F, D, H, L, T, V):
-    # The fastest attention a PyTorch user gets: the fused kernel from torch 2.0 on, else minGPT's.
+    # The fastest attention a PyTorch user gets: the fused kernel from torch 2.0 on. On torch 1.x,
+    # nn.MultiheadAttention over a [T, B, D] residual stream (its native layout: batched matmuls
+    # over B*H with no head transposes of the activations) measured faster than minGPT's masked
+    # matmul + softmax in [B, H, T, hd]: 2.5 s vs 4.0 s per default-config step at 2 threads
+    # (issue 13). Same parameters either way (in-projection D -> 3D with bias, out-projection D -> D).
     FUSED = hasattr(F, "scaled_dot_product_attention")
 
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
             self.ln1 = nn.LayerNorm(D, eps=1e-5)
-            self.qkv = nn.Linear(D, 3 * D)
-            self.proj = nn.Linear(D, D)
+            if FUSED:
+                self.qkv = nn.Linear(D, 3 * D)
+                self.proj = nn.Linear(D, D)
+            else:
+                self.attn = nn.MultiheadAttention(D, H, bias=True)
+                # Built once, like Gpt2's CausalMasks: -inf above the diagonal.
+                self.register_buffer("mask", torch.full((T, T), float("-inf")).triu(1), persistent=False)
             self.ln2 = nn.LayerNorm(D, eps=1e-5)
             self.fc = nn.Linear(D, 4 * D)
             self.fc_proj = nn.Linear(4 * D, D)
-            # Built once, like Gpt2's CausalMasks (only used without the fused kernel).
-            self.register_buffer("mask", torch.ones(T, T, dtype=torch.bool).triu(1), persistent=False)
 
         def forward(self, x):
-            B, T_, _ = x.shape
-            q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
-            q, k, v = (t.view(B, T_, H, D // H).transpose(1, 2) for t in (q, k, v))
             if FUSED:
+                # x: [B, T, D]
+                B, T_, _ = x.shape
+                q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
+                q, k, v = (t.view(B, T_, H, D // H).transpose(1, 2) for t in (q, k, v))
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                x = x + self.proj(y.transpose(1, 2).reshape(B, T_, D))
             else:
-                scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D // H))
-                y = scores.masked_fill(self.mask[:T_, :T_], float("-inf")).softmax(-1) @ v
-            y = y.transpose(1, 2).reshape(B, T_, D)
-            x = x + self.proj(y)
+                # x: [T, B, D]
+                T_ = x.shape[0]
+                h = self.ln1(x)
+                x = x + self.attn(h, h, h, attn_mask=self.mask[:T_, :T_], need_weights=False)[0]
             return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
 
     class Gpt2(nn.Module):
@@ -81,8 +96,12 @@ def build_model(torch, nn, F, D, H, L, T, V):
         def forward(self, tokens):
             B, T_ = tokens.shape
             x = torch.cat([self.sos.expand(B, 1, D), self.tok_embed(tokens[:, :-1])], 1) + self.pos_embed[:T_]
+            if not FUSED:
+                x = x.transpose(0, 1)  # [T, B, D] for nn.MultiheadAttention, once for all blocks
             for block in self.blocks:
                 x = block(x)
+            if not FUSED:
+                x = x.transpose(0, 1)
             return self.lm_head(self.ln_f(x))
 
     return Gpt2()
@@ -90,6 +109,10 @@ def build_model(torch, nn, F, D, H, L, T, V):
 
 def main():
     args = parse_args()
+    # OpenMP and BLAS size their pools when torch loads: N threads means N everywhere (these
+    # override any outer setting, so a run is what its --threads says).
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
     # Imported after parsing so --help works without torch.
     import torch
     import torch.nn as nn
@@ -143,8 +166,7 @@ def main():
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "attention": "F.scaled_dot_product_attention(is_causal=True)" if hasattr(F, "scaled_dot_product_attention")
-        else "masked matmul + softmax (this torch has no fused attention)",
+        "attention": attention_kind(F),
         "shape": {"batch": B, "seqLen": T, "vocab": V, "embed": D, "layers": L, "heads": H},
         "numParams": sum(p.numel() for p in model.parameters()),
         "warmup": warmup,

@@ -106,6 +106,9 @@ describe('taskforge CLI', () => {
     const r = await taskforge(['config', 'trainer.max_stepz=3', 'backbone.embed_dim=abc']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("did you mean 'trainer.max_steps'");
+    // The key problem and the value problem come in one message, each with the override as typed.
+    expect(r.stderr).toContain('Invalid configuration (2 problems)');
+    expect(r.stderr).toContain('[from command line] backbone.embed_dim=abc');
     expect(r.stderr).not.toMatch(/\n\s+at /);
     const misspeltGroup = await taskforge(['config', 'task=vision/igtp']);
     expect(misspeltGroup.code).toBe(2);

@@ -52,6 +52,17 @@ describe.skipIf(why !== '')('Image GPT on webgpu, end to end', () => {
     expect(out).not.toMatch(/\n\s+at /);
   });
 
+  it('trainer.accelerator=auto passes over the software adapter without Dawn limit warnings on stderr', async () => {
+    const r = await taskforge([
+      'train',
+      ...args(join(work, 'auto'), 'trainer.fast_dev_run=true', 'trainer.accelerator=auto'),
+    ]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    if ('adapter' in probe && probe.adapter.software)
+      expect(r.stdout + r.stderr).toContain('skipped webgpu: only a software adapter');
+    expect(r.stderr).not.toMatch(/maxDynamic\w*BuffersPerPipelineLayout/);
+  });
+
   it('a webgpu checkpoint resumes, tests and samples on wasm, and a wasm checkpoint resumes on webgpu', async () => {
     const gpuRun = join(work, 'gpu');
     const train = await taskforge([

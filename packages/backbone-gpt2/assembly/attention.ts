@@ -5,9 +5,18 @@
  * `src/fused-attention.ts`, which copies tensors into this module's memory and lays out every
  * buffer (all pointers are byte offsets, 16-byte aligned; the module allocates nothing).
  *
- * Shapes: q, k, v, o, dy, dq, dk, dv are [BH, T, hd] row-major f32; lse is [BH, T]. Scratch:
- * kt, vt, dkt, dvt are [hd, T4] (T4 = T rounded up to a multiple of 4), rows is [4, T4], and
- * qsp, dysp are [4, hd] f32x4 splats. Nothing of size T × T exists.
+ * Layout: every tensor is addressed by strides (in f32 elements), so the same kernels read
+ * [B, H, T, hd] tensors and, without any transpose, the [B, T, 3D] output of the qkv projection
+ * (q, k, v = the same buffer at column offsets 0, D, 2D) and write [B, T, D]. Element (b, h, t, d)
+ * of q, k, v, dq, dk, dv lies at base + b·sB + h·sH + t·sT + d; of o and dy at
+ * base + b·oB + h·oH + t·oT + d. lse is [B·H, T]. Scratch: kt, vt, dkt, dvt are [hd, T4]
+ * (T4 = T rounded up to a multiple of 4) with rows ld = T4 + 16 elements apart, rows is [4, T4],
+ * and qsp, dysp are [4, hd] f32x4 splats. Nothing of size T × T exists.
+ *
+ * Why ld = T4 + 16: the inner loops walk one column of these [hd, T4] arrays, hd rows apart. At
+ * T = 1024 unpadded rows are exactly 4 KiB apart, so all hd of them (× 4 arrays in the backward
+ * pass) fall into the same L1 cache set and evict each other; 64 more bytes per row spreads
+ * them over consecutive sets.
  *
  * Block-causal, in blocks of 4 query rows: block i0..i0+3 meets keys 0..i0+3 only (the upper
  * triangle is never touched; only the diagonal group of 4 keys is masked), and its scores live
@@ -48,19 +57,20 @@ function causalLanes(j0: i32, n: i32): v128 {
   return i32x4.lt_s(i32x4.add(i32x4.splat(j0), i32x4(0, 1, 2, 3)), i32x4.splat(n));
 }
 
-/** dst [hd, T4] = src [T, hd]ᵀ, zero in columns T..T4-1. */
-function transposeIn(src: usize, dst: usize, T: i32, T4: i32, hd: i32): void {
+/** dst [hd, T4] (rows ld elements apart) = src [T, hd]ᵀ (src rows sT apart), zero in columns T..T4-1. */
+function transposeIn(src: usize, dst: usize, T: i32, T4: i32, hd: i32, sT: i32, ld: i32): void {
   for (let d = 0; d < hd; d++) {
-    const row = dst + (<usize>(d * T4) << 2);
-    for (let j = 0; j < T; j++) store<f32>(row + (<usize>j << 2), load<f32>(src + (<usize>(j * hd + d) << 2)));
+    const row = dst + (<usize>(d * ld) << 2);
+    for (let j = 0; j < T; j++) store<f32>(row + (<usize>j << 2), load<f32>(src + (<usize>(j * sT + d) << 2)));
     for (let j = T; j < T4; j++) store<f32>(row + (<usize>j << 2), 0);
   }
 }
 
-/** dst [T, hd] = src [hd, T4]ᵀ (columns < T). */
-function transposeOut(src: usize, dst: usize, T: i32, T4: i32, hd: i32): void {
+/** dst [T, hd] (rows sT elements apart) = src [hd, T4]ᵀ (rows ld apart; columns < T). */
+function transposeOut(src: usize, dst: usize, T: i32, hd: i32, sT: i32, ld: i32): void {
   for (let j = 0; j < T; j++) {
-    for (let d = 0; d < hd; d++) store<f32>(dst + (<usize>(j * hd + d) << 2), load<f32>(src + (<usize>(d * T4 + j) << 2)));
+    const row = dst + (<usize>(j * sT) << 2);
+    for (let d = 0; d < hd; d++) store<f32>(row + (<usize>d << 2), load<f32>(src + (<usize>(d * ld + j) << 2)));
   }
 }
 
@@ -82,22 +92,29 @@ function hmax(v: v128): f32 {
  * Forward: o = softmax(q·kᵀ·scale + causal mask)·v per head, and lse = the rows' log-sum-exp of
  * the scaled, masked scores (saved for the backward pass).
  */
-export function forward(BH: i32, T: i32, hd: i32, scale: f32, q: usize, k: usize, v: usize, o: usize, lse: usize, kt: usize, vt: usize, rows: usize, qsp: usize): void {
+export function forward(
+  B: i32, H: i32, T: i32, hd: i32, scale: f32,
+  q: usize, k: usize, v: usize, sB: i32, sH: i32, sT: i32,
+  o: usize, oB: i32, oH: i32, oT: i32,
+  lse: usize, kt: usize, vt: usize, rows: usize, qsp: usize,
+): void {
   const T4 = (T + 3) & ~3;
+  const ld = T4 + 16;
   const rowBytes = <usize>T4 << 2;
   const r1 = rows + rowBytes;
   const r2 = r1 + rowBytes;
   const r3 = r2 + rowBytes;
-  const headBytes = <usize>(T * hd) << 2;
+  const BH = B * H;
   for (let h = 0; h < BH; h++) {
-    const off = <usize>h * headBytes;
-    transposeIn(k + off, kt, T, T4, hd);
-    transposeIn(v + off, vt, T, T4, hd);
+    const off = <usize>((h / H) * sB + (h % H) * sH) << 2;
+    const oOff = <usize>((h / H) * oB + (h % H) * oH) << 2;
+    transposeIn(k + off, kt, T, T4, hd, sT, ld);
+    transposeIn(v + off, vt, T, T4, hd, sT, ld);
     for (let i0 = 0; i0 < T; i0 += 4) {
       const rb = min(4, T - i0);
       // Rows past T repeat row T-1: computed, never written.
       for (let r = 0; r < 4; r++) {
-        const qRow = q + off + (<usize>(min(i0 + r, T - 1) * hd) << 2);
+        const qRow = q + off + (<usize>(min(i0 + r, T - 1) * sT) << 2);
         for (let d = 0; d < hd; d++) v128.store(at4(qsp, r, d, hd), f32x4.splat(load<f32>(qRow + (<usize>d << 2)) * scale));
       }
       const n4 = i0 + 4;
@@ -106,7 +123,7 @@ export function forward(BH: i32, T: i32, hd: i32, scale: f32, q: usize, k: usize
         const jb = <usize>j << 2;
         let s0 = f32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
         for (let d = 0; d < hd; d++) {
-          const kv = v128.load(kt + (<usize>(d * T4) << 2) + jb);
+          const kv = v128.load(kt + (<usize>(d * ld) << 2) + jb);
           s0 = f32x4.add(s0, f32x4.mul(v128.load(at4(qsp, 0, d, hd)), kv));
           s1 = f32x4.add(s1, f32x4.mul(v128.load(at4(qsp, 1, d, hd)), kv));
           s2 = f32x4.add(s2, f32x4.mul(v128.load(at4(qsp, 2, d, hd)), kv));
@@ -132,9 +149,10 @@ export function forward(BH: i32, T: i32, hd: i32, scale: f32, q: usize, k: usize
       const inv1 = softmaxRow(r1, hmax(m1), i0, 1, lse + (<usize>(h * T + i0) << 2), rb);
       const inv2 = softmaxRow(r2, hmax(m2), i0, 2, lse + (<usize>(h * T + i0) << 2), rb);
       const inv3 = softmaxRow(r3, hmax(m3), i0, 3, lse + (<usize>(h * T + i0) << 2), rb);
-      const oRow = o + off + (<usize>(i0 * hd) << 2);
+      const oRow = o + oOff + (<usize>(i0 * oT) << 2);
+      const rowStride = <usize>oT << 2;
       for (let d = 0; d < hd; d++) {
-        const vRow = vt + (<usize>(d * T4) << 2);
+        const vRow = vt + (<usize>(d * ld) << 2);
         let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
         for (let j = 0; j < n4; j += 4) {
           const jb = <usize>j << 2;
@@ -145,7 +163,6 @@ export function forward(BH: i32, T: i32, hd: i32, scale: f32, q: usize, k: usize
           a3 = f32x4.add(a3, f32x4.mul(v128.load(r3 + jb), vv));
         }
         const db = <usize>d << 2;
-        const rowStride = <usize>hd << 2;
         store<f32>(oRow + db, hsum(a0) * inv0);
         if (rb > 1) store<f32>(oRow + rowStride + db, hsum(a1) * inv1);
         if (rb > 2) store<f32>(oRow + 2 * rowStride + db, hsum(a2) * inv2);
@@ -182,22 +199,25 @@ function softmaxRow(row: usize, m: f32, i0: i32, r: i32, lseBlock: usize, rb: i3
  * dq = dS·k·scale, dk = dSᵀ·q·scale, dv = pᵀ·dy.
  */
 export function backward(
-  BH: i32, T: i32, hd: i32, scale: f32,
-  q: usize, k: usize, v: usize, o: usize, dy: usize, lse: usize,
-  dq: usize, dk: usize, dv: usize,
+  B: i32, H: i32, T: i32, hd: i32, scale: f32,
+  q: usize, k: usize, v: usize, sB: i32, sH: i32, sT: i32,
+  o: usize, dy: usize, oB: i32, oH: i32, oT: i32,
+  lse: usize, dq: usize, dk: usize, dv: usize,
   kt: usize, vt: usize, dkt: usize, dvt: usize, rows: usize, qsp: usize, dysp: usize,
 ): void {
   const T4 = (T + 3) & ~3;
+  const ld = T4 + 16;
   const rowBytes = <usize>T4 << 2;
   const r1 = rows + rowBytes;
   const r2 = r1 + rowBytes;
   const r3 = r2 + rowBytes;
-  const headBytes = <usize>(T * hd) << 2;
-  const gradBytes = <usize>(hd * T4) << 2;
+  const gradBytes = <usize>(hd * ld) << 2;
+  const BH = B * H;
   for (let h = 0; h < BH; h++) {
-    const off = <usize>h * headBytes;
-    transposeIn(k + off, kt, T, T4, hd);
-    transposeIn(v + off, vt, T, T4, hd);
+    const off = <usize>((h / H) * sB + (h % H) * sH) << 2;
+    const oOff = <usize>((h / H) * oB + (h % H) * oH) << 2;
+    transposeIn(k + off, kt, T, T4, hd, sT, ld);
+    transposeIn(v + off, vt, T, T4, hd, sT, ld);
     memory.fill(dkt, 0, gradBytes);
     memory.fill(dvt, 0, gradBytes);
     for (let i0 = 0; i0 < T; i0 += 4) {
@@ -208,14 +228,15 @@ export function backward(
         // Rows past T get dy = 0 (and δ = 0), so they add nothing to dk and dv.
         const real = r < rb;
         const ir = min(i0 + r, T - 1);
-        const rowOff = off + (<usize>(ir * hd) << 2);
+        const rowOff = off + (<usize>(ir * sT) << 2);
+        const outRowOff = oOff + (<usize>(ir * oT) << 2);
         let delta: f32 = 0;
         for (let d = 0; d < hd; d++) {
           const db = <usize>d << 2;
-          const g: f32 = real ? load<f32>(dy + rowOff + db) : 0;
+          const g: f32 = real ? load<f32>(dy + outRowOff + db) : 0;
           v128.store(at4(qsp, r, d, hd), f32x4.splat(load<f32>(q + rowOff + db) * scale));
           v128.store(at4(dysp, r, d, hd), f32x4.splat(g));
-          delta += g * load<f32>(o + rowOff + db);
+          delta += g * load<f32>(o + outRowOff + db);
         }
         const L = load<f32>(lse + (<usize>(h * T + ir) << 2));
         if (r == 0) { D0 = delta; L0 = L; } else if (r == 1) { D1 = delta; L1 = L; } else if (r == 2) { D2 = delta; L2 = L; } else { D3 = delta; L3 = L; }
@@ -226,7 +247,7 @@ export function backward(
         let s0 = f32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
         let g0 = s0, g1 = s0, g2 = s0, g3 = s0;
         for (let d = 0; d < hd; d++) {
-          const col = (<usize>(d * T4) << 2) + jb;
+          const col = (<usize>(d * ld) << 2) + jb;
           const kv = v128.load(kt + col);
           const vv = v128.load(vt + col);
           s0 = f32x4.add(s0, f32x4.mul(v128.load(at4(qsp, 0, d, hd)), kv));
@@ -256,7 +277,7 @@ export function backward(
         v128.store(r2 + jb, ds2);
         v128.store(r3 + jb, ds3);
         for (let d = 0; d < hd; d++) {
-          const col = (<usize>(d * T4) << 2) + jb;
+          const col = (<usize>(d * ld) << 2) + jb;
           let dvv = v128.load(dvt + col);
           dvv = f32x4.add(dvv, f32x4.mul(p0, v128.load(at4(dysp, 0, d, hd))));
           dvv = f32x4.add(dvv, f32x4.mul(p1, v128.load(at4(dysp, 1, d, hd))));
@@ -272,10 +293,10 @@ export function backward(
         }
       }
       // dq rows = dS·k·scale, from the block's dS kept in rows.
-      const dqRow = dq + off + (<usize>(i0 * hd) << 2);
-      const rowStride = <usize>hd << 2;
+      const dqRow = dq + off + (<usize>(i0 * sT) << 2);
+      const rowStride = <usize>sT << 2;
       for (let d = 0; d < hd; d++) {
-        const kRow = kt + (<usize>(d * T4) << 2);
+        const kRow = kt + (<usize>(d * ld) << 2);
         let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
         for (let j = 0; j < n4; j += 4) {
           const jb = <usize>j << 2;
@@ -292,7 +313,7 @@ export function backward(
         if (rb > 3) store<f32>(dqRow + 3 * rowStride + db, hsum(a3) * scale);
       }
     }
-    transposeOut(dkt, dk + off, T, T4, hd);
-    transposeOut(dvt, dv + off, T, T4, hd);
+    transposeOut(dkt, dk + off, T, hd, sT, ld);
+    transposeOut(dvt, dv + off, T, hd, sT, ld);
   }
 }

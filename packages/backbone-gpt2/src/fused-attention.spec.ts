@@ -2,7 +2,13 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { causalSelfAttention } from './attention.js';
-import { FUSED_ATTENTION_KERNEL, fusedCausalAttention } from './fused-attention.js';
+import {
+  FUSED_ATTENTION_KERNEL,
+  FUSED_ATTENTION_PACKED_GRAD_KERNEL,
+  FUSED_ATTENTION_PACKED_KERNEL,
+  fusedCausalAttention,
+  fusedCausalAttentionPacked,
+} from './fused-attention.js';
 
 /** The textbook version, differentiated by TF.js autodiff (plain ops). */
 function reference(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
@@ -137,6 +143,95 @@ describe('fusedCausalAttention (wasm SIMD kernels)', () => {
     });
     for (let i = 0; i < 12; i++) expect(after[i]).toEqual(before[i]);
     expect(Math.max(...after[12]!.map((x, d) => Math.abs(x - before[12]![d]!)))).toBeGreaterThan(1e-3);
+  });
+});
+
+/** Split the heads of qkv [B, T, 3D] with plain ops, attend by `reference`, merge: the packed kernel's definition. */
+function referencePacked(qkv: tf.Tensor3D, H: number): tf.Tensor3D {
+  const [B, T, threeD] = qkv.shape;
+  const D = threeD / 3;
+  const [q, k, v] = tf.split(qkv, 3, -1).map((t) => t.reshape([B, T, H, D / H]).transpose([0, 2, 1, 3]) as tf.Tensor4D);
+  return reference(q!, k!, v!).transpose([0, 2, 1, 3]).reshape([B, T, D]);
+}
+
+/** Output and d/dqkv of sum(attention(qkv) ⊙ w) for random qkv [B, T, 3·H·hd] and w. */
+function packedOutputAndGrad(
+  attention: (qkv: tf.Tensor3D, H: number) => tf.Tensor3D,
+  [B, H, T, hd]: [number, number, number, number],
+  seed: number,
+): Float32Array[] {
+  return tf.tidy(() => {
+    const qkv = tf.randomNormal([B, T, 3 * H * hd], 0, 1, 'float32', seed) as tf.Tensor3D;
+    const w = tf.randomNormal([B, T, H * hd], 0, 1, 'float32', seed + 1);
+    const [grad] = tf.grads((x: tf.Tensor) =>
+      attention(x as tf.Tensor3D, H)
+        .mul(w)
+        .sum(),
+    )([qkv]);
+    return [attention(qkv, H), grad!].map((t) => t.dataSync() as Float32Array);
+  });
+}
+
+describe('fusedCausalAttentionPacked (the same kernels over [B, T, 3D] qkv, by strides)', () => {
+  beforeAll(async () => {
+    expect(await tf.setBackend('wasm')).toBe(true);
+  });
+
+  // [B, H, T, hd]: T not a multiple of 4; head sizes 1, 3, 8 (default config) and 32 (large).
+  it.each([
+    [1, 1, 1, 4],
+    [2, 1, 6, 1],
+    [2, 3, 37, 3],
+    [2, 2, 130, 8],
+    [1, 4, 67, 32],
+  ] as [number, number, number, number][])(
+    'matches split heads + plain-ops autodiff + merge: output and dqkv (B=%i H=%i T=%i hd=%i)',
+    (B, H, T, hd) => {
+      const expected = packedOutputAndGrad(referencePacked, [B, H, T, hd], 7);
+      const actual = packedOutputAndGrad(fusedCausalAttentionPacked, [B, H, T, hd], 7);
+      ['output', 'dqkv'].forEach((name, i) => {
+        const scale = maxAbs(expected[i]!);
+        expect(scale, name).toBeGreaterThan(0.1);
+        expect(maxAbsDiff(actual[i]!, expected[i]!), name).toBeLessThan(2e-5 * Math.max(1, scale));
+      });
+    },
+  );
+
+  it('equals the [B, H, T, hd] kernels on the same heads, bit for bit', () => {
+    const [B, H, T, hd] = [2, 2, 21, 4];
+    const packed = packedOutputAndGrad(fusedCausalAttentionPacked, [B, H, T, hd], 9);
+    const viaHeads = packedOutputAndGrad(
+      (qkv, heads) => {
+        const [q, k, v] = tf
+          .split(qkv, 3, -1)
+          .map((t) => t.reshape([B, T, heads, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D);
+        return fusedCausalAttention(q!, k!, v!)
+          .transpose([0, 2, 1, 3])
+          .reshape([B, T, heads * hd]);
+      },
+      [B, H, T, hd],
+      9,
+    );
+    expect(packed[0]).toEqual(viaHeads[0]);
+    expect(packed[1]).toEqual(viaHeads[1]);
+  });
+
+  it('runs forward and backward as the packed kernels, with no Transpose', async () => {
+    const qkv = tf.randomNormal([2, 11, 24]) as tf.Tensor3D;
+    const info = await tf.profile(() =>
+      tf.grads((x: tf.Tensor) => fusedCausalAttentionPacked(x as tf.Tensor3D, 2).sum())([qkv]),
+    );
+    const names = info.kernels.map((kernel) => kernel.name);
+    expect(names).toContain(FUSED_ATTENTION_PACKED_KERNEL);
+    expect(names).toContain(FUSED_ATTENTION_PACKED_GRAD_KERNEL);
+    expect(names).not.toContain('Transpose');
+    tf.dispose([qkv, info.result as tf.Tensor[]]);
+  });
+
+  it('rejects a last axis that is not 3·D with D divisible by the head count, naming the shape', () => {
+    const qkv = tf.zeros([1, 4, 12]) as tf.Tensor3D;
+    expect(() => fusedCausalAttentionPacked(qkv, 3)).toThrow(/\[B, T, 3·D\].*numHeads \(3\).*\[1,4,12\]/);
+    qkv.dispose();
   });
 });
 

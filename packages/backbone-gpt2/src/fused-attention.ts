@@ -5,14 +5,17 @@
  *
  * The plain-ops attention (attention.ts) spends most of a wasm step moving data: transposes,
  * slices and per-head copies so that XNNPACK gets untransposed 2-D matMuls, plus a scalar
- * batched matMul and a separate Softmax. These kernels read q, k, v [B, H, T, hd] as they are,
- * keep one query row's scores at a time (no [T, T] tensor exists, in either pass; the backward
- * pass recomputes probabilities from the saved per-row log-sum-exp, as FlashAttention-2 does),
- * never touch keys past the row, and vectorise across four keys per f32x4.
+ * batched matMul and a separate Softmax. These kernels read q, k, v through strides, either as
+ * [B, H, T, hd] tensors (`fusedCausalAttention`) or straight from the qkv projection [B, T, 3D],
+ * writing the merged heads [B, T, D] (`fusedCausalAttentionPacked`, what Gpt2 uses on wasm: no
+ * head split or merge transposes), keep one query row's scores at a time (no [T, T] tensor
+ * exists, in either pass; the backward pass recomputes probabilities from the saved per-row
+ * log-sum-exp, as FlashAttention-2 does), never touch keys past the row, and vectorise across
+ * four keys per f32x4.
  *
- * Registered for the `wasm` backend only (`tf.registerKernel`); the gradient is a
- * `tf.customGrad` around the two kernels. Call `fusedCausalAttention` only when the active
- * backend is wasm (attention.ts decides).
+ * Registered for the `wasm` backend only (`tf.registerKernel`); each gradient is a
+ * `tf.customGrad` around a forward and a backward kernel. Call these functions only when the
+ * active backend is wasm (attention.ts and gpt2.ts decide).
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +24,9 @@ import * as tf from '@tensorflow/tfjs';
 /** Kernel names in TF.js's registry (backend `wasm`). */
 export const FUSED_ATTENTION_KERNEL = 'TaskforgeCausalAttention';
 export const FUSED_ATTENTION_GRAD_KERNEL = 'TaskforgeCausalAttentionGrad';
+/** The same kernels over the qkv projection's [B, T, 3D] output, writing [B, T, D] (no head transposes). */
+export const FUSED_ATTENTION_PACKED_KERNEL = 'TaskforgeCausalAttentionPacked';
+export const FUSED_ATTENTION_PACKED_GRAD_KERNEL = 'TaskforgeCausalAttentionPackedGrad';
 
 /** Where the package build writes the compiled kernels (same relative path from src/ and dist/). */
 const WASM_URL = new URL('../wasm/attention.wasm', import.meta.url);
@@ -41,15 +47,23 @@ const WasmApi = (
 
 interface KernelExports {
   memory: WasmMemory;
+  /** See assembly/attention.ts: strides are in f32 elements, pointers are byte offsets. */
   forward(
-    BH: number,
+    B: number,
+    H: number,
     T: number,
     hd: number,
     scale: number,
     q: number,
     k: number,
     v: number,
+    sB: number,
+    sH: number,
+    sT: number,
     o: number,
+    oB: number,
+    oH: number,
+    oT: number,
     lse: number,
     kt: number,
     vt: number,
@@ -57,15 +71,22 @@ interface KernelExports {
     qsp: number,
   ): void;
   backward(
-    BH: number,
+    B: number,
+    H: number,
     T: number,
     hd: number,
     scale: number,
     q: number,
     k: number,
     v: number,
+    sB: number,
+    sH: number,
+    sT: number,
     o: number,
     dy: number,
+    oB: number,
+    oH: number,
+    oT: number,
     lse: number,
     dq: number,
     dk: number,
@@ -137,99 +158,196 @@ function heap(exports: KernelExports, end: number): Float32Array {
   return new Float32Array(exports.memory.buffer);
 }
 
-function shapeOf(info: tf.TensorInfo): [number, number, number, number] {
+/**
+ * Where the heads lie. Element (b, h, t, d) of q, k, v (and of their gradients) is at
+ * b·sB + h·sH + t·sT + d of its buffer, k and v `kAt` and `vAt` elements after q when the three
+ * share one buffer; of o and dy at b·oB + h·oH + t·oT + d.
+ */
+interface Geometry {
+  B: number;
+  H: number;
+  T: number;
+  hd: number;
+  sB: number;
+  sH: number;
+  sT: number;
+  oB: number;
+  oH: number;
+  oT: number;
+  /** Shape of o (and dy). */
+  outShape: number[];
+}
+
+/** [B, H, T, hd] q, k, v and o: three buffers, heads contiguous. */
+function headsGeometry(info: tf.TensorInfo): Geometry {
   if (info.shape.length !== 4 || info.dtype !== 'float32') {
     throw new RangeError(`fused attention: expected float32 [B, H, T, hd] tensors, got ${info.dtype} [${info.shape}]`);
   }
-  return info.shape as [number, number, number, number];
+  const [B, H, T, hd] = info.shape as [number, number, number, number];
+  const s = { sB: H * T * hd, sH: T * hd, sT: hd };
+  return { B, H, T, hd, ...s, oB: s.sB, oH: s.sH, oT: s.sT, outShape: [B, H, T, hd] };
 }
 
-function forwardKernel({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo[] {
-  const wasm = backend as WasmBackendLike;
-  const { q, k, v } = inputs as Record<'q' | 'k' | 'v', tf.TensorInfo>;
-  const [B, H, T, hd] = shapeOf(q!);
-  const n = B * H * T * hd;
-  const T4 = Math.ceil(T / 4) * 4;
-  const { exports, base } = load();
-  // q, k, v, o, lse, then scratch: kt, vt [hd, T4], a block's 4 score rows, 4 rows of q splats.
-  const { offsets, end } = layout(base, [n, n, n, n, B * H * T, hd * T4, hd * T4, 4 * T4, 16 * hd]);
-  const [qp, kp, vp, op, lp, ktp, vtp, rowp, qsp] = offsets as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  let mem = heap(exports, end);
-  mem.set(wasm.typedArrayFromHeap(q!), qp / 4);
-  mem.set(wasm.typedArrayFromHeap(k!), kp / 4);
-  mem.set(wasm.typedArrayFromHeap(v!), vp / 4);
-  exports.forward(B * H, T, hd, 1 / Math.sqrt(hd), qp, kp, vp, op, lp, ktp, vtp, rowp, qsp);
-  mem = new Float32Array(exports.memory.buffer);
-  const o = wasm.makeOutput([B, H, T, hd], 'float32');
-  const lse = wasm.makeOutput([B, H, T], 'float32');
-  // Views of TF.js's heap are taken after both allocations (an allocation may move it).
-  wasm.typedArrayFromHeap(o).set(mem.subarray(op / 4, op / 4 + n));
-  wasm.typedArrayFromHeap(lse).set(mem.subarray(lp / 4, lp / 4 + B * H * T));
-  return [o, lse];
+/** [B, T, 3D] qkv (q | k | v along the last axis, head h at columns h·hd ..) and [B, T, D] o. */
+function packedGeometry(info: tf.TensorInfo, numHeads: number): Geometry {
+  const [B, T, threeD] = info.shape as [number, number, number];
+  if (info.shape.length !== 3 || info.dtype !== 'float32' || threeD % (3 * numHeads) !== 0) {
+    throw new RangeError(
+      `fused attention: expected a float32 [B, T, 3·D] qkv tensor with D divisible by numHeads (${numHeads}), ` +
+        `got ${info.dtype} [${info.shape}]`,
+    );
+  }
+  const D = threeD / 3;
+  return {
+    B,
+    H: numHeads,
+    T,
+    hd: D / numHeads,
+    sB: T * threeD,
+    sH: D / numHeads,
+    sT: threeD,
+    oB: T * D,
+    oH: D / numHeads,
+    oT: D,
+    outShape: [B, T, D],
+  };
 }
 
-function backwardKernel({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo[] {
-  const wasm = backend as WasmBackendLike;
-  const { q, k, v, o, dy, lse } = inputs as Record<'q' | 'k' | 'v' | 'o' | 'dy' | 'lse', tf.TensorInfo>;
-  const [B, H, T, hd] = shapeOf(q!);
-  const n = B * H * T * hd;
-  const T4 = Math.ceil(T / 4) * 4;
+/** Extra elements per row of the kernels' [hd, T4] scratch (they use T4 + 16; see assembly/attention.ts). */
+const PAD = 16;
+
+const sizeOf = (info: tf.TensorInfo) => info.shape.reduce((a, b) => a * b, 1);
+
+/**
+ * Copies `inputs` into the kernels' memory, one buffer each, after `base`, followed by buffers of
+ * the given extra lengths; returns all their byte offsets (inputs first) and a fresh heap view.
+ */
+function stage(
+  wasm: WasmBackendLike,
+  inputs: tf.TensorInfo[],
+  extra: number[],
+): { exports: KernelExports; at: number[]; mem: Float32Array } {
   const { exports, base } = load();
-  // Inputs, outputs, then scratch: kt, vt, dkt, dvt [hd, T4], 4 rows of dS, q and dy splats.
-  const { offsets, end } = layout(base, [
-    n,
-    n,
-    n,
-    n,
-    n,
+  const { offsets, end } = layout(base, [...inputs.map(sizeOf), ...extra]);
+  const mem = heap(exports, end);
+  inputs.forEach((t, i) => mem.set(wasm.typedArrayFromHeap(t), offsets[i]! / 4));
+  return { exports, at: offsets, mem };
+}
+
+/** Copies `n` floats at byte offset `at` of the kernels' memory into a new TF.js tensor. */
+function unstage(wasm: WasmBackendLike, exports: KernelExports, parts: [number, number[]][]): tf.TensorInfo[] {
+  // Every output is allocated before any view of TF.js's heap is taken (an allocation may move it).
+  const outs = parts.map(([, shape]) => wasm.makeOutput(shape, 'float32'));
+  const mem = new Float32Array(exports.memory.buffer);
+  outs.forEach((t, i) => {
+    const at = parts[i]![0] / 4;
+    const view = wasm.typedArrayFromHeap(t);
+    view.set(mem.subarray(at, at + view.length));
+  });
+  return outs;
+}
+
+/** The forward kernel over `inputs` (q, k, v or qkv); `qkvAt` maps their offsets to q, k, v pointers. */
+function runForward(
+  wasm: WasmBackendLike,
+  inputs: tf.TensorInfo[],
+  g: Geometry,
+  qkvAt: (at: number[]) => [number, number, number],
+): tf.TensorInfo[] {
+  const { B, H, T, hd } = g;
+  const T4 = Math.ceil(T / 4) * 4;
+  // After the inputs: o, lse, then scratch: kt, vt [hd, T4], a block's 4 score rows, 4 rows of q splats.
+  const { exports, at } = stage(wasm, inputs, [
+    B * H * T * hd,
     B * H * T,
-    n,
-    n,
-    n,
-    hd * T4,
-    hd * T4,
-    hd * T4,
-    hd * T4,
+    hd * (T4 + PAD),
+    hd * (T4 + PAD),
+    4 * T4,
+    16 * hd,
+  ]);
+  const [op, lp, ktp, vtp, rowp, qsp] = at.slice(inputs.length) as number[];
+  const [qp, kp, vp] = qkvAt(at);
+  exports.forward(
+    B,
+    H,
+    T,
+    hd,
+    1 / Math.sqrt(hd),
+    qp,
+    kp,
+    vp,
+    g.sB,
+    g.sH,
+    g.sT,
+    op!,
+    g.oB,
+    g.oH,
+    g.oT,
+    lp!,
+    ktp!,
+    vtp!,
+    rowp!,
+    qsp!,
+  );
+  return unstage(wasm, exports, [
+    [op!, g.outShape],
+    [lp!, [B, H, T]],
+  ]);
+}
+
+/**
+ * The backward kernel over `inputs` (q, k, v or qkv, then o, dy, lse); `gradLengths` are the
+ * gradient buffers to allocate (dq, dk, dv or dqkv) and `qkvAt` maps the offsets of the inputs
+ * and of those buffers to the q, k, v and dq, dk, dv pointers.
+ */
+function runBackward(
+  wasm: WasmBackendLike,
+  inputs: tf.TensorInfo[],
+  g: Geometry,
+  grads: number[][],
+  qkvAt: (at: number[]) => [number, number, number],
+): tf.TensorInfo[] {
+  const { B, H, T, hd } = g;
+  const T4 = Math.ceil(T / 4) * 4;
+  const gradLengths = grads.map((shape) => shape.reduce((a, b) => a * b, 1));
+  // After the inputs and gradients: kt, vt, dkt, dvt [hd, T4], 4 rows of dS, q and dy splats.
+  const { exports, at } = stage(wasm, inputs, [
+    ...gradLengths,
+    hd * (T4 + PAD),
+    hd * (T4 + PAD),
+    hd * (T4 + PAD),
+    hd * (T4 + PAD),
     4 * T4,
     16 * hd,
     16 * hd,
   ]);
-  const [qp, kp, vp, op, dyp, lp, dqp, dkp, dvp, ktp, vtp, dktp, dvtp, rowp, qsp, dysp] = offsets as number[];
-  let mem = heap(exports, end);
-  (
-    [
-      [q, qp],
-      [k, kp],
-      [v, vp],
-      [o, op],
-      [dy, dyp],
-      [lse, lp],
-    ] as [tf.TensorInfo, number][]
-  ).forEach(([t, at]) => mem.set(wasm.typedArrayFromHeap(t), at / 4));
+  const nIn = inputs.length;
+  const [op, dyp, lp] = at.slice(nIn - 3, nIn) as number[];
+  const gradAt = at.slice(nIn, nIn + grads.length);
+  const [ktp, vtp, dktp, dvtp, rowp, qsp, dysp] = at.slice(nIn + grads.length) as number[];
+  const [qp, kp, vp] = qkvAt(at);
+  const [dqp, dkp, dvp] = qkvAt(gradAt);
   exports.backward(
-    B * H,
+    B,
+    H,
     T,
     hd,
     1 / Math.sqrt(hd),
-    qp!,
-    kp!,
-    vp!,
+    qp,
+    kp,
+    vp,
+    g.sB,
+    g.sH,
+    g.sT,
     op!,
     dyp!,
+    g.oB,
+    g.oH,
+    g.oT,
     lp!,
-    dqp!,
-    dkp!,
-    dvp!,
+    dqp,
+    dkp,
+    dvp,
     ktp!,
     vtp!,
     dktp!,
@@ -238,18 +356,58 @@ function backwardKernel({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; ba
     qsp!,
     dysp!,
   );
-  mem = new Float32Array(exports.memory.buffer);
-  const outs = [0, 1, 2].map(() => wasm.makeOutput([B, H, T, hd], 'float32'));
-  outs.forEach((t, i) => {
-    const at = [dqp, dkp, dvp][i]! / 4;
-    wasm.typedArrayFromHeap(t).set(mem.subarray(at, at + n));
-  });
-  return outs;
+  return unstage(
+    wasm,
+    exports,
+    grads.map((shape, i) => [gradAt[i]!, shape]),
+  );
+}
+
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+
+/** q, k, v [B, H, T, hd] → o [B, H, T, hd], lse [B, H, T]. */
+function forwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
+  const { q, k, v } = inputs as Record<'q' | 'k' | 'v', tf.TensorInfo>;
+  return runForward(backend as WasmBackendLike, [q!, k!, v!], headsGeometry(q!), (at) => [at[0]!, at[1]!, at[2]!]);
+}
+
+/** q, k, v, o, dy [B, H, T, hd], lse → dq, dk, dv [B, H, T, hd]. */
+function backwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
+  const { q, k, v, o, dy, lse } = inputs as Record<'q' | 'k' | 'v' | 'o' | 'dy' | 'lse', tf.TensorInfo>;
+  const g = headsGeometry(q!);
+  return runBackward(
+    backend as WasmBackendLike,
+    [q!, k!, v!, o!, dy!, lse!],
+    g,
+    [g.outShape, g.outShape, g.outShape],
+    (at) => [at[0]!, at[1]!, at[2]!],
+  );
+}
+
+/** Byte offsets of q, k, v inside one [B, T, 3D] buffer at `at`. */
+const packedAt = (at: number, D: number): [number, number, number] => [at, at + 4 * D, at + 8 * D];
+
+/** qkv [B, T, 3D] → o [B, T, D], lse [B, H, T]; attr numHeads. */
+function packedForwardKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] {
+  const { qkv } = inputs as Record<'qkv', tf.TensorInfo>;
+  const g = packedGeometry(qkv!, attrs!['numHeads'] as number);
+  return runForward(backend as WasmBackendLike, [qkv!], g, (at) => packedAt(at[0]!, g.oT));
+}
+
+/** qkv [B, T, 3D], o, dy [B, T, D], lse [B, H, T] → dqkv [B, T, 3D]; attr numHeads. */
+function packedBackwardKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] {
+  const { qkv, o, dy, lse } = inputs as Record<'qkv' | 'o' | 'dy' | 'lse', tf.TensorInfo>;
+  const g = packedGeometry(qkv!, attrs!['numHeads'] as number);
+  return runBackward(backend as WasmBackendLike, [qkv!, o!, dy!, lse!], g, [qkv!.shape], (at) =>
+    packedAt(at[0]!, g.oT),
+  );
 }
 
 for (const [kernelName, kernelFunc] of [
   [FUSED_ATTENTION_KERNEL, forwardKernel],
   [FUSED_ATTENTION_GRAD_KERNEL, backwardKernel],
+  [FUSED_ATTENTION_PACKED_KERNEL, packedForwardKernel],
+  [FUSED_ATTENTION_PACKED_GRAD_KERNEL, packedBackwardKernel],
 ] as const) {
   // Guarded: the module may be evaluated twice in one process (source and built copies).
   if (!tf.getKernel(kernelName, 'wasm'))
@@ -283,4 +441,42 @@ export function fusedCausalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tenso
     };
   });
   return attend(q, k, v) as tf.Tensor4D;
+}
+
+/**
+ * Causal multi-head self-attention straight from the qkv projection: qkv float32 [B, T, 3D]
+ * holds q, k, v side by side along the last axis (head h of q at columns h·hd .. (h+1)·hd − 1,
+ * of k at D + h·hd .., of v at 2D + h·hd .., hd = D / numHeads), and the result is [B, T, D]
+ * with head h at columns h·hd .., i.e. the heads already merged. Equal to splitting the heads
+ * ([B, T, 3D] → 3 × [B, H, T, hd]), `fusedCausalAttention`, and merging them back, but the
+ * kernels read and write these layouts through strides, so no Transpose runs in either pass.
+ * Differentiable w.r.t. qkv (gradient [B, T, 3D]).
+ * @throws Error (exit 1) when the active backend is not wasm or the compiled kernel is missing;
+ *   RangeError when qkv is not [B, T, 3D] float32 with D divisible by numHeads.
+ */
+export function fusedCausalAttentionPacked(qkv: tf.Tensor3D, numHeads: number): tf.Tensor3D {
+  if (tf.getBackend() !== 'wasm')
+    throw new Error(`fused attention runs on the wasm backend only; the active backend is ${tf.getBackend()}`);
+  packedGeometry(qkv, numHeads);
+  load();
+  const attend = tf.customGrad((...args) => {
+    const qkvIn = args[0] as tf.Tensor3D;
+    const save = args[1] as tf.GradSaveFunc;
+    const [y, lse] = tf.engine().runKernel(FUSED_ATTENTION_PACKED_KERNEL, { qkv: qkvIn }, { numHeads }) as tf.Tensor[];
+    save([qkvIn, y!, lse!]);
+    return {
+      value: y as tf.Tensor3D,
+      gradFunc: (dy: tf.Tensor3D, saved: tf.Tensor[]) => {
+        const [sqkv, so, sl] = saved;
+        return tf
+          .engine()
+          .runKernel(
+            FUSED_ATTENTION_PACKED_GRAD_KERNEL,
+            { qkv: sqkv!, o: so!, dy, lse: sl! },
+            { numHeads },
+          ) as tf.Tensor;
+      },
+    };
+  });
+  return attend(qkv) as tf.Tensor3D;
 }

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ComponentRegistry, ConfigError, Instantiator, createContainer } from '@taskforge/core';
-import { Gpt2, type ForwardOptions, type Gpt2Hparams } from './gpt2.js';
+import { Gpt2, layerNorm, type ForwardOptions, type Gpt2Hparams } from './gpt2.js';
 import { createGpt2, gpt2Schema, plugin } from './index.js';
 
 const T = 64; // an 8×8 image
@@ -297,5 +297,110 @@ describe('backbone/gpt2 component', () => {
     expect(vars['pos_embed']!.shape).toEqual([16, 8]);
     expect(vars['ln_f.gamma']!.shape).toEqual([8]);
     model.dispose();
+  });
+});
+
+describe('Gpt2 on wasm (packed fused attention) against cpu (split heads, plain ops)', () => {
+  afterAll(() => tf.setBackend('cpu'));
+
+  /** Hidden states and the gradients of a loss w.r.t. every variable, on `backend`, from seed-identical weights. */
+  async function run(backend: string, config: Gpt2Hparams): Promise<Record<string, Float32Array>> {
+    expect(await tf.setBackend(backend)).toBe(true);
+    const model = new Gpt2(config, { seed: 4 });
+    const vars = model.namedVariables();
+    const tokens = tf.tensor2d(randomTokens(2, 5, config.num_vocab), undefined, 'int32');
+    const w = tf.randomNormal([2, T, config.embed_dim], 0, 1, 'float32', 6);
+    const names = Object.keys(vars);
+    const { value, grads } = tf.variableGrads(
+      () => model.forward(tokens, { training: false, seed: 0 }).hidden.mul(w).sum() as tf.Scalar,
+      names.map((n) => vars[n]!),
+    );
+    const out: Record<string, Float32Array> = {
+      hidden: tf.tidy(() => model.forward(tokens, { training: false, seed: 0 }).hidden.dataSync() as Float32Array),
+    };
+    for (const n of names) out[n] = grads[vars[n]!.name]!.dataSync() as Float32Array;
+    tf.dispose([value, grads, tokens, w]);
+    model.dispose();
+    return out;
+  }
+
+  it.each([
+    ['2 heads of 8', { ...base }],
+    ['4 heads of 3, residual_norm', { ...base, embed_dim: 12, num_heads: 4, residual_norm: true }],
+  ])('hidden states and every gradient agree (%s)', async (_name, config) => {
+    const cpu = await run('cpu', config);
+    const wasm = await run('wasm', config);
+    expect(Object.keys(wasm)).toEqual(Object.keys(cpu));
+    for (const [name, expected] of Object.entries(cpu)) {
+      const actual = wasm[name]!;
+      let scale = 0;
+      let diff = 0;
+      for (let i = 0; i < expected.length; i++) {
+        scale = Math.max(scale, Math.abs(expected[i]!));
+        diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
+      }
+      expect(scale, name).toBeGreaterThan(0);
+      expect(diff, name).toBeLessThan(1e-4 * Math.max(1, scale));
+    }
+  });
+
+  it('splits and merges no heads on wasm: no Transpose or Slice in the attention, forward or backward', async () => {
+    expect(await tf.setBackend('wasm')).toBe(true);
+    const model = new Gpt2(base, { seed: 4 });
+    const vars = Object.values(model.namedVariables());
+    const tokens = tf.tensor2d(randomTokens(2, 5), undefined, 'int32');
+    const info = await tf.profile(() => {
+      const { value, grads } = tf.variableGrads(
+        () => model.forward(tokens, { training: false, seed: 0 }).hidden.square().sum() as tf.Scalar,
+        vars,
+      );
+      tf.dispose([value, grads]);
+    });
+    const names = info.kernels.map((k) => k.name);
+    expect(names.filter((n) => n === 'TaskforgeCausalAttentionPacked')).toHaveLength(base.num_layers);
+    expect(names.filter((n) => n === 'TaskforgeCausalAttentionPackedGrad')).toHaveLength(base.num_layers);
+    expect(names).not.toContain('TaskforgeCausalAttention');
+    // Head split/merge would transpose rank-4 [B, T, H, hd] / [B, H, T, hd] tensors, and the
+    // split qkv projection slices its kernel; only the dense layers' rank-2 products remain.
+    const shapesOf = (name: string) =>
+      info.kernels.filter((k) => k.name === name).flatMap((k) => k.inputShapes.map((s) => JSON.stringify(s)));
+    expect(shapesOf('Transpose').length).toBeGreaterThan(0);
+    expect(shapesOf('Transpose').map((s) => JSON.parse(s).length)).not.toContain(4);
+    const D = base.embed_dim;
+    expect(shapesOf('Slice')).not.toContain(JSON.stringify([D, 3 * D]));
+    expect(shapesOf('Slice')).not.toContain(JSON.stringify([3 * D]));
+    tokens.dispose();
+    model.dispose();
+  });
+});
+
+describe.each(['cpu', 'wasm'])('layerNorm on %s', (backend) => {
+  beforeAll(async () => {
+    expect(await tf.setBackend(backend)).toBe(true);
+  });
+
+  it('matches autodiff of the plain formula: output, dx, dγ, dβ', () => {
+    const [expected, actual] = [false, true].map((custom) =>
+      tf.tidy(() => {
+        const x = tf.randomNormal([3, 5, 6], 0, 2, 'float32', 1);
+        const gamma = tf.randomNormal([6], 1, 0.5, 'float32', 2);
+        const beta = tf.randomNormal([6], 0, 1, 'float32', 3);
+        const w = tf.randomNormal([3, 5, 6], 0, 1, 'float32', 4);
+        const plain = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+          const { mean, variance } = tf.moments(a, -1, true);
+          return a
+            .sub(mean)
+            .mul(tf.rsqrt(variance.add(1e-5)))
+            .mul(g)
+            .add(b);
+        };
+        const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+          (custom ? layerNorm(a, { gamma: g, beta: b }) : plain(a, g, b)).mul(w).sum();
+        const { value, grads } = tf.valueAndGrads(f)([x, gamma, beta]);
+        return [value, ...grads].map((t) => Array.from(t.dataSync()));
+      }),
+    );
+    expect(actual!.map((a) => a.length)).toEqual([1, 90, 6, 6]);
+    actual!.forEach((values, i) => values.forEach((v, j) => expect(v).toBeCloseTo(expected![i]![j]!, 4)));
   });
 });

@@ -11,8 +11,9 @@
  * position table is sliced, not gathered.
  */
 import * as tf from '@tensorflow/tfjs';
-import { linear, type Backbone, type NamedVariables } from '@taskforge/core';
+import { linear, sumRows, type Backbone, type NamedVariables } from '@taskforge/core';
 import { CausalMasks, causalSelfAttention } from './attention.js';
+import { fusedCausalAttentionPacked } from './fused-attention.js';
 import { gelu } from './gelu.js';
 
 /**
@@ -102,20 +103,37 @@ interface Norm {
   gamma: tf.Tensor;
   beta: tf.Tensor;
 }
-/** How a layer's heads attend: full causal attention (training), or one new position over a cache. */
-type Attend = (l: number, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D;
+/**
+ * How a layer's heads attend. `heads`: q, k, v split into [B, H, T, hd] (full causal attention
+ * with plain ops, or one new position over a cache). `packed`: straight from the qkv projection
+ * [B, T, 3D] to the merged heads [B, T, D] (the fused wasm kernels; no head split or merge).
+ */
+type Attend =
+  | { heads: (l: number, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D }
+  | { packed: (qkv: tf.Tensor3D) => tf.Tensor3D };
 type Drop = (t: tf.Tensor) => tf.Tensor;
 
 const LN_EPS = 1e-5;
 
-/** LayerNorm over the last axis: (x − mean) / √(var + ε) · γ + β. */
-function layerNorm<T extends tf.Tensor>(x: T, { gamma, beta }: Norm): T {
+/** LayerNorm over the last axis: (x − mean) / √(var + ε) · γ + β (exported for its tests only). */
+export function layerNorm<T extends tf.Tensor>(x: T, { gamma, beta }: Norm): T {
   const { mean, variance } = tf.moments(x, -1, true);
-  return x
-    .sub(mean)
-    .mul(tf.rsqrt(variance.add(LN_EPS)))
-    .mul(gamma)
-    .add(beta) as T;
+  return scaleShift(x.sub(mean).mul(tf.rsqrt(variance.add(LN_EPS))), gamma, beta) as T;
+}
+
+/**
+ * xhat [..., D] · γ [D] + β [D]. Autodiff would reduce dγ and dβ over the leading axes with
+ * `Sum`, which on wasm transposes its whole input first; core's `sumRows` makes them products.
+ */
+function scaleShift(xhat: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor {
+  return tf.customGrad((...args) => {
+    const [xh, g, b] = args as tf.Tensor[];
+    (args[3] as tf.GradSaveFunc)([xh!, g!]);
+    return {
+      value: xh!.mul(g!).add(b!),
+      gradFunc: (dy: tf.Tensor, [sxh, sg]: tf.Tensor[]) => [dy.mul(sg!), sumRows(dy.mul(sxh!)), sumRows(dy)],
+    };
+  })(xhat, gamma, beta);
 }
 
 /** x[B, T, in] · kernel[in, out] (+ bias) as one 2-D product with a wasm-friendly gradient (core's `linear`). */
@@ -194,7 +212,12 @@ export class Gpt2 implements Backbone {
       // Shift right: position i sees the embedding of token i-1, position 0 sees `sos`.
       const tok = tf.concat([this.sos(B), this.embedTokens(tokens.slice([0, 0], [B, T - 1]))], 1);
       const x = drop(tok.add(this.v('pos_embed').slice([0, 0], [T, D]))) as tf.Tensor3D;
-      const attend: Attend = (_l, q, k, v) => causalSelfAttention(q, k, v, { blockSize, masks: this.masks });
+      // On wasm the fused kernels read the qkv projection as it is (fused-attention.ts); other
+      // backends split the heads and run the plain-ops attention (attention.ts).
+      const attend: Attend =
+        tf.getBackend() === 'wasm'
+          ? { packed: (qkv) => fusedCausalAttentionPacked(qkv, this.config.num_heads) }
+          : { heads: (_l, q, k, v) => causalSelfAttention(q, k, v, { blockSize, masks: this.masks }) };
       return this.body(x, attend, drop, layer);
     });
     return { hidden };
@@ -227,9 +250,11 @@ export class Gpt2 implements Backbone {
     const out = tf.tidy(() => {
       const tok = token === null ? this.sos(B) : this.embedTokens(token.reshape([B, 1]));
       const x = tok.add(this.v('pos_embed').slice([p, 0], [1, D])) as tf.Tensor3D;
-      const attendCached: Attend = (l, q, k, v) => {
-        const [keys, values] = cache.append(l, k, v);
-        return attention(q, keys, values);
+      const attendCached: Attend = {
+        heads: (l, q, k, v) => {
+          const [keys, values] = cache.append(l, k, v);
+          return attention(q, keys, values);
+        },
       };
       return this.body(x, attendCached, (t) => t).reshape([B, D]) as tf.Tensor2D;
     });
@@ -258,17 +283,22 @@ export class Gpt2 implements Backbone {
     return a.add(drop(this.mlp(l, layerNorm(a, ln2)))) as tf.Tensor3D;
   }
 
-  /** [B, T, D] → q, k, v as [B, H, T, hd] → attend → merge heads → output projection. */
+  /**
+   * [B, T, D] → q, k, v as [B, H, T, hd] → attend → merge heads → output projection; or, packed,
+   * [B, T, D] → qkv [B, T, 3D] → attend → [B, T, D] → output projection.
+   */
   private selfAttention(l: number, x: tf.Tensor3D, attend: Attend): tf.Tensor3D {
     const [B, T] = x.shape;
     const { num_heads: H, embed_dim: D } = this.config;
+    if ('packed' in attend)
+      return dense(attend.packed(dense(x, this.linear(`blocks.${l}.attn.qkv`))), this.linear(`blocks.${l}.attn.proj`));
     const { kernel, bias } = this.linear(`blocks.${l}.attn.qkv`);
     // Split the small kernel rather than the [B, T, 3D] product: wasm slices copy their whole input.
     const [q, k, v] = [0, 1, 2].map((i) => {
       const part = { kernel: kernel.slice([0, i * D], [D, D]), bias: bias!.slice([i * D], [D]) };
       return dense(x, part).reshape([B, T, H, this.headDim]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
     });
-    const y = attend(l, q!, k!, v!);
+    const y = attend.heads(l, q!, k!, v!);
     const merged = y.transpose([0, 2, 1, 3]).reshape([B, T, D]) as tf.Tensor3D;
     return dense(merged, this.linear(`blocks.${l}.attn.proj`));
   }

@@ -132,7 +132,8 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
 const CKPT_HELP = `
 Checkpoint:
   ckpt=<dir>         evaluate this checkpoint with the config it was trained with
-                     (overrides still apply on top of it)`;
+                     (overrides still apply on top of it); required
+  ckpt=none          use freshly initialised, untrained weights instead`;
 
 /** Splits `ckpt=...` from the config overrides and normalises `--key=value` to `key=value`. */
 export function commandOptions(args: string[]): CommandOptions {
@@ -144,7 +145,7 @@ export function commandOptions(args: string[]): CommandOptions {
     if (arg.startsWith('ckpt=')) ckpt = arg.slice('ckpt='.length);
     else overrides.push(arg);
   }
-  return { overrides, ...(ckpt ? { ckpt } : {}) };
+  return { overrides, ...(ckpt !== undefined ? { ckpt } : {}) };
 }
 
 function report(error: unknown, io: CliIo, verbose: boolean): number {

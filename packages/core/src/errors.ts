@@ -20,8 +20,23 @@ export interface ConfigProblem {
   value?: unknown;
   /** "did you mean ..." candidates, best first. */
   suggestions?: string[];
-  /** Where the value came from (file path or `command line`), when known. */
+  /** Where the value came from (`file:line`, file path or `command line`), when known. */
   source?: string;
+  /** The command-line override as the user typed it, when the value came from one. */
+  override?: string;
+  /**
+   * Shell-ready fixes, best first, each a complete sentence fragment such as
+   * `write 'trainer.max_steps=5'`; printed after the did-you-mean, joined by `, or `.
+   */
+  fixes?: string[];
+  /**
+   * For a `key=value` override whose key does not exist: the `+key=value` form. Composition
+   * cannot know whether the schema accepts a new key there; the session adds it to `fixes` only
+   * where it does, so no hint that fails is ever printed.
+   */
+  addAs?: string;
+  /** The schema's default for this key, when it has one: offered as a fix (`key=<default>`). */
+  defaultValue?: unknown;
 }
 
 /** A config or usage mistake: carries every problem found, not just the first. Exit code 2. */
@@ -34,15 +49,25 @@ export class ConfigError extends TaskforgeError {
   }
 }
 
+/**
+ * The message of a ConfigError: a heading and one line per problem,
+ * `- <path>: <message> (got <value>); did you mean '<a>' or '<b>'? [from <source>] <override as typed>; fix: <fixes>`.
+ */
 export function formatProblems(heading: string, problems: ConfigProblem[]): string {
-  if (problems.length === 1 && problems[0]!.path === '' && !problems[0]!.suggestions?.length) {
+  if (
+    problems.length === 1 &&
+    problems[0]!.path === '' &&
+    !problems[0]!.suggestions?.length &&
+    !problems[0]!.fixes?.length
+  ) {
     return `${heading}: ${problems[0]!.message}`;
   }
   const lines = problems.map((p) => {
     let line = p.path ? `  - ${p.path}: ${p.message}` : `  - ${p.message}`;
     if (p.value !== undefined) line += ` (got ${JSON.stringify(p.value)})`;
     if (p.suggestions?.length) line += `; did you mean ${p.suggestions.map((s) => `'${s}'`).join(' or ')}?`;
-    if (p.source) line += ` [from ${p.source}]`;
+    if (p.source) line += ` [from ${p.source}]${p.override !== undefined ? ` ${p.override}` : ''}`;
+    if (p.fixes?.length) line += `; fix: ${p.fixes.join(', or ')}`;
     return line;
   });
   return `${heading} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${lines.join('\n')}`;

@@ -32,8 +32,31 @@ import type { RunConfig, Session } from './session.js';
 
 export interface CommandOptions {
   overrides: string[];
-  /** A checkpoint dir: `test`, `validate`, `predict` and `sample` evaluate its weights with its config. */
+  /**
+   * A checkpoint dir: `test`, `validate`, `predict` and `sample` evaluate its weights with its
+   * config. Those commands require it; `none` evaluates freshly initialised (untrained) weights.
+   */
   ckpt?: string;
+}
+
+/** `ckpt=none`: evaluate freshly initialised weights, on purpose. */
+export const NO_CHECKPOINT = 'none';
+
+/**
+ * The evaluating commands need to be told which weights to use: without `ckpt=` they stop here,
+ * before anything is composed, downloaded, prepared or written (Lightning warns and goes on with
+ * a fresh model, which silently reports the metrics of random weights).
+ * @throws TaskforgeError exit code 2 naming the fixes `ckpt=<dir>` and `ckpt=none`.
+ */
+export function requireCheckpointArgument(command: string, options: CommandOptions): void {
+  if (options.ckpt !== undefined && options.ckpt.trim() !== '') return;
+  const given = options.ckpt === undefined ? 'no ckpt= was given' : 'ckpt= is empty';
+  throw new TaskforgeError(
+    `\`taskforge ${command}\` needs the weights to use, but ${given}. Pass ckpt=<dir>, a checkpoint ` +
+      `directory such as <run dir>/checkpoints/last (\`taskforge train\` prints it), or ckpt=${NO_CHECKPOINT} ` +
+      `to ${command} freshly initialised, untrained weights.`,
+    { exitCode: 2 },
+  );
 }
 
 /** `taskforge train`: fit the configured task; prints where everything went. */
@@ -61,7 +84,7 @@ export async function trainCommand(session: Session, options: CommandOptions): P
   return result;
 }
 
-/** `taskforge validate|test`: evaluate a checkpoint (or freshly initialised weights) on a split. */
+/** `taskforge validate|test`: evaluate a checkpoint (or, with `ckpt=none`, freshly initialised weights) on a split. */
 export async function evaluateCommand(
   session: Session,
   stage: 'validate' | 'test',
@@ -115,7 +138,7 @@ export async function sampleCommand(session: Session, options: CommandOptions): 
 }
 
 /**
- * What every evaluating command does first: compose (on top of the checkpoint's config when
+ * What every evaluating command does first: insist on `ckpt=` (exit 2), compose (on top of the checkpoint's config when
  * `ckpt=` is given), choose the backend, set up the data for `stage`, refuse data the checkpoint's
  * weights do not fit (exit 2), build the task, check it can do what the command needs (exit 2)
  * and restore the weights (exit 2 when they do not fit), and only then create the run dir.
@@ -127,6 +150,7 @@ async function openForEvaluation(
   stage: Stage,
   needs?: 'predictStep' | 'sample',
 ): Promise<{ config: RunConfig; run: PreparedRun; datamodule: DataModule; task: Task; step: number | undefined }> {
+  requireCheckpointArgument(command, options);
   const { config, ckpt } = composeForCheckpoint(session, options, command);
   const run = await prepareRun(session, config, command);
   const datamodule = run.buildDatamodule();
@@ -245,7 +269,7 @@ function composeForCheckpoint(
   options: CommandOptions,
   command: string,
 ): { config: RunConfig; ckpt?: CheckpointRef } {
-  if (!options.ckpt) return { config: session.compose(options.overrides).config };
+  if (!options.ckpt || options.ckpt === NO_CHECKPOINT) return { config: session.compose(options.overrides).config };
   const dir = resolve(options.ckpt);
   if (!existsSync(dir)) {
     throw new TaskforgeError(

@@ -7,6 +7,8 @@ import { join, resolve } from 'node:path';
 import type { DependencyContainer } from 'tsyringe';
 import { z } from 'zod';
 import { attachEnvSources, composeConfig, parseOverride, type ComposedConfig } from '../config/index.js';
+import { explainProblems } from '../config/explain.js';
+import { shellWord } from '../config/override-grammar.js';
 import { displayPath, findConfigFile } from '../config/search-path.js';
 import { loadConfigFile } from '../config/yaml-io.js';
 import { setPath, type ConfigNode } from '../config/paths.js';
@@ -130,15 +132,88 @@ export class Session {
     overrides: string[],
     options: { searchPath?: string[]; configName?: string; adjust?: boolean } = {},
   ): ComposedRun {
-    const composed = composeConfig({
-      searchPath: options.searchPath ?? this.searchPath,
-      configName: options.configName ?? this.configName,
-      overrides,
-    });
+    const { composed, run, problems, adjusted } = this.check(overrides, options);
+    if (problems.length) {
+      // `+key=value` is offered for a missing key only where it would be accepted: try it.
+      for (const problem of problems) {
+        if (problem.addAs === undefined) continue;
+        const trial = this.check(
+          overrides.map((o) => (o === problem.override ? problem.addAs! : o)),
+          options,
+        );
+        // Any problem at the key, below it, or at a mapping above it (a closed schema refusing the new key) counts.
+        const related = (p: string) =>
+          p === problem.path ||
+          p.startsWith(`${problem.path}.`) ||
+          p.startsWith(`${problem.path}[`) ||
+          problem.path.startsWith(`${p}.`);
+        if (!trial.problems.some((p) => related(p.path)))
+          problem.fixes = [...(problem.fixes ?? []), `write ${shellWord(problem.addAs)} to add it as a new key`];
+      }
+      throw new ConfigError(problems.map(({ addAs: _, ...p }) => p));
+    }
     const output = this.container.resolve<Output>(Tokens.Output);
     for (const note of composed.notes) output.warn(note);
-    if (options.adjust !== false) for (const note of this.adjust(composed)) output.info(note);
-    return this.validate(composed);
+    for (const note of adjusted) output.info(note);
+    return run!;
+  }
+
+  /**
+   * Composes and validates, collecting every problem instead of throwing at the first pass: key
+   * errors from the overrides and value errors from the schemas come back together, each with
+   * its source and fixes (see explainProblems). Problems that leave no tree to validate (a broken
+   * file, an unknown config group option) are thrown as before.
+   */
+  private check(
+    overrides: string[],
+    options: { searchPath?: string[]; configName?: string; adjust?: boolean },
+  ): { composed: ComposedConfig; run?: ComposedRun; problems: ConfigProblem[]; adjusted: string[] } {
+    let composed: ComposedConfig;
+    try {
+      composed = composeConfig({
+        searchPath: options.searchPath ?? this.searchPath,
+        configName: options.configName ?? this.configName,
+        overrides,
+        collectProblems: true,
+      });
+    } catch (error) {
+      // A bad group override (`task=vision/igtp`) leaves no tree; without the overrides at fault
+      // the rest can still be checked, so their problems come in the same message.
+      if (!(error instanceof ConfigError)) throw error;
+      const atFault = new Set(error.problems.map((p) => p.override));
+      if (atFault.has(undefined) || !overrides.some((o) => atFault.has(o))) throw error;
+      const heading = error.message.split(/[:(]/)[0]!.trim();
+      let more: ConfigProblem[];
+      try {
+        more = this.check(
+          overrides.filter((o) => !atFault.has(o)),
+          options,
+        ).problems;
+      } catch (again) {
+        if (!(again instanceof ConfigError)) throw again;
+        more = again.problems;
+      }
+      throw new ConfigError([...error.problems, ...more], heading);
+    }
+    // The configured components adjust the tree before it is validated (their notes are printed on success).
+    const adjusted = options.adjust !== false ? this.adjust(composed) : [];
+    let found: ConfigProblem[] = [];
+    let run: ComposedRun | undefined;
+    try {
+      run = this.validate(composed);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      found = error.problems;
+    }
+    // A value composition already reported (e.g. an interpolation that failed) is not reported again.
+    const reported = composed.problems.map((p) => p.path).filter((p) => p !== '');
+    const covered = (path: string) => reported.some((r) => path === r || path.startsWith(`${r}.`));
+    // A value still holding `${…}` was left unresolved because of an interpolation problem already
+    // reported (e.g. `backbone.init_seed: ${trainer.seed}` after `trainer.seed=${nope}`).
+    const unresolved = (p: ConfigProblem) =>
+      composed.problems.length > 0 && typeof p.value === 'string' && p.value.includes('${');
+    const problems = [...composed.problems, ...found.filter((p) => !covered(p.path) && !unresolved(p))];
+    return { composed, ...(run ? { run } : {}), problems: explainProblems(problems, composed), adjusted };
   }
 
   /**

@@ -1,10 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import * as tsyringe from 'tsyringe';
-import { describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { TaskforgeError } from '../errors.js';
 import { type Output, Tokens } from '../services/tokens.js';
 import { Accelerator } from './accelerator.js';
-import { adapterInfo, selectBackend } from './select.js';
+import { adapterInfo, probeAdapterInChild, selectBackend } from './select.js';
 
 function recordingOutput(): Output & { lines: string[] } {
   const lines: string[] = [];
@@ -296,5 +300,46 @@ describe('selectBackend', () => {
         await cleanUp();
       }
     });
+  });
+});
+
+describe('probeAdapterInChild (auto: the adapter is probed in a child process)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'taskforge-dawn-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  /** A stand-in for the `webgpu` package that writes what Dawn writes on lavapipe, plus `extra`. */
+  const fakeDawn = (name: string, adapter: object | null, extra = '') => {
+    const file = join(dir, `${name}.mjs`);
+    writeFileSync(
+      file,
+      `process.stderr.write('Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16 to fit dynamic offset allocation limit.\\n');
+process.stderr.write('Warning: maxDynamicStorageBuffersPerPipelineLayout artificially reduced from 1000000 to 16 to fit dynamic offset allocation limit.\\n');
+process.stderr.write(${JSON.stringify(extra)});
+export const create = () => ({ requestAdapter: async () => (${JSON.stringify(adapter)}) });
+export const globals = {};`,
+    );
+    return pathToFileURL(file).href;
+  };
+
+  it("drops Dawn's harmless limit warnings, passes any other stderr line on, and reports the adapter", async () => {
+    let stderr = '';
+    const lavapipe = {
+      info: { vendor: 'mesa', architecture: 'software', device: 'llvmpipe', description: 'llvmpipe' },
+    };
+    const info = await probeAdapterInChild(
+      fakeDawn('soft', lavapipe, 'Error: something real went wrong\n'),
+      (t) => (stderr += t),
+    );
+    expect(info).toMatchObject({ device: 'llvmpipe', software: true });
+    expect(stderr).toBe('Error: something real went wrong\n');
+  });
+
+  it('says null when Dawn has no adapter, and undefined when the child fails', async () => {
+    let stderr = '';
+    expect(await probeAdapterInChild(fakeDawn('none', null), (t) => (stderr += t))).toBeNull();
+    expect(stderr).toBe('');
+    const broken = join(dir, 'broken.mjs');
+    writeFileSync(broken, "throw new Error('dawn.node: cannot open shared object file');");
+    expect(await probeAdapterInChild(pathToFileURL(broken).href, (t) => (stderr += t))).toBeUndefined();
+    expect(stderr).toContain('cannot open shared object file');
   });
 });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { TaskforgeError } from '../errors.js';
 import type { Output } from '../services/tokens.js';
@@ -211,6 +212,63 @@ async function startDawn(dawn: DawnModule): Promise<{ info: GpuAdapterInfo; inst
   return { info: adapterInfo(adapter), install };
 }
 
+/**
+ * Dawn lines that are noise when the adapter is only probed: on Mesa's lavapipe (limits of
+ * 1,000,000) Dawn clamps two pipeline-layout limits and says so on stderr, from native code, each
+ * time an adapter is requested. Nothing in the `webgpu` package turns them off: `create()` takes
+ * Dawn toggles, backend and adapter choices, none of which touch logging, and the adapter's
+ * limits are read before any device (with its required limits) exists.
+ */
+const HARMLESS_DAWN_LINES = new RegExp(
+  '^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced from \\d+ to \\d+ ' +
+    'to fit dynamic offset allocation limit\\.$',
+);
+
+/** Runs in a child process: starts Dawn, requests the adapter and prints its info as JSON. */
+const CHILD_PROBE = `
+process.env.XDG_RUNTIME_DIR ??= ${JSON.stringify(tmpdir())};
+const { create } = await import(process.argv[1]);
+const adapter = await create([]).requestAdapter({ powerPreference: 'high-performance' });
+const raw = adapter?.info ?? {};
+const info = {};
+for (const k of ['vendor', 'architecture', 'device', 'description', 'isFallbackAdapter']) info[k] = raw[k];
+process.stdout.write(JSON.stringify(adapter ? { info } : { none: true }));
+process.exit(0);
+`;
+
+/**
+ * For `auto`: asks Dawn for its adapter in a child process, so that a software adapter, which
+ * `auto` passes over anyway, is never started in this process and its harmless limit warnings
+ * (see HARMLESS_DAWN_LINES) never reach the terminal. Any other line the child writes to stderr
+ * is passed on, so real errors still show. Returns undefined when the child cannot tell (the
+ * caller then starts Dawn here, which gives the precise reason).
+ */
+export async function probeAdapterInChild(
+  dawnUrl: string,
+  stderr: (text: string) => void = (t) => void process.stderr.write(t),
+): Promise<GpuAdapterInfo | null | undefined> {
+  const result = await new Promise<{ stdout: string; stderr: string; ok: boolean }>((done) => {
+    execFile(
+      process.execPath,
+      ['--input-type=module', '-e', CHILD_PROBE, dawnUrl],
+      { timeout: 60_000, encoding: 'utf8' },
+      (error, stdout, errText) => done({ stdout, stderr: errText, ok: !error }),
+    );
+  });
+  const rest = result.stderr.split('\n').filter((line) => line.trim() !== '' && !HARMLESS_DAWN_LINES.test(line.trim()));
+  if (rest.length > 0) stderr(`${rest.join('\n')}\n`);
+  if (!result.ok) return undefined;
+  try {
+    const parsed = JSON.parse(result.stdout) as { info?: Record<string, unknown>; none?: boolean };
+    if (parsed.none) return null;
+    return parsed.info
+      ? adapterInfo({ info: parsed.info, isFallbackAdapter: parsed.info['isFallbackAdapter'] })
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function asDawn(loaded: unknown): DawnModule {
   const module = loaded as Partial<DawnModule> & { default?: Partial<DawnModule> };
   const dawn = (module.create ? module : (module.default ?? {})) as Partial<DawnModule>;
@@ -272,6 +330,17 @@ async function setUp(
         if (info.software && request === 'auto') throw new Unavailable(softwareReason(info));
         await activate('webgpu', kind);
         return describeWebgpu(info, request);
+      }
+      if (request === 'auto' && options.loader === undefined) {
+        // Probe first in a child: a software adapter is passed over without Dawn ever starting here.
+        let dawnUrl: string | undefined;
+        try {
+          dawnUrl = import.meta.resolve(DAWN);
+        } catch {
+          dawnUrl = undefined; // not installed: load() below says so
+        }
+        const probed = dawnUrl === undefined ? undefined : await probeAdapterInChild(dawnUrl);
+        if (probed?.software) throw new Unavailable(softwareReason(probed));
       }
       const { info, install } = await startDawn(asDawn(await load(kind, loader, DAWN)));
       if (info.software && request === 'auto') throw new Unavailable(softwareReason(info));

@@ -139,6 +139,8 @@ describe('defaults lists', () => {
       sources: new Map([['backup.port', join(conf, 'db/mysql.yaml')]]),
       choices: { 'db@backup': 'mysql' },
       notes: [],
+      problems: [],
+      overrides: new Map(),
     });
     expect(composeConfig({ searchPath: [conf], overrides: ['db@backup=pg'] }).config).toEqual({
       backup: { port: 5432 },
@@ -238,7 +240,7 @@ describe('config group overrides from the command line', () => {
       mode: 'eval',
     });
     expect(composeError({ searchPath: [conf], overrides: ['trainer=fast'] }).message).toContain(
-      "to add it write '+trainer=fast'",
+      "[from command line] trainer=fast; fix: write '+trainer=fast' to add it",
     );
   });
 
@@ -250,8 +252,15 @@ describe('config group overrides from the command line', () => {
 
   it('explains when group=option targets a group not in the defaults, or +group one already there', () => {
     const conf = project();
-    expect(composeError({ searchPath: [conf], overrides: ['experiment=fast'] }).problems[0]!.message).toBe(
-      "'experiment=fast': config group 'experiment' is not in the defaults list, so there is no selection to change; to add it write '+experiment=fast'",
+    expect(composeError({ searchPath: [conf], overrides: ['experiment=fast'] }).problems[0]).toMatchObject({
+      message: "config group 'experiment' is not in the defaults list, so there is no selection to change",
+      override: 'experiment=fast',
+      fixes: ["write '+experiment=fast' to add it"],
+    });
+    // A did-you-mean comes first, as a fix of its own, before adding a group.
+    const misspelt = composeError({ searchPath: [conf], overrides: ['optimzer=sgd'] }).message;
+    expect(misspelt).toContain(
+      "did you mean 'optimizer'? [from command line] optimzer=sgd; fix: write 'optimizer=sgd', or write '+optimzer=sgd' to add it",
     );
     expect(composeError({ searchPath: [conf], overrides: ['+optimizer=sgd'] }).problems[0]!.message).toMatch(
       /^'\+optimizer=sgd' adds config group 'optimizer', but it is already selected \('adam'\) by .*config\.yaml:4; write 'optimizer=<option>'/,
@@ -374,10 +383,13 @@ describe('value overrides', () => {
       ['seed.sub', []],
       ['optimizr.lr', ['optimizer.lr']],
     ]);
+    expect(error.message).toContain("seed: key 'seed' already exists (value 42, from ");
     expect(error.message).toContain(
-      "'+seed=1': key 'seed' already exists (value 42); write 'seed=1' to replace it, or write '++seed=1' to add-or-replace",
+      "[from command line] +seed=1; fix: write 'seed=1' to replace it, or write '++seed=1' to add-or-replace",
     );
-    expect(error.message).toContain("'~trainer.precision=16': not deleted: the current value is 32, not 16");
+    expect(error.message).toContain(
+      'trainer.precision: not deleted: the current value is 32, not 16 [from command line] ~trainer.precision=16',
+    );
     expect(error.message).toContain("'seed' is a number, not a mapping");
     expect(error.message).toMatch(/^Invalid configuration \(6 problems\)/);
   });

@@ -9,8 +9,9 @@ import {
 } from './defaults.js';
 import { resolveInterpolations } from './interpolate.js';
 import { mergeAtPackage, type Sources } from './merge.js';
-import { applyValueOverrides, parseOverride, type Override } from './overrides.js';
+import { applyValueOverrides, parseOverride, type AppliedOverride, type Override } from './overrides.js';
 import { deepCopy, getPath, hasPath, isPlainObject, splitPath, type ConfigNode } from './paths.js';
+import { shellWord } from './override-grammar.js';
 import { findConfigFile, listGroups, listPrimaryConfigs } from './search-path.js';
 import { suggest } from './suggest.js';
 
@@ -24,6 +25,12 @@ export interface ComposeOptions {
   overrides?: string[];
   /** Environment for `${env:...}`; default `process.env`. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * When true, problems found once the tree is merged (value overrides, interpolation) are
+   * returned in `problems` instead of thrown, so the caller can validate the rest of the tree and
+   * report everything at once. Problems that leave no tree (files, defaults lists, groups) still throw.
+   */
+  collectProblems?: boolean;
 }
 
 /** The result of {@link composeConfig}. */
@@ -39,6 +46,10 @@ export interface ComposedConfig {
    * one sentence each (e.g. "packages/task-igpt/conf/task/vision/igpt.yaml sets scheduler.min_lr_ratio, …").
    */
   notes: string[];
+  /** Problems collected with `collectProblems` (else always empty: they are thrown). */
+  problems: ConfigProblem[];
+  /** Dotted path → the command-line override that set it (as typed, and the value it replaced), for messages. */
+  overrides: Map<string, AppliedOverride>;
 }
 
 /**
@@ -53,7 +64,7 @@ export interface ComposedConfig {
  *   problem in the files, defaults lists, overrides and interpolations (each with its source).
  */
 export function composeConfig(options: ComposeOptions): ComposedConfig {
-  const { searchPath, configName = 'config', overrides = [], env = process.env } = options;
+  const { searchPath, configName = 'config', overrides = [], env = process.env, collectProblems = false } = options;
   const problems: ConfigProblem[] = [];
   const primaryName = configName.replace(/\.ya?ml$/, '');
   const primary = findConfigFile(searchPath, primaryName);
@@ -77,13 +88,16 @@ export function composeConfig(options: ComposeOptions): ComposedConfig {
   const groupOverrides = new Map<string, GroupOverride>();
   const appended: Entry[] = [];
   const valueOverrides: Override[] = [];
+  // An override that cannot be parsed is skipped; the tree is still composed, so its problem is
+  // reported together with every other one.
+  const parseProblems: ConfigProblem[] = [];
   for (const text of overrides) {
     let ov: Override;
     try {
       ov = parseOverride(text);
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
-      problems.push(...error.problems);
+      parseProblems.push(...error.problems.map((p) => ({ ...p, override: text })));
       continue;
     }
     const name = ov.key.replace(/^\//, '');
@@ -131,7 +145,8 @@ export function composeConfig(options: ComposeOptions): ComposedConfig {
   for (const [key, override] of unused) {
     if (!override.parsed || failing) problems.push(unusedOverrideProblem(key, override, selected));
   }
-  if (problems.length > 0) throw new ConfigError(problems, 'Cannot compose the configuration');
+  if (problems.length > 0) throw new ConfigError([...parseProblems, ...problems], 'Cannot compose the configuration');
+  problems.push(...parseProblems);
 
   const { items, notes } = followGroupSelections(expansion.items, expander.changes);
   const config: ConfigNode = {};
@@ -146,10 +161,19 @@ export function composeConfig(options: ComposeOptions): ComposedConfig {
     else problems.push(unusedOverrideProblem(key, override, selected));
   }
   valueOverrides.sort((a, b) => overrides.indexOf(a.text) - overrides.indexOf(b.text));
-  applyValueOverrides(config, sources, valueOverrides, groups, problems);
+  const applied = new Map<string, AppliedOverride>();
+  applyValueOverrides(config, sources, valueOverrides, groups, problems, applied);
   problems.push(...resolveInterpolations(config, sources, env));
-  if (problems.length > 0) throw new ConfigError(problems, 'Invalid configuration');
-  return { config, sources, choices: Object.fromEntries(expansion.choices), notes };
+  if (problems.length > 0 && !collectProblems) {
+    // Without a schema every mapping is open, so adding a missing key with `+` works.
+    const offered = problems.map(({ addAs, ...p }) =>
+      addAs === undefined
+        ? p
+        : { ...p, fixes: [...(p.fixes ?? []), `write ${shellWord(addAs)} to add it as a new key`] },
+    );
+    throw new ConfigError(offered, 'Invalid configuration');
+  }
+  return { config, sources, choices: Object.fromEntries(expansion.choices), notes, problems, overrides: applied };
 }
 
 /**

@@ -262,6 +262,7 @@ export class DefaultsExpander {
     if (!file) {
       if (entry.optional) return { items: [], choices: [] };
       const available = listGroupOptions(this.searchPath, entry.name);
+      const cliText = where === 'command line' ? (override?.cli ?? entry.cli) : undefined;
       this.problems.push(
         this.groups.has(entry.name)
           ? {
@@ -269,6 +270,14 @@ export class DefaultsExpander {
               message: `config group '${entry.name}' has no option '${option}' (available: ${available.join(', ')})`,
               suggestions: suggest(option, available),
               source: where,
+              ...(cliText !== undefined
+                ? {
+                    override: cliText,
+                    fixes: suggest(option, available).map(
+                      (s) => `write ${shellWord(`${cliText.slice(0, cliText.indexOf('=') + 1)}${s}`)}`,
+                    ),
+                  }
+                : {}),
             }
           : {
               path: key,
@@ -317,11 +326,16 @@ export function unusedOverrideProblem(key: string, override: GroupOverride, sele
       message: `'${override.cli}': config group '${key}' is not selected, so there is nothing to remove`,
     };
   if (override.cli) {
+    // The did-you-mean (printed first) may be the group meant; adding the group is offered after it.
+    const rest = override.cli.slice(override.cli.indexOf(key) + key.length);
     return {
       ...problem,
-      message:
-        `'${override.cli}': config group '${key}' is not in the defaults list, so there is ` +
-        `no selection to change; to add it write ${shellWord(withPrefix(override.cli, '+'))}`,
+      message: `config group '${key}' is not in the defaults list, so there is no selection to change`,
+      override: override.cli,
+      fixes: [
+        ...problem.suggestions.map((s) => `write ${shellWord(`${s}${rest}`)}`),
+        `write ${shellWord(withPrefix(override.cli, '+'))} to add it`,
+      ],
     };
   }
   return {

@@ -117,33 +117,66 @@ export function parseOverride(text: string): Override {
   return { kind, key, value, rawValue, text };
 }
 
-/** Applies `key=value`-style overrides to the merged tree, recording problems instead of throwing. */
+/** A value override that was applied: the text as typed, and what the key held before it. */
+export interface AppliedOverride {
+  text: string;
+  /** The value before the override (undefined for a key the override added). */
+  previous?: unknown;
+  /** Where that previous value came from, when known. */
+  previousSource?: string;
+}
+
+/**
+ * Applies `key=value`-style overrides to the merged tree, recording problems instead of throwing.
+ * Each problem carries the override as typed (`override`) and, for a key that does not exist,
+ * did-you-mean paths with a shell-ready fix per candidate; `addAs` holds the `+key=value` form,
+ * which the caller offers only where the schema accepts new keys (see Session.compose).
+ * `applied`, when given, records path → the override (as typed, and the value it replaced) for
+ * every value set from the command line.
+ */
 export function applyValueOverrides(
   root: ConfigNode,
   sources: Sources,
   overrides: Override[],
   groups: Set<string>,
   problems: ConfigProblem[],
+  applied?: Map<string, AppliedOverride>,
 ): void {
   const source = 'command line';
   for (const ov of overrides) {
     const exists = hasPath(root, ov.key);
     const problem = (message: string, extra: Partial<ConfigProblem> = {}) =>
-      problems.push({ path: ov.key, message: `'${ov.text}': ${message}`, source, ...extra });
+      problems.push({ path: ov.key, message, source, override: ov.text, ...extra });
     // Compare like with like: a misspelt `a.b` is most likely another two-level path.
     const depth = splitPath(ov.key).length;
-    const missing = () => ({
-      suggestions: suggest(ov.key, [
+    const missing = () => {
+      const suggestions = suggest(ov.key, [
         ...allPaths(root).filter((p) => splitPath(p).length === depth),
         ...(depth === 1 ? groups : []),
-      ]),
-    });
+      ]);
+      const rest = ov.text.slice(ov.text.indexOf(ov.key) + ov.key.length);
+      const prefix = ov.text.slice(0, ov.text.indexOf(ov.key)).replace(/^--/, '');
+      return {
+        suggestions,
+        fixes: suggestions.map((s) => `write ${shellWord(`${prefix}${s}${rest}`)}`),
+      };
+    };
+    // Without a close match, say which keys the parent mapping does have.
+    const keysHere = () => {
+      const parent = splitPath(ov.key).slice(0, -1).join('.');
+      const node = parent === '' ? undefined : getPath(root, parent);
+      return isPlainObject(node) && Object.keys(node).length > 0
+        ? ` ('${parent}' has: ${Object.keys(node).join(', ')})`
+        : '';
+    };
     if (ov.kind === 'delete') {
       if (!exists) {
-        problem(`there is no key '${ov.key}' to delete`, missing());
+        const m = missing();
+        problem(`there is no key '${ov.key}' to delete${m.suggestions.length ? '' : keysHere()}`, m);
       } else if (ov.value !== undefined && !isDeepStrictEqual(getPath(root, ov.key), ov.value)) {
         problem(
           `not deleted: the current value is ${JSON.stringify(getPath(root, ov.key))}, not ${JSON.stringify(ov.value)}`,
+          { fixes: [`write ${shellWord(`~${ov.key}`)}`] },
         );
       } else {
         deletePath(root, ov.key);
@@ -152,17 +185,26 @@ export function applyValueOverrides(
       continue;
     }
     if (ov.kind === 'set' && !exists) {
+      const m = missing();
       problem(
-        `'${ov.key}' is neither a key in the config nor a config group; to add it as a new key write ${shellWord(withPrefix(ov.text, '+'))}`,
-        missing(),
+        `'${ov.key}' is neither a key in the config nor a config group${m.suggestions.length ? '' : keysHere()}`,
+        {
+          ...m,
+          addAs: withPrefix(ov.text, '+'),
+        },
       );
       continue;
     }
     if (ov.kind === 'add' && exists) {
+      const from = sources.get(ov.key);
       problem(
-        `key '${ov.key}' already exists (value ${JSON.stringify(getPath(root, ov.key))}); write ${shellWord(withPrefix(ov.text, ''))} to replace it, or write ${shellWord(withPrefix(ov.text, '++'))} to add-or-replace`,
+        `key '${ov.key}' already exists ` +
+          `(value ${JSON.stringify(getPath(root, ov.key))}${from ? `, from ${from}` : ''})`,
         {
-          source: sources.get(ov.key) ?? source,
+          fixes: [
+            `write ${shellWord(withPrefix(ov.text, ''))} to replace it`,
+            `write ${shellWord(withPrefix(ov.text, '++'))} to add-or-replace`,
+          ],
         },
       );
       continue;
@@ -179,6 +221,11 @@ export function applyValueOverrides(
       problem(`'${blocked}' is a ${describe(getPath(root, blocked))}, not a mapping, so it cannot hold '${ov.key}'`);
       continue;
     }
+    const previous = getPath(root, ov.key);
+    applied?.set(ov.key, {
+      text: ov.text,
+      ...(previous !== undefined ? { previous, previousSource: sources.get(ov.key) } : {}),
+    });
     if (isPlainObject(ov.value) && isPlainObject(getPath(root, ov.key))) {
       mergeAtPackage(root, ov.key, ov.value, source, sources);
       continue;

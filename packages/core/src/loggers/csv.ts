@@ -1,5 +1,7 @@
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse } from 'csv-parse/sync';
+import { stringify } from 'csv-stringify/sync';
 import YAML from 'yaml';
 import type { MetricsLogger } from '../contracts.js';
 import { TaskforgeError } from '../errors.js';
@@ -26,32 +28,6 @@ function parseNumber(field: string): number {
   return field === 'inf' ? Infinity : field === '-inf' ? -Infinity : Number(field);
 }
 
-function quote(field: string): string {
-  return /[",\r\n]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field;
-}
-
-function parseCsvLine(line: string): string[] {
-  const fields: string[] = [];
-  let current = '';
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (quoted) {
-      if (c === '"' && line[i + 1] === '"') {
-        current += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else current += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') {
-      fields.push(current);
-      current = '';
-    } else current += c;
-  }
-  fields.push(current);
-  return fields;
-}
-
 /**
  * Lightning-style CSV logger: one row per logged step, columns `step` then every metric name in
  * order of first appearance (names new in the same call sorted). Metrics logged at the step of
@@ -59,7 +35,8 @@ function parseCsvLine(line: string): string[] {
  * are merged into that row; a call for the same step that repeats a metric already in the row
  * starts a new row instead of overwriting a value. Rows are appended; when a new metric appears,
  * or a row already on disk gained values, the whole file is rewritten (temp file, then rename).
- * A `metrics.csv` already in `dir` (a resumed run) is kept and extended.
+ * A `metrics.csv` already in `dir` (a resumed run) is kept and extended. Reading and writing
+ * CSV (quoting of metric names holding `,` or `"`) is left to csv-parse and csv-stringify.
  */
 export class CsvLogger implements MetricsLogger {
   readonly name = 'csv';
@@ -118,13 +95,13 @@ export class CsvLogger implements MetricsLogger {
     const upToDate =
       this.rows.length === this.rowsOnDisk && this.headerOnDisk?.length === this.columns.length && !this.rewrite;
     if (upToDate || this.rows.length === 0) return;
-    const line = (row: Row) =>
-      this.columns.map((c) => (row[c] === undefined ? '' : formatNumber(row[c]!))).join(',') + '\n';
+    const records = (rows: Row[]) =>
+      rows.map((row) => this.columns.map((c) => (row[c] === undefined ? '' : formatNumber(row[c]!))));
     if (this.headerOnDisk?.length === this.columns.length && !this.rewrite) {
-      const pending = this.rows.slice(this.rowsOnDisk).map(line).join('');
+      const pending = stringify(records(this.rows.slice(this.rowsOnDisk)));
       withFsErrors('append to', this.metricsPath, () => appendFileSync(this.metricsPath, pending));
     } else {
-      writeFileAtomic(this.metricsPath, [this.columns.map(quote).join(',') + '\n', ...this.rows.map(line)].join(''));
+      writeFileAtomic(this.metricsPath, stringify([this.columns, ...records(this.rows)]));
       this.headerOnDisk = [...this.columns];
       this.rewrite = false;
     }
@@ -139,11 +116,18 @@ export class CsvLogger implements MetricsLogger {
     if (this.loaded) return;
     this.loaded = true;
     if (!existsSync(this.metricsPath)) return;
-    const lines = withFsErrors('read', this.metricsPath, () => readFileSync(this.metricsPath, 'utf8'))
-      .split('\n')
-      .filter((l) => l !== '');
-    if (lines.length === 0) return;
-    const header = parseCsvLine(lines[0]!);
+    const text = withFsErrors('read', this.metricsPath, () => readFileSync(this.metricsPath, 'utf8'));
+    let records: string[][];
+    try {
+      records = parse(text, { relax_column_count: true, skip_empty_lines: true }) as string[][];
+    } catch (error) {
+      throw new TaskforgeError(
+        `'${this.metricsPath}' is not valid CSV (${(error as Error).message}); ` +
+          'move it away or log to another directory (logger `name`).',
+      );
+    }
+    if (records.length === 0) return;
+    const header = records[0]!;
     if (header[0] !== 'step') {
       throw new TaskforgeError(
         `'${this.metricsPath}' exists but is not a taskforge metrics ` +
@@ -152,9 +136,9 @@ export class CsvLogger implements MetricsLogger {
       );
     }
     this.columns = header;
-    this.rows = lines.slice(1).map((l) => {
+    this.rows = records.slice(1).map((fields) => {
       const row: Row = {};
-      parseCsvLine(l).forEach((field, i) => {
+      fields.forEach((field, i) => {
         if (field !== '' && header[i] !== undefined) row[header[i]!] = parseNumber(field);
       });
       return row;

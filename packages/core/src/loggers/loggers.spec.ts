@@ -75,6 +75,27 @@ describe('CsvLogger', () => {
     expect(readFileSync(join(dir, 'metrics.csv'), 'utf8').trim().split('\n').at(-1)).toBe('20,,,,0.05,1.2');
   });
 
+  it('reads back what it wrote whatever the metric names hold (quotes, line breaks), and CRLF files', () => {
+    const first = new CsvLogger({ dir, flushEvery: 1 });
+    first.logMetrics({ 'say "hi"': 1, 'two\nlines': 2 }, 0);
+    first.finalize();
+    const resumed = new CsvLogger({ dir, flushEvery: 1 });
+    resumed.logMetrics({ 'two\nlines': 3 }, 1);
+    resumed.finalize();
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe('step,"say ""hi""","two\nlines"\n0,1,2\n1,,3\n');
+    // A metrics.csv saved with Windows line ends (e.g. re-saved by a spreadsheet) resumes too.
+    writeFileSync(join(dir, 'metrics.csv'), 'step,loss\r\n0,nan\r\n1,inf\r\n');
+    const again = new CsvLogger({ dir, flushEvery: 1 });
+    again.logMetrics({ acc: 0.5 }, 1);
+    again.finalize();
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe('step,loss,acc\n0,nan,\n1,inf,0.5\n');
+  });
+
+  it('refuses a metrics.csv that is not valid CSV, naming the file', () => {
+    writeFileSync(join(dir, 'metrics.csv'), 'step,"loss\n0,1\n');
+    expect(() => new CsvLogger({ dir }).logMetrics({ loss: 1 }, 0)).toThrow(/metrics\.csv' is not valid CSV/);
+  });
+
   it('refuses to take over a CSV it did not write', () => {
     writeFileSync(join(dir, 'metrics.csv'), 'name,score\nx,1\n');
     expect(() => new CsvLogger({ dir }).logMetrics({ loss: 1 }, 0)).toThrow(

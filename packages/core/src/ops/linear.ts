@@ -5,9 +5,14 @@
  * scalar loop: 15–30× slower than the forward product at [16384, 16]·[16, 64]. On wasm the
  * gradient transposes explicitly so every product is a plain 2-D matMul, putting the narrower
  * of x and dy on the right (XNNPACK repacks the right-hand operand on every call). Other
- * backends keep the transposed matMuls they run natively.
+ * backends keep the transposed matMuls they run natively. matMul's transposeA flag is no way
+ * around the transpose on wasm: it takes the scalar loop too (xᵀ·dy for x [8192, 128] and
+ * dy [8192, 512]: 900 ms CPU with the flag against 159 ms transposing x explicitly; measured
+ * with `scripts/bench-sum-rows.mjs --matmul` under load). The bias gradient sums dy's rows as a
+ * product (`sumRows`), not with wasm's Sum, which transposes its input to reduce axis 0.
  */
 import * as tf from '@tensorflow/tfjs';
+import { sumRows } from './sum-rows.js';
 
 /** x [N, in] · kernel [in, out] (+ bias [out]) → [N, out]. */
 export function linear(x: tf.Tensor2D, kernel: tf.Tensor2D, bias?: tf.Tensor1D): tf.Tensor2D {
@@ -31,7 +36,7 @@ export function linear(x: tf.Tensor2D, kernel: tf.Tensor2D, bias?: tf.Tensor1D):
         value: product(a, w, b),
         gradFunc: (dy: tf.Tensor2D, [sa, sw]: tf.Tensor[]) => [
           ...grads(dy, sa as tf.Tensor2D, sw as tf.Tensor2D),
-          dy.sum(0),
+          sumRows(dy),
         ],
       };
     })(x, kernel, bias) as tf.Tensor2D;

@@ -14,6 +14,11 @@ export interface InputPathOptions {
   urls?: boolean;
   /** Appended to the "does not exist" message, e.g. what such a path usually looks like. */
   hint?: string;
+  /**
+   * Words users type meaning something else (Lightning's `ckpt_path='last'`): when the value is one
+   * of these and no such path exists, its message replaces "the path does not exist".
+   */
+  words?: Record<string, string>;
 }
 
 /**
@@ -24,7 +29,7 @@ export interface InputPathOptions {
  * config error (exit code 2) naming the key, the value and the resolved absolute path.
  */
 export function inputPath(options: InputPathOptions = {}) {
-  const { kind = 'any', relativeTo = 'cwd', urls = false, hint } = options;
+  const { kind = 'any', relativeTo = 'cwd', urls = false, hint, words = {} } = options;
   return z
     .string()
     .min(1)
@@ -44,6 +49,10 @@ export function inputPath(options: InputPathOptions = {}) {
         path = isAbsolute(value) ? value : resolve(relativeTo === 'project' ? findProjectRoot() : process.cwd(), value);
       }
       const tail = hint ? `; ${hint}` : '';
+      if (!existsSync(path) && Object.hasOwn(words, value)) {
+        ctx.addIssue({ code: 'custom', message: words[value]! });
+        return;
+      }
       if (!existsSync(path)) {
         ctx.addIssue({ code: 'custom', message: `the path does not exist (${path})${tail}` });
         return;

@@ -57,7 +57,7 @@ describe('validateConfig', () => {
   it('suggests the closest schema key for an unknown key', () => {
     const problems = problemsOf({ backbone: { _target_: 'backbone/toy', n_layers: 4 } });
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ path: 'backbone.n_layers', value: 4, suggestions: ['n_layer'] });
+    expect(problems[0]).toMatchObject({ path: 'backbone.n_layers', value: 4, suggestions: ['backbone.n_layer'] });
     expect(problems[0]!.message).toContain("unknown key 'n_layers' for backbone/toy");
   });
 

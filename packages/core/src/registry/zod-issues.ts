@@ -43,6 +43,32 @@ export function schemaAt(schema: unknown, path: readonly PropertyKey[]): unknown
   return current;
 }
 
+/**
+ * The schema's default for the value at `path` (a `.default(…)` on the field), or undefined when
+ * it has none; used to offer `key=<default>` as a fix.
+ */
+export function defaultAt(schema: unknown, path: readonly PropertyKey[]): unknown {
+  if (path.length === 0) return undefined;
+  const parent = defOf(schemaAt(schema, path.slice(0, -1)));
+  if (parent?.type !== 'object') return undefined;
+  let current: unknown = parent.shape[path.at(-1) as string];
+  for (let i = 0; i < 8; i++) {
+    const def = defOf(current);
+    if (!def) return undefined;
+    if (def.type === 'default' || def.type === 'prefault') {
+      try {
+        const value: unknown = typeof def.defaultValue === 'function' ? def.defaultValue() : def.defaultValue;
+        return value === null || ['number', 'string', 'boolean'].includes(typeof value) ? value : undefined;
+      } catch {
+        return undefined;
+      }
+    }
+    if (!['optional', 'nullable', 'readonly'].includes(def.type)) return undefined;
+    current = def.innerType;
+  }
+  return undefined;
+}
+
 /** Keys an object schema accepts, for "did you mean". */
 export function objectKeys(schema: unknown): string[] {
   const def = defOf(unwrap(schema));
@@ -162,7 +188,8 @@ export function issuesToProblems(
       for (const key of issue.keys) {
         const keyPath = [...path, key];
         const hint = accepted.length ? `accepted keys: ${accepted.join(', ')}` : 'no keys are accepted here';
-        const suggestions = suggest(key, accepted);
+        // Full paths, like the suggestions for command-line keys, so each can be pasted as it is.
+        const suggestions = suggest(key, accepted).map((k) => issuePath(base, [...path, k]));
         problems.push({
           path: issuePath(base, keyPath),
           message: `unknown key '${key}'${of} (${hint})`,
@@ -184,7 +211,13 @@ export function issuesToProblems(
         `expected a list of ${issue.code === 'too_small' ? 'at least' : 'at most'} ` +
         `${n} item${n === 1 ? '' : 's'}${of}`;
     } else message = `${issue.message}${of}`;
-    problems.push({ path: issuePath(base, path), message, ...(value !== undefined ? { value } : {}) });
+    const fallback = defaultAt(schema, path);
+    problems.push({
+      path: issuePath(base, path),
+      message,
+      ...(value !== undefined ? { value } : {}),
+      ...(fallback !== undefined && fallback !== value ? { defaultValue: fallback } : {}),
+    });
   }
   return problems;
 }

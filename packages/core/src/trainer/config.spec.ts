@@ -51,7 +51,7 @@ describe('trainer config', () => {
       'trainer.val_check_interval',
     ]);
     expect(error!.message).toContain("trainer.max_stpes: unknown key 'max_stpes'");
-    expect(error!.message).toContain("did you mean 'max_steps'");
+    expect(error!.message).toContain("did you mean 'trainer.max_steps'");
     expect(error!.message).toMatch(
       /trainer\.limit_val_batches: expected 0 \(off\), a fraction in \(0, 1\) or a whole number of batches >= 1 \(null = all batches\) \(got 2\.5\)/,
     );
@@ -87,7 +87,7 @@ describe('trainer config', () => {
     ['val_check_interval', [0.5, 1, 2, 50], [0, -1, 1.5]],
     ['check_val_every_n_epoch', [1, 4], [0, 1.5]],
     ['accumulate_grad_batches', [1, 8], [0, -1]],
-    ['gradient_clip_val', [null, 0.5, 10], [0, -1]],
+    ['gradient_clip_val', [null, 0.5, 10], [-1]], // 0 = off, as in Lightning: below
     ['seed', [0, 7], [-1, 0.5]],
     ['num_sanity_val_steps', [-1, 0, 2], [-2, 1.5]],
     ['threads', [null, 1, 4], [0, 1.5]],
@@ -133,9 +133,32 @@ describe('trainer config', () => {
       {
         path: 'x.trainer.max_epochs',
         value: -1,
-        message: 'max_epochs and max_steps are both -1 (unlimited), so training would never end; set one of them',
+        defaultValue: 1,
+        message:
+          'max_epochs and max_steps are both -1 (unlimited), so training would never end; set one of them (to stop a long run early press Ctrl-C: the checkpoint is saved)',
       },
     ]);
+  });
+
+  it("reads Lightning's gradient_clip_val=0 as no clipping (null), not as clipping every gradient to 0", () => {
+    expect(parseTrainerConfig({ gradient_clip_val: 0 }).gradient_clip_val).toBeNull();
+  });
+
+  it('explains limit_train_batches=0 and resume_from=last|best (Lightning spellings) instead of a bare refusal', () => {
+    const message = (raw: object) => {
+      try {
+        parseTrainerConfig(raw);
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(message({ limit_train_batches: 0 })).toContain('limit_train_batches=0 would train on no batch');
+    expect(message({ limit_train_batches: 0 })).toContain('taskforge validate ckpt=<dir>');
+    for (const word of ['last', 'best']) {
+      expect(message({ resume_from: word })).toContain(`'${word}' is Lightning's ckpt_path shortcut`);
+      expect(message({ resume_from: word })).toContain('trainer.resume_from=<run dir>/checkpoints/');
+    }
   });
 
   it('pads every date and time field of the run directory to two digits', () => {

@@ -12,7 +12,13 @@ import type { Clock } from '../services/tokens.js';
  */
 const batchLimit = z
   .number()
-  .positive()
+  .min(0)
+  .refine((v) => v !== 0, {
+    message:
+      'limit_train_batches=0 would train on no batch (Lightning then skips training); to only evaluate, ' +
+      'run `taskforge validate ckpt=<dir>`; else give a fraction in (0, 1) or a whole number of batches >= 1 ' +
+      '(null = all batches)',
+  })
   .refine((v) => v < 1 || Number.isInteger(v), {
     message: 'expected a fraction in (0, 1) or a whole number of batches >= 1 (null = all batches)',
   })
@@ -32,47 +38,78 @@ const evalBatchLimit = z
   .nullable()
   .default(null);
 
-export const trainerConfigSchema = z.strictObject({
-  /** -1 = no limit (then max_steps must be set). */
-  max_epochs: z.number().int().min(-1).default(1),
-  /** Optimizer steps; -1 = no limit. Training stops at whichever of max_epochs/max_steps comes first. */
-  max_steps: z.number().int().min(-1).default(-1),
-  limit_train_batches: batchLimit,
-  limit_val_batches: evalBatchLimit,
-  limit_test_batches: evalBatchLimit,
-  /** <= 1: fraction of the training epoch; integer > 1: every N training batches. */
-  val_check_interval: z
-    .number()
-    .positive()
-    .refine((v) => v <= 1 || Number.isInteger(v), {
-      message: 'expected a fraction of the epoch in (0, 1] or a whole number of training batches > 1',
+export const trainerConfigSchema = z
+  .strictObject({
+    /** -1 = no limit (then max_steps must be set). */
+    max_epochs: z.number().int().min(-1).default(1),
+    /** Optimizer steps; -1 = no limit. Training stops at whichever of max_epochs/max_steps comes first. */
+    max_steps: z.number().int().min(-1).default(-1),
+    limit_train_batches: batchLimit,
+    limit_val_batches: evalBatchLimit,
+    limit_test_batches: evalBatchLimit,
+    /** <= 1: fraction of the training epoch; integer > 1: every N training batches. */
+    val_check_interval: z
+      .number()
+      .positive()
+      .refine((v) => v <= 1 || Number.isInteger(v), {
+        message: 'expected a fraction of the epoch in (0, 1] or a whole number of training batches > 1',
+      })
+      .default(1.0),
+    check_val_every_n_epoch: z.number().int().min(1).default(1),
+    accumulate_grad_batches: z.number().int().min(1).default(1),
+    /** Clip the global gradient norm to this; null or 0 (Lightning's spelling, read as null) = no clipping. */
+    gradient_clip_val: z
+      .number()
+      .min(0)
+      .nullable()
+      .default(null)
+      .transform((v) => (v === 0 ? null : v)),
+    seed: z.number().int().min(0).default(42),
+    fast_dev_run: z.boolean().default(false),
+    /** -1 = the whole validation set. */
+    num_sanity_val_steps: z.number().int().min(-1).default(2),
+    accelerator: z.enum(['auto', 'gpu', 'node', 'webgpu', 'wasm', 'cpu']).default('auto'),
+    threads: z.number().int().min(1).nullable().default(null),
+    /** auto: ddp over worker threads on wasm/cpu when the batch splits, else single (see ddp/strategy.ts). */
+    strategy: z.enum(['auto', 'single', 'ddp']).default('auto'),
+    /** auto: one device per core (capped at the batch size); N: that many (rank 0 + N-1 worker threads). */
+    devices: z.union([z.literal('auto'), z.number().int().min(1)]).default('auto'),
+    default_root_dir: z.string().min(1).default('outputs'),
+    run_dir: z.string().min(1).nullable().default(null),
+    /** A checkpoint dir to resume from; it must exist when the config is validated (before the run dir is made). */
+    resume_from: inputPath({
+      kind: 'dir',
+      hint: 'point it at a checkpoint directory such as <run dir>/checkpoints/last',
+      words: Object.fromEntries(
+        ['last', 'best'].map((w) => [
+          w,
+          `'${w}' is Lightning's ckpt_path shortcut; here resume_from takes the checkpoint directory itself, ` +
+            `e.g. trainer.resume_from=<run dir>/checkpoints/${w === 'last' ? 'last' : 'step=<N>'} ` +
+            '(`taskforge train` prints where it saves them)',
+        ]),
+      ),
     })
-    .default(1.0),
-  check_val_every_n_epoch: z.number().int().min(1).default(1),
-  accumulate_grad_batches: z.number().int().min(1).default(1),
-  gradient_clip_val: z.number().positive().nullable().default(null),
-  seed: z.number().int().min(0).default(42),
-  fast_dev_run: z.boolean().default(false),
-  /** -1 = the whole validation set. */
-  num_sanity_val_steps: z.number().int().min(-1).default(2),
-  accelerator: z.enum(['auto', 'gpu', 'node', 'webgpu', 'wasm', 'cpu']).default('auto'),
-  threads: z.number().int().min(1).nullable().default(null),
-  /** auto: ddp over worker threads on wasm/cpu when the batch splits, else single (see ddp/strategy.ts). */
-  strategy: z.enum(['auto', 'single', 'ddp']).default('auto'),
-  /** auto: one device per core (capped at the batch size); N: that many (rank 0 + N-1 worker threads). */
-  devices: z.union([z.literal('auto'), z.number().int().min(1)]).default('auto'),
-  default_root_dir: z.string().min(1).default('outputs'),
-  run_dir: z.string().min(1).nullable().default(null),
-  /** A checkpoint dir to resume from; it must exist when the config is validated (before the run dir is made). */
-  resume_from: inputPath({ kind: 'dir', hint: 'point it at a checkpoint directory such as <run dir>/checkpoints/last' })
-    .nullable()
-    .default(null),
-  stop_on_nan: z.boolean().default(true),
-  log_every_n_steps: z.number().int().min(1).default(10),
-  /** name → component node; null removes an entry inherited from a default. */
-  callbacks: z.record(z.string(), componentNode('callback').nullable()).default({}),
-  loggers: z.record(z.string(), componentNode('logger').nullable()).default({}),
-});
+      .nullable()
+      .default(null),
+    stop_on_nan: z.boolean().default(true),
+    log_every_n_steps: z.number().int().min(1).default(10),
+    /** name → component node; null removes an entry inherited from a default. */
+    callbacks: z.record(z.string(), componentNode('callback').nullable()).default({}),
+    loggers: z.record(z.string(), componentNode('logger').nullable()).default({}),
+  })
+  .superRefine((config, ctx) => {
+    // Lightning reads max_epochs=-1 with no max_steps as "train forever"; here a run always has an
+    // end (LR schedules and progress need the step count), so say it with the other config problems.
+    if (config.max_epochs === -1 && config.max_steps === -1 && !config.fast_dev_run)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['max_epochs'],
+        input: -1,
+        message:
+          'max_epochs and max_steps are both -1 (unlimited), so training would never end; set one of them ' +
+          '(to stop a long run early press Ctrl-C: the checkpoint is saved)',
+      });
+  });
 
 export type TrainerConfig = z.output<typeof trainerConfigSchema>;
 export type TrainerConfigInput = z.input<typeof trainerConfigSchema>;
@@ -108,15 +145,6 @@ export function parseTrainerConfig(raw: unknown, prefix = 'trainer'): TrainerCon
   if (typeof raw === 'object' && raw !== null && parsedConfigs.has(raw)) return raw as TrainerConfig;
   const result = trainerConfigSchema.safeParse(raw ?? {});
   if (result.success) {
-    if (result.data.max_epochs === -1 && result.data.max_steps === -1 && !result.data.fast_dev_run) {
-      throw new ConfigError([
-        {
-          path: `${prefix}.max_epochs`,
-          message: 'max_epochs and max_steps are both -1 (unlimited), so training would never end; set one of them',
-          value: -1,
-        },
-      ]);
-    }
     const input = (raw ?? {}) as { callbacks?: unknown; loggers?: unknown };
     const config: TrainerConfig = {
       ...result.data,

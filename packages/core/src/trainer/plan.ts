@@ -82,8 +82,23 @@ export function planFit(config: TrainerConfig, dm: DataModule): FitPlan {
   }
   let valEveryBatches: number | undefined;
   const interval = config.val_check_interval;
-  if (interval > 1) valEveryBatches = interval;
-  else if (interval < 1) {
+  if (interval > 1) {
+    if (!fast && trainBatches !== undefined && interval > trainBatches) {
+      // Lightning refuses this too: counted within an epoch, such an interval never comes round.
+      throw new ConfigError([
+        {
+          path: 'trainer.val_check_interval',
+          message:
+            `is ${interval} training batches, but an epoch has only ${trainBatches}` +
+            `${config.limit_train_batches === null ? '' : ' (after limit_train_batches)'}, so validation would ` +
+            `never run within an epoch; give at most ${trainBatches}, a fraction of the epoch such as 0.5, ` +
+            "or 1.0 to validate at each epoch's end",
+          value: interval,
+        },
+      ]);
+    }
+    valEveryBatches = interval;
+  } else if (interval < 1) {
     if (trainBatches === undefined) {
       throw new ConfigError([
         {

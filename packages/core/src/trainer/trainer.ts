@@ -306,7 +306,17 @@ export class Trainer implements TrainerView {
       this.optimizer = optimizer;
       this.scheduler = scheduler;
       const resumeFrom = options.resumeFrom ?? this.config.resume_from ?? undefined;
-      if (resumeFrom) await this.restore(resumeFrom);
+      if (resumeFrom) {
+        await this.restore(resumeFrom);
+        // Lightning says "`max_steps=N` reached" here; without a word, an unchanged config looks like
+        // a run that did nothing.
+        if (this.globalStep >= plan.totalSteps)
+          this.output.warn(
+            `The checkpoint is already at step ${this.globalStep}, the end of this run (${plan.totalSteps} ` +
+              `steps from trainer.max_steps=${this.config.max_steps}, trainer.max_epochs=${this.config.max_epochs}): ` +
+              'nothing is left to train. Raise trainer.max_steps or trainer.max_epochs to train on.',
+          );
+      }
       await Promise.all(this.loggers.map((l) => l.logHyperparams(this.composedConfig ?? { trainer: this.config })));
       await this.hook('onFitStart');
       if (!this.dryRun && this.config.num_sanity_val_steps !== 0 && plan.hasVal)

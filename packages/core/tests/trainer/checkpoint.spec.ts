@@ -277,3 +277,24 @@ describe('resume', () => {
     task.dispose();
   });
 });
+
+describe('resuming with a changed end', () => {
+  it('says so when the checkpoint is already at the end of the run, and trains on when the end is raised', async () => {
+    const first = makeTrainer(scratch.dir(), { max_steps: 2 }, [new ModelCheckpoint({ every_n_train_steps: 1 })]);
+    const done = await first.trainer.fit(new ToyTask({ hidden: 3, optimizer: 'adam' }), new ToyDataModule());
+    const same = makeTrainer(scratch.dir(), { max_steps: 2 });
+    const again = await same.trainer.fit(new ToyTask({ hidden: 3, optimizer: 'adam' }), new ToyDataModule(), {
+      resumeFrom: done.lastCheckpoint!,
+    });
+    expect(again.globalStep).toBe(2);
+    expect(same.output.warnings.join('\n')).toMatch(
+      /The checkpoint is already at step 2, the end of this run \(2 steps from trainer\.max_steps=2.*Raise trainer\.max_steps/,
+    );
+    const more = makeTrainer(scratch.dir(), { max_steps: 4 });
+    const longer = await more.trainer.fit(new ToyTask({ hidden: 3, optimizer: 'adam' }), new ToyDataModule(), {
+      resumeFrom: done.lastCheckpoint!,
+    });
+    expect(longer.globalStep).toBe(4);
+    expect(more.output.warnings.join('\n')).not.toContain('nothing is left to train');
+  });
+});
