@@ -70,7 +70,11 @@ it('test under ddp: metrics and the merged confusion matrix equal a single-devic
   expect(run.output.lines.join('\n')).toContain('Strategy: ddp, 2 devices');
   expect(run.output.lines.join('\n')).not.toContain('rank 0 only');
   const matrix = (r: typeof single) => (r.extras['confusion_matrix'] as { matrix: number[][] }).matrix;
-  expect(matrix(single).flat().reduce((a, b) => a + b)).toBe(12);
+  expect(
+    matrix(single)
+      .flat()
+      .reduce((a, b) => a + b),
+  ).toBe(12);
   expect(matrix(ddp)).toEqual(matrix(single));
   expect(ddp.extras['accuracy']).toBe(single.extras['accuracy']);
   expect(Object.keys(ddp.metrics).sort()).toEqual(Object.keys(single.metrics).sort());
@@ -109,7 +113,13 @@ it('mergeTestState adds the counts and rejects a matrix of another size (exit 1)
     ],
   });
   // exportTestState reset the counts.
-  expect(await task.exportTestState()).toEqual({ confusion: [[0, 0, 0], [0, 0, 0], [0, 0, 0]] });
+  expect(await task.exportTestState()).toEqual({
+    confusion: [
+      [0, 0, 0],
+      [0, 0, 0],
+      [0, 0, 0],
+    ],
+  });
   expect(() => task.mergeTestState({ confusion: [[1]] })).toThrow(/not a 3 × 3 confusion matrix/);
   task.dispose();
 });

@@ -17,5 +17,8 @@ export function igptReplica(options: IgptReplicaOptions): ReplicaSpec {
 }
 
 export function buildIgptReplica(args: ReplicaFactoryArgs<IgptReplicaOptions>): ImageGptTask {
-  return makeTask(args.taskConfig, { ...(args.seed === undefined ? {} : { seed: args.seed }), args: args.modelDataArgs });
+  return makeTask(args.taskConfig, {
+    ...(args.seed === undefined ? {} : { seed: args.seed }),
+    args: args.modelDataArgs,
+  });
 }

@@ -64,7 +64,11 @@ export interface Strategy {
    * one-line note that test runs on rank 0 only and why. `fields` (the first batch's) name the
    * place in errors. Throws TaskforgeError (exit 1) naming the rank when a worker fails to start.
    */
-  batchParallel?(task: Task, method: 'testStep' | 'predictStep', fields: StepFields): Promise<BatchParallel | undefined>;
+  batchParallel?(
+    task: Task,
+    method: 'testStep' | 'predictStep',
+    fields: StepFields,
+  ): Promise<BatchParallel | undefined>;
   /** The data facts replicas are built with; the Trainer calls it once the datamodule is set up. */
   connect?(context: { modelDataArgs: ModelDataArgs }): void;
   /** Releases devices and workers; safe to call more than once, and `setup` works again afterwards. */

@@ -184,7 +184,10 @@ let instances = 0;
 
 export class ToyTask implements Task<ToyBatch> {
   readonly options: Required<
-    Omit<ToyTaskOptions, 'scheduler' | 'nanAtStep' | 'valScores' | 'throwAtStep' | 'exitAtStep' | 'noTestSync' | 'throwAtTestBatch'>
+    Omit<
+      ToyTaskOptions,
+      'scheduler' | 'nanAtStep' | 'valScores' | 'throwAtStep' | 'exitAtStep' | 'noTestSync' | 'throwAtTestBatch'
+    >
   > &
     ToyTaskOptions;
   readonly variables: NamedVariables;
@@ -196,10 +199,14 @@ export class ToyTask implements Task<ToyBatch> {
   validationSamples = 0;
   testCalls = 0;
   /** Test batches and samples since the last test epoch end, and the sign confusion [true sign][predicted sign] (0: < 0, 1: >= 0). */
-  private testState = { batches: 0, samples: 0, signs: [
-    [0, 0],
-    [0, 0],
-  ] };
+  private testState = {
+    batches: 0,
+    samples: 0,
+    signs: [
+      [0, 0],
+      [0, 0],
+    ],
+  };
   private validationsSeen = new Set<string>();
 
   constructor(options: ToyTaskOptions = {}) {
@@ -274,7 +281,8 @@ export class ToyTask implements Task<ToyBatch> {
   }
 
   testStep(batch: ToyBatch, ctx: StepContext): void {
-    if (ctx.batchIdx === this.options.throwAtTestBatch) throw new Error(`injected test failure at batch ${ctx.batchIdx}`);
+    if (ctx.batchIdx === this.options.throwAtTestBatch)
+      throw new Error(`injected test failure at batch ${ctx.batchIdx}`);
     this.testCalls += 1;
     const prediction = this.forward(batch, ctx);
     ctx.log('test_loss', tf.losses.meanSquaredError(tf.tensor1d(batch.y), prediction), { weight: batch.size });
@@ -334,10 +342,14 @@ export class ToyTask implements Task<ToyBatch> {
   }
 
   private resetTestState(): void {
-    this.testState = { batches: 0, samples: 0, signs: [
-      [0, 0],
-      [0, 0],
-    ] };
+    this.testState = {
+      batches: 0,
+      samples: 0,
+      signs: [
+        [0, 0],
+        [0, 0],
+      ],
+    };
   }
 
   dispose(): void {
