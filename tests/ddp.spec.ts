@@ -93,4 +93,35 @@ describe('taskforge train under ddp (2 devices)', () => {
       expect(existsSync(runDir)).toBe(false);
     },
   );
+
+  it('test and predict of a checkpoint under ddp write the results of a single-device run', async () => {
+    const runDir = join(work, 'evaluated');
+    const train = await taskforge(['train', ...tiny(runDir), 'task.classify=true', 'trainer.max_steps=2']);
+    expect(train.code, train.stdout + train.stderr).toBe(0);
+    const last = join(runDir, 'checkpoints', 'last');
+    const evaluate = async (command: 'test' | 'predict', strategy: string[]) => {
+      const dir = join(work, `${command}-${strategy.length ? 'ddp' : 'single'}`);
+      const single = strategy.length ? [] : ['trainer.strategy=single'];
+      const r = await taskforge([command, `ckpt=${last}`, `trainer.run_dir=${dir}`, ...single, ...strategy]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stderr).not.toContain('rank 0 only');
+      const file = command === 'test' ? 'test_results.json' : 'predictions.json';
+      return { out: r.stderr, json: JSON.parse(readFileSync(join(dir, file), 'utf8')) };
+    };
+    // 10 test images in batches of 4, 4, 2: rank 0 runs batches 0 and 2, the worker batch 1.
+    const [singleTest, ddpTest] = [await evaluate('test', []), await evaluate('test', DDP)];
+    expect(ddpTest.out).toContain(STRATEGY_LINE);
+    expect(ddpTest.json.extras.confusion_matrix.matrix.flat().reduce((a: number, b: number) => a + b, 0)).toBe(10);
+    expect(ddpTest.json.extras).toEqual(singleTest.json.extras);
+    for (const [name, value] of Object.entries(singleTest.json.metrics as Record<string, number>))
+      expect(ddpTest.json.metrics[name], name).toBeCloseTo(value, 5);
+
+    const [singlePredict, ddpPredict] = [await evaluate('predict', []), await evaluate('predict', DDP)];
+    type Prediction = { label: number; bpp: number; predicted: number };
+    const ddpRecords = (ddpPredict.json as Prediction[][]).flat();
+    const singleRecords = (singlePredict.json as Prediction[][]).flat();
+    expect((ddpPredict.json as Prediction[][]).map((b) => b.length)).toEqual([4, 4, 2]);
+    expect(ddpRecords.map((r) => [r.label, r.predicted])).toEqual(singleRecords.map((r) => [r.label, r.predicted]));
+    ddpRecords.forEach((r, i) => expect(r.bpp).toBeCloseTo(singleRecords[i]!.bpp, 5));
+  });
 });

@@ -170,6 +170,24 @@ export interface Task<Batch = unknown> {
    */
   onTestEpochEnd?(): Record<string, unknown> | undefined | Promise<Record<string, unknown> | undefined>;
   /**
+   * Data-parallel test (`trainer.strategy=ddp`; Lightning's torchmetrics state sync with
+   * `dist_reduce_fx`). Under ddp each device runs `testStep` on whole batches (rank 0 batches 0,
+   * N, 2N, …; worker r batches r, N+r, …), so state a task keeps across test batches (e.g. a
+   * confusion matrix) is split over the replicas. At the end of the epoch each worker's replica
+   * is asked for `exportTestState()`: the state its `testStep` calls accumulated, as plain,
+   * structured-cloneable data (numbers, arrays, typed arrays, plain objects), and it resets that
+   * state. Rank 0 then calls `mergeTestState(state)` once per worker, in rank order, to fold it
+   * into its own (e.g. add the counts), and then its `onTestEpochEnd()` as on one device. May be
+   * async (e.g. to read tensors kept during `testStep`).
+   *
+   * A task with `onTestEpochEnd` that lacks either hook is tested on rank 0 only under ddp (the
+   * Trainer prints a one-line note saying so); a task without `onTestEpochEnd` keeps no test state
+   * worth merging and is sharded without them.
+   */
+  exportTestState?(): unknown;
+  /** Folds one worker's `exportTestState()` into this (rank 0) replica's test state; see `exportTestState`. */
+  mergeTestState?(state: unknown): void | Promise<void>;
+  /**
    * Generative tasks: write samples (e.g. a PNG grid of completions) into `outDir` and return the
    * files written. Sampling settings come from the task's own config. Used by `taskforge sample`
    * and by sampling callbacks during training.

@@ -256,6 +256,51 @@ export class ImageGptTask implements Task<IgptBatch> {
   }
 
   async onTestEpochEnd(): Promise<Record<string, unknown> | undefined> {
+    await this.countPending();
+    if (!this.classifies) return undefined;
+    const matrix = this.confusion;
+    this.confusion = this.emptyConfusion();
+    const total = matrix.flat().reduce((a, b) => a + b, 0);
+    const correct = matrix.reduce((sum, row, i) => sum + row[i]!, 0);
+    return {
+      confusion_matrix: { class_names: this.classNames, rows: 'true class', columns: 'predicted class', matrix },
+      accuracy: total ? correct / total : null,
+    };
+  }
+
+  /**
+   * Data-parallel test: this replica's confusion counts of the epoch so far (C × C numbers, rows
+   * the true class), which it then resets; rank 0 adds them with `mergeTestState`.
+   */
+  async exportTestState(): Promise<{ confusion: number[][] }> {
+    await this.countPending();
+    const confusion = this.confusion;
+    this.confusion = this.emptyConfusion();
+    return { confusion };
+  }
+
+  /**
+   * Adds another replica's `exportTestState()` counts to this one's. Throws TaskforgeError (exit 1)
+   * when the matrix is not C × C for this task's C classes (replicas built from other data).
+   */
+  mergeTestState(state: unknown): void {
+    const confusion = (state as { confusion?: unknown } | null)?.confusion;
+    const size = this.confusion.length;
+    if (
+      !Array.isArray(confusion) ||
+      confusion.length !== size ||
+      !confusion.every((row) => Array.isArray(row) && row.length === size && row.every((n) => Number.isInteger(n)))
+    ) {
+      throw new TaskforgeError(
+        `mergeTestState got test state that is not a ${size} × ${size} confusion matrix of counts; ` +
+          'every ddp replica must be built from the same data (dataset.num_classes).',
+      );
+    }
+    (confusion as number[][]).forEach((row, t) => row.forEach((n, p) => (this.confusion[t]![p]! += n)));
+  }
+
+  /** Adds the predictions testStep kept to the confusion matrix (one async read per batch) and releases them. */
+  private async countPending(): Promise<void> {
     const pending = this.pendingPredictions;
     this.pendingPredictions = [];
     try {
@@ -266,15 +311,6 @@ export class ImageGptTask implements Task<IgptBatch> {
     } finally {
       tf.dispose(pending.map((p) => p.predicted));
     }
-    if (!this.classifies) return undefined;
-    const matrix = this.confusion;
-    this.confusion = this.emptyConfusion();
-    const total = matrix.flat().reduce((a, b) => a + b, 0);
-    const correct = matrix.reduce((sum, row, i) => sum + row[i]!, 0);
-    return {
-      confusion_matrix: { class_names: this.classNames, rows: 'true class', columns: 'predicted class', matrix },
-      accuracy: total ? correct / total : null,
-    };
   }
 
   /** Lets a checkpoint turn tokens back into colours without the data directory. */

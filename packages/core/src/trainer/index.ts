@@ -8,7 +8,7 @@ export {
   type TestResult,
   type CheckpointingCallback,
 } from './trainer.js';
-export { SingleDeviceStrategy, type Strategy } from './strategy.js';
+export { SingleDeviceStrategy, type BatchParallel, type Strategy } from './strategy.js';
 export { createStrategy } from './strategies.js';
 export { DDPStrategy, resolveDevices, mergeLogs, type DevicesPlan, type DevicesRequest } from './ddp/strategy.js';
 export type { ReplicaSpec, ReplicaFactoryArgs } from './ddp/protocol.js';

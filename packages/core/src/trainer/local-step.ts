@@ -64,12 +64,12 @@ export async function computeStep(
 }
 
 /**
- * Runs an evaluation step that only logs (`validationStep`) on `batch` in its own tensor scope and
- * returns what it logged; a step that throws leaves no logged tensors behind.
+ * Runs an evaluation step that only logs (`validationStep`, `testStep`) on `batch` in its own
+ * tensor scope and returns what it logged; a step that throws leaves no logged tensors behind.
  */
 export async function computeEvaluation(
   task: Task,
-  method: 'validationStep',
+  method: 'validationStep' | 'testStep',
   batch: unknown,
   fields: StepFields,
 ): Promise<LoggedValue[]> {
@@ -86,4 +86,26 @@ export async function computeEvaluation(
     throw error;
   }
   return log.read();
+}
+
+/**
+ * Runs `task.predictStep` (possibly async) on `batch` in its own tensor scope and returns its
+ * output; tensors in the output are kept (they belong to the caller), everything else the step
+ * made is disposed. What the step logs is dropped.
+ */
+export async function computePrediction(task: Task, batch: unknown, fields: StepFields): Promise<unknown> {
+  const step = task.predictStep;
+  if (!step) throw new TaskforgeError('The task has no predictStep.');
+  const log = new StepLog();
+  const ctx = log.context(fields);
+  // A scope rather than tf.tidy because predictStep may be async.
+  tf.engine().startScope();
+  let output: unknown;
+  try {
+    output = await step.call(task, batch, ctx);
+  } finally {
+    tf.engine().endScope(output as tf.TensorContainer);
+    log.discard();
+  }
+  return output;
 }

@@ -55,10 +55,39 @@ export interface Strategy {
    * ddp). Optional: without it (or before training has started any worker) validation runs locally.
    */
   evaluationStep?(task: Task, method: 'validationStep', batch: unknown, fields: StepFields): Promise<LoggedValue[]>;
+  /**
+   * Test and predict over every device: whole batches go round-robin to the devices (batch i to
+   * rank i mod N, rank 0 runs its own locally), so each batch's logs and output are exactly a
+   * single-device run's. Resolves to undefined when there is only one device (or the strategy
+   * has no data facts to build workers with, see `connect`), and for `testStep` also when the
+   * task keeps test state (`onTestEpochEnd`) without `exportTestState`/`mergeTestState`, after a
+   * one-line note that test runs on rank 0 only and why. `fields` (the first batch's) name the
+   * place in errors. Throws TaskforgeError (exit 1) naming the rank when a worker fails to start.
+   */
+  batchParallel?(
+    task: Task,
+    method: 'testStep' | 'predictStep',
+    fields: StepFields,
+  ): Promise<BatchParallel | undefined>;
   /** The data facts replicas are built with; the Trainer calls it once the datamodule is set up. */
   connect?(context: { modelDataArgs: ModelDataArgs }): void;
   /** Releases devices and workers; safe to call more than once, and `setup` works again afterwards. */
   teardown(): Promise<void>;
+}
+
+/** Whole evaluation batches on the workers of a multi-device strategy (see `Strategy.batchParallel`). */
+export interface BatchParallel {
+  /** Devices, rank 0 included (at least 2). */
+  readonly devices: number;
+  /**
+   * Runs the method on a whole batch on worker `rank` (1..devices-1), with rank 0's weights and
+   * task state: what the step logged, and for `predictStep` its output (tensors rebuilt on rank 0,
+   * owned by the caller). Rejects with a TaskforgeError (exit 1) naming the rank, the batch and the
+   * cause when the worker fails.
+   */
+  run(rank: number, batch: unknown, fields: StepFields): Promise<{ logs: LoggedValue[]; output: unknown }>;
+  /** Each worker's `task.exportTestState()` (which resets it), in rank order (1..devices-1). */
+  exportTestStates(): Promise<unknown[]>;
 }
 
 /** The backend selected last in this process, so Trainers after the first do not re-initialise it. */

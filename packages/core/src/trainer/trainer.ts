@@ -40,7 +40,7 @@ import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals
 import { mixSeed } from './step-context.js';
 import type { ReplicaSpec } from './ddp/protocol.js';
 import { createStrategy } from './strategies.js';
-import type { Strategy } from './strategy.js';
+import type { BatchParallel, Strategy } from './strategy.js';
 
 export interface TrainerDeps {
   callbacks: Callback[];
@@ -387,13 +387,18 @@ export class Trainer implements TrainerView {
         throw new TaskforgeError('Cannot test: the task has no testStep or the datamodule has no testDataloader.');
       }
       const budget = batchBudget(datamodule, 'test', this.config.limit_test_batches, 'limit_test_batches', this.dryRun);
+      const parallel = await this.batchParallel(task, datamodule, 'testStep', budget);
       const { metrics } = await evaluationLoop({
         batches: datamodule.testDataloader(this.loaderOptions(this.epoch)),
         budget,
         collect: 'metrics',
         context: (batchIdx) => this.evalContext('test', batchIdx),
         step: (batch, ctx) => task.testStep!(batch, ctx),
+        parallel,
       });
+      if (parallel && task.exportTestState && task.mergeTestState) {
+        for (const state of await parallel.exportTestStates()) await task.mergeTestState(state);
+      }
       const extras = (await task.onTestEpochEnd?.()) ?? {};
       Object.assign(this.callbackMetrics, metrics);
       await this.logMetrics(metrics);
@@ -420,12 +425,14 @@ export class Trainer implements TrainerView {
           'Cannot predict: the task has no predictStep or the datamodule has no predictDataloader.',
         );
       }
+      const budget = this.dryRun ? 1 : undefined;
       const { outputs } = await evaluationLoop({
         batches: datamodule.predictDataloader(this.loaderOptions(0)),
-        budget: this.dryRun ? 1 : undefined,
+        budget,
         collect: 'outputs',
         context: (batchIdx) => this.evalContext('predict', batchIdx),
         step: (batch, ctx) => task.predictStep!(batch, ctx),
+        parallel: await this.batchParallel(task, datamodule, 'predictStep', budget),
       });
       return outputs;
     } finally {
@@ -476,6 +483,22 @@ export class Trainer implements TrainerView {
     await this.logMetrics(metrics);
     await this.hook('onValidationEnd', metrics);
     return metrics;
+  }
+
+  /**
+   * Test or predict over the strategy's devices (whole batches round-robin under ddp), when it
+   * offers that and the split has more than one batch to run; undefined runs it here alone.
+   */
+  private async batchParallel(
+    task: Task,
+    datamodule: DataModule,
+    method: 'testStep' | 'predictStep',
+    budget: number | undefined,
+  ): Promise<BatchParallel | undefined> {
+    const { strategy } = this;
+    if (!strategy.batchParallel || budget === 1 || budget === 0) return undefined;
+    strategy.connect?.({ modelDataArgs: datamodule.modelDataArgs });
+    return strategy.batchParallel(task, method, this.evalContext(method === 'testStep' ? 'test' : 'predict', 0));
   }
 
   /** Validation through the strategy (sharded under ddp), when it offers that. */

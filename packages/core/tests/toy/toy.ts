@@ -165,8 +165,15 @@ export interface ToyTaskOptions {
   nanAtStep?: number;
   /** trainingStep throws at this global step (injected worker failure in DDP tests). */
   throwAtStep?: number;
+  /** testStep throws at this test batch index (injected worker failure in DDP tests). */
+  throwAtTestBatch?: number;
   /** trainingStep ends its thread (`process.exit(3)`, in a worker) at this global step. */
   exitAtStep?: number;
+  /**
+   * Test state without the ddp merge hooks (`exportTestState`/`mergeTestState` left out), so
+   * test under ddp falls back to rank 0.
+   */
+  noTestSync?: boolean;
   /** stateDict() throws (to break checkpoint writes midway). */
   failStateDict?: boolean;
   /** Validation logs `score` from this list, one value per validation epoch (for checkpoint/early-stopping tests). */
@@ -177,7 +184,10 @@ let instances = 0;
 
 export class ToyTask implements Task<ToyBatch> {
   readonly options: Required<
-    Omit<ToyTaskOptions, 'scheduler' | 'nanAtStep' | 'valScores' | 'throwAtStep' | 'exitAtStep'>
+    Omit<
+      ToyTaskOptions,
+      'scheduler' | 'nanAtStep' | 'valScores' | 'throwAtStep' | 'exitAtStep' | 'noTestSync' | 'throwAtTestBatch'
+    >
   > &
     ToyTaskOptions;
   readonly variables: NamedVariables;
@@ -188,6 +198,15 @@ export class ToyTask implements Task<ToyBatch> {
   /** Samples this replica validated (a DDP rank 0 sees only its shards). */
   validationSamples = 0;
   testCalls = 0;
+  /** Test batches and samples since the last test epoch end, and the sign confusion [true sign][predicted sign] (0: < 0, 1: >= 0). */
+  private testState = {
+    batches: 0,
+    samples: 0,
+    signs: [
+      [0, 0],
+      [0, 0],
+    ],
+  };
   private validationsSeen = new Set<string>();
 
   constructor(options: ToyTaskOptions = {}) {
@@ -201,6 +220,10 @@ export class ToyTask implements Task<ToyBatch> {
       failStateDict: false,
       ...options,
     };
+    if (options.noTestSync) {
+      this.exportTestState = undefined;
+      this.mergeTestState = undefined;
+    }
     const { inputDim: d, hidden: h, initSeed: s } = this.options;
     const id = `toy${instances++}`;
     const init = (shape: number[], seed: number) => tf.tidy(() => tf.randomNormal(shape, 0, 0.5, 'float32', seed));
@@ -258,8 +281,16 @@ export class ToyTask implements Task<ToyBatch> {
   }
 
   testStep(batch: ToyBatch, ctx: StepContext): void {
+    if (ctx.batchIdx === this.options.throwAtTestBatch)
+      throw new Error(`injected test failure at batch ${ctx.batchIdx}`);
     this.testCalls += 1;
-    ctx.log('test_loss', this.mse(batch, ctx), { weight: batch.size });
+    const prediction = this.forward(batch, ctx);
+    ctx.log('test_loss', tf.losses.meanSquaredError(tf.tensor1d(batch.y), prediction), { weight: batch.size });
+    const predicted = prediction.dataSync();
+    this.testState.batches += 1;
+    this.testState.samples += batch.size;
+    for (let i = 0; i < batch.size; i++)
+      this.testState.signs[batch.y[i]! >= 0 ? 1 : 0]![predicted[i]! >= 0 ? 1 : 0]! += 1;
   }
 
   predictStep(batch: ToyBatch, ctx: StepContext): tf.Tensor1D {
@@ -287,8 +318,38 @@ export class ToyTask implements Task<ToyBatch> {
     this.label = String(state['label']);
   }
 
+  /**
+   * `test_batches`: testStep calls of this replica over its life; `test_epoch`: the epoch's
+   * batches, samples and sign confusion, over every ddp device when the hooks below merge them.
+   */
   onTestEpochEnd(): Record<string, unknown> {
-    return { test_batches: this.testCalls };
+    const epoch = this.testState;
+    this.resetTestState();
+    return { test_batches: this.testCalls, test_epoch: epoch };
+  }
+
+  exportTestState?(): unknown {
+    const state = this.testState;
+    this.resetTestState();
+    return state;
+  }
+
+  mergeTestState?(state: unknown): void {
+    const other = state as ToyTask['testState'];
+    this.testState.batches += other.batches;
+    this.testState.samples += other.samples;
+    other.signs.forEach((row, t) => row.forEach((n, p) => (this.testState.signs[t]![p]! += n)));
+  }
+
+  private resetTestState(): void {
+    this.testState = {
+      batches: 0,
+      samples: 0,
+      signs: [
+        [0, 0],
+        [0, 0],
+      ],
+    };
   }
 
   dispose(): void {

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { ModelCheckpoint } from '../../src/callbacks/model-checkpoint.js';
 import { TaskforgeError } from '../../src/errors.js';
@@ -154,4 +155,77 @@ describe('ddp over worker threads', () => {
     },
     30_000,
   );
+
+  describe('test and predict', () => {
+    // 23 test samples in batches of 5: batches 0, 2, 4 (the last one of 3) run on rank 0, 1 and 3 on rank 1.
+    const testData = () => new ToyDataModule({ batchSize: 5, nTest: 23 });
+    const trained = async () => {
+      const task = new ToyTask(TASK);
+      await makeTrainer(scratch.dir(), { max_steps: 3 }).trainer.fit(task, data());
+      return task;
+    };
+
+    it('test metrics and merged test state equal single; rank 0 ran only its whole batches', async () => {
+      const task = await trained();
+      const single = await makeTrainer(scratch.dir()).trainer.test(task, testData());
+      const singleCalls = task.testCalls;
+      const run = ddpTrainer({});
+      const ddp = await run.trainer.test(task, testData());
+      expect(task.testCalls - singleCalls).toBe(3);
+      expect((run.trainer.strategy as DDPStrategy).workerCount).toBe(0);
+      expect(Object.keys(ddp.metrics)).toEqual(['test_loss']);
+      expect(ddp.metrics['test_loss']).toBeCloseTo(single.metrics['test_loss']!, 6);
+      expect(single.extras['test_epoch']).toMatchObject({ batches: 5, samples: 23 });
+      // Without the merge rank 0 would report 3 batches and 13 samples.
+      expect(ddp.extras['test_epoch']).toEqual(single.extras['test_epoch']);
+      expect(run.output.lines.join('\n')).not.toContain('rank 0 only');
+      task.dispose();
+    });
+
+    it('without exportTestState/mergeTestState, test runs on rank 0 only and says why', async () => {
+      const task = await trained();
+      const single = await makeTrainer(scratch.dir()).trainer.test(task, testData());
+      const bare = new ToyTask({ ...TASK, noTestSync: true });
+      for (const [name, v] of Object.entries(bare.namedVariables())) v.assign(task.namedVariables()[name]!);
+      const run = makeTrainer(scratch.dir(), { strategy: 'ddp', devices: 2 }, [], {
+        replica: toyReplica({ task: { ...TASK, noTestSync: true } }),
+        batchSize: 5,
+      });
+      const ddp = await run.trainer.test(bare, testData());
+      expect(run.output.lines.join('\n')).toContain(
+        'Test runs on rank 0 only: the task keeps state across test batches (onTestEpochEnd) but has no ' +
+          'exportTestState/mergeTestState to merge it over the ddp devices (see docs/new-task.md).',
+      );
+      expect(bare.testCalls).toBe(5);
+      expect(ddp.extras['test_epoch']).toEqual(single.extras['test_epoch']);
+      expect(ddp.metrics['test_loss']).toBeCloseTo(single.metrics['test_loss']!, 6);
+      bare.dispose();
+      task.dispose();
+    });
+
+    it('predictions come back in dataset order, equal to single', async () => {
+      const task = await trained();
+      const single = (await makeTrainer(scratch.dir()).trainer.predict(task, testData())) as tf.Tensor[];
+      const run = ddpTrainer({});
+      const ddp = (await run.trainer.predict(task, testData())) as tf.Tensor[];
+      expect((run.trainer.strategy as DDPStrategy).workerCount).toBe(0);
+      expect(ddp.map((t) => t.shape)).toEqual([[5], [5], [5], [5], [3]]);
+      expect(ddp.map((t) => Array.from(t.dataSync()))).toEqual(single.map((t) => Array.from(t.dataSync())));
+      tf.dispose([...single, ...ddp]);
+      task.dispose();
+    });
+
+    it('a worker that fails during test names the rank and the batch', async () => {
+      const task = await trained();
+      const run = makeTrainer(scratch.dir(), { strategy: 'ddp', devices: 2 }, [], {
+        replica: toyReplica({ task: { ...TASK, throwAtTestBatch: 3 }, failOnRank: 1 }),
+        batchSize: 5,
+      });
+      await expect(run.trainer.test(task, testData())).rejects.toThrow(
+        /DDP worker rank 1 of 2 failed at test batch 3: its test step threw: injected test failure at batch 3/,
+      );
+      expect((run.trainer.strategy as DDPStrategy).workerCount).toBe(0);
+      task.dispose();
+    });
+  });
 });

@@ -143,7 +143,7 @@ describe('Trainer.fit', () => {
     expect(logger.series('train_loss')).toHaveLength(1);
     const tested = await trainer.test(task, dm);
     expect(task.testCalls).toBe(1);
-    expect(tested.extras).toEqual({ test_batches: 1 });
+    expect(tested.extras).toMatchObject({ test_batches: 1, test_epoch: { batches: 1, samples: 4 } });
     expect(existsSync(runDir)).toBe(false);
     task.dispose();
   });
@@ -246,7 +246,7 @@ describe('Trainer.fit', () => {
     const whole = new ToyDataModule({ nTest: 10, batchSize: 10 });
     const reference = await makeTrainer(scratch.dir()).trainer.test(task, whole);
     expect(result.metrics['test_loss']).toBeCloseTo(reference.metrics['test_loss']!, 5);
-    expect(result.extras).toEqual({ test_batches: 3 });
+    expect(result.extras).toMatchObject({ test_batches: 3, test_epoch: { batches: 3, samples: 10 } });
     // One place writes result files (core/src/app/commands.ts `writeResults`), so the Trainer writes none.
     expect(existsSync(join(runDir, 'test_results.json'))).toBe(false);
     expect(logger.finalized).toEqual(['success']);

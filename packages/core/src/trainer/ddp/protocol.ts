@@ -43,18 +43,40 @@ export interface WeightsMessage {
   [name: string]: { values: Float32Array | Int32Array | Uint8Array; shape: number[] };
 }
 
-export type ToWorker = {
-  type: 'step';
-  /** `trainingStep`: loss, logs and gradients; `validationStep`: logs only. */
-  method: 'trainingStep' | 'validationStep';
-  id: number;
-  batch: unknown;
-  fields: StepFields;
-  /** Present when the weights changed since the worker last got them. */
-  weights?: WeightsMessage;
-};
+/** The task methods a worker runs: training and validation on shards, test and predict on whole batches. */
+export type WorkerMethod = 'trainingStep' | 'validationStep' | 'testStep' | 'predictStep';
+
+export type ToWorker =
+  | {
+      type: 'step';
+      /**
+       * `trainingStep`: loss, logs and gradients; `validationStep` and `testStep`: logs only;
+       * `predictStep`: the step's output (tensors encoded, see `encodeOutput` in outputs.ts).
+       */
+      method: WorkerMethod;
+      id: number;
+      batch: unknown;
+      fields: StepFields;
+      /** Present when the weights changed since the worker last got them. */
+      weights?: WeightsMessage;
+      /** Rank 0's `task.stateDict()`, loaded with `loadStateDict` (sent with the weights of a test or predict run). */
+      taskState?: Record<string, unknown>;
+    }
+  | {
+      /** Ends a sharded test epoch: the worker answers with `task.exportTestState()` (which resets it). */
+      type: 'exportTestState';
+      id: number;
+    };
 
 export type FromWorker =
   | { type: 'ready'; backend: string }
-  | { type: 'result'; id: number; loss: number; logs: LoggedValue[]; grads: Record<string, Float32Array> }
-  | { type: 'error'; id?: number; method?: ToWorker['method']; message: string; stack?: string };
+  | {
+      type: 'result';
+      id: number;
+      loss: number;
+      logs: LoggedValue[];
+      grads: Record<string, Float32Array>;
+      /** `predictStep`'s output, encoded; `exportTestState`'s state. */
+      output?: unknown;
+    }
+  | { type: 'error'; id?: number; method?: WorkerMethod | 'exportTestState'; message: string; stack?: string };

@@ -71,3 +71,17 @@ export function transferables(batch: unknown): ArrayBuffer[] {
   }
   return [...out];
 }
+
+/**
+ * A copy of a whole batch to post to a worker: every typed-array field is copied to a buffer of
+ * its own (cloning a view would copy its whole underlying buffer, e.g. a dataset's, and
+ * transferring it would detach the dataset), other fields are kept as they are.
+ */
+export function copyBatch<Batch>(batch: Batch): Batch {
+  if (batch === null || typeof batch !== 'object') return batch;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(batch as Record<string, unknown>)) {
+    out[key] = ArrayBuffer.isView(value) && !(value instanceof DataView) ? (value as Uint8Array).slice() : value;
+  }
+  return out as Batch;
+}

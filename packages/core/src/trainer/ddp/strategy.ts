@@ -36,9 +36,10 @@ import { TaskforgeError } from '../../errors.js';
 import { mixSeed } from '../../seed.js';
 import type { Output } from '../../services/tokens.js';
 import { computeEvaluation, computeStep, type LoggedValue, type StepFields, type StepResult } from '../local-step.js';
-import { SingleDeviceStrategy, type Strategy } from '../strategy.js';
+import { SingleDeviceStrategy, type BatchParallel, type Strategy } from '../strategy.js';
+import { decodeOutput } from './outputs.js';
 import type { FromWorker, ReplicaSpec, ToWorker, WeightsMessage, WorkerInit } from './protocol.js';
-import { splitBatch, transferables } from './shards.js';
+import { copyBatch, splitBatch, transferables } from './shards.js';
 
 /** What `trainer.strategy` / `trainer.devices` asked for, plus what decides `auto`. */
 export interface DevicesRequest {
@@ -134,6 +135,13 @@ function shardSizes(n: number, parts: number): string {
   return n % parts === 0 ? `${base}` : `${base}-${base + 1}`;
 }
 
+const STEP_NAMES = {
+  trainingStep: 'training',
+  validationStep: 'validation',
+  testStep: 'test',
+  predictStep: 'predict',
+} as const;
+
 interface Pending {
   resolve: (value: Extract<FromWorker, { type: 'result' }>) => void;
   reject: (error: Error) => void;
@@ -186,12 +194,10 @@ class Replica {
     this.pending.delete(message.id!);
     this.settle();
     if (message.type === 'result') pending.resolve(message);
-    else
-      pending.reject(
-        new Error(
-          `its ${message.method === 'validationStep' ? 'validation' : 'training'} step threw: ${message.message}`,
-        ),
-      );
+    else {
+      const what = message.method === 'exportTestState' ? 'exportTestState' : `${STEP_NAMES[message.method!]} step`;
+      pending.reject(new Error(`its ${what} threw: ${message.message}`));
+    }
   }
 
   /** Lets the process exit while this worker has nothing rank 0 waits for. */
@@ -247,8 +253,11 @@ function spawnWorker(init: WorkerInit): Worker {
  * `trainer.strategy=ddp|auto`: selects the backend like the single-device strategy, resolves the
  * device count (`resolveDevices`, printed as a `Strategy:` line after the accelerator's), and with
  * more than one device trains data-parallel over worker threads (see the file's comment). With one
- * device it is the single-device strategy. Validation during fit is sharded too; test and predict
- * run on rank 0 only (their tasks may keep state across batches, e.g. a confusion matrix).
+ * device it is the single-device strategy. Validation during fit is sharded like training (each
+ * batch split over the devices); test and predict go whole batch by whole batch round-robin to
+ * the devices (`batchParallel`): per-batch outputs come back in dataset order, test state is
+ * merged through the task's `exportTestState`/`mergeTestState` (or, without them, test runs on
+ * rank 0 only, with a note).
  */
 export class DDPStrategy implements Strategy {
   readonly isGlobalZero = true;
@@ -438,6 +447,63 @@ export class DDPStrategy implements Strategy {
     );
   }
 
+  async batchParallel(
+    task: Task,
+    method: 'testStep' | 'predictStep',
+    fields: StepFields,
+  ): Promise<BatchParallel | undefined> {
+    if (this.worldSize <= 1 || !this.modelDataArgs) return undefined;
+    if (method === 'testStep' && task.onTestEpochEnd && !(task.exportTestState && task.mergeTestState)) {
+      this.output.info(
+        'Test runs on rank 0 only: the task keeps state across test batches (onTestEpochEnd) but has no ' +
+          'exportTestState/mergeTestState to merge it over the ddp devices (see docs/new-task.md).',
+      );
+      return undefined;
+    }
+    await this.launch(fields);
+    const weights = snapshotWeights(task);
+    const taskState = task.stateDict?.();
+    const synced = new Set<number>();
+    const during = method === 'testStep' ? 'test' : 'predict';
+    return {
+      devices: this.worldSize,
+      run: async (rank, batch, batchFields) => {
+        const replica = this.replicas[rank - 1];
+        if (!replica) throw new TaskforgeError(`DDP has no worker rank ${rank} (devices: ${this.worldSize}).`);
+        const copy = copyBatch(batch);
+        const message: ToWorker = {
+          type: 'step',
+          method,
+          id: this.nextId++,
+          batch: copy,
+          fields: batchFields,
+          ...(synced.has(rank) ? {} : { weights, ...(taskState ? { taskState } : {}) }),
+        };
+        synced.add(rank);
+        try {
+          const result = await replica.request(message, transferables(copy));
+          return { logs: result.logs, output: method === 'predictStep' ? decodeOutput(result.output) : undefined };
+        } catch (error) {
+          throw this.workerError(rank, batchFields, (error as Error).message, during);
+        }
+      },
+      exportTestStates: async () => {
+        const requests = this.replicas.map((replica) =>
+          replica.request({ type: 'exportTestState', id: this.nextId++ }, []),
+        );
+        const results = await Promise.allSettled(requests);
+        return results.map((r, i) => {
+          if (r.status === 'rejected')
+            throw new TaskforgeError(
+              `DDP worker rank ${i + 1} of ${this.worldSize} failed at the end of the test epoch: ` +
+                `${(r.reason as Error).message}. Run with trainer.strategy=single to see the failure on the main thread.`,
+            );
+          return r.value.output;
+        });
+      },
+    };
+  }
+
   async teardown(): Promise<void> {
     const replicas = this.replicas;
     this.replicas = [];
@@ -474,7 +540,18 @@ export class DDPStrategy implements Strategy {
     }
   }
 
-  private workerError(rank: number, fields: StepFields, cause: string, during?: 'validation'): TaskforgeError {
+  private workerError(
+    rank: number,
+    fields: StepFields,
+    cause: string,
+    during?: 'validation' | 'test' | 'predict',
+  ): TaskforgeError {
+    if (during === 'test' || during === 'predict') {
+      return new TaskforgeError(
+        `DDP worker rank ${rank} of ${this.worldSize} failed at ${during} batch ${fields.batchIdx}: ${cause}. ` +
+          'Run with trainer.strategy=single to see the failure on the main thread.',
+      );
+    }
     const batch = `${during ? 'validation ' : ''}batch ${fields.batchIdx}`;
     const where = `${during ? 'validation at ' : ''}global step ${fields.globalStep} (epoch ${fields.epoch}, ${batch})`;
     return new TaskforgeError(

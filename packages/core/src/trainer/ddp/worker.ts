@@ -3,13 +3,16 @@
  * task through the replica recipe (for the app layer: plugin discovery and the registry, so plugin
  * kernels are registered here too), then answers `step` messages: it loads the weights it is sent,
  * runs the task's `trainingStep` on its shard and posts the loss, logged values and gradients back
- * (gradient buffers transferred), or runs `validationStep` and posts what it logged. It never updates weights itself.
+ * (gradient buffers transferred), or runs `validationStep` / `testStep` and posts what it logged,
+ * or runs `predictStep` and posts its output (tensors encoded), or answers `exportTestState` with
+ * `task.exportTestState()`. It never updates weights itself.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../../backend/select.js';
 import type { Task } from '../../contracts.js';
-import { computeEvaluation, computeStep } from '../local-step.js';
+import { computeEvaluation, computePrediction, computeStep } from '../local-step.js';
+import { encodeOutput } from './outputs.js';
 import type { FromWorker, ReplicaFactoryArgs, ToWorker, WeightsMessage, WorkerInit } from './protocol.js';
 
 const init = workerData as WorkerInit;
@@ -65,30 +68,47 @@ try {
   throw error;
 }
 
+async function answer(message: ToWorker): Promise<void> {
+  if (message.type === 'exportTestState') {
+    if (!task.exportTestState) throw new Error('the task has no exportTestState');
+    const state = await task.exportTestState();
+    post({ type: 'result', id: message.id, loss: Number.NaN, logs: [], grads: {}, output: state });
+    return;
+  }
+  if (message.weights) loadWeights(task, message.weights);
+  if (message.taskState) task.loadStateDict?.(message.taskState);
+  if (message.method === 'validationStep' || message.method === 'testStep') {
+    const logs = await computeEvaluation(task, message.method, message.batch, message.fields);
+    post({ type: 'result', id: message.id, loss: Number.NaN, logs, grads: {} });
+    return;
+  }
+  if (message.method === 'predictStep') {
+    const output = await encodeOutput(await computePrediction(task, message.batch, message.fields));
+    post({ type: 'result', id: message.id, loss: Number.NaN, logs: [], grads: {}, output });
+    return;
+  }
+  const trainable = Object.entries(task.namedVariables()).filter(([, v]) => v.trainable);
+  const result = await computeStep(task, message.batch, message.fields, trainable);
+  const grads: Record<string, Float32Array> = {};
+  for (const [name, grad] of Object.entries(result.grads)) {
+    // A copy: the backend may hand out its own buffer, which must not be transferred away.
+    grads[name] = Float32Array.from(await grad.data());
+    grad.dispose();
+  }
+  post(
+    { type: 'result', id: message.id, loss: result.loss, logs: result.logs, grads },
+    Object.values(grads).map((g) => g.buffer as ArrayBuffer),
+  );
+}
+
 let queue = Promise.resolve();
 port.on('message', (message: ToWorker) => {
   queue = queue.then(async () => {
     try {
-      if (message.weights) loadWeights(task, message.weights);
-      if (message.method === 'validationStep') {
-        const logs = await computeEvaluation(task, 'validationStep', message.batch, message.fields);
-        post({ type: 'result', id: message.id, loss: Number.NaN, logs, grads: {} });
-        return;
-      }
-      const trainable = Object.entries(task.namedVariables()).filter(([, v]) => v.trainable);
-      const result = await computeStep(task, message.batch, message.fields, trainable);
-      const grads: Record<string, Float32Array> = {};
-      for (const [name, grad] of Object.entries(result.grads)) {
-        // A copy: the backend may hand out its own buffer, which must not be transferred away.
-        grads[name] = Float32Array.from(await grad.data());
-        grad.dispose();
-      }
-      post(
-        { type: 'result', id: message.id, loss: result.loss, logs: result.logs, grads },
-        Object.values(grads).map((g) => g.buffer as ArrayBuffer),
-      );
+      await answer(message);
     } catch (error) {
-      post({ type: 'error', id: message.id, method: message.method, ...describe(error) });
+      const method = message.type === 'exportTestState' ? message.type : message.method;
+      post({ type: 'error', id: message.id, method, ...describe(error) });
     }
   });
 });

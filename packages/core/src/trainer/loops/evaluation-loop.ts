@@ -2,11 +2,15 @@
  * One pass over an evaluation split, shared by validation (and the sanity check), test and
  * predict (Lightning's `_EvaluationLoop` / `_PredictionLoop`). Reads top to bottom: for each batch
  * up to the budget, build the step's context, run the step in its own tensor scope, then either
- * average what it logged (metrics) or keep what it returned (predictions).
+ * average what it logged (metrics) or keep what it returned (predictions). With `parallel`, the
+ * batches are taken N at a time: the first runs here, the others on workers 1..N-1 at once, and
+ * their logs and outputs are added in batch order, so the result is a single-device run's.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { StepContext } from '../../contracts.js';
+import type { LoggedValue } from '../local-step.js';
 import { MeanAccumulator, StepLog } from '../step-context.js';
+import type { BatchParallel } from '../strategy.js';
 
 export interface EvaluationRun {
   /** The split's batches, already positioned for this epoch. */
@@ -31,6 +35,8 @@ export interface EvaluationRun {
         fields: Omit<StepContext, 'log'>,
       ) => Promise<Array<{ name: string; value: number; weight: number }>>)
     | undefined;
+  /** Whole batches round-robin over the strategy's devices (test, predict); see `Strategy.batchParallel`. */
+  parallel?: BatchParallel | undefined;
 }
 
 export interface EvaluationResult {
@@ -45,40 +51,82 @@ export async function evaluationLoop(run: EvaluationRun): Promise<EvaluationResu
   const means = new MeanAccumulator();
   const outputs: unknown[] = [];
   if (run.budget === 0) return { metrics: {}, outputs };
+  const devices = run.parallel?.devices ?? 1;
+  /** Batches read but not run yet (at most `devices`), with their indices. */
+  let window: Array<{ batch: unknown; batchIdx: number }> = [];
+  const flush = async (): Promise<void> => {
+    const [first, ...rest] = window;
+    window = [];
+    if (!first) return;
+    const remote = rest.map((item, i) => run.parallel!.run(i + 1, item.batch, run.context(item.batchIdx)));
+    // Settled before anything throws, so no rejection goes unobserved.
+    const settled = Promise.allSettled(remote);
+    let local: { logs: LoggedValue[]; output: unknown };
+    try {
+      local = await runLocal(run, first.batch, first.batchIdx);
+    } catch (error) {
+      disposeOutputs(await settled);
+      throw error;
+    }
+    const results = await settled;
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      disposeOutputs(results);
+      tf.dispose(local.output as tf.TensorContainer);
+      throw failed.reason;
+    }
+    for (const item of [local, ...results.map((r) => (r as PromiseFulfilledResult<typeof local>).value)]) {
+      if (run.collect === 'metrics') means.addAll(item.logs);
+      else outputs.push(item.output);
+    }
+  };
   let batchIdx = 0;
   for await (const batch of run.batches) {
     if (run.collect === 'metrics' && run.sharded) {
       means.addAll(await run.sharded(batch, run.context(batchIdx)));
-      batchIdx += 1;
-      if (run.budget !== undefined && batchIdx >= run.budget) break;
-      continue;
-    }
-    const log = new StepLog();
-    const ctx = log.context(run.context(batchIdx));
-    if (run.collect === 'metrics') {
-      try {
-        tf.tidy(() => {
-          run.step(batch, ctx);
-        });
-      } catch (error) {
-        log.discard();
-        throw error;
-      }
-      means.addAll(await log.read());
     } else {
-      // A scope rather than tf.tidy because predictStep may be async; returned tensors are kept.
-      tf.engine().startScope();
-      let output: unknown;
-      try {
-        output = await run.step(batch, ctx);
-      } finally {
-        tf.engine().endScope(output as tf.TensorContainer);
-        log.discard();
-      }
-      outputs.push(output);
+      window.push({ batch, batchIdx });
+      if (window.length >= devices) await flush();
     }
     batchIdx += 1;
     if (run.budget !== undefined && batchIdx >= run.budget) break;
   }
+  await flush();
   return { metrics: means.means(), outputs };
+}
+
+/** One batch on this thread: what the step logged (metrics) or what it returned (outputs). */
+async function runLocal(
+  run: EvaluationRun,
+  batch: unknown,
+  batchIdx: number,
+): Promise<{ logs: LoggedValue[]; output: unknown }> {
+  const log = new StepLog();
+  const ctx = log.context(run.context(batchIdx));
+  if (run.collect === 'metrics') {
+    try {
+      tf.tidy(() => {
+        run.step(batch, ctx);
+      });
+    } catch (error) {
+      log.discard();
+      throw error;
+    }
+    return { logs: await log.read(), output: undefined };
+  }
+  // A scope rather than tf.tidy because predictStep may be async; returned tensors are kept.
+  tf.engine().startScope();
+  let output: unknown;
+  try {
+    output = await run.step(batch, ctx);
+  } finally {
+    tf.engine().endScope(output as tf.TensorContainer);
+    log.discard();
+  }
+  return { logs: [], output };
+}
+
+/** Releases the tensors of outputs that will not be returned (a failed window). */
+function disposeOutputs(results: Array<PromiseSettledResult<{ output: unknown }>>): void {
+  for (const r of results) if (r.status === 'fulfilled') tf.dispose(r.value.output as tf.TensorContainer);
 }
