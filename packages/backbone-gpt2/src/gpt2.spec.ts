@@ -155,6 +155,22 @@ describe('Gpt2 options', () => {
     [a, b, c].forEach((m) => m!.dispose());
   });
 
+  it('init seed 0 (the default) is deterministic too, for every variable', () => {
+    // tok_embed is drawn first; a raw seed of 0 would make TF.js draw it unseeded.
+    const [a, b] = [0, 0].map((seed) => new Gpt2(base, { seed }));
+    const va = a!.namedVariables();
+    const vb = b!.namedVariables();
+    for (const name of Object.keys(va)) expect(Array.from(va[name]!.dataSync()), name).toEqual(Array.from(vb[name]!.dataSync()));
+    [a, b].forEach((m) => m!.dispose());
+  });
+
+  it('applies seeded dropout only when training, also with step seed 0', () => {
+    const zero = new Gpt2({ ...base, dropout: 0.5 }, { seed: 4 });
+    const t0 = randomTokens(1, 5);
+    expect(logitsOf(zero, t0, { training: true, seed: 0 })).toEqual(logitsOf(zero, t0, { training: true, seed: 0 }));
+    zero.dispose();
+  });
+
   it('applies seeded dropout only when training', () => {
     const model = new Gpt2({ ...base, dropout: 0.5 }, { seed: 4 });
     const tokens = randomTokens(1, 5);

@@ -11,7 +11,7 @@
  * position table is sliced, not gathered.
  */
 import * as tf from '@tensorflow/tfjs';
-import { linear, sumRows, type Backbone, type NamedVariables } from '@taskforge/core';
+import { linear, mixSeed, sumRows, type Backbone, type NamedVariables } from '@taskforge/core';
 import { CausalMasks, causalSelfAttention } from './attention.js';
 import { fusedCausalAttentionPacked } from './fused-attention.js';
 import { gelu } from './gelu.js';
@@ -328,7 +328,7 @@ export class Gpt2 implements Backbone {
     if (!training || rate === 0) return (t) => t;
     let call = 0;
     // Each dropout site gets its own stream so masks are independent yet reproducible.
-    return (t) => tf.dropout(t, rate, undefined, seed * 1000 + call++);
+    return (t) => tf.dropout(t, rate, undefined, mixSeed(seed, call++));
   }
 
   // ---- variables (names as in nanoGPT; checkpoints use them) ---------------------------------------
@@ -337,7 +337,8 @@ export class Gpt2 implements Backbone {
     const { embed_dim: D, num_layers: L, num_positions: P, num_vocab: V, init_std } = this.config;
     let n = 0;
     const normal = (name: string, shape: number[], std = init_std) =>
-      this.add(name, tf.randomNormal(shape, 0, std, 'float32', seed * 7919 + n++));
+      // mixSeed never returns 0, which TF.js would take as "unseeded" (init_seed 0 is the default).
+      this.add(name, tf.randomNormal(shape, 0, std, 'float32', mixSeed(seed, n++)));
     const zeros = (name: string, shape: number[]) => this.add(name, tf.zeros(shape));
     const ones = (name: string, shape: number[]) => this.add(name, tf.ones(shape));
     normal('tok_embed', [V, D]);

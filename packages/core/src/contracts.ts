@@ -97,8 +97,9 @@ export interface StepContext {
   /** True inside `trainingStep` (dropout on), false otherwise. */
   readonly training: boolean;
   /**
-   * A seed for stochastic ops of this step (e.g. `tf.dropout(x, rate, undefined, ctx.seed + i)`),
-   * derived from the run's seed and the step so that runs and resumes are deterministic.
+   * A seed for stochastic ops of this step (e.g. `tf.dropout(x, rate, undefined, mixSeed(ctx.seed, i))`
+   * for the i-th dropout site), derived from the run's seed and the step so that runs and resumes are
+   * deterministic. Never 0 (see `mixSeed`).
    */
   readonly seed: number;
   /**
