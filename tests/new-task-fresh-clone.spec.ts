@@ -7,7 +7,8 @@
  *
  * then a second task with `--backbone=new` whose src/backbone.ts is replaced by the convolutional
  * backbone printed in docs/new-task.md, trained a few steps on the wasm backend (whose gradient
- * kernels for convolutions core supplies). One clone and one `npm ci` (from npm's cache, so it
+ * kernels for convolutions core supplies), after checking that two instances with the same init_seed
+ * (0 included) start from the same weights. One clone and one `npm ci` (from npm's cache, so it
  * works offline once the cache is warm) serve both; the tests share them and run in order.
  *
  * `npx taskforge list` runs as documented: the cli's committed bin shim is linked by `npm ci` and
@@ -132,12 +133,40 @@ describe('a new task from a fresh clone, following README and docs/new-task.md',
   );
 
   it(
-    'a task whose backbone is the convolutional one from docs/new-task.md trains on wasm, and its loss falls',
+    'a task whose backbone is the convolutional one from docs/new-task.md is deterministic, trains on wasm, and its loss falls',
     async () => {
       // --skipInstall plus the link `npm install` would make: the first task already showed the install.
       ok(await nx('g', '@taskforge/nx-plugin:task', 'seq-cls', '--backbone=new', '--skipInstall', '--no-interactive'));
       symlinkSync('../../packages/task-seq-cls', join(root, 'node_modules/@taskforge/task-seq-cls'));
       writeFileSync(join(root, 'packages/task-seq-cls/src/backbone.ts'), docsConvBackbone());
+      // Same weights for the same init_seed, 0 (the default) included: TF.js draws normals
+      // (heNormal) unseeded when given seed 0, so the docs' block must seed through mixSeed.
+      writeFileSync(
+        join(root, 'packages/task-seq-cls/tests/conv-seed.spec.ts'),
+        [
+          "import { expect, it } from 'vitest';",
+          "import { createSeqClsEncoder, seqClsEncoderSchema } from '../src/backbone.js';",
+          "it('the conv backbone starts from the same weights for the same init_seed', () => {",
+          '  for (const init_seed of [0, 5]) {',
+          '    const config = seqClsEncoderSchema.parse({ embed_dim: 4, hidden_dim: 8, init_seed });',
+          '    const args = { num_vocab: 6, num_positions: 8, num_classes: 3 };',
+          '    const [a, b] = [createSeqClsEncoder(config, args), createSeqClsEncoder(config, args)];',
+          '    const [va, vb] = [a.namedVariables(), b.namedVariables()];',
+          '    for (const name of Object.keys(va))',
+          '      expect(Array.from(va[name]!.dataSync()), `${name} at init_seed ${init_seed}`).toEqual(Array.from(vb[name]!.dataSync()));',
+          '    a.dispose();',
+          '    b.dispose();',
+          '  }',
+          '});',
+          '',
+        ].join('\n'),
+      );
+      ok(
+        await run('npx', ['--no-install', 'vitest', 'run', 'tests/conv-seed.spec.ts'], {
+          cwd: join(root, 'packages/task-seq-cls'),
+          env,
+        }),
+      );
       const runDir = join(root, 'conv-run');
       const r = await nx(
         'run',

@@ -160,7 +160,8 @@ describe('Gpt2 options', () => {
     const [a, b] = [0, 0].map((seed) => new Gpt2(base, { seed }));
     const va = a!.namedVariables();
     const vb = b!.namedVariables();
-    for (const name of Object.keys(va)) expect(Array.from(va[name]!.dataSync()), name).toEqual(Array.from(vb[name]!.dataSync()));
+    for (const name of Object.keys(va))
+      expect(Array.from(va[name]!.dataSync()), name).toEqual(Array.from(vb[name]!.dataSync()));
     [a, b].forEach((m) => m!.dispose());
   });
 

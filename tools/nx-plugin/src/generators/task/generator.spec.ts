@@ -182,6 +182,23 @@ describe('task generator: --backbone=new', () => {
   });
 });
 
+describe('task generator: seeds', () => {
+  it('seeds every initializer and dropout through mixSeed, never raw arithmetic that can be 0', async () => {
+    // TF.js takes a seed of 0 as "unseeded" for normal draws, so `init_seed * 101 + i` with the
+    // default init_seed 0 makes the first variable differ on every run; mixSeed never returns 0.
+    await taskGenerator(tree, { name: 'enc', backbone: 'new', skipInstall: true });
+    const files = [...contents(tree)].filter(([path]) => path.startsWith('packages/task-enc/src/'));
+    expect(files.length).toBeGreaterThan(0);
+    const seeded = /\b(?:seed|init_seed|options\.seed|ctx\.seed)\s*[*+]/;
+    for (const [path, body] of files) expect(body, path).not.toMatch(seeded);
+    const backbone = text(tree, 'packages/task-enc/src/backbone.ts');
+    expect(backbone).toContain('initializers.glorotUniform({ seed: mixSeed(seed, i) })');
+    expect(backbone).toContain('tf.dropout(x, rate, undefined, mixSeed(options.seed, i))');
+    expect(backbone).toMatch(/import \{ mixSeed,[^}]*\} from '@taskforge\/core'/);
+    expect(text(tree, 'packages/task-enc/src/task.ts')).toContain("'float32', mixSeed(config.init_seed, 1))");
+  });
+});
+
 describe('task generator: options', () => {
   it('--directory places the package, fixes relative paths, and warns when npm workspaces miss it', async () => {
     const warn = vi.spyOn(logger, 'warn').mockImplementation(() => undefined);
