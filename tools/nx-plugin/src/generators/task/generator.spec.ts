@@ -199,6 +199,30 @@ describe('task generator: seeds', () => {
   });
 });
 
+describe('task generator: fixture data', () => {
+  it('keeps the data config keys in one hook, SMALL_DATA, and names it when it no longer fits the data module', async () => {
+    await taskGenerator(tree, { name: 'enc', backbone: 'new', skipInstall: true });
+    const root = 'packages/task-enc';
+    const fixtures = text(tree, `${root}/tests/fixtures.ts`);
+    // The data module's target and keys live in SMALL_DATA only; build() spreads it.
+    expect(fixtures).toMatch(
+      /export const SMALL_DATA: Record<string, unknown> = \{\n\s+_target_: 'datamodule\/enc_synthetic',/,
+    );
+    expect(fixtures).toContain('const node = { ...SMALL_DATA, ...options.data };');
+    expect(fixtures.match(/datamodule\/enc_synthetic/g)).toHaveLength(1);
+    // A ConfigError from building the data module says to update SMALL_DATA, keeping every problem.
+    expect(fixtures).toContain('The test fixture data (SMALL_DATA in tests/fixtures.ts');
+    expect(fixtures).toContain('update SMALL_DATA in tests/fixtures.ts (docs/new-task.md, "7. Test")');
+    expect(fixtures).toContain('e.problems.map(');
+    // task.spec.ts names no data config key, so it survives a new data module.
+    const taskSpec = text(tree, `${root}/tests/task.spec.ts`);
+    for (const key of ['num_train', 'num_val', 'seq_len', 'vocab_size', 'signal', 'data_seed'])
+      expect(taskSpec).not.toContain(key);
+    // vitest prints a ConfigError's lines whole in failed assertions.
+    expect(text(tree, `${root}/vitest.config.ts`)).toContain('chaiConfig: { truncateThreshold: 0 }');
+  });
+});
+
 describe('task generator: options', () => {
   it('--directory places the package, fixes relative paths, and warns when npm workspaces miss it', async () => {
     const warn = vi.spyOn(logger, 'warn').mockImplementation(() => undefined);
