@@ -223,6 +223,25 @@ describe('task generator: fixture data', () => {
   });
 });
 
+describe('task generator: bad data errors', () => {
+  it('names a bad label by batch, epoch and step, and checks labels where the data module loads them', async () => {
+    await taskGenerator(tree, { name: 'enc', backbone: 'new', skipInstall: true });
+    const root = 'packages/task-enc';
+    const task = text(tree, `${root}/src/task.ts`);
+    expect(task).toContain('`the ${split} batch ${ctx.batchIdx} (epoch ${ctx.epoch}, global step ${ctx.globalStep})`');
+    expect(task).toContain("batchName('train', ctx)");
+    expect(task).toContain("batchName('val', ctx)");
+    expect(task).toContain("batchName('test', ctx)");
+    expect(task).toContain("with src/data.ts's checkLabels");
+    const data = text(tree, `${root}/src/data.ts`);
+    expect(data).toContain('export function checkLabels(labels: Int32Array, numClasses: number, source: string): void');
+    expect(data).toMatch(/checkLabels\(data\.labels, this\.config\.num_classes, `the \$\{split\} split/);
+    // The generated specs exercise both messages.
+    expect(text(tree, `${root}/tests/task.spec.ts`)).toContain('label 7 of sequence 5 of the val batch 3');
+    expect(text(tree, `${root}/tests/data.spec.ts`)).toContain("import { checkLabels } from '../src/data.js';");
+  });
+});
+
 describe('task generator: options', () => {
   it('--directory places the package, fixes relative paths, and warns when npm workspaces miss it', async () => {
     const warn = vi.spyOn(logger, 'warn').mockImplementation(() => undefined);
