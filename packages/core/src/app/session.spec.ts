@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -167,3 +167,64 @@ describe("Session.open: the config's `plugins` list", () => {
     );
   });
 });
+
+describe('Session.compose: a config option from a plugin skipped as not built', () => {
+  let p: TempProject;
+  beforeEach(() => {
+    p = makeProject();
+    // A workspace package npm linked, with its conf but no dist/: discovery skips it.
+    p.write(
+      'packages/unbuilt/package.json',
+      JSON.stringify({
+        name: '@fixture/unbuilt',
+        version: '0.1.0',
+        main: './dist/index.js',
+        taskforge: { conf: 'conf' },
+        nx: { name: 'unbuilt' },
+      }),
+    );
+    p.write('packages/unbuilt/conf/task/vision/igpt.yaml', '_target_: task/vision/igpt\n');
+    p.write('packages/unbuilt/conf/callbacks/x.yaml', '{}\n');
+    mkdirSync(join(p.root, 'node_modules/@fixture'), { recursive: true });
+    symlinkSync('../../packages/unbuilt', join(p.root, 'node_modules/@fixture/unbuilt'));
+    p.write('conf/task/other.yaml', '_target_: task/other\n');
+  });
+  afterEach(() => p.cleanup());
+
+  const composeError = async (lines: string[], overrides: string[] = []) => {
+    p.write('conf/config.yaml', [...lines, ''].join('\n'));
+    const session = await Session.open({ cwd: p.root, container: createContainer({ output: quiet() }) });
+    expect(session.skipped.map((s) => s.packageName)).toEqual(['@fixture/unbuilt']);
+    try {
+      session.compose(overrides);
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return (error as ConfigError).message;
+    }
+    throw new Error('compose did not fail');
+  };
+
+  it('names the skipped plugin that provides a missing option and its build command', async () => {
+    const message = await composeError(['defaults:', '  - task: vision/igpt', '  - _self_', 'trainer: {}']);
+    expect(message).toContain("config group 'task' has no option 'vision/igpt' (available: other)");
+    expect(message).toContain(
+      "'task/vision/igpt' is in @fixture/unbuilt, skipped because it is not built " +
+        '(see the "Skipping plugin" warning above)',
+    );
+    expect(message).toContain('fix: run `npx nx build unbuilt`');
+  });
+
+  it('lists the skipped plugins when none of them provides the option', async () => {
+    const message = await composeError(['defaults:', '  - task: other', '  - _self_', 'trainer: {}'], ['task=nope']);
+    expect(message).toContain("config group 'task' has no option 'nope'");
+    expect(message).toContain(
+      "1 plugin was skipped because not built (@fixture/unbuilt); if 'task/nope' comes from one of them, build it",
+    );
+    expect(message).toContain('run `npx nx run-many -t build`');
+    expect(message).not.toContain('npx nx build unbuilt');
+  });
+});
+
+function quiet(): Output {
+  return { info: () => {}, warn: () => {}, progress: () => ({ update() {}, setTotal() {}, stop() {} }) };
+}

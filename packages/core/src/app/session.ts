@@ -13,7 +13,8 @@ import { displayPath, findConfigFile } from '../config/search-path.js';
 import { loadConfigFile } from '../config/yaml-io.js';
 import { setPath, type ConfigNode } from '../config/paths.js';
 import { ConfigError, type ConfigProblem } from '../errors.js';
-import { discoverPlugins, loadPlugins, type DiscoveredPlugin } from '../registry/discovery.js';
+import { discoverPlugins, loadPlugins, type DiscoveredPlugin, type SkippedPlugin } from '../registry/discovery.js';
+import { missingGroupOption } from '../config/defaults.js';
 import type { ComponentRegistry } from '../registry/registry.js';
 import type { RunConfigDraft } from '../registry/types.js';
 import { isComponentNode, validateConfig } from '../registry/validate.js';
@@ -84,6 +85,8 @@ export class Session {
     readonly plugins: DiscoveredPlugin[],
     readonly searchPath: string[],
     private readonly configName: string,
+    /** Workspace plugins skipped because they are not built (a warning named each when the session opened). */
+    readonly skipped: SkippedPlugin[] = [],
   ) {}
 
   /**
@@ -114,7 +117,7 @@ export class Session {
     for (const skipped of discovered.skipped) output.warn(skipped.message);
     await loadPlugins(discovered, container.resolve<ComponentRegistry>(Tokens.Registry));
     const searchPath = [...(existsSync(projectConf) ? [projectConf] : []), ...discovered.searchPathDirs];
-    return new Session(container, projectRoot, discovered.plugins, searchPath, configName);
+    return new Session(container, projectRoot, discovered.plugins, searchPath, configName, discovered.skipped);
   }
 
   get registry(): ComponentRegistry {
@@ -126,11 +129,59 @@ export class Session {
    * it (their `adjustRunConfig`, unless `adjust: false`; their notes are printed as information),
    * then validates every section; notes about settings dropped by a group swap are printed as
    * warnings. Every command (`config` included) goes through here, so all validate alike.
-   * @throws ConfigError (exit code 2) listing every problem.
+   * @throws ConfigError (exit code 2) listing every problem; a config group option (or group) that
+   *   is missing while workspace plugins were skipped as not built says so, naming the plugin that
+   *   provides it and its build command when one does.
    */
   compose(
     overrides: string[],
     options: { searchPath?: string[]; configName?: string; adjust?: boolean } = {},
+  ): ComposedRun {
+    try {
+      return this.composeChecked(overrides, options);
+    } catch (error) {
+      throw error instanceof ConfigError ? this.explainUnbuilt(error) : error;
+    }
+  }
+
+  /**
+   * Adds to each problem about a missing config group option (or group) which skipped, unbuilt
+   * plugin provides it (its conf dir has the file) and the command that builds it; when none
+   * does, names the skipped plugins, as one of them may be meant. Other problems are unchanged.
+   */
+  private explainUnbuilt(error: ConfigError): ConfigError {
+    if (!this.skipped.length) return error;
+    let changed = false;
+    const problems = error.problems.map((problem) => {
+      const missing = missingGroupOption(problem);
+      if (!missing) return problem;
+      changed = true;
+      const name = missing.option === undefined ? undefined : `${missing.group}/${missing.option}`;
+      const providers = this.skipped.filter((s) =>
+        s.confDir === undefined
+          ? false
+          : name !== undefined
+            ? findConfigFile([s.confDir], name) !== undefined
+            : existsSync(join(s.confDir, missing.group)),
+      );
+      const what = name !== undefined ? `'${name}'` : `config group '${missing.group}'`;
+      const note = providers.length
+        ? `${what} is in ${providers.map((s) => s.packageName).join(' and ')}, skipped because it is not built`
+        : `${this.skipped.length} plugin${this.skipped.length === 1 ? ' was' : 's were'} skipped because ` +
+          `not built (${this.skipped.map((s) => s.packageName).join(', ')}); if ${what} comes from one of them, build it`;
+      const fixes = providers.length
+        ? [...providers.map((s) => `run \`${s.buildCommand}\``), ...(problem.fixes ?? [])]
+        : [...(problem.fixes ?? []), 'run `npx nx run-many -t build`'];
+      return { ...problem, message: `${problem.message}; ${note} (see the "Skipping plugin" warning above)`, fixes };
+    });
+    if (!changed) return error;
+    const heading = error.message.split(/[:(]/)[0]!.trim();
+    return new ConfigError(problems, heading);
+  }
+
+  private composeChecked(
+    overrides: string[],
+    options: { searchPath?: string[]; configName?: string; adjust?: boolean },
   ): ComposedRun {
     const { composed, run, problems, adjusted } = this.check(overrides, options);
     if (problems.length) {

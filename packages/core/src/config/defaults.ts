@@ -318,6 +318,19 @@ export class DefaultsExpander {
   }
 }
 
+/**
+ * The group (and option) of a composition problem about a config group option or config group
+ * that is not in the search path, e.g. `config group 'task' has no option 'vision/igpt' …` →
+ * `{ group: 'task', option: 'vision/igpt' }`; undefined for any other problem. The session uses it
+ * to say when a plugin skipped as not built provides it.
+ */
+export function missingGroupOption(problem: ConfigProblem): { group: string; option?: string } | undefined {
+  const option = /^config group '([^']+)' has no option '([^']+)' \(available:/.exec(problem.message);
+  if (option) return { group: option[1]!, option: option[2]! };
+  const group = /^there is no config group '([^']+)' in the search path/.exec(problem.message);
+  return group ? { group: group[1]! } : undefined;
+}
+
 export function unusedOverrideProblem(key: string, override: GroupOverride, selected: string[]): ConfigProblem {
   const problem = { path: key, suggestions: suggest(key, selected), source: override.where };
   if (override.remove)

@@ -28,6 +28,8 @@ export interface SkippedPlugin {
   entry: string;
   /** The command that builds it, e.g. `npx nx build data-cifar`. */
   buildCommand: string;
+  /** Its conf dir (its `"taskforge": { "conf" }`), whose config options are unavailable while it is skipped. */
+  confDir?: string;
   /** One line for the user: what was skipped, why, and the command that builds it. */
   message: string;
 }
@@ -228,6 +230,7 @@ function unbuiltWorkspacePlugin(plugin: DiscoveredPlugin, projectRoot: string): 
     dir: plugin.dir,
     entry,
     buildCommand,
+    ...(plugin.confDir ? { confDir: plugin.confDir } : {}),
     message:
       `Skipping plugin ${plugin.packageName}: it is not built ` +
       `(${where.startsWith('..') ? entry : where} is missing); ` +
