@@ -152,7 +152,8 @@ async function openForEvaluation(
 ): Promise<{ config: RunConfig; run: PreparedRun; datamodule: DataModule; task: Task; step: number | undefined }> {
   requireCheckpointArgument(command, options);
   const { config, ckpt } = composeForCheckpoint(session, options, command);
-  const run = await prepareRun(session, config, command);
+  // test and predict send whole batches to the ddp devices: the batch size does not bound trainer.devices.
+  const run = await prepareRun(session, config, command, stage === 'test' || stage === 'predict');
   const datamodule = run.buildDatamodule();
   await prepareAndSetup(datamodule, stage);
   // Before the run dir exists: data that cannot match the checkpoint's weights is refused up front.
@@ -209,7 +210,12 @@ interface PreparedRun {
   buildTask(modelDataArgs: ModelDataArgs): Task;
 }
 
-async function prepareRun(session: Session, config: RunConfig, command: string): Promise<PreparedRun> {
+async function prepareRun(
+  session: Session,
+  config: RunConfig,
+  command: string,
+  wholeBatches = false,
+): Promise<PreparedRun> {
   const { container } = session;
   const output = container.resolve<Output>(Tokens.Output);
   const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
@@ -230,6 +236,7 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
     container,
     projectRoot: session.projectRoot,
     replica: appReplica({ projectRoot: session.projectRoot, config }),
+    wholeBatches,
   });
   const { runDir } = trainer;
 

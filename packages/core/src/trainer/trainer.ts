@@ -195,14 +195,15 @@ export class Trainer implements TrainerView {
    * builds the configured callbacks and loggers, and the optimizer/scheduler builders from the
    * `optimizer` and `scheduler` sections (a constant LR when no scheduler is configured).
    * Builds the strategy from `trainer.strategy` / `trainer.devices` (DDP workers rebuild the task
-   * with `options.replica`; `dataset.batch_size` caps `devices=auto`) and prints its choice.
+   * with `options.replica`; `dataset.batch_size` caps `devices=auto`, except with
+   * `options.wholeBatches`, for a run that only tests or predicts) and prints its choice.
    * Throws ConfigError (exit 2) for a bad `trainer.*` key or component node, TaskforgeError
    * (exit 2) for an impossible strategy/devices setting, TaskforgeError (exit 1) when the
    * accelerator cannot be initialised.
    */
   static async create(
     config: TrainerRunConfig,
-    options: { container: DependencyContainer; projectRoot?: string; replica?: ReplicaSpec },
+    options: { container: DependencyContainer; projectRoot?: string; replica?: ReplicaSpec; wholeBatches?: boolean },
   ): Promise<Trainer> {
     const { container } = options;
     const trainerConfig = parseTrainerConfig(config.trainer);
@@ -215,6 +216,7 @@ export class Trainer implements TrainerView {
       output,
       replica: options.replica,
       batchSize: typeof dataset?.batch_size === 'number' ? dataset.batch_size : undefined,
+      wholeBatches: options.wholeBatches,
     });
     await strategy.setup();
     const runDir = resolve(options.projectRoot ?? process.cwd(), resolveRunDir(trainerConfig, clock));
