@@ -55,9 +55,9 @@ describe('resolveDevices', () => {
   });
 
   it('test/predict (whole batches round-robin): the batch size neither bounds nor caps the devices', () => {
-    expect(
-      resolveDevices({ strategy: 'ddp', devices: 2, batchSize: 1, cores: 2, wholeBatches: true }, 'wasm'),
-    ).toEqual({ strategy: 'ddp', devices: 2, reason: 'trainer.devices=2' });
+    expect(resolveDevices({ strategy: 'ddp', devices: 2, batchSize: 1, cores: 2, wholeBatches: true }, 'wasm')).toEqual(
+      { strategy: 'ddp', devices: 2, reason: 'trainer.devices=2' },
+    );
     expect(
       resolveDevices({ strategy: 'auto', devices: 'auto', batchSize: 1, cores: 4, wholeBatches: true }, 'cpu'),
     ).toMatchObject({ strategy: 'ddp', devices: 4 });
