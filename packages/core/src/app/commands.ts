@@ -65,7 +65,7 @@ export async function trainCommand(session: Session, options: CommandOptions): P
   const run = await prepareRun(session, config, 'train');
   run.createRunDir();
   const datamodule = run.buildDatamodule();
-  await prepareAndSetup(datamodule, 'fit');
+  await prepareAndSetup(datamodule, 'fit', config.dataset);
   const task = run.buildTask(datamodule.modelDataArgs);
   const { trainer } = run;
   if (!config.trainer.fast_dev_run) {
@@ -155,7 +155,7 @@ async function openForEvaluation(
   // test and predict send whole batches to the ddp devices: the batch size does not bound trainer.devices.
   const run = await prepareRun(session, config, command, stage === 'test' || stage === 'predict');
   const datamodule = run.buildDatamodule();
-  await prepareAndSetup(datamodule, stage);
+  await prepareAndSetup(datamodule, stage, config.dataset);
   // Before the run dir exists: data that cannot match the checkpoint's weights is refused up front.
   if (ckpt) assertSameData(ckpt, config, datamodule);
   const task = run.buildTask(datamodule.modelDataArgs);
