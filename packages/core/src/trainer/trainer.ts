@@ -302,7 +302,13 @@ export class Trainer implements TrainerView {
     try {
       await prepareAndSetup(datamodule, 'fit');
       this.strategy.connect?.({ modelDataArgs: datamodule.modelDataArgs });
-      const plan = planFit(this.config, datamodule);
+      const target = (this.composedConfig?.['dataset'] as { _target_?: unknown } | undefined)?._target_;
+      const plan = planFit(
+        this.config,
+        datamodule,
+        typeof target === 'string' ? `the datamodule ${target}` : datamodule.constructor.name || undefined,
+      );
+      for (const warning of plan.warnings) this.output.warn(warning);
       this.maxSteps = plan.totalSteps;
       const { optimizer, scheduler } = this.configureOptimizers(task, plan.totalSteps);
       this.optimizer = optimizer;
