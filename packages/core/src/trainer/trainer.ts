@@ -565,7 +565,36 @@ export class Trainer implements TrainerView {
       callbacks,
       metrics: { ...this.callbackMetrics },
       savedAt: new Date(this.clock.now()).toISOString(),
+      totalSteps: this.maxSteps,
+      ...(this.scheduler ? { nextLr: this.scheduler.lrAt(this.globalStep) } : {}),
     };
+  }
+
+  /**
+   * Resuming with other max_steps/max_epochs than the checkpoint's run: the LR schedule is a
+   * function of the planned total, so it restarts from the new total instead of continuing.
+   * Warns with both totals and, when known, the LR the next step gets now and would have got.
+   */
+  private warnOnNewSchedule(dir: string, state: TrainerState): void {
+    const scheduler = this.scheduler;
+    // A constant LR (the default without a scheduler) does not depend on the total.
+    if (!scheduler || scheduler.name === 'constant') return;
+    if (state.totalSteps === undefined || state.totalSteps === this.maxSteps) return;
+    const step = this.globalStep;
+    const now = scheduler.lrAt(step);
+    const was = state.nextLr;
+    const lr =
+      was !== undefined && now !== was
+        ? `step ${step + 1} uses LR ${now.toExponential(2)} where the original run would have used ` +
+          `${was.toExponential(2)}, and the LR follows the new total from there`
+        : 'the LR follows the new total from here on';
+    this.output.warn(
+      `Resuming '${dir}' (saved by a run planned for ${state.totalSteps} optimizer steps) with a plan of ` +
+        `${this.maxSteps} steps (trainer.max_steps=${this.config.max_steps}, ` +
+        `trainer.max_epochs=${this.config.max_epochs}): the ${scheduler.name} LR schedule is computed from the ` +
+        `planned total, so it does not continue the original schedule: ${lr}. To continue exactly, keep ` +
+        'max_steps/max_epochs as they were.',
+    );
   }
 
   /** Callback states are keyed by name; repeated names get `#2`, `#3` in order. */
@@ -607,6 +636,7 @@ export class Trainer implements TrainerView {
       }
       this.progress.load(state);
       if (this.progress.epochFinished) this.progress.startNextEpoch();
+      this.warnOnNewSchedule(dir, state);
       // Mutated in place: the fit loop holds this object.
       Object.assign(this.callbackMetrics, state.metrics);
       for (const [key, callback] of this.keyedCallbacks()) {
