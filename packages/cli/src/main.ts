@@ -109,7 +109,8 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
       const { plotCommand } = await import('./plot.js');
       const result = await plotCommand(target, opts.out ? { out: opts.out } : {});
       const curves = result.points
-        ? ` (${result.points} points in ${result.panels.length} panels: ${result.panels.join(', ')})`
+        ? ` (${result.points} points in ${result.panels.length} panels: ${result.panels.join(', ')}` +
+          `${result.aliases.length ? `; not drawn twice: ${result.aliases.join(', ')}` : ''})`
         : '';
       io.stdout(`wrote ${result.files.join(', ')}${curves}\n`);
     });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
-import { curvesSpec, plotCommand, readCurves, renderPng } from './plot.js';
+import { bytesToMiB, curvesSpec, dropAliasPanels, plotCommand, readCurves, renderPng } from './plot.js';
 
 const CSV = [
   'step,epoch,train/loss,train/bpp,lr-AdamW,val/loss,val/acc',
@@ -109,6 +109,63 @@ describe('taskforge plot', () => {
       'test_results_confusion-2.png',
       'test_results_confusion.png',
     ]);
+  });
+
+  // What a run with the lr_monitor and device_stats callbacks logs: the trainer's own train_loss
+  // and lr repeat the task's train/loss and the monitor's lr-adam.
+  const LOGGED = [
+    'step,epoch,lr,train/loss,train_loss,grad_norm,lr-adam,memory/bytes,memory/tensors,val/loss',
+    '1,0,0,4.363903045654297,4.363903045654297,4.363903045654297,0,35896,61,',
+    '2,0,0.000006,4.35183048248291,4.35183048248291,4.35183048248291,0.000006,2131696,61,4.3573',
+    '3,0,0.000012,4.30,4.30,4.31,0.000012,2131856,62,',
+  ].join('\n');
+
+  it('draws one panel per distinct series: exact aliases (same values at the same steps) are left out', async () => {
+    const dir = runDir(LOGGED);
+    const read = readCurves(join(dir, 'logs', 'csv', 'metrics.csv'));
+    const { points, aliases } = dropAliasPanels(read);
+    expect(aliases).toEqual(['train_loss = train/loss', 'lr-adam = lr']);
+    // grad_norm equals the loss at two steps but not at the third: a different series, kept.
+    expect([...new Set(points.map((p) => p.panel))]).toEqual([
+      'lr',
+      'loss',
+      'grad_norm',
+      'memory/bytes',
+      'memory/tensors',
+    ]);
+    expect(points).toHaveLength(read.length - 6);
+    const result = await plotCommand(dir);
+    expect(result.panels).toEqual(['lr', 'loss', 'grad_norm', 'memory/bytes (MiB)', 'memory/tensors']);
+    expect(result.aliases).toEqual(['train_loss = train/loss', 'lr-adam = lr']);
+    expect(result.points).toBe(points.length);
+    // Without the aliases, every panel of the CSV is drawn.
+    const distinctCsv = LOGGED.replace(/,train_loss|,lr-adam/g, '')
+      .split('\n')
+      .map((line, i) =>
+        i === 0
+          ? line
+          : line
+              .split(',')
+              .filter((_, j) => j !== 4 && j !== 6)
+              .join(','),
+      )
+      .join('\n');
+    expect((await plotCommand(runDir(distinctCsv))).aliases).toEqual([]);
+  });
+
+  it('draws bytes in MiB and labels y ticks with a few significant digits, not long digit runs', async () => {
+    const read = readCurves(join(runDir(LOGGED), 'logs', 'csv', 'metrics.csv'));
+    const points = bytesToMiB(dropAliasPanels(read).points);
+    const memory = points.filter((p) => p.panel === 'memory/bytes (MiB)').map((p) => p.value);
+    expect(memory).toEqual([35896 / 2 ** 20, 2131696 / 2 ** 20, 2131856 / 2 ** 20]);
+    expect(points.filter((p) => p.panel === 'memory/tensors').map((p) => p.value)).toEqual([61, 61, 62]);
+    const { svg } = await renderPng(curvesSpec(points, 'run'));
+    const labels = [...svg.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]!);
+    expect(labels).toContain('memory/bytes (MiB)');
+    expect(labels).toContain('2'); // a MiB tick
+    expect(labels).toContain('6e-6'); // an lr tick
+    // No thousands separators or runs of decimals (e.g. 156,312.000000) on any tick.
+    for (const label of labels) expect(label).not.toMatch(/\d,\d{3}|\.\d{5,}/);
   });
 
   it('refuses a missing target and a run without metrics, naming the fix (exit 2)', async () => {

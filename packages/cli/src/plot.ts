@@ -29,10 +29,15 @@ export interface CurvePoint {
 export interface PlotResult {
   /** PNG files written, absolute paths. */
   files: string[];
-  /** Points drawn on the curves chart (one per non-empty, finite metric cell of metrics.csv). */
+  /** Points drawn on the curves chart (one per non-empty, finite metric cell of metrics.csv, aliases left out). */
   points: number;
-  /** Panels of the curves chart, in order (metric names without their `train/`/`val/`/`test/` prefix). */
+  /**
+   * Panels of the curves chart, in order (metric names without their `train/`/`val/`/`test/` prefix;
+   * byte metrics drawn in MiB get ` (MiB)` appended).
+   */
   panels: string[];
+  /** Panels not drawn because their one series repeats another panel's: `train_loss = loss/train`. */
+  aliases: string[];
 }
 
 export interface PlotOptions {
@@ -75,6 +80,78 @@ export function readCurves(csvFile: string): CurvePoint[] {
   return points;
 }
 
+/**
+ * Leaves out panels that only repeat another: a panel with a single series whose values equal
+ * (within float rounding, relative 1e-9) another panel's series at exactly the same steps. The
+ * trainer itself logs `train_loss` and `lr` every `log_every_n_steps`, so a task that logs
+ * `train/loss` and the `lr_monitor` callback (`lr-<optimizer>`) would otherwise draw each curve
+ * twice. Of two aliases the one kept is the panel with more series, else the split-prefixed one
+ * (`loss` over `train_loss`), else the first in column order (`lr` over `lr-adam`).
+ *
+ * @returns the points of the panels kept, and `aliases` as `dropped = kept/series` descriptions.
+ */
+export function dropAliasPanels(points: CurvePoint[]): { points: CurvePoint[]; aliases: string[] } {
+  const panels = panelsOf(points);
+  const series = new Map<string, Map<string, Map<number, number>>>();
+  for (const p of points) {
+    const bySeries = series.get(p.panel) ?? new Map<string, Map<number, number>>();
+    series.set(p.panel, bySeries);
+    const values = bySeries.get(p.series) ?? new Map<number, number>();
+    bySeries.set(p.series, values);
+    values.set(p.step, p.value);
+  }
+  const same = (a: Map<number, number>, b: Map<number, number>) =>
+    a.size === b.size &&
+    [...a].every(([step, v]) => {
+      const w = b.get(step);
+      return w !== undefined && Math.abs(v - w) <= 1e-9 * Math.max(Math.abs(v), Math.abs(w));
+    });
+  const split = (panel: string) => [...series.get(panel)!.keys()].some((s) => SPLITS.includes(s));
+  // Whether `panel` should give way to `other`: fewer series, else not split-prefixed, else later.
+  const yields = (panel: string, other: string) => {
+    const [n, m] = [series.get(panel)!.size, series.get(other)!.size];
+    if (n !== m) return n < m;
+    if (split(panel) !== split(other)) return split(other);
+    return panels.indexOf(panel) > panels.indexOf(other);
+  };
+  const dropped = new Set<string>();
+  const aliases: string[] = [];
+  for (const panel of panels) {
+    const own = series.get(panel)!;
+    if (own.size !== 1) continue;
+    const [values] = [...own.values()];
+    for (const other of panels) {
+      if (other === panel || dropped.has(other)) continue;
+      const match = [...series.get(other)!].find(([, v]) => same(values!, v));
+      if (match && yields(panel, other)) {
+        dropped.add(panel);
+        aliases.push(`${panel} = ${match[0] === 'value' ? other : `${match[0]}/${other}`}`);
+        break;
+      }
+    }
+  }
+  return { points: points.filter((p) => !dropped.has(p.panel)), aliases };
+}
+
+/** Bytes per MiB: byte metrics (names ending in `bytes`, e.g. `memory/gpu_bytes`) are drawn in MiB. */
+const MIB = 1024 * 1024;
+
+/**
+ * Byte-valued panels (name ending in `bytes`, as the device_stats callback logs them) in MiB:
+ * values divided by 2^20 and ` (MiB)` appended to the panel name. Other points are unchanged.
+ */
+export function bytesToMiB(points: CurvePoint[]): CurvePoint[] {
+  return points.map((p) => (/bytes$/.test(p.panel) ? { ...p, panel: `${p.panel} (MiB)`, value: p.value / MIB } : p));
+}
+
+/**
+ * Vega expression for y-axis tick labels: up to 4 significant digits without trailing zeros
+ * (`2.03`, `156.3`, `0.0342`, `1234`), exponent notation below 1e-3 and from 1e5 on (`6e-6`,
+ * `1.563e+5`), so neither a learning rate nor a large count prints as a long run of digits.
+ */
+export const Y_LABEL_EXPR =
+  "datum.value !== 0 && (abs(datum.value) < 1e-3 || abs(datum.value) >= 1e5) ? format(datum.value, '.4~e') : format(datum.value, '.4~r')";
+
 /** The curves chart: one row per panel, independent y scales, step on x, a line and a dot per point. */
 export function curvesSpec(points: CurvePoint[], title: string): TopLevelSpec {
   return {
@@ -89,7 +166,13 @@ export function curvesSpec(points: CurvePoint[], title: string): TopLevelSpec {
       mark: { type: 'line', point: { size: 12 }, strokeWidth: 1.5 },
       encoding: {
         x: { field: 'step', type: 'quantitative', title: 'step' },
-        y: { field: 'value', type: 'quantitative', title: null, scale: { zero: false } },
+        y: {
+          field: 'value',
+          type: 'quantitative',
+          title: null,
+          scale: { zero: false },
+          axis: { labelExpr: Y_LABEL_EXPR },
+        },
         color: { field: 'series', type: 'nominal', title: 'split', scale: { domain: seriesOf(points) } },
       },
     },
@@ -132,7 +215,8 @@ export async function renderPng(spec: TopLevelSpec): Promise<{ png: Uint8Array; 
 
 /**
  * `taskforge plot <run dir | metrics.csv | results.json>`: writes the run's curves (every logged
- * metric against step, from `logs/csv/metrics.csv`) and, when the target holds evaluation results
+ * metric against step, from `logs/csv/metrics.csv`, one panel per distinct series: see
+ * {@link dropAliasPanels}; bytes in MiB: see {@link bytesToMiB}) and, when the target holds evaluation results
  * with a confusion matrix (`test_results*.json` or any `*.json` given directly), a heat map of it.
  * Existing files are never replaced: a new name gets `-2`, `-3`… before the extension.
  *
@@ -149,17 +233,19 @@ export async function plotCommand(target: string, options: PlotOptions = {}): Pr
   const csv = isDir ? findMetricsCsv(path) : extname(path) === '.csv' ? path : undefined;
   const results = isDir ? findResults(path) : extname(path) === '.json' ? [path] : [];
   const runDir = isDir ? path : csv ? runDirOfCsv(csv) : dirname(path);
-  const result: PlotResult = { files: [], points: 0, panels: [] };
+  const result: PlotResult = { files: [], points: 0, panels: [], aliases: [] };
 
   if (csv) {
-    const points = readCurves(csv);
-    if (points.length === 0)
+    const read = readCurves(csv);
+    if (read.length === 0)
       throw usage(
         `${csv} has no metric values yet: nothing to plot. Train for at least trainer.log_every_n_steps steps.`,
       );
+    const distinct = dropAliasPanels(read);
+    const points = bytesToMiB(distinct.points);
     const { png } = await renderPng(curvesSpec(points, basename(runDir)));
     const file = writeNewFileAtomic(options.out ? resolve(options.out) : join(runDir, 'plots', 'curves.png'), png);
-    Object.assign(result, { points: points.length, panels: panelsOf(points) });
+    Object.assign(result, { points: points.length, panels: panelsOf(points), aliases: distinct.aliases });
     result.files.push(file);
   }
   for (const json of results) {

@@ -13,7 +13,8 @@ export type ProgressBarOptions = z.input<typeof progressBarSchema>;
  * One display over the optimizer steps this fit will run, with epoch, global step/total and
  * loss beside it, plus a line per validation and test. The `Output` adds rate and ETA and picks
  * a TTY bar or plain lines. Positions count from where this fit started, so a resumed run's
- * rate and ETA are not inflated by the steps it skipped.
+ * rate and ETA are not inflated by the steps it skipped, and the rate is measured from the first
+ * displayed step on, so startup and the slow first step do not inflate the ETA either.
  */
 export class ProgressBar implements Callback {
   readonly name = 'progress_bar';
@@ -34,6 +35,9 @@ export class ProgressBar implements Callback {
       label: 'train',
       total: Math.max(0, trainer.maxSteps - this.startStep),
       unit: 'steps',
+      // Startup and the first step (backend init, kernel compilation) are far slower than the
+      // steps after them: counting them made the first ETAs many times too long.
+      rateFromFirstUpdate: true,
     });
   }
 

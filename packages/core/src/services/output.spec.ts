@@ -83,6 +83,38 @@ describe('ConsoleOutput (plain lines, non-TTY)', () => {
   });
 });
 
+describe('ConsoleOutput rateFromFirstUpdate (training ETA)', () => {
+  it('leaves startup and the first step out of the rate and ETA; "done in" still counts all', () => {
+    const out = sink();
+    const clock = new FakeClock();
+    const output = new ConsoleOutput({ stream: out.stream, clock, plainIntervalMs: 0 });
+    const bar = output.progress({ label: 'train', total: 100, unit: 'steps', rateFromFirstUpdate: true });
+    clock.advance(50); // backend start, data loading, kernel compilation, the first step
+    bar.update(1, { loss: 2 });
+    clock.advance(2);
+    bar.update(3); // 2 steps in 2 s: 1 step/s, 97 steps left
+    clock.advance(1);
+    bar.update(4);
+    bar.stop();
+    expect(out.lines()).toEqual([
+      'train: 1/100 steps (1%) loss=2',
+      'train: 3/100 steps (3%) 1 steps/s ETA 1m37s loss=2',
+      'train: 4/100 steps (4%) 1 steps/s ETA 1m36s loss=2',
+      'train: 4/100 steps (4%) 1 steps/s ETA 1m36s loss=2, done in 53s',
+    ]);
+  });
+
+  it('without it, the rate counts from the start (startup included)', () => {
+    const out = sink();
+    const clock = new FakeClock();
+    const output = new ConsoleOutput({ stream: out.stream, clock, plainIntervalMs: 0 });
+    const bar = output.progress({ label: 'train', total: 100, unit: 'steps' });
+    clock.advance(50);
+    bar.update(1);
+    expect(out.lines()).toEqual(['train: 1/100 steps (1%) 0.02 steps/s ETA 1h22m']);
+  });
+});
+
 describe('ConsoleOutput (TTY)', () => {
   it('draws a bar with the label and amount, and prints messages above it', () => {
     const out = sink(true);

@@ -42,14 +42,18 @@ class ProgressState {
   current = 0;
   fields: Record<string, string | number> = {};
   readonly startedAt: number;
+  /** Where the rate is measured from: the start, or (rateFromFirstUpdate) the first update once it came. */
+  private rateBase: { at: number; current: number } | undefined;
 
   constructor(
     readonly label: string,
     readonly unit: Unit,
     public total: number | undefined,
     private readonly clock: Clock,
+    rateFromFirstUpdate = false,
   ) {
     this.startedAt = clock.now();
+    if (!rateFromFirstUpdate) this.rateBase = { at: this.startedAt, current: 0 };
   }
 
   elapsedSeconds(): number {
@@ -58,7 +62,15 @@ class ProgressState {
 
   advance(current: number, fields: Record<string, string | number> | undefined): void {
     this.current = current;
+    this.rateBase ??= { at: this.clock.now(), current };
     if (fields) this.fields = { ...this.fields, ...fields };
+  }
+
+  /** Units per second since the rate base; 0 while there is nothing to measure yet. */
+  private ratePerSecond(): number {
+    if (!this.rateBase) return 0;
+    const seconds = (this.clock.now() - this.rateBase.at) / 1000;
+    return seconds > 0 ? (this.current - this.rateBase.current) / seconds : 0;
   }
 
   /** The closing text, e.g. `163.0/163.0 MB (100%) 5.1 MB/s, done in 32s`. */
@@ -71,8 +83,7 @@ class ProgressState {
     const parts = [this.amount()];
     const total = this.total;
     if (total) parts.push(`(${Math.floor((100 * Math.min(this.current, total)) / total)}%)`);
-    const elapsed = this.elapsedSeconds();
-    const rate = elapsed > 0 ? this.current / elapsed : 0;
+    const rate = this.ratePerSecond();
     if (rate > 0) {
       parts.push(this.rate(rate));
       if (total && this.current < total) parts.push(`ETA ${formatDuration((total - this.current) / rate)}`);
@@ -128,8 +139,14 @@ export class ConsoleOutput implements Output {
     this.line(`warning: ${message}`);
   }
 
-  progress(options: { label: string; total?: number; unit?: Unit }): ProgressHandle {
-    const state = new ProgressState(options.label, options.unit ?? 'items', options.total, this.clock);
+  progress(options: { label: string; total?: number; unit?: Unit; rateFromFirstUpdate?: boolean }): ProgressHandle {
+    const state = new ProgressState(
+      options.label,
+      options.unit ?? 'items',
+      options.total,
+      this.clock,
+      options.rateFromFirstUpdate,
+    );
     return this.tty ? this.barProgress(state) : this.plainProgress(state);
   }
 

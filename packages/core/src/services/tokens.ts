@@ -42,6 +42,15 @@ export interface ProgressHandle {
 export interface Output {
   info(message: string): void;
   warn(message: string): void;
-  /** `unit: 'bytes'` shows sizes, speed and ETA in bytes. */
-  progress(options: { label: string; total?: number; unit?: 'items' | 'bytes' | 'steps' }): ProgressHandle;
+  /**
+   * `unit: 'bytes'` shows sizes, speed and ETA in bytes. `rateFromFirstUpdate: true` measures the
+   * rate (and so the ETA) from the first update on, leaving out the time before it (startup and a
+   * slow first step, e.g. training's kernel compilation); the first update then shows no rate or ETA.
+   */
+  progress(options: {
+    label: string;
+    total?: number;
+    unit?: 'items' | 'bytes' | 'steps';
+    rateFromFirstUpdate?: boolean;
+  }): ProgressHandle;
 }

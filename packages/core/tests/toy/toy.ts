@@ -368,6 +368,7 @@ export class RecordingOutput implements Output {
   readonly progressBars: Array<{
     label: string;
     total?: number;
+    rateFromFirstUpdate?: boolean;
     updates: Array<{ current: number; fields?: Record<string, string | number> }>;
     stopped: boolean;
   }> = [];
@@ -380,10 +381,11 @@ export class RecordingOutput implements Output {
     this.warnings.push(message);
   }
 
-  progress(options: { label: string; total?: number }): ProgressHandle {
+  progress(options: { label: string; total?: number; rateFromFirstUpdate?: boolean }): ProgressHandle {
     const bar = {
       label: options.label,
       ...(options.total === undefined ? {} : { total: options.total }),
+      ...(options.rateFromFirstUpdate === undefined ? {} : { rateFromFirstUpdate: options.rateFromFirstUpdate }),
       updates: [] as Array<{ current: number; fields?: Record<string, string | number> }>,
       stopped: false,
     };
