@@ -194,7 +194,7 @@ describe('evaluating checkpoints (11.6, 10.9, 10.10, 10.11)', () => {
   });
 });
 
-describe('edges found by a new user (s3: findings 5, 6)', () => {
+describe('edges found by a new user (s3: findings 6, 11)', () => {
   it('an empty val split skips validation with a warning naming the datamodule; the run trains', async () => {
     const runDir = join(work, 'empty-val');
     const r = await taskforge(['train', ...tiny(runDir), 'dataset.val_size=0', 'trainer.max_steps=1']);
@@ -210,5 +210,23 @@ describe('edges found by a new user (s3: findings 5, 6)', () => {
     expect(r.stderr).toContain('dataset.val_size');
     expect(r.stderr).toContain(`Removed the run dir ${runDir}`);
     expect(existsSync(runDir)).toBe(false);
+  });
+
+  it('test ckpt=… under ddp runs with trainer.devices above dataset.batch_size (whole batches round-robin)', async () => {
+    const runDir = join(work, 'ddp-small-batch');
+    const train = await taskforge(['train', ...tiny(runDir), 'trainer.strategy=single', 'trainer.max_steps=1']);
+    expect(train.code, train.stdout + train.stderr).toBe(0);
+    const evalDir = join(work, 'ddp-small-batch-test');
+    const r = await taskforge([
+      'test',
+      `ckpt=${join(runDir, 'checkpoints', 'last')}`,
+      `trainer.run_dir=${evalDir}`,
+      'trainer.strategy=ddp',
+      'trainer.devices=2',
+      'dataset.batch_size=1',
+    ]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stderr).toContain('Strategy: ddp, 2 devices (worker threads) (trainer.devices=2)');
+    expect(existsSync(join(evalDir, 'test_results.json'))).toBe(true);
   });
 });
