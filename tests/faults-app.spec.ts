@@ -193,3 +193,40 @@ describe('evaluating checkpoints (11.6, 10.9, 10.10, 10.11)', () => {
     expect(readdirSync(join(runDir, 'evaluations')).sort(), 'refused before its run dir is made').toEqual(evaluations);
   });
 });
+
+describe('edges found by a new user (s3: findings 6, 11)', () => {
+  it('an empty val split skips validation with a warning naming the datamodule; the run trains', async () => {
+    const runDir = join(work, 'empty-val');
+    const r = await taskforge(['train', ...tiny(runDir), 'dataset.val_size=0', 'trainer.max_steps=1']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/The val dataloader of the datamodule \S+ yields no batches: validation is skipped/);
+  });
+
+  it('a run refused after its run dir was created leaves no run dir behind', async () => {
+    const runDir = join(work, 'no-train-images');
+    // 5 files of 8 training images: val_size=40 leaves none for training (found in the datamodule's setup).
+    const r = await taskforge(['train', ...tiny(runDir), 'dataset.val_size=40']);
+    expect(r.code, r.stdout + r.stderr).toBe(2);
+    expect(r.stderr).toContain('dataset.val_size');
+    expect(r.stderr).toContain(`Removed the run dir ${runDir}`);
+    expect(existsSync(runDir)).toBe(false);
+  });
+
+  it('test ckpt=… under ddp runs with trainer.devices above dataset.batch_size (whole batches round-robin)', async () => {
+    const runDir = join(work, 'ddp-small-batch');
+    const train = await taskforge(['train', ...tiny(runDir), 'trainer.strategy=single', 'trainer.max_steps=1']);
+    expect(train.code, train.stdout + train.stderr).toBe(0);
+    const evalDir = join(work, 'ddp-small-batch-test');
+    const r = await taskforge([
+      'test',
+      `ckpt=${join(runDir, 'checkpoints', 'last')}`,
+      `trainer.run_dir=${evalDir}`,
+      'trainer.strategy=ddp',
+      'trainer.devices=2',
+      'dataset.batch_size=1',
+    ]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stderr).toContain('Strategy: ddp, 2 devices (worker threads) (trainer.devices=2)');
+    expect(existsSync(join(evalDir, 'test_results.json'))).toBe(true);
+  });
+});

@@ -1,8 +1,8 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { writeNewFileAtomic } from './fs.js';
+import { removeDirIfOnly, writeNewFileAtomic } from './fs.js';
 
 let dir = '';
 beforeEach(() => {
@@ -31,5 +31,26 @@ describe('writeNewFileAtomic', () => {
       /Cannot write '.*file\/sub\/a\.png'/,
     );
     expect(readdirSync(dir)).toEqual(['file']);
+  });
+});
+
+describe('removeDirIfOnly', () => {
+  it('removes a run dir holding only config.yaml (and empty dirs), and nothing else', () => {
+    const run = join(dir, 'run');
+    mkdirSync(join(run, 'logs', 'csv'), { recursive: true });
+    writeFileSync(join(run, 'config.yaml'), 'a: 1\n');
+    expect(removeDirIfOnly(run, 'config.yaml')).toBe(true);
+    expect(existsSync(run)).toBe(false);
+    expect(removeDirIfOnly(run, 'config.yaml')).toBe(false); // gone: nothing to do
+
+    // Anything else written (a log, a checkpoint, a config.yaml deeper down) keeps it.
+    for (const other of ['logs/csv/metrics.csv', 'checkpoints/last/config.yaml', 'notes.txt']) {
+      mkdirSync(join(run, other, '..'), { recursive: true });
+      writeFileSync(join(run, 'config.yaml'), 'a: 1\n');
+      writeFileSync(join(run, other), 'x');
+      expect(removeDirIfOnly(run, 'config.yaml'), other).toBe(false);
+      expect(readFileSync(join(run, other), 'utf8')).toBe('x');
+      rmSync(run, { recursive: true });
+    }
   });
 });

@@ -5,12 +5,13 @@ import {
   linkSync,
   mkdirSync,
   openSync,
+  readdirSync,
   renameSync,
   rmSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { dirname, extname } from 'node:path';
+import { dirname, extname, join } from 'node:path';
 import { TaskforgeError } from './errors.js';
 
 /** Runs a filesystem action, turning its failure into one actionable paragraph naming `path`. */
@@ -82,4 +83,21 @@ export function writeNewFileAtomic(path: string, data: string | Uint8Array): str
       }
     }),
   );
+}
+
+/**
+ * Removes `dir` when the only file under it is `keep` (e.g. the run's `config.yaml`), other than
+ * empty directories: a run that failed before writing anything else (no checkpoint, log or result)
+ * leaves no run dir behind. Returns true when it removed `dir`; false (touching nothing) when `dir`
+ * is missing or holds anything else. Symlinks count as content.
+ */
+export function removeDirIfOnly(dir: string, keep: string): boolean {
+  if (!existsSync(dir)) return false;
+  const onlyKeep = (at: string, top: boolean): boolean =>
+    readdirSync(at, { withFileTypes: true }).every((entry) =>
+      entry.isDirectory() ? onlyKeep(join(at, entry.name), false) : top && entry.name === keep && entry.isFile(),
+    );
+  if (!onlyKeep(dir, true)) return false;
+  rmSync(dir, { recursive: true, force: true });
+  return true;
 }

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 
 export * from './errors.js';
-export { writeFileAtomic, writeNewFileAtomic, withFsErrors } from './fs.js';
+export { writeFileAtomic, writeNewFileAtomic, withFsErrors, removeDirIfOnly } from './fs.js';
 export { linear } from './ops/linear.js';
 export { sumRows } from './ops/sum-rows.js';
 export { crossEntropy } from './ops/cross-entropy.js';

@@ -12,7 +12,7 @@ import { toYaml } from '../config/index.js';
 import { overrideHint } from '../config/override-grammar.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
-import { writeFileAtomic } from '../fs.js';
+import { removeDirIfOnly, writeFileAtomic } from '../fs.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { COMPONENT_KINDS } from '../registry/types.js';
 import { Tokens, type Output } from '../services/tokens.js';
@@ -64,8 +64,17 @@ export async function trainCommand(session: Session, options: CommandOptions): P
   const { config } = session.compose(options.overrides);
   const run = await prepareRun(session, config, 'train');
   run.createRunDir();
+  try {
+    return await trainInRunDir(run, config);
+  } catch (error) {
+    run.discardIfBare();
+    throw error;
+  }
+}
+
+async function trainInRunDir(run: PreparedRun, config: RunConfig): Promise<FitResult> {
   const datamodule = run.buildDatamodule();
-  await prepareAndSetup(datamodule, 'fit');
+  await prepareAndSetup(datamodule, 'fit', config.dataset);
   const task = run.buildTask(datamodule.modelDataArgs);
   const { trainer } = run;
   if (!config.trainer.fast_dev_run) {
@@ -94,10 +103,16 @@ export async function evaluateCommand(
   const { trainer } = run;
   // Metrics are logged at the step of the weights evaluated (0 for fresh weights).
   trainer.progress.globalStep = step ?? 0;
-  const result: TestResult =
-    stage === 'test'
-      ? await trainer.test(task, datamodule)
-      : { metrics: await trainer.validate(task, datamodule), extras: {} };
+  let result: TestResult;
+  try {
+    result =
+      stage === 'test'
+        ? await trainer.test(task, datamodule)
+        : { metrics: await trainer.validate(task, datamodule), extras: {} };
+  } catch (error) {
+    run.discardIfBare();
+    throw error;
+  }
   const resultsFile = writeResults(run, config, `${stage}_results.json`, result);
   run.output.info(describeMetrics(stage, result, resultsFile));
   task.dispose();
@@ -113,7 +128,10 @@ export async function predictCommand(session: Session, options: CommandOptions):
     'predict',
     'predictStep',
   );
-  const outputs = await run.trainer.predict(task, datamodule);
+  const outputs = await run.trainer.predict(task, datamodule).catch((error: unknown) => {
+    run.discardIfBare();
+    throw error;
+  });
   const file = writeResults(run, config, 'predictions.json', outputs);
   run.output.info(
     `Made ${outputs.length} prediction batches${file ? `; written to ${file}` : ' (fast_dev_run: not written)'}`,
@@ -152,9 +170,10 @@ async function openForEvaluation(
 ): Promise<{ config: RunConfig; run: PreparedRun; datamodule: DataModule; task: Task; step: number | undefined }> {
   requireCheckpointArgument(command, options);
   const { config, ckpt } = composeForCheckpoint(session, options, command);
-  const run = await prepareRun(session, config, command);
+  // test and predict send whole batches to the ddp devices: the batch size does not bound trainer.devices.
+  const run = await prepareRun(session, config, command, stage === 'test' || stage === 'predict');
   const datamodule = run.buildDatamodule();
-  await prepareAndSetup(datamodule, stage);
+  await prepareAndSetup(datamodule, stage, config.dataset);
   // Before the run dir exists: data that cannot match the checkpoint's weights is refused up front.
   if (ckpt) assertSameData(ckpt, config, datamodule);
   const task = run.buildTask(datamodule.modelDataArgs);
@@ -203,13 +222,23 @@ interface PreparedRun {
   output: Output;
   /** Creates the run dir with the run's config.yaml and prints it; everything that can be refused is checked before. */
   createRunDir(): void;
+  /**
+   * After a failure: removes the run dir this run created when it holds nothing but its
+   * config.yaml (no checkpoint, log or result), saying so; never throws.
+   */
+  discardIfBare(): void;
   /** Made first, so the backend it selects is active before any weights are built. Writes nothing. */
   trainer: Trainer;
   buildDatamodule(): DataModule;
   buildTask(modelDataArgs: ModelDataArgs): Task;
 }
 
-async function prepareRun(session: Session, config: RunConfig, command: string): Promise<PreparedRun> {
+async function prepareRun(
+  session: Session,
+  config: RunConfig,
+  command: string,
+  wholeBatches = false,
+): Promise<PreparedRun> {
   const { container } = session;
   const output = container.resolve<Output>(Tokens.Output);
   const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
@@ -230,16 +259,27 @@ async function prepareRun(session: Session, config: RunConfig, command: string):
     container,
     projectRoot: session.projectRoot,
     replica: appReplica({ projectRoot: session.projectRoot, config }),
+    wholeBatches,
   });
   const { runDir } = trainer;
+  let created = false;
 
   return {
     runDir,
     output,
     trainer,
     createRunDir() {
+      created = !existsSync(runDir);
       writeFileAtomic(join(runDir, 'config.yaml'), stringify(config));
       output.info(`taskforge ${command}: run dir ${runDir}`);
+    },
+    discardIfBare() {
+      try {
+        if (created && removeDirIfOnly(runDir, 'config.yaml'))
+          output.info(`Removed the run dir ${runDir}: the run stopped before writing anything but its config.`);
+      } catch {
+        // Best effort: the run's own error is what matters.
+      }
     },
     buildDatamodule: () => instantiator.create('datamodule', config.dataset, { container }, 'dataset'),
     // DDP workers build their replicas through the same function (app/replica.ts).

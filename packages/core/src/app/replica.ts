@@ -64,6 +64,12 @@ class WorkerOutput implements Output {
 /** Runs in a DDP worker: discovers and loads the project's plugins, then builds the task. */
 export async function buildAppReplica(args: ReplicaFactoryArgs<AppReplicaOptions>): Promise<Task> {
   const container = createContainer({ output: new WorkerOutput(args.rank) });
-  const session = await Session.open({ cwd: args.projectRoot, container, plugins: args.config.plugins ?? [] });
+  // Rank 0 already printed the discovery warnings (unbuilt plugins) for this project: not again per rank.
+  const session = await Session.open({
+    cwd: args.projectRoot,
+    container,
+    plugins: args.config.plugins ?? [],
+    discoveryWarnings: false,
+  });
   return buildTaskFromConfig(session.container, args.config, args.modelDataArgs);
 }

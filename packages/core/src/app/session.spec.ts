@@ -120,6 +120,32 @@ describe("Session.open: the config's `plugins` list", () => {
   const openIn = (overrides: string[] = []) => Session.open({ cwd: p.root, overrides });
   const config = (lines: string[]) => p.write('conf/config.yaml', [...lines, ''].join('\n'));
 
+  it('warns about an unbuilt workspace plugin, except with discoveryWarnings: false (a ddp worker)', async () => {
+    config(['trainer: {}']);
+    p.write(
+      'packages/unbuilt/package.json',
+      JSON.stringify({ name: '@fixture/unbuilt', main: './dist/index.js', taskforge: {} }),
+    );
+    mkdirSync(join(p.root, 'node_modules/@fixture'), { recursive: true });
+    symlinkSync('../../packages/unbuilt', join(p.root, 'node_modules/@fixture/unbuilt'));
+    const warnings = async (discoveryWarnings?: boolean) => {
+      const lines: string[] = [];
+      const output: Output = {
+        info: () => {},
+        warn: (m) => lines.push(m),
+        progress: () => ({ update() {}, setTotal() {}, stop() {} }),
+      };
+      await Session.open({
+        cwd: p.root,
+        container: createContainer({ output }),
+        ...(discoveryWarnings === undefined ? {} : { discoveryWarnings }),
+      });
+      return lines;
+    };
+    expect(await warnings()).toEqual([expect.stringContaining('Skipping plugin @fixture/unbuilt: it is not built')]);
+    expect(await warnings(false)).toEqual([]);
+  });
+
   it('loads the packages the primary config file lists, and only those', async () => {
     config(['trainer: {}']);
     expect((await openIn()).registry.has('backbone/listed')).toBe(false);

@@ -42,6 +42,11 @@ export interface SessionOptions {
    * overrides (a DDP worker passes the run's validated list).
    */
   plugins?: readonly string[];
+  /**
+   * Print discovery warnings (plugins skipped as unbuilt); default true. A DDP worker passes
+   * false: the main thread already printed them for the same project.
+   */
+  discoveryWarnings?: boolean;
 }
 
 /** The validated run config. Component sections keep their `_target_`. */
@@ -114,7 +119,7 @@ export class Session {
       extraSources: Object.fromEntries(listed.map((p) => [p.name, p.source])),
     });
     const output = container.resolve<Output>(Tokens.Output);
-    for (const skipped of discovered.skipped) output.warn(skipped.message);
+    if (options.discoveryWarnings !== false) for (const skipped of discovered.skipped) output.warn(skipped.message);
     await loadPlugins(discovered, container.resolve<ComponentRegistry>(Tokens.Registry));
     const searchPath = [...(existsSync(projectConf) ? [projectConf] : []), ...discovered.searchPathDirs];
     return new Session(container, projectRoot, discovered.plugins, searchPath, configName, discovered.skipped);

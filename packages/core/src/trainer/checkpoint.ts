@@ -30,6 +30,13 @@ export interface TrainerState {
   metrics: Record<string, number>;
   /** ISO time of the save, from the Trainer's clock. */
   savedAt?: string;
+  /**
+   * The optimizer steps the saving run planned (from max_steps/max_epochs); LR schedules are a
+   * function of it. Absent in checkpoints written before it was recorded.
+   */
+  totalSteps?: number;
+  /** The LR the saving run's schedule gives the next optimizer step (`lrAt(globalStep)`); absent without a scheduler. */
+  nextLr?: number;
 }
 
 export interface TaskState {

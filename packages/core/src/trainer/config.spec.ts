@@ -184,6 +184,13 @@ describe('trainer config', () => {
         ),
       }),
     ]);
+    // null does not mean "no validation": the error says how to turn validation off.
+    expect(problems({ val_check_interval: null })).toEqual([
+      expect.objectContaining({
+        path: 'trainer.val_check_interval',
+        message: expect.stringContaining('to turn validation off set trainer.limit_val_batches=0'),
+      }),
+    ]);
     expect(
       problems({ callbacks: { ckpt: { _target_: 'logger/csv' } }, loggers: { csv: { _target_: 'callback/x' } } }),
     ).toEqual([

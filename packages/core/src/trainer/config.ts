@@ -54,6 +54,14 @@ export const trainerConfigSchema = z
       .refine((v) => v <= 1 || Number.isInteger(v), {
         message: 'expected a fraction of the epoch in (0, 1] or a whole number of training batches > 1',
       })
+      // null is not "off" (Lightning reads None as 1.0): refused, saying how to turn validation off.
+      .nullable()
+      .refine((v) => v !== null, {
+        message:
+          'null does not turn validation off here; to turn validation off set trainer.limit_val_batches=0, ' +
+          'to validate once per epoch give 1.0',
+      })
+      .transform((v) => v as number)
       .default(1.0),
     check_val_every_n_epoch: z.number().int().min(1).default(1),
     accumulate_grad_batches: z.number().int().min(1).default(1),

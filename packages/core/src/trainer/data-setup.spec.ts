@@ -1,5 +1,8 @@
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DataModule, Stage } from '../contracts.js';
+import { TaskforgeError } from '../errors.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
 
 describe('prepareAndSetup', () => {
@@ -71,5 +74,41 @@ describe('prepareAndSetup', () => {
     fail = false;
     await prepareAndSetup(dm, 'test');
     expect(calls).toEqual(['prepare', 'prepare', 'setup:test']);
+  });
+
+  it('reports a file-system error from setup/prepareData as a data module failure naming the path and the key', async () => {
+    const dataConfig = { _target_: 'datamodule/csv', data_dir: '.data/nowhere', batch_size: 4 };
+    const dm = {
+      prepareData: async () => undefined,
+      setup: async () => void (await readFile(join('.data/nowhere', 'train.csv'))),
+    } as unknown as DataModule;
+    const error = await prepareAndSetup(dm, 'fit', dataConfig).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TaskforgeError);
+    expect((error as TaskforgeError).exitCode).toBe(2);
+    expect((error as Error).message).toBe(
+      `The data module (datamodule/csv) failed in setup('fit'): ${resolve('.data/nowhere/train.csv')} does not exist ` +
+        `(${((error as Error).cause as Error).message}); check dataset.data_dir=.data/nowhere, which points there.`,
+    );
+
+    // Not a wrong path (permission denied …): a runtime failure, exit 1; without a key naming it, a general hint.
+    const denied = Object.assign(new Error("EACCES: permission denied, open '/srv/d.bin'"), {
+      code: 'EACCES',
+      path: '/srv/d.bin',
+    });
+    const dm2 = {
+      prepareData: async () => Promise.reject(denied),
+      setup: async () => undefined,
+    } as unknown as DataModule;
+    const error2 = (await prepareAndSetup(dm2, 'test', dataConfig).catch((e: unknown) => e)) as TaskforgeError;
+    expect(error2.exitCode).toBe(1);
+    expect(error2.message).toContain(
+      'failed in prepareData(): /srv/d.bin cannot be read or written (permission denied)',
+    );
+    expect(error2.message).toContain('check the dataset.* keys that name data files');
+
+    // Other errors pass through as they are.
+    const bug = new TypeError('x is undefined');
+    const dm3 = { prepareData: async () => undefined, setup: async () => Promise.reject(bug) } as unknown as DataModule;
+    await expect(prepareAndSetup(dm3, 'fit', dataConfig)).rejects.toBe(bug);
   });
 });

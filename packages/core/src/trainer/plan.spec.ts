@@ -23,6 +23,24 @@ describe('planFit', () => {
     );
   });
 
+  it('skips validation with a warning naming the datamodule when the val split has no batches (as Lightning)', () => {
+    const plan = planFit(parseTrainerConfig({}), counting({ train: 10, val: 0 }), 'the datamodule datamodule/csv');
+    expect(plan).toMatchObject({ hasVal: false, valBatches: 0 });
+    expect(plan.warnings).toEqual([
+      expect.stringMatching(
+        /^The val dataloader of the datamodule datamodule\/csv yields no batches: validation is skipped/,
+      ),
+    ]);
+    expect(plan.warnings[0]).toContain('trainer.limit_val_batches=0');
+    // Turned off on purpose: no warning.
+    expect(planFit(parseTrainerConfig({ limit_val_batches: 0 }), counting({ train: 10, val: 0 })).warnings).toEqual([]);
+    expect(planFit(parseTrainerConfig({}), counting({ train: 10, val: 2 }))).toMatchObject({
+      hasVal: true,
+      valBatches: 2,
+      warnings: [],
+    });
+  });
+
   it('counts a trailing partial accumulation as a step (accumulate_grad_batches not dividing the epoch)', () => {
     const plan = planFit(parseTrainerConfig({ accumulate_grad_batches: 3, max_epochs: 2 }), counting({ train: 10 }));
     expect(plan.totalSteps).toBe(8); // ceil(10 / 3) = 4 steps per epoch

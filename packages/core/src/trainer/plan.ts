@@ -55,14 +55,33 @@ export interface FitPlan {
    */
   hasVal: boolean;
   valBatches: number | undefined;
+  /** Things the run does differently from what the config asks (e.g. no validation: empty val split), to print. */
+  warnings: string[];
 }
 
-export function planFit(config: TrainerConfig, dm: DataModule): FitPlan {
+/**
+ * The fit's plan from the config and the datamodule's batch counts. `datamodule` names the data
+ * module in messages (e.g. its `dataset._target_`). A val split with no batches skips validation
+ * with a warning, as Lightning does. Throws ConfigError (exit 2) for a step count or
+ * val_check_interval that cannot work, TaskforgeError (exit 1) for an empty train split.
+ */
+export function planFit(config: TrainerConfig, dm: DataModule, datamodule = 'the datamodule'): FitPlan {
   const fast = config.fast_dev_run;
+  const warnings: string[] = [];
   const trainBatches = batchBudget(dm, 'train', config.limit_train_batches, 'limit_train_batches', fast);
-  const valBatches = dm.valDataloader
-    ? batchBudget(dm, 'val', config.limit_val_batches, 'limit_val_batches', fast)
-    : undefined;
+  const emptyVal = dm.valDataloader !== undefined && dm.numBatches?.('val') === 0 && config.limit_val_batches !== 0;
+  if (emptyVal)
+    warnings.push(
+      `The val dataloader of ${datamodule} yields no batches: validation is skipped (no val metrics, no sanity ` +
+        'check; a checkpoint callback monitoring a val metric has nothing to compare). Check the val split and ' +
+        'the batch size, or set trainer.limit_val_batches=0 to turn validation off without this warning.',
+    );
+  const valBatches =
+    dm.valDataloader && !emptyVal
+      ? batchBudget(dm, 'val', config.limit_val_batches, 'limit_val_batches', fast)
+      : emptyVal
+        ? 0
+        : undefined;
   const stepsPerEpoch =
     trainBatches === undefined ? undefined : Math.ceil(trainBatches / config.accumulate_grad_batches);
   const maxEpochs = fast ? 1 : config.max_epochs;
@@ -118,5 +137,6 @@ export function planFit(config: TrainerConfig, dm: DataModule): FitPlan {
     valEveryBatches,
     hasVal: dm.valDataloader !== undefined && valBatches !== 0,
     valBatches,
+    warnings,
   };
 }

@@ -195,14 +195,15 @@ export class Trainer implements TrainerView {
    * builds the configured callbacks and loggers, and the optimizer/scheduler builders from the
    * `optimizer` and `scheduler` sections (a constant LR when no scheduler is configured).
    * Builds the strategy from `trainer.strategy` / `trainer.devices` (DDP workers rebuild the task
-   * with `options.replica`; `dataset.batch_size` caps `devices=auto`) and prints its choice.
+   * with `options.replica`; `dataset.batch_size` caps `devices=auto`, except with
+   * `options.wholeBatches`, for a run that only tests or predicts) and prints its choice.
    * Throws ConfigError (exit 2) for a bad `trainer.*` key or component node, TaskforgeError
    * (exit 2) for an impossible strategy/devices setting, TaskforgeError (exit 1) when the
    * accelerator cannot be initialised.
    */
   static async create(
     config: TrainerRunConfig,
-    options: { container: DependencyContainer; projectRoot?: string; replica?: ReplicaSpec },
+    options: { container: DependencyContainer; projectRoot?: string; replica?: ReplicaSpec; wholeBatches?: boolean },
   ): Promise<Trainer> {
     const { container } = options;
     const trainerConfig = parseTrainerConfig(config.trainer);
@@ -215,6 +216,7 @@ export class Trainer implements TrainerView {
       output,
       replica: options.replica,
       batchSize: typeof dataset?.batch_size === 'number' ? dataset.batch_size : undefined,
+      wholeBatches: options.wholeBatches,
     });
     await strategy.setup();
     const runDir = resolve(options.projectRoot ?? process.cwd(), resolveRunDir(trainerConfig, clock));
@@ -300,7 +302,13 @@ export class Trainer implements TrainerView {
     try {
       await prepareAndSetup(datamodule, 'fit');
       this.strategy.connect?.({ modelDataArgs: datamodule.modelDataArgs });
-      const plan = planFit(this.config, datamodule);
+      const target = (this.composedConfig?.['dataset'] as { _target_?: unknown } | undefined)?._target_;
+      const plan = planFit(
+        this.config,
+        datamodule,
+        typeof target === 'string' ? `the datamodule ${target}` : datamodule.constructor.name || undefined,
+      );
+      for (const warning of plan.warnings) this.output.warn(warning);
       this.maxSteps = plan.totalSteps;
       const { optimizer, scheduler } = this.configureOptimizers(task, plan.totalSteps);
       this.optimizer = optimizer;
@@ -557,7 +565,36 @@ export class Trainer implements TrainerView {
       callbacks,
       metrics: { ...this.callbackMetrics },
       savedAt: new Date(this.clock.now()).toISOString(),
+      totalSteps: this.maxSteps,
+      ...(this.scheduler ? { nextLr: this.scheduler.lrAt(this.globalStep) } : {}),
     };
+  }
+
+  /**
+   * Resuming with other max_steps/max_epochs than the checkpoint's run: the LR schedule is a
+   * function of the planned total, so it restarts from the new total instead of continuing.
+   * Warns with both totals and, when known, the LR the next step gets now and would have got.
+   */
+  private warnOnNewSchedule(dir: string, state: TrainerState): void {
+    const scheduler = this.scheduler;
+    // A constant LR (the default without a scheduler) does not depend on the total.
+    if (!scheduler || scheduler.name === 'constant') return;
+    if (state.totalSteps === undefined || state.totalSteps === this.maxSteps) return;
+    const step = this.globalStep;
+    const now = scheduler.lrAt(step);
+    const was = state.nextLr;
+    const lr =
+      was !== undefined && now !== was
+        ? `step ${step + 1} uses LR ${now.toExponential(2)} where the original run would have used ` +
+          `${was.toExponential(2)}, and the LR follows the new total from there`
+        : 'the LR follows the new total from here on';
+    this.output.warn(
+      `Resuming '${dir}' (saved by a run planned for ${state.totalSteps} optimizer steps) with a plan of ` +
+        `${this.maxSteps} steps (trainer.max_steps=${this.config.max_steps}, ` +
+        `trainer.max_epochs=${this.config.max_epochs}): the ${scheduler.name} LR schedule is computed from the ` +
+        `planned total, so it does not continue the original schedule: ${lr}. To continue exactly, keep ` +
+        'max_steps/max_epochs as they were.',
+    );
   }
 
   /** Callback states are keyed by name; repeated names get `#2`, `#3` in order. */
@@ -599,6 +636,7 @@ export class Trainer implements TrainerView {
       }
       this.progress.load(state);
       if (this.progress.epochFinished) this.progress.startNextEpoch();
+      this.warnOnNewSchedule(dir, state);
       // Mutated in place: the fit loop holds this object.
       Object.assign(this.callbackMetrics, state.metrics);
       for (const [key, callback] of this.keyedCallbacks()) {

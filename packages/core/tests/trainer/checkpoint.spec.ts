@@ -297,4 +297,27 @@ describe('resuming with a changed end', () => {
     expect(longer.globalStep).toBe(4);
     expect(more.output.warnings.join('\n')).not.toContain('nothing is left to train');
   });
+
+  it('warns that a step-based LR schedule restarts from the new total when max_steps changes on resume', async () => {
+    const cosine = () => new ToyTask({ hidden: 3, optimizer: 'adam', lr: 0.02, scheduler: 'warmup_cosine' });
+    const first = makeTrainer(scratch.dir(), { max_steps: 4 }, [
+      new ModelCheckpoint({ every_n_train_steps: 1, save_top_k: -1 }),
+    ]);
+    await first.trainer.fit(cosine(), new ToyDataModule());
+    const step3 = join(first.runDir, 'checkpoints', 'step=000003');
+    const saved = await loadCheckpoint(step3);
+    expect(saved.trainerState).toMatchObject({ totalSteps: 4, nextLr: expect.any(Number) });
+    saved.dispose();
+
+    // The same total: the schedule continues exactly, no warning.
+    const same = makeTrainer(scratch.dir(), { max_steps: 4 });
+    await same.trainer.fit(cosine(), new ToyDataModule(), { resumeFrom: step3 });
+    expect(same.output.warnings.join('\n')).not.toContain('LR schedule');
+
+    const longer = makeTrainer(scratch.dir(), { max_steps: 8 });
+    await longer.trainer.fit(cosine(), new ToyDataModule(), { resumeFrom: step3 });
+    expect(longer.output.warnings.join('\n')).toMatch(
+      /saved by a run planned for 4 optimizer steps\) with a plan of 8 steps \(trainer\.max_steps=8, .*the warmup_cosine LR schedule is computed from the planned total.*step 4 uses LR \d\.\d\de[-+]\d+ where the original run would have used \d\.\d\de[-+]\d+.*keep max_steps\/max_epochs as they were/,
+    );
+  });
 });

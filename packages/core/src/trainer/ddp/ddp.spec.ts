@@ -41,11 +41,26 @@ describe('resolveDevices', () => {
       strategy: 'ddp',
       devices: 3,
       reason: 'trainer.devices=3',
+      warning:
+        'trainer.devices=3 is more than the 2 cores available: the worker threads share cores, so a step is ' +
+        'likely slower than with fewer devices (set trainer.devices to at most 2, or auto)',
     });
+    expect(resolveDevices({ strategy: 'ddp', devices: 2, batchSize: 16, cores: 2 }, 'cpu')).not.toHaveProperty(
+      'warning',
+    );
     expect(resolveDevices({ strategy: 'single', devices: 'auto', batchSize: 16, cores: 8 }, 'wasm')).toMatchObject({
       strategy: 'single',
       devices: 1,
     });
+  });
+
+  it('test/predict (whole batches round-robin): the batch size neither bounds nor caps the devices', () => {
+    expect(resolveDevices({ strategy: 'ddp', devices: 2, batchSize: 1, cores: 2, wholeBatches: true }, 'wasm')).toEqual(
+      { strategy: 'ddp', devices: 2, reason: 'trainer.devices=2' },
+    );
+    expect(
+      resolveDevices({ strategy: 'auto', devices: 'auto', batchSize: 1, cores: 4, wholeBatches: true }, 'cpu'),
+    ).toMatchObject({ strategy: 'ddp', devices: 4 });
   });
 
   it.each([

@@ -49,6 +49,11 @@ export interface DevicesRequest {
   batchSize?: number | undefined;
   /** Cores available to this process; default `os.availableParallelism()`. */
   cores?: number;
+  /**
+   * True when the run only tests or predicts: those send whole batches round-robin to the devices,
+   * so the batch size neither bounds nor caps `devices` (fit and validate split each batch).
+   */
+  wholeBatches?: boolean | undefined;
 }
 
 /** What `resolveDevices` decided: the strategy, the number of devices (workers incl. rank 0) and why. */
@@ -56,6 +61,8 @@ export interface DevicesPlan {
   strategy: 'single' | 'ddp';
   devices: number;
   reason: string;
+  /** Set when the plan runs more devices than cores (each worker thread then shares a core). */
+  warning?: string;
 }
 
 /** Backends DDP runs on: each worker gets its own instance of them. */
@@ -65,12 +72,25 @@ const DDP_BACKENDS = new Set(['wasm', 'cpu']);
  * Decides the strategy and device count from the request and the backend rank 0 got:
  * `auto` means ddp with one device per core (capped at the batch size) on wasm/cpu when the batch
  * splits into >= 2 shards of >= 1 sample, else single. Throws TaskforgeError (exit 2) naming the
- * key, value and fix for devices > batch size, devices > 1 with strategy=single, and ddp on a
- * backend other than wasm/cpu.
+ * key, value and fix for devices > batch size (not with `wholeBatches`), devices > 1 with
+ * strategy=single, and ddp on a backend other than wasm/cpu. More devices than cores is allowed,
+ * with a `warning` in the plan (printed by `DDPStrategy.setup`).
  */
 export function resolveDevices(request: DevicesRequest, backend: string): DevicesPlan {
+  const plan = planDevices(request, backend);
   const cores = request.cores ?? availableParallelism();
-  const { batchSize } = request;
+  if (plan.strategy === 'ddp' && plan.devices > cores) {
+    plan.warning =
+      `trainer.devices=${plan.devices} is more than the ${cores} core${cores === 1 ? '' : 's'} available: ` +
+      'the worker threads share cores, so a step is likely slower than with fewer devices ' +
+      `(set trainer.devices to at most ${cores}, or auto)`;
+  }
+  return plan;
+}
+
+function planDevices(request: DevicesRequest, backend: string): DevicesPlan {
+  const cores = request.cores ?? availableParallelism();
+  const batchSize = request.wholeBatches ? undefined : request.batchSize;
   const batchNote = batchSize === undefined ? '' : `, batch of ${batchSize}`;
   if (typeof request.devices === 'number' && batchSize !== undefined && request.devices > batchSize) {
     throw new TaskforgeError(
@@ -300,6 +320,7 @@ export class DDPStrategy implements Strategy {
       const what =
         this.plan.strategy === 'ddp' ? `ddp, ${this.plan.devices} devices (worker threads)` : 'single device';
       this.output.info(`Strategy: ${what} (${this.plan.reason})`);
+      if (this.plan.warning) this.output.warn(this.plan.warning);
       if (this.plan.strategy === 'ddp' && this.plan.devices > 1 && !this.replica) {
         throw new TaskforgeError(
           'trainer.strategy=ddp needs a recipe to build the task in each worker: ' +
