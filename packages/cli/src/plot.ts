@@ -150,7 +150,8 @@ export function bytesToMiB(points: CurvePoint[]): CurvePoint[] {
  * `1.563e+5`), so neither a learning rate nor a large count prints as a long run of digits.
  */
 export const Y_LABEL_EXPR =
-  "datum.value !== 0 && (abs(datum.value) < 1e-3 || abs(datum.value) >= 1e5) ? format(datum.value, '.4~e') : format(datum.value, '.4~r')";
+  'datum.value !== 0 && (abs(datum.value) < 1e-3 || abs(datum.value) >= 1e5)' +
+  " ? format(datum.value, '.4~e') : format(datum.value, '.4~r')";
 
 /** The curves chart: one row per panel, independent y scales, step on x, a line and a dot per point. */
 export function curvesSpec(points: CurvePoint[], title: string): TopLevelSpec {

@@ -69,7 +69,8 @@ export function readImageSpec(args: ModelDataArgs): ImageSpec {
   if (height && width && numPositions && height * width !== numPositions) {
     problems.push({
       path: 'modelDataArgs.num_positions',
-      message: `is ${numPositions} but image_height × image_width is ${height * width}; iGPT needs one token per pixel`,
+      message:
+        `is ${numPositions} but image_height × image_width is ${height * width}; ` + 'iGPT needs one token per pixel',
     });
   }
   const rawNames = args['class_names'];

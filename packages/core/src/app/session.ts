@@ -173,7 +173,8 @@ export class Session {
       const note = providers.length
         ? `${what} is in ${providers.map((s) => s.packageName).join(' and ')}, skipped because it is not built`
         : `${this.skipped.length} plugin${this.skipped.length === 1 ? ' was' : 's were'} skipped because ` +
-          `not built (${this.skipped.map((s) => s.packageName).join(', ')}); if ${what} comes from one of them, build it`;
+          `not built (${this.skipped.map((s) => s.packageName).join(', ')}); ` +
+          `if ${what} comes from one of them, build it`;
       const fixes = providers.length
         ? [...providers.map((s) => `run \`${s.buildCommand}\``), ...(problem.fixes ?? [])]
         : [...(problem.fixes ?? []), 'run `npx nx run-many -t build`'];

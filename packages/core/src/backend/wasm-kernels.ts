@@ -99,7 +99,8 @@ function tapWindow(
 const toNhwc = (t: tf.Tensor4D): tf.Tensor4D => tf.transpose(t, [0, 2, 3, 1]);
 
 /**
- * `Conv2DBackpropFilter`: dW[kh, kw, ci, co] = Σ_{n, oh, ow} x_pad[n, oh·sh + kh, ow·sw + kw, ci] · dy[n, oh, ow, co].
+ * `Conv2DBackpropFilter`:
+ * dW[kh, kw, ci, co] = Σ_{n, oh, ow} x_pad[n, oh·sh + kh, ow·sw + kw, ci] · dy[n, oh, ow, co].
  * Inputs x [N, H, W, Cin] and dy [N, Ho, Wo, Cout] (NCHW too, via `dataFormat`); output the
  * filter's shape [fh, fw, Cin, Cout]. As im2col: x is transposed once to [Cin, N, H, W] and padded,
  * the fh·fw tap windows are stacked into [fh·fw·Cin, N·Ho·Wo], and one untransposed 2-D matMul

@@ -34,7 +34,10 @@ export interface Override {
   key: string;
   /** Typed value (Hydra's override grammar); `undefined` only for `~key` without a value. */
   value?: unknown;
-  /** The value as a string (quotes and escapes removed; else the trimmed text); the option name when `key` is a config group. */
+  /**
+   * The value as a string (quotes and escapes removed; else the trimmed text); the option name
+   * when `key` is a config group.
+   */
   rawValue?: string;
   /** The override as the user typed it, for error messages. */
   text: string;

@@ -35,7 +35,10 @@ export interface TrainerState {
    * function of it. Absent in checkpoints written before it was recorded.
    */
   totalSteps?: number;
-  /** The LR the saving run's schedule gives the next optimizer step (`lrAt(globalStep)`); absent without a scheduler. */
+  /**
+   * The LR the saving run's schedule gives the next optimizer step (`lrAt(globalStep)`); absent
+   * without a scheduler.
+   */
   nextLr?: number;
 }
 

@@ -56,7 +56,8 @@ export function dataModuleFsError(
     ? `check ${keys.join(' and ')}, which points there`
     : 'check the dataset.* keys that name data files (e.g. dataset.data_dir)';
   return new TaskforgeError(
-    `The data module${target} failed in ${phase}: ${resolve(error.path)} ${MEANING[error.code] ?? `gave ${error.code}`} ` +
+    `The data module${target} failed in ${phase}: ` +
+      `${resolve(error.path)} ${MEANING[error.code] ?? `gave ${error.code}`} ` +
       `(${error.message}); ${fix}.`,
     { exitCode: WRONG_PATH.has(error.code) ? 2 : 1, cause: error },
   );

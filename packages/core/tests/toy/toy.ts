@@ -198,7 +198,10 @@ export class ToyTask implements Task<ToyBatch> {
   /** Samples this replica validated (a DDP rank 0 sees only its shards). */
   validationSamples = 0;
   testCalls = 0;
-  /** Test batches and samples since the last test epoch end, and the sign confusion [true sign][predicted sign] (0: < 0, 1: >= 0). */
+  /**
+   * Test batches and samples since the last test epoch end, and the sign confusion
+   * [true sign][predicted sign] (0: < 0, 1: >= 0).
+   */
   private testState = {
     batches: 0,
     samples: 0,

@@ -517,7 +517,8 @@ export class DDPStrategy implements Strategy {
           if (r.status === 'rejected')
             throw new TaskforgeError(
               `DDP worker rank ${i + 1} of ${this.worldSize} failed at the end of the test epoch: ` +
-                `${(r.reason as Error).message}. Run with trainer.strategy=single to see the failure on the main thread.`,
+                `${(r.reason as Error).message}. ` +
+                'Run with trainer.strategy=single to see the failure on the main thread.',
             );
           return r.value.output;
         });
