@@ -30,7 +30,7 @@ function compose(...overrides: string[]) {
 /** What every stage of the one-hour recipe shares: the data and the model. */
 const SHARED = {
   dataset: { image_size: 16, palette_size: 16, batch_size: 32 },
-  backbone: { _target_: 'backbone/gpt2', embed_dim: 32, num_heads: 4, num_layers: 4 },
+  backbone: { _target_: 'backbone/gpt2', embed_dim: 64, num_heads: 4, num_layers: 4 },
 };
 
 describe('conf/experiment recipes', () => {
@@ -41,7 +41,7 @@ describe('conf/experiment recipes', () => {
       expect(readFileSync(join(EXPERIMENTS, file), 'utf8').split('\n')[0], file).toBe('# @package _global_');
   });
 
-  it('+experiment=cifar10_1h_pretrain: generative pre-training, 1,800 steps over epochs, samples every 500', () => {
+  it('+experiment=cifar10_1h_pretrain: generative pre-training, 1,700 steps over epochs, samples every 850', () => {
     const { config, sources } = compose('+experiment=cifar10_1h_pretrain');
     expect(config).toMatchObject(SHARED);
     expect(config.dataset.augment).toBe(false);
@@ -55,12 +55,12 @@ describe('conf/experiment recipes', () => {
     expect(config.scheduler).toMatchObject({ _target_: 'scheduler/warmup_cosine', warmup_steps: 100, min_lr_ratio: 0 });
     expect(config.trainer).toMatchObject({
       max_epochs: -1,
-      max_steps: 1800,
-      val_check_interval: 500,
+      max_steps: 1700,
+      val_check_interval: 425,
       limit_val_batches: 40,
       log_every_n_steps: 20,
     });
-    expect(config.trainer.callbacks.sampler).toMatchObject({ _target_: 'callback/igpt_sampler', every_n_steps: 500 });
+    expect(config.trainer.callbacks.sampler).toMatchObject({ _target_: 'callback/igpt_sampler', every_n_steps: 850 });
     expect(sources.get('trainer.max_steps')).toMatch(/conf\/experiment\/cifar10_1h_pretrain\.yaml$/);
     expect(sources.get('backbone.embed_dim')).toMatch(/conf\/experiment\/cifar10_1h_pretrain\.yaml$/);
   });
@@ -72,7 +72,7 @@ describe('conf/experiment recipes', () => {
     expect(config.task).toMatchObject({ classify: true, probe_layer: null });
     expect(config.optimizer.lr).toBe(1e-3);
     expect(config.scheduler.warmup_steps).toBe(50);
-    expect(config.trainer).toMatchObject({ max_epochs: -1, max_steps: 1500, val_check_interval: 250 });
+    expect(config.trainer).toMatchObject({ max_epochs: -1, max_steps: 2800, val_check_interval: 560 });
     expect(config.trainer.callbacks.model_checkpoint).toMatchObject({ monitor: 'val/acc', mode: 'max' });
     expect(config.trainer.callbacks.sampler).toBeNull();
   });
@@ -91,12 +91,12 @@ describe('conf/experiment recipes', () => {
     const { config, sources } = compose(
       '+experiment=cifar10_1h_pretrain',
       'trainer.max_steps=10',
-      'backbone.embed_dim=64',
+      'backbone.embed_dim=128',
       'dataset.image_size=32',
       'trainer.callbacks.sampler=null',
     );
     expect(config.trainer.max_steps).toBe(10);
-    expect(config.backbone.embed_dim).toBe(64);
+    expect(config.backbone.embed_dim).toBe(128);
     expect(config.backbone.num_layers).toBe(4);
     expect(config.dataset.image_size).toBe(32);
     expect(config.trainer.callbacks.sampler).toBeNull();
