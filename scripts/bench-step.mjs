@@ -114,7 +114,7 @@ async function main() {
       { strategy: 'ddp', devices, accelerator: a.backend, threads: config.trainer.threads, batchSize: B },
       container.resolve(Tokens.Accelerator),
       quietOutput,
-      appReplica({ projectRoot: ROOT, config }),
+      appReplica({ projectRoot: ROOT, config, plugins: [] }),
     );
     await ddp.setup();
     ddp.connect({ modelDataArgs });

@@ -234,7 +234,7 @@ function stage(
   return { exports, at: offsets, mem };
 }
 
-/** Copies `n` floats at byte offset `at` of the kernels' memory into a new TF.js tensor. */
+/** Copies each part (`[byte offset, shape]`) of the kernels' memory into a new TF.js tensor of that shape. */
 function unstage(wasm: WasmBackendLike, exports: KernelExports, parts: [number, number[]][]): tf.TensorInfo[] {
   // Every output is allocated before any view of TF.js's heap is taken (an allocation may move it).
   const outs = parts.map(([, shape]) => wasm.makeOutput(shape, 'float32'));

@@ -8,11 +8,9 @@ import {
   loggedValue,
   writeNewFileAtomic,
   TaskforgeError,
-  type ConfigureOptimizersOptions,
   type CreateContexts,
   type DataModule,
   type NamedVariables,
-  type OptimizerSetup,
   type SampleOptions,
   type SampleResult,
   type StepContext,
@@ -124,11 +122,6 @@ export class ImageGptTask implements Task<IgptBatch> {
   private pendingPredictions: Array<{ labels: number[]; predicted: tf.Tensor }> = [];
   /** The linear probe's layer (`task.probe_layer`), or null. */
   readonly probeLayer: number | null;
-  /**
-   * Set only for the linear probe: the configured optimizer and scheduler over the trainable
-   * variables (the classification head), so the frozen ones get no optimizer state.
-   */
-  readonly configureOptimizers?: (options: ConfigureOptimizersOptions) => OptimizerSetup;
 
   constructor(
     readonly backbone: IgptBackbone,
@@ -147,14 +140,9 @@ export class ImageGptTask implements Task<IgptBatch> {
     this.confusion = this.emptyConfusion();
     this.probeLayer = config.probe_layer === null ? null : checkProbeLayer(config.probe_layer, backbone);
     if (this.probeLayer !== null) {
-      // Frozen: the Trainer takes gradients of trainable variables only.
+      // Frozen: the Trainer takes gradients of, and builds optimizer state for, trainable variables only.
       for (const v of [...Object.values(backbone.namedVariables()), ...Object.values(this.lmHead.namedVariables())])
         v.trainable = false;
-      this.configureOptimizers = ({ buildOptimizer, buildScheduler, totalSteps }) => {
-        const trainable = Object.entries(this.namedVariables()).filter(([, v]) => v.trainable);
-        const optimizer = buildOptimizer(Object.fromEntries(trainable));
-        return { optimizer, scheduler: buildScheduler({ totalSteps, baseLr: optimizer.lr }) };
-      };
     }
     if (config.pretrained) {
       this.palette = loadPretrained(config.pretrained, this, {

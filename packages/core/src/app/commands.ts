@@ -3,8 +3,8 @@
  * the backend and the run dir), build the components through the registry, and hand them to it.
  * The CLI only parses arguments.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, rmdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import type { DataModule, ModelDataArgs, Stage, Task } from '../contracts.js';
@@ -19,6 +19,7 @@ import { Tokens, type Output } from '../services/tokens.js';
 import {
   loadCheckpoint,
   readCheckpointConfig,
+  readCheckpointJson,
   restoreTaskWeights,
   type Checkpoint,
   type TaskState,
@@ -64,12 +65,7 @@ export async function trainCommand(session: Session, options: CommandOptions): P
   const { config } = session.compose(options.overrides);
   const run = await prepareRun(session, config, 'train');
   run.createRunDir();
-  try {
-    return await trainInRunDir(run, config);
-  } catch (error) {
-    run.discardIfBare();
-    throw error;
-  }
+  return run.guard(() => trainInRunDir(run, config));
 }
 
 async function trainInRunDir(run: PreparedRun, config: RunConfig): Promise<FitResult> {
@@ -103,16 +99,11 @@ export async function evaluateCommand(
   const { trainer } = run;
   // Metrics are logged at the step of the weights evaluated (0 for fresh weights).
   trainer.progress.globalStep = step ?? 0;
-  let result: TestResult;
-  try {
-    result =
-      stage === 'test'
-        ? await trainer.test(task, datamodule)
-        : { metrics: await trainer.validate(task, datamodule), extras: {} };
-  } catch (error) {
-    run.discardIfBare();
-    throw error;
-  }
+  const result: TestResult = await run.guard(async () =>
+    stage === 'test'
+      ? trainer.test(task, datamodule)
+      : { metrics: await trainer.validate(task, datamodule), extras: {} },
+  );
   const resultsFile = writeResults(run, config, `${stage}_results.json`, result);
   run.output.info(describeMetrics(stage, result, resultsFile));
   task.dispose();
@@ -128,10 +119,7 @@ export async function predictCommand(session: Session, options: CommandOptions):
     'predict',
     'predictStep',
   );
-  const outputs = await run.trainer.predict(task, datamodule).catch((error: unknown) => {
-    run.discardIfBare();
-    throw error;
-  });
+  const outputs = await run.guard(() => run.trainer.predict(task, datamodule));
   const file = writeResults(run, config, 'predictions.json', outputs);
   run.output.info(
     `Made ${outputs.length} prediction batches${file ? `; written to ${file}` : ' (fast_dev_run: not written)'}`,
@@ -144,15 +132,25 @@ export async function predictCommand(session: Session, options: CommandOptions):
 export async function sampleCommand(session: Session, options: CommandOptions): Promise<string[]> {
   const { config, run, datamodule, task, step } = await openForEvaluation(session, options, 'sample', 'test', 'sample');
   const outDir = join(run.runDir, 'samples');
-  await mkdir(outDir, { recursive: true });
   // The seed is in the name, so these never share a name with the grids the training run sampled
   // (its sampler uses its own seed); the task also never replaces an existing file.
   const tag = `${step === undefined ? 'init' : `step${String(step).padStart(6, '0')}`}-seed${config.trainer.seed}`;
-  const { files } = await task.sample!({ outDir, datamodule, seed: config.trainer.seed, tag });
-  run.output.info(`Samples written:\n${files.map((f) => `  ${f}`).join('\n')}`);
-  task.dispose();
-  await teardownData(datamodule);
-  return files;
+  try {
+    const { files } = await run.guard(async () => {
+      await mkdir(outDir, { recursive: true });
+      try {
+        return await task.sample!({ outDir, datamodule, seed: config.trainer.seed, tag });
+      } catch (error) {
+        await rmdir(outDir).catch(() => undefined); // only when empty: the run dir may then be bare
+        throw error;
+      }
+    });
+    run.output.info(`Samples written:\n${files.map((f) => `  ${f}`).join('\n')}`);
+    return files;
+  } finally {
+    task.dispose();
+    await teardownData(datamodule);
+  }
 }
 
 /**
@@ -227,6 +225,8 @@ interface PreparedRun {
    * config.yaml (no checkpoint, log or result), saying so; never throws.
    */
   discardIfBare(): void;
+  /** Runs `work`; when it throws, `discardIfBare()` first, then the error goes on. */
+  guard<T>(work: () => Promise<T>): Promise<T>;
   /** Made first, so the backend it selects is active before any weights are built. Writes nothing. */
   trainer: Trainer;
   buildDatamodule(): DataModule;
@@ -258,13 +258,13 @@ async function prepareRun(
   const trainer = await Trainer.create(config, {
     container,
     projectRoot: session.projectRoot,
-    replica: appReplica({ projectRoot: session.projectRoot, config }),
+    replica: appReplica({ projectRoot: session.projectRoot, config, plugins: session.listedPlugins }),
     wholeBatches,
   });
   const { runDir } = trainer;
   let created = false;
 
-  return {
+  const run: PreparedRun = {
     runDir,
     output,
     trainer,
@@ -281,10 +281,19 @@ async function prepareRun(
         // Best effort: the run's own error is what matters.
       }
     },
+    async guard(work) {
+      try {
+        return await work();
+      } catch (error) {
+        run.discardIfBare();
+        throw error;
+      }
+    },
     buildDatamodule: () => instantiator.create('datamodule', config.dataset, { container }, 'dataset'),
     // DDP workers build their replicas through the same function (app/replica.ts).
     buildTask: (modelDataArgs) => buildTaskFromConfig(container, config, modelDataArgs),
   };
+  return run;
 }
 
 /** A checkpoint named by `ckpt=`: its dir, the step its weights were saved at, and its data facts. */
@@ -366,18 +375,6 @@ function evaluationName(command: string, ckptDir: string, step: number | undefin
 function uniqueDir(dir: string): string {
   if (!existsSync(dir)) return dir;
   for (let n = 2; ; n++) if (!existsSync(`${dir}-${n}`)) return `${dir}-${n}`;
-}
-
-function readCheckpointJson<T>(dir: string, file: string): T | undefined {
-  const path = join(dir, file);
-  if (!existsSync(path)) return undefined;
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as T;
-  } catch (error) {
-    throw new TaskforgeError(
-      `Checkpoint file '${path}' is not valid JSON (${(error as Error).message}); the checkpoint is corrupt.`,
-    );
-  }
 }
 
 /**

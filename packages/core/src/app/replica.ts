@@ -42,6 +42,11 @@ export function buildTaskFromConfig(
 export interface AppReplicaOptions {
   projectRoot: string;
   config: RunConfig;
+  /**
+   * The `plugins` list the command's session loaded (`Session.listedPlugins`): not the composed
+   * config's, which for `ckpt=` runs is the one saved in the checkpoint.
+   */
+  plugins: string[];
 }
 
 /** The app layer's recipe for DDP workers: `buildAppReplica` in this module with the run's config. */
@@ -68,7 +73,7 @@ export async function buildAppReplica(args: ReplicaFactoryArgs<AppReplicaOptions
   const session = await Session.open({
     cwd: args.projectRoot,
     container,
-    plugins: args.config.plugins ?? [],
+    plugins: args.plugins,
     discoveryWarnings: false,
   });
   return buildTaskFromConfig(session.container, args.config, args.modelDataArgs);

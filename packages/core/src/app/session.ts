@@ -92,6 +92,11 @@ export class Session {
     private readonly configName: string,
     /** Workspace plugins skipped because they are not built (a warning named each when the session opened). */
     readonly skipped: SkippedPlugin[] = [],
+    /**
+     * The package names the `plugins` config key listed for this command (from the primary config
+     * file and the overrides, or `SessionOptions.plugins`); DDP workers open their session with them.
+     */
+    readonly listedPlugins: string[] = [],
   ) {}
 
   /**
@@ -122,7 +127,15 @@ export class Session {
     if (options.discoveryWarnings !== false) for (const skipped of discovered.skipped) output.warn(skipped.message);
     await loadPlugins(discovered, container.resolve<ComponentRegistry>(Tokens.Registry));
     const searchPath = [...(existsSync(projectConf) ? [projectConf] : []), ...discovered.searchPathDirs];
-    return new Session(container, projectRoot, discovered.plugins, searchPath, configName, discovered.skipped);
+    return new Session(
+      container,
+      projectRoot,
+      discovered.plugins,
+      searchPath,
+      configName,
+      discovered.skipped,
+      listed.map((p) => p.name),
+    );
   }
 
   get registry(): ComponentRegistry {

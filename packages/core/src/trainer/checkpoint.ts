@@ -222,6 +222,19 @@ export function readCheckpointConfig(dir: string): Record<string, unknown> | und
 
 function readJson<T>(dir: string, file: string): T {
   const text = readFileSync(join(dir, file), 'utf8');
+  return parseCheckpointJson<T>(dir, file, text);
+}
+
+/**
+ * One JSON file of a checkpoint dir (`trainer_state.json`, `task_state.json`, …), or undefined
+ * when the dir has no such file. Throws TaskforgeError (exit 1) when it is not valid JSON.
+ */
+export function readCheckpointJson<T>(dir: string, file: string): T | undefined {
+  if (!existsSync(join(dir, file))) return undefined;
+  return readJson<T>(dir, file);
+}
+
+function parseCheckpointJson<T>(dir: string, file: string, text: string): T {
   try {
     return JSON.parse(text) as T;
   } catch (error) {

@@ -82,6 +82,11 @@ export const trainerConfigSchema = z
     strategy: z.enum(['auto', 'single', 'ddp']).default('auto'),
     /** auto: one device per core (capped at the batch size); N: that many (rank 0 + N-1 worker threads). */
     devices: z.union([z.literal('auto'), z.number().int().min(1)]).default('auto'),
+    /**
+     * ddp: seconds a worker may take to build its replica or answer one step before the run stops
+     * with an error naming it (PyTorch's process-group timeout, also 30 min by default); null = no limit.
+     */
+    ddp_timeout: z.number().positive().nullable().default(1800),
     default_root_dir: z.string().min(1).default('outputs'),
     run_dir: z.string().min(1).nullable().default(null),
     /** A checkpoint dir to resume from; it must exist when the config is validated (before the run dir is made). */

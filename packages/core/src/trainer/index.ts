@@ -27,6 +27,7 @@ export {
   loadCheckpoint,
   loadCheckpointSync,
   readCheckpointConfig,
+  readCheckpointJson,
   restoreTaskWeights,
   checkpointName,
   WEIGHTS_FORMAT,

@@ -73,13 +73,21 @@ export async function computeEvaluation(
   batch: unknown,
   fields: StepFields,
 ): Promise<LoggedValue[]> {
-  const log = new StepLog();
-  const ctx = log.context(fields);
   const step = task[method];
   if (!step) throw new TaskforgeError(`The task has no ${method}.`);
+  return runLogged(fields, (ctx) => step.call(task, batch, ctx));
+}
+
+/**
+ * Runs a synchronous step inside `tf.tidy` with a fresh `ctx.log` and returns what it logged;
+ * on a throw the logged values are released and the error goes on.
+ */
+export async function runLogged(fields: StepFields, step: (ctx: StepContext) => unknown): Promise<LoggedValue[]> {
+  const log = new StepLog();
+  const ctx = log.context(fields);
   try {
     tf.tidy(() => {
-      step.call(task, batch, ctx);
+      step(ctx);
     });
   } catch (error) {
     log.discard();
@@ -88,21 +96,25 @@ export async function computeEvaluation(
   return log.read();
 }
 
-/**
- * Runs `task.predictStep` (possibly async) on `batch` in its own tensor scope and returns its
- * output; tensors in the output are kept (they belong to the caller), everything else the step
- * made is disposed. What the step logs is dropped.
- */
 export async function computePrediction(task: Task, batch: unknown, fields: StepFields): Promise<unknown> {
   const step = task.predictStep;
   if (!step) throw new TaskforgeError('The task has no predictStep.');
+  return runScoped(fields, (ctx) => step.call(task, batch, ctx));
+}
+
+/**
+ * Runs a step (possibly async) in its own tensor scope and returns its output; tensors in the
+ * output are kept (they belong to the caller), everything else the step made is disposed, and
+ * what it logs is dropped.
+ */
+export async function runScoped(fields: StepFields, step: (ctx: StepContext) => unknown): Promise<unknown> {
   const log = new StepLog();
   const ctx = log.context(fields);
-  // A scope rather than tf.tidy because predictStep may be async.
+  // A scope rather than tf.tidy because the step may be async.
   tf.engine().startScope();
   let output: unknown;
   try {
-    output = await step.call(task, batch, ctx);
+    output = await step(ctx);
   } finally {
     tf.engine().endScope(output as tf.TensorContainer);
     log.discard();

@@ -15,7 +15,7 @@ import { SingleDeviceStrategy, type Strategy } from './strategy.js';
  * unless `wholeBatches` (a test/predict-only run, see `DevicesRequest.wholeBatches`).
  */
 export function createStrategy(
-  config: Pick<TrainerConfig, 'accelerator' | 'threads' | 'strategy' | 'devices'>,
+  config: Pick<TrainerConfig, 'accelerator' | 'threads' | 'strategy' | 'devices' | 'ddp_timeout'>,
   deps: {
     accelerator: Accelerator;
     output: Output;
@@ -35,6 +35,7 @@ export function createStrategy(
       devices: config.devices,
       batchSize: deps.batchSize,
       wholeBatches: deps.wholeBatches,
+      timeoutS: config.ddp_timeout,
     },
     deps.accelerator,
     deps.output,

@@ -17,10 +17,9 @@
  * gradients of the whole batch) before clipping and the optimizer update.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Accelerator } from '../backend/accelerator.js';
+import type { Accelerator } from '../backend/accelerator.js';
 import type { AcceleratorRequest, BackendSelection } from '../backend/select.js';
 import type { DataLoaderOptions, ModelDataArgs, Task } from '../contracts.js';
-import type { Output } from '../services/tokens.js';
 import { computeStep, type LoggedValue, type StepFields, type StepResult } from './local-step.js';
 
 export interface Strategy {
@@ -108,14 +107,6 @@ export class SingleDeviceStrategy implements Strategy {
     private readonly request: { accelerator: AcceleratorRequest; threads: number | null },
     private readonly accelerator: Accelerator,
   ) {}
-
-  /** A strategy that reports through `output` with a fresh `Accelerator`. */
-  static for(
-    request: { accelerator: AcceleratorRequest; threads: number | null },
-    output: Output,
-  ): SingleDeviceStrategy {
-    return new SingleDeviceStrategy(request, new Accelerator(output));
-  }
 
   setup(): Promise<BackendSelection> {
     this.selecting ??= this.select();

@@ -300,7 +300,7 @@ export class Trainer implements TrainerView {
     this.signals.install();
     let status: 'success' | 'failed' | 'interrupted' = 'failed';
     try {
-      await prepareAndSetup(datamodule, 'fit');
+      await prepareAndSetup(datamodule, 'fit', this.dataConfig());
       this.strategy.connect?.({ modelDataArgs: datamodule.modelDataArgs });
       const target = (this.composedConfig?.['dataset'] as { _target_?: unknown } | undefined)?._target_;
       const plan = planFit(
@@ -357,7 +357,8 @@ export class Trainer implements TrainerView {
   }
 
   /**
-   * One validation epoch outside fit; returns the averaged metrics. Throws TaskforgeError (exit 1)
+   * One validation epoch outside fit, sharded over the devices under ddp (each batch split, as
+   * during fit); returns the averaged metrics. Throws TaskforgeError (exit 1)
    * when the task has no validationStep or the datamodule no valDataloader.
    */
   async validate(task: Task, datamodule: DataModule): Promise<Record<string, number>> {
@@ -365,13 +366,15 @@ export class Trainer implements TrainerView {
     this.attach(task, datamodule);
     let status: 'success' | 'failed' = 'failed';
     try {
-      await prepareAndSetup(datamodule, 'validate');
+      await prepareAndSetup(datamodule, 'validate', this.dataConfig());
       if (!task.validationStep || !datamodule.valDataloader) {
         throw new TaskforgeError(
           'Cannot validate: the task has no validationStep or the datamodule has no valDataloader.',
         );
       }
       const budget = batchBudget(datamodule, 'val', this.config.limit_val_batches, 'limit_val_batches', this.dryRun);
+      // Sharded over the devices as during fit; one batch is not worth starting workers for.
+      if (budget !== 1) this.strategy.connect?.({ modelDataArgs: datamodule.modelDataArgs });
       const metrics = await this.validation(budget);
       status = 'success';
       return metrics;
@@ -390,7 +393,7 @@ export class Trainer implements TrainerView {
     this.attach(task, datamodule);
     let status: 'success' | 'failed' = 'failed';
     try {
-      await prepareAndSetup(datamodule, 'test');
+      await prepareAndSetup(datamodule, 'test', this.dataConfig());
       if (!task.testStep || !datamodule.testDataloader) {
         throw new TaskforgeError('Cannot test: the task has no testStep or the datamodule has no testDataloader.');
       }
@@ -427,7 +430,7 @@ export class Trainer implements TrainerView {
     await this.strategy.setup();
     this.attach(task, datamodule);
     try {
-      await prepareAndSetup(datamodule, 'predict');
+      await prepareAndSetup(datamodule, 'predict', this.dataConfig());
       if (!task.predictStep || !datamodule.predictDataloader) {
         throw new TaskforgeError(
           'Cannot predict: the task has no predictStep or the datamodule has no predictDataloader.',
@@ -444,7 +447,7 @@ export class Trainer implements TrainerView {
       });
       return outputs;
     } finally {
-      await Promise.allSettled([teardownData(datamodule), this.strategy.teardown()]);
+      await this.cleanup(datamodule);
     }
   }
 
@@ -454,7 +457,9 @@ export class Trainer implements TrainerView {
   private configureOptimizers(task: Task, totalSteps: number): OptimizerSetup {
     const builders = this.optimizers;
     if (task.configureOptimizers) return task.configureOptimizers({ totalSteps, ...builders });
-    const optimizer = builders.buildOptimizer(task.namedVariables());
+    // Frozen variables (trainable = false) get no optimizer state: no gradient ever reaches them.
+    const trainable = Object.fromEntries(Object.entries(task.namedVariables()).filter(([, v]) => v.trainable));
+    const optimizer = builders.buildOptimizer(trainable);
     return { optimizer, scheduler: builders.buildScheduler({ totalSteps, baseLr: optimizer.lr }) };
   }
 
@@ -689,13 +694,24 @@ export class Trainer implements TrainerView {
   }
 
   private async finish(status: 'success' | 'failed' | 'interrupted'): Promise<void> {
+    await this.cleanup(this.currentDatamodule, ...this.loggers.map(async (l) => l.finalize(status)));
+  }
+
+  /** Tears down the data and the strategy's devices (plus `more`), warning about each part that fails. */
+  private async cleanup(datamodule: DataModule | undefined, ...more: Promise<unknown>[]): Promise<void> {
     const results = await Promise.allSettled([
-      ...this.loggers.map(async (l) => l.finalize(status)),
-      (async () => this.currentDatamodule && teardownData(this.currentDatamodule))(),
+      ...more,
+      (async () => datamodule && teardownData(datamodule))(),
       this.strategy.teardown(),
     ]);
     for (const r of results)
       if (r.status === 'rejected') this.output.warn(`Cleanup failed: ${(r.reason as Error).message}`);
+  }
+
+  /** The `dataset` section of the composed config, so data errors can name its keys. */
+  private dataConfig(): Record<string, unknown> | undefined {
+    const node = this.composedConfig?.['dataset'];
+    return node && typeof node === 'object' && !Array.isArray(node) ? (node as Record<string, unknown>) : undefined;
   }
 
   private async hook(name: Hook, ...args: unknown[]): Promise<void> {

@@ -1,6 +1,6 @@
 /**
  * The toy task's DDP replica recipe (ReplicaSpec) for Trainer tests: each worker builds
- * `new ToyTask(task)`; `failOnRank` limits the task's injected failures (throwAtStep, exitAtStep, throwAtTestBatch)
+ * `new ToyTask(task)`; `failOnRank` limits the task's injected failures (throwAtStep, exitAtStep, hangAtStep, oomAtStep, throwAtTestBatch)
  * to one rank.
  */
 import type { ReplicaFactoryArgs, ReplicaSpec } from '../../src/trainer/ddp/protocol.js';
@@ -16,12 +16,14 @@ export function toyReplica(options: ToyReplicaOptions): ReplicaSpec {
 }
 
 export function buildToyReplica(args: ReplicaFactoryArgs<ToyReplicaOptions>): ToyTask {
-  const { throwAtStep, exitAtStep, throwAtTestBatch, ...rest } = args.task;
+  const { throwAtStep, exitAtStep, hangAtStep, oomAtStep, throwAtTestBatch, ...rest } = args.task;
   const failing = args.rank === args.failOnRank;
   return new ToyTask({
     ...rest,
     ...(failing && throwAtStep !== undefined ? { throwAtStep } : {}),
     ...(failing && exitAtStep !== undefined ? { exitAtStep } : {}),
+    ...(failing && hangAtStep !== undefined ? { hangAtStep } : {}),
+    ...(failing && oomAtStep !== undefined ? { oomAtStep } : {}),
     ...(failing && throwAtTestBatch !== undefined ? { throwAtTestBatch } : {}),
   });
 }

@@ -169,6 +169,10 @@ export interface ToyTaskOptions {
   throwAtTestBatch?: number;
   /** trainingStep ends its thread (`process.exit(3)`, in a worker) at this global step. */
   exitAtStep?: number;
+  /** trainingStep never returns (an endless loop) at this global step (injected hang in DDP tests). */
+  hangAtStep?: number;
+  /** trainingStep fills the JS heap until the isolate runs out of memory at this global step. */
+  oomAtStep?: number;
   /**
    * Test state without the ddp merge hooks (`exportTestState`/`mergeTestState` left out), so
    * test under ddp falls back to rank 0.
@@ -186,7 +190,15 @@ export class ToyTask implements Task<ToyBatch> {
   readonly options: Required<
     Omit<
       ToyTaskOptions,
-      'scheduler' | 'nanAtStep' | 'valScores' | 'throwAtStep' | 'exitAtStep' | 'noTestSync' | 'throwAtTestBatch'
+      | 'scheduler'
+      | 'nanAtStep'
+      | 'valScores'
+      | 'throwAtStep'
+      | 'exitAtStep'
+      | 'hangAtStep'
+      | 'oomAtStep'
+      | 'noTestSync'
+      | 'throwAtTestBatch'
     >
   > &
     ToyTaskOptions;
@@ -266,6 +278,11 @@ export class ToyTask implements Task<ToyBatch> {
   trainingStep(batch: ToyBatch, ctx: StepContext): tf.Scalar {
     if (ctx.globalStep === this.options.throwAtStep) throw new Error(`injected failure at step ${ctx.globalStep}`);
     if (ctx.globalStep === this.options.exitAtStep) process.exit(3);
+    if (ctx.globalStep === this.options.hangAtStep) for (;;);
+    if (ctx.globalStep === this.options.oomAtStep) {
+      const hog: number[][] = [];
+      for (;;) hog.push(Array.from({ length: 1 << 20 }, (_, i) => i + hog.length));
+    }
     const loss = this.mse(batch, ctx);
     ctx.log('train_mse', loss, { weight: batch.size });
     return ctx.globalStep === this.options.nanAtStep ? (tf.mul(loss, Number.NaN) as tf.Scalar) : loss;

@@ -1,12 +1,13 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
+import { Accelerator } from '../../src/backend/accelerator.js';
 import { ModelCheckpoint } from '../../src/callbacks/model-checkpoint.js';
 import { TaskforgeError } from '../../src/errors.js';
 import { loadCheckpoint } from '../../src/trainer/checkpoint.js';
 import type { TrainerConfigInput } from '../../src/trainer/config.js';
 import { DDPStrategy } from '../../src/trainer/ddp/strategy.js';
-import { ToyDataModule, ToyTask, type ToyTaskOptions } from '../toy/toy.js';
+import { RecordingOutput, ToyDataModule, ToyTask, type ToyTaskOptions } from '../toy/toy.js';
 import { toyReplica } from '../toy/replica.js';
 import { makeTrainer, useScratch } from './helpers.js';
 
@@ -156,6 +157,60 @@ describe('ddp over worker threads', () => {
     30_000,
   );
 
+  it('a worker stuck in an endless loop is stopped after trainer.ddp_timeout; the run names it and ends', async () => {
+    const ckpt = new ModelCheckpoint({ every_n_train_steps: 1 });
+    const run = ddpTrainer({ max_steps: 4, ddp_timeout: 1.5 }, { ...TASK, hangAtStep: 2 }, 1, [ckpt]);
+    const task = new ToyTask(TASK);
+    const started = Date.now();
+    const error = await run.trainer.fit(task, data()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(TaskforgeError);
+    expect((error as TaskforgeError).exitCode).toBe(1);
+    expect((error as Error).message).toMatch(
+      /DDP worker rank 1 of 2 failed at global step 2 \(epoch 0, batch 2\): it did not answer within 1.5 s \(trainer.ddp_timeout=1.5\) and was stopped/,
+    );
+    expect((error as Error).message).toContain('raise trainer.ddp_timeout, or set it to null');
+    // Not stopped early: the first two steps (with the workers' start-up) answered in time.
+    expect(Date.now() - started).toBeGreaterThan(1500);
+    expect((run.trainer.strategy as DDPStrategy).workerCount).toBe(0);
+    const last = await loadCheckpoint(join(run.runDir, 'checkpoints', 'last'));
+    expect(last.trainerState?.globalStep).toBe(2);
+    last.dispose();
+    task.dispose();
+  }, 30_000);
+
+  it('a worker that runs out of memory stops the run naming the rank, the step and the cause', async () => {
+    const output = new RecordingOutput();
+    const strategy = new DDPStrategy(
+      {
+        accelerator: 'cpu',
+        threads: null,
+        strategy: 'ddp',
+        devices: 2,
+        batchSize: 5,
+        timeoutS: null,
+        resourceLimits: { maxOldGenerationSizeMb: 192 },
+      },
+      new Accelerator(output),
+      output,
+      toyReplica({ task: { ...TASK, oomAtStep: 1 }, failOnRank: 1 }),
+    );
+    const run = makeTrainer(scratch.dir(), { max_steps: 3 }, [], { strategy });
+    const task = new ToyTask(TASK);
+    const error = await run.trainer.fit(task, data()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(TaskforgeError);
+    expect((error as Error).message).toMatch(
+      /DDP worker rank 1 of 2 failed at global step 1 \(epoch 0, batch 1\): it ran out of memory \(.*\)/,
+    );
+    expect(strategy.workerCount).toBe(0);
+    task.dispose();
+  }, 60_000);
+
   describe('test and predict', () => {
     // 23 test samples in batches of 5: batches 0, 2, 4 (the last one of 3) run on rank 0, 1 and 3 on rank 1.
     const testData = () => new ToyDataModule({ batchSize: 5, nTest: 23 });
@@ -200,6 +255,20 @@ describe('ddp over worker threads', () => {
       expect(ddp.extras['test_epoch']).toEqual(single.extras['test_epoch']);
       expect(ddp.metrics['test_loss']).toBeCloseTo(single.metrics['test_loss']!, 6);
       bare.dispose();
+      task.dispose();
+    });
+
+    it('validate outside fit is sharded like validation during fit and gives single\'s metrics', async () => {
+      const task = await trained();
+      // 10 val samples in batches of 5, each split 3 + 2.
+      const single = await makeTrainer(scratch.dir()).trainer.validate(task, data());
+      const before = task.validationSamples;
+      const run = ddpTrainer({});
+      const ddp = await run.trainer.validate(task, data());
+      expect(task.validationSamples - before).toBe(6);
+      expect(Object.keys(ddp)).toEqual(['val_loss']);
+      expect(ddp['val_loss']).toBeCloseTo(single['val_loss']!, 6);
+      expect((run.trainer.strategy as DDPStrategy).workerCount).toBe(0);
       task.dispose();
     });
 

@@ -48,6 +48,11 @@ describe('resolveDevices', () => {
     expect(resolveDevices({ strategy: 'ddp', devices: 2, batchSize: 16, cores: 2 }, 'cpu')).not.toHaveProperty(
       'warning',
     );
+    expect(resolveDevices({ strategy: 'ddp', devices: 1, batchSize: 16, cores: 2 }, 'wasm')).toEqual({
+      strategy: 'single',
+      devices: 1,
+      reason: 'trainer.strategy=ddp with one device (trainer.devices=1): nothing to split',
+    });
     expect(resolveDevices({ strategy: 'single', devices: 'auto', batchSize: 16, cores: 8 }, 'wasm')).toMatchObject({
       strategy: 'single',
       devices: 1,
@@ -126,6 +131,21 @@ describe('splitBatch', () => {
     expect(splitBatch({ x: new Float32Array(7), size: 7 }, 3).map((s) => s.size)).toEqual([3, 2, 2]);
   });
 
+  it('refuses an array field that is not whole rows of its samples (e.g. labels padded to a capacity)', () => {
+    let error: unknown;
+    try {
+      splitBatch({ tokens: new Int32Array(8), labels: new Int32Array(6), size: 4 }, 2);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(TaskforgeError);
+    expect((error as TaskforgeError).exitCode).toBe(2);
+    expect((error as Error).message).toMatch(
+      /the batch field 'labels' has 6 elements, which is not a whole number of rows for its 4 samples[\s\S]*labels\.subarray\(0, size × row\)[\s\S]*trainer\.strategy=single/,
+    );
+    expect(() => splitBatch({ x: new Float32Array(1), size: 0 }, 2)).toThrow(/'x' has 1 elements/);
+  });
+
   it('refuses a batch without a size field, with exit 2 and a fix', () => {
     expect(() => splitBatch({ x: new Float32Array(4) }, 2)).toThrow(
       /numeric `size` field[\s\S]*trainer.strategy=single/,
@@ -155,5 +175,21 @@ describe('mergeLogs', () => {
     expect(mergeLogs([[{ name: 'm', value: 1, weight: 2 }], [{ name: 'm', value: 3, weight: 2 }]], [2, 2])).toEqual([
       { name: 'm', value: 2, weight: 4 },
     ]);
+  });
+
+  it('weights data-dependent weights (e.g. a count of valid tokens) by those weights, as one batch would', () => {
+    // Shard 0: 3 of its samples' tokens valid, mean 0.5; shard 1: none valid (weight 0).
+    expect(
+      mergeLogs(
+        [[{ name: 'acc', value: 0.5, weight: 3 }], [{ name: 'acc', value: 0, weight: 0 }]],
+        [2, 2],
+      ),
+    ).toEqual([{ name: 'acc', value: 0.5, weight: 3 }]);
+    expect(
+      mergeLogs(
+        [[{ name: 'acc', value: 1, weight: 1 }], [{ name: 'acc', value: 0, weight: 3 }]],
+        [2, 2],
+      ),
+    ).toEqual([{ name: 'acc', value: 0.25, weight: 4 }]);
   });
 });

@@ -25,10 +25,12 @@ export function batchSize(batch: unknown): number | undefined {
 /**
  * Splits a batch along dim 0 into `parts` shards whose sizes differ by at most 1 (the first
  * `size % parts` shards get one sample more), in order, so concatenating the shards gives the batch back.
- * Every typed-array or array field whose length is a multiple of `size` is cut into rows of
- * `length / size` elements (copies, so their buffers can be transferred); `size` is set to the
- * shard's sample count; any other field (numbers, strings, small tables) is copied as is.
- * Throws TaskforgeError (exit 2) when the batch has no `size` field.
+ * Every typed-array or array field is per-sample: it must hold `size` rows of equal length, and is
+ * cut into the shards' rows (copies, so their buffers can be transferred); `size` is set to the
+ * shard's sample count; any other field (numbers, strings, objects) is copied as is.
+ * Throws TaskforgeError (exit 2) when the batch has no `size` field, or an array field's length is
+ * not a multiple of `size` (say, labels padded to a capacity): guessing which rows belong to which
+ * sample would train on the wrong data without a word.
  */
 export function splitBatch<Batch>(batch: Batch, parts: number): Array<Shard<Batch>> {
   const n = batchSize(batch);
@@ -41,6 +43,18 @@ export function splitBatch<Batch>(batch: Batch, parts: number): Array<Shard<Batc
       { exitCode: 2 },
     );
   }
+  for (const [key, value] of Object.entries(batch as Record<string, unknown>)) {
+    if (key !== 'size' && isSplittable(value) && (n === 0 ? value.length !== 0 : value.length % n !== 0)) {
+      throw new TaskforgeError(
+        `trainer.strategy=ddp splits each batch into per-sample rows, but the batch field '${key}' has ` +
+          `${value.length} elements, which is not a whole number of rows for its ${n} samples (size=${n}). ` +
+          `Give every array field exactly size × row elements (e.g. ${key}.subarray(0, size × row) for a ` +
+          'buffer padded to a capacity), keep tables that are not per-sample out of the batch (the task ' +
+          'can hold them), or train with trainer.strategy=single.',
+        { exitCode: 2 },
+      );
+    }
+  }
   const count = Math.max(1, Math.min(parts, n));
   const base = Math.floor(n / count);
   const extra = n % count;
@@ -51,7 +65,7 @@ export function splitBatch<Batch>(batch: Batch, parts: number): Array<Shard<Batc
     const out: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(batch as Record<string, unknown>)) {
       if (key === 'size') out[key] = size;
-      else if (isSplittable(value) && n > 0 && value.length % n === 0) {
+      else if (isSplittable(value) && n > 0) {
         const row = value.length / n;
         out[key] = value.slice(start * row, (start + size) * row);
       } else out[key] = value;

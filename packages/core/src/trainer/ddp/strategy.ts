@@ -16,9 +16,10 @@
  * - Weights: only rank 0 has an optimizer. After each update the new weights go to every worker
  *   with its next shard (broadcast, not a second optimizer per replica), so replicas cannot drift
  *   and checkpoints (written by rank 0 alone) have exactly the single-device format.
- * - Faults: a worker that throws, exits or runs out of memory makes the pending step reject with a
- *   TaskforgeError (exit 1) naming the rank, the step and the cause; the 'error'/'exit' events
- *   mean no wait is left hanging. The update of that step is never applied, so the last checkpoint
+ * - Faults: a worker that throws, exits, runs out of memory or does not answer within
+ *   `trainer.ddp_timeout` seconds (then it is terminated) makes the pending step reject with a
+ *   TaskforgeError (exit 1) naming the rank, the step and the cause; the 'error'/'exit' events and
+ *   the timeout mean no wait is left hanging. The update of that step is never applied, so the last checkpoint
  *   stays the last good one. `teardown` terminates every worker (the Trainer calls it on every
  *   exit path; a worker keeps the process alive only while rank 0 waits on it).
  */
@@ -27,7 +28,7 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import type { Accelerator } from '../../backend/accelerator.js';
 import type { AcceleratorRequest, BackendSelection } from '../../backend/select.js';
@@ -39,7 +40,7 @@ import { computeEvaluation, computeStep, type LoggedValue, type StepFields, type
 import { SingleDeviceStrategy, type BatchParallel, type Strategy } from '../strategy.js';
 import { decodeOutput } from './outputs.js';
 import type { FromWorker, ReplicaSpec, ToWorker, WeightsMessage, WorkerInit } from './protocol.js';
-import { copyBatch, splitBatch, transferables } from './shards.js';
+import { copyBatch, splitBatch, transferables, type Shard } from './shards.js';
 
 /** What `trainer.strategy` / `trainer.devices` asked for, plus what decides `auto`. */
 export interface DevicesRequest {
@@ -54,6 +55,18 @@ export interface DevicesRequest {
    * so the batch size neither bounds nor caps `devices` (fit and validate split each batch).
    */
   wholeBatches?: boolean | undefined;
+}
+
+/** How long a worker may take, and what it may use (`DDPStrategy`'s request). */
+export interface WorkerLimits {
+  /**
+   * Seconds a worker may take to answer one request (build its replica, or run one step) before
+   * the run stops with an error naming it (`trainer.ddp_timeout`; PyTorch's process-group
+   * timeout, 30 min by default, plays the same part). null = wait for ever.
+   */
+  timeoutS?: number | null | undefined;
+  /** Node's per-worker V8 heap limits (`new Worker(..., { resourceLimits })`); default: Node's. */
+  resourceLimits?: ResourceLimits | undefined;
 }
 
 /** What `resolveDevices` decided: the strategy, the number of devices (workers incl. rank 0) and why. */
@@ -121,6 +134,10 @@ function planDevices(request: DevicesRequest, backend: string): DevicesPlan {
       );
     }
     const devices = request.devices === 'auto' ? Math.max(1, Math.min(cores, batchSize ?? cores)) : request.devices;
+    if (devices < 2) {
+      const why = request.devices === 'auto' ? `${cores} core, batch of ${batchSize ?? '?'}` : 'trainer.devices=1';
+      return { strategy: 'single', devices: 1, reason: `trainer.strategy=ddp with one device (${why}): nothing to split` };
+    }
     return {
       strategy: 'ddp',
       devices,
@@ -176,14 +193,20 @@ class Replica {
   private readyWait: { resolve: () => void; reject: (e: Error) => void } | undefined;
   readonly ready: Promise<void>;
   terminating = false;
+  /** Runs while rank 0 waits on this worker (building, or a request); see `WorkerLimits.timeoutS`. */
+  private watchdog: NodeJS.Timeout | undefined;
+  /** The global step at which this worker last got the weights (see `DDPStrategy.weightsFor`). */
+  weightsStep: number | undefined;
 
   constructor(
     readonly rank: number,
     init: WorkerInit,
+    private readonly limits: WorkerLimits = {},
   ) {
     this.ready = new Promise<void>((resolve, reject) => (this.readyWait = { resolve, reject }));
     this.ready.catch(() => undefined);
-    this.worker = spawnWorker(init);
+    this.worker = spawnWorker(init, limits.resourceLimits);
+    this.arm('build its replica');
     // Referenced (keeps the process alive) only while rank 0 waits on it: until it is ready and
     // while a request is pending; idle, it never holds the process open.
     this.ready.then(
@@ -202,6 +225,7 @@ class Replica {
 
   private onMessage(message: FromWorker): void {
     if (message.type === 'ready') {
+      this.disarm();
       this.readyWait?.resolve();
       return;
     }
@@ -212,6 +236,8 @@ class Replica {
     const pending = this.pending.get(message.id!);
     if (!pending) return;
     this.pending.delete(message.id!);
+    this.disarm();
+    if (this.pending.size > 0) this.arm('answer');
     this.settle();
     if (message.type === 'result') pending.resolve(message);
     else {
@@ -222,11 +248,42 @@ class Replica {
 
   /** Lets the process exit while this worker has nothing rank 0 waits for. */
   private settle(): void {
-    if (this.pending.size === 0) this.worker.unref();
+    if (this.pending.size === 0) {
+      this.disarm();
+      this.worker.unref();
+    }
+  }
+
+  /**
+   * Starts the timeout for what rank 0 now waits on (`what`: build its replica, or answer), unless
+   * one runs: requests are answered in order, so it runs from the oldest unanswered one and is
+   * restarted by each answer. A worker that misses it is failed and terminated (`terminate`
+   * interrupts even an endless JS loop).
+   */
+  private arm(what: string): void {
+    const seconds = this.limits.timeoutS;
+    if (seconds === null || seconds === undefined || this.watchdog) return;
+    this.watchdog = setTimeout(() => {
+      this.watchdog = undefined;
+      this.fail(
+        `it did not ${what} within ${seconds} s (trainer.ddp_timeout=${seconds}) and was stopped: it may be stuck ` +
+          'in an endless loop or a deadlock, or a step may really take that long ' +
+          '(then raise trainer.ddp_timeout, or set it to null to wait for ever)',
+      );
+      void this.worker.terminate();
+    }, seconds * 1000);
+    // The worker itself keeps the process alive while rank 0 waits; the timer must not.
+    this.watchdog.unref();
+  }
+
+  private disarm(): void {
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = undefined;
   }
 
   fail(reason: string): void {
     if (this.failure !== undefined) return;
+    this.disarm();
     this.failure = reason;
     const error = new Error(reason);
     this.readyWait?.reject(error);
@@ -238,9 +295,11 @@ class Replica {
   request(message: ToWorker, transfer: ArrayBuffer[]): Promise<Extract<FromWorker, { type: 'result' }>> {
     if (this.failure !== undefined) return Promise.reject(new Error(this.failure));
     return new Promise((resolve, reject) => {
+      // Posted first: a batch structured clone cannot copy (DataCloneError) must leave nothing pending.
+      this.worker.postMessage(message, transfer);
       this.pending.set(message.id, { resolve, reject });
       this.worker.ref();
-      this.worker.postMessage(message, transfer);
+      this.arm('answer');
     });
   }
 
@@ -255,9 +314,10 @@ class Replica {
  * The worker entry: `worker.js` next to this file in the build. Run from TypeScript sources (the
  * tests), the worker loads them through tsx with the `@taskforge/source` condition, as vitest does.
  */
-function spawnWorker(init: WorkerInit): Worker {
+function spawnWorker(init: WorkerInit, resourceLimits: ResourceLimits | undefined): Worker {
   const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./worker.js', here), { workerData: init });
+  const limits = resourceLimits ? { resourceLimits } : {};
+  if (!here.endsWith('.ts')) return new Worker(new URL('./worker.js', here), { workerData: init, ...limits });
   const require = createRequire(here);
   const tsxApi = pathToFileURL(join(dirname(require.resolve('tsx/package.json')), 'dist/esm/api/index.mjs')).href;
   const tsconfig = join(dirname(fileURLToPath(here)), '../../../tsconfig.lib.json');
@@ -266,7 +326,7 @@ function spawnWorker(init: WorkerInit): Worker {
     `const { register } = await import(${JSON.stringify(tsxApi)});\n` +
     `register(${existsSync(tsconfig) ? `{ tsconfig: ${JSON.stringify(tsconfig)} }` : ''});\n` +
     `await import(${JSON.stringify(entry)});\n`;
-  return new Worker(code, { eval: true, workerData: init, execArgv: ['--conditions=@taskforge/source'] });
+  return new Worker(code, { eval: true, workerData: init, execArgv: ['--conditions=@taskforge/source'], ...limits });
 }
 
 /**
@@ -290,7 +350,8 @@ export class DDPStrategy implements Strategy {
   private nextId = 1;
 
   constructor(
-    private readonly request: DevicesRequest & { accelerator: AcceleratorRequest; threads: number | null },
+    private readonly request: DevicesRequest &
+      WorkerLimits & { accelerator: AcceleratorRequest; threads: number | null },
     accelerator: Accelerator,
     private readonly output: Output,
     private readonly replica: ReplicaSpec | undefined,
@@ -354,70 +415,56 @@ export class DDPStrategy implements Strategy {
     if (this.worldSize <= 1) return computeStep(task, batch, fields, trainable);
     const shards = splitBatch(batch, this.worldSize);
     if (shards.length === 1) return computeStep(task, batch, fields, trainable);
-    await this.launch(fields);
-    const weights = snapshotWeights(task);
-    const requests = shards.slice(1).map((shard, i) => {
-      const rank = i + 1;
-      const message: ToWorker = {
-        type: 'step',
-        method: 'trainingStep',
-        id: this.nextId++,
-        batch: shard.batch,
-        fields: { ...fields, seed: mixSeed(fields.seed, rank) },
-        weights,
-      };
-      return this.replicas[i]!.request(message, transferables(shard.batch));
-    });
-    // Settled before anything throws, so no rejection goes unobserved.
-    const settled = Promise.allSettled(requests);
-    let local: StepResult;
-    try {
-      local = await computeStep(task, shards[0]!.batch, fields, trainable);
-    } catch (error) {
-      await settled;
-      throw error;
-    }
-    const results = await settled;
-    const failed = results.findIndex((r) => r.status === 'rejected');
-    if (failed !== -1) {
-      tf.dispose(local.grads);
-      const rank = failed + 1;
-      const cause = ((results[failed] as PromiseRejectedResult).reason as Error).message;
-      throw this.workerError(rank, fields, cause);
-    }
+    const { local, remote } = await this.scatter(task, 'trainingStep', shards, fields, () =>
+      computeStep(task, shards[0]!.batch, fields, trainable),
+    );
     const total = shards.reduce((n, s) => n + s.size, 0);
     const weightsOf = shards.map((s) => s.size / total);
-    const remote = results.map((r) => (r as PromiseFulfilledResult<Extract<FromWorker, { type: 'result' }>>).value);
-    const grads = tf.tidy(() => {
-      const out: Record<string, tf.Tensor> = {};
-      for (const [name, g0] of Object.entries(local.grads)) {
-        let sum = tf.mul(g0, weightsOf[0]!);
-        remote.forEach((r, i) => {
-          const values = r.grads[name];
-          if (!values) throw new TaskforgeError(`DDP worker rank ${i + 1} sent no gradient for '${name}'.`);
-          sum = tf.add(sum, tf.mul(tf.tensor(values, g0.shape, 'float32'), weightsOf[i + 1]!));
-        });
-        out[name] = sum;
+    try {
+      const missing = Object.keys(local.grads).flatMap((name) => {
+        const rank = remote.findIndex((r) => !r.grads[name]);
+        return rank === -1 ? [] : [{ name, rank: rank + 1 }];
+      });
+      if (missing.length > 0) {
+        throw this.workerError(
+          missing[0]!.rank,
+          this.where(fields),
+          `it sent no gradient for '${missing[0]!.name}' (its replica has different variables; ` +
+            'the replica recipe must build the same task as rank 0)',
+          { stepNotApplied: true },
+        );
       }
-      return out;
-    });
-    tf.dispose(local.grads);
-    const loss = weightsOf[0]! * local.loss + remote.reduce((s, r, i) => s + weightsOf[i + 1]! * r.loss, 0);
-    return {
-      loss,
-      logs: mergeLogs(
-        [local.logs, ...remote.map((r) => r.logs)],
-        shards.map((s) => s.size),
-      ),
-      grads,
-    };
+      const grads = tf.tidy(() => {
+        const out: Record<string, tf.Tensor> = {};
+        for (const [name, g0] of Object.entries(local.grads)) {
+          let sum = tf.mul(g0, weightsOf[0]!);
+          remote.forEach((r, i) => {
+            sum = tf.add(sum, tf.mul(tf.tensor(r.grads[name]!, g0.shape, 'float32'), weightsOf[i + 1]!));
+          });
+          out[name] = sum;
+        }
+        return out;
+      });
+      const loss = weightsOf[0]! * local.loss + remote.reduce((s, r, i) => s + weightsOf[i + 1]! * r.loss, 0);
+      return {
+        loss,
+        logs: mergeLogs(
+          [local.logs, ...remote.map((r) => r.logs)],
+          shards.map((s) => s.size),
+        ),
+        grads,
+      };
+    } finally {
+      tf.dispose(local.grads);
+    }
   }
 
   /**
    * Validation sharded like training: rank 0 splits the batch, workers run `validationStep` on
-   * their shards, and the logged values are merged weighted by shard size (`mergeLogs`). Only
-   * logged values come back: state a task keeps across validation batches stays per replica.
-   * Runs locally with one device or outside fit (no data facts to build workers with).
+   * their shards, and the logged values are merged as one batch would have logged them
+   * (`mergeLogs`). Only logged values come back: state a task keeps across validation batches
+   * stays per replica. Runs locally with one device or before `connect` (no data facts to build
+   * workers with).
    */
   async evaluationStep(
     task: Task,
@@ -427,45 +474,79 @@ export class DDPStrategy implements Strategy {
   ): Promise<LoggedValue[]> {
     const shards = this.worldSize > 1 && this.modelDataArgs ? splitBatch(batch, this.worldSize) : [];
     if (shards.length < 2) return computeEvaluation(task, method, batch, fields);
-    await this.launch(fields);
-    const weights = snapshotWeights(task);
-    const requests = shards.slice(1).map((shard, i) =>
-      this.replicas[i]!.request(
-        {
-          type: 'step',
-          method,
-          id: this.nextId++,
-          batch: shard.batch,
-          fields: { ...fields, seed: mixSeed(fields.seed, i + 1) },
-          weights,
-        },
-        transferables(shard.batch),
-      ),
+    const { local, remote } = await this.scatter(task, method, shards, fields, () =>
+      computeEvaluation(task, method, shards[0]!.batch, fields),
     );
+    return mergeLogs(
+      [local, ...remote.map((r) => r.logs)],
+      shards.map((s) => s.size),
+    );
+  }
+
+  /**
+   * Posts shards 1..N-1 to the workers (with the weights, when they changed since each last got
+   * them), runs shard 0 here meanwhile, and waits for every answer. Throws `workerError` for the
+   * first worker that failed (after every answer settled, so no rejection goes unobserved), or
+   * what shard 0 threw.
+   */
+  private async scatter<Local>(
+    task: Task,
+    method: 'trainingStep' | 'validationStep',
+    shards: Shard[],
+    fields: StepFields,
+    runLocal: () => Promise<Local>,
+  ): Promise<{ local: Local; remote: Array<Extract<FromWorker, { type: 'result' }>> }> {
+    await this.launch(this.where(fields, method === 'validationStep'), method === 'trainingStep');
+    const weights = this.weightsFor(task);
+    const requests = shards.slice(1).map((shard, i) => {
+      const rank = i + 1;
+      const replica = this.replicas[i]!;
+      const message: ToWorker = {
+        type: 'step',
+        method,
+        id: this.nextId++,
+        batch: shard.batch,
+        fields: { ...fields, seed: mixSeed(fields.seed, rank) },
+        ...(replica.weightsStep === fields.globalStep ? {} : { weights: weights() }),
+      };
+      replica.weightsStep = fields.globalStep;
+      return replica.request(message, transferables(shard.batch));
+    });
     const settled = Promise.allSettled(requests);
-    let local: LoggedValue[];
+    let local: Local;
     try {
-      local = await computeEvaluation(task, method, shards[0]!.batch, fields);
+      local = await runLocal();
     } catch (error) {
       await settled;
       throw error;
     }
     const results = await settled;
     const failed = results.findIndex((r) => r.status === 'rejected');
-    if (failed !== -1)
+    if (failed !== -1) {
+      if (method === 'trainingStep') tf.dispose((local as StepResult).grads);
+      const rank = failed + 1;
       throw this.workerError(
-        failed + 1,
-        fields,
-        ((results[failed] as PromiseRejectedResult).reason as Error).message,
-        'validation',
+        rank,
+        this.where(fields, method === 'validationStep'),
+        `${((results[failed] as PromiseRejectedResult).reason as Error).message} (its shard: ${shardRows(shards, rank)})`,
+        { stepNotApplied: method === 'trainingStep' },
       );
-    const remote = results.map(
-      (r) => (r as PromiseFulfilledResult<Extract<FromWorker, { type: 'result' }>>).value.logs,
-    );
-    return mergeLogs(
-      [local, ...remote],
-      shards.map((s) => s.size),
-    );
+    }
+    return {
+      local,
+      remote: results.map((r) => (r as PromiseFulfilledResult<Extract<FromWorker, { type: 'result' }>>).value),
+    };
+  }
+
+  /**
+   * The weights to send, read at most once per call and only if some worker needs them: a worker
+   * gets them when the global step changed since it last got them. Weights change only through
+   * the optimizer update, which ends a global step, and through a restore, which happens before
+   * any worker starts; the micro-batches of one step and the batches of one validation share them.
+   */
+  private weightsFor(task: Task): () => WeightsMessage {
+    let snapshot: WeightsMessage | undefined;
+    return () => (snapshot ??= snapshotWeights(task));
   }
 
   async batchParallel(
@@ -481,16 +562,16 @@ export class DDPStrategy implements Strategy {
       );
       return undefined;
     }
-    await this.launch(fields);
+    const during = method === 'testStep' ? 'test' : 'predict';
+    await this.launch(`the start of ${during}`);
     const weights = snapshotWeights(task);
     const taskState = task.stateDict?.();
     const synced = new Set<number>();
-    const during = method === 'testStep' ? 'test' : 'predict';
     return {
       devices: this.worldSize,
       run: async (rank, batch, batchFields) => {
         const replica = this.replicas[rank - 1];
-        if (!replica) throw new TaskforgeError(`DDP has no worker rank ${rank} (devices: ${this.worldSize}).`);
+        if (!replica) throw new TaskforgeError(`DDP has no worker rank ${rank} (devices: ${this.worldSize}); this is a bug.`);
         const copy = copyBatch(batch);
         const message: ToWorker = {
           type: 'step',
@@ -505,7 +586,7 @@ export class DDPStrategy implements Strategy {
           const result = await replica.request(message, transferables(copy));
           return { logs: result.logs, output: method === 'predictStep' ? decodeOutput(result.output) : undefined };
         } catch (error) {
-          throw this.workerError(rank, batchFields, (error as Error).message, during);
+          throw this.workerError(rank, `${during} batch ${batchFields.batchIdx}`, (error as Error).message);
         }
       },
       exportTestStates: async () => {
@@ -515,11 +596,7 @@ export class DDPStrategy implements Strategy {
         const results = await Promise.allSettled(requests);
         return results.map((r, i) => {
           if (r.status === 'rejected')
-            throw new TaskforgeError(
-              `DDP worker rank ${i + 1} of ${this.worldSize} failed at the end of the test epoch: ` +
-                `${(r.reason as Error).message}. ` +
-                'Run with trainer.strategy=single to see the failure on the main thread.',
-            );
+            throw this.workerError(i + 1, 'the end of the test epoch', (r.reason as Error).message);
           return r.value.output;
         });
       },
@@ -533,8 +610,8 @@ export class DDPStrategy implements Strategy {
     await Promise.allSettled(replicas.map((r) => r.terminate()));
   }
 
-  /** Starts workers 1..N-1 (once) and waits until each has built its replica. */
-  private async launch(fields: StepFields): Promise<void> {
+  /** Starts workers 1..N-1 (once) and waits until each has built its replica; `where` names the step for errors. */
+  private async launch(where: string, stepNotApplied = false): Promise<void> {
     this.launching ??= (async () => {
       if (!this.modelDataArgs) throw new TaskforgeError('DDPStrategy.connect() was not called before training.');
       const base = {
@@ -546,12 +623,16 @@ export class DDPStrategy implements Strategy {
         replica: this.replica!,
         modelDataArgs: this.modelDataArgs,
       };
-      for (let rank = 1; rank < this.worldSize; rank++) this.replicas.push(new Replica(rank, { ...base, rank }));
+      const limits = { timeoutS: this.request.timeoutS, resourceLimits: this.request.resourceLimits };
+      for (let rank = 1; rank < this.worldSize; rank++)
+        this.replicas.push(new Replica(rank, { ...base, rank }, limits));
       const ready = await Promise.allSettled(this.replicas.map((r) => r.ready));
       const failed = ready.findIndex((r) => r.status === 'rejected');
       if (failed !== -1) {
         await this.teardown();
-        throw this.workerError(failed + 1, fields, ((ready[failed] as PromiseRejectedResult).reason as Error).message);
+        throw this.workerError(failed + 1, where, ((ready[failed] as PromiseRejectedResult).reason as Error).message, {
+          stepNotApplied,
+        });
       }
     })();
     try {
@@ -562,26 +643,39 @@ export class DDPStrategy implements Strategy {
     }
   }
 
+  /**
+   * The one form of a worker failure: "DDP worker rank r of N failed at <where>: <cause>." plus, for
+   * a training step, that it was not applied (so the last checkpoint is the last good one), and
+   * the way to see the failure on the main thread.
+   */
   private workerError(
     rank: number,
-    fields: StepFields,
+    where: string,
     cause: string,
-    during?: 'validation' | 'test' | 'predict',
+    options: { stepNotApplied?: boolean } = {},
   ): TaskforgeError {
-    if (during === 'test' || during === 'predict') {
-      return new TaskforgeError(
-        `DDP worker rank ${rank} of ${this.worldSize} failed at ${during} batch ${fields.batchIdx}: ${cause}. ` +
-          'Run with trainer.strategy=single to see the failure on the main thread.',
-      );
-    }
-    const batch = `${during ? 'validation ' : ''}batch ${fields.batchIdx}`;
-    const where = `${during ? 'validation at ' : ''}global step ${fields.globalStep} (epoch ${fields.epoch}, ${batch})`;
     return new TaskforgeError(
       `DDP worker rank ${rank} of ${this.worldSize} failed at ${where}: ${cause}. ` +
-        'The step was not applied, so the last checkpoint saved is the last good one. ' +
+        (options.stepNotApplied
+          ? 'The step was not applied, so the last checkpoint saved is the last good one. '
+          : '') +
         'Run with trainer.strategy=single to see the failure on the main thread.',
     );
   }
+
+  /** "global step 12 (epoch 0, batch 3)", or "validation at global step 12 (epoch 0, validation batch 3)". */
+  private where(fields: StepFields, validation = false): string {
+    const batch = `${validation ? 'validation ' : ''}batch ${fields.batchIdx}`;
+    return `${validation ? 'validation at ' : ''}global step ${fields.globalStep} (epoch ${fields.epoch}, ${batch})`;
+  }
+
+}
+
+/** "samples 4-5 of the batch": the rows of the batch that shard `rank` holds. */
+function shardRows(shards: Shard[], rank: number): string {
+  const first = shards.slice(0, rank).reduce((n, s) => n + s.size, 0);
+  const size = shards[rank]!.size;
+  return size === 1 ? `sample ${first} of the batch` : `samples ${first}-${first + size - 1} of the batch`;
 }
 
 /** Every variable's values (copies), for the workers to load before their shard. */
@@ -595,11 +689,13 @@ function snapshotWeights(task: Task): WeightsMessage {
 
 /**
  * Logged values of the shards (`sizes[r]` samples each), merged so devices=N logs what devices=1
- * does. Per name the value is the shard values' mean weighted by sample count (what one step
- * over the whole batch logs, for a value that is a mean over its batch). The weight is chosen as
- * the whole batch would have logged it: when the shards' weights are proportional to their sizes
- * (e.g. `weight: batch.size`) they add up; when they are one constant (e.g. the default 1) it is
- * kept. (Equal shards whose weight equals their size count as the former.)
+ * does for the whole batch. Per name:
+ * - weights that are one constant across the shards (e.g. the default 1: a batch mean) or that
+ *   follow the shard sizes (e.g. `weight: batch.size`): the shard values' mean weighted by sample
+ *   count, which is the whole batch's mean; the weight is summed when it follows the size, else kept;
+ * - any other weights (a data-dependent count, e.g. `weight: validTokens`): the mean weighted by
+ *   those weights, with their sum as the weight, as one batch logging `Σ/count` would have.
+ * (Equal shards whose weight equals their size count as following the size.)
  */
 export function mergeLogs(shards: LoggedValue[][], sizes: number[]): LoggedValue[] {
   const byName = new Map<string, Array<{ value: number; weight: number; size: number }>>();
@@ -620,13 +716,19 @@ export function mergeLogs(shards: LoggedValue[][], sizes: number[]): LoggedValue
   });
   const out: LoggedValue[] = [];
   for (const [name, list] of byName) {
-    const samples = list.reduce((s, e) => s + e.size, 0);
-    const value = list.reduce((s, e) => s + e.value * e.size, 0) / samples;
     const first = list[0]!;
     const constant = list.every((e) => e.weight === first.weight);
     const proportional = list.every((e) => e.weight * first.size === first.weight * e.size);
-    const add = proportional && (!constant || first.weight === first.size);
-    out.push({ name, value, weight: add || !constant ? list.reduce((s, e) => s + e.weight, 0) : first.weight });
+    const totalWeight = list.reduce((s, e) => s + e.weight, 0);
+    if (constant || proportional) {
+      const samples = list.reduce((s, e) => s + e.size, 0);
+      const value = list.reduce((s, e) => s + e.value * e.size, 0) / samples;
+      const add = proportional && (!constant || first.weight === first.size);
+      out.push({ name, value, weight: add ? totalWeight : first.weight });
+    } else {
+      const value = totalWeight === 0 ? 0 : list.reduce((s, e) => s + e.value * e.weight, 0) / totalWeight;
+      out.push({ name, value, weight: totalWeight });
+    }
   }
   return out;
 }

@@ -8,8 +8,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { StepContext } from '../../contracts.js';
-import type { LoggedValue } from '../local-step.js';
-import { MeanAccumulator, StepLog } from '../step-context.js';
+import { runLogged, runScoped, type LoggedValue } from '../local-step.js';
+import { MeanAccumulator } from '../step-context.js';
 import type { BatchParallel } from '../strategy.js';
 
 export interface EvaluationRun {
@@ -29,12 +29,7 @@ export interface EvaluationRun {
    * For `collect: 'metrics'`: runs the step elsewhere (sharded over the strategy's devices) and
    * returns what it logged; replaces the local `step` when given.
    */
-  sharded?:
-    | ((
-        batch: unknown,
-        fields: Omit<StepContext, 'log'>,
-      ) => Promise<Array<{ name: string; value: number; weight: number }>>)
-    | undefined;
+  sharded?: ((batch: unknown, fields: Omit<StepContext, 'log'>) => Promise<LoggedValue[]>) | undefined;
   /** Whole batches round-robin over the strategy's devices (test, predict); see `Strategy.batchParallel`. */
   parallel?: BatchParallel | undefined;
 }
@@ -101,29 +96,9 @@ async function runLocal(
   batch: unknown,
   batchIdx: number,
 ): Promise<{ logs: LoggedValue[]; output: unknown }> {
-  const log = new StepLog();
-  const ctx = log.context(run.context(batchIdx));
-  if (run.collect === 'metrics') {
-    try {
-      tf.tidy(() => {
-        run.step(batch, ctx);
-      });
-    } catch (error) {
-      log.discard();
-      throw error;
-    }
-    return { logs: await log.read(), output: undefined };
-  }
-  // A scope rather than tf.tidy because predictStep may be async; returned tensors are kept.
-  tf.engine().startScope();
-  let output: unknown;
-  try {
-    output = await run.step(batch, ctx);
-  } finally {
-    tf.engine().endScope(output as tf.TensorContainer);
-    log.discard();
-  }
-  return { logs: [], output };
+  const fields = run.context(batchIdx);
+  if (run.collect === 'metrics') return { logs: await runLogged(fields, (ctx) => run.step(batch, ctx)), output: undefined };
+  return { logs: [], output: await runScoped(fields, (ctx) => run.step(batch, ctx)) };
 }
 
 /** Releases the tensors of outputs that will not be returned (a failed window). */

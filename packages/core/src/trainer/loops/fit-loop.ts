@@ -3,8 +3,8 @@
  * Reads top to bottom: `run` trains epochs until max_epochs/max_steps or a stop request;
  * `trainEpoch` feeds micro-batches, validating every `val_check_interval` and at the epoch end;
  * `trainMicroBatch` computes a loss and its gradients (through the strategy, which may shard the batch
- * over workers); `optimizerStep` averages the accumulated
- * gradients, all-reduces them through the strategy, clips, sets the LR and updates the weights.
+ * over workers and returns the whole micro-batch's gradients); `optimizerStep` averages the
+ * accumulated gradients, clips, sets the LR and updates the weights.
  * The accumulation state lives in fields, so each piece is a plain method.
  */
 import * as tf from '@tensorflow/tfjs';
