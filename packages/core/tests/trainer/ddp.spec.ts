@@ -258,7 +258,7 @@ describe('ddp over worker threads', () => {
       task.dispose();
     });
 
-    it('validate outside fit is sharded like validation during fit and gives single\'s metrics', async () => {
+    it("validate outside fit is sharded like validation during fit and gives single's metrics", async () => {
       const task = await trained();
       // 10 val samples in batches of 5, each split 3 + 2.
       const single = await makeTrainer(scratch.dir()).trainer.validate(task, data());

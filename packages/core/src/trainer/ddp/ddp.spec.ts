@@ -180,16 +180,10 @@ describe('mergeLogs', () => {
   it('weights data-dependent weights (e.g. a count of valid tokens) by those weights, as one batch would', () => {
     // Shard 0: 3 of its samples' tokens valid, mean 0.5; shard 1: none valid (weight 0).
     expect(
-      mergeLogs(
-        [[{ name: 'acc', value: 0.5, weight: 3 }], [{ name: 'acc', value: 0, weight: 0 }]],
-        [2, 2],
-      ),
+      mergeLogs([[{ name: 'acc', value: 0.5, weight: 3 }], [{ name: 'acc', value: 0, weight: 0 }]], [2, 2]),
     ).toEqual([{ name: 'acc', value: 0.5, weight: 3 }]);
-    expect(
-      mergeLogs(
-        [[{ name: 'acc', value: 1, weight: 1 }], [{ name: 'acc', value: 0, weight: 3 }]],
-        [2, 2],
-      ),
-    ).toEqual([{ name: 'acc', value: 0.25, weight: 4 }]);
+    expect(mergeLogs([[{ name: 'acc', value: 1, weight: 1 }], [{ name: 'acc', value: 0, weight: 3 }]], [2, 2])).toEqual(
+      [{ name: 'acc', value: 0.25, weight: 4 }],
+    );
   });
 });

@@ -136,7 +136,11 @@ function planDevices(request: DevicesRequest, backend: string): DevicesPlan {
     const devices = request.devices === 'auto' ? Math.max(1, Math.min(cores, batchSize ?? cores)) : request.devices;
     if (devices < 2) {
       const why = request.devices === 'auto' ? `${cores} core, batch of ${batchSize ?? '?'}` : 'trainer.devices=1';
-      return { strategy: 'single', devices: 1, reason: `trainer.strategy=ddp with one device (${why}): nothing to split` };
+      return {
+        strategy: 'single',
+        devices: 1,
+        reason: `trainer.strategy=ddp with one device (${why}): nothing to split`,
+      };
     }
     return {
       strategy: 'ddp',
@@ -552,7 +556,7 @@ export class DDPStrategy implements Strategy {
   async batchParallel(
     task: Task,
     method: 'testStep' | 'predictStep',
-    fields: StepFields,
+    _fields: StepFields,
   ): Promise<BatchParallel | undefined> {
     if (this.worldSize <= 1 || !this.modelDataArgs) return undefined;
     if (method === 'testStep' && task.onTestEpochEnd && !(task.exportTestState && task.mergeTestState)) {
@@ -571,7 +575,8 @@ export class DDPStrategy implements Strategy {
       devices: this.worldSize,
       run: async (rank, batch, batchFields) => {
         const replica = this.replicas[rank - 1];
-        if (!replica) throw new TaskforgeError(`DDP has no worker rank ${rank} (devices: ${this.worldSize}); this is a bug.`);
+        if (!replica)
+          throw new TaskforgeError(`DDP has no worker rank ${rank} (devices: ${this.worldSize}); this is a bug.`);
         const copy = copyBatch(batch);
         const message: ToWorker = {
           type: 'step',
@@ -668,7 +673,6 @@ export class DDPStrategy implements Strategy {
     const batch = `${validation ? 'validation ' : ''}batch ${fields.batchIdx}`;
     return `${validation ? 'validation at ' : ''}global step ${fields.globalStep} (epoch ${fields.epoch}, ${batch})`;
   }
-
 }
 
 /** "samples 4-5 of the batch": the rows of the batch that shard `rank` holds. */

@@ -97,7 +97,8 @@ async function runLocal(
   batchIdx: number,
 ): Promise<{ logs: LoggedValue[]; output: unknown }> {
   const fields = run.context(batchIdx);
-  if (run.collect === 'metrics') return { logs: await runLogged(fields, (ctx) => run.step(batch, ctx)), output: undefined };
+  if (run.collect === 'metrics')
+    return { logs: await runLogged(fields, (ctx) => run.step(batch, ctx)), output: undefined };
   return { logs: [], output: await runScoped(fields, (ctx) => run.step(batch, ctx)) };
 }
 
