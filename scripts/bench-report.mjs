@@ -120,6 +120,7 @@ export function formatReport(results) {
     `Load average: ${machine.loadAverageAtStart.join(' ')} at start, ${machine.loadAverageAtEnd.join(' ')} at end${busy ? ` (above ${machine.cores} cores: other jobs shared the CPUs, so wall times are inflated; compare CPU time)` : ''}`,
     `Data: ${results.data.source === 'synthetic' ? `SYNTHETIC token batches (${results.data.why})` : `Cifar10DataModule (${results.data.overrides.join(' ') || 'configured dataset.url'})`}`,
     `PyTorch: ${results.torch.version ? `torch ${results.torch.version} (${results.torch.python})` : `SKIPPED (${results.torch.skipped})`}`,
+    ...blasLines(results.torch.blasLibraries),
     ...(results.staleBuild?.length
       ? [
           `Build: STALE for ${results.staleBuild.join(', ')} (their src changed after the last build; these numbers measure the old build)`,
@@ -159,4 +160,24 @@ export function formatProfile(run, top = 10) {
     `Where the time goes: tf.profile of one ${run.config}/${run.backend} step (${ms(profile.step.totalMs)} ms wall, ${ms(profile.kernelMs)} ms in kernels, peak tensors ${mib(profile.peakBytes)} MiB)`,
     table(['kernel', 'ms', 'share', 'calls'], rows),
   ].join('\n');
+}
+
+/**
+ * Which BLAS torch ran on, and a warning when it is the unoptimised reference BLAS (Debian's
+ * /usr/lib/x86_64-linux-gnu/blas/libblas.so.3): then PyTorch's matrix products are several times
+ * slower than its fastest, and the "vs pt" columns flatter taskforge.
+ */
+function blasLines(libraries) {
+  if (!libraries?.length) return [];
+  const reference =
+    libraries.some((p) => /\/blas\/libblas\.so/.test(p)) && !libraries.some((p) => /openblas|mkl/i.test(p));
+  return [
+    `PyTorch BLAS: ${libraries.join(', ')}`,
+    ...(reference
+      ? [
+          'WARNING: PyTorch ran on the reference BLAS (netlib, unoptimised), not its fastest: install an optimised one ' +
+            '(apt-get install libopenblas0-pthread) and rerun before comparing with PyTorch.',
+        ]
+      : []),
+  ];
 }

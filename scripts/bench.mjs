@@ -186,7 +186,11 @@ const results = {
   staleBuild,
   data: data.description,
   torch: python.path
-    ? { python: python.path, version: runs.find((r) => r.result?.torch)?.result.torch ?? null }
+    ? {
+        python: python.path,
+        version: runs.find((r) => r.result?.torch)?.result.torch ?? null,
+        blasLibraries: runs.find((r) => r.result?.blasLibraries)?.result.blasLibraries ?? [],
+      }
     : { skipped: python.skipped },
   summary,
   maxBatch,

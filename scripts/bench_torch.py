@@ -107,6 +107,19 @@ def build_model(torch, nn, F, D, H, L, T, V):
     return Gpt2()
 
 
+def blas_libraries():
+    """The BLAS/LAPACK shared libraries this process has mapped (Linux): which one torch really
+    uses. Debian's python3-torch links the generic libblas.so.3, which points at the unoptimised
+    reference BLAS unless an optimised one (libopenblas0-pthread) is installed."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/" in line}
+    except OSError:
+        return []
+    keys = ("blas", "lapack", "mkl")
+    return sorted(p for p in paths if any(k in os.path.basename(p).lower() for k in keys))
+
+
 def main():
     args = parse_args()
     # OpenMP and BLAS size their pools when torch loads: N threads means N everywhere (these
@@ -175,6 +188,7 @@ def main():
         # ru_maxrss is in KiB on Linux.
         "peakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "blasEnv": {k: v for k, v in os.environ.items() if "BLAS" in k or k.startswith(("OMP_", "MKL_"))},
+        "blasLibraries": blas_libraries(),
     }
     if args.json:
         print(json.dumps(result))

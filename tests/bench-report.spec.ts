@@ -78,6 +78,34 @@ describe('summarize', () => {
     expect(text).toContain('SYNTHETIC token batches (no archive)');
     expect(text).toContain('FAILED large/taskforge/wasm@1t: Aborted(OOM)');
     expect(text).toMatch(/default\s+taskforge\s+wasm\s+1\s+1\s+2200\b.*\b1\.00x\s+1\.91x\s+1\.91x\s+0\.95x/);
+    expect(text).not.toContain('PyTorch BLAS');
+  });
+
+  it('names the BLAS torch ran on, and warns when it is the unoptimised reference BLAS', () => {
+    const report = (blasLibraries: string[]) =>
+      formatReport({
+        machine: {
+          cpuModel: 'Test CPU',
+          cores: 2,
+          memoryGiB: 8,
+          node: 'v20',
+          tfjs: '4.22.0',
+          code: 'abc123',
+          blasEnv: {},
+          loadAverageAtStart: [1, 1, 1],
+          loadAverageAtEnd: [1, 1, 1],
+        },
+        data: { source: 'synthetic', why: 'chosen' },
+        torch: { version: '1.13', python: 'python3', blasLibraries },
+        summary: rows,
+        runs,
+      });
+    const reference = report(['/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0']);
+    expect(reference).toContain('PyTorch BLAS: /usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0');
+    expect(reference).toContain('WARNING: PyTorch ran on the reference BLAS (netlib, unoptimised)');
+    const openblas = report(['/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3']);
+    expect(openblas).toContain('PyTorch BLAS: /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3');
+    expect(openblas).not.toContain('WARNING');
   });
 });
 
