@@ -70,9 +70,9 @@ describe('taskforge CLI', () => {
     expect(r.code).toBe(0);
     const config = parse(r.stdout);
     expect(config.dataset).toMatchObject({ image_size: 16, palette_size: 16, batch_size: 32 });
-    expect(config.backbone).toMatchObject({ embed_dim: 32, num_heads: 4, num_layers: 4 });
+    expect(config.backbone).toMatchObject({ embed_dim: 64, num_heads: 4, num_layers: 4 });
     expect(config.trainer.max_steps).toBe(7);
-    expect(r.stdout).toMatch(/embed_dim: 32 # from packages\/task-igpt\/conf\/experiment\/cifar10_1h_pretrain\.yaml/);
+    expect(r.stdout).toMatch(/embed_dim: 64 # from packages\/task-igpt\/conf\/experiment\/cifar10_1h_pretrain\.yaml/);
     const nope = await taskforge(['config', '+experiment=nope']);
     expect(nope.code).toBe(2);
     expect(nope.stderr).toContain(
