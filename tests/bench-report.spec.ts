@@ -57,19 +57,21 @@ describe('summarize', () => {
     expect(rows[1].vsPytorch).toBeUndefined();
   });
 
+  const MACHINE = {
+    cpuModel: 'Test CPU',
+    cores: 2,
+    memoryGiB: 8,
+    node: 'v20',
+    tfjs: '4.22.0',
+    code: 'abc123',
+    blasEnv: {},
+    loadAverageAtStart: [1, 1, 1],
+    loadAverageAtEnd: [1, 1, 1],
+  };
+
   it('prints the table, the failures and the data source', () => {
     const text = formatReport({
-      machine: {
-        cpuModel: 'Test CPU',
-        cores: 2,
-        memoryGiB: 8,
-        node: 'v20',
-        tfjs: '4.22.0',
-        code: 'abc123 (dirty)',
-        blasEnv: {},
-        loadAverageAtStart: [1, 1, 1],
-        loadAverageAtEnd: [2, 2, 2],
-      },
+      machine: { ...MACHINE, code: 'abc123 (dirty)', loadAverageAtEnd: [2, 2, 2] },
       data: { source: 'synthetic', why: 'no archive' },
       torch: { version: '1.13', python: 'python3' },
       summary: rows,
@@ -84,17 +86,7 @@ describe('summarize', () => {
   it('names the BLAS torch ran on, and warns when it is the unoptimised reference BLAS', () => {
     const report = (blasLibraries: string[]) =>
       formatReport({
-        machine: {
-          cpuModel: 'Test CPU',
-          cores: 2,
-          memoryGiB: 8,
-          node: 'v20',
-          tfjs: '4.22.0',
-          code: 'abc123',
-          blasEnv: {},
-          loadAverageAtStart: [1, 1, 1],
-          loadAverageAtEnd: [1, 1, 1],
-        },
+        machine: MACHINE,
         data: { source: 'synthetic', why: 'chosen' },
         torch: { version: '1.13', python: 'python3', blasLibraries },
         summary: rows,
