@@ -3,7 +3,8 @@
  * 11.6), each reproduced with the built CLI exactly as typed, asserting the exit code, the
  * message naming the cause, and what is (not) on disk afterwards.
  */
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +32,19 @@ const tiny = (runDir: string, dataDir = join(work, 'data')) => [
 beforeAll(async () => {
   archive = await tinyCifarArchive();
 }, 60_000);
+
+/** Every file under `dir` with its size, mtime and content hash: equal snapshots mean nothing was touched. */
+function snapshot(dir: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    const path = join(entry.parentPath, entry.name);
+    const stat = statSync(path);
+    files[path] = entry.isFile()
+      ? `${stat.size} ${stat.mtimeMs} ${createHash('md5').update(readFileSync(path)).digest('hex')}`
+      : 'dir';
+  }
+  return files;
+}
 
 describe('every input path is checked before the run dir is created (10.4)', () => {
   it('a missing trainer.resume_from, task.pretrained or local dataset.url is a usage error (exit 2) naming the key', async () => {
@@ -228,5 +242,62 @@ describe('edges found by a new user (s3: findings 6, 11)', () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stderr).toContain('Strategy: ddp, 2 devices (worker threads) (trainer.devices=2)');
     expect(existsSync(join(evalDir, 'test_results.json'))).toBe(true);
+  });
+});
+
+describe('a run dir that already holds a run is never written over (s5: finding 1)', () => {
+  const runDir = join(work, 'do1');
+  const last = join(runDir, 'checkpoints', 'last');
+  const metricsCsv = join(runDir, 'logs', 'csv', 'metrics.csv');
+
+  beforeAll(async () => {
+    const train = await taskforge(['train', ...tiny(runDir), 'trainer.max_steps=2', 'trainer.log_every_n_steps=1']);
+    expect(train.code, train.stderr).toBe(0);
+  }, 240_000);
+
+  it('train with trainer.run_dir=<that run> is refused (exit 2) before anything in it is touched, naming it, what it holds and the fixes', async () => {
+    const before = snapshot(runDir);
+    const r = await taskforge(['train', ...tiny(runDir), 'trainer.max_steps=2']);
+    expect(r.code, r.stdout + r.stderr).toBe(2);
+    expect(r.stderr).toContain(`trainer.run_dir=${runDir}: the run dir ${runDir} already holds a run (checkpoints/last`);
+    expect(r.stderr).toMatch(/logs\/csv\/metrics\.csv \(\d+ rows, steps \d+-2\)/);
+    expect(r.stderr).toContain('would overwrite its checkpoints and config.yaml');
+    expect(r.stderr).toContain(`resume it in place with 'trainer.resume_from=${last}'`);
+    expect(r.stderr).toContain('pick another trainer.run_dir');
+    expect(r.stderr).toContain(`delete ${runDir}`);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stderr).not.toContain('Removed the run dir');
+    expect(snapshot(runDir)).toEqual(before);
+  });
+
+  it('test and predict with trainer.run_dir=<that run> are refused as well, leaving it as it was', async () => {
+    const before = snapshot(runDir);
+    for (const command of ['test', 'predict']) {
+      const r = await taskforge([command, `ckpt=${last}`, `trainer.run_dir=${runDir}`]);
+      expect(r.code, `${command}: ${r.stdout + r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(`the run dir ${runDir} already holds a run (checkpoints/last`);
+      expect(r.stderr).toContain(`\`taskforge ${command}\` would overwrite its config.yaml and results`);
+    }
+    expect(snapshot(runDir)).toEqual(before);
+  });
+
+  it('resuming from its checkpoints/last continues in the same run dir: steps go on from 2', async () => {
+    const r = await taskforge([
+      'train',
+      ...tiny(runDir),
+      `trainer.resume_from=${last}`,
+      'trainer.max_steps=3',
+      'trainer.log_every_n_steps=1',
+    ]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const steps = readFileSync(metricsCsv, 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((row) => Number(row.split(',')[0]));
+    expect(steps.at(-1)).toBe(3);
+    expect(steps).toEqual([...steps].sort((a, b) => a - b)); // monotone: no second run from step 0
+    const state = JSON.parse(readFileSync(join(last, 'trainer_state.json'), 'utf8'));
+    expect(state.globalStep).toBe(3);
   });
 });

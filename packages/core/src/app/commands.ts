@@ -3,7 +3,7 @@
  * the backend and the run dir), build the components through the registry, and hand them to it.
  * The CLI only parses arguments.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -12,7 +12,7 @@ import { toYaml } from '../config/index.js';
 import { overrideHint } from '../config/override-grammar.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
-import { removeDirIfOnly, writeFileAtomic } from '../fs.js';
+import { withFsErrors, writeFileAtomic } from '../fs.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { COMPONENT_KINDS } from '../registry/types.js';
 import { Tokens, type Output } from '../services/tokens.js';
@@ -26,6 +26,7 @@ import {
   type TrainerState,
 } from '../trainer/checkpoint.js';
 import { compareCheckpointData } from '../trainer/data-match.js';
+import { assertRunDirFree, removeRunDirIfBare, type RunDirCheck } from '../trainer/run-dir.js';
 import { prepareAndSetup, teardownData } from '../trainer/data-setup.js';
 import { isCheckpointingCallback, Trainer, type FitResult, type TestResult } from '../trainer/trainer.js';
 import { appReplica, buildTaskFromConfig } from './replica.js';
@@ -218,11 +219,17 @@ export function listCommand(session: Session): string {
 interface PreparedRun {
   runDir: string;
   output: Output;
-  /** Creates the run dir with the run's config.yaml and prints it; everything that can be refused is checked before. */
+  /**
+   * Creates the run dir with the run's config.yaml and prints it; everything that can be refused
+   * is checked before. Refuses (exit 2) a dir that holds another run's outputs, unless `train`
+   * resumes from a checkpoint inside it.
+   */
   createRunDir(): void;
   /**
-   * After a failure: removes the run dir this run created when it holds nothing but its
-   * config.yaml (no checkpoint, log or result), saying so; never throws.
+   * After a failure: removes the run dir this run created when it holds nothing but the skeleton
+   * of a run (its config.yaml, hparams.yaml files, an events file with only the hyper-parameters,
+   * empty log dirs; no checkpoint, metrics row, result or sample), saying so; never throws. A dir
+   * that existed before the run is never removed.
    */
   discardIfBare(): void;
   /** Runs `work`; when it throws, `discardIfBare()` first, then the error goes on. */
@@ -254,6 +261,14 @@ async function prepareRun(
       'Nothing to run',
     );
   }
+  // A run dir given on the command line that holds another run is refused before the backend,
+  // the data or the workers start (and checked again just before the dir is written).
+  const runDirCheck: RunDirCheck = {
+    command,
+    given: config.trainer.run_dir ?? null,
+    resumeFrom: command === 'train' ? (config.trainer.resume_from ?? null) : null,
+  };
+  if (config.trainer.run_dir) assertRunDirFree(resolve(session.projectRoot, config.trainer.run_dir), runDirCheck);
   // The Trainer selects the backend, resolves the run dir and builds callbacks, loggers and the optimizer builders.
   const trainer = await Trainer.create(config, {
     container,
@@ -269,14 +284,23 @@ async function prepareRun(
     output,
     trainer,
     createRunDir() {
-      created = !existsSync(runDir);
+      // Again, just before writing: another process may have written there since.
+      assertRunDirFree(runDir, runDirCheck);
+      created = claimDir(runDir);
+      if (!created && !config.trainer.run_dir) {
+        // The default dir did not exist when it was chosen: another run took it in the meantime.
+        throw new TaskforgeError(
+          `The run dir ${runDir} was created by another process while this run was starting; ` +
+            'run the command again (a new dir is chosen) or set trainer.run_dir to a new dir.',
+        );
+      }
       writeFileAtomic(join(runDir, 'config.yaml'), stringify(config));
       output.info(`taskforge ${command}: run dir ${runDir}`);
     },
     discardIfBare() {
       try {
-        if (created && removeDirIfOnly(runDir, 'config.yaml'))
-          output.info(`Removed the run dir ${runDir}: the run stopped before writing anything but its config.`);
+        if (created && removeRunDirIfBare(runDir))
+          output.info(`Removed the run dir ${runDir}: the run stopped before writing any checkpoint, metric or result.`);
       } catch {
         // Best effort: the run's own error is what matters.
       }
@@ -294,6 +318,23 @@ async function prepareRun(
     buildTask: (modelDataArgs) => buildTaskFromConfig(container, config, modelDataArgs),
   };
   return run;
+}
+
+/**
+ * Creates `dir` (its parents as needed); true when this call created it, false when it existed.
+ * @throws TaskforgeError exit code 1 naming `dir` when it cannot be created.
+ */
+function claimDir(dir: string): boolean {
+  return withFsErrors('create the run dir', dir, () => {
+    mkdirSync(dirname(dir), { recursive: true });
+    try {
+      mkdirSync(dir);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw error;
+    }
+  });
 }
 
 /** A checkpoint named by `ckpt=`: its dir, the step its weights were saved at, and its data facts. */

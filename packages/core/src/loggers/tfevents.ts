@@ -143,3 +143,80 @@ function encodeValue(w: ProtoWriter, value: SummaryValue): void {
     );
   }
 }
+
+/** Reads one varint at `at`; returns [value, next offset], or undefined past the end. */
+function readVarint(b: Uint8Array, at: number): [number, number] | undefined {
+  let value = 0;
+  let scale = 1;
+  for (let i = at; i < b.length && i < at + 10; i++) {
+    value += (b[i]! & 0x7f) * scale;
+    scale *= 0x80;
+    if (b[i]! < 0x80) return [value, i + 1];
+  }
+  return undefined;
+}
+
+/**
+ * The fields of one protobuf message as (field number, wire type, payload) triples; a payload is
+ * the bytes of a length-delimited field and empty otherwise. Returns undefined for malformed data.
+ */
+function readFields(b: Uint8Array): Array<{ field: number; wire: number; value: Uint8Array }> | undefined {
+  const fields: Array<{ field: number; wire: number; value: Uint8Array }> = [];
+  let at = 0;
+  while (at < b.length) {
+    const key = readVarint(b, at);
+    if (!key) return undefined;
+    const [tag, next] = key;
+    const field = Math.floor(tag / 8);
+    const wire = tag % 8;
+    at = next;
+    let value: Uint8Array = new Uint8Array(0);
+    if (wire === Wire.Varint) {
+      const v = readVarint(b, at);
+      if (!v) return undefined;
+      at = v[1];
+    } else if (wire === Wire.Fixed64) at += 8;
+    else if (wire === Wire.Fixed32) at += 4;
+    else if (wire === Wire.Bytes) {
+      const len = readVarint(b, at);
+      if (!len || len[1] + len[0] > b.length) return undefined;
+      value = b.subarray(len[1], len[1] + len[0]);
+      at = len[1] + len[0];
+    } else return undefined;
+    if (at > b.length) return undefined;
+    fields.push({ field, wire, value });
+  }
+  return fields;
+}
+
+/**
+ * Whether the bytes of an events file (as {@link TensorBoardLogger} writes them) hold any data: an
+ * event other than the file-version record and the `hparams` text summary every run writes first.
+ * A file with only those is the empty log of a run that stopped before logging anything. Malformed
+ * or truncated data counts as data (so a caller deciding what to delete keeps it).
+ */
+export function eventsHoldData(bytes: Uint8Array): boolean {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  while (at < b.length) {
+    if (at + 12 > b.length) return true;
+    const length = Number(b.readBigUInt64LE(at));
+    const end = at + 12 + length + 4;
+    if (end > b.length) return true;
+    const event = readFields(b.subarray(at + 12, at + 12 + length));
+    if (!event) return true;
+    for (const { field, value } of event) {
+      if (field === 1 || field === 2 || field === 3) continue; // wall_time, step, file_version
+      if (field !== 5) return true; // anything but a summary (graph, log message...)
+      const summary = readFields(value);
+      if (!summary) return true;
+      for (const entry of summary) {
+        if (entry.field !== 1) return true;
+        const tag = readFields(entry.value)?.find((f) => f.field === 1);
+        if (!tag || Buffer.from(tag.value).toString('utf8') !== 'hparams') return true;
+      }
+    }
+    at = end;
+  }
+  return false;
+}

@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { inputPath } from '../registry/input-path.js';
@@ -170,7 +171,10 @@ export function parseTrainerConfig(raw: unknown, prefix = 'trainer'): TrainerCon
   throw new ConfigError(issuesToProblems(result.error.issues, trainerConfigSchema, raw ?? {}, prefix));
 }
 
-/** `run_dir`, else `<default_root_dir>/<YYYY-MM-DD>/<HH-MM-SS>` in local time. */
+/**
+ * `run_dir`, else `<default_root_dir>/<YYYY-MM-DD>/<HH-MM-SS>` in local time (Hydra's layout). The
+ * path only: {@link runDirPath} is the run dir a Trainer uses.
+ */
 export function resolveRunDir(
   config: Pick<TrainerConfig, 'run_dir' | 'default_root_dir'>,
   clock: Clock = Date,
@@ -183,4 +187,20 @@ export function resolveRunDir(
     `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`,
     `${p(d.getHours())}-${p(d.getMinutes())}-${p(d.getSeconds())}`,
   );
+}
+
+/**
+ * The absolute run dir of `config`: `run_dir` resolved against `root` when given (it may exist: a
+ * command checks what it holds before writing there), else the timestamped default of
+ * {@link resolveRunDir}, with `-2`, `-3`… appended while a dir of that name exists, so a run started
+ * in the same second as another (or as a dir left there) never shares its dir.
+ */
+export function runDirPath(
+  config: Pick<TrainerConfig, 'run_dir' | 'default_root_dir'>,
+  root: string,
+  clock: Clock = Date,
+): string {
+  const dir = resolve(root, resolveRunDir(config, clock));
+  if (config.run_dir || !existsSync(dir)) return dir;
+  for (let n = 2; ; n++) if (!existsSync(`${dir}-${n}`)) return `${dir}-${n}`;
 }

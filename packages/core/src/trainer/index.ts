@@ -19,6 +19,7 @@ export {
   trainerConfigSchema,
   parseTrainerConfig,
   resolveRunDir,
+  runDirPath,
   type TrainerConfig,
   type TrainerConfigInput,
 } from './config.js';
@@ -39,6 +40,7 @@ export {
   type RestoreReport,
   type RestoreOptions,
 } from './checkpoint.js';
+export { runDirOutputs, removeRunDirIfBare, assertRunDirFree, type RunDirCheck } from './run-dir.js';
 export { mixSeed } from './step-context.js';
 export { TrainingInterrupted } from './signals.js';
 export { prepareAndSetup, teardownData } from './data-setup.js';

@@ -6,7 +6,7 @@
  * step) and `evaluation-loop.ts` (validation, test and predict); `progress.ts` holds where
  * training stands.
  */
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { DependencyContainer } from 'tsyringe';
 import type {
   Callback,
@@ -29,7 +29,7 @@ import type { Instantiator } from '../registry/instantiator.js';
 import { Tokens, type Clock, type Output } from '../services/tokens.js';
 import { Accelerator } from '../backend/accelerator.js';
 import { loadCheckpoint, restoreTaskWeights, writeCheckpoint, type TrainerState } from './checkpoint.js';
-import { parseTrainerConfig, resolveRunDir, type TrainerConfig, type TrainerConfigInput } from './config.js';
+import { parseTrainerConfig, runDirPath, type TrainerConfig, type TrainerConfigInput } from './config.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
 import { evaluationLoop, type EvaluationRun } from './loops/evaluation-loop.js';
 import { FitLoop, type FitLoopHost } from './loops/fit-loop.js';
@@ -169,7 +169,7 @@ export class Trainer implements TrainerView {
   constructor(config: TrainerConfig | TrainerConfigInput, deps: TrainerDeps) {
     this.config = parseTrainerConfig(config);
     this.clock = deps.clock ?? Date;
-    this.runDir = deps.runDir ?? resolve(deps.projectRoot ?? process.cwd(), resolveRunDir(this.config, this.clock));
+    this.runDir = deps.runDir ?? runDirPath(this.config, deps.projectRoot ?? process.cwd(), this.clock);
     this.loggers = deps.loggers;
     this.output = deps.output;
     this.composedConfig = deps.composedConfig;
@@ -219,7 +219,7 @@ export class Trainer implements TrainerView {
       wholeBatches: options.wholeBatches,
     });
     await strategy.setup();
-    const runDir = resolve(options.projectRoot ?? process.cwd(), resolveRunDir(trainerConfig, clock));
+    const runDir = runDirPath(trainerConfig, options.projectRoot ?? process.cwd(), clock);
     const callbacks: Callback[] = [];
     for (const [name, node] of Object.entries(trainerConfig.callbacks)) {
       if (node) callbacks.push(instantiator.create('callback', node, { container }, `trainer.callbacks.${name}`));
