@@ -259,7 +259,9 @@ describe('a run dir that already holds a run is never written over (s5: finding 
     const before = snapshot(runDir);
     const r = await taskforge(['train', ...tiny(runDir), 'trainer.max_steps=2']);
     expect(r.code, r.stdout + r.stderr).toBe(2);
-    expect(r.stderr).toContain(`trainer.run_dir=${runDir}: the run dir ${runDir} already holds a run (checkpoints/last`);
+    expect(r.stderr).toContain(
+      `trainer.run_dir=${runDir}: the run dir ${runDir} already holds a run (checkpoints/last`,
+    );
     expect(r.stderr).toMatch(/logs\/csv\/metrics\.csv \(\d+ rows, steps \d+-2\)/);
     expect(r.stderr).toContain('would overwrite its checkpoints and config.yaml');
     expect(r.stderr).toContain(`resume it in place with 'trainer.resume_from=${last}'`);

@@ -300,7 +300,9 @@ async function prepareRun(
     discardIfBare() {
       try {
         if (created && removeRunDirIfBare(runDir))
-          output.info(`Removed the run dir ${runDir}: the run stopped before writing any checkpoint, metric or result.`);
+          output.info(
+            `Removed the run dir ${runDir}: the run stopped before writing any checkpoint, metric or result.`,
+          );
       } catch {
         // Best effort: the run's own error is what matters.
       }

@@ -89,7 +89,9 @@ describe('runDirOutputs', () => {
         mkdirSync(join(run, other, '..'), { recursive: true });
         writeFileSync(join(run, other), 'x');
       }
-      expect(runDirOutputs(run), other).toEqual([other === 'checkpoints/last/config.yaml' ? 'checkpoints/last' : other]);
+      expect(runDirOutputs(run), other).toEqual([
+        other === 'checkpoints/last/config.yaml' ? 'checkpoints/last' : other,
+      ]);
     }
   });
 });

@@ -1,0 +1,156 @@
+/**
+ * `taskforge train` on a toy task through the app layer: what a run leaves in its run dir when
+ * it is refused early, and how the default run dir avoids one that exists.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { toyBackbone } from '../../tests/fixtures/components.js';
+import { RecordingOutput, ToyDataModule, ToyTask, type ToyBatch } from '../../tests/toy/toy.js';
+import { callbackSpecs } from '../callbacks/index.js';
+import type { StepContext } from '../contracts.js';
+import { TaskforgeError } from '../errors.js';
+import { loggerSpecs } from '../loggers/index.js';
+import { optimizerSpecs } from '../optim/index.js';
+import type { ComponentRegistry } from '../registry/registry.js';
+import type { ComponentSpec } from '../registry/types.js';
+import { Tokens, type Clock } from '../services/tokens.js';
+import { trainCommand } from './commands.js';
+import { createContainer } from './container.js';
+import { Session } from './session.js';
+
+let project: string;
+beforeAll(() => {
+  project = mkdtempSync(join(tmpdir(), 'taskforge-commands-'));
+  writeFileSync(join(project, 'package.json'), '{ "name": "commands-spec", "private": true }\n');
+  mkdirSync(join(project, 'conf'));
+  writeFileSync(
+    join(project, 'conf', 'config.yaml'),
+    [
+      'task: { _target_: task/refusing, refuse_at_step: null }',
+      'dataset: { _target_: datamodule/toy }',
+      'backbone: { _target_: backbone/toy }',
+      'optimizer: { _target_: optimizer/sgd, lr: 0.1 }',
+      'trainer:',
+      '  strategy: single',
+      '  accelerator: cpu',
+      '  max_steps: 3',
+      '  log_every_n_steps: 1',
+      '  num_sanity_val_steps: 0',
+      '  run_dir: null',
+      '  callbacks: { model_checkpoint: { _target_: callback/model_checkpoint } }',
+      '  loggers: { csv: { _target_: logger/csv }, tensorboard: { _target_: logger/tensorboard } }',
+      '',
+    ].join('\n'),
+  );
+});
+afterAll(() => rmSync(project, { recursive: true, force: true }));
+
+/** The toy regression task, refusing its batch (exit 2, as ddp refuses padded labels) at one step. */
+const refusingTask: ComponentSpec<'task'> = {
+  kind: 'task',
+  name: 'refusing',
+  description: 'toy regression that refuses a batch at refuse_at_step',
+  schema: z.strictObject({ refuse_at_step: z.number().int().nullable() }),
+  create: (config) => {
+    const task = new ToyTask();
+    const step = task.trainingStep.bind(task);
+    task.trainingStep = (batch: ToyBatch, ctx: StepContext) => {
+      if (ctx.globalStep === config.refuse_at_step)
+        throw new TaskforgeError(`refused the batch at step ${ctx.globalStep}`, { exitCode: 2 });
+      return step(batch, ctx);
+    };
+    return task;
+  },
+};
+const toyData: ComponentSpec<'datamodule'> = {
+  kind: 'datamodule',
+  name: 'toy',
+  description: 'toy regression data',
+  schema: z.strictObject({}),
+  create: () => new ToyDataModule({ nTrain: 16, nVal: 4, batchSize: 4 }),
+};
+
+async function open(clock?: Clock): Promise<{ session: Session; output: RecordingOutput }> {
+  const output = new RecordingOutput();
+  const session = await Session.open({
+    cwd: project,
+    container: createContainer({ output, ...(clock ? { clock } : {}) }),
+  });
+  const registry = session.container.resolve<ComponentRegistry>(Tokens.Registry);
+  for (const spec of [refusingTask, toyData, toyBackbone, ...optimizerSpecs, ...callbackSpecs, ...loggerSpecs])
+    registry.register(spec);
+  return { session, output };
+}
+
+async function train(overrides: string[], clock?: Clock) {
+  const { session, output } = await open(clock);
+  try {
+    return { result: await trainCommand(session, { overrides }), output, error: undefined };
+  } catch (error) {
+    return { result: undefined, output, error: error as TaskforgeError };
+  }
+}
+
+const said = (output: RecordingOutput) => [...output.lines, ...output.warnings].join('\n');
+
+describe('a run refused early (s5: finding 4)', () => {
+  it('after the loggers wrote their hparams, removes the run dir it created and says so', async () => {
+    const runDir = join(project, 'refused-at-0');
+    const { error, output } = await train([`trainer.run_dir=${runDir}`, 'task.refuse_at_step=0']);
+    expect(error?.exitCode).toBe(2);
+    expect(error?.message).toContain('refused the batch at step 0');
+    expect(said(output)).toContain(`Removed the run dir ${runDir}`);
+    expect(existsSync(runDir)).toBe(false);
+  });
+
+  it('keeps a run dir that existed before the run, even empty', async () => {
+    const runDir = join(project, 'existed');
+    mkdirSync(runDir);
+    const { error, output } = await train([`trainer.run_dir=${runDir}`, 'task.refuse_at_step=0']);
+    expect(error?.exitCode).toBe(2);
+    expect(said(output)).not.toContain('Removed the run dir');
+    expect(readdirSync(runDir)).toContain('config.yaml');
+  });
+
+  it('keeps a run dir holding metrics rows of the steps before the refusal', async () => {
+    const runDir = join(project, 'refused-at-2');
+    const { error, output } = await train([`trainer.run_dir=${runDir}`, 'task.refuse_at_step=2']);
+    expect(error?.exitCode).toBe(2);
+    expect(said(output)).not.toContain('Removed the run dir');
+    const rows = readFileSync(join(runDir, 'logs', 'csv', 'metrics.csv'), 'utf8')
+      .trim()
+      .split('\n');
+    expect(rows.length).toBeGreaterThan(1);
+  });
+});
+
+describe('the default run dir (s5: finding 1)', () => {
+  it('two runs started in the same second get <time> and <time>-2; neither writes into the other', async () => {
+    const clock = { now: () => new Date(2026, 10, 30, 13, 5, 9).getTime() };
+    const first = await train([], clock);
+    const second = await train([], clock);
+    expect(first.error).toBeUndefined();
+    expect(second.error).toBeUndefined();
+    const dir = join(project, 'outputs', '2026-11-30', '13-05-09');
+    expect(first.result?.runDir).toBe(dir);
+    expect(second.result?.runDir).toBe(`${dir}-2`);
+    const steps = readFileSync(join(dir, 'logs', 'csv', 'metrics.csv'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((row) => Number(row.split(',')[0]));
+    expect(steps).toEqual([...new Set(steps)].sort((a, b) => a - b)); // one run's steps, not two
+  });
+
+  it('an explicit run_dir holding a finished run is refused before anything in it changes', async () => {
+    const dir = join(project, 'outputs', '2026-11-30', '13-05-09');
+    const before = readFileSync(join(dir, 'config.yaml'), 'utf8');
+    const { error } = await train([`trainer.run_dir=${dir}`, 'trainer.max_steps=1']);
+    expect(error?.exitCode).toBe(2);
+    expect(error?.message).toContain(`the run dir ${dir} already holds a run (checkpoints/last`);
+    expect(readFileSync(join(dir, 'config.yaml'), 'utf8')).toBe(before);
+  });
+});
