@@ -147,6 +147,54 @@ describe('user reports from Hydra, OmegaConf and Lightning, tried against taskfo
     expect(lines[0]).toContain('[from command line] trainer.seed=${trainer.missing}');
   });
 
+  it('a misspelt key inside an interpolation: the fix keeps the key and corrects the reference (s5: finding 2)', async () => {
+    for (const override of ['task.init_seed=${trainer.sed}', '++task.init_seed=${trainer.sed}']) {
+      const bad = await run(['config', override]);
+      expect(bad.code).toBe(2);
+      const [line, ...rest] = problemLines(bad.stderr);
+      expect(rest).toEqual([]);
+      expect(line).toContain("task.init_seed: interpolation '${trainer.sed}' refers to 'trainer.sed'");
+      expect(line).toContain("did you mean 'trainer.seed'");
+      const offered = fixes(line!);
+      expect(offered[0]).toBe(`${override.startsWith('++') ? '++' : ''}task.init_seed=\${trainer.seed}`);
+      expect(offered.filter((f) => f.startsWith('trainer.seed='))).toEqual([]);
+      for (const fix of offered) {
+        const good = await run(['config', fix]);
+        expect(good.code, `${fix}: ${good.stderr}`).toBe(0);
+      }
+    }
+  });
+
+  it('a misspelt key inside an interpolation in a YAML file: the fix names the file, line and key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'taskforge-interp-'));
+    const file = join(dir, 'config.yaml');
+    writeFileSync(
+      file,
+      [
+        'defaults:',
+        '  - trainer: default',
+        '  - task: vision/igpt',
+        '  - _self_',
+        'task:',
+        '  init_seed: ${trainer.sed}',
+        '',
+      ].join('\n'),
+    );
+    try {
+      const bad = await run(['config', '--config-dir', dir]);
+      expect(bad.code).toBe(2);
+      const [line] = problemLines(bad.stderr);
+      expect(line).toContain(`[from ${file}:6]`);
+      expect(line).toContain(
+        `fix: edit ${file}:6 so that task.init_seed is \${trainer.seed}, or write 'task.init_seed=\${trainer.seed}'`,
+      );
+      const good = await run(['config', '--config-dir', dir, ...fixes(line!)]);
+      expect(good.code, good.stderr).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('max_epochs=-1 with no max_steps (Lightning: train forever) is refused by `config` too, with a fix that passes', async () => {
     const bad = await run(['config', 'trainer.max_epochs=-1']);
     expect(bad.code).toBe(2);

@@ -35,6 +35,13 @@ export interface ConfigProblem {
    * where it does, so no hint that fails is ever printed.
    */
   addAs?: string;
+  /**
+   * The whole value corrected, best first, when the mistake is inside it (an interpolation naming a
+   * misspelt key: `${trainer.sed}` → `${trainer.seed}`); explainProblems turns each into a fix for
+   * where the value came from (the override to type, or the file, line and key to edit). The
+   * `suggestions` then name the referenced key, not this problem's key.
+   */
+  correctedValues?: string[];
   /** The schema's default for this key, when it has one: offered as a fix (`key=<default>`). */
   defaultValue?: unknown;
 }

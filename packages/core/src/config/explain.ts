@@ -117,10 +117,13 @@ export function explainProblems(problems: readonly ConfigProblem[], context: Pro
       out.source = COMMAND_LINE;
       const applied = overrideOf(out.path, context.overrides);
       if (out.override === undefined && applied) out.override = applied.text;
+      if (!out.fixes?.length && out.correctedValues?.length) out.fixes = correctedOverrides(out, applied);
       if (!out.fixes?.length && applied) out.fixes = commandLineFixes(out, applied);
     } else if (source !== undefined) {
       const line = /:\d+(:\d+)?$/.test(source) ? undefined : lineOf(source, out.path, cache);
       out.source = line === undefined ? source : `${source}:${line}`;
+      if (!out.fixes?.length && out.correctedValues?.length && existsSync(source))
+        out.fixes = correctedInFile(out, out.source);
       if (!out.fixes?.length && existsSync(source)) out.fixes = fileFixes(out, out.source);
     } else if (!out.fixes?.length && out.defaultValue !== undefined && out.path !== '') {
       out.fixes = [`write ${overrideHint(out.path, scalar(out.defaultValue) ?? null)} (the default)`];
@@ -130,10 +133,33 @@ export function explainProblems(problems: readonly ConfigProblem[], context: Pro
   });
 }
 
+/**
+ * A value corrected inside (e.g. an interpolation's reference) typed on the command line: the
+ * override as typed with the value corrected, e.g. `task.init_seed=${trainer.seed}` for
+ * `task.init_seed=${trainer.sed}`; `<key>=<value>` when the override set a mapping above the key.
+ */
+function correctedOverrides(problem: ConfigProblem, applied: AppliedOverride | undefined): string[] {
+  const typed = applied ? withPrefix(applied.text, '') : undefined;
+  const typedKey = typed?.slice(0, typed.indexOf('='));
+  const prefix = applied ? (/^(?:--)?(\+\+|\+)?/.exec(applied.text)![1] ?? '') : '';
+  return problem.correctedValues!.map(
+    (value) => `write ${shellWord(`${typedKey === problem.path ? prefix : ''}${problem.path}=${value}`)}`,
+  );
+}
+
+/** A value corrected inside, set in a file: edit that line so the key holds the corrected value, or override it. */
+function correctedInFile(problem: ConfigProblem, where: string): string[] {
+  return problem.correctedValues!.flatMap((value) => [
+    `edit ${where} so that ${problem.path} is ${value}`,
+    `write ${shellWord(`${problem.path}=${value}`)}`,
+  ]);
+}
+
 function commandLineFixes(problem: ConfigProblem, applied: AppliedOverride): string[] {
   const typed = withPrefix(applied.text, '');
   const key = typed.slice(0, typed.indexOf('='));
-  if (problem.suggestions?.length && key === problem.path) {
+  // Suggestions name keys, except for a value corrected inside (they name what it refers to then).
+  if (problem.suggestions?.length && key === problem.path && problem.correctedValues === undefined) {
     const value = typed.slice(key.length);
     return problem.suggestions.map((s) => `write ${shellWord(`${s}${value}`)}`);
   }

@@ -69,6 +69,8 @@ describe('resolveInterpolations', () => {
         message: "interpolation '${model.widht}' refers to 'model.widht', which does not exist",
         value: 'run_${model.widht}',
         suggestions: ['model.width'],
+        // The fix rewrites the reference inside the value, keeping the key that holds it.
+        correctedValues: ['run_${model.width}'],
         source: 'conf/config.yaml',
       },
     ]);

@@ -126,9 +126,18 @@ export function resolveInterpolations(
       const container = Array.isArray(node) || isPlainObject(node);
       if (!hasPath(node, key)) {
         const why = container || i === 0 ? '' : ` ('${here}' is a ${describe(node)})`;
-        report(from, `interpolation '\${${expr}}' refers to '${target}', which does not exist${why}`, {
-          value: getPath(root, from),
-          suggestions: suggest(target, allPaths(root)),
+        const value = getPath(root, from);
+        const suggestions = suggest(target, allPaths(root));
+        const written = `\${${expr}}`;
+        report(from, `interpolation '${written}' refers to '${target}', which does not exist${why}`, {
+          value,
+          suggestions,
+          // The fix keeps the key that holds the interpolation and corrects the reference in it.
+          // (Empty when it cannot be rewritten: the suggestions still name the referenced key, not this one.)
+          correctedValues:
+            typeof value === 'string' && value.includes(written)
+              ? suggestions.map((s) => value.split(written).join(`\${${s}}`))
+              : [],
         });
       }
       node = Array.isArray(node) ? node[Number(key)] : (node as ConfigNode)[key];
