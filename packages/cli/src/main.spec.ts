@@ -36,6 +36,25 @@ describe('main', () => {
     expect(out.stderr).toContain('--help');
   });
 
+  it("refuses Hydra's --multirun/-m with exit 2: sweeps are not supported, run one command per value (s5: finding 3)", async () => {
+    for (const argv of [
+      ['config', '--multirun'],
+      ['config', '-m', 'trainer.seed=1,2'],
+      ['train', 'trainer.max_steps=1', '-m'],
+      ['-m', 'train'],
+    ]) {
+      const { out, io: streams } = io();
+      expect(await main(argv, streams), argv.join(' ')).toBe(2);
+      expect(out.stderr).toMatch(
+        /^error: --multirun\/-m: sweeps are not supported by taskforge; run one command per value/,
+      );
+      expect(out.stderr).toContain('Differences from Hydra');
+      expect(out.stderr).not.toContain('cannot parse override');
+      expect(out.stderr).not.toMatch(/\n\s+at /);
+    }
+    expect(() => commandOptions(['-m'])).toThrow(/sweeps are not supported/);
+  });
+
   it('exits 2 with every config problem and no stack trace; --verbose adds the stack', async () => {
     const { out, io: streams } = io();
     expect(await main(['config', 'trainer.max_stepz=3'], streams)).toBe(2);

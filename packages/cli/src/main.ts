@@ -34,7 +34,7 @@ Overrides (Hydra's override grammar, any number, in order):
   --key.path=value   same as key.path=value
 Values: 3, 10_000, 3e-3, inf, true, null, [1, 2], {a: 1}, \${other.key}, 'quoted text'.
 Quote a value holding # , = ( ) or ~ (and the whole override for the shell): "trainer.run_dir='/tmp/exp #1'".
-Sweeps (a=1,2) and functions (choice(...)) are not supported.`;
+Sweeps (a=1,2, --multirun/-m) and functions (choice(...)) are not supported: run one command per value.`;
 
 /** Runs the CLI; resolves to the process exit code (0 ok, 1 runtime failure, 2 usage/config error). */
 export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
@@ -122,6 +122,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     });
 
   try {
+    refuseMultirun(argv); // before commander, which would call `-m` an unknown option in front of a command
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (error) {
@@ -136,8 +137,29 @@ Checkpoint:
                      (overrides still apply on top of it); required
   ckpt=none          use freshly initialised, untrained weights instead`;
 
-/** Splits `ckpt=...` from the config overrides and normalises `--key=value` to `key=value`. */
+/** Hydra's sweep flags; taskforge runs one config per command. */
+const MULTIRUN_FLAGS = ['--multirun', '-m'];
+
+/**
+ * Refuses Hydra's `--multirun`/`-m` anywhere in `args`, before it could be read as an override.
+ * @throws TaskforgeError exit code 2 saying sweeps are not supported and to run one command per value.
+ */
+export function refuseMultirun(args: readonly string[]): void {
+  if (!args.some((a) => MULTIRUN_FLAGS.includes(a) || a.startsWith('--multirun='))) return;
+  throw new TaskforgeError(
+    '--multirun/-m: sweeps are not supported by taskforge; run one command per value (e.g. ' +
+      '`taskforge train trainer.seed=1`, then `taskforge train trainer.seed=2`); see "Differences from Hydra" ' +
+      'in docs/configuration.md.',
+    { exitCode: 2 },
+  );
+}
+
+/**
+ * Splits `ckpt=...` from the config overrides and normalises `--key=value` to `key=value`.
+ * @throws TaskforgeError exit code 2 for Hydra's `--multirun`/`-m` (see {@link refuseMultirun}).
+ */
 export function commandOptions(args: string[]): CommandOptions {
+  refuseMultirun(args);
   let ckpt: string | undefined;
   const overrides: string[] = [];
   for (const raw of args) {
