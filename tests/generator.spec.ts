@@ -2,8 +2,8 @@
  * The task generator end to end, in a throwaway copy of the workspace (uncommitted work included):
  * scaffold `task-demo` (reusing the gpt2 backbone) and `task-enc` (`--backbone=new`, its own
  * backbone component), then show that the project references stay in sync, that both build with
- * everything else, that task-enc's generated tests pass, it trains through Nx and the CLI
- * discovers it, and that the generator refuses a taken or invalid name without writing.
+ * everything else, that task-enc's generated tests pass, it trains through Nx, `taskforge predict`
+ * runs on it and the CLI discovers it, and that the generator refuses a taken or invalid name without writing.
  * new-task-fresh-clone.spec.ts runs the documented flow for the default backbone (tests,
  * typecheck, training, `taskforge list`) from a fresh clone. The tests share the copy and run in order.
  */
@@ -104,6 +104,27 @@ describe('nx g @taskforge/nx-plugin:task demo, in a copy of the workspace', () =
     const config = await run(process.execPath, ['packages/cli/dist/bin.js', 'config', 'task=enc'], { cwd: ws.root });
     expect(config.code, config.stderr).toBe(0);
     expect(config.stdout).toMatch(/_target_: backbone\/enc_encoder/);
+  });
+
+  it('taskforge predict works on the freshly generated task: per sequence its label, argmax class and probabilities', async () => {
+    const runDir = join(ws.root, 'outputs', 'enc-predict');
+    const cli = (...args: string[]) => run(process.execPath, ['packages/cli/dist/bin.js', ...args], { cwd: ws.root });
+    const train = await cli('train', 'task=enc', 'trainer.max_steps=2', `trainer.run_dir=${runDir}`);
+    expect(train.code, output(train)).toBe(0);
+    const evalDir = join(ws.root, 'outputs', 'enc-predictions');
+    // Under ddp (the default on two or more cores), as a new user runs it.
+    const r = await cli('predict', `ckpt=${join(runDir, 'checkpoints', 'last')}`, `trainer.run_dir=${evalDir}`);
+    expect(r.code, output(r)).toBe(0);
+    type Prediction = { label: number; predicted: number; probabilities: number[] };
+    const batches = JSON.parse(readFileSync(join(evalDir, 'predictions.json'), 'utf8')) as Prediction[][];
+    const records = batches.flat();
+    expect(records).toHaveLength(128); // the test split (num_test) of the default synthetic data
+    for (const record of records) {
+      expect(record.probabilities).toHaveLength(2);
+      expect(record.probabilities.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
+      expect(record.predicted).toBe(record.probabilities.indexOf(Math.max(...record.probabilities)));
+      expect([0, 1]).toContain(record.label);
+    }
   });
 
   it('taskforge list shows task/enc and its backbone from @taskforge/task-enc', async () => {

@@ -242,6 +242,21 @@ describe('task generator: bad data errors', () => {
   });
 });
 
+describe('task generator: ddp-ready batches and predict (s5: finding 5)', () => {
+  it('uses the labels as given (no padding suggested) and gives the task a predictStep over a predict dataloader', async () => {
+    await taskGenerator(tree, { name: 'enc', backbone: 'new', skipInstall: true });
+    const root = 'packages/task-enc';
+    const task = text(tree, `${root}/src/task.ts`);
+    expect(task).not.toMatch(/subarray\(0, (batch\.)?size\)/);
+    expect(task).toContain("tf.tensor1d(batch.labels, 'int32')");
+    expect(task).toContain('labels.length !== size');
+    expect(task).toContain('async predictStep(batch: EncBatch, ctx: StepContext): Promise<EncPrediction[]>');
+    expect(text(tree, `${root}/src/data.ts`)).toContain('predictDataloader(options: DataLoaderOptions)');
+    expect(text(tree, `${root}/src/index.ts`)).toContain('EncPrediction');
+    expect(text(tree, `${root}/tests/task.spec.ts`)).toContain('predictStep gives each sequence its label');
+  });
+});
+
 describe('task generator: options', () => {
   it('--directory places the package, fixes relative paths, and warns when npm workspaces miss it', async () => {
     const warn = vi.spyOn(logger, 'warn').mockImplementation(() => undefined);
