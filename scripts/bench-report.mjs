@@ -27,6 +27,8 @@ export function summarize(runs, seqLen) {
         backend: r.backend,
         threads: r.threads,
         devices: r.devices ?? (r.impl === 'taskforge' ? 1 : null),
+        // PyTorch's attention formulation (bench_torch.py --attention); null for taskforge.
+        attention: r.result.attentionKind ?? null,
         batch,
         steps: s.length,
         stepMs,
@@ -49,9 +51,16 @@ export function summarize(runs, seqLen) {
     );
     row.vsOneDevice = one ? one.stepMs / row.stepMs : null;
     row.vsPytorch = {};
+    // Against the fastest PyTorch formulation at each thread count.
+    const fastest = new Map();
     for (const ref of rows.filter((r) => r.impl === 'pytorch' && r.config === row.config)) {
+      const best = fastest.get(ref.threads);
+      if (!best || ref.stepMs < best.stepMs) fastest.set(ref.threads, ref);
+    }
+    for (const ref of fastest.values()) {
       row.vsPytorch[`${ref.threads}t`] = {
         wall: ref.stepMs / row.stepMs,
+        attention: ref.attention,
         // Only meaningful where both use one thread: at two, torch's CPU time counts both cores.
         cpu: ref.threads === row.threads && row.cpuMs && ref.cpuMs ? ref.cpuMs / row.cpuMs : null,
       };
@@ -77,6 +86,7 @@ export function formatReport(results) {
   const header = [
     'config',
     'impl',
+    'attention',
     'backend',
     'thr',
     'dev',
@@ -96,6 +106,7 @@ export function formatReport(results) {
   const rows = summary.map((r) => [
     r.config,
     r.impl,
+    r.attention ?? '-',
     r.backend,
     r.threads,
     r.devices ?? '-',
@@ -121,6 +132,7 @@ export function formatReport(results) {
     `Data: ${results.data.source === 'synthetic' ? `SYNTHETIC token batches (${results.data.why})` : `Cifar10DataModule (${results.data.overrides.join(' ') || 'configured dataset.url'})`}`,
     `PyTorch: ${results.torch.version ? `torch ${results.torch.version} (${results.torch.python})` : `SKIPPED (${results.torch.skipped})`}`,
     ...blasLines(results.torch.blasLibraries),
+    ...mallocLines(results.torch),
     ...(results.staleBuild?.length
       ? [
           `Build: STALE for ${results.staleBuild.join(', ')} (their src changed after the last build; these numbers measure the old build)`,
@@ -132,7 +144,7 @@ export function formatReport(results) {
         .join(' ') || 'none set'
     }`,
     '',
-    'Medians over the timed steps; ms per optimizer step. dev = taskforge devices (ddp worker threads incl. the main one; thr = cores used). vs 1 dev = throughput / devices=1. vs pt@Nt = taskforge tokens/s / PyTorch tokens/s at N threads (>1: taskforge faster).',
+    'Medians over the timed steps; ms per optimizer step. dev = taskforge devices (ddp worker threads incl. the main one; thr = cores used). vs 1 dev = throughput / devices=1. vs pt@Nt = taskforge tokens/s / PyTorch tokens/s at N threads, against the fastest PyTorch attention formulation timed (>1: taskforge faster).',
     table(header, rows),
   ];
   for (const r of runs.filter((x) => !x.result?.ok))
@@ -160,6 +172,20 @@ export function formatProfile(run, top = 10) {
     `Where the time goes: tf.profile of one ${run.config}/${run.backend} step (${ms(profile.step.totalMs)} ms wall, ${ms(profile.kernelMs)} ms in kernels, peak tensors ${mib(profile.peakBytes)} MiB)`,
     table(['kernel', 'ms', 'share', 'calls'], rows),
   ].join('\n');
+}
+
+/** Which malloc torch ran on, and a warning for glibc's (see JEMALLOC_CONF in bench.mjs). */
+function mallocLines(torch) {
+  if (!torch?.allocator) return [];
+  return [
+    `PyTorch malloc: ${torch.allocator}${torch.mallocConf ? ` (MALLOC_CONF=${torch.mallocConf})` : ''}`,
+    ...(torch.allocator === 'glibc malloc'
+      ? [
+          'WARNING: PyTorch ran on glibc malloc, which returns large tensors to the kernel and page-faults them in again every step: ' +
+            'on VMs that is several times slower than its fastest; install libjemalloc2 and rerun before comparing with PyTorch.',
+        ]
+      : []),
+  ];
 }
 
 /**

@@ -21,7 +21,13 @@ const PALETTE = 16;
 // The offline archive built by ../shared/datasets/build-cifar10.sh (see the README).
 const OFFLINE_ARCHIVE = '.data/cifar10/cifar-10-binary.tar.gz';
 const OFFLINE_MD5 = '767e5566dd24ed2636f7f84a767e4098';
-const APT_COMMAND = 'apt-get update && apt-get install -y python3-torch libopenblas0-pthread';
+const APT_COMMAND = 'apt-get update && apt-get install -y python3-torch libopenblas0-pthread libjemalloc2';
+// PyTorch's fastest CPU set-up also swaps glibc's malloc for jemalloc (PyTorch's CPU performance
+// tuning guide). glibc hands every large tensor's pages back to the kernel on free, so each step
+// page-faults its activations in again: on this VM a fresh 128 MiB tensor costs ~270 ms of faults,
+// and the default-config step took 12.8 s instead of 1.6 s. jemalloc keeps freed pages with
+// purging off (dirty/muzzy decay -1, jemalloc's TUNING.md); its own default purges big ones at once.
+const JEMALLOC_CONF = 'dirty_decay_ms:-1,muzzy_decay_ms:-1';
 const CHILD_TIMEOUT_MS = 20 * 60_000;
 
 const HELP = `Usage: npm run bench -- [options]
@@ -37,6 +43,10 @@ built through the config system like \`taskforge train\`) and the same model in 
                        first; default 1,2); wasm only, the cpu backend always runs on 1
   --torch-threads=LIST PyTorch thread counts (default 1,2); --no-torch skips the reference
   --python=PATH        the Python with torch (default: the first of python3, /usr/bin/python3 that has it)
+  --torch-attention=LIST  PyTorch attention formulations, each timed, the fastest compared (default auto,matmul):
+                       auto = F.scaled_dot_product_attention on torch 2.x, nn.MultiheadAttention on 1.x;
+                       mha; matmul = minGPT's masked matmul + softmax
+  --torch-malloc=WHICH jemalloc (default: libjemalloc.so.2 preloaded with purging off, when installed) or glibc
   --install-torch      if torch is missing, run: ${APT_COMMAND} (needs root)
   --data=SOURCE        auto (default): ${OFFLINE_ARCHIVE} if present, else the configured dataset.url;
                        synthetic: random tokens; or a path/URL of cifar-10-binary.tar.gz
@@ -57,6 +67,8 @@ try {
       'torch-threads': { type: 'string', default: '1,2' },
       'no-torch': { type: 'boolean', default: false },
       python: { type: 'string' },
+      'torch-attention': { type: 'string', default: 'auto,matmul' },
+      'torch-malloc': { type: 'string', default: 'jemalloc' },
       'install-torch': { type: 'boolean', default: false },
       data: { type: 'string', default: 'auto' },
       'data-md5': { type: 'string' },
@@ -112,6 +124,8 @@ const deviceCounts = opts.devices.split(',').map((t) => {
   if (!Number.isInteger(n) || n < 1) fail(`--devices=${opts.devices}: expected positive integers, e.g. 1,2.`);
   return n;
 });
+const torchAttentions = list('torch-attention', ['auto', 'mha', 'matmul']);
+const torchMalloc = list('torch-malloc', ['jemalloc', 'glibc'])[0];
 const log = (line) => process.stderr.write(`${line}\n`);
 
 const staleBuild = ensureBuilt();
@@ -122,6 +136,7 @@ log(
 );
 const data = await prepareData();
 const python = torchThreads.length ? await findTorch() : { skipped: 'disabled with --no-torch' };
+const mallocEnv = python.path ? torchMallocEnv() : {};
 
 const runs = [];
 for (const name of configs) {
@@ -153,26 +168,29 @@ for (const name of configs) {
     }
   }
   for (const threads of python.path ? torchThreads : []) {
-    runs.push(
-      await measure(
-        { config: name, impl: 'pytorch', backend: 'cpu', threads },
-        python.path,
-        [
-          join(ROOT, 'scripts/bench_torch.py'),
-          '--json',
-          `--threads=${threads}`,
-          `--steps=${steps}`,
-          '--warmup=1',
-          `--embed=${shape.embed}`,
-          `--layers=${shape.layers}`,
-          `--heads=${shape.heads}`,
-          `--batch=${shape.batch}`,
-          `--seq-len=${SEQ_LEN}`,
-          `--vocab=${PALETTE}`,
-        ],
-        threadEnv(threads),
-      ),
-    );
+    for (const attention of torchAttentions) {
+      runs.push(
+        await measure(
+          { config: name, impl: 'pytorch', backend: 'cpu', threads, attention },
+          python.path,
+          [
+            join(ROOT, 'scripts/bench_torch.py'),
+            '--json',
+            `--threads=${threads}`,
+            `--steps=${steps}`,
+            '--warmup=1',
+            `--attention=${attention}`,
+            `--embed=${shape.embed}`,
+            `--layers=${shape.layers}`,
+            `--heads=${shape.heads}`,
+            `--batch=${shape.batch}`,
+            `--seq-len=${SEQ_LEN}`,
+            `--vocab=${PALETTE}`,
+          ],
+          { ...threadEnv(threads), ...mallocEnv },
+        ),
+      );
+    }
   }
 }
 const maxBatch = opts['max-batch'] ? await findMaxBatches() : undefined;
@@ -190,6 +208,8 @@ const results = {
         python: python.path,
         version: runs.find((r) => r.result?.torch)?.result.torch ?? null,
         blasLibraries: runs.find((r) => r.result?.blasLibraries)?.result.blasLibraries ?? [],
+        allocator: runs.find((r) => r.result?.allocator)?.result.allocator ?? null,
+        mallocConf: runs.find((r) => r.result?.allocator)?.result.mallocConf ?? null,
       }
     : { skipped: python.skipped },
   summary,
@@ -384,6 +404,22 @@ async function findTorch() {
     `bench: PyTorch reference SKIPPED: ${why}. Install it with \`${APT_COMMAND}\` (Debian, as root), or pass --install-torch or --python=PATH.`,
   );
   return { skipped: why };
+}
+
+/** LD_PRELOAD and MALLOC_CONF for torch's processes (see JEMALLOC_CONF); {} for glibc or when jemalloc is missing. */
+function torchMallocEnv() {
+  if (torchMalloc === 'glibc') return {};
+  const found = spawnSync('ldconfig', ['-p'], { encoding: 'utf8' })
+    .stdout?.split('\n')
+    .map((line) => /libjemalloc\.so\.2 .*=> (\S+)/.exec(line)?.[1])
+    .find(Boolean);
+  if (!found) {
+    log(
+      `bench: warning: libjemalloc.so.2 not found, so PyTorch runs on glibc malloc, which can make it several times slower (page faults); install it with \`apt-get install -y libjemalloc2\`.`,
+    );
+    return {};
+  }
+  return { LD_PRELOAD: found, MALLOC_CONF: JEMALLOC_CONF };
 }
 
 /** Doubles the batch until a step fails (a wasm out-of-memory aborts its process, hence one each). */

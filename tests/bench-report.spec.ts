@@ -79,7 +79,7 @@ describe('summarize', () => {
     });
     expect(text).toContain('SYNTHETIC token batches (no archive)');
     expect(text).toContain('FAILED large/taskforge/wasm@1t: Aborted(OOM)');
-    expect(text).toMatch(/default\s+taskforge\s+wasm\s+1\s+1\s+2200\b.*\b1\.00x\s+1\.91x\s+1\.91x\s+0\.95x/);
+    expect(text).toMatch(/default\s+taskforge\s+-\s+wasm\s+1\s+1\s+2200\b.*\b1\.00x\s+1\.91x\s+1\.91x\s+0\.95x/);
     expect(text).not.toContain('PyTorch BLAS');
   });
 
@@ -98,6 +98,36 @@ describe('summarize', () => {
     const openblas = report(['/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3']);
     expect(openblas).toContain('PyTorch BLAS: /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3');
     expect(openblas).not.toContain('WARNING');
+  });
+});
+
+describe('PyTorch formulations and malloc', () => {
+  it('compares against the fastest PyTorch attention formulation at each thread count', () => {
+    const rows = summarize(
+      [
+        run('taskforge', 2, [1000, 1000, 1000]),
+        run('pytorch', 2, [3000, 3000, 3000], { attentionKind: 'matmul' }),
+        run('pytorch', 2, [1600, 1600, 1600], { attentionKind: 'mha' }),
+      ],
+      1024,
+    );
+    expect(rows[0].vsPytorch['2t']).toMatchObject({ wall: 1.6, attention: 'mha' });
+    expect(rows.filter((r) => r.impl === 'pytorch').map((r) => r.attention)).toEqual(['matmul', 'mha']);
+  });
+
+  it('names the malloc torch ran on, and warns on glibc malloc', () => {
+    const report = (allocator: string, mallocConf: string | null) =>
+      formatReport({
+        machine: { cpuModel: 'Test CPU', cores: 2, memoryGiB: 8, node: 'v20', tfjs: '4.22.0', code: 'abc', blasEnv: {}, loadAverageAtStart: [0, 0, 0], loadAverageAtEnd: [0, 0, 0] },
+        data: { source: 'synthetic', why: 'chosen' },
+        torch: { version: '1.13', python: 'python3', allocator, mallocConf },
+        summary: [],
+        runs: [],
+      });
+    const jemalloc = report('/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', 'dirty_decay_ms:-1,muzzy_decay_ms:-1');
+    expect(jemalloc).toContain('PyTorch malloc: /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (MALLOC_CONF=dirty_decay_ms:-1');
+    expect(jemalloc).not.toContain('WARNING');
+    expect(report('glibc malloc', null)).toContain('WARNING: PyTorch ran on glibc malloc');
   });
 });
 

@@ -29,29 +29,31 @@
  */
 
 /**
- * exp(x) for four lanes: Cephes expf's range reduction and polynomial (max rel. error ~2e-7).
+ * exp(x) for four lanes, as 2^t with t = x·log2(e) = n + f (n = round(t), |f| ≤ 1/2): 2^f by a
+ * degree-5 polynomial (relative-error minimax fit on [−1/2, 1/2], 1.7e-7 in f32, ~1.4 ulp), and
+ * 2^n added to its exponent bits. Cheaper than Cephes' expf (two-constant range reduction and a
+ * degree-7 form) by a third; the reduction's rounding grows with |x| (≤ 2e-6 relative at x = −30,
+ * where exp(x) weighs < 1e-13 of its row), which no softmax output can see.
  * Lanes with x < FLUSH_BELOW give exactly 0. Every x here is a score minus its row's max (or
- * log-sum-exp), so such a lane weighs < 1e-13 of the row's largest, far below f32 rounding; but
- * kept, its tiny p times a value lands in the subnormal range, which x86 cores compute through a
- * slow microcode assist (wasm has no flush-to-zero mode): a trained model's peaked attention made
- * whole steps ~30% slower.
+ * log-sum-exp), so x ≤ 0 and such a lane weighs < 1e-13 of the row's largest, far below f32
+ * rounding; but kept, its tiny p times a value lands in the subnormal range, which x86 cores
+ * compute through a slow microcode assist (wasm has no flush-to-zero mode): a trained model's
+ * peaked attention made whole steps ~30% slower.
  */
 @inline
 function exp4(x: v128): v128 {
   const keep = f32x4.ge(x, f32x4.splat(FLUSH_BELOW));
-  x = f32x4.min(f32x4.max(x, f32x4.splat(FLUSH_BELOW)), f32x4.splat(88.0));
-  const n = f32x4.floor(f32x4.add(f32x4.mul(x, f32x4.splat(1.44269504088896341)), f32x4.splat(0.5)));
-  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375)));
-  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
-  let p = f32x4.splat(1.9875691500e-4);
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
-  const y = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1.0));
-  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
-  return v128.and(f32x4.mul(y, pow2n), keep);
+  const t = f32x4.mul(f32x4.max(x, f32x4.splat(FLUSH_BELOW)), f32x4.splat(1.4426950408889634));
+  const n = f32x4.nearest(t);
+  const f = f32x4.sub(t, n);
+  let p = f32x4.splat(1.3273167423903942e-3);
+  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(9.671817533671856e-3));
+  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(5.5507075041532516e-2));
+  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(2.4022236466407776e-1));
+  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(6.931470036506653e-1));
+  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(1.0));
+  // n ≥ −44 and 2^f ≥ 0.7, so the product stays a normal float: adding n to the exponent is exact.
+  return v128.and(i32x4.add(p, i32x4.shl(i32x4.trunc_sat_f32x4_s(n), 23)), keep);
 }
 
 /** exp(−30) ≈ 9.4e-14 (see exp4). */
@@ -130,7 +132,43 @@ export function forward(
       }
       const n4 = i0 + 4;
       let m0 = f32x4.splat(NEG), m1 = m0, m2 = m0, m3 = m0;
-      for (let j = 0; j < n4; j += 4) {
+      // Pairs of key quads below the diagonal: 4 rows × 8 keys share each q splat load.
+      let j = 0;
+      for (; j + 8 <= i0; j += 8) {
+        const jb = <usize>j << 2;
+        let s0 = f32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
+        let t0 = s0, t1 = s0, t2 = s0, t3 = s0;
+        for (let d = 0; d < hd; d++) {
+          const kp = kt + (<usize>(d * ld) << 2) + jb;
+          const ka = v128.load(kp);
+          const kb = v128.load(kp, 16);
+          const q0 = v128.load(at4(qsp, 0, d, hd));
+          const q1 = v128.load(at4(qsp, 1, d, hd));
+          const q2 = v128.load(at4(qsp, 2, d, hd));
+          const q3 = v128.load(at4(qsp, 3, d, hd));
+          s0 = f32x4.add(s0, f32x4.mul(q0, ka));
+          t0 = f32x4.add(t0, f32x4.mul(q0, kb));
+          s1 = f32x4.add(s1, f32x4.mul(q1, ka));
+          t1 = f32x4.add(t1, f32x4.mul(q1, kb));
+          s2 = f32x4.add(s2, f32x4.mul(q2, ka));
+          t2 = f32x4.add(t2, f32x4.mul(q2, kb));
+          s3 = f32x4.add(s3, f32x4.mul(q3, ka));
+          t3 = f32x4.add(t3, f32x4.mul(q3, kb));
+        }
+        v128.store(rows + jb, s0);
+        v128.store(rows + jb, t0, 16);
+        v128.store(r1 + jb, s1);
+        v128.store(r1 + jb, t1, 16);
+        v128.store(r2 + jb, s2);
+        v128.store(r2 + jb, t2, 16);
+        v128.store(r3 + jb, s3);
+        v128.store(r3 + jb, t3, 16);
+        m0 = f32x4.max(m0, f32x4.max(s0, t0));
+        m1 = f32x4.max(m1, f32x4.max(s1, t1));
+        m2 = f32x4.max(m2, f32x4.max(s2, t2));
+        m3 = f32x4.max(m3, f32x4.max(s3, t3));
+      }
+      for (; j < n4; j += 4) {
         const jb = <usize>j << 2;
         let s0 = f32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
         for (let d = 0; d < hd; d++) {

@@ -17,9 +17,8 @@
  * `tf.customGrad` around a forward and a backward kernel. Call these functions only when the
  * active backend is wasm (attention.ts and gpt2.ts decide).
  */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
+import { WasmKernelModule, type WasmBackendLike } from '@taskforge/core';
 
 /** Kernel names in TF.js's registry (backend `wasm`). */
 export const FUSED_ATTENTION_KERNEL = 'TaskforgeCausalAttention';
@@ -28,25 +27,7 @@ export const FUSED_ATTENTION_GRAD_KERNEL = 'TaskforgeCausalAttentionGrad';
 export const FUSED_ATTENTION_PACKED_KERNEL = 'TaskforgeCausalAttentionPacked';
 export const FUSED_ATTENTION_PACKED_GRAD_KERNEL = 'TaskforgeCausalAttentionPackedGrad';
 
-/** Where the package build writes the compiled kernels (same relative path from src/ and dist/). */
-const WASM_URL = new URL('../wasm/attention.wasm', import.meta.url);
-
-/** The WebAssembly JS API as used here (this package compiles without the DOM lib, which types it). */
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-const WasmApi = (
-  globalThis as unknown as {
-    WebAssembly: {
-      Module: new (bytes: Uint8Array) => object;
-      Instance: new (module: object, imports: object) => { exports: unknown };
-    };
-  }
-).WebAssembly;
-
 interface KernelExports {
-  memory: WasmMemory;
   /** See assembly/attention.ts: strides are in f32 elements, pointers are byte offsets. */
   forward(
     B: number,
@@ -101,62 +82,12 @@ interface KernelExports {
   ): void;
 }
 
-/** The parts of TF.js's BackendWasm the kernels use (typed here to avoid a dependency on its package). */
-interface WasmBackendLike {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array;
-}
-
-let kernels: { exports: KernelExports; base: number } | null = null;
-
-/**
- * Instantiates the compiled kernels (synchronously, once).
- * @throws Error naming the missing `wasm/attention.wasm` and the command that builds it.
- */
-function load(): { exports: KernelExports; base: number } {
-  if (kernels) return kernels;
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(WASM_URL);
-  } catch (e) {
-    throw new Error(
-      `fused attention: the compiled kernel ${fileURLToPath(WASM_URL)} is missing (${(e as Error).message}). ` +
-        'It is built from assembly/attention.ts by the package build: run ' +
-        '`npx nx run backbone-gpt2:build-wasm` (or `npx nx run-many -t build`).',
-      { cause: e },
-    );
-  }
-  const instance = new WasmApi.Instance(new WasmApi.Module(bytes), {});
-  const exports = instance.exports as unknown as KernelExports;
-  // The module allocates nothing: everything past its initial memory is ours to lay out.
-  kernels = { exports, base: exports.memory.buffer.byteLength };
-  return kernels;
-}
-
-/** Byte offsets of consecutive 16-byte-aligned f32 buffers of the given lengths, after `base`. */
-function layout(base: number, lengths: number[]): { offsets: number[]; end: number } {
-  const offsets: number[] = [];
-  let at = base;
-  for (const n of lengths) {
-    offsets.push(at);
-    at += Math.ceil((n * 4) / 16) * 16;
-  }
-  return { offsets, end: at };
-}
-
-/** Grows the kernels' memory to at least `end` bytes; returns a fresh f32 view of it. */
-function heap(exports: KernelExports, end: number): Float32Array {
-  const have = exports.memory.buffer.byteLength;
-  if (end > have) {
-    if (end > 4 * 1024 ** 3)
-      throw new RangeError(
-        `fused attention: needs ${(end / 1024 ** 2).toFixed(0)} MiB of ` +
-          `wasm memory, over the 4 GiB wasm32 limit; lower the batch size`,
-      );
-    exports.memory.grow(Math.ceil((end - have) / 65536));
-  }
-  return new Float32Array(exports.memory.buffer);
-}
+/** The compiled kernels (same relative path from src/ and dist/), instantiated on first use. */
+const attentionKernels = new WasmKernelModule<KernelExports>(
+  new URL('../wasm/attention.wasm', import.meta.url),
+  'fused attention',
+  'npx nx run backbone-gpt2:build-wasm',
+);
 
 /**
  * Where the heads lie. Element (b, h, t, d) of q, k, v (and of their gradients) is at
@@ -216,37 +147,6 @@ function packedGeometry(info: tf.TensorInfo, numHeads: number): Geometry {
 /** Extra elements per row of the kernels' [hd, T4] scratch (they use T4 + 16; see assembly/attention.ts). */
 const PAD = 16;
 
-const sizeOf = (info: tf.TensorInfo) => info.shape.reduce((a, b) => a * b, 1);
-
-/**
- * Copies `inputs` into the kernels' memory, one buffer each, after `base`, followed by buffers of
- * the given extra lengths; returns all their byte offsets (inputs first) and a fresh heap view.
- */
-function stage(
-  wasm: WasmBackendLike,
-  inputs: tf.TensorInfo[],
-  extra: number[],
-): { exports: KernelExports; at: number[]; mem: Float32Array } {
-  const { exports, base } = load();
-  const { offsets, end } = layout(base, [...inputs.map(sizeOf), ...extra]);
-  const mem = heap(exports, end);
-  inputs.forEach((t, i) => mem.set(wasm.typedArrayFromHeap(t), offsets[i]! / 4));
-  return { exports, at: offsets, mem };
-}
-
-/** Copies each part (`[byte offset, shape]`) of the kernels' memory into a new TF.js tensor of that shape. */
-function unstage(wasm: WasmBackendLike, exports: KernelExports, parts: [number, number[]][]): tf.TensorInfo[] {
-  // Every output is allocated before any view of TF.js's heap is taken (an allocation may move it).
-  const outs = parts.map(([, shape]) => wasm.makeOutput(shape, 'float32'));
-  const mem = new Float32Array(exports.memory.buffer);
-  outs.forEach((t, i) => {
-    const at = parts[i]![0] / 4;
-    const view = wasm.typedArrayFromHeap(t);
-    view.set(mem.subarray(at, at + view.length));
-  });
-  return outs;
-}
-
 /** The forward kernel over `inputs` (q, k, v or qkv); `qkvAt` maps their offsets to q, k, v pointers. */
 function runForward(
   wasm: WasmBackendLike,
@@ -257,7 +157,7 @@ function runForward(
   const { B, H, T, hd } = g;
   const T4 = Math.ceil(T / 4) * 4;
   // After the inputs: o, lse, then scratch: kt, vt [hd, T4], a block's 4 score rows, 4 rows of q splats.
-  const { exports, at } = stage(wasm, inputs, [
+  const at = attentionKernels.stage(wasm, inputs, [
     B * H * T * hd,
     B * H * T,
     hd * (T4 + PAD),
@@ -267,7 +167,7 @@ function runForward(
   ]);
   const [op, lp, ktp, vtp, rowp, qsp] = at.slice(inputs.length) as number[];
   const [qp, kp, vp] = qkvAt(at);
-  exports.forward(
+  attentionKernels.exports.forward(
     B,
     H,
     T,
@@ -289,7 +189,7 @@ function runForward(
     rowp!,
     qsp!,
   );
-  return unstage(wasm, exports, [
+  return attentionKernels.unstage(wasm, [
     [op!, g.outShape],
     [lp!, [B, H, T]],
   ]);
@@ -311,7 +211,7 @@ function runBackward(
   const T4 = Math.ceil(T / 4) * 4;
   const gradLengths = grads.map((shape) => shape.reduce((a, b) => a * b, 1));
   // After the inputs and gradients: kt, vt, dkt, dvt [hd, T4], 4 rows of dS, q and dy splats.
-  const { exports, at } = stage(wasm, inputs, [
+  const at = attentionKernels.stage(wasm, inputs, [
     ...gradLengths,
     hd * (T4 + PAD),
     hd * (T4 + PAD),
@@ -327,7 +227,7 @@ function runBackward(
   const [ktp, vtp, dktp, dvtp, rowp, qsp, dysp] = at.slice(nIn + grads.length) as number[];
   const [qp, kp, vp] = qkvAt(at);
   const [dqp, dkp, dvp] = qkvAt(gradAt);
-  exports.backward(
+  attentionKernels.exports.backward(
     B,
     H,
     T,
@@ -356,9 +256,8 @@ function runBackward(
     qsp!,
     dysp!,
   );
-  return unstage(
+  return attentionKernels.unstage(
     wasm,
-    exports,
     grads.map((shape, i) => [gradAt[i]!, shape]),
   );
 }
@@ -424,7 +323,7 @@ for (const [kernelName, kernelFunc] of [
 export function fusedCausalAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
   if (tf.getBackend() !== 'wasm')
     throw new Error(`fused attention runs on the wasm backend only; the active backend is ${tf.getBackend()}`);
-  load();
+  attentionKernels.ensureLoaded();
   const attend = tf.customGrad((...args) => {
     const [qIn, kIn, vIn] = args as tf.Tensor4D[];
     const save = args[3] as tf.GradSaveFunc;
@@ -458,7 +357,7 @@ export function fusedCausalAttentionPacked(qkv: tf.Tensor3D, numHeads: number): 
   if (tf.getBackend() !== 'wasm')
     throw new Error(`fused attention runs on the wasm backend only; the active backend is ${tf.getBackend()}`);
   packedGeometry(qkv, numHeads);
-  load();
+  attentionKernels.ensureLoaded();
   const attend = tf.customGrad((...args) => {
     const qkvIn = args[0] as tf.Tensor3D;
     const save = args[1] as tf.GradSaveFunc;

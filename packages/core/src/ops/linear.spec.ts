@@ -1,7 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { matMulTransposeA } from './linear-grad.js';
 import { linear } from './linear.js';
+import { WasmKernelModule } from './wasm-kernels.js';
 
 describe.each(['cpu', 'wasm'])('linear on %s', (backend) => {
   beforeAll(async () => {
@@ -13,6 +15,8 @@ describe.each(['cpu', 'wasm'])('linear on %s', (backend) => {
     [6, 3, true],
     [3, 6, true],
     [5, 5, false],
+    [16, 48, true],
+    [64, 16, false],
   ])('matches autodiff of matMul + bias (in %i, out %i, bias %s)', (inDim, outDim, withBias) => {
     const [expected, actual] = [false, true].map((custom) =>
       tf.tidy(() => {
@@ -34,5 +38,46 @@ describe.each(['cpu', 'wasm'])('linear on %s', (backend) => {
     );
     expect(actual!.length).toBe(expected!.length);
     actual!.forEach((values, i) => values.forEach((v, j) => expect(v).toBeCloseTo(expected![i]![j]!, 4)));
+  });
+});
+
+describe('matMulTransposeA (the wasm weight-gradient kernel)', () => {
+  beforeAll(async () => {
+    expect(await tf.setBackend('wasm')).toBe(true);
+  });
+
+  // Every tile path: 4×8 and 4×4 tiles, column tails, row tails, and N across several 128-row blocks.
+  it.each([
+    [300, 16, 48],
+    [257, 4, 8],
+    [129, 5, 13],
+    [7, 3, 17],
+    [130, 9, 4],
+    [1, 1, 1],
+    [64, 12, 3],
+  ])('equals xᵀ·dy for N %i, in %i, out %i', (N, inDim, outDim) => {
+    const [expected, actual] = tf.tidy(() => {
+      const x = tf.randomNormal([N, inDim], 0, 1, 'float32', N) as tf.Tensor2D;
+      const dy = tf.randomNormal([N, outDim], 0, 1, 'float32', inDim) as tf.Tensor2D;
+      return [tf.matMul(x, dy, true, false).arraySync(), matMulTransposeA(x, dy).arraySync()] as number[][][];
+    });
+    expect(actual!.length).toBe(inDim);
+    actual!.forEach((row, i) => row.forEach((v, j) => expect(v).toBeCloseTo(expected![i]![j]!, 3)));
+  });
+
+  it('refuses shapes that do not match', () => {
+    const x = tf.zeros([4, 2]) as tf.Tensor2D;
+    const dy = tf.zeros([5, 3]) as tf.Tensor2D;
+    expect(() => matMulTransposeA(x, dy)).toThrow(/same N, got x float32 \[4,2\] and dy float32 \[5,3\]/);
+    tf.dispose([x, dy]);
+  });
+});
+
+describe('WasmKernelModule', () => {
+  it('names a missing compiled kernel and the command that builds it', () => {
+    const missing = new WasmKernelModule(new URL('file:///nonexistent/kernel.wasm'), 'test kernel', 'npx nx run core:build-wasm');
+    expect(() => missing.ensureLoaded()).toThrow(
+      /test kernel: the compiled kernel \/nonexistent\/kernel\.wasm is missing .*run `npx nx run core:build-wasm`/,
+    );
   });
 });

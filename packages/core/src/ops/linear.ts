@@ -1,17 +1,18 @@
 /**
- * x·W (+ b) with a gradient that stays on XNNPACK's fast path on the wasm backend.
+ * x·W (+ b) with a gradient that avoids the wasm backend's slow paths.
  *
  * TF.js differentiates matMul into transposed matMuls (dy·Wᵀ, xᵀ·dy), which wasm runs as a
- * scalar loop: 15–30× slower than the forward product at [16384, 16]·[16, 64]. On wasm the
- * gradient transposes explicitly so every product is a plain 2-D matMul, putting the narrower
- * of x and dy on the right (XNNPACK repacks the right-hand operand on every call). Other
- * backends keep the transposed matMuls they run natively. matMul's transposeA flag is no way
- * around the transpose on wasm: it takes the scalar loop too (xᵀ·dy for x [8192, 128] and
- * dy [8192, 512]: 900 ms CPU with the flag against 159 ms transposing x explicitly; measured
- * with `scripts/bench-sum-rows.mjs --matmul` under load). The bias gradient sums dy's rows as a
- * product (`sumRows`), not with wasm's Sum, which transposes its input to reduce axis 0.
+ * scalar loop: 15–30× slower than the forward product at [16384, 16]·[16, 64]. On wasm,
+ * dx = dy·Wᵀ transposes the (small) kernel and stays on XNNPACK's plain 2-D product, and the
+ * weight gradient xᵀ·dy is one SIMD kernel of ours (`matMulTransposeA`, linear-grad.ts) that
+ * reads x and dy as they lie: transposing the [N, in] activations first cost more than the
+ * product itself (a generic per-element Transpose kernel; 5.1 → 0.6 ms for the qkv projection
+ * of a default iGPT layer). Other backends keep the transposed matMuls they run natively. The
+ * bias gradient sums dy's rows as a product (`sumRows`), not with wasm's Sum, which transposes
+ * its input to reduce axis 0.
  */
 import * as tf from '@tensorflow/tfjs';
+import { matMulTransposeA } from './linear-grad.js';
 import { sumRows } from './sum-rows.js';
 
 /** x [N, in] · kernel [in, out] (+ bias [out]) → [N, out]. */
@@ -22,11 +23,7 @@ export function linear(x: tf.Tensor2D, kernel: tf.Tensor2D, bias?: tf.Tensor1D):
   };
   const grads = (dy: tf.Tensor2D, a: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor[] => {
     if (tf.getBackend() !== 'wasm') return [tf.matMul(dy, w, false, true), tf.matMul(a, dy, true, false)];
-    const dx = tf.matMul(dy, w.transpose());
-    const [inDim, outDim] = w.shape;
-    // dW = xᵀ·dy, or (dyᵀ·x)ᵀ when x is the narrower one to pack.
-    const dw = outDim <= inDim ? tf.matMul(a.transpose(), dy) : tf.matMul(dy.transpose(), a).transpose();
-    return [dx, dw];
+    return [tf.matMul(dy, w.transpose()), matMulTransposeA(a, dy)];
   };
   if (bias) {
     return tf.customGrad((...args) => {
