@@ -8,7 +8,7 @@
  * typecheck, training, `taskforge list`) from a fresh clone. The tests share the copy and run in order.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -124,6 +124,41 @@ describe('nx g @taskforge/nx-plugin:task demo, in a copy of the workspace', () =
       expect(record.probabilities.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
       expect(record.predicted).toBe(record.probabilities.indexOf(Math.max(...record.probabilities)));
       expect([0, 1]).toContain(record.label);
+    }
+  });
+
+  it('labels padded to a capacity are refused under ddp (exit 2) and the refused run leaves no run dir (s5: findings 4, 5)', async () => {
+    const data = join(ws.root, 'packages/task-enc/src/data.ts');
+    const original = readFileSync(data, 'utf8');
+    // A capacity that is no whole number of rows per sample (64 for 32 samples would pass ddp's split as
+    // two labels per sample; the task's own check names that one).
+    const padded = original.replace('new Int32Array(rows.length)', 'new Int32Array(50)');
+    expect(padded).not.toBe(original);
+    writeFileSync(data, padded);
+    try {
+      const build = await nx('build', 'task-enc');
+      expect(build.code, output(build)).toBe(0);
+      const runDir = join(ws.root, 'outputs', 'enc-padded');
+      const r = await run(
+        process.execPath,
+        [
+          'packages/cli/dist/bin.js',
+          'train',
+          'task=enc',
+          'trainer.strategy=ddp',
+          'trainer.devices=2',
+          'trainer.max_steps=2',
+          `trainer.run_dir=${runDir}`,
+        ],
+        { cwd: ws.root },
+      );
+      expect(r.code, output(r)).toBe(2);
+      expect(output(r)).toContain("the batch field 'labels' has 50 elements");
+      expect(output(r)).toContain(`Removed the run dir ${runDir}`);
+      expect(existsSync(runDir)).toBe(false);
+    } finally {
+      writeFileSync(data, original);
+      expect((await nx('build', 'task-enc')).code).toBe(0);
     }
   });
 
