@@ -55,9 +55,8 @@ try {
 
 async function main() {
   const tf = await import('@tensorflow/tfjs');
-  const { Session, Tokens, DDPStrategy, SingleDeviceStrategy, appReplica, buildTaskFromConfig } = await import(
-    '@taskforge/core'
-  );
+  const { Session, Tokens, DDPStrategy, SingleDeviceStrategy, appReplica, buildTaskFromConfig } =
+    await import('@taskforge/core');
   const session = await Session.open({ cwd: ROOT });
   session.container.register(Tokens.Output, { useValue: quietOutput });
   const [B, D, L, H, V] = ['batch', 'embed', 'layers', 'heads', 'palette'].map(int);
@@ -138,9 +137,13 @@ async function main() {
     tf.dispose(Object.values(named));
     globalStep += 1;
     const cpu = process.cpuUsage(cpu0);
+    const ddp = strategy.lastStepTimings;
     return {
       dataMs: t1 - t0,
       forwardBackwardMs: t2 - t1,
+      // Under ddp: rank 0's own shard, its idle wait for the workers, the gradient average, and
+      // each worker's busy time for its request (strategy.lastStepTimings).
+      ...(ddp ? { ddp: { ...ddp, workerBusyMs: [...ddp.workerBusyMs] } } : {}),
       optimizerMs: t3 - t2,
       totalMs: t3 - t0,
       cpuMs: (cpu.user + cpu.system) / 1000,
