@@ -10,9 +10,7 @@ import { matMulTransposeA } from '@taskforge/core';
 
 if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend failed to initialise');
 const transposeThenMatMul = (x, dy) =>
-  tf.tidy(() =>
-    x.shape[1] >= dy.shape[1] ? tf.matMul(x.transpose(), dy) : tf.matMul(dy.transpose(), x).transpose(),
-  );
+  tf.tidy(() => (x.shape[1] >= dy.shape[1] ? tf.matMul(x.transpose(), dy) : tf.matMul(dy.transpose(), x).transpose()));
 const time = (f) => {
   f().dispose();
   const t0 = performance.now();

@@ -42,6 +42,7 @@ export function summarize(runs, seqLen) {
         wasmHeapBytes: r.result.wasmHeapBytes ?? null,
         firstStepMs: r.result.firstStepMs ?? null,
         synthetic: r.result.synthetic ?? false,
+        ddp: ddpMedians(s),
       };
     });
   for (const row of rows.filter((r) => r.impl === 'taskforge')) {
@@ -67,6 +68,22 @@ export function summarize(runs, seqLen) {
     }
   }
   return rows;
+}
+
+/**
+ * Medians of a ddp run's per-step timeline (bench-step's `ddp` field): rank 0's shard, its wait
+ * for the workers, the gradient average, the slowest worker's busy time; null for other runs.
+ */
+function ddpMedians(steps) {
+  const timed = steps.filter((x) => x.ddp);
+  if (!timed.length) return null;
+  const med = (f) => median(timed.map(f));
+  return {
+    localMs: med((x) => x.ddp.localMs),
+    waitMs: med((x) => x.ddp.waitMs),
+    reduceMs: med((x) => x.ddp.reduceMs),
+    workerBusyMs: med((x) => Math.max(...x.ddp.workerBusyMs)),
+  };
 }
 
 const mib = (bytes) => (bytes == null ? '-' : (bytes / 2 ** 20).toFixed(0));
@@ -147,6 +164,35 @@ export function formatReport(results) {
     'Medians over the timed steps; ms per optimizer step. dev = taskforge devices (ddp worker threads incl. the main one; thr = cores used). vs 1 dev = throughput / devices=1. vs pt@Nt = taskforge tokens/s / PyTorch tokens/s at N threads, against the fastest PyTorch attention formulation timed (>1: taskforge faster).',
     table(header, rows),
   ];
+  const ddpRows = summary.filter((r) => r.ddp);
+  if (ddpRows.length) {
+    out.push(
+      '',
+      'Data-parallel timeline (medians, ms per step): rank 0 runs its own shard, then waits for the workers; outside both it loads the batch, averages the gradients and updates the weights while the workers idle.',
+      table(
+        [
+          'config',
+          'dev',
+          'ms/step',
+          'rank 0 shard',
+          'rank 0 waits',
+          'slowest worker busy',
+          'grad average',
+          'rank 0 only',
+        ],
+        ddpRows.map((r) => [
+          r.config,
+          r.devices,
+          ms(r.stepMs),
+          ms(r.ddp.localMs),
+          ms(r.ddp.waitMs),
+          ms(r.ddp.workerBusyMs),
+          ms(r.ddp.reduceMs),
+          ms(r.stepMs - r.ddp.localMs - r.ddp.waitMs),
+        ]),
+      ),
+    );
+  }
   for (const r of runs.filter((x) => !x.result?.ok))
     out.push(`FAILED ${r.config}/${r.impl}/${r.backend}@${r.threads}t: ${r.result?.error}`);
   const profiledRuns = runs.filter((r) => r.result?.ok && r.result.profile);

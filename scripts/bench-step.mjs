@@ -2,11 +2,12 @@
 // the time to the first step belong to this run alone, and a wasm abort only kills this child).
 // Run by scripts/bench.mjs; prints one JSON object as its last stdout line.
 //
-// The components are built exactly as `taskforge train` builds them (Session.open, compose,
-// Instantiator), and each step does what the Trainer does: next batch from the dataloader,
-// tf.variableGrads over task.trainingStep, optimizer.applyGradients. With --devices=N > 1 the
-// gradients come from core's DDPStrategy instead (N-1 worker threads built like `taskforge train`
-// builds them, rank 0 on this thread), as under trainer.strategy=ddp.
+// The components are built as `taskforge train` builds them (Session.open, compose, the
+// Instantiator, core's buildTaskFromConfig), and each step runs the Trainer's own step code: next
+// batch from the dataloader, the strategy's trainingStep (core's SingleDeviceStrategy, or with
+// --devices=N > 1 its DDPStrategy: N-1 worker threads built like `taskforge train` builds them,
+// rank 0 on this thread), optimizer.applyGradients. Not timed: the Trainer's logging, callbacks
+// and progress bar.
 import { parseArgs } from 'node:util';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,7 +55,8 @@ try {
 
 async function main() {
   const tf = await import('@tensorflow/tfjs');
-  const { Session, Tokens, DDPStrategy, appReplica } = await import('@taskforge/core');
+  const { Session, Tokens, DDPStrategy, SingleDeviceStrategy, appReplica, buildTaskFromConfig } =
+    await import('@taskforge/core');
   const session = await Session.open({ cwd: ROOT });
   session.container.register(Tokens.Output, { useValue: quietOutput });
   const [B, D, L, H, V] = ['batch', 'embed', 'layers', 'heads', 'palette'].map(int);
@@ -79,9 +81,19 @@ async function main() {
     return { ok: true, prepareMs: performance.now() - t0, dataDir: datamodule.dataDir };
   }
 
-  const selection = await container
-    .resolve(Tokens.Accelerator)
-    .select(config.trainer.accelerator, { threads: config.trainer.threads });
+  const devices = int('devices');
+  const accelerator = container.resolve(Tokens.Accelerator);
+  const strategy =
+    devices > 1
+      ? new DDPStrategy(
+          { strategy: 'ddp', devices, accelerator: a.backend, threads: config.trainer.threads, batchSize: B },
+          accelerator,
+          quietOutput,
+          appReplica({ projectRoot: ROOT, config, plugins: [] }),
+        )
+      : new SingleDeviceStrategy({ accelerator: a.backend, threads: config.trainer.threads }, accelerator);
+  // Selects the backend (as the Trainer's strategy does) before any tensor exists.
+  const selection = await strategy.setup();
   let modelDataArgs;
   let batches;
   if (a.synthetic) {
@@ -93,32 +105,19 @@ async function main() {
     modelDataArgs = datamodule.modelDataArgs;
     batches = endless((epoch) => datamodule.trainDataloader({ epoch, seed: config.trainer.seed }));
   }
-  const backbone = instantiator.create('backbone', config.backbone, { container, modelDataArgs }, 'backbone');
-  const task = instantiator.create('task', config.task, { container, modelDataArgs, backbone }, 'task');
-  // As the Trainer builds it: the configured optimizer over all of the task's variables (the LR
-  // schedule does not change the cost of a step).
+  const task = buildTaskFromConfig(container, config, modelDataArgs);
+  // As the Trainer builds it: the configured optimizer over the task's trainable variables (the
+  // LR schedule does not change the cost of a step).
+  const variables = Object.entries(task.namedVariables()).filter(([, v]) => v.trainable);
   const optimizer = instantiator.create(
     'optimizer',
     config.optimizer,
-    { container, variables: task.namedVariables() },
+    { container, variables: Object.fromEntries(variables) },
     'optimizer',
   );
-  const variables = Object.entries(task.namedVariables()).filter(([, v]) => v.trainable);
-  const nameOf = new Map(variables.map(([name, v]) => [v.name, name]));
   const varList = variables.map(([, v]) => v);
   const numParams = varList.reduce((n, v) => n + v.size, 0);
-  const devices = int('devices');
-  let ddp;
-  if (devices > 1) {
-    ddp = new DDPStrategy(
-      { strategy: 'ddp', devices, accelerator: a.backend, threads: config.trainer.threads, batchSize: B },
-      container.resolve(Tokens.Accelerator),
-      quietOutput,
-      appReplica({ projectRoot: ROOT, config, plugins: [] }),
-    );
-    await ddp.setup();
-    ddp.connect({ modelDataArgs });
-  }
+  strategy.connect?.({ modelDataArgs });
 
   let globalStep = 0;
   let liveTensorBytes = 0;
@@ -127,42 +126,24 @@ async function main() {
     const t0 = performance.now();
     const { value: batch } = await batches.next();
     const t1 = performance.now();
-    const logged = [];
-    const ctx = {
-      globalStep,
-      epoch: 0,
-      batchIdx: globalStep,
-      training: true,
-      seed: globalStep,
-      log: (_name, value) => {
-        if (typeof value !== 'number') logged.push(value);
-      },
-    };
-    let loss;
-    let named;
-    if (ddp) {
-      const { log: _log, ...fields } = ctx;
-      const result = await ddp.trainingStep(task, batch, fields, variables);
-      loss = result.loss;
-      named = result.grads;
-    } else {
-      const { value, grads } = tf.variableGrads(() => task.trainingStep(batch, ctx), varList);
-      // Reading the loss waits for the backend, so asynchronous backends are timed fully too.
-      loss = (await value.data())[0];
-      value.dispose();
-      named = Object.fromEntries(Object.entries(grads).map(([k, g]) => [nameOf.get(k), g]));
-    }
+    const fields = { globalStep, epoch: 0, batchIdx: globalStep, training: true, seed: globalStep };
+    // Reading the loss waits for the backend, so asynchronous backends are timed fully too.
+    const { loss, grads: named } = await strategy.trainingStep(task, batch, fields, variables);
     liveTensorBytes = Math.max(liveTensorBytes, tf.memory().numBytes);
     const t2 = performance.now();
     optimizer.applyGradients(named);
     await varList[0].data();
     const t3 = performance.now();
-    tf.dispose([...logged, ...Object.values(named)]);
+    tf.dispose(Object.values(named));
     globalStep += 1;
     const cpu = process.cpuUsage(cpu0);
+    const ddp = strategy.lastStepTimings;
     return {
       dataMs: t1 - t0,
       forwardBackwardMs: t2 - t1,
+      // Under ddp: rank 0's own shard, its idle wait for the workers, the gradient average, and
+      // each worker's busy time for its request (strategy.lastStepTimings).
+      ...(ddp ? { ddp: { ...ddp, workerBusyMs: [...ddp.workerBusyMs] } } : {}),
       optimizerMs: t3 - t2,
       totalMs: t3 - t0,
       cpuMs: (cpu.user + cpu.system) / 1000,
@@ -213,7 +194,7 @@ async function main() {
     wasmHeapBytes: wasmModule?.HEAPU8?.buffer.byteLength ?? null,
     profile: profile ?? null,
   };
-  await ddp?.teardown();
+  await strategy.teardown();
   task.dispose();
   optimizer.dispose();
   await datamodule.teardown?.();

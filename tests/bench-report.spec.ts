@@ -118,14 +118,26 @@ describe('PyTorch formulations and malloc', () => {
   it('names the malloc torch ran on, and warns on glibc malloc', () => {
     const report = (allocator: string, mallocConf: string | null) =>
       formatReport({
-        machine: { cpuModel: 'Test CPU', cores: 2, memoryGiB: 8, node: 'v20', tfjs: '4.22.0', code: 'abc', blasEnv: {}, loadAverageAtStart: [0, 0, 0], loadAverageAtEnd: [0, 0, 0] },
+        machine: {
+          cpuModel: 'Test CPU',
+          cores: 2,
+          memoryGiB: 8,
+          node: 'v20',
+          tfjs: '4.22.0',
+          code: 'abc',
+          blasEnv: {},
+          loadAverageAtStart: [0, 0, 0],
+          loadAverageAtEnd: [0, 0, 0],
+        },
         data: { source: 'synthetic', why: 'chosen' },
         torch: { version: '1.13', python: 'python3', allocator, mallocConf },
         summary: [],
         runs: [],
       });
     const jemalloc = report('/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', 'dirty_decay_ms:-1,muzzy_decay_ms:-1');
-    expect(jemalloc).toContain('PyTorch malloc: /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (MALLOC_CONF=dirty_decay_ms:-1');
+    expect(jemalloc).toContain(
+      'PyTorch malloc: /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (MALLOC_CONF=dirty_decay_ms:-1',
+    );
     expect(jemalloc).not.toContain('WARNING');
     expect(report('glibc malloc', null)).toContain('WARNING: PyTorch ran on glibc malloc');
   });
@@ -153,5 +165,51 @@ describe('devices rows', () => {
 describe('table', () => {
   it('right-aligns every column to its widest cell', () => {
     expect(table(['a', 'bb'], [['xyz', 1]]).split('\n')).toEqual(['  a  bb', '---  --', 'xyz   1']);
+  });
+});
+
+describe('data-parallel timeline', () => {
+  it('prints medians of rank 0 shard, wait, gradient average and the slowest worker, and what only rank 0 does', () => {
+    const ddpStep = (totalMs: number, localMs: number, waitMs: number, workers: number[]) => ({
+      ...step(totalMs),
+      ddp: { localMs, waitMs, reduceMs: 5, workerBusyMs: workers },
+    });
+    const ddpRun = {
+      config: 'default',
+      impl: 'taskforge',
+      backend: 'wasm',
+      threads: 2,
+      devices: 2,
+      result: {
+        ok: true,
+        shape: { batch: 16 },
+        steps: [
+          ddpStep(1000, 800, 100, [850, 10]),
+          ddpStep(1100, 820, 140, [900, 10]),
+          ddpStep(1050, 810, 120, [880, 10]),
+        ],
+      },
+    };
+    const rows = summarize([ddpRun], 1024);
+    expect(rows[0].ddp).toEqual({ localMs: 810, waitMs: 120, reduceMs: 5, workerBusyMs: 880 });
+    const text = formatReport({
+      machine: {
+        cpuModel: 'Test CPU',
+        cores: 2,
+        memoryGiB: 8,
+        node: 'v20',
+        tfjs: '4.22.0',
+        code: 'abc',
+        blasEnv: {},
+        loadAverageAtStart: [0, 0, 0],
+        loadAverageAtEnd: [0, 0, 0],
+      },
+      data: { source: 'synthetic', why: 'chosen' },
+      torch: { skipped: 'disabled' },
+      summary: rows,
+      runs: [ddpRun],
+    });
+    // 1050 − 810 − 120 = 120 ms per step on rank 0 alone.
+    expect(text).toMatch(/default\s+2\s+1050\s+810\s+120\s+880\s+5\.0\s+120/);
   });
 });

@@ -75,7 +75,11 @@ describe('matMulTransposeA (the wasm weight-gradient kernel)', () => {
 
 describe('WasmKernelModule', () => {
   it('names a missing compiled kernel and the command that builds it', () => {
-    const missing = new WasmKernelModule(new URL('file:///nonexistent/kernel.wasm'), 'test kernel', 'npx nx run core:build-wasm');
+    const missing = new WasmKernelModule(
+      new URL('file:///nonexistent/kernel.wasm'),
+      'test kernel',
+      'npx nx run core:build-wasm',
+    );
     expect(() => missing.ensureLoaded()).toThrow(
       /test kernel: the compiled kernel \/nonexistent\/kernel\.wasm is missing .*run `npx nx run core:build-wasm`/,
     );

@@ -78,5 +78,7 @@ export type FromWorker =
       grads: Record<string, Float32Array>;
       /** `predictStep`'s output, encoded; `exportTestState`'s state. */
       output?: unknown;
+      /** Milliseconds the worker spent on this request, from receiving it to posting the answer. */
+      busyMs?: number;
     }
   | { type: 'error'; id?: number; method?: WorkerMethod | 'exportTestState'; message: string; stack?: string };

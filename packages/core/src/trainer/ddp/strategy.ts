@@ -410,6 +410,14 @@ export class DDPStrategy implements Strategy {
     this.modelDataArgs = context.modelDataArgs;
   }
 
+  /**
+   * Where the last sharded training step's time went on rank 0 (ms): its own shard (`localMs`),
+   * waiting for the workers after it (`waitMs`: rank 0 idle), averaging the gradients
+   * (`reduceMs`), and each worker's time on its request (`workerBusyMs`, from receiving it to
+   * answering). Diagnostics for `npm run bench`; undefined before the first sharded step.
+   */
+  lastStepTimings: { localMs: number; waitMs: number; reduceMs: number; workerBusyMs: number[] } | undefined;
+
   async trainingStep(
     task: Task,
     batch: unknown,
@@ -419,9 +427,10 @@ export class DDPStrategy implements Strategy {
     if (this.worldSize <= 1) return computeStep(task, batch, fields, trainable);
     const shards = splitBatch(batch, this.worldSize);
     if (shards.length === 1) return computeStep(task, batch, fields, trainable);
-    const { local, remote } = await this.scatter(task, 'trainingStep', shards, fields, () =>
+    const { local, remote, localMs, waitMs } = await this.scatter(task, 'trainingStep', shards, fields, () =>
       computeStep(task, shards[0]!.batch, fields, trainable),
     );
+    const reduceStart = performance.now();
     const total = shards.reduce((n, s) => n + s.size, 0);
     const weightsOf = shards.map((s) => s.size / total);
     try {
@@ -450,6 +459,12 @@ export class DDPStrategy implements Strategy {
         return out;
       });
       const loss = weightsOf[0]! * local.loss + remote.reduce((s, r, i) => s + weightsOf[i + 1]! * r.loss, 0);
+      this.lastStepTimings = {
+        localMs,
+        waitMs,
+        reduceMs: performance.now() - reduceStart,
+        workerBusyMs: remote.map((r) => r.busyMs ?? Number.NaN),
+      };
       return {
         loss,
         logs: mergeLogs(
@@ -499,7 +514,13 @@ export class DDPStrategy implements Strategy {
     shards: Shard[],
     fields: StepFields,
     runLocal: () => Promise<Local>,
-  ): Promise<{ local: Local; remote: Array<Extract<FromWorker, { type: 'result' }>> }> {
+  ): Promise<{
+    local: Local;
+    remote: Array<Extract<FromWorker, { type: 'result' }>>;
+    /** Rank 0's time on its own shard, then idle waiting for the workers (ms). */
+    localMs: number;
+    waitMs: number;
+  }> {
     await this.launch(this.where(fields, method === 'validationStep'), method === 'trainingStep');
     const weights = this.weightsFor(task);
     const requests = shards.slice(1).map((shard, i) => {
@@ -518,13 +539,16 @@ export class DDPStrategy implements Strategy {
     });
     const settled = Promise.allSettled(requests);
     let local: Local;
+    const localStart = performance.now();
     try {
       local = await runLocal();
     } catch (error) {
       await settled;
       throw error;
     }
+    const localEnd = performance.now();
     const results = await settled;
+    const waitMs = performance.now() - localEnd;
     const failed = results.findIndex((r) => r.status === 'rejected');
     if (failed !== -1) {
       if (method === 'trainingStep') tf.dispose((local as StepResult).grads);
@@ -539,6 +563,8 @@ export class DDPStrategy implements Strategy {
     return {
       local,
       remote: results.map((r) => (r as PromiseFulfilledResult<Extract<FromWorker, { type: 'result' }>>).value),
+      localMs: localEnd - localStart,
+      waitMs,
     };
   }
 

@@ -69,6 +69,7 @@ try {
 }
 
 async function answer(message: ToWorker): Promise<void> {
+  const started = performance.now();
   if (message.type === 'exportTestState') {
     if (!task.exportTestState) throw new Error('the task has no exportTestState');
     const state = await task.exportTestState();
@@ -96,7 +97,14 @@ async function answer(message: ToWorker): Promise<void> {
     grad.dispose();
   }
   post(
-    { type: 'result', id: message.id, loss: result.loss, logs: result.logs, grads },
+    {
+      type: 'result',
+      id: message.id,
+      loss: result.loss,
+      logs: result.logs,
+      grads,
+      busyMs: performance.now() - started,
+    },
     Object.values(grads).map((g) => g.buffer as ArrayBuffer),
   );
 }
