@@ -98,7 +98,8 @@ export function table(header, rows) {
 
 export function formatReport(results) {
   const { machine, summary, runs } = results;
-  const busy = Math.max(...machine.loadAverageAtStart, ...machine.loadAverageAtEnd) > machine.cores;
+  // The 1-minute averages: the 5- and 15-minute ones still count jobs that ended before the run.
+  const busy = Math.max(machine.loadAverageAtStart[0], machine.loadAverageAtEnd[0]) > machine.cores;
   const refThreads = [...new Set(summary.filter((r) => r.impl === 'pytorch').map((r) => r.threads))].sort();
   const header = [
     'config',
@@ -145,7 +146,7 @@ export function formatReport(results) {
   ]);
   const out = [
     `Machine: ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB} GiB; node ${machine.node}, tfjs ${machine.tfjs}; code ${machine.code}`,
-    `Load average: ${machine.loadAverageAtStart.join(' ')} at start, ${machine.loadAverageAtEnd.join(' ')} at end${busy ? ` (above ${machine.cores} cores: other jobs shared the CPUs, so wall times are inflated; compare CPU time)` : ''}`,
+    `Load average: ${machine.loadAverageAtStart.join(' ')} at start, ${machine.loadAverageAtEnd.join(' ')} at end${busy ? ` (1-minute average above ${machine.cores} cores: other jobs shared the CPUs, so wall times are inflated; compare CPU time)` : ''}`,
     `Data: ${results.data.source === 'synthetic' ? `SYNTHETIC token batches (${results.data.why})` : `Cifar10DataModule (${results.data.overrides.join(' ') || 'configured dataset.url'})`}`,
     `PyTorch: ${results.torch.version ? `torch ${results.torch.version} (${results.torch.python})` : `SKIPPED (${results.torch.skipped})`}`,
     ...blasLines(results.torch.blasLibraries),

@@ -213,3 +213,31 @@ describe('data-parallel timeline', () => {
     expect(text).toMatch(/default\s+2\s+1050\s+810\s+120\s+880\s+5\.0\s+120/);
   });
 });
+
+describe('load warning', () => {
+  const report = (start: number[], end: number[]) =>
+    formatReport({
+      machine: {
+        cpuModel: 'Test CPU',
+        cores: 2,
+        memoryGiB: 8,
+        node: 'v20',
+        tfjs: '4.22.0',
+        code: 'abc',
+        blasEnv: {},
+        loadAverageAtStart: start,
+        loadAverageAtEnd: end,
+      },
+      data: { source: 'synthetic', why: 'chosen' },
+      torch: { skipped: 'disabled' },
+      summary: [],
+      runs: [],
+    });
+
+  it('warns when the 1-minute load average passed the cores, not for load that ended before the run', () => {
+    expect(report([1.4, 3.2, 4.1], [1.9, 2.5, 3.6])).not.toContain('other jobs shared the CPUs');
+    expect(report([1.4, 3.2, 4.1], [2.6, 2.5, 3.6])).toContain(
+      '(1-minute average above 2 cores: other jobs shared the CPUs',
+    );
+  });
+});
