@@ -114,8 +114,29 @@ describe('wasm kernel coverage for training', () => {
       'Conv2DBackpropFilter',
       'DepthwiseConv2dNativeBackpropFilter',
       'DepthwiseConv2dNativeBackpropInput',
+      'Identity',
     ]);
     expect(registerWasmPolyfills()).toEqual([]);
+  });
+
+  it('clones without copying on wasm: the clone shares the buffer and outlives the original', async () => {
+    registerWasmPolyfills();
+    expect(await tf.setBackend('wasm')).toBe(true);
+    const backend = tf.backend() as unknown as { refCount(dataId: tf.DataId): number };
+    const x = tf.tensor1d([1, 2, 3]);
+    const before = tf.memory().numBytes;
+    const y = tf.clone(x);
+    expect(y.dataId).toBe(x.dataId);
+    expect(backend.refCount(x.dataId)).toBe(2);
+    x.dispose();
+    expect(backend.refCount(y.dataId)).toBe(1);
+    expect(Array.from(y.dataSync())).toEqual([1, 2, 3]);
+    y.dispose();
+    expect(tf.memory().numBytes).toBe(before - 12);
+    // Strings keep the copying kernel.
+    const s = tf.clone(tf.tensor1d(['a', 'b'], 'string'));
+    expect(s.arraySync()).toEqual(['a', 'b']);
+    await tf.setBackend('cpu');
   });
 
   for (const [name, op] of Object.entries(DIFFERENTIABLE)) {

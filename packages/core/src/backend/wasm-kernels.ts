@@ -271,8 +271,29 @@ export const WASM_POLYFILLS: Readonly<Record<string, tf.KernelFunc>> = {
 };
 
 /**
- * Registers on the wasm backend each kernel of `WASM_POLYFILLS` it lacks (idempotent); returns
- * the names it added, in `WASM_POLYFILLS` order. Called by `selectBackend` when it picks wasm.
+ * `Identity` (`tf.clone`) without a copy: the output shares the input's buffer, reference-counted
+ * as wasm's own `Reshape` does and as TF.js's cpu backend's `Identity` does. TF.js tensors are
+ * immutable (a variable's `assign` swaps its buffer, no kernel writes into an input), so a shared
+ * buffer is never seen to change. Why: the engine clones every tensor it saves for a gradient
+ * (each kernel's saved inputs and outputs, each `tf.customGrad`'s saved tensors), and wasm's
+ * `Identity` copied each one: 491 copies per default iGPT step, every activation held twice
+ * until the backward pass. Strings keep wasm's own kernel.
+ */
+function sharedIdentity(copying: tf.KernelFunc): tf.KernelFunc {
+  const kernelFunc: tf.KernelFunc = (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    if (x.dtype === 'string') return copying(args);
+    (args.backend as unknown as { incRef(dataId: tf.DataId): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+  return Object.assign(kernelFunc, { [SHARED]: true });
+}
+const SHARED = Symbol('taskforge shared Identity');
+
+/**
+ * Registers on the wasm backend each kernel of `WASM_POLYFILLS` it lacks, and replaces its
+ * copying `Identity` with `sharedIdentity` (idempotent); returns the names it added or replaced,
+ * in that order. Called by `selectBackend` when it picks wasm.
  */
 export function registerWasmPolyfills(): string[] {
   const added: string[] = [];
@@ -280,6 +301,12 @@ export function registerWasmPolyfills(): string[] {
     if (tf.getKernel(kernelName, 'wasm') !== undefined) continue;
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
     added.push(kernelName);
+  }
+  const identity = tf.getKernel('Identity', 'wasm');
+  if (identity && !(SHARED in identity.kernelFunc)) {
+    tf.unregisterKernel('Identity', 'wasm');
+    tf.registerKernel({ kernelName: 'Identity', backendName: 'wasm', kernelFunc: sharedIdentity(identity.kernelFunc) });
+    added.push('Identity');
   }
   return added;
 }
