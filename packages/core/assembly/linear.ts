@@ -128,3 +128,54 @@ function scalarColumn(
     store<f32>(w, load<f32>(w) + s);
   }
 }
+
+/**
+ * out [D] = Σₙ x[n, :] for x [N, D] row-major f32 (a bias gradient). Bands of 16 columns are
+ * summed in registers over blocks of NB rows, each block's sum then added to out, so rounding
+ * grows with NB + N / NB rather than N. Pointers are byte offsets; out is overwritten.
+ */
+export function sumRows(N: i32, D: i32, x: usize, out: usize): void {
+  memory.fill(out, 0, <usize>D << 2);
+  const row = <usize>D << 2;
+  for (let n0 = 0; n0 < N; n0 += NB) {
+    const nb = min(NB, N - n0);
+    const xb = x + <usize>n0 * row;
+    let j = 0;
+    for (; j + 16 <= D; j += 16) {
+      let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+      let p = xb + (<usize>j << 2);
+      for (let n = 0; n < nb; n++) {
+        a0 = f32x4.add(a0, v128.load(p));
+        a1 = f32x4.add(a1, v128.load(p, 16));
+        a2 = f32x4.add(a2, v128.load(p, 32));
+        a3 = f32x4.add(a3, v128.load(p, 48));
+        p += row;
+      }
+      const o = out + (<usize>j << 2);
+      v128.store(o, f32x4.add(v128.load(o), a0));
+      v128.store(o, f32x4.add(v128.load(o, 16), a1), 16);
+      v128.store(o, f32x4.add(v128.load(o, 32), a2), 32);
+      v128.store(o, f32x4.add(v128.load(o, 48), a3), 48);
+    }
+    for (; j + 4 <= D; j += 4) {
+      let a0 = f32x4.splat(0);
+      let p = xb + (<usize>j << 2);
+      for (let n = 0; n < nb; n++) {
+        a0 = f32x4.add(a0, v128.load(p));
+        p += row;
+      }
+      const o = out + (<usize>j << 2);
+      v128.store(o, f32x4.add(v128.load(o), a0));
+    }
+    for (; j < D; j++) {
+      let s: f32 = 0;
+      let p = xb + (<usize>j << 2);
+      for (let n = 0; n < nb; n++) {
+        s += load<f32>(p);
+        p += row;
+      }
+      const o = out + (<usize>j << 2);
+      store<f32>(o, load<f32>(o) + s);
+    }
+  }
+}

@@ -1,6 +1,7 @@
 /**
- * dw = xᵀ·dy on TF.js's wasm backend by one WebAssembly SIMD kernel (assembly/linear.ts), for
- * `linear`'s weight gradient: no Transpose, no repacking. Measured against transposing and
+ * A dense layer's gradients on TF.js's wasm backend by WebAssembly SIMD kernels
+ * (assembly/linear.ts): the weight gradient dw = xᵀ·dy (`matMulTransposeA`) and the bias
+ * gradient Σₙ dy[n, :] (`sumRowsWasm`), with no Transpose and no repacking. Measured against transposing and
  * calling XNNPACK (`scripts/bench-linear-grad.mjs`, 2026-11-30, one core): 5.1 → 0.6 ms for
  * x [8192, 16], dy [8192, 48]; 8.7 → 0.9 ms for [8192, 16]·[8192, 64]; 27 → 16 ms for
  * [4096, 128]·[4096, 384].
@@ -8,12 +9,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { WasmKernelModule, type WasmBackendLike } from './wasm-kernels.js';
 
-/** The kernel's name in TF.js's registry (backend `wasm`). */
+/** The kernels' names in TF.js's registry (backend `wasm`). */
 export const MATMUL_TN_KERNEL = 'TaskforgeMatMulTN';
+export const SUM_ROWS_KERNEL = 'TaskforgeSumRows';
 
 interface LinearExports {
   /** See assembly/linear.ts. */
   matMulTN(N: number, inDim: number, outDim: number, x: number, dy: number, dw: number): void;
+  sumRows(N: number, D: number, x: number, out: number): void;
 }
 
 const linearKernels = new WasmKernelModule<LinearExports>(
@@ -33,13 +36,24 @@ function matMulTNKernel({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; ba
   return linearKernels.unstage(wasm, [[dwp!, [inDim, outDim]]])[0]!;
 }
 
-// Guarded: the module may be evaluated twice in one process (source and built copies).
-if (!tf.getKernel(MATMUL_TN_KERNEL, 'wasm'))
-  tf.registerKernel({
-    kernelName: MATMUL_TN_KERNEL,
-    backendName: 'wasm',
-    kernelFunc: matMulTNKernel as unknown as tf.KernelFunc,
-  });
+/** x [N, D] → [D]. */
+function sumRowsKernel({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo {
+  const { x } = inputs as Record<'x', tf.TensorInfo>;
+  const [N, D] = x!.shape as [number, number];
+  const wasm = backend as WasmBackendLike;
+  const [xp, outp] = linearKernels.stage(wasm, [x!], [D]);
+  linearKernels.exports.sumRows(N, D, xp!, outp!);
+  return linearKernels.unstage(wasm, [[outp!, [D]]])[0]!;
+}
+
+for (const [kernelName, kernelFunc] of [
+  [MATMUL_TN_KERNEL, matMulTNKernel],
+  [SUM_ROWS_KERNEL, sumRowsKernel],
+] as const) {
+  // Guarded: the module may be evaluated twice in one process (source and built copies).
+  if (!tf.getKernel(kernelName, 'wasm'))
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+}
 
 /**
  * xᵀ·dy for float32 x [N, in] and dy [N, out] → [in, out], on the wasm backend only (not
@@ -54,4 +68,16 @@ export function matMulTransposeA(x: tf.Tensor2D, dy: tf.Tensor2D): tf.Tensor2D {
     );
   linearKernels.ensureLoaded();
   return tf.engine().runKernel(MATMUL_TN_KERNEL, { x, dy }, {}) as tf.Tensor2D;
+}
+
+/**
+ * Σₙ x[n, :] for float32 x [N, D] → [D], on the wasm backend only (not differentiable; `sumRows`
+ * wraps it with its gradient).
+ * @throws Error (exit 1) when the compiled kernel file is missing; RangeError for another shape or dtype.
+ */
+export function sumRowsWasm(x: tf.Tensor2D): tf.Tensor1D {
+  if (x.rank !== 2 || x.dtype !== 'float32')
+    throw new RangeError(`sumRowsWasm: expected a float32 [N, D] tensor, got ${x.dtype} [${x.shape}]`);
+  linearKernels.ensureLoaded();
+  return tf.engine().runKernel(SUM_ROWS_KERNEL, { x }, {}) as tf.Tensor1D;
 }
