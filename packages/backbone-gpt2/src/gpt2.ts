@@ -115,25 +115,34 @@ type Drop = (t: tf.Tensor) => tf.Tensor;
 
 const LN_EPS = 1e-5;
 
-/** LayerNorm over the last axis: (x − mean) / √(var + ε) · γ + β (exported for its tests only). */
-export function layerNorm<T extends tf.Tensor>(x: T, { gamma, beta }: Norm): T {
-  const { mean, variance } = tf.moments(x, -1, true);
-  return scaleShift(x.sub(mean).mul(tf.rsqrt(variance.add(LN_EPS))), gamma, beta) as T;
-}
-
 /**
- * xhat [..., D] · γ [D] + β [D]. Autodiff would reduce dγ and dβ over the leading axes with
- * `Sum`, which on wasm transposes its whole input first; core's `sumRows` makes them products.
+ * LayerNorm over the last axis: x̂ = (x − mean) / √(var + ε), y = x̂ · γ + β (exported for its
+ * tests only). The gradient is written out (Ba et al. 2016; the form PyTorch's and Apex's fused
+ * kernels use) instead of differentiating `tf.moments`, which on wasm cost ~25 elementwise
+ * kernels per call: with g = dy·γ, dx = (g − mean(g) − x̂·mean(g·x̂)) / √(var + ε),
+ * dγ = Σ dy·x̂ and dβ = Σ dy over the leading axes (core's `sumRows`: wasm's `Sum` would
+ * transpose its whole input first).
  */
-function scaleShift(xhat: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor {
+export function layerNorm<T extends tf.Tensor>(x: T, { gamma, beta }: Norm): T {
   return tf.customGrad((...args) => {
-    const [xh, g, b] = args as tf.Tensor[];
-    (args[3] as tf.GradSaveFunc)([xh!, g!]);
+    const [a, g, b] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const { mean, variance } = tf.moments(a!, -1, true);
+    const rstd = tf.rsqrt(variance.add(LN_EPS));
+    const xhat = a!.sub(mean).mul(rstd);
+    save([xhat, rstd, g!]);
     return {
-      value: xh!.mul(g!).add(b!),
-      gradFunc: (dy: tf.Tensor, [sxh, sg]: tf.Tensor[]) => [dy.mul(sg!), sumRows(dy.mul(sxh!)), sumRows(dy)],
+      value: xhat.mul(g!).add(b!),
+      gradFunc: (dy: tf.Tensor, [sxh, srstd, sg]: tf.Tensor[]) => {
+        const gy = dy.mul(sg!);
+        const dx = gy
+          .sub(gy.mean(-1, true))
+          .sub(sxh!.mul(gy.mul(sxh!).mean(-1, true)))
+          .mul(srstd!);
+        return [dx, sumRows(dy.mul(sxh!)), sumRows(dy)];
+      },
     };
-  })(xhat, gamma, beta);
+  })(x, gamma, beta) as T;
 }
 
 /** x[B, T, in] · kernel[in, out] (+ bias) as one 2-D product with a wasm-friendly gradient (core's `linear`). */
