@@ -20,9 +20,9 @@ const NB = 128;
  * Pointers are byte offsets; dw is overwritten.
  */
 export function matMulTN(N: i32, inDim: i32, outDim: i32, x: usize, dy: usize, dw: usize): void {
-  memory.fill(dw, 0, <usize>(inDim * outDim) << 2);
-  const xRow = <usize>inDim << 2;
-  const dyRow = <usize>outDim << 2;
+  memory.fill(dw, 0, (<usize>(inDim * outDim)) << 2);
+  const xRow = (<usize>inDim) << 2;
+  const dyRow = (<usize>outDim) << 2;
   const dwRow = dyRow;
   for (let n0 = 0; n0 < N; n0 += NB) {
     const nb = min(NB, N - n0);
@@ -36,12 +36,16 @@ export function matMulTN(N: i32, inDim: i32, outDim: i32, x: usize, dy: usize, d
       const w3 = w2 + dwRow;
       let j = 0;
       for (; j + 8 <= outDim; j += 8) {
-        const jb = <usize>j << 2;
-        let a0 = v128.load(w0 + jb), b0 = v128.load(w0 + jb, 16);
-        let a1 = v128.load(w1 + jb), b1 = v128.load(w1 + jb, 16);
-        let a2 = v128.load(w2 + jb), b2 = v128.load(w2 + jb, 16);
-        let a3 = v128.load(w3 + jb), b3 = v128.load(w3 + jb, 16);
-        let xp = xb + (<usize>i << 2);
+        const jb = (<usize>j) << 2;
+        let a0 = v128.load(w0 + jb),
+          b0 = v128.load(w0 + jb, 16);
+        let a1 = v128.load(w1 + jb),
+          b1 = v128.load(w1 + jb, 16);
+        let a2 = v128.load(w2 + jb),
+          b2 = v128.load(w2 + jb, 16);
+        let a3 = v128.load(w3 + jb),
+          b3 = v128.load(w3 + jb, 16);
+        let xp = xb + ((<usize>i) << 2);
         let dp = dyb + jb;
         for (let n = 0; n < nb; n++) {
           const d0 = v128.load(dp);
@@ -71,9 +75,12 @@ export function matMulTN(N: i32, inDim: i32, outDim: i32, x: usize, dy: usize, d
         v128.store(w3 + jb, b3, 16);
       }
       for (; j + 4 <= outDim; j += 4) {
-        const jb = <usize>j << 2;
-        let a0 = v128.load(w0 + jb), a1 = v128.load(w1 + jb), a2 = v128.load(w2 + jb), a3 = v128.load(w3 + jb);
-        let xp = xb + (<usize>i << 2);
+        const jb = (<usize>j) << 2;
+        let a0 = v128.load(w0 + jb),
+          a1 = v128.load(w1 + jb),
+          a2 = v128.load(w2 + jb),
+          a3 = v128.load(w3 + jb);
+        let xp = xb + ((<usize>i) << 2);
         let dp = dyb + jb;
         for (let n = 0; n < nb; n++) {
           const d0 = v128.load(dp);
@@ -95,9 +102,9 @@ export function matMulTN(N: i32, inDim: i32, outDim: i32, x: usize, dy: usize, d
       const w0 = dw + <usize>i * dwRow;
       let j = 0;
       for (; j + 4 <= outDim; j += 4) {
-        const jb = <usize>j << 2;
+        const jb = (<usize>j) << 2;
         let a0 = v128.load(w0 + jb);
-        let xp = xb + (<usize>i << 2);
+        let xp = xb + ((<usize>i) << 2);
         let dp = dyb + jb;
         for (let n = 0; n < nb; n++) {
           a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(xp), v128.load(dp)));
@@ -113,18 +120,27 @@ export function matMulTN(N: i32, inDim: i32, outDim: i32, x: usize, dy: usize, d
 
 /** dw[i .. i+rows-1, j] += Σ over the block's nb rows of x[n, i+r]·dy[n, j] (column tails). */
 function scalarColumn(
-  nb: i32, i: i32, rows: i32, j: i32, xb: usize, dyb: usize, xRow: usize, dyRow: usize, dw: usize, dwRow: usize,
+  nb: i32,
+  i: i32,
+  rows: i32,
+  j: i32,
+  xb: usize,
+  dyb: usize,
+  xRow: usize,
+  dyRow: usize,
+  dw: usize,
+  dwRow: usize,
 ): void {
   for (let r = 0; r < rows; r++) {
     let s: f32 = 0;
-    let xp = xb + (<usize>(i + r) << 2);
-    let dp = dyb + (<usize>j << 2);
+    let xp = xb + ((<usize>(i + r)) << 2);
+    let dp = dyb + ((<usize>j) << 2);
     for (let n = 0; n < nb; n++) {
       s += load<f32>(xp) * load<f32>(dp);
       xp += xRow;
       dp += dyRow;
     }
-    const w = dw + <usize>(i + r) * dwRow + (<usize>j << 2);
+    const w = dw + <usize>(i + r) * dwRow + ((<usize>j) << 2);
     store<f32>(w, load<f32>(w) + s);
   }
 }
@@ -135,15 +151,18 @@ function scalarColumn(
  * grows with NB + N / NB rather than N. Pointers are byte offsets; out is overwritten.
  */
 export function sumRows(N: i32, D: i32, x: usize, out: usize): void {
-  memory.fill(out, 0, <usize>D << 2);
-  const row = <usize>D << 2;
+  memory.fill(out, 0, (<usize>D) << 2);
+  const row = (<usize>D) << 2;
   for (let n0 = 0; n0 < N; n0 += NB) {
     const nb = min(NB, N - n0);
     const xb = x + <usize>n0 * row;
     let j = 0;
     for (; j + 16 <= D; j += 16) {
-      let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-      let p = xb + (<usize>j << 2);
+      let a0 = f32x4.splat(0),
+        a1 = a0,
+        a2 = a0,
+        a3 = a0;
+      let p = xb + ((<usize>j) << 2);
       for (let n = 0; n < nb; n++) {
         a0 = f32x4.add(a0, v128.load(p));
         a1 = f32x4.add(a1, v128.load(p, 16));
@@ -151,7 +170,7 @@ export function sumRows(N: i32, D: i32, x: usize, out: usize): void {
         a3 = f32x4.add(a3, v128.load(p, 48));
         p += row;
       }
-      const o = out + (<usize>j << 2);
+      const o = out + ((<usize>j) << 2);
       v128.store(o, f32x4.add(v128.load(o), a0));
       v128.store(o, f32x4.add(v128.load(o, 16), a1), 16);
       v128.store(o, f32x4.add(v128.load(o, 32), a2), 32);
@@ -159,22 +178,22 @@ export function sumRows(N: i32, D: i32, x: usize, out: usize): void {
     }
     for (; j + 4 <= D; j += 4) {
       let a0 = f32x4.splat(0);
-      let p = xb + (<usize>j << 2);
+      let p = xb + ((<usize>j) << 2);
       for (let n = 0; n < nb; n++) {
         a0 = f32x4.add(a0, v128.load(p));
         p += row;
       }
-      const o = out + (<usize>j << 2);
+      const o = out + ((<usize>j) << 2);
       v128.store(o, f32x4.add(v128.load(o), a0));
     }
     for (; j < D; j++) {
       let s: f32 = 0;
-      let p = xb + (<usize>j << 2);
+      let p = xb + ((<usize>j) << 2);
       for (let n = 0; n < nb; n++) {
         s += load<f32>(p);
         p += row;
       }
-      const o = out + (<usize>j << 2);
+      const o = out + ((<usize>j) << 2);
       store<f32>(o, load<f32>(o) + s);
     }
   }
