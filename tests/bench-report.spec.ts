@@ -25,6 +25,18 @@ const run = (impl, threads, totals, extra = {}) => ({
   },
 });
 
+const MACHINE = {
+  cpuModel: 'Test CPU',
+  cores: 2,
+  memoryGiB: 8,
+  node: 'v20',
+  tfjs: '4.22.0',
+  code: 'abc123',
+  blasEnv: {},
+  loadAverageAtStart: [1, 1, 1],
+  loadAverageAtEnd: [1, 1, 1],
+};
+
 describe('median', () => {
   it('takes the middle value, or the mean of the two middle values', () => {
     expect(median([5, 1, 3])).toBe(3);
@@ -56,18 +68,6 @@ describe('summarize', () => {
     expect(vsPytorch['2t'].cpu).toBeNull();
     expect(rows[1].vsPytorch).toBeUndefined();
   });
-
-  const MACHINE = {
-    cpuModel: 'Test CPU',
-    cores: 2,
-    memoryGiB: 8,
-    node: 'v20',
-    tfjs: '4.22.0',
-    code: 'abc123',
-    blasEnv: {},
-    loadAverageAtStart: [1, 1, 1],
-    loadAverageAtEnd: [1, 1, 1],
-  };
 
   it('prints the table, the failures and the data source', () => {
     const text = formatReport({
@@ -118,17 +118,7 @@ describe('PyTorch formulations and malloc', () => {
   it('names the malloc torch ran on, and warns on glibc malloc', () => {
     const report = (allocator: string, mallocConf: string | null) =>
       formatReport({
-        machine: {
-          cpuModel: 'Test CPU',
-          cores: 2,
-          memoryGiB: 8,
-          node: 'v20',
-          tfjs: '4.22.0',
-          code: 'abc',
-          blasEnv: {},
-          loadAverageAtStart: [0, 0, 0],
-          loadAverageAtEnd: [0, 0, 0],
-        },
+        machine: { ...MACHINE, loadAverageAtStart: [0, 0, 0], loadAverageAtEnd: [0, 0, 0] },
         data: { source: 'synthetic', why: 'chosen' },
         torch: { version: '1.13', python: 'python3', allocator, mallocConf },
         summary: [],
@@ -193,17 +183,7 @@ describe('data-parallel timeline', () => {
     const rows = summarize([ddpRun], 1024);
     expect(rows[0].ddp).toEqual({ localMs: 810, waitMs: 120, reduceMs: 5, workerBusyMs: 880 });
     const text = formatReport({
-      machine: {
-        cpuModel: 'Test CPU',
-        cores: 2,
-        memoryGiB: 8,
-        node: 'v20',
-        tfjs: '4.22.0',
-        code: 'abc',
-        blasEnv: {},
-        loadAverageAtStart: [0, 0, 0],
-        loadAverageAtEnd: [0, 0, 0],
-      },
+      machine: { ...MACHINE, loadAverageAtStart: [0, 0, 0], loadAverageAtEnd: [0, 0, 0] },
       data: { source: 'synthetic', why: 'chosen' },
       torch: { skipped: 'disabled' },
       summary: rows,
@@ -217,17 +197,7 @@ describe('data-parallel timeline', () => {
 describe('load warning', () => {
   const report = (start: number[], end: number[]) =>
     formatReport({
-      machine: {
-        cpuModel: 'Test CPU',
-        cores: 2,
-        memoryGiB: 8,
-        node: 'v20',
-        tfjs: '4.22.0',
-        code: 'abc',
-        blasEnv: {},
-        loadAverageAtStart: start,
-        loadAverageAtEnd: end,
-      },
+      machine: { ...MACHINE, loadAverageAtStart: start, loadAverageAtEnd: end },
       data: { source: 'synthetic', why: 'chosen' },
       torch: { skipped: 'disabled' },
       summary: [],
