@@ -12,4 +12,13 @@ describe('ConfigError', () => {
     expect(error.message).toContain('trainer.seed: expected an integer (got "abc")');
     expect(error.message).toMatch(/^Invalid configuration \(2 problems\)/);
   });
+
+  it('prints non-finite numbers as the override grammar spells them, not as JSON null', () => {
+    const error = new ConfigError([
+      { path: 'optimizer.lr', message: 'expected a non-negative number', value: Infinity },
+      { path: 'x.bounds', message: 'expected finite numbers', value: [-Infinity, Number.NaN, 1] },
+    ]);
+    expect(error.message).toContain('optimizer.lr: expected a non-negative number (got inf)');
+    expect(error.message).toContain('x.bounds: expected finite numbers (got ["-inf","nan",1])');
+  });
 });

@@ -60,6 +60,16 @@ export class ConfigError extends TaskforgeError {
  * The message of a ConfigError: a heading and one line per problem,
  * `- <path>: <message> (got <value>); did you mean '<a>' or '<b>'? [from <source>] <override as typed>; fix: <fixes>`.
  */
+/**
+ * A config value as the user would write it: JSON, except that the non-finite numbers the
+ * override grammar accepts print as `inf`, `-inf` and `nan` (JSON would print `null`).
+ */
+export function formatValue(value: unknown): string {
+  const nonFinite = (v: number) => (Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf');
+  if (typeof value === 'number' && !Number.isFinite(value)) return nonFinite(value);
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? nonFinite(v) : v));
+}
+
 export function formatProblems(heading: string, problems: ConfigProblem[]): string {
   if (
     problems.length === 1 &&
@@ -71,7 +81,7 @@ export function formatProblems(heading: string, problems: ConfigProblem[]): stri
   }
   const lines = problems.map((p) => {
     let line = p.path ? `  - ${p.path}: ${p.message}` : `  - ${p.message}`;
-    if (p.value !== undefined) line += ` (got ${JSON.stringify(p.value)})`;
+    if (p.value !== undefined) line += ` (got ${formatValue(p.value)})`;
     if (p.suggestions?.length) line += `; did you mean ${p.suggestions.map((s) => `'${s}'`).join(' or ')}?`;
     if (p.source) line += ` [from ${p.source}]${p.override !== undefined ? ` ${p.override}` : ''}`;
     if (p.fixes?.length) line += `; fix: ${p.fixes.join(', or ')}`;

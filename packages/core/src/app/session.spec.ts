@@ -102,6 +102,20 @@ describe("Session.compose: components' adjustRunConfig", () => {
     expect(lines).toEqual([]);
   });
 
+  it('a task with no optimizer names the optimizer options to pick from', async () => {
+    mkdirSync(join(project, 'conf', 'optimizer'), { recursive: true });
+    for (const name of ['sgd', 'adam'])
+      writeFileSync(join(project, 'conf', 'optimizer', `${name}.yaml`), `_target_: optimizer/${name}\n`);
+    try {
+      const { session } = await open();
+      expect(() => session.compose(['~optimizer'])).toThrow(
+        /optimizer: no optimizer is configured; select one on the command line: optimizer=adam, optimizer=sgd$/m,
+      );
+    } finally {
+      rmSync(join(project, 'conf', 'optimizer'), { recursive: true, force: true });
+    }
+  });
+
   it('validates what the hook set, like any other value', async () => {
     const { session } = await open();
     expect(() => session.compose(['task.depth_from=3'])).toThrow(/task\.depth_from: expected a string/);

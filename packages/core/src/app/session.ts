@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { attachEnvSources, composeConfig, parseOverride, type ComposedConfig } from '../config/index.js';
 import { explainProblems } from '../config/explain.js';
 import { shellWord } from '../config/override-grammar.js';
-import { displayPath, findConfigFile } from '../config/search-path.js';
+import { displayPath, findConfigFile, listGroupOptions } from '../config/search-path.js';
 import { loadConfigFile } from '../config/yaml-io.js';
 import { setPath, type ConfigNode } from '../config/paths.js';
 import { ConfigError, type ConfigProblem } from '../errors.js';
@@ -330,11 +330,14 @@ export class Session {
     const configured = (section: string) => composed.config[section] !== undefined && composed.config[section] !== null;
     for (const section of configured('task') ? REQUIRED_WITH_TASK : []) {
       if (!configured(section)) {
+        const options = listGroupOptions(this.searchPath, section);
         problems.push({
           path: section,
           message:
-            `no ${section} is configured; select one on the command ` +
-            `line, e.g. ${section}=<option> (see \`taskforge list\`)`,
+            `no ${section} is configured; select one on the command line` +
+            (options.length
+              ? `: ${options.map((o) => `${section}=${o}`).join(', ')}`
+              : `, e.g. ${section}=<option> (see \`taskforge list\`)`),
         });
       }
     }

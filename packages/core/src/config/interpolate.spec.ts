@@ -76,6 +76,17 @@ describe('resolveInterpolations', () => {
     ]);
   });
 
+  it('never suggests the key holding the reference, a key inside it or one around it (each fix would be a cycle)', () => {
+    const { problems } = resolve({
+      trainer: { seed: '${trainer.sed}', sed_x: 1 },
+      data: { seeds: { a: '${data.seed}' } },
+    });
+    expect(problems.map((p) => [p.path, p.suggestions])).toEqual([
+      ['trainer.seed', ['trainer.sed_x']],
+      ['data.seeds.a', []],
+    ]);
+  });
+
   it('reports cycles with the chain, unset variables, unknown resolvers and bad syntax together', () => {
     const { problems } = resolve({
       a: '${b}',

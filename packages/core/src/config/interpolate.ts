@@ -127,7 +127,12 @@ export function resolveInterpolations(
       if (!hasPath(node, key)) {
         const why = container || i === 0 ? '' : ` ('${here}' is a ${describe(node)})`;
         const value = getPath(root, from);
-        const suggestions = suggest(target, allPaths(root));
+        // Never the key that holds this interpolation, one inside it or one around it: each
+        // would be a cycle.
+        const suggestions = suggest(
+          target,
+          allPaths(root).filter((p) => p !== from && !p.startsWith(`${from}.`) && !from.startsWith(`${p}.`)),
+        );
         const written = `\${${expr}}`;
         report(from, `interpolation '${written}' refers to '${target}', which does not exist${why}`, {
           value,
