@@ -260,7 +260,13 @@ export interface Callback {
     outputs: { loss: number; metrics: Record<string, number> },
   ): void | Promise<void>;
   onTrainEpochEnd?(trainer: TrainerView): void | Promise<void>;
-  onValidationStart?(trainer: TrainerView): void | Promise<void>;
+  /** Before a validation pass; `batches` is how many it will run (undefined: until the loader ends). */
+  onValidationStart?(trainer: TrainerView, info: { batches: number | undefined }): void | Promise<void>;
+  /** After each validation batch: `batchesDone` so far, of `batches` (undefined: until the loader ends). */
+  onValidationBatchEnd?(
+    trainer: TrainerView,
+    progress: { batchesDone: number; batches: number | undefined },
+  ): void | Promise<void>;
   onValidationEnd?(trainer: TrainerView, metrics: Record<string, number>): void | Promise<void>;
   onFitEnd?(trainer: TrainerView): void | Promise<void>;
   onTestEnd?(trainer: TrainerView, metrics: Record<string, number>): void | Promise<void>;

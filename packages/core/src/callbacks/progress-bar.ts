@@ -11,7 +11,8 @@ export type ProgressBarOptions = z.input<typeof progressBarSchema>;
 
 /**
  * One display over the optimizer steps this fit will run, with epoch, global step/total and
- * loss beside it, plus a line per validation and test. The `Output` adds rate and ETA and picks
+ * loss beside it, a second one over each validation pass's batches, and a line with each
+ * validation's and test's metrics. The `Output` adds rate and ETA and picks
  * a TTY bar or plain lines. Positions count from where this fit started, so a resumed run's
  * rate and ETA are not inflated by the steps it skipped, and the rate is measured from the first
  * displayed step on, so startup and the slow first step do not inflate the ETA either.
@@ -20,6 +21,7 @@ export class ProgressBar implements Callback {
   readonly name = 'progress_bar';
   readonly options: z.output<typeof progressBarSchema>;
   private handle: ProgressHandle | undefined;
+  private valHandle: ProgressHandle | undefined;
   private startStep = 0;
 
   constructor(
@@ -51,7 +53,23 @@ export class ProgressBar implements Callback {
     });
   }
 
+  /** A second display for the validation pass: a full pass can take minutes with nothing else moving. */
+  onValidationStart(_trainer: TrainerView, info: { batches: number | undefined }): void {
+    this.valHandle?.stop();
+    this.valHandle = this.output.progress({
+      label: 'val',
+      ...(info.batches !== undefined ? { total: info.batches } : {}),
+      unit: 'items',
+    });
+  }
+
+  onValidationBatchEnd(_trainer: TrainerView, progress: { batchesDone: number }): void {
+    this.valHandle?.update(progress.batchesDone);
+  }
+
   onValidationEnd(trainer: TrainerView, metrics: Record<string, number>): void {
+    this.valHandle?.stop();
+    this.valHandle = undefined;
     this.output.info(`Validation at step ${trainer.globalStep} (epoch ${trainer.epoch}): ${formatMetrics(metrics)}`);
   }
 
@@ -68,6 +86,8 @@ export class ProgressBar implements Callback {
   }
 
   private stop(): void {
+    this.valHandle?.stop();
+    this.valHandle = undefined;
     this.handle?.stop();
     this.handle = undefined;
   }

@@ -123,6 +123,7 @@ type Hook =
   | 'onTrainBatchEnd'
   | 'onTrainEpochEnd'
   | 'onValidationStart'
+  | 'onValidationBatchEnd'
   | 'onValidationEnd'
   | 'onFitEnd'
   | 'onTestEnd'
@@ -483,7 +484,7 @@ export class Trainer implements TrainerView {
   }
 
   private async validation(budget: number | undefined): Promise<Record<string, number>> {
-    await this.hook('onValidationStart');
+    await this.hook('onValidationStart', { batches: budget });
     const { metrics } = await evaluationLoop({
       batches: this.datamodule.valDataloader!(this.loaderOptions(this.epoch)),
       budget,
@@ -491,6 +492,7 @@ export class Trainer implements TrainerView {
       context: (batchIdx) => this.evalContext('val', batchIdx),
       step: (batch, ctx) => this.task.validationStep!(batch, ctx),
       sharded: this.shardedValidation(),
+      onBatchEnd: (done) => this.hook('onValidationBatchEnd', { batchesDone: done, batches: budget }),
     });
     Object.assign(this.callbackMetrics, metrics);
     await this.logMetrics(metrics);

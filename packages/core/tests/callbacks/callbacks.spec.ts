@@ -205,6 +205,13 @@ describe('LearningRateMonitor and ProgressBar', () => {
       [16, '16/16', 1],
     ]);
     expect(typeof bar!.updates[0]!.fields!['loss']).toBe('number');
+    // One display per validation pass over its batches, stopped before the metrics line.
+    const val = output.progressBars.filter((b) => b.label === 'val');
+    expect(val).toHaveLength(2);
+    expect(val.every((b) => b.stopped && b.updates.length > 0)).toBe(true);
+    expect(val[0]!.updates.map((u) => u.current)).toEqual(
+      Array.from({ length: val[0]!.updates.length }, (_, i) => i + 1),
+    );
     expect(output.lines).toHaveLength(2);
     expect(output.lines[0]).toMatch(/^Validation at step 8 \(epoch 0\): val_loss=\d/);
     task.dispose();

@@ -32,6 +32,8 @@ export interface EvaluationRun {
   sharded?: ((batch: unknown, fields: Omit<StepContext, 'log'>) => Promise<LoggedValue[]>) | undefined;
   /** Whole batches round-robin over the strategy's devices (test, predict); see `Strategy.batchParallel`. */
   parallel?: BatchParallel | undefined;
+  /** Called with the number of batches taken so far, after each (for progress displays). */
+  onBatchEnd?: ((batchesDone: number) => void | Promise<void>) | undefined;
 }
 
 export interface EvaluationResult {
@@ -84,6 +86,7 @@ export async function evaluationLoop(run: EvaluationRun): Promise<EvaluationResu
       if (window.length >= devices) await flush();
     }
     batchIdx += 1;
+    await run.onBatchEnd?.(batchIdx);
     if (run.budget !== undefined && batchIdx >= run.budget) break;
   }
   await flush();
