@@ -20,6 +20,12 @@ describe('commandOptions', () => {
     ).toEqual({ overrides: ['trainer.max_steps=3', 'task.classify=true', '~trainer.loggers.csv'], ckpt: 'out/last' });
     expect(commandOptions(['--ckpt=a/b'])).toEqual({ overrides: [], ckpt: 'a/b' });
   });
+
+  it("reads Lightning's bare --flag as flag=true", () => {
+    expect(commandOptions(['--fast_dev_run', '--max_epochs=1'])).toEqual({
+      overrides: ['fast_dev_run=true', 'max_epochs=1'],
+    });
+  });
 });
 
 describe('main', () => {
@@ -53,6 +59,26 @@ describe('main', () => {
       expect(out.stderr).not.toMatch(/\n\s+at /);
     }
     expect(() => commandOptions(['-m'])).toThrow(/sweeps are not supported/);
+  });
+
+  it("points Hydra's and Lightning's spellings at taskforge's: --cfg, hydra.run.dir, bare leaf keys", async () => {
+    for (const argv of [
+      ['config', '--cfg', 'job'],
+      ['--cfg', 'job', 'config'],
+    ]) {
+      const { out, io: streams } = io();
+      expect(await main(argv, streams)).toBe(2);
+      expect(out.stderr).toMatch(/^error: --cfg: to print the composed config, run `taskforge config <overrides>`/);
+    }
+    const hydra = io();
+    expect(await main(['config', 'hydra.run.dir=outputs/h1'], hydra.io)).toBe(2);
+    expect(hydra.out.stderr).toContain("taskforge has no 'hydra' node");
+    expect(hydra.out.stderr).toContain("fix: write 'trainer.run_dir=outputs/h1'");
+    const lightning = io();
+    expect(await main(['config', '--fast_dev_run', '--max_epochs=1'], lightning.io)).toBe(2);
+    expect(lightning.out.stderr).toContain("did you mean 'trainer.fast_dev_run'?");
+    expect(lightning.out.stderr).toContain("write 'trainer.fast_dev_run=true'");
+    expect(lightning.out.stderr).toContain("write 'trainer.max_epochs=1'");
   });
 
   it('exits 2 with every config problem and no stack trace; --verbose adds the stack', async () => {

@@ -123,6 +123,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
 
   try {
     refuseMultirun(argv); // before commander, which would call `-m` an unknown option in front of a command
+    refuseHydraCfg(argv);
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (error) {
@@ -155,16 +156,33 @@ export function refuseMultirun(args: readonly string[]): void {
 }
 
 /**
+ * Refuses Hydra's `--cfg job|hydra|all` (print the config), pointing at `taskforge config`.
+ * @throws TaskforgeError exit code 2.
+ */
+export function refuseHydraCfg(args: readonly string[]): void {
+  if (!args.some((a) => a === '--cfg' || a === '-c' || a.startsWith('--cfg='))) return;
+  throw new TaskforgeError(
+    "--cfg: to print the composed config, run `taskforge config <overrides>` (Hydra's --cfg job); " +
+      'see "Differences from Hydra" in docs/configuration.md.',
+    { exitCode: 2 },
+  );
+}
+
+/**
  * Splits `ckpt=...` from the config overrides and normalises `--key=value` to `key=value`.
  * @throws TaskforgeError exit code 2 for Hydra's `--multirun`/`-m` (see {@link refuseMultirun}).
  */
 export function commandOptions(args: string[]): CommandOptions {
   refuseMultirun(args);
+  refuseHydraCfg(args);
   let ckpt: string | undefined;
   const overrides: string[] = [];
   for (const raw of args) {
     if (raw === '--verbose' || raw === '-v') continue;
-    const arg = raw.startsWith('--') ? raw.slice(2) : raw;
+    // Lightning's argparse flags: `--fast_dev_run` alone means true, and `--max_epochs=1` sets a
+    // value; both are read as overrides, whose errors then name the full key (trainer.fast_dev_run).
+    const flag = raw.startsWith('--') && !raw.includes('=') ? `${raw}=true` : raw;
+    const arg = flag.startsWith('--') ? flag.slice(2) : flag;
     if (arg.startsWith('ckpt=')) ckpt = arg.slice('ckpt='.length);
     else overrides.push(arg);
   }

@@ -153,10 +153,15 @@ export function applyValueOverrides(
     // Compare like with like: a misspelt `a.b` is most likely another two-level path.
     const depth = splitPath(ov.key).length;
     const missing = () => {
-      const suggestions = suggest(ov.key, [
-        ...allPaths(root).filter((p) => splitPath(p).length === depth),
-        ...(depth === 1 ? groups : []),
-      ]);
+      // A bare leaf name (Lightning's `--max_epochs=1` habit) first suggests the paths ending in it.
+      const leaf = depth === 1 ? allPaths(root).filter((p) => p.endsWith(`.${ov.key}`)) : [];
+      const suggestions = [
+        ...leaf.slice(0, 3),
+        ...suggest(ov.key, [
+          ...allPaths(root).filter((p) => splitPath(p).length === depth),
+          ...(depth === 1 ? groups : []),
+        ]),
+      ].filter((p, i, all) => all.indexOf(p) === i);
       const rest = ov.text.slice(ov.text.indexOf(ov.key) + ov.key.length);
       const prefix = ov.text.slice(0, ov.text.indexOf(ov.key)).replace(/^--/, '');
       return {
@@ -185,6 +190,16 @@ export function applyValueOverrides(
         deletePath(root, ov.key);
         clearSources(sources, ov.key);
       }
+      continue;
+    }
+    if (ov.kind === 'set' && !exists && ov.key.startsWith('hydra.')) {
+      // Hydra's own node: taskforge has none; the run dir is the trainer's.
+      const rest = ov.text.slice(ov.text.indexOf(ov.key) + ov.key.length);
+      problem(
+        `taskforge has no 'hydra' node (see "Differences from Hydra" in docs/configuration.md); ` +
+          `the run dir is trainer.run_dir`,
+        ov.key === 'hydra.run.dir' ? { fixes: [`write ${shellWord(`trainer.run_dir${rest}`)}`] } : {},
+      );
       continue;
     }
     if (ov.kind === 'set' && !exists) {

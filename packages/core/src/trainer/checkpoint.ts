@@ -153,10 +153,15 @@ export async function loadCheckpoint(dir: string, options: { optimizer?: boolean
  */
 export function loadCheckpointSync(dir: string, options: { optimizer?: boolean } = {}): Checkpoint {
   if (!existsSync(join(dir, 'weights.json'))) {
-    const hint = existsSync(dir)
-      ? `the directory exists but has no weights.json, so it is not a taskforge checkpoint (or it ` +
-        `was written by an interrupted save; look for '${basename(dir)}.tmp-*' or '.old-*' next to it)`
-      : 'the directory does not exist';
+    // A run dir or its checkpoints dir (Lightning users pass those): point at the run's checkpoints.
+    const inside = [join(dir, 'checkpoints'), dir].find((d) => existsSync(join(d, 'last', 'weights.json')));
+    const hint = inside
+      ? `that is a run directory, not a checkpoint; did you mean '${join(inside, 'last')}' (its last ` +
+        `checkpoint; the others are the step=* directories next to it)?`
+      : existsSync(dir)
+        ? `the directory exists but has no weights.json, so it is not a taskforge checkpoint (or it ` +
+          `was written by an interrupted save; look for '${basename(dir)}.tmp-*' or '.old-*' next to it)`
+        : 'the directory does not exist';
     throw new TaskforgeError(
       `Cannot load checkpoint '${dir}': ${hint}. Checkpoints are directories such as '<run_dir>/checkpoints/last' ` +
         `or '<run_dir>/checkpoints/step=000200' containing weights.json and weights.bin.`,

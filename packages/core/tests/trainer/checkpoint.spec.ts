@@ -139,6 +139,19 @@ describe('checkpoints', () => {
     task.dispose();
   });
 
+  it('given a run dir or its checkpoints dir, points at the last checkpoint in it', async () => {
+    const run = join(scratch.dir(), 'run');
+    const task = new ToyTask();
+    await writeCheckpoint(join(run, 'checkpoints', 'last'), { task, modelDataArgs: {} });
+    for (const given of [run, join(run, 'checkpoints')]) {
+      await expect(loadCheckpoint(given)).rejects.toThrow(
+        `Cannot load checkpoint '${given}': that is a run directory, not a checkpoint; did you mean '${join(run, 'checkpoints', 'last')}'`,
+      );
+      await expect(loadCheckpoint(given)).rejects.toMatchObject({ exitCode: 2 });
+    }
+    task.dispose();
+  });
+
   it('readCheckpointConfig: the saved run config, undefined without config.yaml, a named error when corrupt', async () => {
     const dir = join(scratch.dir(), 'ckpt');
     const task = new ToyTask();
