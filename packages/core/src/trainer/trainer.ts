@@ -495,9 +495,7 @@ export class Trainer implements TrainerView {
       onBatchEnd: (done) => this.hook('onValidationBatchEnd', { batchesDone: done, batches: budget }),
     });
     Object.assign(this.callbackMetrics, metrics);
-    // With the epoch, as training rows have it (Lightning logs it on every row): a validation row
-    // off the logging interval would otherwise have none, and grouping by epoch would drop it.
-    await this.logMetrics({ ...metrics, epoch: this.epoch });
+    await this.logMetrics(metrics);
     await this.hook('onValidationEnd', metrics);
     return metrics;
   }
