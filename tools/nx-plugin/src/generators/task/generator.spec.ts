@@ -236,7 +236,9 @@ describe('task generator: bad data errors', () => {
     const data = text(tree, `${root}/src/data.ts`);
     expect(data).toContain('export function checkLabels(labels: Int32Array, numClasses: number, source: string): void');
     // The caller names its data module (a user's own module is not the synthetic one).
-    expect(data).toMatch(/checkLabels\(\s*data\.labels,\s*this\.config\.num_classes,\s*`datamodule\/\w+: the \$\{split\} split/);
+    expect(data).toMatch(
+      /checkLabels\(\s*data\.labels,\s*this\.config\.num_classes,\s*`datamodule\/\w+: the \$\{split\} split/,
+    );
     expect(data).toContain('`${source}, row ${row}: label');
     // The generated specs exercise both messages.
     expect(text(tree, `${root}/tests/task.spec.ts`)).toContain('label 7 of sequence 5 of the val batch 3');
