@@ -33,6 +33,16 @@ function fixes(message: string): string[] {
 /** The problem lines of a ConfigError message. */
 const problemLines = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('  - '));
 
+/** `<dir>/config.yaml`: the iGPT root defaults, then `lines` (so the file's line 5 is lines[0]); returns its path. */
+function writeRootConfig(dir: string, lines: string[]): string {
+  const file = join(dir, 'config.yaml');
+  writeFileSync(
+    file,
+    ['defaults:', '  - trainer: default', '  - task: vision/igpt', '  - _self_', ...lines, ''].join('\n'),
+  );
+  return file;
+}
+
 describe('a misspelt key in a closed schema', () => {
   for (const [override, key, right] of [
     ['trainer.max_step=5', 'trainer.max_step', 'trainer.max_steps=5'],
@@ -114,19 +124,7 @@ describe('value errors', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('from a YAML file name the file and line, with a fix that passes', async () => {
-    const file = join(dir, 'config.yaml');
-    writeFileSync(
-      file,
-      [
-        'defaults:',
-        '  - trainer: default',
-        '  - task: vision/igpt',
-        '  - _self_',
-        'trainer:',
-        '  max_epochs: abc',
-        '',
-      ].join('\n'),
-    );
+    const file = writeRootConfig(dir, ['trainer:', '  max_epochs: abc']);
     const bad = await run(['config', '--config-dir', dir]);
     expect(bad.code).toBe(2);
     const [line] = problemLines(bad.stderr);
@@ -167,19 +165,7 @@ describe('user reports from Hydra, OmegaConf and Lightning, tried against taskfo
 
   it('a misspelt key inside an interpolation in a YAML file: the fix names the file, line and key', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'taskforge-interp-'));
-    const file = join(dir, 'config.yaml');
-    writeFileSync(
-      file,
-      [
-        'defaults:',
-        '  - trainer: default',
-        '  - task: vision/igpt',
-        '  - _self_',
-        'task:',
-        '  init_seed: ${trainer.sed}',
-        '',
-      ].join('\n'),
-    );
+    const file = writeRootConfig(dir, ['task:', '  init_seed: ${trainer.sed}']);
     try {
       const bad = await run(['config', '--config-dir', dir]);
       expect(bad.code).toBe(2);

@@ -17,16 +17,7 @@
  * engine then uses it as the op's output as is), so each is a `tf.tidy` returning one.
  */
 import * as tf from '@tensorflow/tfjs';
-
-interface WasmBackendLike {
-  readSync(dataId: unknown): ArrayLike<number>;
-  makeOutput(
-    shape: number[],
-    dtype: tf.DataType,
-    memoryOffset?: number,
-    values?: Float32Array | Int32Array,
-  ): tf.TensorInfo;
-}
+import type { WasmBackendLike } from '../ops/wasm-kernels.js';
 
 type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
 type Rounding = 'floor' | 'round' | 'ceil' | undefined;
@@ -283,7 +274,7 @@ function sharedIdentity(copying: tf.KernelFunc): tf.KernelFunc {
   const kernelFunc: tf.KernelFunc = (args) => {
     const { x } = args.inputs as { x: tf.TensorInfo };
     if (x.dtype === 'string') return copying(args);
-    (args.backend as unknown as { incRef(dataId: tf.DataId): void }).incRef(x.dataId);
+    (args.backend as unknown as WasmBackendLike).incRef(x.dataId);
     return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
   };
   return Object.assign(kernelFunc, { [SHARED]: true });

@@ -27,8 +27,19 @@ const WasmApi = (
 
 /** The parts of TF.js's BackendWasm a kernel uses (typed here to avoid a dependency on its internals). */
 export interface WasmBackendLike {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  /** A new output tensor in the backend's heap; `values` fills it. */
+  makeOutput(
+    shape: number[],
+    dtype: tf.DataType,
+    memoryOffset?: number,
+    values?: Float32Array | Int32Array,
+  ): tf.TensorInfo;
+  /** A view of a tensor's data in the backend's heap (invalid after the heap grows). */
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array;
+  /** A copy of a tensor's data. */
+  readSync(dataId: unknown): ArrayLike<number>;
+  /** One more reference to a buffer (a tensor sharing it). */
+  incRef(dataId: tf.DataId): void;
 }
 
 const WASM32_LIMIT = 4 * 1024 ** 3;
