@@ -8,43 +8,73 @@ export function median(values) {
 }
 
 /**
- * One row per successful run: median step phases, tokens/s, and taskforge's speed as a ratio to
+ * The runs of one measurement (same config, implementation, backend, threads, devices and
+ * attention) over `--rounds`, as one run: its steps are every successful round's steps in order,
+ * its peak memory the highest of them, its profile and first-step time the first round's.
+ */
+export function mergeRounds(runs) {
+  const groups = new Map();
+  for (const r of runs.filter((x) => x.result?.ok && x.result.steps.length)) {
+    const key = [r.config, r.impl, r.backend, r.threads, r.devices, r.attention ?? r.result.attentionKind].join('|');
+    const seen = groups.get(key);
+    if (!seen) {
+      groups.set(key, { ...r, rounds: 1, result: { ...r.result, steps: [...r.result.steps] } });
+      continue;
+    }
+    const a = seen.result;
+    const b = r.result;
+    const max = (k) => (a[k] == null && b[k] == null ? (a[k] ?? null) : Math.max(a[k] ?? 0, b[k] ?? 0));
+    seen.rounds += 1;
+    seen.result = {
+      ...a,
+      steps: [...a.steps, ...b.steps],
+      peakRssBytes: max('peakRssBytes'),
+      wasmHeapBytes: max('wasmHeapBytes'),
+      liveTensorBytesAfterStep: max('liveTensorBytesAfterStep'),
+      peakTensorBytes: a.peakTensorBytes ?? b.peakTensorBytes ?? null,
+      profile: a.profile ?? b.profile ?? null,
+    };
+  }
+  return [...groups.values()];
+}
+
+/**
+ * One row per measurement (its `--rounds` merged by `mergeRounds`): median step phases, tokens/s, and taskforge's speed as a ratio to
  * PyTorch on the same config (> 1: taskforge is faster). `cpuRatio` compares CPU time per step
  * instead of wall time: on a machine shared with other jobs it moves much less than wall time,
  * and at one thread an idle machine gives the same number for both.
  */
 export function summarize(runs, seqLen) {
-  const rows = runs
-    .filter((r) => r.result?.ok && r.result.steps.length)
-    .map((r) => {
-      const s = r.result.steps;
-      const med = (key) => median(s.map((x) => x[key]).filter((v) => typeof v === 'number'));
-      const batch = r.result.shape.batch;
-      const stepMs = med('totalMs');
-      return {
-        config: r.config,
-        impl: r.impl,
-        backend: r.backend,
-        threads: r.threads,
-        devices: r.devices ?? (r.impl === 'taskforge' ? 1 : null),
-        // PyTorch's attention formulation (bench_torch.py --attention); null for taskforge.
-        attention: r.result.attentionKind ?? null,
-        batch,
-        steps: s.length,
-        stepMs,
-        dataMs: med('dataMs'),
-        forwardBackwardMs: med('forwardBackwardMs'),
-        optimizerMs: med('optimizerMs'),
-        cpuMs: med('cpuMs'),
-        tokensPerSec: (batch * seqLen * 1000) / stepMs,
-        peakRssBytes: r.result.peakRssBytes,
-        peakTensorBytes: r.result.peakTensorBytes ?? null,
-        wasmHeapBytes: r.result.wasmHeapBytes ?? null,
-        firstStepMs: r.result.firstStepMs ?? null,
-        synthetic: r.result.synthetic ?? false,
-        ddp: ddpMedians(s),
-      };
-    });
+  const rows = mergeRounds(runs).map((r) => {
+    const s = r.result.steps;
+    const med = (key) => median(s.map((x) => x[key]).filter((v) => typeof v === 'number'));
+    const batch = r.result.shape.batch;
+    const stepMs = med('totalMs');
+    return {
+      config: r.config,
+      impl: r.impl,
+      backend: r.backend,
+      threads: r.threads,
+      devices: r.devices ?? (r.impl === 'taskforge' ? 1 : null),
+      // PyTorch's attention formulation (bench_torch.py --attention); null for taskforge.
+      attention: r.result.attentionKind ?? null,
+      batch,
+      steps: s.length,
+      rounds: r.rounds,
+      stepMs,
+      dataMs: med('dataMs'),
+      forwardBackwardMs: med('forwardBackwardMs'),
+      optimizerMs: med('optimizerMs'),
+      cpuMs: med('cpuMs'),
+      tokensPerSec: (batch * seqLen * 1000) / stepMs,
+      peakRssBytes: r.result.peakRssBytes,
+      peakTensorBytes: r.result.peakTensorBytes ?? null,
+      wasmHeapBytes: r.result.wasmHeapBytes ?? null,
+      firstStepMs: r.result.firstStepMs ?? null,
+      synthetic: r.result.synthetic ?? false,
+      ddp: ddpMedians(s),
+    };
+  });
   for (const row of rows.filter((r) => r.impl === 'taskforge')) {
     // Throughput against devices=1 of the same config and backend (2.0 = perfect scaling to 2).
     const one = rows.find(
@@ -83,6 +113,12 @@ function ddpMedians(steps) {
     waitMs: med((x) => x.ddp.waitMs),
     reduceMs: med((x) => x.ddp.reduceMs),
     workerBusyMs: med((x) => Math.max(...x.ddp.workerBusyMs)),
+    // The slowest worker's trainingStep alone; busy minus this is receiving, loading the weights and reading out gradients.
+    workerStepMs: median(
+      timed
+        .filter((x) => x.ddp.workerPhasesMs?.every((p) => typeof p.step === 'number'))
+        .map((x) => Math.max(...x.ddp.workerPhasesMs.map((p) => p.step))),
+    ),
   };
 }
 
@@ -162,7 +198,7 @@ export function formatReport(results) {
         .join(' ') || 'none set'
     }`,
     '',
-    'Medians over the timed steps; ms per optimizer step. dev = taskforge devices (ddp worker threads incl. the main one; thr = cores used). vs 1 dev = throughput / devices=1. vs pt@Nt = taskforge tokens/s / PyTorch tokens/s at N threads, against the fastest PyTorch attention formulation timed (>1: taskforge faster).',
+    'Medians over the timed steps of every round; ms per optimizer step. dev = taskforge devices (ddp worker threads incl. the main one; thr = cores used). vs 1 dev = throughput / devices=1. vs pt@Nt = taskforge tokens/s / PyTorch tokens/s at N threads, against the fastest PyTorch attention formulation timed (>1: taskforge faster).',
     table(header, rows),
   ];
   const ddpRows = summary.filter((r) => r.ddp);
@@ -178,6 +214,7 @@ export function formatReport(results) {
           'rank 0 shard',
           'rank 0 waits',
           'slowest worker busy',
+          'its step',
           'grad average',
           'rank 0 only',
         ],
@@ -188,6 +225,7 @@ export function formatReport(results) {
           ms(r.ddp.localMs),
           ms(r.ddp.waitMs),
           ms(r.ddp.workerBusyMs),
+          ms(r.ddp.workerStepMs),
           ms(r.ddp.reduceMs),
           ms(r.stepMs - r.ddp.localMs - r.ddp.waitMs),
         ]),

@@ -35,7 +35,9 @@ const HELP = `Usage: npm run bench -- [options]
 Times taskforge's Image GPT training step (real Cifar10DataModule, Gpt2, ImageGptTask, Adam,
 built through the config system like \`taskforge train\`) and the same model in PyTorch on the CPU.
 
-  --steps=N            timed steps per measurement (default 5; the median is reported)
+  --steps=N            timed steps per measurement process (default 5)
+  --rounds=N           measure everything N times over, in turn (default 2): each row's median is over
+                       all its rounds' steps, so a slow spell on the machine hits every row alike
   --configs=LIST       default,large (default both): default = embed 16, 8 layers, 2 heads, batch 16;
                        large = embed 128, 4 layers, 4 heads, batch 8; both 1024 tokens, palette 16
   --backends=LIST      TF.js backends: wasm (default), cpu (one step, which takes minutes)
@@ -61,6 +63,7 @@ try {
   ({ values: opts } = parseArgs({
     options: {
       steps: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '2' },
       configs: { type: 'string', default: 'default,large' },
       backends: { type: 'string', default: 'wasm' },
       devices: { type: 'string', default: '1,2' },
@@ -109,6 +112,7 @@ const list = (name, allowed) => {
 };
 
 const steps = positiveInt('steps');
+const rounds = positiveInt('rounds');
 const configs = list('configs', Object.keys(CONFIGS));
 const backends = list('backends', ['wasm', 'cpu']);
 const torchThreads = opts['no-torch']
@@ -139,60 +143,63 @@ const python = torchThreads.length ? await findTorch() : { skipped: 'disabled wi
 const mallocEnv = python.path ? torchMallocEnv() : {};
 
 const runs = [];
-for (const name of configs) {
-  const shape = CONFIGS[name];
-  // TF.js and PyTorch alternate config by config, so machine load (shared with other jobs) hits both alike.
-  for (const backend of backends) {
-    const cpu = backend === 'cpu';
-    // The last warm-up step is profiled (true in-step peak memory, per-kernel times); on wasm the
-    // first step also initialises kernels, so it gets a plain warm-up step before that.
-    // The cpu backend has nothing to warm up and takes minutes per step (its Softmax kernel alone
-    // is slower than a whole wasm step), so it gets one plain timed step.
-    const warmup = cpu ? 0 : 2;
-    const n = cpu ? 1 : steps;
-    // Data-parallel rows (devices > 1: one core each) only on wasm; only one device is profiled.
-    for (const devices of cpu ? [1] : deviceCounts) {
-      const profile = !cpu && !opts['no-profile'] && devices === Math.min(...deviceCounts);
-      runs.push(
-        await measure({ config: name, impl: 'taskforge', backend, threads: devices, devices }, 'node', [
-          join(ROOT, 'scripts/bench-step.mjs'),
-          `--backend=${backend}`,
-          ...shapeArgs(shape),
-          `--steps=${n}`,
-          `--warmup=${warmup}`,
-          `--devices=${devices}`,
-          ...data.childArgs,
-          ...(profile ? ['--profile'] : []),
-        ]),
-      );
+for (let round = 1; round <= rounds; round++)
+  for (const name of configs) {
+    const shape = CONFIGS[name];
+    // TF.js and PyTorch alternate config by config, so machine load (shared with other jobs) hits both alike.
+    for (const backend of backends) {
+      const cpu = backend === 'cpu';
+      // The last warm-up step is profiled (true in-step peak memory, per-kernel times); on wasm the
+      // first step also initialises kernels, so it gets a plain warm-up step before that.
+      // The cpu backend has nothing to warm up and takes minutes per step (its Softmax kernel alone
+      // is slower than a whole wasm step), so it gets one plain timed step.
+      const warmup = cpu ? 0 : 2;
+      const n = cpu ? 1 : steps;
+      // Data-parallel rows (devices > 1: one core each) only on wasm; only one device is profiled.
+      for (const devices of cpu ? [1] : deviceCounts) {
+        const profile = round === 1 && !cpu && !opts['no-profile'] && devices === Math.min(...deviceCounts);
+        // The cpu backend's one step takes minutes: it is measured in the first round only.
+        if (cpu && round > 1) continue;
+        runs.push(
+          await measure({ config: name, impl: 'taskforge', backend, threads: devices, devices, round }, 'node', [
+            join(ROOT, 'scripts/bench-step.mjs'),
+            `--backend=${backend}`,
+            ...shapeArgs(shape),
+            `--steps=${n}`,
+            `--warmup=${warmup}`,
+            `--devices=${devices}`,
+            ...data.childArgs,
+            ...(profile ? ['--profile'] : []),
+          ]),
+        );
+      }
+    }
+    for (const threads of python.path ? torchThreads : []) {
+      for (const attention of torchAttentions) {
+        runs.push(
+          await measure(
+            { config: name, impl: 'pytorch', backend: 'cpu', threads, attention, round },
+            python.path,
+            [
+              join(ROOT, 'scripts/bench_torch.py'),
+              '--json',
+              `--threads=${threads}`,
+              `--steps=${steps}`,
+              '--warmup=1',
+              `--attention=${attention}`,
+              `--embed=${shape.embed}`,
+              `--layers=${shape.layers}`,
+              `--heads=${shape.heads}`,
+              `--batch=${shape.batch}`,
+              `--seq-len=${SEQ_LEN}`,
+              `--vocab=${PALETTE}`,
+            ],
+            { ...threadEnv(threads), ...mallocEnv },
+          ),
+        );
+      }
     }
   }
-  for (const threads of python.path ? torchThreads : []) {
-    for (const attention of torchAttentions) {
-      runs.push(
-        await measure(
-          { config: name, impl: 'pytorch', backend: 'cpu', threads, attention },
-          python.path,
-          [
-            join(ROOT, 'scripts/bench_torch.py'),
-            '--json',
-            `--threads=${threads}`,
-            `--steps=${steps}`,
-            '--warmup=1',
-            `--attention=${attention}`,
-            `--embed=${shape.embed}`,
-            `--layers=${shape.layers}`,
-            `--heads=${shape.heads}`,
-            `--batch=${shape.batch}`,
-            `--seq-len=${SEQ_LEN}`,
-            `--vocab=${PALETTE}`,
-          ],
-          { ...threadEnv(threads), ...mallocEnv },
-        ),
-      );
-    }
-  }
-}
 const maxBatch = opts['max-batch'] ? await findMaxBatches() : undefined;
 
 machine.loadAverageAtEnd = loadavg().map((l) => Number(l.toFixed(2)));
@@ -242,7 +249,7 @@ function threadEnv(threads) {
 
 /** Runs one measurement process; its last stdout line is its JSON result. */
 async function measure(label, command, args, env = {}) {
-  const name = `${label.config}/${label.impl}/${label.backend}${label.impl === 'pytorch' ? `@${label.threads}t` : label.devices ? `@${label.devices}dev` : ''}`;
+  const name = `${label.config}/${label.impl}/${label.backend}${label.impl === 'pytorch' ? `@${label.threads}t/${label.attention}` : label.devices ? `@${label.devices}dev` : ''}${rounds > 1 ? ` (round ${label.round}/${rounds})` : ''}`;
   log(`bench: ${name} ...`);
   const t0 = Date.now();
   const { code, stdout, stderr } = await run(command, [...args, `--spawned-at=${Date.now()}`], env);

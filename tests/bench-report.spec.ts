@@ -1,6 +1,6 @@
 // The arithmetic behind `npm run bench`'s table (scripts/bench-report.mjs).
 import { describe, expect, it } from 'vitest';
-import { formatReport, median, summarize, table } from '../scripts/bench-report.mjs';
+import { formatReport, median, mergeRounds, summarize, table } from '../scripts/bench-report.mjs';
 
 const step = (totalMs, cpuMs = totalMs) => ({
   dataMs: 1,
@@ -162,7 +162,13 @@ describe('data-parallel timeline', () => {
   it('prints medians of rank 0 shard, wait, gradient average and the slowest worker, and what only rank 0 does', () => {
     const ddpStep = (totalMs: number, localMs: number, waitMs: number, workers: number[]) => ({
       ...step(totalMs),
-      ddp: { localMs, waitMs, reduceMs: 5, workerBusyMs: workers },
+      ddp: {
+        localMs,
+        waitMs,
+        reduceMs: 5,
+        workerBusyMs: workers,
+        workerPhasesMs: workers.map((busy) => ({ receive: 1, loadWeights: 1, step: busy - 4, readGrads: 2 })),
+      },
     });
     const ddpRun = {
       config: 'default',
@@ -181,7 +187,7 @@ describe('data-parallel timeline', () => {
       },
     };
     const rows = summarize([ddpRun], 1024);
-    expect(rows[0].ddp).toEqual({ localMs: 810, waitMs: 120, reduceMs: 5, workerBusyMs: 880 });
+    expect(rows[0].ddp).toEqual({ localMs: 810, waitMs: 120, reduceMs: 5, workerBusyMs: 880, workerStepMs: 876 });
     const text = formatReport({
       machine: { ...MACHINE, loadAverageAtStart: [0, 0, 0], loadAverageAtEnd: [0, 0, 0] },
       data: { source: 'synthetic', why: 'chosen' },
@@ -190,7 +196,44 @@ describe('data-parallel timeline', () => {
       runs: [ddpRun],
     });
     // 1050 − 810 − 120 = 120 ms per step on rank 0 alone.
-    expect(text).toMatch(/default\s+2\s+1050\s+810\s+120\s+880\s+5\.0\s+120/);
+    expect(text).toMatch(/default\s+2\s+1050\s+810\s+120\s+880\s+876\s+5\.0\s+120/);
+  });
+});
+
+describe('rounds', () => {
+  const run = (round: number, totals: number[], extra: Record<string, unknown> = {}) => ({
+    config: 'default',
+    impl: 'taskforge',
+    backend: 'wasm',
+    threads: 1,
+    devices: 1,
+    round,
+    result: { ok: true, shape: { batch: 16 }, steps: totals.map(step), peakRssBytes: 100 * round, ...extra },
+  });
+
+  it('merges the rounds of one measurement: the median is over every round, peak memory the highest', () => {
+    const runs = [run(1, [1000, 1010, 1020], { profile: { kernels: [] } }), run(2, [1200, 1210, 1220])];
+    const merged = mergeRounds(runs);
+    expect(merged).toHaveLength(1);
+    expect(merged[0].rounds).toBe(2);
+    expect(merged[0].result.steps.map((x: { totalMs: number }) => x.totalMs)).toEqual([
+      1000, 1010, 1020, 1200, 1210, 1220,
+    ]);
+    expect(merged[0].result.peakRssBytes).toBe(200);
+    expect(merged[0].result.profile).toEqual({ kernels: [] });
+    const [row] = summarize(runs, 1024);
+    expect(row.stepMs).toBe(1110);
+    expect(row.steps).toBe(6);
+  });
+
+  it('keeps different measurements apart and drops failed rounds', () => {
+    const two = { ...run(1, [600]), devices: 2, threads: 2 };
+    const failed = { ...run(2, []), result: { ok: false, error: 'boom' } };
+    const merged = mergeRounds([run(1, [1000]), two, failed]);
+    expect(merged.map((r: { devices: number; rounds: number }) => [r.devices, r.rounds])).toEqual([
+      [1, 1],
+      [2, 1],
+    ]);
   });
 });
 

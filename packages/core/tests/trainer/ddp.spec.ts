@@ -53,6 +53,13 @@ describe('ddp over worker threads', () => {
     expect(ddp.trainer.strategy.name).toBe('ddp');
     expect(ddp.output.lines.join('\n')).toContain('Strategy: ddp, 2 devices (worker threads) (trainer.devices=2)');
     expect((ddp.trainer.strategy as DDPStrategy).workerCount).toBe(0); // terminated at the end of fit
+    // The bench's timeline: the worker's busy time is its trainingStep plus loading weights and reading out gradients.
+    const timings = (ddp.trainer.strategy as DDPStrategy).lastStepTimings!;
+    expect(timings.localMs).toBeGreaterThan(0);
+    const [phases] = timings.workerPhasesMs;
+    expect(Object.keys(phases!).sort()).toEqual(['loadWeights', 'readGrads', 'receive', 'step']);
+    expect(phases!.step).toBeGreaterThan(0);
+    expect(phases!.loadWeights + phases!.step + phases!.readGrads).toBeLessThanOrEqual(timings.workerBusyMs[0]! + 1e-6);
 
     expectClose(b.snapshot(), a.snapshot());
     // Validation was sharded too: rank 0 validated only its 3 of every 5 samples, yet val_loss matches below.

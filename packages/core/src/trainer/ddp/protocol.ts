@@ -55,6 +55,8 @@ export type ToWorker =
        */
       method: WorkerMethod;
       id: number;
+      /** When rank 0 posted it (ms since the Unix epoch, `performance.timeOrigin + performance.now()`): the worker's `phasesMs.receive`. */
+      sentAt?: number;
       batch: unknown;
       fields: StepFields;
       /** Present when the weights changed since the worker last got them. */
@@ -80,5 +82,10 @@ export type FromWorker =
       output?: unknown;
       /** Milliseconds the worker spent on this request, from receiving it to posting the answer. */
       busyMs?: number;
+      /**
+       * A training step's parts (ms): `receive` (posted to received, across threads), `loadWeights`,
+       * `step` (the task's trainingStep and its gradients), `readGrads` (copying them out).
+       */
+      phasesMs?: Record<string, number>;
     }
   | { type: 'error'; id?: number; method?: WorkerMethod | 'exportTestState'; message: string; stack?: string };

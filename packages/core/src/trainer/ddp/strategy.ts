@@ -414,9 +414,18 @@ export class DDPStrategy implements Strategy {
    * Where the last sharded training step's time went on rank 0 (ms): its own shard (`localMs`),
    * waiting for the workers after it (`waitMs`: rank 0 idle), averaging the gradients
    * (`reduceMs`), and each worker's time on its request (`workerBusyMs`, from receiving it to
-   * answering). Diagnostics for `npm run bench`; undefined before the first sharded step.
+   * answering) and its parts (`workerPhasesMs`, see FromWorker). Diagnostics for `npm run bench`;
+   * undefined before the first sharded step.
    */
-  lastStepTimings: { localMs: number; waitMs: number; reduceMs: number; workerBusyMs: number[] } | undefined;
+  lastStepTimings:
+    | {
+        localMs: number;
+        waitMs: number;
+        reduceMs: number;
+        workerBusyMs: number[];
+        workerPhasesMs: Record<string, number>[];
+      }
+    | undefined;
 
   async trainingStep(
     task: Task,
@@ -464,6 +473,7 @@ export class DDPStrategy implements Strategy {
         waitMs,
         reduceMs: performance.now() - reduceStart,
         workerBusyMs: remote.map((r) => r.busyMs ?? Number.NaN),
+        workerPhasesMs: remote.map((r) => r.phasesMs ?? {}),
       };
       return {
         loss,
@@ -530,6 +540,7 @@ export class DDPStrategy implements Strategy {
         type: 'step',
         method,
         id: this.nextId++,
+        sentAt: performance.timeOrigin + performance.now(),
         batch: shard.batch,
         fields: { ...fields, seed: mixSeed(fields.seed, rank) },
         ...(replica.weightsStep === fields.globalStep ? {} : { weights: weights() }),

@@ -77,6 +77,7 @@ async function answer(message: ToWorker): Promise<void> {
     return;
   }
   if (message.weights) loadWeights(task, message.weights);
+  const loaded = performance.now();
   if (message.taskState) task.loadStateDict?.(message.taskState);
   if (message.method === 'validationStep' || message.method === 'testStep') {
     const logs = await computeEvaluation(task, message.method, message.batch, message.fields);
@@ -90,12 +91,14 @@ async function answer(message: ToWorker): Promise<void> {
   }
   const trainable = Object.entries(task.namedVariables()).filter(([, v]) => v.trainable);
   const result = await computeStep(task, message.batch, message.fields, trainable);
+  const computed = performance.now();
   const grads: Record<string, Float32Array> = {};
   for (const [name, grad] of Object.entries(result.grads)) {
     // A copy: the backend may hand out its own buffer, which must not be transferred away.
     grads[name] = Float32Array.from(await grad.data());
     grad.dispose();
   }
+  const done = performance.now();
   post(
     {
       type: 'result',
@@ -103,7 +106,13 @@ async function answer(message: ToWorker): Promise<void> {
       loss: result.loss,
       logs: result.logs,
       grads,
-      busyMs: performance.now() - started,
+      busyMs: done - started,
+      phasesMs: {
+        receive: performance.timeOrigin + started - (message.sentAt ?? Number.NaN),
+        loadWeights: loaded - started,
+        step: computed - loaded,
+        readGrads: done - computed,
+      },
     },
     Object.values(grads).map((g) => g.buffer as ArrayBuffer),
   );
