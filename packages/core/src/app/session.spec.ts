@@ -254,6 +254,16 @@ describe('Session.compose: a config option from a plugin skipped as not built', 
     expect(message).toContain('fix: run `npx nx build unbuilt`');
   });
 
+  it('a misspelt override of an unbuilt default reports the typo only, not the default it replaces (s5: finding 3)', async () => {
+    const message = await composeError(
+      ['defaults:', '  - task: vision/igpt', '  - _self_', 'trainer: {}'],
+      ['task=othr'],
+    );
+    expect(message).toContain("config group 'task' has no option 'othr'");
+    expect(message).toContain("did you mean 'other'");
+    expect(message).not.toContain('vision/igpt');
+  });
+
   it('lists the skipped plugins when none of them provides the option', async () => {
     const message = await composeError(['defaults:', '  - task: other', '  - _self_', 'trainer: {}'], ['task=nope']);
     expect(message).toContain("config group 'task' has no option 'nope'");

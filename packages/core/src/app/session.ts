@@ -263,7 +263,11 @@ export class Session {
         if (!(again instanceof ConfigError)) throw again;
         more = again.problems;
       }
-      throw new ConfigError([...error.problems, ...more], heading);
+      // Without the overrides at fault, their groups fall back to the defaults they replace: what
+      // is wrong there (an unbuilt plugin's default, say) is not what the user ran.
+      const replaced = error.problems.filter((p) => p.override !== undefined).map((p) => p.path);
+      const inReplaced = (path: string) => replaced.some((r) => path === r || path.startsWith(`${r}.`));
+      throw new ConfigError([...error.problems, ...more.filter((p) => !inReplaced(p.path))], heading);
     }
     // The configured components adjust the tree before it is validated (their notes are printed on success).
     const adjusted = options.adjust !== false ? this.adjust(composed) : [];
