@@ -13,6 +13,7 @@ export function batchBudget(
   limit: number | null,
   key: string,
   fastDevRun: boolean,
+  datamodule = 'the datamodule',
 ): number | undefined {
   const available = dm.numBatches?.(split);
   if (fastDevRun) return 1;
@@ -33,13 +34,16 @@ export function batchBudget(
     }
     budget = Math.max(1, Math.floor(available * limit));
   } else budget = available === undefined ? limit : Math.min(limit, available);
-  if (budget === 0) {
-    throw new TaskforgeError(
-      `The ${split} dataloader yields no batches; check the dataset split and ` +
-        `the batch size (a batch larger than the split with drop_last gives none).`,
-    );
-  }
+  if (budget === 0) throw emptySplitError(split, datamodule);
   return budget;
+}
+
+/** The TaskforgeError (exit 1) for a split whose dataloader yields no batches, naming the data module. */
+export function emptySplitError(split: Split, datamodule = 'the datamodule'): TaskforgeError {
+  return new TaskforgeError(
+    `The ${split} dataloader of ${datamodule} yields no batches; check the dataset's ${split} split (its file or ` +
+      `size keys) and the batch size (a batch larger than the split with drop_last gives none).`,
+  );
 }
 
 export interface FitPlan {
@@ -68,7 +72,7 @@ export interface FitPlan {
 export function planFit(config: TrainerConfig, dm: DataModule, datamodule = 'the datamodule'): FitPlan {
   const fast = config.fast_dev_run;
   const warnings: string[] = [];
-  const trainBatches = batchBudget(dm, 'train', config.limit_train_batches, 'limit_train_batches', fast);
+  const trainBatches = batchBudget(dm, 'train', config.limit_train_batches, 'limit_train_batches', fast, datamodule);
   const emptyVal = dm.valDataloader !== undefined && dm.numBatches?.('val') === 0 && config.limit_val_batches !== 0;
   if (emptyVal)
     warnings.push(
@@ -78,7 +82,7 @@ export function planFit(config: TrainerConfig, dm: DataModule, datamodule = 'the
     );
   const valBatches =
     dm.valDataloader && !emptyVal
-      ? batchBudget(dm, 'val', config.limit_val_batches, 'limit_val_batches', fast)
+      ? batchBudget(dm, 'val', config.limit_val_batches, 'limit_val_batches', fast, datamodule)
       : emptyVal
         ? 0
         : undefined;

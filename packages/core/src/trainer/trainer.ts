@@ -34,7 +34,7 @@ import { prepareAndSetup, teardownData } from './data-setup.js';
 import { evaluationLoop, type EvaluationRun } from './loops/evaluation-loop.js';
 import { FitLoop, type FitLoopHost } from './loops/fit-loop.js';
 import { configuredOptimizers, coreOptimizers } from './optimization.js';
-import { batchBudget, planFit } from './plan.js';
+import { batchBudget, emptySplitError, planFit } from './plan.js';
 import { Progress } from './progress.js';
 import { SIGNAL_EXIT_CODES, SignalWatcher, TrainingInterrupted } from './signals.js';
 import { mixSeed } from './step-context.js';
@@ -155,13 +155,25 @@ export class Trainer implements TrainerView {
   private currentDatamodule: DataModule | undefined;
   private stopReason: string | undefined;
   // The resume hint is printed at once: a parent such as `nx run` may stop relaying output soon after the signal.
-  private readonly signals = new SignalWatcher((signal) => {
-    const dir = this.interruptCheckpointDir();
-    const where = this.dryRun
-      ? 'stopping (fast_dev_run: no checkpoint)'
-      : `saving a checkpoint to ${dir} and stopping; resume with ${overrideHint('trainer.resume_from', dir)}`;
-    this.output.warn(`Received ${signal}: finishing the current step, then ${where}. Send it again to abort at once.`);
-  });
+  private readonly signals = new SignalWatcher(
+    (signal) => {
+      const dir = this.interruptCheckpointDir();
+      const where = this.dryRun
+        ? 'stopping (fast_dev_run: no checkpoint)'
+        : `saving a checkpoint to ${dir} and stopping; resume with ${overrideHint('trainer.resume_from', dir)}`;
+      this.output.warn(
+        `Received ${signal}: finishing the current step, then ${where}. Send it again to abort at once.`,
+      );
+    },
+    (signal) => {
+      // Printed before the process dies of the signal: the resume hint above no longer holds.
+      this.output.warn(
+        `Received ${signal} again: aborting now, at global step ${this.globalStep}, without saving a checkpoint ` +
+          `(${this.interruptCheckpointDir()} is not written by this stop; checkpoints saved earlier are intact). ` +
+          `${this.runDir} keeps the logs; to start over, delete it or set another trainer.run_dir.`,
+      );
+    },
+  );
 
   /**
    * Validates `config` (a ConfigError, exit 2, names every bad `trainer.*` key at once). Selects
@@ -303,12 +315,7 @@ export class Trainer implements TrainerView {
     try {
       await prepareAndSetup(datamodule, 'fit', this.dataConfig());
       this.strategy.connect?.({ modelDataArgs: datamodule.modelDataArgs });
-      const target = (this.composedConfig?.['dataset'] as { _target_?: unknown } | undefined)?._target_;
-      const plan = planFit(
-        this.config,
-        datamodule,
-        typeof target === 'string' ? `the datamodule ${target}` : datamodule.constructor.name || undefined,
-      );
+      const plan = planFit(this.config, datamodule, this.describeDataModule(datamodule));
       for (const warning of plan.warnings) this.output.warn(warning);
       this.maxSteps = plan.totalSteps;
       const { optimizer, scheduler } = this.configureOptimizers(task, plan.totalSteps);
@@ -373,7 +380,14 @@ export class Trainer implements TrainerView {
           'Cannot validate: the task has no validationStep or the datamodule has no valDataloader.',
         );
       }
-      const budget = batchBudget(datamodule, 'val', this.config.limit_val_batches, 'limit_val_batches', this.dryRun);
+      const budget = batchBudget(
+        datamodule,
+        'val',
+        this.config.limit_val_batches,
+        'limit_val_batches',
+        this.dryRun,
+        this.describeDataModule(datamodule),
+      );
       // Sharded over the devices as during fit; one batch is not worth starting workers for.
       if (budget !== 1) this.strategy.connect?.({ modelDataArgs: datamodule.modelDataArgs });
       const metrics = await this.validation(budget);
@@ -398,7 +412,14 @@ export class Trainer implements TrainerView {
       if (!task.testStep || !datamodule.testDataloader) {
         throw new TaskforgeError('Cannot test: the task has no testStep or the datamodule has no testDataloader.');
       }
-      const budget = batchBudget(datamodule, 'test', this.config.limit_test_batches, 'limit_test_batches', this.dryRun);
+      const budget = batchBudget(
+        datamodule,
+        'test',
+        this.config.limit_test_batches,
+        'limit_test_batches',
+        this.dryRun,
+        this.describeDataModule(datamodule),
+      );
       const parallel = await this.batchParallel(task, datamodule, 'testStep', budget);
       const { metrics } = await evaluationLoop({
         batches: datamodule.testDataloader(this.loaderOptions(this.epoch)),
@@ -437,6 +458,10 @@ export class Trainer implements TrainerView {
           'Cannot predict: the task has no predictStep or the datamodule has no predictDataloader.',
         );
       }
+      // An empty predict split is refused as test refuses one, before or after the loop (when the
+      // datamodule does not count its batches): an empty predictions file would say nothing.
+      if (datamodule.numBatches?.('predict') === 0)
+        throw emptySplitError('predict', this.describeDataModule(datamodule));
       const budget = this.dryRun ? 1 : undefined;
       const { outputs } = await evaluationLoop({
         batches: datamodule.predictDataloader(this.loaderOptions(0)),
@@ -446,10 +471,18 @@ export class Trainer implements TrainerView {
         step: (batch, ctx) => task.predictStep!(batch, ctx),
         parallel: await this.batchParallel(task, datamodule, 'predictStep', budget),
       });
+      if (outputs.length === 0) throw emptySplitError('predict', this.describeDataModule(datamodule));
       return outputs;
     } finally {
       await this.cleanup(datamodule);
     }
+  }
+
+  /** The data module as messages name it: its config target (`the datamodule datamodule/cifar10`) or class. */
+  private describeDataModule(datamodule: DataModule): string {
+    const target = (this.composedConfig?.['dataset'] as { _target_?: unknown } | undefined)?._target_;
+    if (typeof target === 'string') return `the datamodule ${target}`;
+    return datamodule.constructor.name ? `the datamodule ${datamodule.constructor.name}` : 'the datamodule';
   }
 
   // ---------------------------------------------------------------- optimisation
@@ -495,7 +528,9 @@ export class Trainer implements TrainerView {
       onBatchEnd: (done) => this.hook('onValidationBatchEnd', { batchesDone: done, batches: budget }),
     });
     Object.assign(this.callbackMetrics, metrics);
-    await this.logMetrics(metrics);
+    // With its epoch, as Lightning logs every row: a validation off the training rows' logging
+    // interval gets a row of its own, which would otherwise have none (s5: finding 16).
+    await this.logMetrics({ ...metrics, epoch: this.epoch });
     await this.hook('onValidationEnd', metrics);
     return metrics;
   }

@@ -222,7 +222,8 @@ describe('Trainer.fit', () => {
     expect(Object.keys(metrics)).toEqual(['val_loss']);
     expect(task.validationCalls).toBe(2);
     expect(recorder.hooks()).toEqual(['onValidationStart', 'onValidationEnd']);
-    expect(logger.metrics).toEqual([{ step: 0, metrics }]);
+    // With its epoch, as every logged row (Lightning logs `epoch` with each one).
+    expect(logger.metrics).toEqual([{ step: 0, metrics: { ...metrics, epoch: 0 } }]);
     expect(dm.calls).toEqual(['prepareData', 'setup:validate', 'teardown']);
     task.dispose();
   });
@@ -253,6 +254,20 @@ describe('Trainer.fit', () => {
     const outputs = (await trainer.predict(task, dm)) as tf.Tensor[];
     expect(outputs.map((o) => o.shape)).toEqual([[4], [4], [2]]);
     tf.dispose(outputs);
+    task.dispose();
+  });
+
+  it('an empty test or predict split is refused alike, naming the data module (s5: finding 7)', async () => {
+    const task = new ToyTask();
+    const empty = new ToyDataModule({ nTest: 0, batchSize: 4 });
+    const message =
+      /^The (test|predict) dataloader of the datamodule ToyDataModule yields no batches; check the dataset's \1 split/;
+    await expect(makeTrainer(scratch.dir()).trainer.test(task, empty)).rejects.toThrow(message);
+    await expect(makeTrainer(scratch.dir()).trainer.predict(task, empty)).rejects.toThrow(TaskforgeError);
+    await expect(makeTrainer(scratch.dir()).trainer.predict(task, empty)).rejects.toThrow(message);
+    // A data module that does not count its batches is caught after the loop.
+    const uncounted = Object.assign(new ToyDataModule({ nTest: 0, batchSize: 4 }), { numBatches: undefined });
+    await expect(makeTrainer(scratch.dir()).trainer.predict(task, uncounted)).rejects.toThrow(message);
     task.dispose();
   });
 });
