@@ -405,6 +405,28 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expect(existsSync(join(runDir, 'checkpoints', 'last', 'trainer_state.json'))).toBe(true);
   });
 
+  it('a second SIGINT aborts at once and says no checkpoint was saved (s5: finding 6)', async () => {
+    const runDir = join(work, 'sigint-twice');
+    const live = startTaskforge([
+      'train',
+      ...tinyRun(server.url, archive.md5, dataDir, runDir),
+      'trainer.max_epochs=-1',
+      'trainer.max_steps=100000',
+    ]);
+    onTestFinished(() => live.signal('SIGKILL'));
+    await live.waitFor(/^train: .*step=\d+\/100000/m);
+    // As a user's double Ctrl-C: the second comes before the step ends and the checkpoint is written.
+    live.signal('SIGINT');
+    await new Promise((ok) => setTimeout(ok, 2));
+    live.signal('SIGINT');
+    const ended = await live.exit;
+    expect(ended.signal ?? ended.code, ended.stderr).toSatisfy((end: unknown) => end === 'SIGINT' || end === 130);
+    expect(ended.stderr).toMatch(
+      /Received SIGINT again: aborting now, at global step \d+, without saving a checkpoint .*to start over, delete it or set another trainer\.run_dir/,
+    );
+    expect(existsSync(join(runDir, 'checkpoints', 'last', 'trainer_state.json'))).toBe(false);
+  });
+
   it('checkpoint monitor: not logged yet keeps last (exit 0); a typo is exit 2 with did-you-mean, last still kept', async () => {
     // The run: validation only every 2 epochs, one epoch, so val/loss never exists in it.
     const waiting = join(work, 'monitor-waiting');

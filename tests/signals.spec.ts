@@ -14,7 +14,10 @@ const SIGNALS = pathToFileURL(join(REPO, 'packages/core/dist/trainer/signals.js'
 /** A process that installs a SignalWatcher, reports each first signal, and otherwise idles until killed. */
 const SCRIPT = `
 const { SignalWatcher } = await import(${JSON.stringify(SIGNALS)});
-const watcher = new SignalWatcher((signal) => console.log('first ' + signal));
+const watcher = new SignalWatcher(
+  (signal) => console.log('first ' + signal),
+  (signal) => console.log('second ' + signal),
+);
 watcher.install();
 setInterval(() => {}, 60_000);
 console.log('ready');
@@ -22,7 +25,7 @@ console.log('ready');
 
 describe('SignalWatcher in a real process', () => {
   it.each(['SIGINT', 'SIGTERM'] as const)(
-    'the first %s is only reported; a second one ends the process by that signal',
+    'the first %s is only reported; a second one is reported, then ends the process by that signal',
     async (signal) => {
       const child = start(process.execPath, ['--input-type=module', '-e', SCRIPT]);
       onTestFinished(() => child.signal('SIGKILL')); // never leave it idling when an assertion fails
@@ -33,6 +36,8 @@ describe('SignalWatcher in a real process', () => {
       const ended = await child.exit;
       expect(ended).toMatchObject({ code: null, signal });
       expect(ended.stdout.match(/^first /gm)).toHaveLength(1);
+      // Said before dying (the Trainer prints that no checkpoint is saved), exactly once.
+      expect(ended.stdout.match(new RegExp(`^second ${signal}$`, 'gm'))).toHaveLength(1);
       expect(ended.stderr).toBe('');
     },
   );

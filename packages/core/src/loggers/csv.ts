@@ -33,7 +33,8 @@ function parseNumber(field: string): number {
  * order of first appearance (names new in the same call sorted). Metrics logged at the step of
  * the latest row (the training metrics, then the learning rate, then validation, all at one step)
  * are merged into that row; a call for the same step that repeats a metric already in the row
- * starts a new row instead of overwriting a value. Rows are appended; when a new metric appears,
+ * with the same value (the `epoch` every call carries, as in Lightning) merges too, one with
+ * another value starts a new row instead of overwriting it. Rows are appended; when a new metric appears,
  * or a row already on disk gained values, the whole file is rewritten (temp file, then rename).
  * A `metrics.csv` already in `dir` (a resumed run) is kept and extended. Reading and writing
  * CSV (quoting of metric names holding `,` or `"`) is left to csv-parse and csv-stringify.
@@ -78,7 +79,7 @@ export class CsvLogger implements MetricsLogger {
     if (
       last !== undefined &&
       last['step'] === step &&
-      Object.keys(metrics).every((k) => k === 'step' || last[k] === undefined)
+      Object.entries(metrics).every(([k, v]) => k === 'step' || last[k] === undefined || Object.is(last[k], v))
     ) {
       Object.assign(last, metrics, { step });
       if (this.rows.length <= this.rowsOnDisk) this.rewrite = true;

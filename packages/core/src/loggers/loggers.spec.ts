@@ -61,18 +61,21 @@ describe('CsvLogger', () => {
     logger.logMetrics({ 'lr-adamw': 0.1 }, 10);
     logger.logMetrics({ train_loss: 1.5, lr: 0.05, epoch: 0 }, 20);
     logger.logMetrics({ 'lr-adamw': 0.05 }, 20);
-    logger.logMetrics({ 'val/loss': 1.25 }, 20);
+    // Validation carries its epoch, as every Lightning row does: the same epoch merges into the row.
+    logger.logMetrics({ 'val/loss': 1.25, epoch: 0 }, 20);
     // A second value of a metric already in the row (e.g. validate twice at one step) is a new row, never lost.
-    logger.logMetrics({ 'val/loss': 1.2 }, 20);
+    logger.logMetrics({ 'val/loss': 1.2, epoch: 0 }, 20);
+    // A validation off the logging interval gets a row of its own, with its epoch (s5: finding 16).
+    logger.logMetrics({ 'val/loss': 1.1, epoch: 1 }, 25);
     logger.finalize();
     expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe(
-      'step,epoch,lr,train_loss,lr-adamw,val/loss\n10,0,0.1,2,0.1,\n20,0,0.05,1.5,0.05,1.25\n20,,,,,1.2\n',
+      'step,epoch,lr,train_loss,lr-adamw,val/loss\n10,0,0.1,2,0.1,\n20,0,0.05,1.5,0.05,1.25\n20,0,,,,1.2\n25,1,,,,1.1\n',
     );
     // A resumed logger merges into the last row it read back.
     const resumed = new CsvLogger({ dir, flushEvery: 1 });
-    resumed.logMetrics({ 'lr-adamw': 0.05 }, 20);
+    resumed.logMetrics({ 'lr-adamw': 0.05 }, 25);
     resumed.finalize();
-    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8').trim().split('\n').at(-1)).toBe('20,,,,0.05,1.2');
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8').trim().split('\n').at(-1)).toBe('25,1,,,0.05,1.1');
   });
 
   it('reads back what it wrote whatever the metric names hold (quotes, line breaks), and CRLF files', () => {

@@ -11,15 +11,19 @@ export const SIGNAL_EXIT_CODES: Readonly<Record<string, number>> = { SIGINT: 130
 
 /**
  * Turns the first SIGINT/SIGTERM into a flag the training loop polls at step boundaries, so
- * it can save a checkpoint and stop cleanly. A second signal restores the default behaviour
- * and re-raises, ending the process at once.
+ * it can save a checkpoint and stop cleanly (`onFirst` says so). A second signal calls `onSecond`
+ * (synchronously: say what is lost), then restores the default behaviour and re-raises, ending
+ * the process at once.
  */
 export class SignalWatcher {
   received: NodeJS.Signals | undefined;
   // Bound per signal: listeners get no argument when a signal is raised with process.emit.
   private readonly listeners = { SIGINT: () => this.on('SIGINT'), SIGTERM: () => this.on('SIGTERM') };
 
-  constructor(private readonly onFirst: (signal: NodeJS.Signals) => void) {}
+  constructor(
+    private readonly onFirst: (signal: NodeJS.Signals) => void,
+    private readonly onSecond?: (signal: NodeJS.Signals) => void,
+  ) {}
 
   install(): void {
     this.received = undefined;
@@ -35,7 +39,11 @@ export class SignalWatcher {
   private on(signal: NodeJS.Signals): void {
     if (this.received) {
       this.remove();
-      process.kill(process.pid, signal);
+      try {
+        this.onSecond?.(signal);
+      } finally {
+        process.kill(process.pid, signal);
+      }
       return;
     }
     this.received = signal;
