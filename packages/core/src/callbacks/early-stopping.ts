@@ -63,7 +63,8 @@ export class EarlyStopping implements Callback {
     if (this.wait >= patience) {
       trainer.requestStop(
         `early stopping: '${monitor}' did not improve by more than ${min_delta} ` +
-          `in ${patience} validations (best ${this.best}, now ${value})`,
+          // Six significant digits: a float32 metric read as a double prints 0.9279999997615814.
+          `in ${patience} validations (best ${Number(this.best.toPrecision(6))}, now ${Number(value.toPrecision(6))})`,
       );
     }
   }

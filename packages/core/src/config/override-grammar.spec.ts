@@ -331,7 +331,12 @@ describe('every hint works when followed (issue 10 item 8)', () => {
     [['k=[a#b, c]'], (c) => expect(c['k']).toEqual(['a#b', 'c'])],
     [["k=[it's]"], (c) => expect(c['k']).toEqual(["it's"])],
     [['k={a: x#y}'], (c) => expect(c['k']).toEqual({ a: 'x#y' })],
-    [['k=1,2'], (c, hint) => expect(c['k']).toEqual(hint.includes('[') ? [1, 2] : '1,2')],
+    [
+      ['k=1,2'],
+      (c, hint) =>
+        expect(c['k']).toEqual(hint.includes('[') ? [1, 2] : hint.includes(',') ? '1,2' : Number(hint.slice(2))),
+    ],
+    [['k=a,b'], (c, hint) => expect(c['k']).toEqual(hint.includes('[') ? ['a', 'b'] : 'a,b')],
     [['k=f(a)'], (c) => expect(c['k']).toBe('f(a)')],
     [['k=~/data'], (c) => expect(c['k']).toBe('~/data')],
     [["k='abc"], (c) => expect(c['k']).toBe('abc')],
@@ -356,6 +361,12 @@ describe('every hint works when followed (issue 10 item 8)', () => {
       const { config } = compose([fix]);
       check(config, fix);
     }
+  });
+
+  it('a sweep of numbers leads with one run per value; other sweeps with the list and the quoted text (s5: finding 11)', () => {
+    expect(hints(refusal(['k=1e-3,3e-3']).message)).toEqual(['k=1e-3', 'k=3e-3', 'k=[1e-3,3e-3]', "k='1e-3,3e-3'"]);
+    expect(refusal(['k=1e-3,3e-3']).message).toContain('run one command per value');
+    expect(hints(refusal(['k=a,b']).message)).toEqual(['k=[a,b]', "k='a,b'"]);
   });
 
   it('overrideHint (used by "resume with …") gives back exactly the value when pasted into a shell', () => {

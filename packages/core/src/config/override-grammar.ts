@@ -160,12 +160,19 @@ class ValueParser {
 
   private sweep(): never {
     const trimmed = this.text.trim();
+    // A sweep of numbers (`optimizer.lr=1e-3,3e-3`) is almost always meant as separate runs, and a
+    // list or string would fail a numeric key's schema: then the runs' values lead the fixes.
+    const values = trimmed.split(',').map((v) => v.trim());
+    const numeric = values.every((v) => v !== '' && Number.isFinite(Number(v.replace(/_/g, ''))));
+    const asOne = [`[${trimmed}]`, hydraQuote(trimmed)];
     this.fail(
       this.pos,
       "',' separates the values of a sweep (Hydra's --multirun), which taskforge does not run",
-      [`[${trimmed}]`, hydraQuote(trimmed)],
-      'give one value per run; for a list put it in brackets, for ' +
-        'text containing commas quote it or escape each comma as \\,',
+      numeric ? [...values, ...asOne] : asOne,
+      numeric
+        ? 'run one command per value; only a key that takes a list or text wants the bracketed or quoted forms'
+        : 'give one value per run; for a list put it in brackets, for ' +
+            'text containing commas quote it or escape each comma as \\,',
     );
   }
 

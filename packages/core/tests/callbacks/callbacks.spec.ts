@@ -128,10 +128,14 @@ describe('EarlyStopping', () => {
   it('stops after `patience` validations without an improvement larger than min_delta', async () => {
     const task = new ToyTask({ valScores: [1, 0.8, 0.79, 0.85, 0.3] });
     const stopper = new EarlyStopping({ monitor: 'score', patience: 2, min_delta: 0.05 });
-    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 10, val_check_interval: 0.5 }, [stopper]);
+    const { trainer, output } = makeTrainer(scratch.dir(), { max_epochs: 10, val_check_interval: 0.5 }, [stopper]);
     const result = await trainer.fit(task, new ToyDataModule());
     // Validations at steps 4, 8, 12, 16: 0.79 and 0.85 do not beat 0.8 by 0.05, so it stops at step 16.
     expect(result.globalStep).toBe(16);
+    // Printed to six significant digits (the scores are float32 values read as doubles).
+    expect(output.lines.join('\n')).toContain(
+      "Stopped at step 16: early stopping: 'score' did not improve by more than 0.05 in 2 validations (best 0.8, now 0.85).",
+    );
     expect(stopper.stateDict()).toEqual({ best: 0.8, wait: 2 });
     task.dispose();
   });
