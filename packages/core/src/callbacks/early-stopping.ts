@@ -64,7 +64,7 @@ export class EarlyStopping implements Callback {
       trainer.requestStop(
         `early stopping: '${monitor}' did not improve by more than ${min_delta} ` +
           // Six significant digits: a float32 metric read as a double prints 0.9279999997615814.
-          `in ${patience} validations (best ${Number(this.best.toPrecision(6))}, now ${Number(value.toPrecision(6))})`,
+          `in ${patience} validations (best ${Number(this.best!.toPrecision(6))}, now ${Number(value.toPrecision(6))})`,
       );
     }
   }
