@@ -17,7 +17,7 @@ import { optimizerSpecs } from '../optim/index.js';
 import type { ComponentRegistry } from '../registry/registry.js';
 import type { ComponentSpec } from '../registry/types.js';
 import { Tokens, type Clock } from '../services/tokens.js';
-import { trainCommand } from './commands.js';
+import { evaluateCommand, trainCommand } from './commands.js';
 import { createContainer } from './container.js';
 import { Session } from './session.js';
 
@@ -152,5 +152,35 @@ describe('the default run dir (s5: finding 1)', () => {
     expect(error?.exitCode).toBe(2);
     expect(error?.message).toContain(`the run dir ${dir} already holds a run (checkpoints/last`);
     expect(readFileSync(join(dir, 'config.yaml'), 'utf8')).toBe(before);
+  });
+});
+
+describe('an evaluation inheriting a setting from the checkpoint (s5: finding 13)', () => {
+  it("says a trainer setting at fault comes from the checkpoint's saved config, not the command line", async () => {
+    const runDir = join(project, 'inherits');
+    expect((await train([`trainer.run_dir=${runDir}`, 'trainer.max_steps=1'])).error).toBeUndefined();
+    const ckpt = join(runDir, 'checkpoints', 'last');
+    // As a run trained with trainer.devices=2 saves it; this test asks for a single device.
+    const saved = readFileSync(join(ckpt, 'config.yaml'), 'utf8');
+    const ddp = saved.replace(/^( +)devices: .*$/m, '$1devices: 2');
+    expect(ddp).not.toBe(saved);
+    writeFileSync(join(ckpt, 'config.yaml'), ddp);
+    const { session } = await open();
+    const error = await evaluateCommand(session, 'test', { ckpt, overrides: ['trainer.strategy=single'] }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(TaskforgeError);
+    expect((error as TaskforgeError).exitCode).toBe(2);
+    expect((error as TaskforgeError).message).toContain('trainer.devices=2 needs trainer.strategy=ddp');
+    expect((error as TaskforgeError).message).toContain(
+      `(trainer.devices=2 comes from the checkpoint's saved config, ${join(ckpt, 'config.yaml')}: override it on the command line.)`,
+    );
+    // A setting given on the command line is the user's own: no attribution.
+    const own = await evaluateCommand((await open()).session, 'test', {
+      ckpt,
+      overrides: ['trainer.strategy=single', 'trainer.devices=2'],
+    }).catch((e: unknown) => e);
+    expect((own as Error).message).toContain('trainer.devices=2 needs trainer.strategy=ddp');
+    expect((own as Error).message).not.toContain('comes from the checkpoint');
   });
 });

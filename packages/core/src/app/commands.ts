@@ -170,7 +170,12 @@ async function openForEvaluation(
   requireCheckpointArgument(command, options);
   const { config, ckpt } = composeForCheckpoint(session, options, command);
   // test and predict send whole batches to the ddp devices: the batch size does not bound trainer.devices.
-  const run = await prepareRun(session, config, command, stage === 'test' || stage === 'predict');
+  let run: PreparedRun;
+  try {
+    run = await prepareRun(session, config, command, stage === 'test' || stage === 'predict');
+  } catch (error) {
+    throw ckpt ? attributeToCheckpoint(error, ckpt, options.overrides) : error;
+  }
   const datamodule = run.buildDatamodule();
   await prepareAndSetup(datamodule, stage, config.dataset);
   // Before the run dir exists: data that cannot match the checkpoint's weights is refused up front.
@@ -396,6 +401,27 @@ function composeForCheckpoint(
     );
   }
   return { config, ckpt };
+}
+
+/**
+ * A usage error (exit 2) that names `trainer.<key>=<value>` settings the command line did not give
+ * says they come from the checkpoint's saved config (an evaluation inherits the training run's
+ * trainer settings, e.g. `trainer.devices=2`), and how to override them. Other errors pass as they are.
+ */
+function attributeToCheckpoint(error: unknown, ckpt: CheckpointRef, overrides: string[]): unknown {
+  if (!(error instanceof TaskforgeError) || error instanceof ConfigError || error.exitCode !== 2) return error;
+  const saved = (ckpt.config['trainer'] ?? {}) as Record<string, unknown>;
+  const given = (key: string) => overrides.some((o) => new RegExp(`^\\+{0,2}trainer\\.${key}=`).test(o));
+  const inherited = [...new Set([...error.message.matchAll(/\btrainer\.(\w+)=([^\s,;)]+)/g)].map((m) => m[1]!))].filter(
+    (key) => !given(key) && saved[key] !== undefined && error.message.includes(`trainer.${key}=${String(saved[key])}`),
+  );
+  if (!inherited.length) return error;
+  const settings = inherited.map((key) => `trainer.${key}=${String(saved[key])}`).join(', ');
+  return new TaskforgeError(
+    `${error.message} (${settings} ${inherited.length === 1 ? 'comes' : 'come'} from the checkpoint's saved config, ` +
+      `${join(ckpt.dir, 'config.yaml')}: override ${inherited.length === 1 ? 'it' : 'them'} on the command line.)`,
+    { exitCode: 2 },
+  );
 }
 
 /** `<run>/checkpoints/<name>` → `<run>`; any other checkpoint dir → its parent. */
