@@ -8,7 +8,7 @@
  * typecheck, training, `taskforge list`) from a fresh clone. The tests share the copy and run in order.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -95,6 +95,28 @@ describe('nx g @taskforge/nx-plugin:task demo, in a copy of the workspace', () =
     expect(output(r)).toMatch(/Tests\s+\d+ passed \(\d+\)/);
     expect(output(r)).toMatch(/backbone\.spec\.ts/);
     expect(output(r)).not.toMatch(/\d+ (failed|skipped)/);
+  });
+
+  it('the generated tests follow a dataset fragment of your own: defaults checked by group, every conf/dataset/*.yaml validated (s5: finding 4)', async () => {
+    const root = join(ws.root, 'packages/task-enc');
+    const taskConf = join(root, 'conf/task/enc.yaml');
+    const original = readFileSync(taskConf, 'utf8');
+    const mine = join(root, 'conf/dataset/enc_files.yaml');
+    // A user's own fragment, selected by the task, with a misspelt key: only its own test may fail.
+    writeFileSync(mine, '_target_: datamodule/enc_synthetic\nnum_train: 64\nbatch_sise: 8\n');
+    writeFileSync(taskConf, original.replace('/dataset: enc_synthetic', '/dataset: enc_files'));
+    try {
+      const r = await nx('test', 'task-enc', '--skip-nx-cache');
+      expect(r.code).not.toBe(0);
+      const text = output(r);
+      expect(text).toMatch(/Tests\s+1 failed \| \d+ passed/);
+      expect(text).toMatch(/FAIL .*conf\/dataset\/enc_files\.yaml matches its data module schema/);
+      expect(text).toContain('batch_sise');
+      expect(text).not.toMatch(/FAIL .*conf\/task\/enc\.yaml composes/);
+    } finally {
+      writeFileSync(taskConf, original);
+      rmSync(mine);
+    }
   });
 
   it('nx run task-enc:train -- trainer.fast_dev_run=true trains one batch with the new backbone', async () => {
