@@ -165,8 +165,11 @@ describe('assertRunDirFree', () => {
     // An evaluation never continues a run: a resume path does not let it in.
     const test = refusal(() => assertRunDirFree(run, { command: 'test', given: run, resumeFrom: last }));
     expect(test.exitCode).toBe(2);
-    expect(test.message).toContain('`taskforge test` would overwrite its config.yaml and results');
+    expect(test.message).toContain('`taskforge test` would overwrite its config.yaml and results and add to its logs.');
     expect(test.message).not.toContain('resume');
+    // predict writes no logs, so it does not claim to (s5: finding 15).
+    const predict = refusal(() => assertRunDirFree(run, { command: 'predict', given: run }));
+    expect(predict.message).toContain('`taskforge predict` would overwrite its config.yaml and results. ');
   });
 
   it('lets sample add to a dir holding only earlier samples, not to a training run', () => {

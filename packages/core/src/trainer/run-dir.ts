@@ -146,7 +146,8 @@ export function assertRunDirFree(runDir: string, check: RunDirCheck): void {
     );
   }
   throw new TaskforgeError(
-    `${head} \`taskforge ${check.command}\` would overwrite its config.yaml and results and add to its logs. ` +
+    // predict logs no metrics: it only writes config.yaml and predictions.json.
+    `${head} \`taskforge ${check.command}\` would overwrite its config.yaml and results${check.command === 'predict' ? '' : ' and add to its logs'}. ` +
       `To keep it, ${elsewhere}; or delete ${runDir} if it is not needed.`,
     { exitCode: 2 },
   );
