@@ -44,7 +44,11 @@
 function exp4(x: v128): v128 {
   const keep = f32x4.ge(x, f32x4.splat(FLUSH_BELOW));
   const t = f32x4.mul(f32x4.max(x, f32x4.splat(FLUSH_BELOW)), f32x4.splat(1.4426950408889634));
-  const n = f32x4.nearest(t);
+  // Adding 1.5·2²³ rounds t to an integer (to nearest, ties to even, as f32x4.nearest) held in
+  // the low mantissa bits of r, so r << 23 is n in the exponent field: no float-to-int conversion,
+  // which V8 expands into a long saturating sequence on x64 (XNNPACK's "magic bias").
+  const r = f32x4.add(t, f32x4.splat(MAGIC_BIAS));
+  const n = f32x4.sub(r, f32x4.splat(MAGIC_BIAS));
   const f = f32x4.sub(t, n);
   let p = f32x4.splat(1.3273167423903942e-3);
   p = f32x4.add(f32x4.mul(p, f), f32x4.splat(9.671817533671856e-3));
@@ -53,8 +57,11 @@ function exp4(x: v128): v128 {
   p = f32x4.add(f32x4.mul(p, f), f32x4.splat(6.931470036506653e-1));
   p = f32x4.add(f32x4.mul(p, f), f32x4.splat(1.0));
   // n ≥ −44 and 2^f ≥ 0.7, so the product stays a normal float: adding n to the exponent is exact.
-  return v128.and(i32x4.add(p, i32x4.shl(i32x4.trunc_sat_f32x4_s(n), 23)), keep);
+  return v128.and(i32x4.add(p, i32x4.shl(r, 23)), keep);
 }
+
+/** 1.5·2²³: t + this has round(t) in its low mantissa bits for |t| < 2²². */
+const MAGIC_BIAS: f32 = 12582912.0;
 
 /** exp(−30) ≈ 9.4e-14 (see exp4). */
 const FLUSH_BELOW: f32 = -30.0;

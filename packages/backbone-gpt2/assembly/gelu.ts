@@ -1,0 +1,98 @@
+/**
+ * GPT-2's GELU, y = x·σ(u) with u = K·(x + A·x³) (the tanh form 0.5·x·(1 + tanh(u/2)) written
+ * with the logistic function), and its gradient, in WebAssembly SIMD (AssemblyScript).
+ *
+ * Built by `nx run backbone-gpt2:build-wasm` into `wasm/gelu.wasm`; driven from `src/gelu.ts`,
+ * which copies tensors into this module's memory (all pointers are byte offsets, 16-byte aligned;
+ * the module allocates nothing). One pass over x (and dy) per call, where the composed TF.js ops
+ * make 6 passes forward and 13 backward, each writing a [B, T, 4D] tensor.
+ */
+
+const K: f32 = 1.5957691216057308; // 2·√(2/π)
+const A: f32 = 0.044715;
+
+/**
+ * exp(x) for four lanes with x ≤ 0, as 2^n·p(f): the same degree-5 minimax form as the attention
+ * kernels' exp4 (see assembly/attention.ts; 1.7e-7 relative), lanes below −30 flushed to 0.
+ */
+@inline
+function expNonPositive(x: v128): v128 {
+  const keep = f32x4.ge(x, f32x4.splat(-30.0));
+  const t = f32x4.mul(f32x4.max(x, f32x4.splat(-30.0)), f32x4.splat(1.4426950408889634));
+  // Adding 1.5·2²³ rounds t to an integer (to nearest, ties to even, as f32x4.nearest) held in
+  // the low mantissa bits of r, so r << 23 is n in the exponent field: no float-to-int conversion,
+  // which V8 expands into a long saturating sequence on x64 (XNNPACK's "magic bias").
+  const r = f32x4.add(t, f32x4.splat(MAGIC_BIAS));
+  const n = f32x4.sub(r, f32x4.splat(MAGIC_BIAS));
+  const f = f32x4.sub(t, n);
+  let p = f32x4.splat(1.3273167423903942e-3);
+  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(9.671817533671856e-3));
+  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(5.5507075041532516e-2));
+  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(2.4022236466407776e-1));
+  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(6.931470036506653e-1));
+  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(1.0));
+  return v128.and(i32x4.add(p, i32x4.shl(r, 23)), keep);
+}
+
+/** 1.5·2²³: t + this has round(t) in its low mantissa bits for |t| < 2²². */
+const MAGIC_BIAS: f32 = 12582912.0;
+
+/**
+ * σ(u) = 1 / (1 + e^(−u)) for four lanes, from e = exp(−|u|) ≤ 1 so nothing overflows:
+ * 1 / (1 + e) for u ≥ 0 and e / (1 + e) for u < 0.
+ */
+@inline
+function sigmoid4(u: v128): v128 {
+  const e = expNonPositive(f32x4.neg(f32x4.abs(u)));
+  const inv = f32x4.div(f32x4.splat(1.0), f32x4.add(f32x4.splat(1.0), e));
+  return v128.bitselect(inv, f32x4.mul(e, inv), f32x4.ge(u, f32x4.splat(0.0)));
+}
+
+/** u = K·(x + A·x³) = x·(K + A·K·x²). */
+@inline
+function inner(x: v128, x2: v128): v128 {
+  return f32x4.mul(x, f32x4.add(f32x4.splat(K), f32x4.mul(f32x4.splat(A * K), x2)));
+}
+
+@inline
+function geluAt(x: v128): v128 {
+  return f32x4.mul(x, sigmoid4(inner(x, f32x4.mul(x, x))));
+}
+
+/** dy·(σ(u) + x·σ(u)·(1 − σ(u))·u′), with u′ = K·(1 + 3A·x²). */
+@inline
+function geluGradAt(x: v128, dy: v128): v128 {
+  const x2 = f32x4.mul(x, x);
+  const s = sigmoid4(inner(x, x2));
+  const du = f32x4.add(f32x4.splat(K), f32x4.mul(f32x4.splat(3 * A * K), x2));
+  const slope = f32x4.mul(f32x4.mul(x, f32x4.mul(s, f32x4.sub(f32x4.splat(1.0), s))), du);
+  return f32x4.mul(dy, f32x4.add(s, slope));
+}
+
+/** y[i] = gelu(x[i]) for i < n. */
+export function forward(x: usize, y: usize, n: i32): void {
+  const whole = n & ~3;
+  for (let i = 0; i < whole; i += 4) {
+    const at = <usize>i << 2;
+    v128.store(y + at, geluAt(v128.load(x + at)));
+  }
+  // The last n % 4 elements, one lane each: never read or write past n.
+  for (let i = whole; i < n; i++) {
+    const at = <usize>i << 2;
+    store<f32>(y + at, f32x4.extract_lane(geluAt(f32x4.splat(load<f32>(x + at))), 0));
+  }
+}
+
+/** dx[i] = dy[i]·gelu′(x[i]) for i < n. */
+export function backward(x: usize, dy: usize, dx: usize, n: i32): void {
+  const whole = n & ~3;
+  for (let i = 0; i < whole; i += 4) {
+    const at = <usize>i << 2;
+    v128.store(dx + at, geluGradAt(v128.load(x + at), v128.load(dy + at)));
+  }
+  for (let i = whole; i < n; i++) {
+    const at = <usize>i << 2;
+    const g = geluGradAt(f32x4.splat(load<f32>(x + at)), f32x4.splat(load<f32>(dy + at)));
+    store<f32>(dx + at, f32x4.extract_lane(g, 0));
+  }
+}
