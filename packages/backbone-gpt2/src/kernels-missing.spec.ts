@@ -1,3 +1,5 @@
+// The compiled kernel files are absent (e.g. the package was not built): each wasm op says which
+// file is missing and the command that builds it.
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, expect, it, vi } from 'vitest';
@@ -21,4 +23,13 @@ it('names the missing wasm/attention.wasm and the command that builds it', async
     /wasm\/attention\.wasm is missing \(ENOENT.*npx nx run backbone-gpt2:build-wasm/,
   );
   q.dispose();
+});
+
+it('names the missing wasm/gelu.wasm and the command that builds it', async () => {
+  const { gelu } = await import('./gelu.js');
+  const x = tf.zeros([2, 4]);
+  expect(() => gelu(x)).toThrow(
+    /GELU: the compiled kernel .*wasm\/gelu\.wasm is missing \(ENOENT.*npx nx run backbone-gpt2:build-wasm/,
+  );
+  x.dispose();
 });
