@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, expect, it, vi } from 'vitest';
 
-// The compiled kernel file is absent (e.g. the package was not built).
+// Every read of a compiled kernel fails as for a missing file.
 vi.mock('node:fs', async (importOriginal) => ({
   ...(await importOriginal<typeof import('node:fs')>()),
   readFileSync: () => {
