@@ -109,6 +109,75 @@ function hmax(v: v128): f32 {
 }
 
 /**
+ * out[r, d] = (Σ_j row_r[j] · cols[d, j]) · mult_r for the rb real rows of a block (r < rb) and
+ * d < hd: the probabilities (or dS) of 4 query rows, kept in row0..row3 ([n4] each), times the
+ * transposed values (or keys) cols [hd, ld]. Two d at a time, so each loaded row vector serves
+ * two columns (8 accumulators, 4 row and 2 column registers); an odd hd ends with one column.
+ */
+@inline
+function rowsTimesColumns(
+  row0: usize, row1: usize, row2: usize, row3: usize, cols: usize, n4: i32, hd: i32, ld: i32,
+  out: usize, outStride: usize, rb: i32, mult0: f32, mult1: f32, mult2: f32, mult3: f32,
+): void {
+  let d = 0;
+  for (; d + 2 <= hd; d += 2) {
+    const c0 = cols + (<usize>(d * ld) << 2);
+    const c1 = c0 + (<usize>ld << 2);
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+    let b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (let j = 0; j < n4; j += 4) {
+      const jb = <usize>j << 2;
+      const x0 = v128.load(c0 + jb);
+      const x1 = v128.load(c1 + jb);
+      const p0 = v128.load(row0 + jb);
+      const p1 = v128.load(row1 + jb);
+      const p2 = v128.load(row2 + jb);
+      const p3 = v128.load(row3 + jb);
+      a0 = f32x4.add(a0, f32x4.mul(p0, x0));
+      b0 = f32x4.add(b0, f32x4.mul(p0, x1));
+      a1 = f32x4.add(a1, f32x4.mul(p1, x0));
+      b1 = f32x4.add(b1, f32x4.mul(p1, x1));
+      a2 = f32x4.add(a2, f32x4.mul(p2, x0));
+      b2 = f32x4.add(b2, f32x4.mul(p2, x1));
+      a3 = f32x4.add(a3, f32x4.mul(p3, x0));
+      b3 = f32x4.add(b3, f32x4.mul(p3, x1));
+    }
+    const db = <usize>d << 2;
+    store<f32>(out + db, hsum(a0) * mult0);
+    store<f32>(out + db, hsum(b0) * mult0, 4);
+    if (rb > 1) {
+      store<f32>(out + outStride + db, hsum(a1) * mult1);
+      store<f32>(out + outStride + db, hsum(b1) * mult1, 4);
+    }
+    if (rb > 2) {
+      store<f32>(out + 2 * outStride + db, hsum(a2) * mult2);
+      store<f32>(out + 2 * outStride + db, hsum(b2) * mult2, 4);
+    }
+    if (rb > 3) {
+      store<f32>(out + 3 * outStride + db, hsum(a3) * mult3);
+      store<f32>(out + 3 * outStride + db, hsum(b3) * mult3, 4);
+    }
+  }
+  if (d < hd) {
+    const c0 = cols + (<usize>(d * ld) << 2);
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+    for (let j = 0; j < n4; j += 4) {
+      const jb = <usize>j << 2;
+      const x0 = v128.load(c0 + jb);
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(row0 + jb), x0));
+      a1 = f32x4.add(a1, f32x4.mul(v128.load(row1 + jb), x0));
+      a2 = f32x4.add(a2, f32x4.mul(v128.load(row2 + jb), x0));
+      a3 = f32x4.add(a3, f32x4.mul(v128.load(row3 + jb), x0));
+    }
+    const db = <usize>d << 2;
+    store<f32>(out + db, hsum(a0) * mult0);
+    if (rb > 1) store<f32>(out + outStride + db, hsum(a1) * mult1);
+    if (rb > 2) store<f32>(out + 2 * outStride + db, hsum(a2) * mult2);
+    if (rb > 3) store<f32>(out + 3 * outStride + db, hsum(a3) * mult3);
+  }
+}
+
+/**
  * Forward: o = softmax(q·kᵀ·scale + causal mask)·v per head, and lse = the rows' log-sum-exp of
  * the scaled, masked scores (saved for the backward pass).
  */
@@ -205,25 +274,7 @@ export function forward(
       const inv1 = softmaxRow(r1, hmax(m1), i0, 1, lse + (<usize>(h * T + i0) << 2), rb);
       const inv2 = softmaxRow(r2, hmax(m2), i0, 2, lse + (<usize>(h * T + i0) << 2), rb);
       const inv3 = softmaxRow(r3, hmax(m3), i0, 3, lse + (<usize>(h * T + i0) << 2), rb);
-      const oRow = o + oOff + (<usize>(i0 * oT) << 2);
-      const rowStride = <usize>oT << 2;
-      for (let d = 0; d < hd; d++) {
-        const vRow = vt + (<usize>(d * ld) << 2);
-        let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-        for (let j = 0; j < n4; j += 4) {
-          const jb = <usize>j << 2;
-          const vv = v128.load(vRow + jb);
-          a0 = f32x4.add(a0, f32x4.mul(v128.load(rows + jb), vv));
-          a1 = f32x4.add(a1, f32x4.mul(v128.load(r1 + jb), vv));
-          a2 = f32x4.add(a2, f32x4.mul(v128.load(r2 + jb), vv));
-          a3 = f32x4.add(a3, f32x4.mul(v128.load(r3 + jb), vv));
-        }
-        const db = <usize>d << 2;
-        store<f32>(oRow + db, hsum(a0) * inv0);
-        if (rb > 1) store<f32>(oRow + rowStride + db, hsum(a1) * inv1);
-        if (rb > 2) store<f32>(oRow + 2 * rowStride + db, hsum(a2) * inv2);
-        if (rb > 3) store<f32>(oRow + 3 * rowStride + db, hsum(a3) * inv3);
-      }
+      rowsTimesColumns(rows, r1, r2, r3, vt, n4, hd, ld, o + oOff + (<usize>(i0 * oT) << 2), <usize>oT << 2, rb, inv0, inv1, inv2, inv3);
     }
   }
 }
@@ -349,25 +400,7 @@ export function backward(
         }
       }
       // dq rows = dS·k·scale, from the block's dS kept in rows.
-      const dqRow = dq + off + (<usize>(i0 * sT) << 2);
-      const rowStride = <usize>sT << 2;
-      for (let d = 0; d < hd; d++) {
-        const kRow = kt + (<usize>(d * ld) << 2);
-        let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-        for (let j = 0; j < n4; j += 4) {
-          const jb = <usize>j << 2;
-          const kv = v128.load(kRow + jb);
-          a0 = f32x4.add(a0, f32x4.mul(v128.load(rows + jb), kv));
-          a1 = f32x4.add(a1, f32x4.mul(v128.load(r1 + jb), kv));
-          a2 = f32x4.add(a2, f32x4.mul(v128.load(r2 + jb), kv));
-          a3 = f32x4.add(a3, f32x4.mul(v128.load(r3 + jb), kv));
-        }
-        const db = <usize>d << 2;
-        store<f32>(dqRow + db, hsum(a0) * scale);
-        if (rb > 1) store<f32>(dqRow + rowStride + db, hsum(a1) * scale);
-        if (rb > 2) store<f32>(dqRow + 2 * rowStride + db, hsum(a2) * scale);
-        if (rb > 3) store<f32>(dqRow + 3 * rowStride + db, hsum(a3) * scale);
-      }
+      rowsTimesColumns(rows, r1, r2, r3, kt, n4, hd, ld, dq + off + (<usize>(i0 * sT) << 2), <usize>sT << 2, rb, scale, scale, scale, scale);
     }
     transposeOut(dkt, dk + off, T, hd, sT, ld);
     transposeOut(dvt, dv + off, T, hd, sT, ld);
