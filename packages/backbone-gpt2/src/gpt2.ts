@@ -220,7 +220,7 @@ export class Gpt2 implements Backbone {
       const drop = this.dropper(options);
       // Shift right: position i sees the embedding of token i-1, position 0 sees `sos`.
       const tok = tf.concat([this.sos(B), this.embedTokens(tokens.slice([0, 0], [B, T - 1]))], 1);
-      const x = drop(tok.add(this.v('pos_embed').slice([0, 0], [T, D]))) as tf.Tensor3D;
+      const x = drop(addPositions(tok, this.v('pos_embed').slice([0, 0], [T, D]) as tf.Tensor2D)) as tf.Tensor3D;
       // On wasm the fused kernels read the qkv projection as it is (fused-attention.ts); other
       // backends split the heads and run the plain-ops attention (attention.ts).
       const attend: Attend =
@@ -392,4 +392,21 @@ export class Gpt2 implements Backbone {
   private norm(prefix: string): Norm {
     return { gamma: this.v(`${prefix}.gamma`), beta: this.v(`${prefix}.beta`) };
   }
+}
+
+/**
+ * tok [B, T, D] + pos [T, D] (broadcast over the batch), differentiable. pos's gradient is the
+ * batch sum of dy as core's `sumRows` over [B, T·D]: autodiff of the broadcast add sums axis 0
+ * with TF.js's `Sum`, which on wasm transposes the whole [B, T, D] gradient first (19 ms of a
+ * large-config step, against ~2 ms).
+ */
+function addPositions(tok: tf.Tensor3D, pos: tf.Tensor2D): tf.Tensor3D {
+  const [B, T, D] = tok.shape;
+  return tf.customGrad((...args) => {
+    const [t, p] = args as [tf.Tensor3D, tf.Tensor2D];
+    return {
+      value: t.add(p),
+      gradFunc: (dy: tf.Tensor) => [dy, sumRows(dy.reshape([B, T * D])).reshape([T, D])],
+    };
+  })(tok, pos) as tf.Tensor3D;
 }
