@@ -2,7 +2,14 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ComponentRegistry, ConfigError, Instantiator, createContainer } from '@taskforge/core';
-import { Gpt2, layerNorm, type ForwardOptions, type Gpt2Hparams } from './gpt2.js';
+import {
+  Gpt2,
+  LAYER_NORM_GRAD_KERNEL,
+  LAYER_NORM_KERNEL,
+  layerNorm,
+  type ForwardOptions,
+  type Gpt2Hparams,
+} from './gpt2.js';
 import { createGpt2, gpt2Schema, plugin } from './index.js';
 
 const T = 64; // an 8×8 image
@@ -396,13 +403,14 @@ describe.each(['cpu', 'wasm'])('layerNorm on %s', (backend) => {
     expect(await tf.setBackend(backend)).toBe(true);
   });
 
-  it('matches autodiff of the plain formula: output, dx, dγ, dβ', () => {
+  // D = 6 (a vector and a 2-element tail in the wasm kernels), 16 and 128 (whole vectors, the bench's widths).
+  it.each([6, 16, 128])('matches autodiff of the plain formula: output, dx, dγ, dβ (D = %i)', (D) => {
     const [expected, actual] = [false, true].map((custom) =>
       tf.tidy(() => {
-        const x = tf.randomNormal([3, 5, 6], 0, 2, 'float32', 1);
-        const gamma = tf.randomNormal([6], 1, 0.5, 'float32', 2);
-        const beta = tf.randomNormal([6], 0, 1, 'float32', 3);
-        const w = tf.randomNormal([3, 5, 6], 0, 1, 'float32', 4);
+        const x = tf.randomNormal([3, 5, D], 0, 2, 'float32', 1);
+        const gamma = tf.randomNormal([D], 1, 0.5, 'float32', 2);
+        const beta = tf.randomNormal([D], 0, 1, 'float32', 3);
+        const w = tf.randomNormal([3, 5, D], 0, 1, 'float32', 4);
         const plain = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
           const { mean, variance } = tf.moments(a, -1, true);
           return a
@@ -417,7 +425,22 @@ describe.each(['cpu', 'wasm'])('layerNorm on %s', (backend) => {
         return [value, ...grads].map((t) => Array.from(t.dataSync()));
       }),
     );
-    expect(actual!.map((a) => a.length)).toEqual([1, 90, 6, 6]);
+    expect(actual!.map((a) => a.length)).toEqual([1, 15 * D, D, D]);
     actual!.forEach((values, i) => values.forEach((v, j) => expect(v).toBeCloseTo(expected![i]![j]!, 4)));
+  });
+
+  it(`runs ${backend === 'wasm' ? 'one kernel per pass' : 'ops'}`, async () => {
+    const x = tf.variable(tf.randomNormal([4, 7, 16]));
+    const gamma = tf.variable(tf.ones([16]));
+    const beta = tf.variable(tf.zeros([16]));
+    const { kernelNames } = await tf.profile(() => {
+      const { value, grads } = tf.variableGrads(() => layerNorm(x, { gamma, beta }).square().sum() as tf.Scalar);
+      tf.dispose([value, grads]);
+    });
+    if (backend === 'wasm') {
+      expect(kernelNames).toEqual(expect.arrayContaining([LAYER_NORM_KERNEL, LAYER_NORM_GRAD_KERNEL]));
+      expect(kernelNames).not.toContain('Mean');
+    } else expect(kernelNames).not.toContain(LAYER_NORM_KERNEL);
+    tf.dispose([x, gamma, beta]);
   });
 });

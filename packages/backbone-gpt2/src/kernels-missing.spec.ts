@@ -33,3 +33,13 @@ it('names the missing wasm/gelu.wasm and the command that builds it', async () =
   );
   x.dispose();
 });
+
+it('names the missing wasm/layer-norm.wasm and the command that builds it', async () => {
+  const { layerNorm } = await import('./gpt2.js');
+  const x = tf.zeros([2, 4]);
+  const [gamma, beta] = [tf.ones([4]), tf.zeros([4])];
+  expect(() => layerNorm(x, { gamma, beta })).toThrow(
+    /LayerNorm: the compiled kernel .*wasm\/layer-norm\.wasm is missing \(ENOENT.*npx nx run backbone-gpt2:build-wasm/,
+  );
+  tf.dispose([x, gamma, beta]);
+});
