@@ -166,14 +166,20 @@ export class Trainer implements TrainerView {
       );
     },
     (signal) => {
-      // Printed before the process dies of the signal: the resume hint above no longer holds.
+      // Printed before the process dies of the signal, so the user knows whether the resume hint above holds.
+      const saved = this.interruptSavedTo;
       this.output.warn(
-        `Received ${signal} again: aborting now, at global step ${this.globalStep}, without saving a checkpoint ` +
-          `(${this.interruptCheckpointDir()} is not written by this stop; checkpoints saved earlier are intact). ` +
-          `${this.runDir} keeps the logs; to start over, delete it or set another trainer.run_dir.`,
+        saved
+          ? `Received ${signal} again: exiting now. The checkpoint ${saved} was saved completely before it; ` +
+              `resume with ${overrideHint('trainer.resume_from', saved)}.`
+          : `Received ${signal} again: aborting now, at global step ${this.globalStep}, without saving a checkpoint ` +
+              `(${this.interruptCheckpointDir()} is not written by this stop; checkpoints saved earlier are intact). ` +
+              `${this.runDir} keeps the logs; to start over, delete it or set another trainer.run_dir.`,
       );
     },
   );
+  /** Where the checkpoint of a signal stop went, once it is completely written (undefined before). */
+  private interruptSavedTo: string | undefined;
 
   /**
    * Validates `config` (a ConfigError, exit 2, names every bad `trainer.*` key at once). Selects
@@ -310,6 +316,7 @@ export class Trainer implements TrainerView {
     this.progress.reset();
     this.callbackMetrics = {};
     this.stopReason = undefined;
+    this.interruptSavedTo = undefined;
     this.signals.install();
     let status: 'success' | 'failed' | 'interrupted' = 'failed';
     try {
@@ -357,8 +364,12 @@ export class Trainer implements TrainerView {
       });
       throw error;
     } finally {
-      this.signals.remove();
-      await this.finish(status);
+      try {
+        await this.finish(status);
+      } finally {
+        // Only now: a second signal while the run winds down (loggers, workers) still says what it cuts short.
+        this.signals.remove();
+      }
       this.optimizer?.dispose();
       this.optimizer = undefined;
     }
@@ -709,6 +720,7 @@ export class Trainer implements TrainerView {
       const dir = checkpointer
         ? await checkpointer.saveLastCheckpoint(this)
         : await this.saveCheckpoint(join(this.runDir, 'checkpoints', 'last'));
+      this.interruptSavedTo = dir;
       where = `last checkpoint saved to ${dir}; resume with ${overrideHint('trainer.resume_from', dir)}`;
     }
     throw new TrainingInterrupted(

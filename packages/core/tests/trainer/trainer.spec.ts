@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ModelCheckpoint } from '../../src/callbacks/model-checkpoint.js';
 import { TaskforgeError } from '../../src/errors.js';
 import { TrainingInterrupted } from '../../src/trainer/signals.js';
@@ -180,6 +180,43 @@ describe('Trainer.fit', () => {
     // Only the optimizer's slots (disposed at the end of fit) were added.
     expect(tf.memory().numTensors).toBe(before);
     task.dispose();
+  });
+
+  it.each([
+    [
+      'before the checkpoint is written',
+      'onTrainBatchEnd',
+      /^Received SIGINT again: aborting now, at global step 3, without saving a checkpoint/,
+    ],
+    [
+      'after it is written, while the loggers finalize',
+      'finalize',
+      /^Received SIGINT again: exiting now\. The checkpoint \S+ was saved completely before it; resume with/,
+    ],
+  ] as const)('a second SIGINT %s says whether the checkpoint holds (s6: finding 6)', async (_, hook, said) => {
+    // The second signal re-raises SIGINT to end the process: stubbed, so the test process lives on.
+    const kill = vi.spyOn(process, 'kill').mockImplementation(() => true);
+    try {
+      const recorder = new RecordingCallback({
+        onTrainBatchEnd: (trainer) => {
+          if (trainer.globalStep === 3) process.emit('SIGINT');
+          if (trainer.globalStep === 3 && hook === 'onTrainBatchEnd') process.emit('SIGINT');
+        },
+      });
+      const task = new ToyTask();
+      const { trainer, output, logger } = makeTrainer(scratch.dir(), { max_epochs: 2 }, [recorder]);
+      const finalize = logger.finalize.bind(logger);
+      logger.finalize = (status) => {
+        if (hook === 'finalize') process.emit('SIGINT');
+        return finalize(status);
+      };
+      await expect(trainer.fit(task, new ToyDataModule())).rejects.toThrow(TrainingInterrupted);
+      expect(output.warnings[1]).toMatch(said);
+      expect(kill).toHaveBeenCalledWith(process.pid, 'SIGINT');
+      task.dispose();
+    } finally {
+      kill.mockRestore();
+    }
   });
 
   it('on SIGINT finishes the step, saves last, finalizes loggers as interrupted and removes its listeners', async () => {
