@@ -26,6 +26,15 @@ describe('commandOptions', () => {
       overrides: ['fast_dev_run=true', 'max_epochs=1'],
     });
   });
+
+  it("reads argparse's `--key value` as key=value, unless the next word is an override or a flag (s6: finding 2)", () => {
+    expect(commandOptions(['--trainer.max_epochs', '3', 'task=x', '--fast_dev_run', '--seed', '7'])).toEqual({
+      overrides: ['trainer.max_epochs=3', 'task=x', 'fast_dev_run=true', 'seed=7'],
+    });
+    expect(commandOptions(['--fast_dev_run', 'trainer.max_steps=2', '--x', '+y=1', '--z', '~w'])).toEqual({
+      overrides: ['fast_dev_run=true', 'trainer.max_steps=2', 'x=true', '+y=1', 'z=true', '~w'],
+    });
+  });
 });
 
 describe('main', () => {
@@ -79,6 +88,10 @@ describe('main', () => {
     expect(lightning.out.stderr).toContain("did you mean 'trainer.fast_dev_run'?");
     expect(lightning.out.stderr).toContain("write 'trainer.fast_dev_run=true'");
     expect(lightning.out.stderr).toContain("write 'trainer.max_epochs=1'");
+    const spaced = io();
+    expect(await main(['config', '--max_epochs', '3'], spaced.io)).toBe(2);
+    expect(spaced.out.stderr).toContain("write 'trainer.max_epochs=3'");
+    expect(spaced.out.stderr).not.toContain('true');
   });
 
   it('exits 2 with every config problem and no stack trace; --verbose adds the stack', async () => {

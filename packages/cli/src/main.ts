@@ -177,11 +177,19 @@ export function commandOptions(args: string[]): CommandOptions {
   refuseHydraCfg(args);
   let ckpt: string | undefined;
   const overrides: string[] = [];
-  for (const raw of args) {
+  for (let i = 0; i < args.length; i++) {
+    const raw = args[i]!;
     if (raw === '--verbose' || raw === '-v') continue;
-    // Lightning's argparse flags: `--fast_dev_run` alone means true, and `--max_epochs=1` sets a
-    // value; both are read as overrides, whose errors then name the full key (trainer.fast_dev_run).
-    const flag = raw.startsWith('--') && !raw.includes('=') ? `${raw}=true` : raw;
+    // Lightning's argparse flags: `--fast_dev_run` alone means true, `--max_epochs=1` and
+    // `--max_epochs 1` set a value; all are read as overrides, whose errors then name the full key
+    // (trainer.fast_dev_run). A word after `--key` is its value unless it is an override or flag itself.
+    const next = args[i + 1];
+    const valueNext = next !== undefined && !next.includes('=') && !/^[-+~]/.test(next);
+    let flag = raw;
+    if (raw.startsWith('--') && !raw.includes('=')) {
+      flag = valueNext ? `${raw}=${next}` : `${raw}=true`;
+      if (valueNext) i += 1;
+    }
     const arg = flag.startsWith('--') ? flag.slice(2) : flag;
     if (arg.startsWith('ckpt=')) ckpt = arg.slice('ckpt='.length);
     else overrides.push(arg);
