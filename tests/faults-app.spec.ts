@@ -264,7 +264,7 @@ describe('a run dir that already holds a run is never written over (s5: finding 
     );
     expect(r.stderr).toMatch(/logs\/csv\/metrics\.csv \(\d+ rows, steps \d+-2\)/);
     expect(r.stderr).toContain('would overwrite its checkpoints and config.yaml');
-    expect(r.stderr).toContain(`resume it in place with 'trainer.resume_from=${last}'`);
+    expect(r.stderr).toContain(`keep 'trainer.run_dir=${runDir}' and add 'trainer.resume_from=${last}'`);
     expect(r.stderr).toContain('pick another trainer.run_dir');
     expect(r.stderr).toContain(`delete ${runDir}`);
     expect(r.stderr).not.toMatch(/\n\s+at /);

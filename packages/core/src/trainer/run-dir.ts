@@ -133,7 +133,7 @@ export function assertRunDirFree(runDir: string, check: RunDirCheck): void {
   if (check.command === 'train') {
     const resumable = resumeCandidate(runDir);
     const resume = resumable
-      ? `To continue that run, resume it in place with ${overrideHint('trainer.resume_from', resumable)}; to start a new run, `
+      ? `To continue that run in it, keep ${overrideHint('trainer.run_dir', check.given ?? runDir)} and add ${overrideHint('trainer.resume_from', resumable)} (without trainer.run_dir, a resumed run writes to a new run dir); to start a new run, `
       : 'To start a new run, ';
     const note =
       check.resumeFrom && !isInside(runDir, check.resumeFrom)
