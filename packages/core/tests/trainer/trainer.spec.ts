@@ -156,7 +156,9 @@ describe('Trainer.fit', () => {
     (trainer.callbacks as unknown[]).push(recorder);
     const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TaskforgeError);
-    expect((error as Error).message).toMatch(/Training loss is NaN at global step 3 \(epoch 0, batch 3\)/);
+    expect((error as Error).message).toMatch(
+      /Training loss is NaN at global step 3 \(after 3 completed optimizer steps; epoch 0, batch 3\)/,
+    );
     expect((error as Error).message).toContain('stop_on_nan');
     expect(task.snapshot()).toEqual(before[2]);
     expect(logger.finalized).toEqual(['failed']);

@@ -138,8 +138,9 @@ export class FitLoop {
     if (!Number.isFinite(loss) && config.stop_on_nan) {
       tf.dispose(this.accumulated);
       throw new TaskforgeError(
-        `Training loss is ${loss} at global step ${progress.globalStep} (epoch ` +
-          `${progress.epoch}, batch ${this.batchIdx}); stopping before the weights are updated. ` +
+        // "after N steps" matches the progress bar, which counts completed steps (global_step is 0-based).
+        `Training loss is ${loss} at global step ${progress.globalStep} (after ${progress.globalStep} completed ` +
+          `optimizer steps; epoch ${progress.epoch}, batch ${this.batchIdx}); stopping before the weights are updated. ` +
           'Common causes: a learning rate that is too high, no gradient clipping ' +
           '(set trainer.gradient_clip_val, e.g. 1.0), or bad values in that batch. ' +
           'Set trainer.stop_on_nan=false to keep training anyway.',
@@ -193,8 +194,9 @@ export class FitLoop {
         if (config.stop_on_nan) {
           tf.dispose(grads);
           throw new TaskforgeError(
-            `The gradient norm is ${clipped.norm} at global step ${progress.globalStep} (epoch ` +
-              `${progress.epoch}, batch ${this.batchIdx - 1}); stopping before the weights are updated. ` +
+            `The gradient norm is ${clipped.norm} at global step ${progress.globalStep} (after ` +
+              `${progress.globalStep} completed optimizer steps; epoch ${progress.epoch}, batch ${this.batchIdx - 1}); ` +
+              'stopping before the weights are updated. ' +
               'Lower the learning rate or check the inputs; set trainer.stop_on_nan=false to skip such steps instead.',
           );
         }
