@@ -190,7 +190,13 @@ async function openForEvaluation(
   }
   try {
     // Loaded only now, after prepareRun chose the backend, so the weights land on it.
-    if (ckpt) restoreFromCheckpoint(task, await loadCheckpoint(ckpt.dir, { optimizer: false }), run.output);
+    if (ckpt)
+      restoreFromCheckpoint(
+        task,
+        await loadCheckpoint(ckpt.dir, { optimizer: false }),
+        run.output,
+        config as unknown as Record<string, unknown>,
+      );
   } catch (error) {
     task.dispose();
     throw error;
@@ -467,9 +473,14 @@ function assertSameData(ckpt: CheckpointRef, config: RunConfig, datamodule: Data
   );
 }
 
-function restoreFromCheckpoint(task: Task, checkpoint: Checkpoint, output: Output): void {
+function restoreFromCheckpoint(
+  task: Task,
+  checkpoint: Checkpoint,
+  output: Output,
+  currentConfig: Record<string, unknown>,
+): void {
   try {
-    restoreTaskWeights(task, checkpoint);
+    restoreTaskWeights(task, checkpoint, { currentConfig });
   } finally {
     checkpoint.dispose();
   }

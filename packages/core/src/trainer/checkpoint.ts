@@ -299,6 +299,12 @@ export interface RestoreOptions {
    * (e.g. a fresh classification head when fine-tuning on another label set).
    */
   skip?: readonly string[];
+  /**
+   * The config of the run loading the checkpoint: when the weights do not fit, the error names the
+   * `backbone.*` and `task.*` values that differ from the checkpoint's config.yaml, with the
+   * overrides that load it.
+   */
+  currentConfig?: Record<string, unknown>;
 }
 
 /**
@@ -345,11 +351,18 @@ export function restoreTaskWeights(
   if (strict && unexpected.length)
     problems.push(`in the checkpoint but not in the model: ${list(unexpected.map((n) => `'${n}'`))}`);
   if (problems.length) {
+    const differences = options.currentConfig ? modelConfigDifferences(checkpoint.dir, options.currentConfig) : [];
+    const advice = differences.length
+      ? `The model config differs from the checkpoint's (${join(checkpoint.dir, 'config.yaml')}): ` +
+        `${differences.map((d) => `${d.key} is ${d.saved} there and ${d.current} here`).join(', ')}; ` +
+        `to load it, set ${differences.map((d) => `${d.key}=${d.saved}`).join(' ')} (or drop the overrides that changed them).`
+      : 'The model config (or the data that sizes it) differs from the one the checkpoint ' +
+        "was trained with; use the config saved in the checkpoint's config.yaml.";
     throw new TaskforgeError(
-      `Checkpoint '${checkpoint.dir}' does not match the model: ${problems.join('; ')}. ` +
-        'The model config (or the data that sizes it) differs from the one the checkpoint ' +
-        "was trained with; use the config saved in the checkpoint's config.yaml.",
-      { exitCode: 2 },
+      `Checkpoint '${checkpoint.dir}' does not match the model: ${problems.join('; ')}. ${advice}`,
+      {
+        exitCode: 2,
+      },
     );
   }
   for (const [name, variable] of Object.entries(variables)) {
@@ -367,4 +380,40 @@ function list(items: string[], max = 8): string {
 /** Directory name for a checkpoint taken after `globalStep` optimizer steps, e.g. `step=000200`. */
 export function checkpointName(globalStep: number): string {
   return `step=${String(globalStep).padStart(6, '0')}`;
+}
+
+/**
+ * The `backbone.*` and `task.*` leaf values of `current` that differ from those in the config.yaml
+ * saved in checkpoint `dir` (values as YAML flow text); empty when it has none or it cannot be read.
+ */
+function modelConfigDifferences(
+  dir: string,
+  current: Record<string, unknown>,
+): Array<{ key: string; saved: string; current: string }> {
+  let saved: Record<string, unknown> | undefined;
+  try {
+    saved = readCheckpointConfig(dir);
+  } catch {
+    return [];
+  }
+  if (!saved) return [];
+  const leaves = (node: unknown, prefix: string, out: Map<string, string>) => {
+    if (node !== null && typeof node === 'object' && !Array.isArray(node)) {
+      for (const [k, v] of Object.entries(node)) leaves(v, `${prefix}.${k}`, out);
+    } else out.set(prefix, JSON.stringify(node) ?? 'null');
+    return out;
+  };
+  const differences: Array<{ key: string; saved: string; current: string }> = [];
+  const isNode = (v: unknown) => v !== null && typeof v === 'object' && !Array.isArray(v);
+  for (const section of ['backbone', 'task']) {
+    // A config without the section (an empty one, a task without a backbone) says nothing about it.
+    if (!isNode(saved[section]) || !isNode(current[section])) continue;
+    const a = leaves(saved[section], section, new Map());
+    const b = leaves(current[section], section, new Map());
+    for (const key of new Set([...a.keys(), ...b.keys()])) {
+      if (a.get(key) !== b.get(key))
+        differences.push({ key, saved: a.get(key) ?? '(unset)', current: b.get(key) ?? '(unset)' });
+    }
+  }
+  return differences;
 }

@@ -671,7 +671,7 @@ export class Trainer implements TrainerView {
           { exitCode: 2 },
         );
       }
-      restoreTaskWeights(this.task, checkpoint);
+      restoreTaskWeights(this.task, checkpoint, this.composedConfig ? { currentConfig: this.composedConfig } : {});
       if (this.optimizer) {
         if (!checkpoint.optimizer) {
           throw new TaskforgeError(

@@ -102,6 +102,36 @@ describe('checkpoints', () => {
     expect(error!.message).toContain("missing from the checkpoint: 'hidden/kernel', 'hidden/bias'");
     expect((error as TaskforgeError).exitCode, 'a checkpoint that does not fit the model is a config mistake').toBe(2);
 
+    // With the loading run's config: the backbone and task values that differ from the checkpoint's config.yaml (s6: finding 3).
+    const withConfig = await writeCheckpoint(join(scratch.dir(), 'linear-config'), {
+      task: linear,
+      modelDataArgs: { inputDim: 3 },
+      config: { backbone: { embed_dim: 32, num_layers: 2 }, task: { hidden: 0 }, trainer: { seed: 1 } },
+    });
+    const current = { backbone: { embed_dim: 16, num_layers: 2 }, task: { hidden: 4 }, trainer: { seed: 2 } };
+    const named = (() => {
+      try {
+        restoreTaskWeights(mlp, loaded, { currentConfig: current });
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(named!.message).toContain("use the config saved in the checkpoint's config.yaml"); // no config.yaml in `dir`
+    const configured = await loadCheckpoint(withConfig);
+    const diffed = (() => {
+      try {
+        restoreTaskWeights(mlp, configured, { currentConfig: current });
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(diffed!.message).toContain(
+      `The model config differs from the checkpoint's (${join(withConfig, 'config.yaml')}): ` +
+        'backbone.embed_dim is 32 there and 16 here, task.hidden is 0 there and 4 here; ' +
+        'to load it, set backbone.embed_dim=32 task.hidden=0 (or drop the overrides that changed them).',
+    );
+    configured.dispose();
+
     // Non-strict (pretrained weights into a bigger model): only what matches is loaded.
     const partial = {
       namedVariables: () => ({ 'out/bias': mlp.variables['out/bias']!, extra: mlp.variables['hidden/bias']! }),
