@@ -156,8 +156,8 @@ export function loadCheckpointSync(dir: string, options: { optimizer?: boolean }
     // A run dir or its checkpoints dir (Lightning users pass those): point at the run's checkpoints.
     const inside = [join(dir, 'checkpoints'), dir].find((d) => existsSync(join(d, 'last', 'weights.json')));
     const hint = inside
-      ? `that is a run directory, not a checkpoint; did you mean '${join(inside, 'last')}' (its last ` +
-        `checkpoint; the others are the step=* directories next to it)?`
+      ? `that is a run directory, not a checkpoint: did you mean '${join(inside, 'last')}', its last ` +
+        `checkpoint (the others are the step=* directories next to it)`
       : existsSync(dir)
         ? `the directory exists but has no weights.json, so it is not a taskforge checkpoint (or it ` +
           `was written by an interrupted save; look for '${basename(dir)}.tmp-*' or '.old-*' next to it)`

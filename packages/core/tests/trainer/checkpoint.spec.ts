@@ -175,7 +175,7 @@ describe('checkpoints', () => {
     await writeCheckpoint(join(run, 'checkpoints', 'last'), { task, modelDataArgs: {} });
     for (const given of [run, join(run, 'checkpoints')]) {
       await expect(loadCheckpoint(given)).rejects.toThrow(
-        `Cannot load checkpoint '${given}': that is a run directory, not a checkpoint; did you mean '${join(run, 'checkpoints', 'last')}'`,
+        `Cannot load checkpoint '${given}': that is a run directory, not a checkpoint: did you mean '${join(run, 'checkpoints', 'last')}'`,
       );
       await expect(loadCheckpoint(given)).rejects.toMatchObject({ exitCode: 2 });
     }
