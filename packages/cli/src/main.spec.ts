@@ -88,6 +88,17 @@ describe('main', () => {
     expect(lightning.out.stderr).toContain("did you mean 'trainer.fast_dev_run'?");
     expect(lightning.out.stderr).toContain("write 'trainer.fast_dev_run=true'");
     expect(lightning.out.stderr).toContain("write 'trainer.max_epochs=1'");
+    // Lightning Trainer arguments taskforge spells otherwise or has no use for (s6: finding 11).
+    const habits = io();
+    expect(
+      await main(['config', 'ckpt_path=last', 'trainer.precision=16', 'trainer.default_root_dir=x'], habits.io),
+    ).toBe(2);
+    expect(habits.out.stderr).toContain(
+      "'ckpt_path' is Lightning's; in taskforge `train trainer.resume_from=<run dir>/checkpoints/last` resumes",
+    );
+    expect(habits.out.stderr).toContain(
+      "'trainer.precision' is Lightning's; taskforge trains in float32 on every backend",
+    );
     const spaced = io();
     expect(await main(['config', '--max_epochs', '3'], spaced.io)).toBe(2);
     expect(spaced.out.stderr).toContain("write 'trainer.max_epochs=3'");

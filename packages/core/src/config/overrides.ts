@@ -28,6 +28,16 @@ import {
  * - `force`  `++key=value` add or replace
  * - `delete` `~key` or `~key=value` remove (only if the current value equals `value`, when given)
  */
+/** Lightning Trainer arguments with no taskforge key of that name, and what to use instead. */
+const LIGHTNING_KEYS: Readonly<Record<string, string>> = {
+  ckpt_path:
+    'in taskforge `train trainer.resume_from=<run dir>/checkpoints/last` resumes a run, and ' +
+    '`test`, `validate`, `predict` and `sample` take `ckpt=<checkpoint dir>`',
+  precision:
+    'taskforge trains in float32 on every backend (TF.js wasm, cpu and webgpu have no mixed ' +
+    'precision), so there is nothing to set: drop it',
+};
+
 export interface Override {
   kind: 'set' | 'add' | 'force' | 'delete';
   /** Dotted key path (`trainer.max_steps`) or config group (`task`, `model/backbone`, `db@backup`). */
@@ -200,6 +210,12 @@ export function applyValueOverrides(
           `the run dir is trainer.run_dir`,
         ov.key === 'hydra.run.dir' ? { fixes: [`write ${shellWord(`trainer.run_dir${rest}`)}`] } : {},
       );
+      continue;
+    }
+    const lightning = LIGHTNING_KEYS[ov.key.replace(/^trainer\./, '')];
+    if (ov.kind === 'set' && !exists && lightning !== undefined) {
+      // A Lightning Trainer argument taskforge spells otherwise (or has no use for).
+      problem(`'${ov.key}' is Lightning's; ${lightning}`);
       continue;
     }
     if (ov.kind === 'set' && !exists) {
