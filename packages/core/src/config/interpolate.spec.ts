@@ -92,6 +92,7 @@ describe('resolveInterpolations', () => {
       a: '${b}',
       b: { c: '${a}' },
       d: '${env:NOPE}',
+      d2: '${oc.env:NOPE_X}',
       e: '${evn:HOME}',
       f: 'x${a',
       g: 'text',
@@ -101,11 +102,13 @@ describe('resolveInterpolations', () => {
     expect(problems.map((p) => [p.path, p.message])).toEqual([
       ['a', 'interpolation cycle: a -> b -> b.c -> a'],
       ['d', "environment variable 'NOPE' is not set; set it, or give a default with '${env:NOPE,default}'"],
+      // In the spelling the user wrote (s6: finding 12).
+      ['d2', "environment variable 'NOPE_X' is not set; set it, or give a default with '${oc.env:NOPE_X,default}'"],
       ['e', "unknown resolver 'evn' in '${evn:HOME}'; available: env (${env:NAME} or ${env:NAME,default})"],
       ['f', "unterminated interpolation: '${a' has no closing '}' (write '\\${' for a literal '${')"],
       ['h', "interpolation '${g.h}' refers to 'g.h', which does not exist ('g' is a string)"],
       ['self', 'interpolation cycle: self -> self'],
     ]);
-    expect(problems[2]!.suggestions).toEqual(['env']);
+    expect(problems[3]!.suggestions).toEqual(['env']);
   });
 });

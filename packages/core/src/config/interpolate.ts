@@ -176,7 +176,8 @@ export function resolveInterpolations(
       if (value === undefined && comma < 0) {
         report(
           from,
-          `environment variable '${variable}' is not set; set it, or give a default with '\${env:${variable},default}'`,
+          // In the resolver's own spelling (Hydra users write oc.env).
+          `environment variable '${variable}' is not set; set it, or give a default with '\${${name}:${variable},default}'`,
         );
       }
       const text = value ?? args.slice(comma + 1);
