@@ -101,6 +101,14 @@ describe('validateConfig', () => {
   it('reports unknown top-level keys with suggestions', () => {
     const problems = problemsOf({ backbone: { _target_: 'backbone/toy' }, trainr: { max_steps: 5 } });
     expect(problems).toEqual([expect.objectContaining({ path: 'trainr', suggestions: ['trainer'] })]);
+    expect(problems[0]!.message).not.toContain('config group');
+  });
+
+  it('says a top-level string (`+experiment=fast` with no such group) is no config group in the search path (s6: finding 10)', () => {
+    const [problem] = problemsOf({ backbone: { _target_: 'backbone/toy' }, experiment: 'fast' });
+    expect(problem!.message).toContain(
+      "; as a config group ('experiment=fast') it is not in the search path either (see `taskforge list`)",
+    );
   });
 
   it('reports unknown targets with same-kind suggestions, and the wrong kind where a root schema expects one', () => {

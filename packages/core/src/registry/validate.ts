@@ -133,7 +133,12 @@ export function validateConfig<T extends ConfigNode = ConfigNode>(
       const suggestions = suggest(key, allowed);
       v.problems.push({
         path: key,
-        message: `unknown top-level key (allowed: ${[...allowed].sort().join(', ')})`,
+        message:
+          `unknown top-level key (allowed: ${[...allowed].sort().join(', ')})` +
+          // `+group=option` for a group that exists composes it; one left as a string had none to compose.
+          (typeof value === 'string'
+            ? `; as a config group ('${key}=${value}') it is not in the search path either (see \`taskforge list\`)`
+            : ''),
         ...(suggestions.length ? { suggestions } : {}),
       });
     } else if (schema && isComponentNode(value)) {
