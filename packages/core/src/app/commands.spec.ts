@@ -184,3 +184,23 @@ describe('an evaluation inheriting a setting from the checkpoint (s5: finding 13
     expect((own as Error).message).not.toContain('comes from the checkpoint');
   });
 });
+
+describe('evaluating a checkpoint (s6: finding 13)', () => {
+  it("logs at the checkpoint's step and epoch, not epoch 0", async () => {
+    const runDir = join(project, 'two-epochs');
+    // 16 samples in batches of 4: step 6 is in epoch 1.
+    expect(
+      (await train([`trainer.run_dir=${runDir}`, 'trainer.max_steps=6', '++trainer.max_epochs=3'])).error,
+    ).toBeUndefined();
+    const { session } = await open();
+    await evaluateCommand(session, 'validate', { ckpt: join(runDir, 'checkpoints', 'last'), overrides: [] });
+    const [evaluation] = readdirSync(join(runDir, 'evaluations'));
+    const rows = readFileSync(join(runDir, 'evaluations', evaluation!, 'logs', 'csv', 'metrics.csv'), 'utf8')
+      .trim()
+      .split('\n');
+    const header = rows[0]!.split(',');
+    const row = rows[1]!.split(',');
+    expect(row[header.indexOf('step')]).toBe('6');
+    expect(row[header.indexOf('epoch')]).toBe('1');
+  });
+});

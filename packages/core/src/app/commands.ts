@@ -96,10 +96,11 @@ export async function evaluateCommand(
   stage: 'validate' | 'test',
   options: CommandOptions,
 ): Promise<TestResult> {
-  const { config, run, datamodule, task, step } = await openForEvaluation(session, options, stage, stage);
+  const { config, run, datamodule, task, step, epoch } = await openForEvaluation(session, options, stage, stage);
   const { trainer } = run;
-  // Metrics are logged at the step of the weights evaluated (0 for fresh weights).
+  // Metrics are logged at the step (and epoch) of the weights evaluated (0 for fresh weights).
   trainer.progress.globalStep = step ?? 0;
+  trainer.progress.epoch = epoch ?? 0;
   const result: TestResult = await run.guard(async () =>
     stage === 'test'
       ? trainer.test(task, datamodule)
@@ -166,7 +167,14 @@ async function openForEvaluation(
   command: string,
   stage: Stage,
   needs?: 'predictStep' | 'sample',
-): Promise<{ config: RunConfig; run: PreparedRun; datamodule: DataModule; task: Task; step: number | undefined }> {
+): Promise<{
+  config: RunConfig;
+  run: PreparedRun;
+  datamodule: DataModule;
+  task: Task;
+  step: number | undefined;
+  epoch: number | undefined;
+}> {
   requireCheckpointArgument(command, options);
   const { config, ckpt } = composeForCheckpoint(session, options, command);
   // test and predict send whole batches to the ddp devices: the batch size does not bound trainer.devices.
@@ -202,7 +210,7 @@ async function openForEvaluation(
     throw error;
   }
   run.createRunDir();
-  return { config, run, datamodule, task, step: ckpt?.step };
+  return { config, run, datamodule, task, step: ckpt?.step, epoch: ckpt?.epoch };
 }
 
 /** `taskforge config`: the composed, validated config as YAML, each value with its source. */
@@ -354,6 +362,8 @@ function claimDir(dir: string): boolean {
 interface CheckpointRef {
   dir: string;
   step: number | undefined;
+  /** The epoch the checkpoint was saved in (its trainer_state.json), when it has one. */
+  epoch: number | undefined;
   taskState: TaskState;
   config: Record<string, unknown>;
 }
@@ -398,6 +408,7 @@ function composeForCheckpoint(
   const ckpt: CheckpointRef = {
     dir,
     step: trainerState?.globalStep,
+    epoch: trainerState?.epoch,
     taskState: readCheckpointJson<TaskState>(dir, 'task_state.json') ?? { modelDataArgs: {}, state: null },
     config: readCheckpointConfig(dir) ?? {},
   };
