@@ -412,7 +412,8 @@ export class Trainer implements TrainerView {
   /**
    * One test epoch: averaged metrics plus `task.onTestEpochEnd()` (the app layer writes them to
    * `test_results.json`). Throws TaskforgeError (exit 1) when the
-   * task has no testStep or the datamodule no testDataloader.
+   * task has no testStep or the datamodule no testDataloader, and when the test split yields no
+   * batches (naming the data module).
    */
   async test(task: Task, datamodule: DataModule): Promise<TestResult> {
     await this.strategy.setup();
@@ -457,7 +458,8 @@ export class Trainer implements TrainerView {
   /**
    * Runs `predictStep` over the predict split (one batch under fast_dev_run); tensors in the
    * outputs belong to the caller. Throws TaskforgeError (exit 1) when the task has no predictStep
-   * or the datamodule no predictDataloader.
+   * or the datamodule no predictDataloader, and when the predict split yields no batches (naming
+   * the data module).
    */
   async predict(task: Task, datamodule: DataModule): Promise<unknown[]> {
     await this.strategy.setup();
