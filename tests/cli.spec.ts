@@ -388,8 +388,8 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     expect(Math.min(...steps)).toBeGreaterThan(step);
   });
 
-  it('SIGINT to a training CLI process exits 130 with last saved', async () => {
-    const runDir = join(work, 'sigint');
+  /** A tiny run with no end in sight, started and already stepping (killed when the test ends). */
+  const startEndlessTraining = async (runDir: string) => {
     const live = startTaskforge([
       'train',
       ...tinyRun(server.url, archive.md5, dataDir, runDir),
@@ -398,6 +398,12 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     ]);
     onTestFinished(() => live.signal('SIGKILL'));
     await live.waitFor(/^train: .*step=\d+\/100000/m);
+    return live;
+  };
+
+  it('SIGINT to a training CLI process exits 130 with last saved', async () => {
+    const runDir = join(work, 'sigint');
+    const live = await startEndlessTraining(runDir);
     live.signal('SIGINT');
     const ended = await live.exit;
     expect(ended.code, ended.stdout + ended.stderr).toBe(130);
@@ -407,14 +413,7 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
 
   it('a second SIGINT aborts at once and says no checkpoint was saved (s5: finding 6)', async () => {
     const runDir = join(work, 'sigint-twice');
-    const live = startTaskforge([
-      'train',
-      ...tinyRun(server.url, archive.md5, dataDir, runDir),
-      'trainer.max_epochs=-1',
-      'trainer.max_steps=100000',
-    ]);
-    onTestFinished(() => live.signal('SIGKILL'));
-    await live.waitFor(/^train: .*step=\d+\/100000/m);
+    const live = await startEndlessTraining(runDir);
     // As a user's double Ctrl-C: the second comes before the step ends and the checkpoint is written.
     live.signal('SIGINT');
     await new Promise((ok) => setTimeout(ok, 2));

@@ -8,34 +8,10 @@
  * make 6 passes forward and 13 backward, each writing a [B, T, 4D] tensor.
  */
 
+import { exp4 } from './exp';
+
 const K: f32 = 1.5957691216057308; // 2·√(2/π)
 const A: f32 = 0.044715;
-
-/**
- * exp(x) for four lanes with x ≤ 0, as 2^n·p(f): the same degree-5 minimax form as the attention
- * kernels' exp4 (see assembly/attention.ts; 1.7e-7 relative), lanes below −30 flushed to 0.
- */
-@inline
-function expNonPositive(x: v128): v128 {
-  const keep = f32x4.ge(x, f32x4.splat(-30.0));
-  const t = f32x4.mul(f32x4.max(x, f32x4.splat(-30.0)), f32x4.splat(1.4426950408889634));
-  // Adding 1.5·2²³ rounds t to an integer (to nearest, ties to even, as f32x4.nearest) held in
-  // the low mantissa bits of r, so r << 23 is n in the exponent field: no float-to-int conversion,
-  // which V8 expands into a long saturating sequence on x64 (XNNPACK's "magic bias").
-  const r = f32x4.add(t, f32x4.splat(MAGIC_BIAS));
-  const n = f32x4.sub(r, f32x4.splat(MAGIC_BIAS));
-  const f = f32x4.sub(t, n);
-  let p = f32x4.splat(1.3273167423903942e-3);
-  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(9.671817533671856e-3));
-  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(5.5507075041532516e-2));
-  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(2.4022236466407776e-1));
-  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(6.931470036506653e-1));
-  p = f32x4.add(f32x4.mul(p, f), f32x4.splat(1.0));
-  return v128.and(i32x4.add(p, i32x4.shl(r, 23)), keep);
-}
-
-/** 1.5·2²³: t + this has round(t) in its low mantissa bits for |t| < 2²². */
-const MAGIC_BIAS: f32 = 12582912.0;
 
 /**
  * σ(u) = 1 / (1 + e^(−u)) for four lanes, from e = exp(−|u|) ≤ 1 so nothing overflows:
@@ -43,7 +19,7 @@ const MAGIC_BIAS: f32 = 12582912.0;
  */
 @inline
 function sigmoid4(u: v128): v128 {
-  const e = expNonPositive(f32x4.neg(f32x4.abs(u)));
+  const e = exp4(f32x4.neg(f32x4.abs(u)));
   const inv = f32x4.div(f32x4.splat(1.0), f32x4.add(f32x4.splat(1.0), e));
   return v128.bitselect(inv, f32x4.mul(e, inv), f32x4.ge(u, f32x4.splat(0.0)));
 }

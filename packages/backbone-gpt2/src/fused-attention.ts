@@ -18,7 +18,7 @@
  * active backend is wasm (attention.ts and gpt2.ts decide).
  */
 import * as tf from '@tensorflow/tfjs';
-import { WasmKernelModule, type WasmBackendLike } from '@taskforge/core';
+import { WasmKernelModule, registerWasmKernels, type WasmBackendLike, type WasmKernelArgs } from '@taskforge/core';
 
 /** Kernel names in TF.js's registry (backend `wasm`). */
 export const FUSED_ATTENTION_KERNEL = 'TaskforgeCausalAttention';
@@ -262,7 +262,7 @@ function runBackward(
   );
 }
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+type KernelArgs = WasmKernelArgs;
 
 /** q, k, v [B, H, T, hd] → o [B, H, T, hd], lse [B, H, T]. */
 function forwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
@@ -302,16 +302,12 @@ function packedBackwardKernel({ inputs, backend, attrs }: KernelArgs): tf.Tensor
   );
 }
 
-for (const [kernelName, kernelFunc] of [
-  [FUSED_ATTENTION_KERNEL, forwardKernel],
-  [FUSED_ATTENTION_GRAD_KERNEL, backwardKernel],
-  [FUSED_ATTENTION_PACKED_KERNEL, packedForwardKernel],
-  [FUSED_ATTENTION_PACKED_GRAD_KERNEL, packedBackwardKernel],
-] as const) {
-  // Guarded: the module may be evaluated twice in one process (source and built copies).
-  if (!tf.getKernel(kernelName, 'wasm'))
-    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
-}
+registerWasmKernels({
+  [FUSED_ATTENTION_KERNEL]: forwardKernel,
+  [FUSED_ATTENTION_GRAD_KERNEL]: backwardKernel,
+  [FUSED_ATTENTION_PACKED_KERNEL]: packedForwardKernel,
+  [FUSED_ATTENTION_PACKED_GRAD_KERNEL]: packedBackwardKernel,
+});
 
 /**
  * softmax(q·kᵀ/√hd + causal mask)·v for q, k, v float32 [B, H, T, hd] → [B, H, T, hd], by the

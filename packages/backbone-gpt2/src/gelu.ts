@@ -10,7 +10,7 @@
  * (erf's gradient is not available on every backend, hence the approximation.)
  */
 import * as tf from '@tensorflow/tfjs';
-import { WasmKernelModule, type WasmBackendLike } from '@taskforge/core';
+import { WasmKernelModule, registerWasmKernels, type WasmBackendLike, type WasmKernelArgs } from '@taskforge/core';
 
 const K = 2 * Math.sqrt(2 / Math.PI);
 const A = 0.044715;
@@ -31,7 +31,7 @@ const geluKernels = new WasmKernelModule<KernelExports>(
   'npx nx run backbone-gpt2:build-wasm',
 );
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown };
+type KernelArgs = WasmKernelArgs;
 
 /** x → gelu(x), same shape (float32). */
 function forwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
@@ -53,14 +53,7 @@ function backwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
   return geluKernels.unstage(wasm, [[dxp!, x!.shape]])[0]!;
 }
 
-for (const [kernelName, kernelFunc] of [
-  [GELU_KERNEL, forwardKernel],
-  [GELU_GRAD_KERNEL, backwardKernel],
-] as const) {
-  // Guarded: the module may be evaluated twice in one process (source and built copies).
-  if (!tf.getKernel(kernelName, 'wasm'))
-    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
-}
+registerWasmKernels({ [GELU_KERNEL]: forwardKernel, [GELU_GRAD_KERNEL]: backwardKernel });
 
 /**
  * GELU of a float32 tensor of any shape (same shape out), differentiable; it saves x alone for

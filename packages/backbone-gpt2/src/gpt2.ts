@@ -14,11 +14,13 @@ import * as tf from '@tensorflow/tfjs';
 import {
   WasmKernelModule,
   linear,
+  registerWasmKernels,
   mixSeed,
   sumRows,
   type Backbone,
   type NamedVariables,
   type WasmBackendLike,
+  type WasmKernelArgs,
 } from '@taskforge/core';
 import { CausalMasks, causalSelfAttention } from './attention.js';
 import { fusedCausalAttentionPacked } from './fused-attention.js';
@@ -207,10 +209,8 @@ const layerNormKernels = new WasmKernelModule<LayerNormExports>(
   'npx nx run backbone-gpt2:build-wasm',
 );
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown };
-
 /** x [..., D], gamma, beta [D] → y, xhat (x's shape), rstd [N] (N = rows of x). */
-function layerNormKernel({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
+function layerNormKernel({ inputs, backend }: WasmKernelArgs): tf.TensorInfo[] {
   const { x, gamma, beta } = inputs as Record<'x' | 'gamma' | 'beta', tf.TensorInfo>;
   const wasm = backend as WasmBackendLike;
   const D = x!.shape[x!.shape.length - 1]!;
@@ -225,7 +225,7 @@ function layerNormKernel({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
 }
 
 /** dy, xhat [..., D], rstd [N], gamma [D] → dx (dy's shape), dgamma, dbeta [D]. */
-function layerNormGradKernel({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
+function layerNormGradKernel({ inputs, backend }: WasmKernelArgs): tf.TensorInfo[] {
   const { dy, xhat, rstd, gamma } = inputs as Record<'dy' | 'xhat' | 'rstd' | 'gamma', tf.TensorInfo>;
   const wasm = backend as WasmBackendLike;
   const D = dy!.shape[dy!.shape.length - 1]!;
@@ -239,14 +239,7 @@ function layerNormGradKernel({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
   ]);
 }
 
-for (const [kernelName, kernelFunc] of [
-  [LAYER_NORM_KERNEL, layerNormKernel],
-  [LAYER_NORM_GRAD_KERNEL, layerNormGradKernel],
-] as const) {
-  // Guarded: the module may be evaluated twice in one process (source and built copies).
-  if (!tf.getKernel(kernelName, 'wasm'))
-    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
-}
+registerWasmKernels({ [LAYER_NORM_KERNEL]: layerNormKernel, [LAYER_NORM_GRAD_KERNEL]: layerNormGradKernel });
 
 /** x[B, T, in] · kernel[in, out] (+ bias) as one 2-D product with a wasm-friendly gradient (core's `linear`). */
 function dense(x: tf.Tensor3D, { kernel, bias }: Dense): tf.Tensor3D {

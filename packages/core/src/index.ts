@@ -4,7 +4,12 @@ export * from './errors.js';
 export { writeFileAtomic, writeNewFileAtomic, withFsErrors, removeDirIfOnly } from './fs.js';
 export { linear } from './ops/linear.js';
 export { matMulTransposeA, MATMUL_TN_KERNEL } from './ops/linear-grad.js';
-export { WasmKernelModule, type WasmBackendLike } from './ops/wasm-kernels.js';
+export {
+  WasmKernelModule,
+  registerWasmKernels,
+  type WasmBackendLike,
+  type WasmKernelArgs,
+} from './ops/wasm-kernels.js';
 export { sumRows } from './ops/sum-rows.js';
 export { crossEntropy } from './ops/cross-entropy.js';
 export { loggedValue } from './ops/logged.js';

@@ -7,7 +7,7 @@
  * [4096, 128]·[4096, 384].
  */
 import * as tf from '@tensorflow/tfjs';
-import { WasmKernelModule, type WasmBackendLike } from './wasm-kernels.js';
+import { WasmKernelModule, registerWasmKernels, type WasmBackendLike } from './wasm-kernels.js';
 
 /** The kernels' names in TF.js's registry (backend `wasm`). */
 export const MATMUL_TN_KERNEL = 'TaskforgeMatMulTN';
@@ -46,14 +46,7 @@ function sumRowsKernel({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; bac
   return linearKernels.unstage(wasm, [[outp!, [D]]])[0]!;
 }
 
-for (const [kernelName, kernelFunc] of [
-  [MATMUL_TN_KERNEL, matMulTNKernel],
-  [SUM_ROWS_KERNEL, sumRowsKernel],
-] as const) {
-  // Guarded: the module may be evaluated twice in one process (source and built copies).
-  if (!tf.getKernel(kernelName, 'wasm'))
-    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
-}
+registerWasmKernels({ [MATMUL_TN_KERNEL]: matMulTNKernel, [SUM_ROWS_KERNEL]: sumRowsKernel });
 
 /**
  * xᵀ·dy for float32 x [N, in] and dy [N, out] → [in, out], on the wasm backend only (not

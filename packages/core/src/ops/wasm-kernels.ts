@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 
 /** The WebAssembly JS API as used here (packages compile without the DOM lib, which types it). */
 interface WasmMemory {
@@ -44,6 +44,27 @@ export interface WasmBackendLike {
 
 const WASM32_LIMIT = 4 * 1024 ** 3;
 const sizeOf = (info: tf.TensorInfo) => info.shape.reduce((a, b) => a * b, 1);
+
+/** What TF.js passes a kernel function: its named inputs, the backend (wasm) and the attributes. */
+export interface WasmKernelArgs {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs?: tf.NamedAttrMap;
+}
+
+/**
+ * Registers kernel functions (name → function) for TF.js's `wasm` backend, each once: a module
+ * of ours may be evaluated twice in one process (source and built copies), and TF.js warns on a
+ * second registration.
+ */
+export function registerWasmKernels(
+  kernels: Record<string, (args: WasmKernelArgs) => tf.TensorInfo | tf.TensorInfo[]>,
+): void {
+  for (const [kernelName, kernelFunc] of Object.entries(kernels)) {
+    if (!tf.getKernel(kernelName, 'wasm'))
+      tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+  }
+}
 
 /**
  * One compiled kernel module, instantiated synchronously on first use.
