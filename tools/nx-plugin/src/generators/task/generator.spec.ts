@@ -239,9 +239,9 @@ describe('task generator: bad data errors', () => {
     expect(data).toMatch(
       /checkLabels\(\s*data\.labels,\s*this\.config\.num_classes,\s*`datamodule\/\w+: the \$\{split\} split/,
     );
-    expect(data).toContain('`${source}, row ${row}: label');
+    expect(data).toContain('`${source}, row ${row} (counting from 0): label');
     // The generated specs exercise both messages.
-    expect(text(tree, `${root}/tests/task.spec.ts`)).toContain('label 7 of sequence 5 of the val batch 3');
+    expect(text(tree, `${root}/tests/task.spec.ts`)).toContain('label ${C} of sequence ${row} of the val batch 3');
     expect(text(tree, `${root}/tests/data.spec.ts`)).toContain("import { checkLabels } from '../src/data.js';");
   });
 });
