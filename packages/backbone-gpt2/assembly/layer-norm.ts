@@ -2,7 +2,7 @@
  * LayerNorm over the last axis, forward and backward, in WebAssembly SIMD (AssemblyScript).
  *
  * Built by `nx run backbone-gpt2:build-wasm` into `wasm/layer-norm.wasm`; driven from
- * `src/gpt2.ts` (`layerNorm`), which copies tensors into this module's memory (all pointers are
+ * `src/layer-norm.ts`, which copies tensors into this module's memory (all pointers are
  * byte offsets, 16-byte aligned; the module allocates nothing). x, y, xhat, dy, dx are [N, D]
  * row-major; rstd is [N]; gamma, beta, dgamma, dbeta are [D].
  *

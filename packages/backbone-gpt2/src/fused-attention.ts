@@ -262,16 +262,14 @@ function runBackward(
   );
 }
 
-type KernelArgs = WasmKernelArgs;
-
 /** q, k, v [B, H, T, hd] → o [B, H, T, hd], lse [B, H, T]. */
-function forwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
+function forwardKernel({ inputs, backend }: WasmKernelArgs): tf.TensorInfo[] {
   const { q, k, v } = inputs as Record<'q' | 'k' | 'v', tf.TensorInfo>;
   return runForward(backend as WasmBackendLike, [q!, k!, v!], headsGeometry(q!), (at) => [at[0]!, at[1]!, at[2]!]);
 }
 
 /** q, k, v, o, dy [B, H, T, hd], lse → dq, dk, dv [B, H, T, hd]. */
-function backwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
+function backwardKernel({ inputs, backend }: WasmKernelArgs): tf.TensorInfo[] {
   const { q, k, v, o, dy, lse } = inputs as Record<'q' | 'k' | 'v' | 'o' | 'dy' | 'lse', tf.TensorInfo>;
   const g = headsGeometry(q!);
   return runBackward(
@@ -287,14 +285,14 @@ function backwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
 const packedAt = (at: number, D: number): [number, number, number] => [at, at + 4 * D, at + 8 * D];
 
 /** qkv [B, T, 3D] → o [B, T, D], lse [B, H, T]; attr numHeads. */
-function packedForwardKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] {
+function packedForwardKernel({ inputs, backend, attrs }: WasmKernelArgs): tf.TensorInfo[] {
   const { qkv } = inputs as Record<'qkv', tf.TensorInfo>;
   const g = packedGeometry(qkv!, attrs!['numHeads'] as number);
   return runForward(backend as WasmBackendLike, [qkv!], g, (at) => packedAt(at[0]!, g.oT));
 }
 
 /** qkv [B, T, 3D], o, dy [B, T, D], lse [B, H, T] → dqkv [B, T, 3D]; attr numHeads. */
-function packedBackwardKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] {
+function packedBackwardKernel({ inputs, backend, attrs }: WasmKernelArgs): tf.TensorInfo[] {
   const { qkv, o, dy, lse } = inputs as Record<'qkv' | 'o' | 'dy' | 'lse', tf.TensorInfo>;
   const g = packedGeometry(qkv!, attrs!['numHeads'] as number);
   return runBackward(backend as WasmBackendLike, [qkv!, o!, dy!, lse!], g, [qkv!.shape], (at) =>

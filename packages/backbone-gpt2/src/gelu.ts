@@ -31,10 +31,8 @@ const geluKernels = new WasmKernelModule<KernelExports>(
   'npx nx run backbone-gpt2:build-wasm',
 );
 
-type KernelArgs = WasmKernelArgs;
-
 /** x → gelu(x), same shape (float32). */
-function forwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
+function forwardKernel({ inputs, backend }: WasmKernelArgs): tf.TensorInfo {
   const { x } = inputs as Record<'x', tf.TensorInfo>;
   const wasm = backend as WasmBackendLike;
   const n = tf.util.sizeFromShape(x!.shape);
@@ -44,7 +42,7 @@ function forwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
 }
 
 /** x, dy → dy·gelu′(x), same shape (float32). */
-function backwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
+function backwardKernel({ inputs, backend }: WasmKernelArgs): tf.TensorInfo {
   const { x, dy } = inputs as Record<'x' | 'dy', tf.TensorInfo>;
   const wasm = backend as WasmBackendLike;
   const n = tf.util.sizeFromShape(x!.shape);
