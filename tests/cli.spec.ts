@@ -142,6 +142,19 @@ describe('taskforge CLI', () => {
     const unknown = await taskforge(['trian']);
     expect(unknown.code).toBe(2);
   });
+
+  it('exits quietly when its reader closes the pipe early (`taskforge config | head`)', async () => {
+    const child = spawn(process.execPath, [join(REPO, 'packages/cli/dist/bin.js'), 'config'], {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.destroy(); // the reader is gone before the first line is written
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise((ok) => child.on('close', ok));
+    expect(stderr).not.toContain('EPIPE');
+    expect(code).toBe(0);
+  });
 });
 
 describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () => {
