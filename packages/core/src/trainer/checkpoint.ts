@@ -355,7 +355,7 @@ export function restoreTaskWeights(
     const advice = differences.length
       ? `The model config differs from the checkpoint's (${join(checkpoint.dir, 'config.yaml')}): ` +
         `${differences.map((d) => `${d.key} is ${d.saved} there and ${d.current} here`).join(', ')}; ` +
-        `to load it, set ${differences.map((d) => `${d.key}=${d.saved}`).join(' ')} (or drop the overrides that changed them).`
+        `to load it, set ${differences.map(loadingOverride).join(' ')} (or drop the overrides that changed them).`
       : 'The model config (or the data that sizes it) differs from the one the checkpoint ' +
         "was trained with; use the config saved in the checkpoint's config.yaml.";
     throw new TaskforgeError(
@@ -381,6 +381,14 @@ function list(items: string[], max = 8): string {
 export function checkpointName(globalStep: number): string {
   return `step=${String(globalStep).padStart(6, '0')}`;
 }
+
+/** The override that gives a key the checkpoint's value: remove it (`~`), add it (`+`) or set it. */
+function loadingOverride(d: { key: string; saved: string; current: string }): string {
+  if (d.saved === UNSET) return `~${d.key}`;
+  return `${d.current === UNSET ? '+' : ''}${d.key}=${d.saved}`;
+}
+
+const UNSET = '(unset)';
 
 /**
  * The `backbone.*` and `task.*` leaf values of `current` that differ from those in the config.yaml
@@ -412,7 +420,7 @@ function modelConfigDifferences(
     const b = leaves(current[section], section, new Map());
     for (const key of new Set([...a.keys(), ...b.keys()])) {
       if (a.get(key) !== b.get(key))
-        differences.push({ key, saved: a.get(key) ?? '(unset)', current: b.get(key) ?? '(unset)' });
+        differences.push({ key, saved: a.get(key) ?? UNSET, current: b.get(key) ?? UNSET });
     }
   }
   return differences;

@@ -130,6 +130,17 @@ describe('checkpoints', () => {
         'backbone.embed_dim is 32 there and 16 here, task.hidden is 0 there and 4 here; ' +
         'to load it, set backbone.embed_dim=32 task.hidden=0 (or drop the overrides that changed them).',
     );
+    // Keys only one side has: `~key` removes one the checkpoint lacks, `+key=…` adds one it has (s6 final check).
+    const sided = (() => {
+      try {
+        restoreTaskWeights(mlp, configured, {
+          currentConfig: { backbone: { embed_dim: 32, num_layers: 2 }, task: { classify: true } },
+        });
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(sided!.message).toContain('to load it, set +task.hidden=0 ~task.classify (or drop the overrides');
     configured.dispose();
 
     // Non-strict (pretrained weights into a bigger model): only what matches is loaded.
