@@ -2,8 +2,9 @@
  * Fused causal self-attention, forward and backward, in WebAssembly SIMD (AssemblyScript).
  *
  * Built by `nx run backbone-gpt2:build-wasm` into `wasm/attention.wasm`; driven from
- * `src/fused-attention.ts`, which copies tensors into this module's memory and lays out every
- * buffer (all pointers are byte offsets, 16-byte aligned; the module allocates nothing).
+ * `src/fused-attention.ts`, which passes the byte offsets of the tensors, the outputs and
+ * scratch buffers it allocates in TF.js's own wasm heap (built with `--importMemory`: zero-copy;
+ * the module has no static data and allocates nothing).
  *
  * Layout: every tensor is addressed by strides (in f32 elements), so the same kernels read
  * [B, H, T, hd] tensors and, without any transpose, the [B, T, 3D] output of the qkv projection
@@ -29,7 +30,7 @@
  */
 
 // exp4 (with its flush of lanes below exp(−30) to 0) is shared with the GELU kernels.
-import { exp4 } from './exp';
+import { exp4, lnf } from './exp';
 
 @inline
 function hsum(v: v128): f32 {
@@ -261,7 +262,7 @@ function softmaxRow(row: usize, m: f32, i0: i32, r: i32, lseBlock: usize, rb: i3
   v128.store(row + (<usize>i0 << 2), p);
   sum = f32x4.add(sum, p);
   const total = hsum(sum);
-  if (r < rb) store<f32>(lseBlock + (<usize>r << 2), m + Mathf.log(total));
+  if (r < rb) store<f32>(lseBlock + (<usize>r << 2), m + lnf(total));
   return <f32>1.0 / total;
 }
 

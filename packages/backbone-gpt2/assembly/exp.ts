@@ -1,6 +1,8 @@
 /**
- * exp for four lanes of x ≤ 0, shared by the attention and GELU kernels (imported; only an entry
- * file's own exports become a module's exports).
+ * exp for four lanes of x ≤ 0, shared by the attention and GELU kernels, and a table-free log
+ * for the attention's log-sum-exp (imported; only an entry file's own exports become a module's
+ * exports). Nothing here may use static data: the kernels are instantiated on TF.js's heap
+ * (`--importMemory`), and AssemblyScript's Mathf.log/Math.log carry lookup tables.
  */
 
 /**
@@ -40,3 +42,23 @@ const MAGIC_BIAS: f32 = 12582912.0;
 
 /** exp(−30) ≈ 9.4e-14 (see exp4). */
 export const FLUSH_BELOW: f32 = -30.0;
+
+/**
+ * ln(x) for a normal x > 0 (the attention passes a row's Σ exp(s − max) ∈ [1, T]), table-free:
+ * x = 2^e·m with m ∈ [√½, √2), ln m = 2·atanh(s) with s = (m − 1)/(m + 1), |s| ≤ 0.172, by its
+ * series to s⁹ (truncation < 1e-9 relative), in f64, so the f32 result is within an ulp.
+ */
+@inline
+export function lnf(x: f32): f32 {
+  const bits = reinterpret<i32>(x);
+  let e = (bits >> 23) - 127;
+  let m = <f64>reinterpret<f32>((bits & 0x7fffff) | 0x3f800000);
+  if (m > 1.4142135623730951) {
+    m *= 0.5;
+    e += 1;
+  }
+  const s = (m - 1) / (m + 1);
+  const s2 = s * s;
+  const series = 2 * s * (1 + s2 * (1.0 / 3 + s2 * (0.2 + s2 * (1.0 / 7 + s2 / 9))));
+  return <f32>(<f64>e * 0.6931471805599453 + series);
+}

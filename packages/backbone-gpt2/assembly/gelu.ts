@@ -3,8 +3,8 @@
  * with the logistic function), and its gradient, in WebAssembly SIMD (AssemblyScript).
  *
  * Built by `nx run backbone-gpt2:build-wasm` into `wasm/gelu.wasm`; driven from `src/gelu.ts`,
- * which copies tensors into this module's memory (all pointers are byte offsets, 16-byte aligned;
- * the module allocates nothing). One pass over x (and dy) per call, where the composed TF.js ops
+ * which passes the byte offsets of the tensors in TF.js's own wasm heap (built with
+ * `--importMemory`: zero-copy; the module has no static data and allocates nothing). One pass over x (and dy) per call, where the composed TF.js ops
  * make 6 passes forward and 13 backward, each writing a [B, T, 4D] tensor.
  */
 

@@ -2,8 +2,8 @@
  * LayerNorm over the last axis, forward and backward, in WebAssembly SIMD (AssemblyScript).
  *
  * Built by `nx run backbone-gpt2:build-wasm` into `wasm/layer-norm.wasm`; driven from
- * `src/layer-norm.ts`, which copies tensors into this module's memory (all pointers are
- * byte offsets, 16-byte aligned; the module allocates nothing). x, y, xhat, dy, dx are [N, D]
+ * `src/layer-norm.ts`, which passes the byte offsets of the tensors in TF.js's own wasm heap
+ * (built with `--importMemory`: zero-copy; the module has no static data and allocates nothing). x, y, xhat, dy, dx are [N, D]
  * row-major; rstd is [N]; gamma, beta, dgamma, dbeta are [D].
  *
  * Per row: mean, then the variance as the mean of squared deviations (two passes over the row,

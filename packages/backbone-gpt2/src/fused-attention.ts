@@ -18,7 +18,13 @@
  * active backend is wasm (attention.ts and gpt2.ts decide).
  */
 import * as tf from '@tensorflow/tfjs';
-import { WasmKernelModule, registerWasmKernels, type WasmBackendLike, type WasmKernelArgs } from '@taskforge/core';
+import {
+  WasmKernelModule,
+  heapOffset,
+  registerWasmKernels,
+  type WasmBackendLike,
+  type WasmKernelArgs,
+} from '@taskforge/core';
 
 /** Kernel names in TF.js's registry (backend `wasm`). */
 export const FUSED_ATTENTION_KERNEL = 'TaskforgeCausalAttention';
@@ -147,7 +153,10 @@ function packedGeometry(info: tf.TensorInfo, numHeads: number): Geometry {
 /** Extra elements per row of the kernels' [hd, T4] scratch (they use T4 + 16; see assembly/attention.ts). */
 const PAD = 16;
 
-/** The forward kernel over `inputs` (q, k, v or qkv); `qkvAt` maps their offsets to q, k, v pointers. */
+/**
+ * The forward kernel over `inputs` (q, k, v or qkv, in TF.js's heap); `qkvAt` maps their byte
+ * offsets to the q, k, v pointers. Returns o and lse, allocated in the heap.
+ */
 function runForward(
   wasm: WasmBackendLike,
   inputs: tf.TensorInfo[],
@@ -156,49 +165,42 @@ function runForward(
 ): tf.TensorInfo[] {
   const { B, H, T, hd } = g;
   const T4 = Math.ceil(T / 4) * 4;
-  // After the inputs: o, lse, then scratch: kt, vt [hd, T4], a block's 4 score rows, 4 rows of q splats.
-  const at = attentionKernels.stage(wasm, inputs, [
-    B * H * T * hd,
-    B * H * T,
-    hd * (T4 + PAD),
-    hd * (T4 + PAD),
-    4 * T4,
-    16 * hd,
-  ]);
-  const [op, lp, ktp, vtp, rowp, qsp] = at.slice(inputs.length) as number[];
-  const [qp, kp, vp] = qkvAt(at);
-  attentionKernels.exports.forward(
-    B,
-    H,
-    T,
-    hd,
-    1 / Math.sqrt(hd),
-    qp,
-    kp,
-    vp,
-    g.sB,
-    g.sH,
-    g.sT,
-    op!,
-    g.oB,
-    g.oH,
-    g.oT,
-    lp!,
-    ktp!,
-    vtp!,
-    rowp!,
-    qsp!,
+  const outs = [g.outShape, [B, H, T]].map((shape) => wasm.makeOutput(shape, 'float32'));
+  const [op, lp] = outs.map((t) => heapOffset(wasm, t)) as [number, number];
+  const [qp, kp, vp] = qkvAt(inputs.map((t) => heapOffset(wasm, t)));
+  const kernels = attentionKernels.exportsFor(wasm);
+  // Scratch: kt, vt [hd, T4], a block's 4 score rows, 4 rows of q splats.
+  attentionKernels.withScratch(wasm, [hd * (T4 + PAD), hd * (T4 + PAD), 4 * T4, 16 * hd], ([ktp, vtp, rowp, qsp]) =>
+    kernels.forward(
+      B,
+      H,
+      T,
+      hd,
+      1 / Math.sqrt(hd),
+      qp,
+      kp,
+      vp,
+      g.sB,
+      g.sH,
+      g.sT,
+      op,
+      g.oB,
+      g.oH,
+      g.oT,
+      lp,
+      ktp!,
+      vtp!,
+      rowp!,
+      qsp!,
+    ),
   );
-  return attentionKernels.unstage(wasm, [
-    [op!, g.outShape],
-    [lp!, [B, H, T]],
-  ]);
+  return outs;
 }
 
 /**
- * The backward kernel over `inputs` (q, k, v or qkv, then o, dy, lse); `gradLengths` are the
- * gradient buffers to allocate (dq, dk, dv or dqkv) and `qkvAt` maps the offsets of the inputs
- * and of those buffers to the q, k, v and dq, dk, dv pointers.
+ * The backward kernel over `inputs` (q, k, v or qkv, then o, dy, lse); `grads` are the shapes of
+ * the gradient outputs to allocate (dq, dk, dv or dqkv) and `qkvAt` maps the byte offsets of the
+ * inputs, and of those outputs, to the q, k, v and dq, dk, dv pointers.
  */
 function runBackward(
   wasm: WasmBackendLike,
@@ -209,57 +211,50 @@ function runBackward(
 ): tf.TensorInfo[] {
   const { B, H, T, hd } = g;
   const T4 = Math.ceil(T / 4) * 4;
-  const gradLengths = grads.map((shape) => shape.reduce((a, b) => a * b, 1));
-  // After the inputs and gradients: kt, vt, dkt, dvt [hd, T4], 4 rows of dS, q and dy splats.
-  const at = attentionKernels.stage(wasm, inputs, [
-    ...gradLengths,
-    hd * (T4 + PAD),
-    hd * (T4 + PAD),
-    hd * (T4 + PAD),
-    hd * (T4 + PAD),
-    4 * T4,
-    16 * hd,
-    16 * hd,
-  ]);
+  const outs = grads.map((shape) => wasm.makeOutput(shape, 'float32'));
+  const at = inputs.map((t) => heapOffset(wasm, t));
   const nIn = inputs.length;
-  const [op, dyp, lp] = at.slice(nIn - 3, nIn) as number[];
-  const gradAt = at.slice(nIn, nIn + grads.length);
-  const [ktp, vtp, dktp, dvtp, rowp, qsp, dysp] = at.slice(nIn + grads.length) as number[];
+  const [op, dyp, lp] = at.slice(nIn - 3, nIn) as [number, number, number];
   const [qp, kp, vp] = qkvAt(at);
-  const [dqp, dkp, dvp] = qkvAt(gradAt);
-  attentionKernels.exports.backward(
-    B,
-    H,
-    T,
-    hd,
-    1 / Math.sqrt(hd),
-    qp,
-    kp,
-    vp,
-    g.sB,
-    g.sH,
-    g.sT,
-    op!,
-    dyp!,
-    g.oB,
-    g.oH,
-    g.oT,
-    lp!,
-    dqp,
-    dkp,
-    dvp,
-    ktp!,
-    vtp!,
-    dktp!,
-    dvtp!,
-    rowp!,
-    qsp!,
-    dysp!,
-  );
-  return attentionKernels.unstage(
+  const [dqp, dkp, dvp] = qkvAt(outs.map((t) => heapOffset(wasm, t)));
+  const kernels = attentionKernels.exportsFor(wasm);
+  // Scratch: kt, vt, dkt, dvt [hd, T4], 4 rows of dS, q and dy splats.
+  const panel = hd * (T4 + PAD);
+  attentionKernels.withScratch(
     wasm,
-    grads.map((shape, i) => [gradAt[i]!, shape]),
+    [panel, panel, panel, panel, 4 * T4, 16 * hd, 16 * hd],
+    ([ktp, vtp, dktp, dvtp, rowp, qsp, dysp]) =>
+      kernels.backward(
+        B,
+        H,
+        T,
+        hd,
+        1 / Math.sqrt(hd),
+        qp,
+        kp,
+        vp,
+        g.sB,
+        g.sH,
+        g.sT,
+        op,
+        dyp,
+        g.oB,
+        g.oH,
+        g.oT,
+        lp,
+        dqp,
+        dkp,
+        dvp,
+        ktp!,
+        vtp!,
+        dktp!,
+        dvtp!,
+        rowp!,
+        qsp!,
+        dysp!,
+      ),
   );
+  return outs;
 }
 
 /** q, k, v [B, H, T, hd] → o [B, H, T, hd], lse [B, H, T]. */

@@ -10,7 +10,13 @@
  * (erf's gradient is not available on every backend, hence the approximation.)
  */
 import * as tf from '@tensorflow/tfjs';
-import { WasmKernelModule, registerWasmKernels, type WasmBackendLike, type WasmKernelArgs } from '@taskforge/core';
+import {
+  WasmKernelModule,
+  heapOffset,
+  registerWasmKernels,
+  type WasmBackendLike,
+  type WasmKernelArgs,
+} from '@taskforge/core';
 
 const K = 2 * Math.sqrt(2 / Math.PI);
 const A = 0.044715;
@@ -24,7 +30,10 @@ interface KernelExports {
   backward(x: number, dy: number, dx: number, n: number): void;
 }
 
-/** The compiled kernels (same relative path from src/ and dist/), instantiated on first use. */
+/**
+ * The compiled kernels (same relative path from src/ and dist/), instantiated on first use on
+ * TF.js's heap: zero-copy, they read and write the tensors where they lie.
+ */
 const geluKernels = new WasmKernelModule<KernelExports>(
   new URL('../wasm/gelu.wasm', import.meta.url),
   'GELU',
@@ -35,20 +44,20 @@ const geluKernels = new WasmKernelModule<KernelExports>(
 function forwardKernel({ inputs, backend }: WasmKernelArgs): tf.TensorInfo {
   const { x } = inputs as Record<'x', tf.TensorInfo>;
   const wasm = backend as WasmBackendLike;
-  const n = tf.util.sizeFromShape(x!.shape);
-  const [xp, yp] = geluKernels.stage(wasm, [x!], [n]);
-  geluKernels.exports.forward(xp!, yp!, n);
-  return geluKernels.unstage(wasm, [[yp!, x!.shape]])[0]!;
+  const y = wasm.makeOutput(x!.shape, 'float32');
+  geluKernels.exportsFor(wasm).forward(heapOffset(wasm, x!), heapOffset(wasm, y), tf.util.sizeFromShape(x!.shape));
+  return y;
 }
 
 /** x, dy → dy·gelu′(x), same shape (float32). */
 function backwardKernel({ inputs, backend }: WasmKernelArgs): tf.TensorInfo {
   const { x, dy } = inputs as Record<'x' | 'dy', tf.TensorInfo>;
   const wasm = backend as WasmBackendLike;
-  const n = tf.util.sizeFromShape(x!.shape);
-  const [xp, dyp, dxp] = geluKernels.stage(wasm, [x!, dy!], [n]);
-  geluKernels.exports.backward(xp!, dyp!, dxp!, n);
-  return geluKernels.unstage(wasm, [[dxp!, x!.shape]])[0]!;
+  const dx = wasm.makeOutput(x!.shape, 'float32');
+  geluKernels
+    .exportsFor(wasm)
+    .backward(heapOffset(wasm, x!), heapOffset(wasm, dy!), heapOffset(wasm, dx), tf.util.sizeFromShape(x!.shape));
+  return dx;
 }
 
 registerWasmKernels({ [GELU_KERNEL]: forwardKernel, [GELU_GRAD_KERNEL]: backwardKernel });

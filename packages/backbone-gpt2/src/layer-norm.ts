@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   WasmKernelModule,
+  heapOffset,
   registerWasmKernels,
   sumRows,
   type WasmBackendLike,
@@ -96,7 +97,10 @@ interface LayerNormExports {
   ): void;
 }
 
-/** The compiled kernels (same relative path from src/ and dist/), instantiated on first use. */
+/**
+ * The compiled kernels (same relative path from src/ and dist/), instantiated on first use on
+ * TF.js's heap: zero-copy, they read and write the tensors where they lie.
+ */
 const layerNormKernels = new WasmKernelModule<LayerNormExports>(
   new URL('../wasm/layer-norm.wasm', import.meta.url),
   'LayerNorm',
@@ -109,13 +113,11 @@ function layerNormKernel({ inputs, backend }: WasmKernelArgs): tf.TensorInfo[] {
   const wasm = backend as WasmBackendLike;
   const D = x!.shape[x!.shape.length - 1]!;
   const N = tf.util.sizeFromShape(x!.shape) / D;
-  const [xp, gp, bp, yp, hp, rp] = layerNormKernels.stage(wasm, [x!, gamma!, beta!], [N * D, N * D, N]);
-  layerNormKernels.exports.forward(xp!, gp!, bp!, yp!, hp!, rp!, N, D, LN_EPS);
-  return layerNormKernels.unstage(wasm, [
-    [yp!, x!.shape],
-    [hp!, x!.shape],
-    [rp!, [N]],
-  ]);
+  const outs = [x!.shape, x!.shape, [N]].map((shape) => wasm.makeOutput(shape, 'float32'));
+  const [yp, hp, rp] = outs.map((t) => heapOffset(wasm, t)) as [number, number, number];
+  const at = (t: tf.TensorInfo) => heapOffset(wasm, t);
+  layerNormKernels.exportsFor(wasm).forward(at(x!), at(gamma!), at(beta!), yp, hp, rp, N, D, LN_EPS);
+  return outs;
 }
 
 /** dy, xhat [..., D], rstd [N], gamma [D] → dx (dy's shape), dgamma, dbeta [D]. */
@@ -124,13 +126,11 @@ function layerNormGradKernel({ inputs, backend }: WasmKernelArgs): tf.TensorInfo
   const wasm = backend as WasmBackendLike;
   const D = dy!.shape[dy!.shape.length - 1]!;
   const N = tf.util.sizeFromShape(dy!.shape) / D;
-  const [dyp, hp, rp, gp, dxp, dgp, dbp] = layerNormKernels.stage(wasm, [dy!, xhat!, rstd!, gamma!], [N * D, D, D]);
-  layerNormKernels.exports.backward(dyp!, hp!, rp!, gp!, dxp!, dgp!, dbp!, N, D);
-  return layerNormKernels.unstage(wasm, [
-    [dxp!, dy!.shape],
-    [dgp!, [D]],
-    [dbp!, [D]],
-  ]);
+  const outs = [dy!.shape, [D], [D]].map((shape) => wasm.makeOutput(shape, 'float32'));
+  const [dxp, dgp, dbp] = outs.map((t) => heapOffset(wasm, t)) as [number, number, number];
+  const at = (t: tf.TensorInfo) => heapOffset(wasm, t);
+  layerNormKernels.exportsFor(wasm).backward(at(dy!), at(xhat!), at(rstd!), at(gamma!), dxp, dgp, dbp, N, D);
+  return outs;
 }
 
 registerWasmKernels({ [LAYER_NORM_KERNEL]: layerNormKernel, [LAYER_NORM_GRAD_KERNEL]: layerNormGradKernel });

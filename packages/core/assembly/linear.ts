@@ -1,9 +1,9 @@
 /**
  * The weight gradient of a dense layer, dw = xᵀ·dy, in WebAssembly SIMD (AssemblyScript).
  *
- * Built by `nx run core:build-wasm` into `wasm/linear.wasm`; driven from `src/ops/linear-grad.ts`,
- * which copies x and dy into this module's memory (byte offsets, 16-byte aligned; the module
- * allocates nothing). TF.js's wasm backend computes xᵀ·dy either through a scalar loop
+ * Built by `nx run core:build-wasm` into `wasm/linear.wasm` with `--importMemory`; driven from
+ * `src/ops/linear-grad.ts`, which passes the byte offsets of x, dy and the output in TF.js's own
+ * wasm heap (zero-copy: the module has no static data and allocates nothing). TF.js's wasm backend computes xᵀ·dy either through a scalar loop
  * (matMul's transposeA) or by transposing x first (a generic per-element Transpose kernel);
  * this reads x and dy row by row as they lie, so nothing is transposed.
  *

@@ -6,6 +6,7 @@ export { linear } from './ops/linear.js';
 export { matMulTransposeA, MATMUL_TN_KERNEL } from './ops/linear-grad.js';
 export {
   WasmKernelModule,
+  heapOffset,
   registerWasmKernels,
   type WasmBackendLike,
   type WasmKernelArgs,

@@ -7,7 +7,13 @@
  * [4096, 128]·[4096, 384].
  */
 import * as tf from '@tensorflow/tfjs';
-import { WasmKernelModule, registerWasmKernels, type WasmBackendLike } from './wasm-kernels.js';
+import {
+  WasmKernelModule,
+  heapOffset,
+  registerWasmKernels,
+  type WasmBackendLike,
+  type WasmKernelArgs,
+} from './wasm-kernels.js';
 
 /** The kernels' names in TF.js's registry (backend `wasm`). */
 export const MATMUL_TN_KERNEL = 'TaskforgeMatMulTN';
@@ -19,6 +25,7 @@ interface LinearExports {
   sumRows(N: number, D: number, x: number, out: number): void;
 }
 
+/** Zero-copy: the kernels read x and dy where they lie in TF.js's heap. */
 const linearKernels = new WasmKernelModule<LinearExports>(
   new URL('../../wasm/linear.wasm', import.meta.url),
   'linear weight gradient',
@@ -26,24 +33,26 @@ const linearKernels = new WasmKernelModule<LinearExports>(
 );
 
 /** x [N, in], dy [N, out] → dw [in, out]. */
-function matMulTNKernel({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo {
+function matMulTNKernel({ inputs, backend }: WasmKernelArgs): tf.TensorInfo {
   const { x, dy } = inputs as Record<'x' | 'dy', tf.TensorInfo>;
   const [N, inDim] = x!.shape as [number, number];
   const outDim = dy!.shape[1]!;
   const wasm = backend as WasmBackendLike;
-  const [xp, dyp, dwp] = linearKernels.stage(wasm, [x!, dy!], [inDim * outDim]);
-  linearKernels.exports.matMulTN(N, inDim, outDim, xp!, dyp!, dwp!);
-  return linearKernels.unstage(wasm, [[dwp!, [inDim, outDim]]])[0]!;
+  const dw = wasm.makeOutput([inDim, outDim], 'float32');
+  linearKernels
+    .exportsFor(wasm)
+    .matMulTN(N, inDim, outDim, heapOffset(wasm, x!), heapOffset(wasm, dy!), heapOffset(wasm, dw));
+  return dw;
 }
 
 /** x [N, D] → [D]. */
-function sumRowsKernel({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo {
+function sumRowsKernel({ inputs, backend }: WasmKernelArgs): tf.TensorInfo {
   const { x } = inputs as Record<'x', tf.TensorInfo>;
   const [N, D] = x!.shape as [number, number];
   const wasm = backend as WasmBackendLike;
-  const [xp, outp] = linearKernels.stage(wasm, [x!], [D]);
-  linearKernels.exports.sumRows(N, D, xp!, outp!);
-  return linearKernels.unstage(wasm, [[outp!, [D]]])[0]!;
+  const out = wasm.makeOutput([D], 'float32');
+  linearKernels.exportsFor(wasm).sumRows(N, D, heapOffset(wasm, x!), heapOffset(wasm, out));
+  return out;
 }
 
 registerWasmKernels({ [MATMUL_TN_KERNEL]: matMulTNKernel, [SUM_ROWS_KERNEL]: sumRowsKernel });

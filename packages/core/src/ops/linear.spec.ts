@@ -3,6 +3,10 @@ import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { matMulTransposeA } from './linear-grad.js';
 import { linear } from './linear.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { WasmKernelModule } from './wasm-kernels.js';
 
 describe.each(['cpu', 'wasm'])('linear on %s', (backend) => {
@@ -74,14 +78,25 @@ describe('matMulTransposeA (the wasm weight-gradient kernel)', () => {
 });
 
 describe('WasmKernelModule', () => {
+  it('refuses a module with static data, which would overwrite TF.js tensors when instantiated on its heap', () => {
+    // A valid module: one memory, and a data section writing one byte at offset 0.
+    const bytes = [0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 5, 3, 1, 0, 1, 0x0b, 7, 1, 0, 0x41, 0, 0x0b, 1, 0x2a];
+    const file = join(mkdtempSync(join(tmpdir(), 'taskforge-heap-kernel-')), 'static-data.wasm');
+    writeFileSync(file, Uint8Array.from(bytes));
+    const module = new WasmKernelModule(pathToFileURL(file), 'test kernel', 'npx nx run core:build-wasm');
+    expect(() => module.ensureLoaded()).toThrow(
+      /test kernel: .*static-data\.wasm has a data section .*must use no static data/,
+    );
+  });
+
   it('names a missing compiled kernel and the command that builds it', () => {
     const missing = new WasmKernelModule(
-      new URL('file:///nonexistent/kernel.wasm'),
+      new URL('file:///nonexistent/k.wasm'),
       'test kernel',
       'npx nx run core:build-wasm',
     );
     expect(() => missing.ensureLoaded()).toThrow(
-      /test kernel: the compiled kernel \/nonexistent\/kernel\.wasm is missing .*run `npx nx run core:build-wasm`/,
+      /test kernel: the compiled kernel \/nonexistent\/k\.wasm is missing .*core:build-wasm/,
     );
   });
 });

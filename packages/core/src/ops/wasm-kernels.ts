@@ -1,26 +1,30 @@
 /**
- * A compiled WebAssembly SIMD kernel module that works on TF.js's wasm backend's tensors.
+ * Compiled WebAssembly SIMD kernel modules that work on TF.js's wasm backend's tensors in place
+ * (zero-copy): a module is compiled with `asc --importMemory` and instantiated against the
+ * backend's own `WebAssembly.Memory`, so its pointers are the byte offsets of TF.js's tensors
+ * (`heapOffset`); it reads its inputs where they lie and writes into outputs (`makeOutput`) and
+ * scratch buffers (`withScratch`) allocated in that heap. Such a module must carry no static data
+ * (a data segment would overwrite tensors when instantiated), which is checked on load.
  *
- * TF.js's wasm backend keeps tensors in its own module's memory; a kernel module of ours has its
- * own memory, laid out by the caller: `stage` copies the inputs in (16-byte aligned, after the
- * module's static data) followed by room for outputs and scratch, and `unstage` copies results
- * out into new TF.js tensors. The copies are plain memcpys, a small fraction of any kernel here.
- * Used by core's `linear` (assembly/linear.ts) and by plugins' fused kernels.
+ * Copying tensors into a module's own memory and back, as these kernels did before, moved
+ * ~0.5 GB per default training step.
+ *
+ * Used by core's `linear`, `sumRows` and Adam (assembly/) and by plugins' fused kernels.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 
 /** The WebAssembly JS API as used here (packages compile without the DOM lib, which types it). */
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
 const WasmApi = (
   globalThis as unknown as {
     WebAssembly: {
-      Module: new (bytes: Uint8Array) => object;
+      Module: {
+        new (bytes: Uint8Array): object;
+        imports(module: object): { module: string; name: string; kind: string }[];
+      };
       Instance: new (module: object, imports: object) => { exports: unknown };
+      Memory: abstract new (...args: never[]) => object;
     };
   }
 ).WebAssembly;
@@ -40,10 +44,11 @@ export interface WasmBackendLike {
   readSync(dataId: unknown): ArrayLike<number>;
   /** One more reference to a buffer (a tensor sharing it). */
   incRef(dataId: tf.DataId): void;
+  /** Frees a buffer made by `makeOutput` (`force`: whatever its reference count). */
+  disposeData(dataId: tf.DataId, force?: boolean): boolean;
+  /** The backend's Emscripten module; its `asm.memory` is the heap every tensor lives in. */
+  readonly wasm: { asm?: { memory?: unknown }; wasmMemory?: unknown };
 }
-
-const WASM32_LIMIT = 4 * 1024 ** 3;
-const sizeOf = (info: tf.TensorInfo) => info.shape.reduce((a, b) => a * b, 1);
 
 /** What TF.js passes a kernel function: its named inputs, the backend (wasm) and the attributes. */
 export interface WasmKernelArgs {
@@ -67,16 +72,54 @@ export function registerWasmKernels(
 }
 
 /**
- * One compiled kernel module, instantiated synchronously on first use.
- * @typeParam E the module's exported functions (pointers are byte offsets into its memory).
+ * The byte offset of a float32 tensor's data in the wasm backend's heap: the pointer a
+ * `WasmKernelModule`'s function takes. Stable while the tensor lives (the heap may grow, but
+ * never moves what it holds).
+ */
+export function heapOffset(backend: WasmBackendLike, info: tf.TensorInfo): number {
+  return backend.typedArrayFromHeap(info).byteOffset;
+}
+
+/** The sections of a wasm binary that write memory when it is instantiated: data (11) and start (8). */
+function memoryWritingSections(bytes: Uint8Array): string[] {
+  const found: string[] = [];
+  let at = 8; // magic and version
+  const leb = () => {
+    let value = 0;
+    let shift = 0;
+    let byte: number;
+    do {
+      byte = bytes[at++]!;
+      value += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (byte & 0x80);
+    return value;
+  };
+  while (at < bytes.length) {
+    const id = bytes[at++]!;
+    const size = leb();
+    if (id === 11) found.push('a data section (static data: Math tables, strings, static arrays)');
+    if (id === 8) found.push('a start function');
+    at += size;
+  }
+  return found;
+}
+
+/**
+ * One compiled kernel module (built with `asc ... --importMemory`): instantiated once
+ * per backend heap on first use, its functions take byte offsets into TF.js's heap
+ * (`heapOffset`) and write only into buffers the caller allocated there (`makeOutput`,
+ * `scratch`), so no tensor is copied in or out.
+ * @typeParam E the module's exported functions.
  */
 export class WasmKernelModule<E extends object> {
-  private loaded: { exports: E & { memory: WasmMemory }; base: number } | null = null;
+  private compiled: object | null = null;
+  private readonly instances = new WeakMap<object, E>();
 
   /**
-   * @param url the compiled `.wasm` file (e.g. `new URL('../../wasm/linear.wasm', import.meta.url)`,
+   * @param url the compiled `.wasm` file (e.g. `new URL('../../wasm/adam.wasm', import.meta.url)`,
    *   the same relative path from src/ and dist/).
-   * @param what a name for error messages ("fused attention").
+   * @param what a name for error messages ("Adam").
    * @param buildCommand the command that builds the file, named when it is missing.
    */
   constructor(
@@ -86,23 +129,58 @@ export class WasmKernelModule<E extends object> {
   ) {}
 
   /**
-   * The module's exports.
-   * @throws Error (exit 1) naming the missing file and the command that builds it.
+   * Compiles the module now, so that a missing or unfit file fails before any kernel runs.
+   * @throws Error (exit 1) naming the missing file and the command that builds it, or what in
+   *   the module would overwrite TF.js's heap (a data section or a start function).
    */
-  get exports(): E {
-    return this.load().exports;
+  ensureLoaded(): void {
+    this.compile();
   }
 
   /**
-   * Loads the module now, so that a missing file fails before any kernel runs.
-   * @throws Error (exit 1) naming the missing file and the command that builds it.
+   * The module's functions, working on `backend`'s heap.
+   * @throws Error (exit 1) as `ensureLoaded`, or when the backend's heap cannot be found or
+   *   imported (another build of @tensorflow/tfjs-backend-wasm than the 4.x this was written for).
    */
-  ensureLoaded(): void {
-    this.load();
+  exportsFor(backend: WasmBackendLike): E {
+    const memory = backend.wasm.asm?.memory ?? backend.wasm.wasmMemory;
+    if (!(memory instanceof WasmApi.Memory)) {
+      throw new Error(
+        `${this.what}: cannot find the wasm backend's heap (backend.wasm.asm.memory); ` +
+          'this kernel was written for @tensorflow/tfjs-backend-wasm 4.x',
+      );
+    }
+    let exports = this.instances.get(memory);
+    if (!exports) {
+      try {
+        exports = new WasmApi.Instance(this.compile(), { env: { memory } }).exports as E;
+      } catch (e) {
+        throw new Error(
+          `${this.what}: cannot instantiate ${fileURLToPath(this.url)} on the wasm backend's heap ` +
+            `(${(e as Error).message}); rebuild it with \`${this.buildCommand}\``,
+          { cause: e },
+        );
+      }
+      this.instances.set(memory, exports);
+    }
+    return exports;
   }
 
-  private load(): { exports: E & { memory: WasmMemory }; base: number } {
-    if (this.loaded) return this.loaded;
+  /**
+   * Runs `body` with temporary float32 buffers of the given lengths in the backend's heap
+   * (their byte offsets), freed afterwards whatever `body` does.
+   */
+  withScratch<R>(backend: WasmBackendLike, lengths: number[], body: (offsets: number[]) => R): R {
+    const buffers = lengths.map((n) => backend.makeOutput([Math.max(n, 1)], 'float32'));
+    try {
+      return body(buffers.map((b) => heapOffset(backend, b)));
+    } finally {
+      for (const b of buffers) backend.disposeData(b.dataId, true);
+    }
+  }
+
+  private compile(): object {
+    if (this.compiled) return this.compiled;
     let bytes: Buffer;
     try {
       bytes = readFileSync(this.url);
@@ -113,49 +191,24 @@ export class WasmKernelModule<E extends object> {
         { cause: e },
       );
     }
-    const exports = new WasmApi.Instance(new WasmApi.Module(bytes), {}).exports as E & { memory: WasmMemory };
-    // The modules allocate nothing: everything past their initial memory is ours to lay out.
-    this.loaded = { exports, base: exports.memory.buffer.byteLength };
-    return this.loaded;
-  }
-
-  /**
-   * Copies `inputs` (float32 tensors of the wasm backend) into the module's memory, one buffer
-   * each, followed by uninitialised buffers of the `extra` lengths (in f32 elements); returns
-   * the byte offsets of all of them, inputs first, each 16-byte aligned.
-   * @throws RangeError when the total passes the 4 GiB wasm32 limit (lower the batch size).
-   */
-  stage(backend: WasmBackendLike, inputs: tf.TensorInfo[], extra: number[]): number[] {
-    const { exports, base } = this.load();
-    const offsets: number[] = [];
-    let end = base;
-    for (const n of [...inputs.map(sizeOf), ...extra]) {
-      offsets.push(end);
-      end += Math.ceil((n * 4) / 16) * 16;
+    const unfit = memoryWritingSections(bytes);
+    if (unfit.length > 0) {
+      throw new Error(
+        `${this.what}: ${fileURLToPath(this.url)} has ${unfit.join(' and ')}, which would overwrite ` +
+          "TF.js's tensors when the module is instantiated on its heap. A zero-copy kernel must use no " +
+          'static data (AssemblyScript: no Math/Mathf functions with tables, strings or static arrays); ' +
+          `change its source and run \`${this.buildCommand}\`.`,
+      );
     }
-    const have = exports.memory.buffer.byteLength;
-    if (end > have) {
-      if (end > WASM32_LIMIT)
-        throw new RangeError(
-          `${this.what}: needs ${(end / 1024 ** 2).toFixed(0)} MiB of wasm memory, over the 4 GiB wasm32 limit; lower the batch size`,
-        );
-      exports.memory.grow(Math.ceil((end - have) / 65536));
+    const module = new WasmApi.Module(bytes);
+    const imports = WasmApi.Module.imports(module);
+    if (!imports.some((i) => i.module === 'env' && i.name === 'memory' && i.kind === 'memory')) {
+      throw new Error(
+        `${this.what}: ${fileURLToPath(this.url)} does not import its memory, so it cannot work on TF.js's ` +
+          `heap; compile it with \`asc ... --importMemory\` (run \`${this.buildCommand}\`).`,
+      );
     }
-    const mem = new Float32Array(exports.memory.buffer);
-    inputs.forEach((t, i) => mem.set(backend.typedArrayFromHeap(t), offsets[i]! / 4));
-    return offsets;
-  }
-
-  /** Copies each part (`[byte offset, shape]`) of the module's memory into a new float32 tensor of that shape. */
-  unstage(backend: WasmBackendLike, parts: [number, number[]][]): tf.TensorInfo[] {
-    // Every output is allocated before any view of TF.js's heap is taken (an allocation may move it).
-    const outs = parts.map(([, shape]) => backend.makeOutput(shape, 'float32'));
-    const mem = new Float32Array(this.load().exports.memory.buffer);
-    outs.forEach((t, i) => {
-      const at = parts[i]![0] / 4;
-      const view = backend.typedArrayFromHeap(t);
-      view.set(mem.subarray(at, at + view.length));
-    });
-    return outs;
+    this.compiled = module;
+    return this.compiled;
   }
 }

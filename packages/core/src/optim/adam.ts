@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { NamedVariables, ParamGroup } from '../contracts.js';
 import { TaskforgeError } from '../errors.js';
+import { adamStepWasm, canUseAdamKernel } from './adam-wasm.js';
 import { BaseOptimizer, checkNonNegative } from './base.js';
 
 export interface AdamOptions {
@@ -19,6 +20,8 @@ export interface AdamOptions {
  * Adam / AdamW with PyTorch's bias-corrected update:
  * `m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g²; p -= lr/(1-β1ᵗ) · m / (√v/√(1-β2ᵗ) + ε)`.
  * Note ε is added after the bias correction of v, as in PyTorch (TF.js's own Adam differs).
+ * On the wasm backend each variable's update is one fused kernel (`adamStepWasm`) with bitwise
+ * the results of the composed ops used elsewhere.
  */
 export class Adam extends BaseOptimizer {
   readonly beta1: number;
@@ -60,6 +63,23 @@ export class Adam extends BaseOptimizer {
     const m = slots['m']!;
     const v = slots['v']!;
     const wd = group.weightDecay;
+    const biasCorrection1 = 1 - this.beta1 ** t;
+    const biasCorrection2 = 1 - this.beta2 ** t;
+    if (canUseAdamKernel(variable, grad)) {
+      const [pNext, mNext, vNext] = adamStepWasm(variable, grad, m, v, {
+        beta1: this.beta1,
+        beta2: this.beta2,
+        epsilon: this.epsilon,
+        stepSize: this.lr / biasCorrection1,
+        sqrtBiasCorrection2: Math.sqrt(biasCorrection2),
+        l2: this.decoupledWeightDecay ? 0 : wd,
+        decay: this.decoupledWeightDecay && wd !== 0 ? 1 - this.lr * wd : 1,
+      });
+      m.assign(mNext);
+      v.assign(vNext);
+      variable.assign(pNext);
+      return;
+    }
     const g = wd !== 0 && !this.decoupledWeightDecay ? grad.add(variable.mul(wd)) : grad;
     let p: tf.Tensor = variable;
     if (wd !== 0 && this.decoupledWeightDecay) p = p.mul(1 - this.lr * wd);
@@ -67,8 +87,6 @@ export class Adam extends BaseOptimizer {
     const vNext = v.mul(this.beta2).add(g.square().mul(1 - this.beta2));
     m.assign(mNext);
     v.assign(vNext);
-    const biasCorrection1 = 1 - this.beta1 ** t;
-    const biasCorrection2 = 1 - this.beta2 ** t;
     const denom = vNext.sqrt().div(Math.sqrt(biasCorrection2)).add(this.epsilon);
     variable.assign(p.sub(mNext.div(denom).mul(this.lr / biasCorrection1)));
   }
