@@ -81,7 +81,7 @@ async function trainInRunDir(run: PreparedRun, config: RunConfig): Promise<FitRe
       trainer.callbacks.find(isCheckpointingCallback)?.lastCheckpointTarget ?? join(run.runDir, 'checkpoints', 'last');
     run.output.info(
       `To stop early press Ctrl-C (or send SIGTERM): the current step finishes, then the ` +
-        `checkpoint is saved to ${last}; resume with ${overrideHint('trainer.resume_from', last)}`,
+        `checkpoint is saved to ${last}; resume by adding ${overrideHint('trainer.resume_from', last)} to the same command`,
     );
   }
   const result = await trainer.fit(task, datamodule); // it resumes from trainer.resume_from itself

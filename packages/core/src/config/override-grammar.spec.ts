@@ -369,7 +369,7 @@ describe('every hint works when followed (issue 10 item 8)', () => {
     expect(hints(refusal(['k=a,b']).message)).toEqual(['k=[a,b]', "k='a,b'"]);
   });
 
-  it('overrideHint (used by "resume with …") gives back exactly the value when pasted into a shell', () => {
+  it('overrideHint (used by "resume by adding …") gives back exactly the value when pasted into a shell', () => {
     for (const dir of [
       '/tmp/run-1/checkpoints/last',
       '/tmp/exp #1/last',

@@ -591,7 +591,7 @@ export function withPrefix(text: string, prefix: '' | '+' | '++' | '~'): string 
 /**
  * The override `key=value` as one shell word that, pasted into a terminal, sets `key` to exactly
  * `value` (a string is quoted for the override grammar when it would otherwise be typed or refused,
- * e.g. a path holding `#`, spaces at its ends, `,` or `~`). For hints such as "resume with …".
+ * e.g. a path holding `#`, spaces at its ends, `,` or `~`). For hints such as "resume by adding … to the same command".
  */
 export function overrideHint(key: string, value: string | number | boolean | null): string {
   let text: string;

@@ -99,4 +99,24 @@ describe('WasmKernelModule', () => {
       /test kernel: the compiled kernel \/nonexistent\/k\.wasm is missing .*core:build-wasm/,
     );
   });
+
+  it('lays scratch buffers out 16-byte aligned (the first 64) without overlap, and frees them even when the body throws', async () => {
+    expect(await tf.setBackend('wasm')).toBe(true);
+    const backend = tf.backend() as unknown as Parameters<WasmKernelModule<object>['withScratch']>[0];
+    const module = new WasmKernelModule<object>(new URL('file:///unused.wasm'), 'test kernel', 'build');
+    const buffersBefore = tf.backend().numDataIds();
+    const lengths = [5, 1, 64, 3];
+    const offsets = module.withScratch(backend, lengths, (at) => at);
+    expect(offsets[0]! % 64).toBe(0);
+    offsets.forEach((at, i) => {
+      expect(at % 16).toBe(0);
+      if (i > 0) expect(at).toBeGreaterThanOrEqual(offsets[i - 1]! + 4 * lengths[i - 1]!);
+    });
+    expect(() =>
+      module.withScratch(backend, [8], () => {
+        throw new Error('kernel failed');
+      }),
+    ).toThrow('kernel failed');
+    expect(tf.backend().numDataIds()).toBe(buffersBefore);
+  });
 });

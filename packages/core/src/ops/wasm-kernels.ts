@@ -167,15 +167,25 @@ export class WasmKernelModule<E extends object> {
   }
 
   /**
-   * Runs `body` with temporary float32 buffers of the given lengths in the backend's heap
-   * (their byte offsets), freed afterwards whatever `body` does.
+   * Runs `body` with temporary float32 buffers of the given lengths in the backend's heap (their
+   * byte offsets), freed afterwards whatever `body` does. They lie one after the other, each
+   * 16-byte aligned and the first 64-byte aligned: TF.js's allocator aligns to 8 bytes only, and
+   * SIMD loads that straddle cache lines made the attention kernels ~15% slower.
    */
   withScratch<R>(backend: WasmBackendLike, lengths: number[], body: (offsets: number[]) => R): R {
-    const buffers = lengths.map((n) => backend.makeOutput([Math.max(n, 1)], 'float32'));
+    const padded = lengths.map((n) => Math.ceil(n / 4) * 4);
+    const total = padded.reduce((a, b) => a + b, 0) + 16; // + 64 bytes of alignment slack
+    const buffer = backend.makeOutput([total], 'float32');
     try {
-      return body(buffers.map((b) => heapOffset(backend, b)));
+      let at = Math.ceil(heapOffset(backend, buffer) / 64) * 64;
+      const offsets = padded.map((n) => {
+        const here = at;
+        at += n * 4;
+        return here;
+      });
+      return body(offsets);
     } finally {
-      for (const b of buffers) backend.disposeData(b.dataId, true);
+      backend.disposeData(buffer.dataId, true);
     }
   }
 

@@ -160,7 +160,7 @@ export class Trainer implements TrainerView {
       const dir = this.interruptCheckpointDir();
       const where = this.dryRun
         ? 'stopping (fast_dev_run: no checkpoint)'
-        : `saving a checkpoint to ${dir} and stopping; resume with ${overrideHint('trainer.resume_from', dir)}`;
+        : `saving a checkpoint to ${dir} and stopping; resume by adding ${overrideHint('trainer.resume_from', dir)} to the same command`;
       this.output.warn(
         `Received ${signal}: finishing the current step, then ${where}. Send it again to abort at once.`,
       );
@@ -171,7 +171,7 @@ export class Trainer implements TrainerView {
       this.output.warn(
         saved
           ? `Received ${signal} again: exiting now. The checkpoint ${saved} was saved completely before it; ` +
-              `resume with ${overrideHint('trainer.resume_from', saved)}.`
+              `resume by adding ${overrideHint('trainer.resume_from', saved)} to the same command.`
           : `Received ${signal} again: aborting now, at global step ${this.globalStep}, without saving a checkpoint ` +
               `(${this.interruptCheckpointDir()} is not written by this stop; checkpoints saved earlier are intact). ` +
               `${this.runDir} keeps the logs; to start over, delete it or set another trainer.run_dir.`,
@@ -723,7 +723,7 @@ export class Trainer implements TrainerView {
         ? await checkpointer.saveLastCheckpoint(this)
         : await this.saveCheckpoint(join(this.runDir, 'checkpoints', 'last'));
       this.interruptSavedTo = dir;
-      where = `last checkpoint saved to ${dir}; resume with ${overrideHint('trainer.resume_from', dir)}`;
+      where = `last checkpoint saved to ${dir}; resume by adding ${overrideHint('trainer.resume_from', dir)} to the same command`;
     }
     throw new TrainingInterrupted(
       `Training interrupted by ${signal} at step ${this.globalStep}; ${where}.`,

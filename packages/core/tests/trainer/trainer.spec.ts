@@ -193,7 +193,7 @@ describe('Trainer.fit', () => {
     [
       'after it is written, while the loggers finalize',
       'finalize',
-      /^Received SIGINT again: exiting now\. The checkpoint \S+ was saved completely before it; resume with/,
+      /^Received SIGINT again: exiting now\. The checkpoint \S+ was saved completely before it; resume by adding \S+ to the same command\./,
     ],
   ] as const)('a second SIGINT %s says whether the checkpoint holds (s6: finding 6)', async (_, hook, said) => {
     // The second signal re-raises SIGINT to end the process: stubbed, so the test process lives on.
@@ -234,7 +234,7 @@ describe('Trainer.fit', () => {
     const last = join(runDir, 'checkpoints', 'last');
     expect(error).toBeInstanceOf(TrainingInterrupted);
     expect((error as TrainingInterrupted).message).toBe(
-      `Training interrupted by SIGINT at step 3; last checkpoint saved to ${last}; resume with 'trainer.resume_from=${last}'.`,
+      `Training interrupted by SIGINT at step 3; last checkpoint saved to ${last}; resume by adding 'trainer.resume_from=${last}' to the same command.`,
     );
     expect((error as TrainingInterrupted).exitCode).toBe(130);
     expect(JSON.parse(await readFile(join(last, 'trainer_state.json'), 'utf8'))).toMatchObject({
@@ -245,7 +245,7 @@ describe('Trainer.fit', () => {
     expect(logger.finalized).toEqual(['interrupted']);
     // The resume hint is printed as the signal arrives, before the step ends (a parent like nx may stop relaying soon after).
     expect(output.warnings[0]).toBe(
-      `Received SIGINT: finishing the current step, then saving a checkpoint to ${last} and stopping; resume with 'trainer.resume_from=${last}'. Send it again to abort at once.`,
+      `Received SIGINT: finishing the current step, then saving a checkpoint to ${last} and stopping; resume by adding 'trainer.resume_from=${last}' to the same command. Send it again to abort at once.`,
     );
     expect(process.listenerCount('SIGINT')).toBe(listeners);
     expect(recorder.hooks().filter((h) => h === 'onTrainBatchEnd')).toHaveLength(3);
