@@ -24,6 +24,7 @@ export const gpt2Schema = z
       ctx.addIssue({
         code: 'custom',
         path: ['embed_dim'],
+        params: { relatedKeys: ['num_heads'] },
         message:
           `embed_dim (${c.embed_dim}) must be divisible by num_heads (${c.num_heads}) so every head gets ` +
           `embed_dim / num_heads dimensions; pick e.g. num_heads=${largestDivisorAtMost(c.embed_dim, c.num_heads)} ` +

@@ -44,6 +44,14 @@ export interface ConfigProblem {
   correctedValues?: string[];
   /** The schema's default for this key, when it has one: offered as a fix (`key=<default>`). */
   defaultValue?: unknown;
+  /**
+   * Other dotted paths a cross-key rule is about (`backbone.num_heads` for "embed_dim must be
+   * divisible by num_heads"): when this key came from a file but one of those was typed on the
+   * command line, explainProblems blames that override. A schema sets them with
+   * `ctx.addIssue({ code: 'custom', path: [key], params: { relatedKeys: ['other_key'] }, ... })`
+   * (sibling keys of the issue's key).
+   */
+  relatedPaths?: string[];
 }
 
 /** A config or usage mistake: carries every problem found, not just the first. Exit code 2. */

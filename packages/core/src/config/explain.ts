@@ -105,7 +105,9 @@ function scalar(value: unknown): string | number | boolean | null | undefined {
  *   (without a `+`, since that key exists);
  * - a bad value typed on the command line: the value it replaced (from the files), else the
  *   schema's default;
- * - a bad value in a file: edit that line, or override the key with the schema's default.
+ * - a bad value in a file: edit that line, or override the key with the schema's default;
+ * - a cross-key rule (`relatedPaths`) broken by an override of one of the other keys: that
+ *   override, and the value it replaced.
  * Problems whose value came from an environment variable or an interpolation keep their source.
  */
 export function explainProblems(problems: readonly ConfigProblem[], context: ProblemContext): ConfigProblem[] {
@@ -113,7 +115,19 @@ export function explainProblems(problems: readonly ConfigProblem[], context: Pro
   return problems.map((problem) => {
     const out: ConfigProblem = { ...problem };
     const source = out.source ?? sourceOf(out.path, context.sources);
-    if (source === COMMAND_LINE) {
+    // A cross-key rule broken by an override of the other key: blame what was typed, not the file.
+    const typedRelated =
+      source === COMMAND_LINE
+        ? undefined
+        : out.relatedPaths?.find(
+            (p) => sourceOf(p, context.sources) === COMMAND_LINE && overrideOf(p, context.overrides),
+          );
+    if (typedRelated !== undefined) {
+      const applied = overrideOf(typedRelated, context.overrides)!;
+      out.source = COMMAND_LINE;
+      out.override = applied.text;
+      if (!out.fixes?.length) out.fixes = commandLineFixes({ ...out, path: typedRelated, suggestions: [] }, applied);
+    } else if (source === COMMAND_LINE) {
       out.source = COMMAND_LINE;
       const applied = overrideOf(out.path, context.overrides);
       if (out.override === undefined && applied) out.override = applied.text;

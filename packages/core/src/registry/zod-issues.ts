@@ -212,11 +212,16 @@ export function issuesToProblems(
         `${n} item${n === 1 ? '' : 's'}${of}`;
     } else message = `${issue.message}${of}`;
     const fallback = defaultAt(schema, path);
+    const related = issue.code === 'custom' ? (issue.params as { relatedKeys?: unknown } | undefined)?.relatedKeys : [];
+    const relatedPaths = Array.isArray(related)
+      ? related.filter((k): k is string => typeof k === 'string').map((k) => issuePath(base, [...path.slice(0, -1), k]))
+      : [];
     problems.push({
       path: issuePath(base, path),
       message,
       ...(value !== undefined ? { value } : {}),
       ...(fallback !== undefined && fallback !== value ? { defaultValue: fallback } : {}),
+      ...(relatedPaths.length ? { relatedPaths } : {}),
     });
   }
   return problems;

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { formatProblems } from '../errors.js';
+import { issuesToProblems } from '../registry/zod-issues.js';
+import { explainProblems } from './explain.js';
+
+/** A backbone-like schema with a cross-key rule, as @taskforge/backbone-gpt2 declares it. */
+const schema = z
+  .strictObject({ embed_dim: z.int().default(16), num_heads: z.int().default(2) })
+  .superRefine((c, ctx) => {
+    if (c.embed_dim % c.num_heads !== 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['embed_dim'],
+        params: { relatedKeys: ['num_heads'] },
+        message: `embed_dim (${c.embed_dim}) must be divisible by num_heads (${c.num_heads})`,
+      });
+  });
+
+function problemsFor(input: { embed_dim: number; num_heads: number }) {
+  const result = schema.safeParse(input);
+  expect(result.success).toBe(false);
+  return issuesToProblems(result.error!.issues, schema, input, 'backbone', 'backbone/gpt2');
+}
+
+describe('explainProblems: a cross-key rule (relatedPaths)', () => {
+  it('blames the override of the other key, not the file that set this one, and offers the value it replaced', () => {
+    const problems = problemsFor({ embed_dim: 16, num_heads: 3 });
+    expect(problems[0]!.relatedPaths).toEqual(['backbone.num_heads']);
+    const [explained] = explainProblems(problems, {
+      sources: new Map([
+        ['backbone.embed_dim', '/conf/backbone/gpt2.yaml'],
+        ['backbone.num_heads', 'command line'],
+      ]),
+      overrides: new Map([
+        [
+          'backbone.num_heads',
+          { text: 'backbone.num_heads=3', previous: 2, previousSource: '/conf/backbone/gpt2.yaml:4' },
+        ],
+      ]),
+    });
+    expect(explained).toMatchObject({ source: 'command line', override: 'backbone.num_heads=3' });
+    expect(formatProblems('Invalid configuration', [explained!])).toContain(
+      "[from command line] backbone.num_heads=3; fix: write 'backbone.num_heads=2' (the configured value, from /conf/backbone/gpt2.yaml:4) or drop the override",
+    );
+  });
+
+  it('keeps the file as the source when the other key was not typed either', () => {
+    const [explained] = explainProblems(problemsFor({ embed_dim: 16, num_heads: 3 }), {
+      sources: new Map([
+        ['backbone.embed_dim', '/nonexistent/gpt2.yaml'],
+        ['backbone.num_heads', '/nonexistent/gpt2.yaml'],
+      ]),
+      overrides: new Map(),
+    });
+    expect(explained!.source).toBe('/nonexistent/gpt2.yaml');
+    expect(explained!.override).toBeUndefined();
+  });
+});
