@@ -86,7 +86,12 @@ export interface TrainerRunConfig {
 
 export interface FitResult {
   globalStep: number;
+  /** The 0-based epoch of the loop's position at the end (after max_epochs = N it is N). */
   epoch: number;
+  /** Epochs whose training batches were all consumed. */
+  epochsCompleted: number;
+  /** Training batches of the next epoch (0-based index `epochsCompleted`) consumed: 0 at an epoch boundary. */
+  batchInEpoch: number;
   metrics: Record<string, number>;
   bestCheckpoint?: string;
   lastCheckpoint?: string;
@@ -352,6 +357,8 @@ export class Trainer implements TrainerView {
       return {
         globalStep: this.globalStep,
         epoch: this.epoch,
+        epochsCompleted: this.progress.epoch + (this.progress.epochFinished ? 1 : 0),
+        batchInEpoch: this.progress.epochFinished ? 0 : this.progress.batchInEpoch,
         metrics: { ...this.callbackMetrics },
         runDir: this.runDir,
         ...(checkpointer?.bestModelPath ? { bestCheckpoint: checkpointer.bestModelPath } : {}),

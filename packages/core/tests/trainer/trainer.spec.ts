@@ -22,6 +22,7 @@ describe('Trainer.fit', () => {
     expect(val[3]!).toBeLessThan(val[0]! * 0.5);
     expect(result.globalStep).toBe(32);
     expect(result.epoch).toBe(4);
+    expect(result).toMatchObject({ epochsCompleted: 4, batchInEpoch: 0 });
     expect(result.metrics['val_loss']).toBe(val[3]);
     expect(task.totalSteps).toBe(32);
     expect(dm.calls).toEqual(['prepareData', 'setup:fit', 'teardown']);
@@ -50,6 +51,12 @@ describe('Trainer.fit', () => {
     expect(recorder.events).toEqual(['onFitStart@0', ...epoch(0), ...epoch(2), 'onFitEnd@4']);
     expect(task.validationCalls).toBe(1 + 2);
     task.dispose();
+  });
+
+  it('reports the completed epochs and the batches of a partial one when max_steps stops mid-epoch', async () => {
+    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 5, max_steps: 11 }); // 8 batches per epoch
+    const result = await trainer.fit(new ToyTask(), new ToyDataModule());
+    expect(result).toMatchObject({ globalStep: 11, epoch: 1, epochsCompleted: 1, batchInEpoch: 3 });
   });
 
   it('averages gradients over accumulate_grad_batches: 4 x batch 2 == 1 x batch 8', async () => {
