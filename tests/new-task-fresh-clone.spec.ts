@@ -66,6 +66,10 @@ describe('a new task from a fresh clone, following README and docs/new-task.md',
     execFileSync('git', ['clone', '--quiet', '--no-checkout', REPO, root]);
     execFileSync('git', ['checkout', '--quiet', head], { cwd: root });
     ok(await sh('npm', 'ci'));
+    // Before the build the generator names the command, where Nx alone says "Could not resolve ./dist/…".
+    const early = await nx('g', '@taskforge/nx-plugin:task', 'demo', '--dry-run', '--no-interactive');
+    expect(early.code).not.toBe(0);
+    expect(output(early)).toContain('run `npx nx build nx-plugin` once, then run the generator again');
     ok(await nx('build', 'nx-plugin'));
   }, STEP_TIMEOUT);
   afterAll(() => {
