@@ -32,9 +32,10 @@ export const callbackSpecs: ComponentSpec<'callback'>[] = [
   {
     kind: 'callback',
     name: 'device_stats',
-    description: 'Log tensor memory (count, bytes; GPU buffer bytes on webgpu) as memory/* to every logger',
+    description:
+      'Log tensor memory (count, bytes; GPU buffer bytes on webgpu) as memory/* to every logger; warn when the count keeps growing (a leak)',
     schema: deviceStatsSchema,
-    create: (config) => new DeviceStatsMonitor(config),
+    create: (config, { container }) => new DeviceStatsMonitor(config, container.resolve<Output>(Tokens.Output)),
   },
   {
     kind: 'callback',

@@ -1,5 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
 import {
@@ -176,6 +177,47 @@ describe('DeviceStatsMonitor', () => {
     expect(new Set(tensors.map(([, n]) => n)).size).toBe(1);
     expect(logger.series('memory/bytes')[0]![1]).toBeGreaterThan(0);
     expect(logger.series('memory/gpu_bytes')).toEqual([]); // only on webgpu (see src/backend/webgpu.spec.ts)
+    task.dispose();
+  });
+});
+
+describe('DeviceStatsMonitor leak warning', () => {
+  /** A task that keeps one tensor per training step, as a forgotten tf.keep or a tensor made outside tf.tidy does. */
+  class LeakyTask extends ToyTask {
+    readonly kept: tf.Tensor[] = [];
+    override trainingStep(batch: Parameters<ToyTask['trainingStep']>[0], ctx: Parameters<ToyTask['trainingStep']>[1]) {
+      this.kept.push(tf.keep(tf.zeros([4])));
+      return super.trainingStep(batch, ctx);
+    }
+  }
+
+  const fit = async (task: ToyTask, options: { leak_warning_after?: number } = {}) => {
+    const output = new RecordingOutput();
+    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 2, max_steps: 14, log_every_n_steps: 2 }, [
+      new DeviceStatsMonitor(options, output),
+    ]);
+    await trainer.fit(task, new ToyDataModule());
+    return output.warnings.filter((w) => w.includes('memory/tensors grew'));
+  };
+
+  it('warns once when memory/tensors grew at each of leak_warning_after logs, naming the counts and the fix', async () => {
+    const task = new LeakyTask();
+    const warnings = await fit(task);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(
+      /grew at each of the last 5 logs, from \d+ at step 2 to \d+ at step 12 \(1\.0 per step\): tensors are leaking.*tf\.tidy\(\).*leak_warning_after=0/,
+    );
+    tf.dispose(task.kept);
+    task.dispose();
+  });
+
+  it('stays quiet for a task that does not leak, and when turned off', async () => {
+    const clean = new ToyTask();
+    expect(await fit(clean)).toEqual([]);
+    clean.dispose();
+    const task = new LeakyTask();
+    expect(await fit(task, { leak_warning_after: 0 })).toEqual([]);
+    tf.dispose(task.kept);
     task.dispose();
   });
 });
