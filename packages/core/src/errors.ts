@@ -4,10 +4,19 @@
  */
 export class TaskforgeError extends Error {
   readonly exitCode: number;
-  constructor(message: string, options: { exitCode?: number; cause?: unknown } = {}) {
+  /**
+   * The config settings the error is about (dotted key → the value at fault), for callers that
+   * know where a setting came from: an evaluation says which ones its checkpoint's saved config set.
+   */
+  readonly settings: Readonly<Record<string, unknown>>;
+  constructor(
+    message: string,
+    options: { exitCode?: number; cause?: unknown; settings?: Readonly<Record<string, unknown>> } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.exitCode = options.exitCode ?? 1;
+    this.settings = options.settings ?? {};
   }
 }
 

@@ -183,6 +183,26 @@ describe('an evaluation inheriting a setting from the checkpoint (s5: finding 13
     expect((own as Error).message).toContain('trainer.devices=2 needs trainer.strategy=ddp');
     expect((own as Error).message).not.toContain('comes from the checkpoint');
   });
+
+  it('attributes an accelerator the checkpoint was trained on and this machine lacks, keeping the exit code', async () => {
+    const runDir = join(project, 'inherits-accelerator');
+    expect((await train([`trainer.run_dir=${runDir}`, 'trainer.max_steps=1'])).error).toBeUndefined();
+    const ckpt = join(runDir, 'checkpoints', 'last');
+    // As a run trained on tfjs-node saves it; @tensorflow/tfjs-node is not installed here.
+    const saved = readFileSync(join(ckpt, 'config.yaml'), 'utf8');
+    const node = saved.replace(/^( +)accelerator: .*$/m, '$1accelerator: node');
+    expect(node).not.toBe(saved);
+    writeFileSync(join(ckpt, 'config.yaml'), node);
+    const error = await evaluateCommand((await open()).session, 'test', { ckpt, overrides: [] }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(TaskforgeError);
+    expect((error as TaskforgeError).exitCode).toBe(1);
+    expect((error as TaskforgeError).message).toContain('trainer.accelerator=node needs @tensorflow/tfjs-node');
+    expect((error as TaskforgeError).message).toContain(
+      `(trainer.accelerator=node comes from the checkpoint's saved config, ${join(ckpt, 'config.yaml')}: override it on the command line.)`,
+    );
+  });
 });
 
 describe('evaluating a checkpoint (s6: finding 13)', () => {

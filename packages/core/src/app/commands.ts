@@ -421,23 +421,26 @@ function composeForCheckpoint(
 }
 
 /**
- * A usage error (exit 2) that names `trainer.<key>=<value>` settings the command line did not give
- * says they come from the checkpoint's saved config (an evaluation inherits the training run's
- * trainer settings, e.g. `trainer.devices=2`), and how to override them. Other errors pass as they are.
+ * An error about `trainer.*` settings (`TaskforgeError.settings`) that the command line did not
+ * give says they come from the checkpoint's saved config (an evaluation inherits the training
+ * run's trainer settings, e.g. `trainer.devices=2` or `trainer.accelerator=webgpu`) and how to
+ * override them; same exit code. Other errors pass as they are.
  */
 function attributeToCheckpoint(error: unknown, ckpt: CheckpointRef, overrides: string[]): unknown {
-  if (!(error instanceof TaskforgeError) || error instanceof ConfigError || error.exitCode !== 2) return error;
+  if (!(error instanceof TaskforgeError) || error instanceof ConfigError) return error;
   const saved = (ckpt.config['trainer'] ?? {}) as Record<string, unknown>;
   const given = (key: string) => overrides.some((o) => new RegExp(`^\\+{0,2}trainer\\.${key}=`).test(o));
-  const inherited = [...new Set([...error.message.matchAll(/\btrainer\.(\w+)=([^\s,;)]+)/g)].map((m) => m[1]!))].filter(
-    (key) => !given(key) && saved[key] !== undefined && error.message.includes(`trainer.${key}=${String(saved[key])}`),
-  );
+  const inherited = Object.entries(error.settings)
+    .filter(([path]) => path.startsWith('trainer.'))
+    .map(([path, value]) => [path.slice('trainer.'.length), value] as const)
+    .filter(([key, value]) => !given(key) && saved[key] !== undefined && String(saved[key]) === String(value))
+    .map(([key]) => key);
   if (!inherited.length) return error;
   const settings = inherited.map((key) => `trainer.${key}=${String(saved[key])}`).join(', ');
   return new TaskforgeError(
     `${error.message} (${settings} ${inherited.length === 1 ? 'comes' : 'come'} from the checkpoint's saved config, ` +
       `${join(ckpt.dir, 'config.yaml')}: override ${inherited.length === 1 ? 'it' : 'them'} on the command line.)`,
-    { exitCode: 2 },
+    { exitCode: error.exitCode, settings: error.settings, cause: error },
   );
 }
 

@@ -446,6 +446,7 @@ export async function selectBackend(
         throw new TaskforgeError(
           `trainer.accelerator=webgpu could not start: ${error.reason}. Or set ` +
             `trainer.accelerator=auto to use the best backend that works here.`,
+          { settings: { 'trainer.accelerator': request } },
         );
       }
       if (request !== 'auto') {
@@ -468,6 +469,7 @@ export async function selectBackend(
         throw new TaskforgeError(
           `trainer.accelerator=${request} needs ${problem}. ${fix}, or set ` +
             `trainer.accelerator=auto to use the best backend that works here.`,
+          { settings: { 'trainer.accelerator': request } },
         );
       }
       skipped.push({ accelerator: kind, reason: error.reason });

@@ -110,7 +110,7 @@ function planDevices(request: DevicesRequest, backend: string): DevicesPlan {
       `trainer.devices=${request.devices} is more than the batch size (dataset.batch_size=${batchSize}): ` +
         'each device needs at least one sample of every batch. ' +
         `Set trainer.devices to at most ${batchSize} (or auto), or raise dataset.batch_size.`,
-      { exitCode: 2 },
+      { exitCode: 2, settings: { 'trainer.devices': request.devices, 'dataset.batch_size': batchSize } },
     );
   }
   if (request.strategy === 'single') {
@@ -119,7 +119,7 @@ function planDevices(request: DevicesRequest, backend: string): DevicesPlan {
         `trainer.devices=${request.devices} needs trainer.strategy=ddp (or auto), ` +
           'but trainer.strategy=single runs on one device. ' +
           'Set trainer.strategy=ddp, or trainer.devices=1.',
-        { exitCode: 2 },
+        { exitCode: 2, settings: { 'trainer.devices': request.devices, 'trainer.strategy': request.strategy } },
       );
     }
     return { strategy: 'single', devices: 1, reason: 'trainer.strategy=single' };
@@ -130,7 +130,7 @@ function planDevices(request: DevicesRequest, backend: string): DevicesPlan {
         'trainer.strategy=ddp runs on the wasm or cpu backend (one instance per worker thread), ' +
           `but the ${backend} backend was selected. ` +
           'Set trainer.accelerator=wasm (or cpu), or trainer.strategy=single (or auto) to train on this backend.',
-        { exitCode: 2 },
+        { exitCode: 2, settings: { 'trainer.strategy': request.strategy } },
       );
     }
     const devices = request.devices === 'auto' ? Math.max(1, Math.min(cores, batchSize ?? cores)) : request.devices;
