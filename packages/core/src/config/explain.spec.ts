@@ -57,3 +57,14 @@ describe('explainProblems: a cross-key rule (relatedPaths)', () => {
     expect(explained!.override).toBeUndefined();
   });
 });
+
+describe('issuesToProblems: a non-finite number', () => {
+  it('says the value must be finite, since inf passes a bound such as "non-negative"', () => {
+    const lr = z.strictObject({ lr: z.number().nonnegative() });
+    for (const value of [Infinity, Number.NaN]) {
+      const result = lr.safeParse({ lr: value });
+      const [problem] = issuesToProblems(result.error!.issues, lr, { lr: value }, 'optimizer');
+      expect(problem!.message).toBe('expected a finite non-negative number (inf and nan are not accepted)');
+    }
+  });
+});

@@ -211,6 +211,9 @@ export function issuesToProblems(
         `expected a list of ${issue.code === 'too_small' ? 'at least' : 'at most'} ` +
         `${n} item${n === 1 ? '' : 's'}${of}`;
     } else message = `${issue.message}${of}`;
+    // `inf` is non-negative: say why it is refused all the same.
+    if (typeof value === 'number' && !Number.isFinite(value) && expected && /^an? /.test(expected))
+      message = `expected a finite ${expected.replace(/^an? /, '')}${of} (inf and nan are not accepted)`;
     const fallback = defaultAt(schema, path);
     const related = issue.code === 'custom' ? (issue.params as { relatedKeys?: unknown } | undefined)?.relatedKeys : [];
     const relatedPaths = Array.isArray(related)
