@@ -155,6 +155,32 @@ describe('the default run dir (s5: finding 1)', () => {
   });
 });
 
+describe('the closing summary of train (s7)', () => {
+  it("labels the saved checkpoint 'newest' without a monitor and 'best (metric)' with one, and counts epochs as the bar does", async () => {
+    const plain = await train([
+      `trainer.run_dir=${join(project, 'summary-plain')}`,
+      'trainer.max_steps=6',
+      '++trainer.max_epochs=3',
+    ]);
+    expect(plain.error).toBeUndefined();
+    const text = said(plain.output);
+    expect(text).toContain('Training finished at step 6: 1 epoch and 2 batches of epoch 1 trained.');
+    expect(text).toMatch(
+      /newest checkpoint: \S+step=000006 \(no monitor, so none is ranked best; set trainer\.callbacks\.model_checkpoint\.monitor/,
+    );
+    expect(text).not.toContain('best checkpoint');
+    const ranked = await train([
+      `trainer.run_dir=${join(project, 'summary-ranked')}`,
+      'trainer.max_steps=4',
+      '+trainer.callbacks.model_checkpoint.monitor=val_loss',
+    ]);
+    expect(ranked.error).toBeUndefined();
+    expect(said(ranked.output)).toMatch(
+      /Training finished at step 4: 1 epoch trained\.\n {2}last validation: .*\n {2}best checkpoint \(val_loss\): \S+step=/,
+    );
+  });
+});
+
 describe('an evaluation inheriting a setting from the checkpoint (s5: finding 13)', () => {
   it("says a trainer setting at fault comes from the checkpoint's saved config, not the command line", async () => {
     const runDir = join(project, 'inherits');

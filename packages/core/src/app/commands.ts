@@ -514,7 +514,14 @@ function describeFit(result: FitResult, runDir: string, dryRun: boolean): string
     .filter(([k]) => k.startsWith('val'))
     .map(([k, v]) => `${k}=${v.toFixed(4)}`);
   if (metrics.length) lines.push(`  last validation: ${metrics.join(' ')}`);
-  if (result.bestCheckpoint) lines.push(`  best checkpoint: ${result.bestCheckpoint}`);
+  if (result.bestCheckpoint) {
+    lines.push(
+      result.checkpointMonitor
+        ? `  best checkpoint (${result.checkpointMonitor}): ${result.bestCheckpoint}`
+        : `  newest checkpoint: ${result.bestCheckpoint} (no monitor, so none is ranked best; ` +
+            'set trainer.callbacks.model_checkpoint.monitor to a validation metric, e.g. val/loss, to keep the best)',
+    );
+  }
   if (result.lastCheckpoint) lines.push(`  last checkpoint: ${result.lastCheckpoint}`);
   if (dryRun) lines.push('  fast_dev_run: no checkpoints were written');
   // Only paths that exist: no samples line when the run made none (fast_dev_run, short runs, no sampler).

@@ -68,6 +68,10 @@ export class ModelCheckpoint implements CheckpointingCallback {
     this.options = modelCheckpointSchema.parse(options);
   }
 
+  get monitor(): string | null {
+    return this.options.monitor;
+  }
+
   get bestModelPath(): string | undefined {
     return this.ranked()[0]?.path;
   }

@@ -93,7 +93,10 @@ export interface FitResult {
   /** Training batches of the next epoch (0-based index `epochsCompleted`) consumed: 0 at an epoch boundary. */
   batchInEpoch: number;
   metrics: Record<string, number>;
+  /** The best checkpoint by `checkpointMonitor`, or without one the newest (Lightning's best_model_path). */
   bestCheckpoint?: string;
+  /** The metric the checkpointing callback ranks by; null: none. */
+  checkpointMonitor?: string | null;
   lastCheckpoint?: string;
   runDir: string;
 }
@@ -110,7 +113,10 @@ export interface TestResult {
  * when a run is interrupted.
  */
 export interface CheckpointingCallback extends Callback {
+  /** The newest checkpoint when there is no monitor (as Lightning's best_model_path). */
   readonly bestModelPath: string | undefined;
+  /** The metric `bestModelPath` is best by; null or absent: none (it is the newest). */
+  readonly monitor?: string | null;
   readonly lastModelPath: string | undefined;
   /** Where `saveLastCheckpoint` will write, once the fit has started. */
   readonly lastCheckpointTarget?: string | undefined;
@@ -361,7 +367,9 @@ export class Trainer implements TrainerView {
         batchInEpoch: this.progress.epochFinished ? 0 : this.progress.batchInEpoch,
         metrics: { ...this.callbackMetrics },
         runDir: this.runDir,
-        ...(checkpointer?.bestModelPath ? { bestCheckpoint: checkpointer.bestModelPath } : {}),
+        ...(checkpointer?.bestModelPath
+          ? { bestCheckpoint: checkpointer.bestModelPath, checkpointMonitor: checkpointer.monitor ?? null }
+          : {}),
         ...(checkpointer?.lastModelPath ? { lastCheckpoint: checkpointer.lastModelPath } : {}),
       };
     } catch (error) {
