@@ -135,7 +135,7 @@ describe('ddp over worker threads', () => {
     [
       'throws',
       { throwAtStep: 2 },
-      /DDP worker rank 1 of 2 failed at global step 2 \(epoch 0, batch 2\): its training step threw: injected failure at step 2/,
+      /DDP worker rank 1 of 2 failed at global step 2 \(epoch 0, batch 2\): its training step threw: injected failure at step 2 \(its shard: samples \d+-\d+ of the batch; a position the message gives counts within the shard, so add \d+ for the batch\)/,
     ],
     [
       'exits',

@@ -716,7 +716,12 @@ export class DDPStrategy implements Strategy {
 function shardRows(shards: Shard[], rank: number): string {
   const first = shards.slice(0, rank).reduce((n, s) => n + s.size, 0);
   const size = shards[rank]!.size;
-  return size === 1 ? `sample ${first} of the batch` : `samples ${first}-${first + size - 1} of the batch`;
+  if (size === 1) return `sample ${first} of the batch; a position the message gives counts within the shard`;
+  // The task saw only its shard: "sequence 10" in its message is sample first + 10 of the batch.
+  return (
+    `samples ${first}-${first + size - 1} of the batch; a position the message gives counts within the shard, ` +
+    `so add ${first} for the batch`
+  );
 }
 
 /** Every variable's values (copies), for the workers to load before their shard. */
