@@ -181,6 +181,21 @@ describe('the closing summary of train (s7)', () => {
   });
 });
 
+describe('ckpt= naming a checkpoints directory (s7)', () => {
+  it('lists the checkpoints in it and suggests its last one', async () => {
+    const runDir = join(project, 'ckpt-dir');
+    expect((await train([`trainer.run_dir=${runDir}`, 'trainer.max_steps=2'])).error).toBeUndefined();
+    const checkpoints = join(runDir, 'checkpoints');
+    const error = await evaluateCommand((await open()).session, 'test', { ckpt: checkpoints, overrides: [] }).catch(
+      (e: unknown) => e,
+    );
+    expect((error as TaskforgeError).exitCode).toBe(2);
+    expect((error as Error).message).toMatch(
+      new RegExp(`it holds the checkpoints last, step=\\d+: did you mean ckpt=${join(checkpoints, 'last')}\\?`),
+    );
+  });
+});
+
 describe('an evaluation inheriting a setting from the checkpoint (s5: finding 13)', () => {
   it("says a trainer setting at fault comes from the checkpoint's saved config, not the command line", async () => {
     const runDir = join(project, 'inherits');

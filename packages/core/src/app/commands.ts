@@ -3,7 +3,7 @@
  * the backend and the run dir), build the components through the registry, and hand them to it.
  * The CLI only parses arguments.
  */
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -392,9 +392,18 @@ function composeForCheckpoint(
     );
   }
   if (!existsSync(join(dir, 'config.yaml'))) {
+    // A run's checkpoints/ dir (Lightning users pass the dirpath): name the checkpoints in it.
+    const entries = statSync(dir).isDirectory() ? readdirSync(dir, { withFileTypes: true }) : [];
+    const inside = entries
+      .filter((e) => e.isDirectory() && existsSync(join(dir, e.name, 'config.yaml')))
+      .map((e) => e.name)
+      .sort((a, b) => (a === 'last' ? -1 : b === 'last' ? 1 : a.localeCompare(b)));
+    const hint = inside.length
+      ? `it holds the checkpoints ${inside.slice(0, 5).join(', ')}${inside.length > 5 ? ', …' : ''}: did you mean ` +
+        `ckpt=${join(options.ckpt, inside[0]!)}?`
+      : 'pass a checkpoint directory such as <run dir>/checkpoints/last.';
     throw new TaskforgeError(
-      `ckpt=${options.ckpt}: ${dir} is not a taskforge checkpoint (it has no ` +
-        `config.yaml); pass a checkpoint directory such as <run dir>/checkpoints/last.`,
+      `ckpt=${options.ckpt}: ${dir} is not a taskforge checkpoint (it has no config.yaml); ${hint}`,
       { exitCode: 2 },
     );
   }
