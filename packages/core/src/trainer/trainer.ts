@@ -179,13 +179,18 @@ export class Trainer implements TrainerView {
     (signal) => {
       // Printed before the process dies of the signal, so the user knows whether the resume hint above holds.
       const saved = this.interruptSavedTo;
+      const checkpointer = this.callbacks.find(isCheckpointingCallback);
+      const earlier = checkpointer?.lastModelPath ?? checkpointer?.bestModelPath;
+      const resumeEarlier = earlier
+        ? ` To go on from the newest of them, ${earlier}, add ${overrideHint('trainer.resume_from', earlier)} to the same command.`
+        : '';
       this.output.warn(
         saved
           ? `Received ${signal} again: exiting now. The checkpoint ${saved} was saved completely before it; ` +
               `resume by adding ${overrideHint('trainer.resume_from', saved)} to the same command.`
           : `Received ${signal} again: aborting now, at global step ${this.globalStep}, without saving a checkpoint ` +
-              `(${this.interruptCheckpointDir()} is not written by this stop; checkpoints saved earlier are intact). ` +
-              `${this.runDir} keeps the logs; to start over, delete it or set another trainer.run_dir.`,
+              `(${this.interruptCheckpointDir()} is not written by this stop; checkpoints saved earlier are intact).` +
+              `${resumeEarlier} ${this.runDir} keeps the logs; to start over, delete it or set another trainer.run_dir.`,
       );
     },
   );

@@ -228,6 +228,31 @@ describe('Trainer.fit', () => {
     }
   });
 
+  it('a second SIGINT before the save names the newest earlier checkpoint to resume from (s7)', async () => {
+    const kill = vi.spyOn(process, 'kill').mockImplementation(() => true);
+    try {
+      const recorder = new RecordingCallback({
+        onTrainBatchEnd: (trainer) => {
+          if (trainer.globalStep === 3) {
+            process.emit('SIGINT');
+            process.emit('SIGINT');
+          }
+        },
+      });
+      const checkpoint = new ModelCheckpoint({ every_n_train_steps: 2 });
+      const task = new ToyTask();
+      const { trainer, output, runDir } = makeTrainer(scratch.dir(), { max_epochs: 2 }, [checkpoint, recorder]);
+      await expect(trainer.fit(task, new ToyDataModule())).rejects.toThrow(TrainingInterrupted);
+      const last = join(runDir, 'checkpoints', 'last');
+      expect(output.warnings[1]).toContain(
+        `checkpoints saved earlier are intact). To go on from the newest of them, ${last}, add 'trainer.resume_from=${last}' to the same command.`,
+      );
+      task.dispose();
+    } finally {
+      kill.mockRestore();
+    }
+  });
+
   it('on SIGINT finishes the step, saves last, finalizes loggers as interrupted and removes its listeners', async () => {
     const listeners = process.listenerCount('SIGINT');
     const recorder = new RecordingCallback({
