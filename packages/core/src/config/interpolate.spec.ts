@@ -78,11 +78,11 @@ describe('resolveInterpolations', () => {
 
   it('never suggests the key holding the reference, a key inside it or one around it (each fix would be a cycle)', () => {
     const { problems } = resolve({
-      trainer: { seed: '${trainer.sed}', sed_x: 1 },
+      trainer: { seed: '${trainer.sed}', sedd: 1 },
       data: { seeds: { a: '${data.seed}' } },
     });
     expect(problems.map((p) => [p.path, p.suggestions])).toEqual([
-      ['trainer.seed', ['trainer.sed_x']],
+      ['trainer.seed', ['trainer.sedd']],
       ['data.seeds.a', []],
     ]);
   });

@@ -17,4 +17,12 @@ describe('suggest', () => {
   it('matches the last segment of nested names', () => {
     expect(suggest('igpt', ['vision/igpt', 'text/gpt2'])).toEqual(['vision/igpt']);
   });
+
+  it('sizes the typo budget by the segments that differ, not the shared prefix (s7)', () => {
+    expect(suggest('optimizer.lrr', ['optimizer.eps', 'optimizer.betas'])).toEqual([]);
+    expect(suggest('optimizer.lrr', ['optimizer.lr', 'optimizer.eps'])).toEqual(['optimizer.lr']);
+    expect(suggest('trainer.max_stpes', ['trainer.max_steps', 'trainer.max_epochs'])).toEqual(['trainer.max_steps']);
+    expect(suggest('optimzer.lr', ['optimizer.lr'])).toEqual(['optimizer.lr']);
+  });
 });
+

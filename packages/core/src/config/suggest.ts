@@ -31,15 +31,26 @@ export function editDistance(a: string, b: string): number {
  */
 export function suggest(word: string, candidates: Iterable<string>, max = 3): string[] {
   const needle = word.toLowerCase();
-  const threshold = Math.max(1, Math.floor(needle.length / 3));
   const scored: Array<{ candidate: string; score: number }> = [];
   for (const candidate of new Set(candidates)) {
     if (candidate === word) continue;
     const lower = candidate.toLowerCase();
+    // The typo budget grows with what differs: `optimizer.lrr` may not become `optimizer.eps`
+    // just because the shared `optimizer.` is long.
+    const threshold = Math.max(1, Math.floor(withoutSharedSegments(needle, lower).length / 3));
     const leaf = lower.slice(Math.max(lower.lastIndexOf('/'), lower.lastIndexOf('.')) + 1);
     const score = Math.min(editDistance(needle, lower), leaf === lower ? Infinity : editDistance(needle, leaf) + 0.5);
     if (score <= threshold + 0.5) scored.push({ candidate, score });
   }
   scored.sort((x, y) => x.score - y.score || x.candidate.localeCompare(y.candidate));
   return scored.slice(0, max).map((s) => s.candidate);
+}
+
+/** `word` without the leading dotted segments it shares with `other` (`a.b.cd`, `a.b.ef` → `cd`). */
+function withoutSharedSegments(word: string, other: string): string {
+  const a = word.split('.');
+  const b = other.split('.');
+  let i = 0;
+  while (i < a.length - 1 && i < b.length - 1 && a[i] === b[i]) i++;
+  return a.slice(i).join('.');
 }
