@@ -68,3 +68,19 @@ describe('issuesToProblems: a non-finite number', () => {
     }
   });
 });
+
+describe('issuesToProblems: integers declared with z.int() (s7)', () => {
+  it('says "integer", as for z.number().int()', () => {
+    for (const schema of [z.strictObject({ n: z.int().min(2) }), z.strictObject({ n: z.number().int().min(2) })]) {
+      const result = schema.safeParse({ n: 2.5 });
+      expect(issuesToProblems(result.error!.issues, schema, { n: 2.5 }, 'dataset')[0]!.message).toBe(
+        'expected an integer >= 2',
+      );
+    }
+    const positive = z.strictObject({ n: z.int().positive() });
+    const result = positive.safeParse({ n: 2.5 });
+    expect(issuesToProblems(result.error!.issues, positive, { n: 2.5 }, 'dataset')[0]!.message).toBe(
+      'expected a positive integer',
+    );
+  });
+});

@@ -79,7 +79,9 @@ const quote = (v: unknown) => (typeof v === 'string' ? `'${v}'` : String(v));
 
 function describeNumber(def: Def): string {
   const checks: Def[] = (def.checks ?? []).map((c: Schema) => c._zod.def);
-  const integer = checks.some((c) => c.check === 'number_format' && /int/.test(c.format));
+  // z.number().int() adds a number_format check; z.int() (zod 4) is itself that format, on its def.
+  const integer =
+    /int/.test(String(def.format ?? '')) || checks.some((c) => c.check === 'number_format' && /int/.test(c.format));
   const noun = integer ? 'integer' : 'number';
   const lower = checks.filter((c) => c.check === 'greater_than').at(-1);
   const upper = checks.filter((c) => c.check === 'less_than').at(-1);
