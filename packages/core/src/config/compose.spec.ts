@@ -300,6 +300,15 @@ describe('config group overrides from the command line', () => {
     ]);
     const leafOnly = tree({ 'config.yaml': 'defaults:\n  - task: igpt\n', 'task/vision/igpt.yaml': 'x: 1\n' });
     expect(composeError({ searchPath: [leafOnly] }).problems[0]!.suggestions).toEqual(['vision/igpt']);
+
+    // Hydra habit: the file name with its extension (s7).
+    const withExtension = composeError({ searchPath: [project()], overrides: ['optimizer=sgd.yaml'] }).problems[0]!;
+    expect(withExtension).toMatchObject({
+      message:
+        "config group 'optimizer' has no option 'sgd.yaml': options are named without their .yaml extension (available: adam, sgd)",
+      suggestions: ['sgd'],
+      fixes: ["write 'optimizer=sgd'"],
+    });
   });
 });
 

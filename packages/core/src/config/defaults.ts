@@ -263,17 +263,24 @@ export class DefaultsExpander {
       if (entry.optional) return { items: [], choices: [] };
       const available = listGroupOptions(this.searchPath, entry.name);
       const cliText = where === 'command line' ? (override?.cli ?? entry.cli) : undefined;
+      // Hydra names options without their extension: `task=longrun.yaml` means `task=longrun`.
+      const bare = option.replace(/\.ya?ml$/i, '');
+      const withExtension = bare !== option && available.includes(bare);
+      const suggestions = withExtension ? [bare] : suggest(option, available);
       this.problems.push(
         this.groups.has(entry.name)
           ? {
               path: key,
-              message: `config group '${entry.name}' has no option '${option}' (available: ${available.join(', ')})`,
-              suggestions: suggest(option, available),
+              message: withExtension
+                ? `config group '${entry.name}' has no option '${option}': options are named without ` +
+                  `their .yaml extension (available: ${available.join(', ')})`
+                : `config group '${entry.name}' has no option '${option}' (available: ${available.join(', ')})`,
+              suggestions,
               source: where,
               ...(cliText !== undefined
                 ? {
                     override: cliText,
-                    fixes: suggest(option, available).map(
+                    fixes: suggestions.map(
                       (s) => `write ${shellWord(`${cliText.slice(0, cliText.indexOf('=') + 1)}${s}`)}`,
                     ),
                   }
