@@ -7,6 +7,7 @@
  * training stands.
  */
 import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import type { DependencyContainer } from 'tsyringe';
 import type {
   Callback,
@@ -28,6 +29,7 @@ import { overrideHint } from '../config/override-grammar.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { Tokens, type Clock, type Output } from '../services/tokens.js';
 import { Accelerator } from '../backend/accelerator.js';
+import type { BackendSelection } from '../backend/select.js';
 import { loadCheckpoint, restoreTaskWeights, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { parseTrainerConfig, runDirPath, type TrainerConfig, type TrainerConfigInput } from './config.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
@@ -327,8 +329,7 @@ export class Trainer implements TrainerView {
    * (exit 1) on a non-finite loss or gradient norm (with `stop_on_nan`) or an unusable checkpoint.
    */
   async fit(task: Task, datamodule: DataModule, options: { resumeFrom?: string } = {}): Promise<FitResult> {
-    await this.strategy.setup();
-    this.attach(task, datamodule);
+    this.attach(task, datamodule, await this.strategy.setup());
     this.progress.reset();
     this.callbackMetrics = {};
     this.stopReason = undefined;
@@ -401,8 +402,7 @@ export class Trainer implements TrainerView {
    * when the task has no validationStep or the datamodule no valDataloader.
    */
   async validate(task: Task, datamodule: DataModule): Promise<Record<string, number>> {
-    await this.strategy.setup();
-    this.attach(task, datamodule);
+    this.attach(task, datamodule, await this.strategy.setup());
     let status: 'success' | 'failed' = 'failed';
     try {
       await prepareAndSetup(datamodule, 'validate', this.dataConfig());
@@ -436,8 +436,7 @@ export class Trainer implements TrainerView {
    * batches (naming the data module).
    */
   async test(task: Task, datamodule: DataModule): Promise<TestResult> {
-    await this.strategy.setup();
-    this.attach(task, datamodule);
+    this.attach(task, datamodule, await this.strategy.setup());
     let status: 'success' | 'failed' = 'failed';
     try {
       await prepareAndSetup(datamodule, 'test', this.dataConfig());
@@ -482,8 +481,7 @@ export class Trainer implements TrainerView {
    * the data module).
    */
   async predict(task: Task, datamodule: DataModule): Promise<unknown[]> {
-    await this.strategy.setup();
-    this.attach(task, datamodule);
+    this.attach(task, datamodule, await this.strategy.setup());
     try {
       await prepareAndSetup(datamodule, 'predict', this.dataConfig());
       if (!task.predictStep || !datamodule.predictDataloader) {
@@ -755,10 +753,23 @@ export class Trainer implements TrainerView {
     return startBatch > 0 ? { epoch, seed: this.config.seed, startBatch } : { epoch, seed: this.config.seed };
   }
 
-  private attach(task: Task, datamodule: DataModule): void {
+  private attach(task: Task, datamodule: DataModule, selection: BackendSelection): void {
     this.currentTask = task;
     this.currentDatamodule = datamodule;
+    // The Trainer owns the backend; a component calling tf.setBackend (a TF.js habit) would
+    // otherwise send the run silently to another backend than the one announced.
+    const active = tf.getBackend();
+    if (active !== selection.backend && !this.warnedBackend) {
+      this.warnedBackend = true;
+      this.output.warn(
+        `TF.js's active backend is '${active}', but the run set up '${selection.backend}' (trainer.accelerator=` +
+          `${this.config.accelerator}): the task, the data module or a callback called tf.setBackend(). The run ` +
+          `goes on on '${active}'. Remove that call and choose the backend with trainer.accelerator instead.`,
+      );
+    }
   }
+
+  private warnedBackend = false;
 
   private async logMetrics(metrics: Record<string, number>): Promise<void> {
     await Promise.all(this.loggers.map((l) => l.logMetrics(metrics, this.globalStep)));

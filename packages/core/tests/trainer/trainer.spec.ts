@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
 import { describe, expect, it, vi } from 'vitest';
 import { ModelCheckpoint } from '../../src/callbacks/model-checkpoint.js';
 import { TaskforgeError } from '../../src/errors.js';
@@ -250,6 +251,24 @@ describe('Trainer.fit', () => {
       task.dispose();
     } finally {
       kill.mockRestore();
+    }
+  });
+
+  it('warns when a component switched the TF.js backend away from the one the run set up (s7)', async () => {
+    const task = new ToyTask();
+    const { trainer, output } = makeTrainer(scratch.dir(), { max_steps: 1 });
+    await trainer.strategy.setup(); // the app layer selects the backend before it builds the task
+    expect(await tf.setBackend('wasm')).toBe(true); // as a task constructor calling tf.setBackend would
+    try {
+      await trainer.fit(task, new ToyDataModule());
+      expect(output.warnings.filter((w) => w.includes('tf.setBackend'))).toEqual([
+        "TF.js's active backend is 'wasm', but the run set up 'cpu' (trainer.accelerator=cpu): the task, the data " +
+          "module or a callback called tf.setBackend(). The run goes on on 'wasm'. Remove that call and choose the " +
+          'backend with trainer.accelerator instead.',
+      ]);
+    } finally {
+      await tf.setBackend('cpu');
+      task.dispose();
     }
   });
 
