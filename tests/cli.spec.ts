@@ -228,7 +228,9 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
     const last = join(runDir, 'checkpoints', 'last');
     expect(code, out).not.toBe(0);
     // nx discards its task's output once it gets Ctrl-C, so the hint is printed before training starts.
-    expect(out).toContain(`the checkpoint is saved to ${last}; resume by adding 'trainer.resume_from=${last}' to the same command`);
+    expect(out).toContain(
+      `the checkpoint is saved to ${last}; resume by adding 'trainer.resume_from=${last}' to the same command`,
+    );
     expect(existsSync(join(last, 'trainer_state.json')), out).toBe(true);
   });
 

@@ -25,4 +25,3 @@ describe('suggest', () => {
     expect(suggest('optimzer.lr', ['optimizer.lr'])).toEqual(['optimizer.lr']);
   });
 });
-
