@@ -169,6 +169,8 @@ describe('the closing summary of train (s7)', () => {
       /newest checkpoint: \S+step=000006 \(no monitor, so none is ranked best; set trainer\.callbacks\.model_checkpoint\.monitor/,
     );
     expect(text).not.toContain('best checkpoint');
+    const short = await train([`trainer.run_dir=${join(project, 'summary-short')}`, 'trainer.max_steps=2']);
+    expect(said(short.output)).toContain('Training finished at step 2: 2 batches of epoch 0 trained.');
     const ranked = await train([
       `trainer.run_dir=${join(project, 'summary-ranked')}`,
       'trainer.max_steps=4',

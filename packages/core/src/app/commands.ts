@@ -514,10 +514,13 @@ function describeFit(result: FitResult, runDir: string, dryRun: boolean): string
   const epochs = (n: number) => `${n} epoch${n === 1 ? '' : 's'}`;
   const { epochsCompleted: full, batchInEpoch: partial } = result;
   // The partial epoch named by its index, as the progress bar counts: "Epoch 2" is the third.
+  const batches = `${partial} batch${partial === 1 ? '' : 'es'} of epoch ${full}`;
   const done =
-    partial > 0
-      ? `${epochs(full)} and ${partial} batch${partial === 1 ? '' : 'es'} of epoch ${full} trained`
-      : `${epochs(full)} trained`;
+    partial === 0
+      ? `${epochs(full)} trained`
+      : full === 0
+        ? `${batches} trained`
+        : `${epochs(full)} and ${batches} trained`;
   const lines = [`Training finished at step ${result.globalStep}: ${done}.`];
   const metrics = Object.entries(result.metrics)
     .filter(([k]) => k.startsWith('val'))
