@@ -183,8 +183,8 @@ describe('the closing summary of train (s7)', () => {
   });
 });
 
-describe('ckpt= naming a checkpoints directory (s7)', () => {
-  it('lists the checkpoints in it and suggests its last one', async () => {
+describe('ckpt= naming a checkpoints directory or a run directory (s7)', () => {
+  it('lists the checkpoints in it and suggests its last one, before any backend or data step', async () => {
     const runDir = join(project, 'ckpt-dir');
     expect((await train([`trainer.run_dir=${runDir}`, 'trainer.max_steps=2'])).error).toBeUndefined();
     const checkpoints = join(runDir, 'checkpoints');
@@ -195,6 +195,13 @@ describe('ckpt= naming a checkpoints directory (s7)', () => {
     expect((error as Error).message).toMatch(
       new RegExp(`it holds the checkpoints last, step=\\d+: did you mean ckpt=${join(checkpoints, 'last')}\\?`),
     );
+    const { session, output } = await open();
+    const runError = await evaluateCommand(session, 'test', { ckpt: runDir, overrides: [] }).catch((e: unknown) => e);
+    expect((runError as TaskforgeError).exitCode).toBe(2);
+    expect((runError as Error).message).toContain(
+      `is a run directory, not a checkpoint: did you mean ckpt=${join(runDir, 'checkpoints', 'last')}, its last checkpoint?`,
+    );
+    expect(said(output)).not.toContain('Accelerator:'); // refused before any backend or data step
   });
 });
 

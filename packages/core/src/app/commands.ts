@@ -407,6 +407,15 @@ function composeForCheckpoint(
       { exitCode: 2 },
     );
   }
+  // A run dir has a config.yaml too: refuse it here, before any backend or data step starts.
+  if (!existsSync(join(dir, 'weights.json')) && existsSync(join(dir, 'checkpoints', 'last', 'weights.json'))) {
+    throw new TaskforgeError(
+      `ckpt=${options.ckpt}: ${dir} is a run directory, not a checkpoint: did you mean ` +
+        `ckpt=${join(options.ckpt, 'checkpoints', 'last')}, its last checkpoint? (The others are the ` +
+        'step=* directories next to it.)',
+      { exitCode: 2 },
+    );
+  }
   // The saved config is used as it was trained: no component re-derives settings (adjust: false).
   const { config } = session.compose(['trainer.resume_from=null', ...options.overrides], {
     searchPath: [dir, ...session.searchPath],
