@@ -99,9 +99,12 @@ export function loadPretrained(
       LABEL_FACTS,
     );
     if (mismatch) {
+      // Not every differing setting shapes the data (augmentation does not): list them, do not prescribe all.
       const fix = mismatch.settings.length
-        ? `set ${mismatch.settings.map((d) => `${d.key}=${JSON.stringify(d.checkpoint)}`).join(' ')} ` +
-          `as when it was trained`
+        ? 'set the dataset settings that shape the data (such as dataset.image_size) as they were when it was ' +
+          `trained; of those that differ, it had ${mismatch.settings
+            .map((d) => `${d.key}=${JSON.stringify(d.checkpoint)}`)
+            .join(' ')}`
         : 'configure the dataset as it was when the checkpoint was trained';
       fail(`${mismatch.message}. To fine-tune from it, ${fix} (see its config.yaml).`);
     }

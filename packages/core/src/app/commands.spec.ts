@@ -205,6 +205,24 @@ describe('ckpt= naming a checkpoints directory or a run directory (s7)', () => {
   });
 });
 
+describe('trainer.resume_from that is no checkpoint (s7)', () => {
+  it('is refused before any backend, worker or run dir, with the last checkpoint as the fix', async () => {
+    const runDir = join(project, 'resume-source');
+    expect((await train([`trainer.run_dir=${runDir}`, 'trainer.max_steps=2'])).error).toBeUndefined();
+    const target = join(project, 'resume-target');
+    const { error, output } = await train([
+      `trainer.run_dir=${target}`,
+      `+trainer.resume_from=${join(runDir, 'checkpoints')}`,
+    ]);
+    expect(error?.exitCode).toBe(2);
+    expect(error?.message).toContain(
+      `trainer.resume_from=${join(runDir, 'checkpoints')}: that is a run's checkpoints directory, not a checkpoint: did you mean '${join(runDir, 'checkpoints', 'last')}'`,
+    );
+    expect(said(output)).not.toContain('Accelerator:');
+    expect(existsSync(target)).toBe(false);
+  });
+});
+
 describe('an evaluation inheriting a setting from the checkpoint (s5: finding 13)', () => {
   it("says a trainer setting at fault comes from the checkpoint's saved config, not the command line", async () => {
     const runDir = join(project, 'inherits');

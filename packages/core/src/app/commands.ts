@@ -18,6 +18,7 @@ import { COMPONENT_KINDS } from '../registry/types.js';
 import { Tokens, type Output } from '../services/tokens.js';
 import {
   loadCheckpoint,
+  notACheckpoint,
   readCheckpointConfig,
   readCheckpointJson,
   restoreTaskWeights,
@@ -64,6 +65,10 @@ export function requireCheckpointArgument(command: string, options: CommandOptio
 /** `taskforge train`: fit the configured task; prints where everything went. */
 export async function trainCommand(session: Session, options: CommandOptions): Promise<FitResult> {
   const { config } = session.compose(options.overrides);
+  // Before any backend, worker or run dir: a resume path that is no checkpoint is a usage error.
+  const resumeFrom = config.trainer.resume_from;
+  const problem = resumeFrom ? notACheckpoint(resolve(resumeFrom)) : undefined;
+  if (problem) throw new TaskforgeError(`trainer.resume_from=${resumeFrom}: ${problem}`, { exitCode: 2 });
   const run = await prepareRun(session, config, 'train');
   run.createRunDir();
   return run.guard(() => trainInRunDir(run, config));

@@ -147,27 +147,37 @@ export async function loadCheckpoint(dir: string, options: { optimizer?: boolean
 }
 
 /**
+ * Why `dir` is not a checkpoint directory, as a sentence with the fix (a run dir or its
+ * `checkpoints/` dir, which Lightning users pass, gets its `last` checkpoint as the did-you-mean),
+ * or undefined when it is one (it has weights.json; whether the files are sound is checked on load).
+ */
+export function notACheckpoint(dir: string): string | undefined {
+  if (existsSync(join(dir, 'weights.json'))) return undefined;
+  const inRunDir = existsSync(join(dir, 'checkpoints', 'last', 'weights.json'));
+  const isCheckpointsDir = !inRunDir && existsSync(join(dir, 'last', 'weights.json'));
+  const hint =
+    inRunDir || isCheckpointsDir
+      ? `that is ${inRunDir ? 'a run directory' : "a run's checkpoints directory"}, not a checkpoint: did you mean ` +
+        `'${inRunDir ? join(dir, 'checkpoints', 'last') : join(dir, 'last')}', its last checkpoint (the others ` +
+        'are the step=* directories next to it)'
+      : existsSync(dir)
+        ? `the directory exists but has no weights.json, so it is not a taskforge checkpoint (or it ` +
+          `was written by an interrupted save; look for '${basename(dir)}.tmp-*' or '.old-*' next to it)`
+        : 'the directory does not exist';
+  return (
+    `${hint}. Checkpoints are directories such as '<run_dir>/checkpoints/last' ` +
+    `or '<run_dir>/checkpoints/step=000200' containing weights.json and weights.bin.`
+  );
+}
+
+/**
  * `loadCheckpoint` for code that cannot await, e.g. a component's synchronous `create` loading
  * pretrained weights before its optimizer is built.
  * @throws TaskforgeError as `loadCheckpoint` (exit 2: missing or not a checkpoint; exit 1: corrupt).
  */
 export function loadCheckpointSync(dir: string, options: { optimizer?: boolean } = {}): Checkpoint {
-  if (!existsSync(join(dir, 'weights.json'))) {
-    // A run dir or its checkpoints dir (Lightning users pass those): point at the run's checkpoints.
-    const inside = [join(dir, 'checkpoints'), dir].find((d) => existsSync(join(d, 'last', 'weights.json')));
-    const hint = inside
-      ? `that is a run directory, not a checkpoint: did you mean '${join(inside, 'last')}', its last ` +
-        `checkpoint (the others are the step=* directories next to it)`
-      : existsSync(dir)
-        ? `the directory exists but has no weights.json, so it is not a taskforge checkpoint (or it ` +
-          `was written by an interrupted save; look for '${basename(dir)}.tmp-*' or '.old-*' next to it)`
-        : 'the directory does not exist';
-    throw new TaskforgeError(
-      `Cannot load checkpoint '${dir}': ${hint}. Checkpoints are directories such as '<run_dir>/checkpoints/last' ` +
-        `or '<run_dir>/checkpoints/step=000200' containing weights.json and weights.bin.`,
-      { exitCode: 2 },
-    );
-  }
+  const problem = notACheckpoint(dir);
+  if (problem) throw new TaskforgeError(`Cannot load checkpoint '${dir}': ${problem}`, { exitCode: 2 });
   const owned: tf.Tensor[] = [];
   try {
     const weights = readTensors(dir, 'weights', WEIGHTS_FORMAT);

@@ -184,9 +184,12 @@ describe('checkpoints', () => {
     const run = join(scratch.dir(), 'run');
     const task = new ToyTask();
     await writeCheckpoint(join(run, 'checkpoints', 'last'), { task, modelDataArgs: {} });
-    for (const given of [run, join(run, 'checkpoints')]) {
+    for (const [given, what] of [
+      [run, 'a run directory'],
+      [join(run, 'checkpoints'), "a run's checkpoints directory"],
+    ] as const) {
       await expect(loadCheckpoint(given)).rejects.toThrow(
-        `Cannot load checkpoint '${given}': that is a run directory, not a checkpoint: did you mean '${join(run, 'checkpoints', 'last')}'`,
+        `Cannot load checkpoint '${given}': that is ${what}, not a checkpoint: did you mean '${join(run, 'checkpoints', 'last')}'`,
       );
       await expect(loadCheckpoint(given)).rejects.toMatchObject({ exitCode: 2 });
     }
