@@ -17,6 +17,7 @@ import type { Instantiator } from '../registry/instantiator.js';
 import { COMPONENT_KINDS } from '../registry/types.js';
 import { Tokens, type Output } from '../services/tokens.js';
 import {
+  lastCheckpointIn,
   loadCheckpoint,
   notACheckpoint,
   readCheckpointConfig,
@@ -413,7 +414,7 @@ function composeForCheckpoint(
     );
   }
   // A run dir has a config.yaml too: refuse it here, before any backend or data step starts.
-  if (!existsSync(join(dir, 'weights.json')) && existsSync(join(dir, 'checkpoints', 'last', 'weights.json'))) {
+  if (!existsSync(join(dir, 'weights.json')) && lastCheckpointIn(dir)?.kind === 'run') {
     throw new TaskforgeError(
       `ckpt=${options.ckpt}: ${dir} is a run directory, not a checkpoint: did you mean ` +
         `ckpt=${join(options.ckpt, 'checkpoints', 'last')}, its last checkpoint? (The others are the ` +

@@ -21,13 +21,6 @@ import {
   withPrefix,
 } from './override-grammar.js';
 
-/**
- * One command-line override, Hydra style:
- * - `set`    `key=value`   replace an existing key, or change a config group's selection
- * - `add`    `+key=value`  add a key (or a config group) that is not there yet
- * - `force`  `++key=value` add or replace
- * - `delete` `~key` or `~key=value` remove (only if the current value equals `value`, when given)
- */
 /** Lightning Trainer arguments with no taskforge key of that name, and what to use instead. */
 const LIGHTNING_KEYS: Readonly<Record<string, string>> = {
   ckpt_path:
@@ -38,6 +31,13 @@ const LIGHTNING_KEYS: Readonly<Record<string, string>> = {
     'precision), so there is nothing to set: drop it',
 };
 
+/**
+ * One command-line override, Hydra style:
+ * - `set`    `key=value`   replace an existing key, or change a config group's selection
+ * - `add`    `+key=value`  add a key (or a config group) that is not there yet
+ * - `force`  `++key=value` add or replace
+ * - `delete` `~key` or `~key=value` remove (only if the current value equals `value`, when given)
+ */
 export interface Override {
   kind: 'set' | 'add' | 'force' | 'delete';
   /** Dotted key path (`trainer.max_steps`) or config group (`task`, `model/backbone`, `db@backup`). */

@@ -153,21 +153,30 @@ export async function loadCheckpoint(dir: string, options: { optimizer?: boolean
  */
 export function notACheckpoint(dir: string): string | undefined {
   if (existsSync(join(dir, 'weights.json'))) return undefined;
-  const inRunDir = existsSync(join(dir, 'checkpoints', 'last', 'weights.json'));
-  const isCheckpointsDir = !inRunDir && existsSync(join(dir, 'last', 'weights.json'));
-  const hint =
-    inRunDir || isCheckpointsDir
-      ? `that is ${inRunDir ? 'a run directory' : "a run's checkpoints directory"}, not a checkpoint: did you mean ` +
-        `'${inRunDir ? join(dir, 'checkpoints', 'last') : join(dir, 'last')}', its last checkpoint (the others ` +
-        'are the step=* directories next to it)'
-      : existsSync(dir)
-        ? `the directory exists but has no weights.json, so it is not a taskforge checkpoint (or it ` +
-          `was written by an interrupted save; look for '${basename(dir)}.tmp-*' or '.old-*' next to it)`
-        : 'the directory does not exist';
+  const last = lastCheckpointIn(dir);
+  const hint = last
+    ? `that is ${last.kind === 'run' ? 'a run directory' : "a run's checkpoints directory"}, not a checkpoint: did you mean '${last.dir}', its last checkpoint (the others ` +
+      'are the step=* directories next to it)'
+    : existsSync(dir)
+      ? `the directory exists but has no weights.json, so it is not a taskforge checkpoint (or it ` +
+        `was written by an interrupted save; look for '${basename(dir)}.tmp-*' or '.old-*' next to it)`
+      : 'the directory does not exist';
   return (
     `${hint}. Checkpoints are directories such as '<run_dir>/checkpoints/last' ` +
     `or '<run_dir>/checkpoints/step=000200' containing weights.json and weights.bin.`
   );
+}
+
+/**
+ * The `last` checkpoint of a run dir or of a run's `checkpoints/` dir (what Lightning users pass
+ * for a checkpoint), with which of the two `dir` is; undefined for any other directory.
+ */
+export function lastCheckpointIn(dir: string): { dir: string; kind: 'run' | 'checkpoints' } | undefined {
+  const inRunDir = join(dir, 'checkpoints', 'last');
+  if (existsSync(join(inRunDir, 'weights.json'))) return { dir: inRunDir, kind: 'run' };
+  const inCheckpointsDir = join(dir, 'last');
+  if (existsSync(join(inCheckpointsDir, 'weights.json'))) return { dir: inCheckpointsDir, kind: 'checkpoints' };
+  return undefined;
 }
 
 /**
