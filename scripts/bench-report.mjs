@@ -197,6 +197,7 @@ export function formatReport(results) {
         .map(([k, v]) => `${k}=${v}`)
         .join(' ') || 'none set'
     }`,
+    ...coreCheckLines(results.coreChecks),
     '',
     'Medians over the timed steps of every round; ms per optimizer step. dev = taskforge devices (ddp worker threads incl. the main one; thr = cores used). vs 1 dev = throughput / devices=1. vs pt@Nt = taskforge tokens/s / PyTorch tokens/s at N threads, against the fastest PyTorch attention formulation timed (>1: taskforge faster).',
     table(header, rows),
@@ -257,6 +258,34 @@ export function formatProfile(run, top = 10) {
     `Where the time goes: tf.profile of one ${run.config}/${run.backend} step (${ms(profile.step.totalMs)} ms wall, ${ms(profile.kernelMs)} ms in kernels, peak tensors ${mib(profile.peakBytes)} MiB)`,
     table(['kernel', 'ms', 'share', 'calls'], rows),
   ].join('\n');
+}
+
+/** Below this share of the fastest core's speed, a per-core check calls the cores uneven. */
+export const UNEVEN_CORES = 0.85;
+
+/**
+ * The per-core speed checks (bench.mjs coreSpeedCheck): per round, each core's GFLOP/s and the
+ * slowest against the fastest, and a warning when a round's cores were uneven.
+ */
+function coreCheckLines(checks) {
+  if (!checks?.length) return [];
+  const skipped = checks.find((c) => c.skipped);
+  if (skipped) return [`Per-core speed check: skipped (${skipped.skipped})`];
+  const parts = checks.map((c) => {
+    const speeds = c.cpus.map((cpu, i) => `cpu${cpu} ${c.gflops[i] == null ? 'failed' : c.gflops[i].toFixed(1)}`);
+    const ok = c.gflops.filter((g) => g != null);
+    const share = ok.length === c.gflops.length ? Math.min(...ok) / Math.max(...ok) : null;
+    const flag = share != null && share < UNEVEN_CORES ? ' UNEVEN' : '';
+    return `round ${c.round}: ${speeds.join(', ')} (slowest ${share == null ? '-' : `${share.toFixed(2)}x`} of fastest)${flag}`;
+  });
+  return [
+    `Per-core speed check (single-thread wasm matMul 512^3, pinned to each core in turn before each round, GFLOP/s): ${parts.join('; ')}`,
+    ...(parts.some((p) => p.endsWith('UNEVEN'))
+      ? [
+          `WARNING: in an UNEVEN round one core ran below ${UNEVEN_CORES}x of the fastest: rows of that round that use every core (ddp, PyTorch threads) wait for the slow one, and a 1-core row is fast or slow depending on where it ran; compare rounds, or rerun when the cores are even.`,
+        ]
+      : []),
+  ];
 }
 
 /** Which malloc torch ran on, and a warning for glibc's (see JEMALLOC_CONF in bench.mjs). */

@@ -55,6 +55,8 @@ built through the config system like \`taskforge train\`) and the same model in 
   --data-md5=MD5       md5 for --data=<path/URL> (default: null, unchecked)
   --max-batch          also find the largest batch that trains on wasm (doubling, one process each)
   --no-profile         do not run the last warm-up step under tf.profile (per-kernel times, in-step peak memory)
+  --no-core-check      skip the per-core speed check before each round (a single-thread wasm matMul pinned
+                       to each core in turn with taskset: on a VM one vCPU can run a third slower for minutes)
   --out=FILE           also write the JSON results here (always: bench-results/<timestamp>.json)
 `;
 
@@ -77,6 +79,7 @@ try {
       'data-md5': { type: 'string' },
       'max-batch': { type: 'boolean', default: false },
       'no-profile': { type: 'boolean', default: false },
+      'no-core-check': { type: 'boolean', default: false },
       out: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -143,7 +146,9 @@ const python = torchThreads.length ? await findTorch() : { skipped: 'disabled wi
 const mallocEnv = python.path ? torchMallocEnv() : {};
 
 const runs = [];
-for (let round = 1; round <= rounds; round++)
+const coreChecks = [];
+for (let round = 1; round <= rounds; round++) {
+  if (!opts['no-core-check']) coreChecks.push({ round, ...(await coreSpeedCheck()) });
   for (const name of configs) {
     const shape = CONFIGS[name];
     // TF.js and PyTorch alternate config by config, so machine load (shared with other jobs) hits both alike.
@@ -200,6 +205,7 @@ for (let round = 1; round <= rounds; round++)
       }
     }
   }
+}
 const maxBatch = opts['max-batch'] ? await findMaxBatches() : undefined;
 
 machine.loadAverageAtEnd = loadavg().map((l) => Number(l.toFixed(2)));
@@ -220,6 +226,7 @@ const results = {
       }
     : { skipped: python.skipped },
   summary,
+  coreChecks,
   maxBatch,
   runs,
 };
@@ -245,6 +252,55 @@ function shapeArgs(shape) {
 /** BLAS and OpenMP pools follow torch's thread count, so "N threads" means N everywhere. */
 function threadEnv(threads) {
   return { OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
+}
+
+/**
+ * How fast each core is right now: a single-thread wasm matMul process (512³, 150 products, about
+ * 1.5 s) pinned to each allowed core in turn (taskset). On a VM a vCPU can run a third slower than
+ * its sibling for minutes (a neighbour on the same physical core, or a lower clock): then every row
+ * that uses both cores (ddp devices=2, PyTorch at 2 threads) waits for the slow one, while rows on
+ * one core may or may not land on it. GFLOP/s per core; null for a core whose process failed.
+ */
+async function coreSpeedCheck() {
+  const cpus = allowedCpus().slice(0, 16);
+  if (cpus.length < 2) return { skipped: 'fewer than 2 cores' };
+  if (spawnSync('taskset', ['-c', String(cpus[0]), 'true']).status !== 0)
+    return { skipped: 'taskset (util-linux) not found' };
+  log(`bench: per-core speed check (cores ${cpus.join(', ')}) ...`);
+  const gflops = [];
+  for (const cpu of cpus) {
+    const { stdout } = await run('taskset', [
+      '-c',
+      String(cpu),
+      'node',
+      join(ROOT, 'scripts/bench-matmul.mjs'),
+      '--backend=wasm',
+      '--sizes=512',
+      '--reps=150',
+    ]);
+    try {
+      gflops.push(JSON.parse(stdout.trim().split('\n').pop()).results[0].gflops);
+    } catch {
+      gflops.push(null);
+    }
+  }
+  return { cpus, gflops };
+}
+
+/** The CPUs this process may run on (Cpus_allowed_list of /proc/self/status), else 0..cores-1. */
+function allowedCpus() {
+  try {
+    const line = readFileSync('/proc/self/status', 'utf8').match(/^Cpus_allowed_list:\s*(\S+)/m)?.[1];
+    if (line) {
+      return line.split(',').flatMap((part) => {
+        const [from, to = from] = part.split('-').map(Number);
+        return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+      });
+    }
+  } catch {
+    // Not Linux: fall through.
+  }
+  return Array.from({ length: cpus().length }, (_, i) => i);
 }
 
 /** Runs one measurement process; its last stdout line is its JSON result. */

@@ -254,3 +254,40 @@ describe('load warning', () => {
     );
   });
 });
+
+describe('per-core speed check', () => {
+  const base = {
+    machine: MACHINE,
+    data: { source: 'archive', overrides: [] },
+    torch: { skipped: 'disabled' },
+    summary: summarize([run('taskforge', 1, [2000])], 1024),
+    runs: [run('taskforge', 1, [2000])],
+  };
+
+  it('gives each round every core speed and the slowest against the fastest, and warns on uneven cores', () => {
+    const report = formatReport({
+      ...base,
+      coreChecks: [
+        { round: 1, cpus: [0, 1], gflops: [33, 32.5] },
+        { round: 2, cpus: [0, 1], gflops: [33.1, 24.3] },
+      ],
+    });
+    expect(report).toContain('round 1: cpu0 33.0, cpu1 32.5 (slowest 0.98x of fastest);');
+    expect(report).toContain('round 2: cpu0 33.1, cpu1 24.3 (slowest 0.73x of fastest) UNEVEN');
+    expect(report).toMatch(/WARNING: in an UNEVEN round one core ran below 0.85x of the fastest/);
+  });
+
+  it('prints no warning when the cores are even, says why a check was skipped, and nothing without checks', () => {
+    const even = formatReport({ ...base, coreChecks: [{ round: 1, cpus: [0, 1], gflops: [33, 31] }] });
+    expect(even).toContain('Per-core speed check');
+    expect(even).not.toContain('UNEVEN');
+    const skipped = formatReport({ ...base, coreChecks: [{ round: 1, skipped: 'taskset (util-linux) not found' }] });
+    expect(skipped).toContain('Per-core speed check: skipped (taskset (util-linux) not found)');
+    expect(formatReport(base)).not.toContain('Per-core speed check');
+  });
+
+  it('names a core whose check failed instead of a ratio', () => {
+    const report = formatReport({ ...base, coreChecks: [{ round: 1, cpus: [0, 1], gflops: [null, 27] }] });
+    expect(report).toContain('round 1: cpu0 failed, cpu1 27.0 (slowest - of fastest)');
+  });
+});
