@@ -103,6 +103,21 @@ describe('main', () => {
     expect(await main(['config', '--max_epochs', '3'], spaced.io)).toBe(2);
     expect(spaced.out.stderr).toContain("write 'trainer.max_epochs=3'");
     expect(spaced.out.stderr).not.toContain('true');
+    // Lightning's and TF.js's names for an accelerator or strategy, and a misspelt one.
+    const names = io();
+    expect(
+      await main(
+        ['config', 'trainer.accelerator=cuda', 'trainer.strategy=ddp_spawn', 'trainer.devices=atuo'],
+        names.io,
+      ),
+    ).toBe(2);
+    expect(names.out.stderr).toContain('(got "cuda"); did you mean \'gpu\'?');
+    expect(names.out.stderr).toContain("fix: write 'trainer.accelerator=gpu'");
+    expect(names.out.stderr).toContain("fix: write 'trainer.strategy=ddp'");
+    expect(names.out.stderr).toContain("fix: write 'trainer.devices=auto'");
+    const native = io();
+    expect(await main(['config', 'trainer.accelerator=tensorflow'], native.io)).toBe(2);
+    expect(native.out.stderr).toContain("fix: write 'trainer.accelerator=node'");
   });
 
   it('exits 2 with every config problem and no stack trace; --verbose adds the stack', async () => {

@@ -46,9 +46,10 @@ export interface ConfigProblem {
   addAs?: string;
   /**
    * The whole value corrected, best first, when the mistake is inside it (an interpolation naming a
-   * misspelt key: `${trainer.sed}` → `${trainer.seed}`); explainProblems turns each into a fix for
-   * where the value came from (the override to type, or the file, line and key to edit). The
-   * `suggestions` then name the referenced key, not this problem's key.
+   * misspelt key: `${trainer.sed}` → `${trainer.seed}`; a misspelt or foreign name for an accepted
+   * value: `wsam` → `wasm`, `cuda` → `gpu`); explainProblems turns each into a fix for where the
+   * value came from (the override to type, or the file, line and key to edit). The `suggestions`
+   * then name the referenced key or the accepted value, not this problem's key.
    */
   correctedValues?: string[];
   /** The schema's default for this key, when it has one: offered as a fix (`key=<default>`). */

@@ -164,4 +164,30 @@ describe('validateConfig messages for other schema shapes', () => {
       'run.even': 'must be even',
     });
   });
+
+  it('names the accepted value a misspelt or foreign one was meant to be, from the spelling or the schema aliases', () => {
+    const schema = z.strictObject({
+      device: z
+        .enum(['auto', 'wasm', 'gpu'])
+        .meta({ valueAliases: { cuda: 'gpu' } })
+        .default('auto'),
+      size: z.union([z.number().int(), z.literal('auto')]),
+      mode: z.enum(['min', 'max']).nullable(),
+    });
+    const problems = problemsOf(
+      { run: { device: 'wsam', size: 'atuo', mode: 'mxa' } },
+      { rootSchemas: { run: schema } },
+    );
+    const byPath = Object.fromEntries(problems.map((p) => [p.path, p]));
+    expect(byPath['run.device']).toMatchObject({ suggestions: ['wasm'], correctedValues: ['wasm'] });
+    expect(byPath['run.size']).toMatchObject({ suggestions: ['auto'], correctedValues: ['auto'] });
+    expect(byPath['run.mode']).toMatchObject({ suggestions: ['max'], correctedValues: ['max'] });
+    expect(
+      problemsOf({ run: { device: 'cuda', size: 1, mode: null } }, { rootSchemas: { run: schema } })[0],
+    ).toMatchObject({ path: 'run.device', suggestions: ['gpu'], correctedValues: ['gpu'] });
+    // Nothing close and no alias: no guess.
+    const far = problemsOf({ run: { device: 'banana', size: 1, mode: null } }, { rootSchemas: { run: schema } })[0]!;
+    expect(far.suggestions).toBeUndefined();
+    expect(far.correctedValues).toBeUndefined();
+  });
 });

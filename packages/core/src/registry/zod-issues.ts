@@ -2,7 +2,7 @@
  * Turns zod issues into ConfigProblems a user can act on: "expected a positive integer" rather
  * than "Too small: expected number to be >0", and "did you mean" for misspelt keys.
  */
-import type { z } from 'zod';
+import { globalRegistry, type z } from 'zod';
 import { joinPath } from '../config/paths.js';
 import { suggest } from '../config/suggest.js';
 import type { ConfigProblem } from '../errors.js';
@@ -163,6 +163,46 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
   return current;
 }
 
+/**
+ * The string values a schema accepts (an enum, literals, or a union of them) and the aliases its
+ * metadata maps to them (`.meta({ valueAliases: { cuda: 'gpu' } })`: what users of Lightning,
+ * PyTorch or TF.js type for one of our values).
+ */
+function acceptedStrings(schema: unknown, depth = 0): { values: string[]; aliases: Record<string, string> } {
+  const inner = unwrap(schema);
+  const def = defOf(inner);
+  const meta = inner
+    ? (globalRegistry.get(inner as z.core.$ZodType) as { valueAliases?: unknown } | undefined)
+    : undefined;
+  const aliases =
+    meta?.valueAliases && typeof meta.valueAliases === 'object'
+      ? { ...(meta.valueAliases as Record<string, string>) }
+      : {};
+  if (!def || depth > 4) return { values: [], aliases };
+  const strings = (list: unknown[]) => list.filter((v): v is string => typeof v === 'string');
+  if (def.type === 'enum') return { values: strings(Object.values(def.entries as Record<string, unknown>)), aliases };
+  if (def.type === 'literal') return { values: strings(def.values as unknown[]), aliases };
+  if (def.type === 'union' || def.type === 'nullable') {
+    const parts = (def.type === 'union' ? (def.options as unknown[]) : [def.innerType]).map((o) =>
+      acceptedStrings(o, depth + 1),
+    );
+    return {
+      values: parts.flatMap((p) => p.values),
+      aliases: Object.assign(aliases, ...parts.map((p) => p.aliases)),
+    };
+  }
+  return { values: [], aliases };
+}
+
+/** The accepted value a string was probably meant to be: its alias, else the closest by spelling. */
+function meantValue(schema: unknown, value: string): string | undefined {
+  const { values, aliases } = acceptedStrings(schema);
+  if (values.length === 0) return undefined;
+  const alias = aliases[value] ?? aliases[value.toLowerCase()];
+  if (alias !== undefined && values.includes(alias)) return alias;
+  return suggest(value, values, 1)[0];
+}
+
 /** Issues fully explained by the schema's type and bounds; others keep zod's (or the author's) message. */
 function describable(issue: z.core.$ZodIssue): boolean {
   if (issue.code === 'too_small' || issue.code === 'too_big')
@@ -216,6 +256,11 @@ export function issuesToProblems(
     // `inf` is non-negative: say why it is refused all the same.
     if (typeof value === 'number' && !Number.isFinite(value) && expected && /^an? /.test(expected))
       message = `expected a finite ${expected.replace(/^an? /, '')}${of} (inf and nan are not accepted)`;
+    // A misspelt or foreign name for an accepted value: did you mean, and the fix with it.
+    const meant =
+      typeof value === 'string' && (issue.code === 'invalid_value' || issue.code === 'invalid_union')
+        ? meantValue(schemaAt(schema, path), value)
+        : undefined;
     const fallback = defaultAt(schema, path);
     const related = issue.code === 'custom' ? (issue.params as { relatedKeys?: unknown } | undefined)?.relatedKeys : [];
     const relatedPaths = Array.isArray(related)
@@ -225,6 +270,7 @@ export function issuesToProblems(
       path: issuePath(base, path),
       message,
       ...(value !== undefined ? { value } : {}),
+      ...(meant !== undefined ? { suggestions: [meant], correctedValues: [meant] } : {}),
       ...(fallback !== undefined && fallback !== value ? { defaultValue: fallback } : {}),
       ...(relatedPaths.length ? { relatedPaths } : {}),
     });

@@ -77,10 +77,44 @@ export const trainerConfigSchema = z
     fast_dev_run: z.boolean().default(false),
     /** -1 = the whole validation set. */
     num_sanity_val_steps: z.number().int().min(-1).default(2),
-    accelerator: z.enum(['auto', 'gpu', 'node', 'webgpu', 'wasm', 'cpu']).default('auto'),
+    accelerator: z
+      .enum(['auto', 'gpu', 'node', 'webgpu', 'wasm', 'cpu'])
+      // What Lightning and TF.js users type: CUDA is tfjs-node-gpu, the native CPU backend is
+      // tfjs-node (TensorFlow C), Metal and Vulkan GPUs go through WebGPU.
+      .meta({
+        valueAliases: {
+          cuda: 'gpu',
+          'tfjs-node-gpu': 'gpu',
+          tensorflow: 'node',
+          tf: 'node',
+          'tfjs-node': 'node',
+          native: 'node',
+          mps: 'webgpu',
+          metal: 'webgpu',
+          vulkan: 'webgpu',
+          dawn: 'webgpu',
+          'tfjs-backend-wasm': 'wasm',
+        },
+      })
+      .default('auto'),
     threads: z.number().int().min(1).nullable().default(null),
     /** auto: ddp over worker threads on wasm/cpu when the batch splits, else single (see ddp/strategy.ts). */
-    strategy: z.enum(['auto', 'single', 'ddp']).default('auto'),
+    strategy: z
+      .enum(['auto', 'single', 'ddp'])
+      // Lightning's names: every data-parallel flavour is our ddp, single_device is single.
+      .meta({
+        valueAliases: {
+          single_device: 'single',
+          ddp_spawn: 'ddp',
+          ddp_fork: 'ddp',
+          ddp_notebook: 'ddp',
+          ddp_find_unused_parameters_true: 'ddp',
+          dp: 'ddp',
+          fsdp: 'ddp',
+          deepspeed: 'ddp',
+        },
+      })
+      .default('auto'),
     /** auto: one device per core (capped at the batch size); N: that many (rank 0 + N-1 worker threads). */
     devices: z.union([z.literal('auto'), z.number().int().min(1)]).default('auto'),
     /**
