@@ -353,6 +353,15 @@ describe('value overrides', () => {
     expect(sources.has('dataset.size')).toBe(false);
   });
 
+  it('applies overrides in order, so a key given twice takes the last value, as Hydra does', () => {
+    // Hydra keeps this on purpose: command-line overrides are ordered (facebookresearch/hydra#3283).
+    const { config } = composeConfig({
+      searchPath: [project()],
+      overrides: ['trainer.max_steps=3', 'trainer.max_steps=5', '+trainer.lr=1', '++trainer.lr=2'],
+    });
+    expect(config.trainer).toMatchObject({ max_steps: 5, lr: 2 });
+  });
+
   it('merges a mapping value into an existing mapping, as Hydra does', () => {
     const { config } = composeConfig({ searchPath: [project()], overrides: ['trainer={max_steps: 1}'] });
     expect(config.trainer).toEqual({ max_steps: 1, precision: 32 });
