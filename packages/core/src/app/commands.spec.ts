@@ -183,6 +183,33 @@ describe('the closing summary of train (s7)', () => {
   });
 });
 
+describe('a resume whose checkpoint already ends the run', () => {
+  it('warns, trains nothing and removes the new run dir it made; a run dir resumed in place stays', async () => {
+    const first = join(project, 'noop-first');
+    expect((await train([`trainer.run_dir=${first}`, 'trainer.max_steps=2'])).error).toBeUndefined();
+    const last = join(first, 'checkpoints', 'last');
+    const again = join(project, 'noop-again');
+    const noop = await train([`trainer.run_dir=${again}`, 'trainer.max_steps=2', `+trainer.resume_from=${last}`]);
+    expect(noop.error).toBeUndefined();
+    expect(noop.result).toMatchObject({ globalStep: 2, startStep: 2 });
+    const text = said(noop.output);
+    expect(text).toContain('nothing is left to train');
+    expect(text).toContain(`Removed the run dir ${again}: nothing was trained`);
+    expect(existsSync(again)).toBe(false);
+    // The summary lists no logs or config of the removed dir.
+    expect(text).not.toContain(join(again, 'logs'));
+    const inPlace = await train([`trainer.run_dir=${first}`, 'trainer.max_steps=2', `+trainer.resume_from=${last}`]);
+    expect(inPlace.error).toBeUndefined();
+    expect(existsSync(join(first, 'config.yaml'))).toBe(true);
+    expect(existsSync(last)).toBe(true);
+    // A resume that trains on keeps its new run dir.
+    const more = join(project, 'noop-more');
+    const onwards = await train([`trainer.run_dir=${more}`, 'trainer.max_steps=3', `+trainer.resume_from=${last}`]);
+    expect(onwards.result).toMatchObject({ globalStep: 3, startStep: 2 });
+    expect(existsSync(join(more, 'checkpoints', 'last'))).toBe(true);
+  });
+});
+
 describe('ckpt= naming a checkpoints directory or a run directory (s7)', () => {
   it('lists the checkpoints in it and suggests its last one, before any backend or data step', async () => {
     const runDir = join(project, 'ckpt-dir');

@@ -91,6 +91,10 @@ async function trainInRunDir(run: PreparedRun, config: RunConfig): Promise<FitRe
     );
   }
   const result = await trainer.fit(task, datamodule); // it resumes from trainer.resume_from itself
+  // A resume whose checkpoint already ends the run (the Trainer warned) leaves a new run dir with
+  // only its skeleton: remove it rather than leave an empty run next to the real one.
+  if (result.globalStep === result.startStep && result.startStep > 0 && !config.trainer.fast_dev_run)
+    run.discardIfBare('nothing was trained, so the run wrote no checkpoint, metric or result');
   run.output.info(describeFit(result, run.runDir, config.trainer.fast_dev_run));
   task.dispose();
   return result;
@@ -251,12 +255,12 @@ interface PreparedRun {
    */
   createRunDir(): void;
   /**
-   * After a failure: removes the run dir this run created when it holds nothing but the skeleton
+   * After a failure (or a resume that trained nothing): removes the run dir this run created when it holds nothing but the skeleton
    * of a run (its config.yaml, hparams.yaml files, an events file with only the hyper-parameters,
    * empty log dirs; no checkpoint, metrics row, result or sample), saying so; never throws. A dir
    * that existed before the run is never removed.
    */
-  discardIfBare(): void;
+  discardIfBare(why?: string): void;
   /** Runs `work`; when it throws, `discardIfBare()` first, then the error goes on. */
   guard<T>(work: () => Promise<T>): Promise<T>;
   /** Made first, so the backend it selects is active before any weights are built. Writes nothing. */
@@ -322,12 +326,9 @@ async function prepareRun(
       writeFileAtomic(join(runDir, 'config.yaml'), stringify(config));
       output.info(`taskforge ${command}: run dir ${runDir}`);
     },
-    discardIfBare() {
+    discardIfBare(why = 'the run stopped before writing any checkpoint, metric or result') {
       try {
-        if (created && removeRunDirIfBare(runDir))
-          output.info(
-            `Removed the run dir ${runDir}: the run stopped before writing any checkpoint, metric or result.`,
-          );
+        if (created && removeRunDirIfBare(runDir)) output.info(`Removed the run dir ${runDir}: ${why}.`);
       } catch {
         // Best effort: the run's own error is what matters.
       }

@@ -88,6 +88,8 @@ export interface TrainerRunConfig {
 
 export interface FitResult {
   globalStep: number;
+  /** The global step the fit started from: 0, or the step of the checkpoint it resumed. */
+  startStep: number;
   /** The 0-based epoch of the loop's position at the end (after max_epochs = N it is N). */
   epoch: number;
   /** Epochs whose training batches were all consumed. */
@@ -346,8 +348,9 @@ export class Trainer implements TrainerView {
       this.optimizer = optimizer;
       this.scheduler = scheduler;
       const resumeFrom = options.resumeFrom ?? this.config.resume_from ?? undefined;
+      if (resumeFrom) await this.restore(resumeFrom);
+      const startStep = this.globalStep;
       if (resumeFrom) {
-        await this.restore(resumeFrom);
         // Lightning says "`max_steps=N` reached" here; without a word, an unchanged config looks like
         // a run that did nothing.
         if (this.globalStep >= plan.totalSteps)
@@ -368,6 +371,7 @@ export class Trainer implements TrainerView {
       const checkpointer = this.callbacks.find(isCheckpointingCallback);
       return {
         globalStep: this.globalStep,
+        startStep,
         epoch: this.epoch,
         epochsCompleted: this.progress.epoch + (this.progress.epochFinished ? 1 : 0),
         batchInEpoch: this.progress.epochFinished ? 0 : this.progress.batchInEpoch,
