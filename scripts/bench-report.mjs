@@ -102,7 +102,8 @@ export function summarize(runs, seqLen) {
 
 /**
  * Medians of a ddp run's per-step timeline (bench-step's `ddp` field): rank 0's shard, its wait
- * for the workers, the gradient average, the slowest worker's busy time; null for other runs.
+ * for the workers, the gradient average, the slowest worker's busy time, and what rank 0 does
+ * alone (the step minus its shard and its wait); null for other runs.
  */
 function ddpMedians(steps) {
   const timed = steps.filter((x) => x.ddp);
@@ -113,6 +114,9 @@ function ddpMedians(steps) {
     waitMs: med((x) => x.ddp.waitMs),
     reduceMs: med((x) => x.ddp.reduceMs),
     workerBusyMs: med((x) => Math.max(...x.ddp.workerBusyMs)),
+    // Per step, then the median: rank 0's shard and wait swing with whichever core is slow at the
+    // moment, so a difference of their medians mixes different steps (and can be far off).
+    rank0OnlyMs: med((x) => x.totalMs - x.ddp.localMs - x.ddp.waitMs),
     // The slowest worker's trainingStep alone; busy minus this is receiving, loading the weights and reading out gradients.
     workerStepMs: median(
       timed
@@ -228,7 +232,7 @@ export function formatReport(results) {
           ms(r.ddp.workerBusyMs),
           ms(r.ddp.workerStepMs),
           ms(r.ddp.reduceMs),
-          ms(r.stepMs - r.ddp.localMs - r.ddp.waitMs),
+          ms(r.ddp.rank0OnlyMs),
         ]),
       ),
     );

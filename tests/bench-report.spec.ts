@@ -183,11 +183,21 @@ describe('data-parallel timeline', () => {
           ddpStep(1000, 800, 100, [850, 10]),
           ddpStep(1100, 820, 140, [900, 10]),
           ddpStep(1050, 810, 120, [880, 10]),
+          // The slow core moved to rank 0 in this step: its shard is long, its wait short.
+          ddpStep(1200, 1150, 0, [820, 10]),
+          ddpStep(1300, 1240, 10, [810, 10]),
         ],
       },
     };
     const rows = summarize([ddpRun], 1024);
-    expect(rows[0].ddp).toEqual({ localMs: 810, waitMs: 120, reduceMs: 5, workerBusyMs: 880, workerStepMs: 876 });
+    expect(rows[0].ddp).toEqual({
+      localMs: 820,
+      waitMs: 100,
+      reduceMs: 5,
+      workerBusyMs: 850,
+      workerStepMs: 846,
+      rank0OnlyMs: 100,
+    });
     const text = formatReport({
       machine: { ...MACHINE, loadAverageAtStart: [0, 0, 0], loadAverageAtEnd: [0, 0, 0] },
       data: { source: 'synthetic', why: 'chosen' },
@@ -195,8 +205,9 @@ describe('data-parallel timeline', () => {
       summary: rows,
       runs: [ddpRun],
     });
-    // 1050 − 810 − 120 = 120 ms per step on rank 0 alone.
-    expect(text).toMatch(/default\s+2\s+1050\s+810\s+120\s+880\s+876\s+5\.0\s+120/);
+    // Per step 100, 140, 120, 50, 50 ms on rank 0 alone: median 100. The difference of the medians
+    // (1100 − 820 − 100 = 180) would mix steps.
+    expect(text).toMatch(/default\s+2\s+1100\s+820\s+100\s+850\s+846\s+5\.0\s+100/);
   });
 });
 

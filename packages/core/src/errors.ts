@@ -62,22 +62,26 @@ export interface ConfigProblem {
    * (sibling keys of the issue's key).
    */
   relatedPaths?: string[];
+  /**
+   * For a selection of a config group option (or a whole group) that is not in the search path:
+   * which one (`option` absent for a group), so the session can name an unbuilt plugin that has it.
+   */
+  missingConfig?: { group: string; option?: string };
 }
 
 /** A config or usage mistake: carries every problem found, not just the first. Exit code 2. */
 export class ConfigError extends TaskforgeError {
   readonly problems: ConfigProblem[];
+  /** The message's first words, e.g. `Invalid configuration` or `Invalid override`. */
+  readonly heading: string;
   constructor(problems: ConfigProblem[] | string, heading = 'Invalid configuration') {
     const list: ConfigProblem[] = typeof problems === 'string' ? [{ path: '', message: problems }] : problems;
     super(formatProblems(heading, list), { exitCode: 2 });
     this.problems = list;
+    this.heading = heading;
   }
 }
 
-/**
- * The message of a ConfigError: a heading and one line per problem,
- * `- <path>: <message> (got <value>); did you mean '<a>' or '<b>'? [from <source>] <override as typed>; fix: <fixes>`.
- */
 /**
  * A config value as the user would write it: JSON, except that the non-finite numbers the
  * override grammar accepts print as `inf`, `-inf` and `nan` (JSON would print `null`).
@@ -88,6 +92,10 @@ export function formatValue(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? nonFinite(v) : v));
 }
 
+/**
+ * The message of a ConfigError: a heading and one line per problem,
+ * `- <path>: <message> (got <value>); did you mean '<a>' or '<b>'? [from <source>] <override as typed>; fix: <fixes>`.
+ */
 export function formatProblems(heading: string, problems: ConfigProblem[]): string {
   if (
     problems.length === 1 &&

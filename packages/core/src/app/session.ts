@@ -14,7 +14,6 @@ import { loadConfigFile } from '../config/yaml-io.js';
 import { setPath, type ConfigNode } from '../config/paths.js';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { discoverPlugins, loadPlugins, type DiscoveredPlugin, type SkippedPlugin } from '../registry/discovery.js';
-import { missingGroupOption } from '../config/defaults.js';
 import type { ComponentRegistry } from '../registry/registry.js';
 import type { RunConfigDraft } from '../registry/types.js';
 import { isComponentNode, validateConfig } from '../registry/validate.js';
@@ -171,7 +170,7 @@ export class Session {
     if (!this.skipped.length) return error;
     let changed = false;
     const problems = error.problems.map((problem) => {
-      const missing = missingGroupOption(problem);
+      const missing = problem.missingConfig;
       if (!missing) return problem;
       changed = true;
       const name = missing.option === undefined ? undefined : `${missing.group}/${missing.option}`;
@@ -194,8 +193,7 @@ export class Session {
       return { ...problem, message: `${problem.message}; ${note} (see the "Skipping plugin" warning above)`, fixes };
     });
     if (!changed) return error;
-    const heading = error.message.split(/[:(]/)[0]!.trim();
-    return new ConfigError(problems, heading);
+    return new ConfigError(problems, error.heading);
   }
 
   private composeChecked(
@@ -252,7 +250,7 @@ export class Session {
       if (!(error instanceof ConfigError)) throw error;
       const atFault = new Set(error.problems.map((p) => p.override));
       if (atFault.has(undefined) || !overrides.some((o) => atFault.has(o))) throw error;
-      const heading = error.message.split(/[:(]/)[0]!.trim();
+      const { heading } = error;
       let more: ConfigProblem[];
       try {
         more = this.check(

@@ -277,6 +277,8 @@ export class DefaultsExpander {
                 : `config group '${entry.name}' has no option '${option}' (available: ${available.join(', ')})`,
               suggestions,
               source: where,
+              // Not for `option.yaml`: the fix is the name without the extension, no plugin build.
+              ...(withExtension ? {} : { missingConfig: { group: entry.name, option } }),
               ...(cliText !== undefined
                 ? {
                     override: cliText,
@@ -291,6 +293,7 @@ export class DefaultsExpander {
               message: `there is no config group '${entry.name}' in the search path (${this.searchPath.join(', ')})`,
               suggestions: suggest(entry.name, this.groups),
               source: where,
+              missingConfig: { group: entry.name },
             },
       );
       return choice;
@@ -323,19 +326,6 @@ export class DefaultsExpander {
       ...(where !== 'command line' && where !== entry.where ? { changedIn: where.replace(/(:\d+)+$/, '') } : {}),
     });
   }
-}
-
-/**
- * The group (and option) of a composition problem about a config group option or config group
- * that is not in the search path, e.g. `config group 'task' has no option 'vision/igpt' …` →
- * `{ group: 'task', option: 'vision/igpt' }`; undefined for any other problem. The session uses it
- * to say when a plugin skipped as not built provides it.
- */
-export function missingGroupOption(problem: ConfigProblem): { group: string; option?: string } | undefined {
-  const option = /^config group '([^']+)' has no option '([^']+)' \(available:/.exec(problem.message);
-  if (option) return { group: option[1]!, option: option[2]! };
-  const group = /^there is no config group '([^']+)' in the search path/.exec(problem.message);
-  return group ? { group: group[1]! } : undefined;
 }
 
 export function unusedOverrideProblem(key: string, override: GroupOverride, selected: string[]): ConfigProblem {

@@ -1,6 +1,6 @@
 /**
  * Turns zod issues into ConfigProblems a user can act on: "expected a positive integer" rather
- * than "Too small: expected number to be >0", and "did you mean" for misspelt keys.
+ * than "Too small: expected number to be >0", and "did you mean" for misspelt keys and enum values.
  */
 import { globalRegistry, type z } from 'zod';
 import { joinPath } from '../config/paths.js';
