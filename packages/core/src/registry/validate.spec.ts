@@ -104,10 +104,12 @@ describe('validateConfig', () => {
     expect(problems[0]!.message).not.toContain('config group');
   });
 
-  it('says a top-level string (`+experiment=fast` with no such group) is no config group in the search path (s6: finding 10)', () => {
+  it('says a top-level string (`+experiment=fast` with no such group) is no config group in the search path, and where its file would go (s6: finding 10)', () => {
     const [problem] = problemsOf({ backbone: { _target_: 'backbone/toy' }, experiment: 'fast' });
     expect(problem!.message).toContain(
-      "; as a config group ('experiment=fast') it is not in the search path either (see `taskforge list`)",
+      "; as a config group ('experiment=fast') it is not in the search path either: it would compose " +
+        'experiment/fast.yaml from a conf dir on the search path (e.g. conf/experiment/fast.yaml; ' +
+        "begin it with '# @package _global_' to set keys anywhere",
     );
   });
 

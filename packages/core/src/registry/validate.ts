@@ -137,7 +137,9 @@ export function validateConfig<T extends ConfigNode = ConfigNode>(
           `unknown top-level key (allowed: ${[...allowed].sort().join(', ')})` +
           // `+group=option` for a group that exists composes it; one left as a string had none to compose.
           (typeof value === 'string'
-            ? `; as a config group ('${key}=${value}') it is not in the search path either (see \`taskforge list\`)`
+            ? `; as a config group ('${key}=${value}') it is not in the search path either: it would compose ` +
+              `${key}/${value}.yaml from a conf dir on the search path (e.g. conf/${key}/${value}.yaml; begin it with ` +
+              `'# @package _global_' to set keys anywhere, as Hydra's experiment configs do; \`taskforge list\` shows the search path)`
             : ''),
         ...(suggestions.length ? { suggestions } : {}),
       });

@@ -15,6 +15,7 @@ import type {
   DataModule,
   LRScheduler,
   MetricsLogger,
+  ModelDataArgs,
   Optimizer,
   OptimizerBuilders,
   OptimizerSetup,
@@ -33,6 +34,7 @@ import type { BackendSelection } from '../backend/select.js';
 import { loadCheckpoint, restoreTaskWeights, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { parseTrainerConfig, runDirPath, type TrainerConfig, type TrainerConfigInput } from './config.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
+import { compareCheckpointData } from './data-match.js';
 import { evaluationLoop, type EvaluationRun } from './loops/evaluation-loop.js';
 import { FitLoop, type FitLoopHost } from './loops/fit-loop.js';
 import { configuredOptimizers, coreOptimizers } from './optimization.js';
@@ -348,7 +350,7 @@ export class Trainer implements TrainerView {
       this.optimizer = optimizer;
       this.scheduler = scheduler;
       const resumeFrom = options.resumeFrom ?? this.config.resume_from ?? undefined;
-      if (resumeFrom) await this.restore(resumeFrom);
+      if (resumeFrom) await this.restore(resumeFrom, datamodule.modelDataArgs);
       const startStep = this.globalStep;
       if (resumeFrom) {
         // Lightning says "`max_steps=N` reached" here; without a word, an unchanged config looks like
@@ -366,6 +368,7 @@ export class Trainer implements TrainerView {
         await this.sanityCheck(plan.valBatches);
       await new FitLoop(this.fitLoopHost(optimizer), plan, plan.totalSteps).run();
       if (this.stopReason !== undefined) this.output.info(`Stopped at step ${this.globalStep}: ${this.stopReason}.`);
+      if (!this.config.stop_on_nan) this.warnNonFiniteWeights(task);
       await this.hook('onFitEnd');
       status = 'success';
       const checkpointer = this.callbacks.find(isCheckpointingCallback);
@@ -586,6 +589,32 @@ export class Trainer implements TrainerView {
     return strategy.batchParallel(task, method, this.evalContext(method === 'testStep' ? 'test' : 'predict', 0));
   }
 
+  /**
+   * With stop_on_nan=false a run can end with NaN or infinite weights (skipped updates do not
+   * undo a step that overflowed): say so before `last` is saved, since nothing else will.
+   */
+  private warnNonFiniteWeights(task: Task): void {
+    let bad = 0;
+    let total = 0;
+    const names: string[] = [];
+    for (const [name, variable] of Object.entries(task.namedVariables())) {
+      const values = variable.dataSync();
+      let here = 0;
+      for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) here++;
+      total += values.length;
+      bad += here;
+      if (here > 0) names.push(name);
+    }
+    if (bad === 0) return;
+    const listed = names.slice(0, 3).join(', ') + (names.length > 3 ? ` and ${names.length - 3} more` : '');
+    this.output.warn(
+      `After training, ${bad} of ${total} weights are NaN or infinite (in ${listed}): the checkpoints saved ` +
+        'from here hold them and the model predicts nothing useful. trainer.stop_on_nan=false let the run go ' +
+        'on past a NaN or infinite loss; lower the learning rate (or set trainer.gradient_clip_val) and ' +
+        'train again from an earlier checkpoint, or leave trainer.stop_on_nan=true to stop at the first one.',
+    );
+  }
+
   /** Validation through the strategy (sharded under ddp), when it offers that. */
   private shardedValidation(): EvaluationRun['sharded'] {
     const { strategy } = this;
@@ -684,7 +713,7 @@ export class Trainer implements TrainerView {
     });
   }
 
-  private async restore(dir: string): Promise<void> {
+  private async restore(dir: string, modelDataArgs: ModelDataArgs): Promise<void> {
     const checkpoint = await loadCheckpoint(dir);
     try {
       const state = checkpoint.trainerState;
@@ -692,6 +721,25 @@ export class Trainer implements TrainerView {
         throw new TaskforgeError(
           `Cannot resume from '${dir}': it has no trainer_state.json, so it holds weights only. Load ` +
             `it as pretrained weights instead, or resume from a checkpoint written during training.`,
+          { exitCode: 2 },
+        );
+      }
+      // Named by the data setting that changed (dataset.seq_len), not by the weight shape it broke.
+      const dataset = this.composedConfig?.['dataset'];
+      const mismatch = compareCheckpointData(checkpoint, {
+        modelDataArgs,
+        dataConfig: dataset !== null && typeof dataset === 'object' ? (dataset as Record<string, unknown>) : undefined,
+      });
+      if (mismatch) {
+        const scalar = (v: unknown): v is string | number | boolean | null =>
+          v === null || ['string', 'number', 'boolean'].includes(typeof v);
+        const keep =
+          mismatch.settings.length > 0 && mismatch.settings.every((d) => scalar(d.checkpoint))
+            ? `set ${mismatch.settings.map((d) => overrideHint(d.key, d.checkpoint as string | number | boolean | null)).join(' ')} as the checkpoint was trained`
+            : "use the data settings in the checkpoint's config.yaml";
+        throw new TaskforgeError(
+          `Cannot resume from '${dir}': ${mismatch.message}. A resume continues the same model on the same ` +
+            `data: ${keep}, or start a new run without trainer.resume_from for the new data.`,
           { exitCode: 2 },
         );
       }

@@ -335,6 +335,39 @@ describe('resume', () => {
   });
 });
 
+describe('resuming on other data', () => {
+  it('is refused naming the data setting that changed and the override that restores it', async () => {
+    const withData = (inputDim: number) => ({
+      composedConfig: { trainer: { max_steps: 2 }, dataset: { input_dim: inputDim } },
+    });
+    const first = makeTrainer(scratch.dir(), { max_steps: 2 }, [new ModelCheckpoint()], withData(4));
+    const done = await first.trainer.fit(new ToyTask({ hidden: 3, inputDim: 4 }), new ToyDataModule({ inputDim: 4 }));
+    const other = makeTrainer(scratch.dir(), { max_steps: 3 }, [], withData(6));
+    const error = await other.trainer
+      .fit(new ToyTask({ hidden: 3, inputDim: 6 }), new ToyDataModule({ inputDim: 6 }), {
+        resumeFrom: done.lastCheckpoint!,
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TaskforgeError);
+    expect((error as TaskforgeError).exitCode).toBe(2);
+    expect((error as Error).message).toContain(
+      `Cannot resume from '${done.lastCheckpoint!}': the data differs from the data the checkpoint was trained on in ` +
+        "dataset.input_dim (checkpoint 4, this run 6), so the model's data facts differ: inputDim (checkpoint 4, this run 6). " +
+        "A resume continues the same model on the same data: set 'dataset.input_dim=4' as the checkpoint was trained",
+    );
+    // The same data resumes.
+    const same = makeTrainer(scratch.dir(), { max_steps: 3 }, [], withData(4));
+    const resumed = await same.trainer.fit(
+      new ToyTask({ hidden: 3, inputDim: 4 }),
+      new ToyDataModule({ inputDim: 4 }),
+      {
+        resumeFrom: done.lastCheckpoint!,
+      },
+    );
+    expect(resumed.globalStep).toBe(3);
+  });
+});
+
 describe('resuming with a changed end', () => {
   it('says so when the checkpoint is already at the end of the run, and trains on when the end is raised', async () => {
     const first = makeTrainer(scratch.dir(), { max_steps: 2 }, [new ModelCheckpoint({ every_n_train_steps: 1 })]);

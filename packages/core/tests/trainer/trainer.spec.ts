@@ -174,6 +174,21 @@ describe('Trainer.fit', () => {
     task.dispose();
   });
 
+  it('with stop_on_nan=false trains on, and warns when the weights ended NaN or infinite', async () => {
+    const blown = new ToyTask({ lr: 1e38 });
+    const run = makeTrainer(scratch.dir(), { max_epochs: 1, stop_on_nan: false });
+    await run.trainer.fit(blown, new ToyDataModule());
+    expect(run.output.warnings.join('\n')).toMatch(
+      /After training, \d+ of \d+ weights are NaN or infinite \(in .+\): the checkpoints saved from here hold them/,
+    );
+    blown.dispose();
+    const fine = new ToyTask();
+    const ok = makeTrainer(scratch.dir(), { max_epochs: 1, stop_on_nan: false });
+    await ok.trainer.fit(fine, new ToyDataModule());
+    expect(ok.output.warnings.join('\n')).not.toContain('NaN or infinite');
+    fine.dispose();
+  });
+
   it('keeps the number of live tensors constant across steps', async () => {
     const counts: number[] = [];
     const recorder = new RecordingCallback({ onTrainBatchEnd: () => void counts.push(tf.memory().numTensors) });
