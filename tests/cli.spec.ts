@@ -404,12 +404,13 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
   });
 
   /** A tiny run with no end in sight, started and already stepping (killed when the test ends). */
-  const startEndlessTraining = async (runDir: string) => {
+  const startEndlessTraining = async (runDir: string, overrides: string[] = []) => {
     const live = startTaskforge([
       'train',
       ...tinyRun(server.url, archive.md5, dataDir, runDir),
       'trainer.max_epochs=-1',
       'trainer.max_steps=100000',
+      ...overrides,
     ]);
     onTestFinished(() => live.signal('SIGKILL'));
     await live.waitFor(/^train: .*step=\d+\/100000/m);
@@ -428,10 +429,13 @@ describe('Image GPT end to end on a tiny CIFAR archive served on 127.0.0.1', () 
 
   it('a second SIGINT aborts at once and says no checkpoint was saved (s5: finding 6)', async () => {
     const runDir = join(work, 'sigint-twice');
-    const live = await startEndlessTraining(runDir);
+    // Steps of a few hundred ms (a bigger model; a later override wins), so both signals land in one step.
+    const live = await startEndlessTraining(runDir, ['backbone.num_layers=8', 'backbone.embed_dim=64']);
     // As a user's double Ctrl-C: the second comes before the step ends and the checkpoint is written.
+    // 50 ms apart, not less: Linux merges a second SIGINT that arrives while the first is still
+    // pending (not yet delivered, e.g. while a loaded machine has not scheduled the process).
     live.signal('SIGINT');
-    await new Promise((ok) => setTimeout(ok, 2));
+    await new Promise((ok) => setTimeout(ok, 50));
     live.signal('SIGINT');
     const ended = await live.exit;
     expect(ended.signal ?? ended.code, ended.stderr).toSatisfy((end: unknown) => end === 'SIGINT' || end === 130);
