@@ -115,6 +115,19 @@ describe('main', () => {
     expect(names.out.stderr).toContain("fix: write 'trainer.accelerator=gpu'");
     expect(names.out.stderr).toContain("fix: write 'trainer.strategy=ddp'");
     expect(names.out.stderr).toContain("fix: write 'trainer.devices=auto'");
+    const more = io();
+    expect(
+      await main(
+        ['config', 'trainer.gpus=1', 'trainer.deterministic=true', 'seed_everything=3', '--max_time=01:00'],
+        more.io,
+      ),
+    ).toBe(2);
+    expect(more.out.stderr).toContain("'trainer.gpus' is Lightning's; taskforge names it trainer.accelerator=gpu");
+    expect(more.out.stderr).toContain(
+      "'trainer.deterministic' is Lightning's; a taskforge run is reproducible from trainer.seed",
+    );
+    expect(more.out.stderr).toContain("'seed_everything' is Lightning's; taskforge seeds everything from trainer.seed");
+    expect(more.out.stderr).toContain('taskforge stops on trainer.max_steps or trainer.max_epochs only');
     const native = io();
     expect(await main(['config', 'trainer.accelerator=tensorflow'], native.io)).toBe(2);
     expect(native.out.stderr).toContain("fix: write 'trainer.accelerator=node'");

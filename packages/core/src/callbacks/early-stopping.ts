@@ -2,10 +2,12 @@ import { z } from 'zod';
 import type { Callback, TrainerView } from '../contracts.js';
 import { suggest } from '../config/suggest.js';
 import { ConfigError } from '../errors.js';
-import { availableMetrics } from './metrics.js';
+import type { Output } from '../services/tokens.js';
+import { availableMetrics, minModeWarning } from './metrics.js';
 
 export const earlyStoppingSchema = z.strictObject({
-  monitor: z.string().min(1).default('val_loss'),
+  /** `val/loss`: what core's tasks and the generated ones log (`<split>/<name>`). */
+  monitor: z.string().min(1).default('val/loss'),
   mode: z.enum(['min', 'max']).default('min'),
   /** Validations without improvement before stopping. */
   patience: z.number().int().min(1).default(3),
@@ -21,9 +23,22 @@ export class EarlyStopping implements Callback {
   best: number | undefined;
   wait = 0;
 
-  /** @throws ZodError for options its schema refuses (config nodes are validated before they get here). */
-  constructor(options: EarlyStoppingOptions = {}) {
+  /**
+   * `output` receives the warning for a higher-is-better monitor under mode min (stderr when omitted).
+   * @throws ZodError for options its schema refuses (config nodes are validated before they get here).
+   */
+  constructor(
+    options: EarlyStoppingOptions = {},
+    private readonly output?: Pick<Output, 'warn'>,
+  ) {
     this.options = earlyStoppingSchema.parse(options);
+  }
+
+  onFitStart(): void {
+    const warning = minModeWarning('trainer.callbacks.early_stopping', this.options.monitor, this.options.mode);
+    if (!warning) return;
+    if (this.output) this.output.warn(warning);
+    else process.stderr.write(`warning: ${warning}\n`);
   }
 
   /** @throws ConfigError (exit 2) when validation logged no metric named `monitor`, with the names it did log. */
@@ -62,7 +77,7 @@ export class EarlyStopping implements Callback {
     this.wait += 1;
     if (this.wait >= patience) {
       trainer.requestStop(
-        `early stopping: '${monitor}' did not improve by more than ${min_delta} ` +
+        `early stopping: '${monitor}' did not improve (mode ${mode}: ${mode === 'min' ? 'lower' : 'higher'} is better) by more than ${min_delta} ` +
           // Six significant digits: a float32 metric read as a double prints 0.9279999997615814.
           `in ${patience} validations (best ${Number(this.best!.toPrecision(6))}, now ${Number(value.toPrecision(6))})`,
       );

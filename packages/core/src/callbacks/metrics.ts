@@ -12,3 +12,26 @@ export function formatMetrics(metrics: Record<string, number>): string {
     .map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toPrecision(4)}`)
     .join(' ');
 }
+
+/**
+ * A metric whose name reads as higher-is-better (accuracy, F1, AUC, precision, recall, IoU, mAP,
+ * BLEU, ROUGE, R²): `val/acc`, `test_f1`, `val/top5_accuracy`. Used to warn when such a metric
+ * is monitored with `mode: min`, the default (as in Lightning), which keeps its worst value.
+ */
+export function readsHigherIsBetter(metric: string): boolean {
+  return /(^|[-/_.])(acc|accuracy|top\d*(_acc(uracy)?)?|f1|auc|auroc|roc_auc|precision|recall|iou|miou|map|bleu|rouge\w*|r2)$/i.test(
+    metric,
+  );
+}
+
+/**
+ * The warning for a monitor that reads as higher-is-better under `mode: min` (see
+ * {@link readsHigherIsBetter}), or undefined. `key` is the callback's config path.
+ */
+export function minModeWarning(key: string, monitor: string | null, mode: 'min' | 'max'): string | undefined {
+  if (monitor === null || mode !== 'min' || !readsHigherIsBetter(monitor)) return undefined;
+  return (
+    `${key}.monitor is '${monitor}', which reads as higher-is-better, but ${key}.mode is min (the default, ` +
+    `as in Lightning), so its lowest value counts as best; set ${key}.mode=max if higher is better.`
+  );
+}

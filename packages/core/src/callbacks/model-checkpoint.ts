@@ -7,7 +7,7 @@ import { ConfigError } from '../errors.js';
 import type { Output } from '../services/tokens.js';
 import { checkpointName } from '../trainer/checkpoint.js';
 import type { CheckpointingCallback } from '../trainer/trainer.js';
-import { availableMetrics } from './metrics.js';
+import { availableMetrics, minModeWarning } from './metrics.js';
 
 export const modelCheckpointSchema = z.strictObject({
   /** Default `<runDir>/checkpoints`. */
@@ -96,6 +96,8 @@ export class ModelCheckpoint implements CheckpointingCallback {
   }
 
   onFitStart(trainer: TrainerView): void {
+    const modeWarning = minModeWarning('trainer.callbacks.model_checkpoint', this.options.monitor, this.options.mode);
+    if (modeWarning) this.warn(modeWarning);
     this.dir = this.options.dirpath ?? join(trainer.runDir, 'checkpoints');
     this.seen.clear();
     this.seenTrainStep = false;

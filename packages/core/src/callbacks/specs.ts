@@ -20,7 +20,7 @@ export const callbackSpecs: ComponentSpec<'callback'>[] = [
     name: 'early_stopping',
     description: 'Stop training when a validation metric stops improving',
     schema: earlyStoppingSchema,
-    create: (config) => new EarlyStopping(config),
+    create: (config, { container }) => new EarlyStopping(config, container.resolve<Output>(Tokens.Output)),
   },
   {
     kind: 'callback',

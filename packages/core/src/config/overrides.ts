@@ -29,6 +29,16 @@ const LIGHTNING_KEYS: Readonly<Record<string, string>> = {
   precision:
     'taskforge trains in float32 on every backend (TF.js wasm, cpu and webgpu have no mixed ' +
     'precision), so there is nothing to set: drop it',
+  gpus:
+    'taskforge names it trainer.accelerator=gpu (tfjs-node-gpu, CUDA) or trainer.accelerator=webgpu; one ' +
+    'GPU per process (trainer.devices counts data-parallel worker threads on wasm/cpu)',
+  deterministic:
+    'a taskforge run is reproducible from trainer.seed on the same backend and devices (data order, ' +
+    'dropout and initial weights follow it, and a resume continues exactly), so there is nothing to set: drop it',
+  seed_everything: 'taskforge seeds everything from trainer.seed (e.g. trainer.seed=7)',
+  max_time:
+    'taskforge stops on trainer.max_steps or trainer.max_epochs only; a run stopped by Ctrl-C or ' +
+    'SIGTERM saves checkpoints/last, and trainer.resume_from continues it',
 };
 
 /**

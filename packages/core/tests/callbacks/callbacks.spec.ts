@@ -14,6 +14,7 @@ import {
 import { ConfigError } from '../../src/errors.js';
 import { Tokens } from '../../src/services/tokens.js';
 import { RecordingOutput, ToyDataModule, ToyTask } from '../toy/toy.js';
+import { readsHigherIsBetter } from '../../src/callbacks/metrics.js';
 import { makeTrainer, useScratch } from '../trainer/helpers.js';
 
 const scratch = useScratch();
@@ -135,9 +136,46 @@ describe('EarlyStopping', () => {
     expect(result.globalStep).toBe(16);
     // Printed to six significant digits (the scores are float32 values read as doubles).
     expect(output.lines.join('\n')).toContain(
-      "Stopped at step 16: early stopping: 'score' did not improve by more than 0.05 in 2 validations (best 0.8, now 0.85).",
+      "Stopped at step 16: early stopping: 'score' did not improve (mode min: lower is better) by more than 0.05 in 2 validations (best 0.8, now 0.85).",
     );
     expect(stopper.stateDict()).toEqual({ best: 0.8, wait: 2 });
+    task.dispose();
+  });
+
+  it('warns at fit start when a higher-is-better monitor runs under mode min, for both callbacks', async () => {
+    const task = new ToyTask();
+    const out = new RecordingOutput();
+    const { trainer } = makeTrainer(scratch.dir(), { max_steps: 1 }, [
+      new EarlyStopping({ monitor: 'val/acc' }, out),
+      new ModelCheckpoint({ monitor: 'val/acc' }, out),
+    ]);
+    await trainer.fit(task, new ToyDataModule()).catch(() => undefined);
+    const warned = out.warnings.join('\n');
+    expect(warned).toContain(
+      "trainer.callbacks.early_stopping.monitor is 'val/acc', which reads as higher-is-better, but " +
+        'trainer.callbacks.early_stopping.mode is min (the default, as in Lightning), so its lowest value counts ' +
+        'as best; set trainer.callbacks.early_stopping.mode=max if higher is better.',
+    );
+    expect(warned).toContain(
+      "trainer.callbacks.model_checkpoint.monitor is 'val/acc', which reads as higher-is-better",
+    );
+    const quiet = new RecordingOutput();
+    const ok = makeTrainer(scratch.dir(), { max_steps: 1 }, [
+      new EarlyStopping({ monitor: 'val/acc', mode: 'max' }, quiet),
+      new ModelCheckpoint({ monitor: 'val_loss' }, quiet),
+    ]);
+    await ok.trainer.fit(task, new ToyDataModule()).catch(() => undefined);
+    expect(quiet.warnings.join('\n')).not.toContain('higher-is-better');
+    expect(['val/acc', 'test_f1', 'val/top5_accuracy', 'val/AUROC', 'val-miou'].map(readsHigherIsBetter)).toEqual([
+      true,
+      true,
+      true,
+      true,
+      true,
+    ]);
+    expect(
+      ['val/loss', 'val_loss', 'val/bpp', 'val/perplexity', 'val/accumulated_loss'].map(readsHigherIsBetter),
+    ).toEqual([false, false, false, false, false]);
     task.dispose();
   });
 
@@ -277,7 +315,7 @@ describe('callbackSpecs', () => {
     expect(spec('device_stats').schema.safeParse({ every: 3 }).success).toBe(false);
     expect(spec('model_checkpoint').schema.safeParse({ save_top_k: 2, monitr: 'x' }).success).toBe(false);
     expect(spec('early_stopping').schema.parse({})).toEqual({
-      monitor: 'val_loss',
+      monitor: 'val/loss',
       mode: 'min',
       patience: 3,
       min_delta: 0,

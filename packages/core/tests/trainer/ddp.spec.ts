@@ -41,6 +41,20 @@ function expectClose(actual: Record<string, number[]>, expected: Record<string, 
 }
 
 describe('ddp over worker threads', () => {
+  it("moves a worker back to rank 0's backend when building its replica called tf.setBackend, and says so", async () => {
+    const run = makeTrainer(scratch.dir(), { strategy: 'ddp', devices: 2, max_steps: 2 }, [], {
+      replica: toyReplica({ task: TASK, setBackendOnBuild: 'wasm' }),
+      batchSize: 5,
+    });
+    const task = new ToyTask(TASK);
+    await run.trainer.fit(task, data());
+    expect(run.output.warnings.join('\n')).toContain(
+      "While the DDP workers built their replicas, TF.js was switched to 'wasm' (a plugin, the task or the data " +
+        "module called tf.setBackend() at import or in a constructor); each worker moved back to 'cpu'",
+    );
+    task.dispose();
+  });
+
   it('reaches the weights and logs the losses of devices=1 (accumulation, clipping, uneven shards, sharded validation)', async () => {
     const config: TrainerConfigInput = { max_epochs: 2, accumulate_grad_batches: 2, gradient_clip_val: 0.5 };
     const single = makeTrainer(scratch.dir(), config);

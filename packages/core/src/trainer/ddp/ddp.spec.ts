@@ -1,3 +1,4 @@
+import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { TaskforgeError } from '../../errors.js';
 import { parseTrainerConfig } from '../config.js';
@@ -144,6 +145,22 @@ describe('splitBatch', () => {
       /the batch field 'labels' has 6 elements, which is not a whole number of rows for its 4 samples[\s\S]*labels\.subarray\(0, size × row\)[\s\S]*trainer\.strategy=single/,
     );
     expect(() => splitBatch({ x: new Float32Array(1), size: 0 }, 2)).toThrow(/'x' has 1 elements/);
+  });
+
+  it('refuses a tf.Tensor field (it cannot cross threads), naming it, with exit 2', () => {
+    const tokens = tf.zeros([4, 3], 'int32');
+    let error: unknown;
+    try {
+      splitBatch({ tokens, labels: new Int32Array(4), size: 4 }, 2);
+    } catch (e) {
+      error = e;
+    }
+    tokens.dispose();
+    expect(error).toBeInstanceOf(TaskforgeError);
+    expect((error as TaskforgeError).exitCode).toBe(2);
+    expect((error as Error).message).toContain(
+      "the batch field 'tokens' is a tf.Tensor (shape [4, 3]), which cannot cross threads. Yield typed arrays",
+    );
   });
 
   it('refuses a batch without a size field, with exit 2 and a fix', () => {

@@ -71,7 +71,12 @@ export type ToWorker =
     };
 
 export type FromWorker =
-  | { type: 'ready'; backend: string }
+  | {
+      type: 'ready';
+      backend: string;
+      /** Set when building the replica moved TF.js to another backend (a tf.setBackend call); the worker moved it back. */
+      backendSwitchedTo?: string;
+    }
   | {
       type: 'result';
       id: number;

@@ -1,3 +1,4 @@
+import * as tf from '@tensorflow/tfjs';
 import { TaskforgeError } from '../../errors.js';
 
 /** A batch cut along dim 0: the part and how many samples it holds. */
@@ -44,6 +45,15 @@ export function splitBatch<Batch>(batch: Batch, parts: number): Array<Shard<Batc
     );
   }
   for (const [key, value] of Object.entries(batch as Record<string, unknown>)) {
+    if (value instanceof tf.Tensor) {
+      throw new TaskforgeError(
+        `trainer.strategy=ddp sends each shard of a batch to a worker thread as plain arrays, but the batch ` +
+          `field '${key}' is a tf.Tensor (shape [${value.shape.join(', ')}]), which cannot cross threads. ` +
+          'Yield typed arrays (Int32Array, Float32Array) of size × row elements from the data module and make ' +
+          'the tensors in the task, or train with trainer.strategy=single.',
+        { exitCode: 2 },
+      );
+    }
     if (key !== 'size' && isSplittable(value) && (n === 0 ? value.length !== 0 : value.length % n !== 0)) {
       throw new TaskforgeError(
         `trainer.strategy=ddp splits each batch into per-sample rows, but the batch field '${key}' has ` +

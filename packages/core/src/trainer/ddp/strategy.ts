@@ -201,6 +201,8 @@ class Replica {
   private watchdog: NodeJS.Timeout | undefined;
   /** The global step at which this worker last got the weights (see `DDPStrategy.weightsFor`). */
   weightsStep: number | undefined;
+  /** The backend a tf.setBackend call moved this worker to while it built its replica (it moved back). */
+  backendSwitchedTo: string | undefined;
 
   constructor(
     readonly rank: number,
@@ -229,6 +231,7 @@ class Replica {
 
   private onMessage(message: FromWorker): void {
     if (message.type === 'ready') {
+      this.backendSwitchedTo = message.backendSwitchedTo;
       this.disarm();
       this.readyWait?.resolve();
       return;
@@ -675,6 +678,15 @@ export class DDPStrategy implements Strategy {
         throw this.workerError(failed + 1, where, ((ready[failed] as PromiseRejectedResult).reason as Error).message, {
           stepNotApplied,
         });
+      }
+      const switched = this.replicas.find((r) => r.backendSwitchedTo !== undefined);
+      if (switched) {
+        this.output.warn(
+          `While the DDP workers built their replicas, TF.js was switched to '${switched.backendSwitchedTo}' ` +
+            `(a plugin, the task or the data module called tf.setBackend() at import or in a constructor); each ` +
+            `worker moved back to '${this.selection!.backend}', the backend rank 0 runs on (trainer.accelerator). ` +
+            'Remove that call and choose the backend with trainer.accelerator instead.',
+        );
       }
     })();
     try {

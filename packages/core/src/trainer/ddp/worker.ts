@@ -61,7 +61,15 @@ function loadWeights(task: Task, weights: WeightsMessage): void {
 let task: Task;
 try {
   task = await buildReplica();
-  post({ type: 'ready', backend: tf.getBackend() });
+  // A plugin calling tf.setBackend at import or in a constructor (a TF.js habit) would leave this
+  // replica on another backend than rank 0's, far slower and not the math announced: move back.
+  const switched = tf.getBackend();
+  if (switched !== init.backend) await tf.setBackend(init.backend);
+  post({
+    type: 'ready',
+    backend: tf.getBackend(),
+    ...(switched !== init.backend ? { backendSwitchedTo: switched } : {}),
+  });
 } catch (error) {
   post({ type: 'error', ...describe(error) });
   // Nothing else to do: rank 0 terminates this worker once it has read the error.
