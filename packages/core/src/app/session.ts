@@ -123,7 +123,10 @@ export class Session {
       extraSources: Object.fromEntries(listed.map((p) => [p.name, p.source])),
     });
     const output = container.resolve<Output>(Tokens.Output);
-    if (options.discoveryWarnings !== false) for (const skipped of discovered.skipped) output.warn(skipped.message);
+    if (options.discoveryWarnings !== false) {
+      for (const skipped of discovered.skipped) output.warn(skipped.message);
+      for (const stale of discovered.stale) output.warn(stale);
+    }
     await loadPlugins(discovered, container.resolve<ComponentRegistry>(Tokens.Registry));
     const searchPath = [...(existsSync(projectConf) ? [projectConf] : []), ...discovered.searchPathDirs];
     return new Session(

@@ -1,4 +1,5 @@
-import { mkdirSync, realpathSync, symlinkSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, realpathSync, symlinkSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -122,6 +123,52 @@ describe('discoverPlugins', () => {
     const built = discoverPlugins({ projectRoot: p.root });
     expect(built.plugins.map((x) => x.packageName)).toEqual(['@fixture/plugin-a', '@fixture/unbuilt']);
     expect(built.skipped).toEqual([]);
+  });
+
+  it('warns when a workspace plugin runs from a build older than its source, naming the file and the build command', () => {
+    const p = project();
+    p.write(
+      'packages/edited/package.json',
+      JSON.stringify({
+        name: '@fixture/edited',
+        version: '0.1.0',
+        main: './dist/index.js',
+        taskforge: {},
+        nx: { name: 'edited' },
+      }),
+    );
+    p.write('packages/edited/dist/index.js', pluginSource('@fixture/edited', 'task', 'e'));
+    p.write('packages/edited/src/index.ts', '// source\n');
+    p.write('packages/edited/src/task.spec.ts', '// a test: never part of the build\n');
+    mkdirSync(join(p.root, 'node_modules/@fixture'), { recursive: true });
+    symlinkSync('../../packages/edited', join(p.root, 'node_modules/@fixture/edited'));
+    const at = (path: string, seconds: number) => utimesSync(join(p.root, path), seconds, seconds);
+    at('packages/edited/dist/index.js', 1000);
+    at('packages/edited/src/index.ts', 900);
+    at('packages/edited/src/task.spec.ts', 2000);
+    expect(discoverPlugins({ projectRoot: p.root }).stale).toEqual([]);
+    at('packages/edited/src/index.ts', 1100);
+    const result = discoverPlugins({ projectRoot: p.root });
+    expect(result.plugins.map((x) => x.packageName)).toEqual(['@fixture/edited']);
+    expect(result.stale).toEqual([
+      'Plugin @fixture/edited runs from its build in packages/edited/dist, but packages/edited/src/index.ts ' +
+        'changed after it, so this command runs the old code; run `npx nx build edited` first (its nx targets, ' +
+        'such as train, build it themselves).',
+    ]);
+
+    // A build's tsbuildinfo records each source's hash: a file touched (or checked out) with the
+    // text it was built from is no change, since its rebuild (an nx cache hit) rewrites nothing.
+    const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+    p.write(
+      'packages/edited/dist/tsconfig.lib.tsbuildinfo',
+      JSON.stringify({ fileNames: ['../src/index.ts'], fileInfos: [{ version: sha('// source\n') }] }),
+    );
+    at('packages/edited/dist/index.js', 1000);
+    at('packages/edited/src/index.ts', 1100);
+    expect(discoverPlugins({ projectRoot: p.root }).stale).toEqual([]);
+    p.write('packages/edited/src/index.ts', '// edited\n');
+    at('packages/edited/src/index.ts', 1200);
+    expect(discoverPlugins({ projectRoot: p.root }).stale).toHaveLength(1);
   });
 
   it('does not skip an installed (not workspace) package whose entry is missing: a broken install', async () => {

@@ -3,7 +3,8 @@
  * `"taskforge"` field, e.g. `"taskforge": { "conf": "conf" }`. Nothing is hard-coded, so
  * `npm install some-taskforge-plugin` is all it takes to make its components and configs usable.
  */
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync, type Dirent } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ConfigError, TaskforgeError } from '../errors.js';
@@ -43,6 +44,11 @@ export interface DiscoveryResult {
    * every command. Callers warn with each `message`.
    */
   skipped: SkippedPlugin[];
+  /**
+   * One warning per workspace plugin loaded from a build older than its source (a file under its
+   * `src/` changed after the newest file of its build): the command runs the old code. Callers warn.
+   */
+  stale: string[];
   /** The plugins' config dirs, in plugin order; the composer puts the project's own first. */
   searchPathDirs: string[];
 }
@@ -205,7 +211,103 @@ export function discoverPlugins(options: DiscoverOptions = {}): DiscoveryResult 
       if (unbuilt) skipped.push(unbuilt);
       return !unbuilt;
     });
-  return { plugins, skipped, searchPathDirs: plugins.flatMap((p) => (p.confDir ? [p.confDir] : [])) };
+  const stale = plugins.flatMap((plugin) => staleWorkspacePlugin(plugin, projectRoot) ?? []);
+  return { plugins, skipped, stale, searchPathDirs: plugins.flatMap((p) => (p.confDir ? [p.confDir] : [])) };
+}
+
+/**
+ * A workspace plugin (see unbuiltWorkspacePlugin) that will be loaded from built JavaScript while
+ * a source file under its `src/` (tests aside) is newer than every file of that build: editing
+ * the source and running `taskforge …` directly (not an nx target, which builds first) would
+ * silently run the old code. Undefined when it is loaded from its source (a test runner's export
+ * condition) or has no `src/`.
+ */
+function staleWorkspacePlugin(plugin: DiscoveredPlugin, projectRoot: string): string | undefined {
+  if (plugin.dir.split(sep).includes('node_modules')) return undefined;
+  const pkg = readPackageJson(plugin.dir) ?? {};
+  const resolved = resolveFromHere(plugin.packageName);
+  const loaded = resolved?.startsWith(plugin.dir + sep) ? resolved : entryFile(plugin.dir, pkg);
+  if (!/\.[cm]?js$/.test(loaded) || !existsSync(loaded)) return undefined;
+  const buildDir = dirname(loaded);
+  const build = newestFile(buildDir, (f) => /\.[cm]?js$/.test(f));
+  if (!build) return undefined;
+  const sources = filesBelow(
+    join(plugin.dir, 'src'),
+    (f) => /\.[cm]?tsx?$/.test(f) && !/\.(spec|test)\.[cm]?tsx?$/.test(f),
+  );
+  // Newer than the build and not the text it was built from: a checkout or `touch` that left the
+  // text as built (whose rebuild is an nx cache hit that rewrites nothing) is no change.
+  const built = builtSourceHashes(buildDir);
+  const changed = sources
+    .filter((f) => f.mtimeMs > build.mtimeMs)
+    .filter((f) => built?.get(f.path) !== createHash('sha256').update(readFileSync(f.path)).digest('hex'))
+    .sort((x, y) => y.mtimeMs - x.mtimeMs)[0];
+  if (!changed) return undefined;
+  const nxName = (pkg as { nx?: { name?: unknown } }).nx?.name;
+  const project = typeof nxName === 'string' ? nxName : plugin.packageName;
+  const show = (path: string) => {
+    const rel = relative(projectRoot, path);
+    return rel && !rel.startsWith('..') ? rel : path;
+  };
+  return (
+    `Plugin ${plugin.packageName} runs from its build in ${show(buildDir)}, but ${show(changed.path)} ` +
+    `changed after it, so this command runs the old code; run \`npx nx build ${project}\` first ` +
+    '(its nx targets, such as train, build it themselves).'
+  );
+}
+
+/**
+ * The SHA-256 of each source file a TypeScript build compiled, from the `*.tsbuildinfo` in its
+ * output dir (TypeScript records a file's hash as its `version`); undefined when there is none or
+ * it cannot be read.
+ */
+function builtSourceHashes(buildDir: string): Map<string, string> | undefined {
+  try {
+    const info = readdirSync(buildDir).find((f) => f.endsWith('.tsbuildinfo'));
+    if (!info) return undefined;
+    const parsed = JSON.parse(readFileSync(join(buildDir, info), 'utf8')) as {
+      fileNames?: unknown;
+      fileInfos?: unknown;
+    };
+    if (!Array.isArray(parsed.fileNames) || !Array.isArray(parsed.fileInfos)) return undefined;
+    const hashes = new Map<string, string>();
+    parsed.fileNames.forEach((name, i) => {
+      const entry = (parsed.fileInfos as unknown[])[i];
+      const version = typeof entry === 'string' ? entry : (entry as { version?: unknown } | undefined)?.version;
+      if (typeof name === 'string' && typeof version === 'string') hashes.set(resolve(buildDir, name), version);
+    });
+    return hashes;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every file below `dir` whose name passes `keep`, with its mtime; empty when there is no dir. */
+function filesBelow(dir: string, keep: (name: string) => boolean): Array<{ path: string; mtimeMs: number }> {
+  const out: Array<{ path: string; mtimeMs: number }> = [];
+  const walk = (at: string) => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(at, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const path = join(at, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.isFile() && keep(entry.name)) out.push({ path, mtimeMs: statSync(path).mtimeMs });
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** The most recently modified file below `dir` whose name passes `keep`; undefined when none (or no dir). */
+function newestFile(dir: string, keep: (name: string) => boolean): { path: string; mtimeMs: number } | undefined {
+  return filesBelow(dir, keep).reduce<{ path: string; mtimeMs: number } | undefined>(
+    (newest, f) => (!newest || f.mtimeMs > newest.mtimeMs ? f : newest),
+    undefined,
+  );
 }
 
 /**
