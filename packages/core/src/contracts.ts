@@ -283,6 +283,12 @@ export interface MetricsLogger {
   logMetrics(metrics: Record<string, number>, step: number): void | Promise<void>;
   /** Optional: a PNG image (e.g. sampled completions). */
   logImage?(tag: string, png: Uint8Array, step: number): void | Promise<void>;
+  /**
+   * Optional: the run resumes from a checkpoint at `step`; drop (or mark for the viewer to drop)
+   * what was logged after it in this logger's place, which an interrupted run resumed in place
+   * would otherwise show twice. Returns how many records were dropped, when it knows.
+   */
+  purgeAfter?(step: number): number | void | Promise<number | void>;
   finalize(status: 'success' | 'failed' | 'interrupted'): void | Promise<void>;
 }
 

@@ -89,13 +89,30 @@ export class CsvLogger implements MetricsLogger {
     if ((this.callsSinceFlush += 1) >= this.flushEvery) this.flush();
   }
 
+  /**
+   * Drops the rows after `step` from `metrics.csv` (rewritten atomically): a run resumed in place
+   * from a checkpoint at `step` logs those steps again, and the interrupted run's rows would
+   * otherwise appear twice. Returns how many rows were dropped.
+   */
+  purgeAfter(step: number): number {
+    this.loadExisting();
+    const kept = this.rows.filter((row) => (row['step'] ?? 0) <= step);
+    const dropped = this.rows.length - kept.length;
+    if (dropped > 0) {
+      this.rows = kept;
+      this.rewrite = true;
+      this.flush();
+    }
+    return dropped;
+  }
+
   /** Writes pending rows now. */
   flush(): void {
     this.loadExisting();
     this.callsSinceFlush = 0;
     const upToDate =
       this.rows.length === this.rowsOnDisk && this.headerOnDisk?.length === this.columns.length && !this.rewrite;
-    if (upToDate || this.rows.length === 0) return;
+    if (upToDate || (this.rows.length === 0 && !this.rewrite)) return;
     const records = (rows: Row[]) =>
       rows.map((row) => this.columns.map((c) => (row[c] === undefined ? '' : formatNumber(row[c]!))));
     if (this.headerOnDisk?.length === this.columns.length && !this.rewrite) {

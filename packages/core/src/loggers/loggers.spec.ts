@@ -10,6 +10,7 @@ import { Tokens } from '../services/tokens.js';
 import { CsvLogger } from './csv.js';
 import { loggerSpecs } from './specs.js';
 import { TensorBoardLogger } from './tensorboard.js';
+import { eventsHoldData } from './tfevents.js';
 
 let dir: string;
 beforeEach(() => {
@@ -53,6 +54,23 @@ describe('CsvLogger', () => {
     resumed.logMetrics({ loss: 0.5 }, 1);
     resumed.logMetrics({ acc: 0.9 }, 1);
     expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe('step,"a,b",loss,acc\n0,-inf,1,\n1,,0.5,0.9\n');
+  });
+
+  it('on a resume at step s drops the rows an interrupted run logged after s, rewriting the file', () => {
+    const first = new CsvLogger({ dir, flushEvery: 1 });
+    for (const step of [1, 2, 3, 4]) first.logMetrics({ loss: 1 / step }, step);
+    first.finalize();
+    const resumed = new CsvLogger({ dir, flushEvery: 1 });
+    expect(resumed.purgeAfter(2)).toBe(2);
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe('step,loss\n1,1\n2,0.5\n');
+    resumed.logMetrics({ loss: 0.3 }, 3);
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe('step,loss\n1,1\n2,0.5\n3,0.3\n');
+    expect(new CsvLogger({ dir }).purgeAfter(3)).toBe(0);
+    expect(new CsvLogger({ dir: join(dir, 'none') }).purgeAfter(0)).toBe(0);
+    // Every row after the step: the header stays.
+    const all = new CsvLogger({ dir });
+    expect(all.purgeAfter(0)).toBe(3);
+    expect(readFileSync(join(dir, 'metrics.csv'), 'utf8')).toBe('step,loss\n');
   });
 
   it('writes one row per logged step: lr and validation logged at the same step join its row, even after a flush', () => {
@@ -225,6 +243,18 @@ describe('TensorBoardLogger', () => {
     expect([one(img, 1), one(img, 2), one(img, 3)]).toEqual([2n, 3n, 4n]);
     expect(Buffer.compare(one(img, 4) as Buffer, png)).toBe(0);
     expect(str(events[4]!.values[0]!, 1)).toBe('samples');
+  });
+
+  it('on a resume at step s writes a session START at s + 1, which TensorBoard purges later events by, and no data', () => {
+    const logger = new TensorBoardLogger({ dir, flushEvery: 100, now });
+    logger.purgeAfter(41);
+    logger.finalize();
+    const records = readRecords(logger.eventsPath);
+    expect(records).toHaveLength(2);
+    const start = decode(records[1]!);
+    expect(one(start, 2)).toBe(42n);
+    expect(one(msg(start, 7), 1)).toBe(1n); // SessionLog.status = START
+    expect(eventsHoldData(readFileSync(logger.eventsPath))).toBe(false);
   });
 
   it('flushes every flush_every events and refuses bad input', () => {

@@ -53,6 +53,16 @@ export class TensorBoardLogger implements MetricsLogger {
     this.enqueue(0, [{ tag: 'hparams', text }]);
   }
 
+  /**
+   * Marks a resume at `step` (session_log START at step + 1, as PyTorch's `purge_step`):
+   * TensorBoard drops what an interrupted run in this dir logged after `step`, so a resumed
+   * in-place run's curves do not show those steps twice.
+   */
+  purgeAfter(step: number): number {
+    this.pending.push(frameRecord(encodeEvent({ wallTime: this.now() / 1000, step: step + 1, sessionStart: true })));
+    return 0;
+  }
+
   logMetrics(metrics: Record<string, number>, step: number): void {
     const values = Object.entries(metrics).map(([tag, simpleValue]) => ({ tag, simpleValue }));
     if (values.length > 0) this.enqueue(step, values);

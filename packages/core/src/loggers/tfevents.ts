@@ -108,15 +108,22 @@ export function pngInfo(png: Uint8Array): { width: number; height: number; color
   return { width: b.readUInt32BE(16), height: b.readUInt32BE(20), colorspace };
 }
 
-/** Serializes a `tensorflow.Event`: wall_time = 1, step = 2, file_version = 3, summary = 5. */
+/**
+ * Serializes a `tensorflow.Event`: wall_time = 1, step = 2, file_version = 3, summary = 5,
+ * session_log = 7. `sessionStart` writes `session_log { status: START }`: TensorBoard then drops
+ * every event at this step or later that it read before (a restart's orphans; PyTorch's
+ * `SummaryWriter(purge_step=…)` writes the same).
+ */
 export function encodeEvent(event: {
   wallTime: number;
   step: number;
   fileVersion?: string;
   values?: readonly SummaryValue[];
+  sessionStart?: boolean;
 }): Buffer {
   const w = new ProtoWriter().double(1, event.wallTime).varint(2, event.step);
   if (event.fileVersion !== undefined) w.bytes(3, event.fileVersion);
+  if (event.sessionStart) w.message(7, (log) => log.varint(1, 1)); // SessionLog.START
   if (event.values && event.values.length > 0) {
     w.message(5, (summary) => {
       for (const value of event.values!) summary.message(1, (v) => encodeValue(v, value));
@@ -191,7 +198,8 @@ function readFields(b: Uint8Array): Array<{ field: number; wire: number; value: 
 
 /**
  * Whether the bytes of an events file (as {@link TensorBoardLogger} writes them) hold any data: an
- * event other than the file-version record and the `hparams` text summary every run writes first.
+ * event other than the file-version record, a session-start marker and the `hparams` text summary
+ * every run writes first.
  * A file with only those is the empty log of a run that stopped before logging anything. Malformed
  * or truncated data counts as data (so a caller deciding what to delete keeps it).
  */
@@ -206,7 +214,8 @@ export function eventsHoldData(bytes: Uint8Array): boolean {
     const event = readFields(b.subarray(at + 12, at + 12 + length));
     if (!event) return true;
     for (const { field, value } of event) {
-      if (field === 1 || field === 2 || field === 3) continue; // wall_time, step, file_version
+      // wall_time, step, file_version, and a session_log (a resume's START marker) record no data.
+      if (field === 1 || field === 2 || field === 3 || field === 7) continue;
       if (field !== 5) return true; // anything but a summary (graph, log message...)
       const summary = readFields(value);
       if (!summary) return true;

@@ -353,6 +353,16 @@ export class Trainer implements TrainerView {
       if (resumeFrom) await this.restore(resumeFrom, datamodule.modelDataArgs);
       const startStep = this.globalStep;
       if (resumeFrom) {
+        // Resumed in place after an interrupt: the steps logged past the checkpoint come again.
+        const dropped = await Promise.all(this.loggers.map((l) => l.purgeAfter?.(startStep)));
+        const rows = dropped.reduce<number>((n, d) => n + (typeof d === 'number' ? d : 0), 0);
+        if (rows > 0)
+          this.output.info(
+            `Dropped ${rows} logged row${rows === 1 ? '' : 's'} after step ${startStep} (the interrupted run's, ` +
+              'logged past the checkpoint): this run logs those steps again.',
+          );
+      }
+      if (resumeFrom) {
         // Lightning says "`max_steps=N` reached" here; without a word, an unchanged config looks like
         // a run that did nothing.
         if (this.globalStep >= plan.totalSteps)

@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { ModelCheckpoint } from '../../src/callbacks/model-checkpoint.js';
+import { CsvLogger } from '../../src/loggers/csv.js';
 import type { Callback, OptimizerState, Task } from '../../src/contracts.js';
 import { TaskforgeError } from '../../src/errors.js';
 import { Adam } from '../../src/optim/index.js';
@@ -332,6 +333,39 @@ describe('resume', () => {
     );
     mlp.dispose();
     task.dispose();
+  });
+});
+
+describe('resuming in place', () => {
+  it('drops the rows the interrupted run logged past the checkpoint, so each step is logged once', async () => {
+    const root = scratch.dir();
+    const runDir = join(root, 'in-place');
+    const csv = () => new CsvLogger({ dir: join(runDir, 'logs', 'csv'), flushEvery: 1 });
+    const first = makeTrainer(
+      root,
+      { max_steps: 4 },
+      [new ModelCheckpoint({ every_n_train_steps: 2, save_top_k: -1 })],
+      {
+        runDir,
+        loggers: [csv()],
+      },
+    );
+    await first.trainer.fit(new ToyTask({ hidden: 3 }), new ToyDataModule());
+    const steps = () =>
+      readFileSync(join(runDir, 'logs', 'csv', 'metrics.csv'), 'utf8')
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((line) => Number(line.split(',')[0]));
+    expect(steps()).toEqual([1, 2, 3, 4]);
+    const again = makeTrainer(root, { max_steps: 4 }, [], { runDir, loggers: [csv()] });
+    await again.trainer.fit(new ToyTask({ hidden: 3 }), new ToyDataModule(), {
+      resumeFrom: join(runDir, 'checkpoints', 'step=000002'),
+    });
+    expect(steps()).toEqual([1, 2, 3, 4]);
+    expect(again.output.lines.join('\n')).toContain(
+      "Dropped 2 logged rows after step 2 (the interrupted run's, logged past the checkpoint)",
+    );
   });
 });
 
