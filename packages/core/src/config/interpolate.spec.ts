@@ -111,4 +111,13 @@ describe('resolveInterpolations', () => {
     ]);
     expect(problems[3]!.suggestions).toEqual(['env']);
   });
+
+  it("says what taskforge does instead of Hydra's own resolvers (now, hydra)", () => {
+    const { problems } = resolve({ dir: 'out/${now:%H-%M-%S}', cwd: '${hydra:runtime.cwd}' });
+    expect(problems[0]!.message).toContain(
+      "unknown resolver 'now' in '${now:%H-%M-%S}'; available: env (${env:NAME} or ${env:NAME,default}); " +
+        'taskforge names a run dir outputs/<date>/<time> itself when trainer.run_dir is null',
+    );
+    expect(problems[1]!.message).toContain('taskforge never changes directory, so relative paths resolve against');
+  });
 });

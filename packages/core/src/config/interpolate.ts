@@ -164,9 +164,19 @@ export function resolveInterpolations(
     if (resolver) {
       const [, name, args] = resolver as unknown as [string, string, string];
       if (!RESOLVERS.includes(name)) {
+        // Hydra's own resolvers, named for what taskforge does instead.
+        const hydra: Record<string, string> = {
+          now:
+            '; taskforge names a run dir outputs/<date>/<time> itself when trainer.run_dir is null ' +
+            '(trainer.default_root_dir sets the root)',
+          hydra:
+            '; there is no hydra node: the run dir is trainer.run_dir, and taskforge never changes ' +
+            'directory, so relative paths resolve against the directory the command runs in',
+        };
         report(
           from,
-          `unknown resolver '${name}' in '\${${expr}}'; available: env (\${env:NAME} or \${env:NAME,default})`,
+          `unknown resolver '${name}' in '\${${expr}}'; available: env (\${env:NAME} or \${env:NAME,default})` +
+            (hydra[name] ?? ''),
           { suggestions: suggest(name, ['env']) },
         );
       }
