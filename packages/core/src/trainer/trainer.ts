@@ -361,8 +361,6 @@ export class Trainer implements TrainerView {
             `Dropped ${rows} logged row${rows === 1 ? '' : 's'} after step ${startStep} (the interrupted run's, ` +
               'logged past the checkpoint): this run logs those steps again.',
           );
-      }
-      if (resumeFrom) {
         // Lightning says "`max_steps=N` reached" here; without a word, an unchanged config looks like
         // a run that did nothing.
         if (this.globalStep >= plan.totalSteps)
