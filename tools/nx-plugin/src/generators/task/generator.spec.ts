@@ -234,12 +234,14 @@ describe('task generator: bad data errors', () => {
     expect(task).toContain("batchName('test', ctx)");
     expect(task).toContain("with src/data.ts's checkLabels");
     const data = text(tree, `${root}/src/data.ts`);
-    expect(data).toContain('export function checkLabels(labels: Int32Array, numClasses: number, source: string): void');
+    expect(data).toMatch(
+      /export function checkLabels\(\s*labels: Int32Array,\s*numClasses: number,\s*source: string,\s*where: \(row: number\) => string = \(row\) => `row \$\{row\} \(counting from 0\)`,\s*\): void/,
+    );
     // The caller names its data module (a user's own module is not the synthetic one).
     expect(data).toMatch(
       /checkLabels\(\s*data\.labels,\s*this\.config\.num_classes,\s*`datamodule\/\w+: the \$\{split\} split/,
     );
-    expect(data).toContain('`${source}, row ${row} (counting from 0): label');
+    expect(data).toContain('`${source}, ${where(row)}: label');
     // The generated specs exercise both messages.
     expect(text(tree, `${root}/tests/task.spec.ts`)).toContain('label ${C} of sequence ${row} of the val batch 3');
     expect(text(tree, `${root}/tests/data.spec.ts`)).toContain("import { checkLabels } from '../src/data.js';");
