@@ -195,6 +195,7 @@ describe('a resume whose checkpoint already ends the run', () => {
     const text = said(noop.output);
     expect(text).toContain('nothing is left to train');
     expect(text).toContain(`Removed the run dir ${again}: nothing was trained`);
+    expect(text).toContain('Nothing trained: the checkpoint resumed is at step 2, the end of this run (');
     expect(existsSync(again)).toBe(false);
     // The summary lists no logs or config of the removed dir.
     expect(text).not.toContain(join(again, 'logs'));

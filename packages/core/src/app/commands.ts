@@ -537,7 +537,11 @@ function describeFit(result: FitResult, runDir: string, dryRun: boolean): string
       : full === 0
         ? `${batches} trained`
         : `${epochs(full)} and ${batches} trained`;
-  const lines = [`Training finished at step ${result.globalStep}: ${done}.`];
+  const lines = [
+    result.globalStep === result.startStep && result.startStep > 0
+      ? `Nothing trained: the checkpoint resumed is at step ${result.globalStep}, the end of this run (${done}).`
+      : `Training finished at step ${result.globalStep}: ${done}.`,
+  ];
   const metrics = Object.entries(result.metrics)
     .filter(([k]) => k.startsWith('val'))
     .map(([k, v]) => `${k}=${v.toFixed(4)}`);
