@@ -235,24 +235,19 @@ function staleWorkspacePlugin(plugin: DiscoveredPlugin, projectRoot: string): st
     join(plugin.dir, 'src'),
     (f) => /\.[cm]?tsx?$/.test(f) && !/\.(spec|test)\.[cm]?tsx?$/.test(f),
   );
+  const newer = sources.filter((f) => f.mtimeMs > build.mtimeMs);
+  if (newer.length === 0) return undefined;
   // Newer than the build and not the text it was built from: a checkout or `touch` that left the
   // text as built (whose rebuild is an nx cache hit that rewrites nothing) is no change.
   const built = builtSourceHashes(buildDir);
-  const changed = sources
-    .filter((f) => f.mtimeMs > build.mtimeMs)
+  const changed = newer
     .filter((f) => built?.get(f.path) !== createHash('sha256').update(readFileSync(f.path)).digest('hex'))
     .sort((x, y) => y.mtimeMs - x.mtimeMs)[0];
   if (!changed) return undefined;
-  const nxName = (pkg as { nx?: { name?: unknown } }).nx?.name;
-  const project = typeof nxName === 'string' ? nxName : plugin.packageName;
-  const show = (path: string) => {
-    const rel = relative(projectRoot, path);
-    return rel && !rel.startsWith('..') ? rel : path;
-  };
   return (
-    `Plugin ${plugin.packageName} runs from its build in ${show(buildDir)}, but ${show(changed.path)} ` +
-    `changed after it, so this command runs the old code; run \`npx nx build ${project}\` first ` +
-    '(its nx targets, such as train, build it themselves).'
+    `Plugin ${plugin.packageName} runs from its build in ${shownPath(buildDir, projectRoot)}, but ` +
+    `${shownPath(changed.path, projectRoot)} changed after it, so this command runs the old code; run ` +
+    `\`${buildCommandOf(plugin, pkg)}\` first (its nx targets, such as train, build it themselves).`
   );
 }
 
@@ -323,10 +318,7 @@ function unbuiltWorkspacePlugin(plugin: DiscoveredPlugin, projectRoot: string): 
   // Also loadable: the name resolves from core to a file of this package (e.g. its TypeScript
   // source under a test runner's `@taskforge/source` export condition).
   if (existsSync(entry) || resolveFromHere(plugin.packageName)?.startsWith(plugin.dir + sep)) return undefined;
-  const nxName = (pkg as { nx?: { name?: unknown } }).nx?.name;
-  const project = typeof nxName === 'string' ? nxName : plugin.packageName;
-  const buildCommand = `npx nx build ${project}`;
-  const where = relative(projectRoot, entry) || entry;
+  const buildCommand = buildCommandOf(plugin, pkg);
   return {
     packageName: plugin.packageName,
     dir: plugin.dir,
@@ -335,9 +327,21 @@ function unbuiltWorkspacePlugin(plugin: DiscoveredPlugin, projectRoot: string): 
     ...(plugin.confDir ? { confDir: plugin.confDir } : {}),
     message:
       `Skipping plugin ${plugin.packageName}: it is not built ` +
-      `(${where.startsWith('..') ? entry : where} is missing); ` +
+      `(${shownPath(entry, projectRoot)} is missing); ` +
       `its components and configs are unavailable until you run \`${buildCommand}\` (or \`npx nx run-many -t build\`).`,
   };
+}
+
+/** `npx nx build <project>` for a workspace package (its `nx.name`, else its package name). */
+function buildCommandOf(plugin: DiscoveredPlugin, pkg: PackageJson): string {
+  const nxName = (pkg as { nx?: { name?: unknown } }).nx?.name;
+  return `npx nx build ${typeof nxName === 'string' ? nxName : plugin.packageName}`;
+}
+
+/** `path` relative to the project root when it lies inside it, else as it is. */
+function shownPath(path: string, projectRoot: string): string {
+  const rel = relative(projectRoot, path);
+  return rel && !rel.startsWith('..') ? rel : path;
 }
 
 /** The ESM entry file of a package, from `exports` (import/node/default) or `main`. */
