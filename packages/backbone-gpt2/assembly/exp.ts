@@ -20,7 +20,7 @@
 @inline
 export function exp4(x: v128): v128 {
   const keep = f32x4.ge(x, f32x4.splat(FLUSH_BELOW));
-  const t = f32x4.mul(f32x4.max(x, f32x4.splat(FLUSH_BELOW)), f32x4.splat(1.4426950408889634));
+  const t = f32x4.mul(f32x4.pmax(x, f32x4.splat(FLUSH_BELOW)), f32x4.splat(1.4426950408889634));
   // Adding 1.5·2²³ rounds t to an integer (to nearest, ties to even, as f32x4.nearest) held in
   // the low mantissa bits of r, so r << 23 is n in the exponent field: no float-to-int conversion,
   // which V8 expands into a long saturating sequence on x64 (XNNPACK's "magic bias").

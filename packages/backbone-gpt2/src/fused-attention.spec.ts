@@ -153,6 +153,28 @@ describe('fusedCausalAttention (wasm SIMD kernels)', () => {
     for (let i = 0; i < 12; i++) expect(after[i]).toEqual(before[i]);
     expect(Math.max(...after[12]!.map((x, d) => Math.abs(x - before[12]![d]!)))).toBeGreaterThan(1e-3);
   });
+
+  it('does not hide a diverged model: a NaN position spreads to every row that attends to it', () => {
+    // The running max skips NaN scores (f32x4.pmax), so this pins what still must show NaN: a
+    // position whose q, k and v are NaN (as a NaN residual stream gives), and a NaN query row.
+    const rows = tf.tidy(() => {
+      const [q, k, v] = [0, 1, 2].map((i) => tf.randomNormal([1, 1, 11, 4], 0, 1, 'float32', i)) as tf.Tensor4D[];
+      const nanAt = (t: tf.Tensor4D, pos: number) => {
+        const at = tf
+          .oneHot(tf.tensor1d([pos], 'int32'), 11)
+          .reshape([1, 1, 11, 1])
+          .cast('bool')
+          .tile([1, 1, 1, 4]);
+        return tf.where(at, tf.fill(t.shape, NaN), t) as tf.Tensor4D;
+      };
+      const poisoned = fusedCausalAttention(nanAt(q!, 6), nanAt(k!, 6), nanAt(v!, 6));
+      return poisoned.arraySync()[0]![0]!.map((row) => row.some(Number.isNaN));
+    });
+    // Rows 6.. attend to it; rows 0..3 lie in an earlier block of 4 and never read it (rows 4, 5
+    // share its block, where a masked p = 0 times a NaN value is NaN, as in a plain matMul).
+    expect(rows.slice(6)).toEqual([true, true, true, true, true]);
+    expect(rows.slice(0, 4)).toEqual([false, false, false, false]);
+  });
 });
 
 /** Split the heads of qkv [B, T, 3D] with plain ops, attend by `reference`, merge: the packed kernel's definition. */

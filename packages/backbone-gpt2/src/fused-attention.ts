@@ -150,9 +150,6 @@ function packedGeometry(info: tf.TensorInfo, numHeads: number): Geometry {
   };
 }
 
-/** Extra elements per row of the kernels' [hd, T4] scratch (they use T4 + 16; see assembly/attention.ts). */
-const PAD = 16;
-
 /**
  * The forward kernel over `inputs` (q, k, v or qkv, in TF.js's heap); `qkvAt` maps their byte
  * offsets to the q, k, v pointers. Returns o and lse, allocated in the heap.
@@ -169,8 +166,9 @@ function runForward(
   const [op, lp] = outs.map((t) => heapOffset(wasm, t)) as [number, number];
   const [qp, kp, vp] = qkvAt(inputs.map((t) => heapOffset(wasm, t)));
   const kernels = attentionKernels.exportsFor(wasm);
-  // Scratch: kt, vt [hd, T4], a block's 4 score rows, 4 rows of q splats.
-  attentionKernels.withScratch(wasm, [hd * (T4 + PAD), hd * (T4 + PAD), 4 * T4, 16 * hd], ([ktp, vtp, rowp, qsp]) =>
+  // Scratch (f32 elements; layouts in assembly/attention.ts): k and v panels, a block's 4 score
+  // rows, q splats.
+  attentionKernels.withScratch(wasm, [hd * T4, hd * T4, 4 * T4, 16 * hd], ([ktp, vtp, rowp, qsp]) =>
     kernels.forward(
       B,
       H,
@@ -218,8 +216,9 @@ function runBackward(
   const [qp, kp, vp] = qkvAt(at);
   const [dqp, dkp, dvp] = qkvAt(outs.map((t) => heapOffset(wasm, t)));
   const kernels = attentionKernels.exportsFor(wasm);
-  // Scratch: kt, vt, dkt, dvt [hd, T4], 4 rows of dS, q and dy splats.
-  const panel = hd * (T4 + PAD);
+  // Scratch (f32 elements; layouts in assembly/attention.ts): k, v, dk and dv panels, a block's
+  // 4 rows of dS, q and dy splats.
+  const panel = hd * T4;
   attentionKernels.withScratch(
     wasm,
     [panel, panel, panel, panel, 4 * T4, 16 * hd, 16 * hd],
