@@ -2,7 +2,7 @@
 // Each measurement runs in its own process (scripts/bench-step.mjs, scripts/bench_torch.py);
 // see docs/benchmarks.md for what is measured and the latest numbers. `--help` lists options.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -135,7 +135,7 @@ const torchAttentions = list('torch-attention', ['auto', 'mha', 'matmul']);
 const torchMalloc = list('torch-malloc', ['jemalloc', 'glibc'])[0];
 const log = (line) => process.stderr.write(`${line}\n`);
 
-const staleBuild = ensureBuilt();
+const staleBuild = await ensureBuilt();
 const started = new Date();
 const machine = describeMachine();
 log(
@@ -350,8 +350,12 @@ function run(command, args, env = {}) {
   });
 }
 
-/** The benchmark imports the built packages: build them when a dist is missing, warn when stale. */
-function ensureBuilt() {
+/**
+ * The benchmark imports the built packages: build them when a dist is missing, warn when a
+ * package's source changed after its build (core's check: newer and not the text the build
+ * compiled, so a checkout that only touched a file is no change).
+ */
+async function ensureBuilt() {
   const missing = PACKAGES.filter((p) => !existsSync(join(ROOT, 'packages', p, 'dist', 'index.js')));
   if (missing.length) {
     log(`bench: ${missing.join(', ')} not built; running \`npx nx run-many -t build\` first`);
@@ -361,14 +365,10 @@ function ensureBuilt() {
         'the build failed (see above); fix it, or build with `npx nx run-many -t build`, then rerun `npm run bench`.',
       );
   }
-  const newest = (dir, keep) =>
-    readdirSync(dir, { recursive: true })
-      .filter(keep)
-      .reduce((t, f) => Math.max(t, statSync(join(dir, f)).mtimeMs), 0);
-  const stale = PACKAGES.filter((p) => {
-    const src = newest(join(ROOT, 'packages', p, 'src'), (f) => f.endsWith('.ts') && !f.endsWith('.spec.ts'));
-    return src > newest(join(ROOT, 'packages', p, 'dist'), (f) => f.endsWith('.js'));
-  });
+  const { sourceChangedSinceBuild } = await import('@taskforge/core');
+  const stale = PACKAGES.filter((p) =>
+    sourceChangedSinceBuild(join(ROOT, 'packages', p, 'src'), join(ROOT, 'packages', p, 'dist')),
+  );
   if (stale.length)
     log(
       `bench: warning: ${stale.join(', ')} changed since the last build; these numbers measure the old build (run \`npx nx run-many -t build\`).`,

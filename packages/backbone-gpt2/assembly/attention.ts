@@ -19,8 +19,8 @@
  * constant (16 bytes along d, 64 along key quads, hd·16 from panel to panel) and reads the rest
  * at constant offsets, which V8 folds into x64 addressing modes. Indexing by (r·hd + d) and
  * (d·ld + j) instead cost 2–3 integer instructions per vector load and spilled accumulators:
- * the kernels ran 1.35× slower (fwd 45.7 → 37.3 ms, bwd 115 → 84 ms at [4, 4, 1024, 32];
- * bench/attention.mjs, docs/benchmarks.md).
+ * the kernels ran 1.2–1.35× slower (at [8, 4, 1024, 32], forward 88.9 → 72.9 ms, backward
+ * 238 → 182 ms; bench/attention-kernels.mjs, docs/benchmarks.md).
  *
  * Running maxima use f32x4.pmax (one maxps) rather than f32x4.max, whose NaN/−0 semantics V8
  * lowers to six instructions. A NaN score is then skipped by the max and gets p = 0 (exp4 zeroes

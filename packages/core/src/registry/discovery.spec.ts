@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, TaskforgeError } from '../errors.js';
 import { makeProject, pluginSource, type TempProject } from '../../tests/fixtures/plugin-project.js';
-import { discoverPlugins, loadPlugins } from './discovery.js';
+import { discoverPlugins, loadPlugins, sourceChangedSinceBuild } from './discovery.js';
 import { ComponentRegistry } from './registry.js';
 import { validateConfig } from './validate.js';
 
@@ -169,6 +169,33 @@ describe('discoverPlugins', () => {
     p.write('packages/edited/src/index.ts', '// edited\n');
     at('packages/edited/src/index.ts', 1200);
     expect(discoverPlugins({ projectRoot: p.root }).stale).toHaveLength(1);
+  });
+
+  it('sourceChangedSinceBuild (what `npm run bench` checks): relative or absolute dirs, hashes before mtimes', () => {
+    const p = project();
+    const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+    p.write('pkg/dist/index.js', '// built\n');
+    p.write('pkg/src/index.ts', '// source\n');
+    p.write(
+      'pkg/dist/tsconfig.lib.tsbuildinfo',
+      JSON.stringify({ fileNames: ['../src/index.ts'], fileInfos: [sha('// source\n')] }),
+    );
+    const at = (path: string, seconds: number) => utimesSync(join(p.root, path), seconds, seconds);
+    at('pkg/dist/index.js', 1000);
+    at('pkg/src/index.ts', 1100); // touched, text as built
+    const cwd = process.cwd();
+    try {
+      process.chdir(p.root);
+      expect(sourceChangedSinceBuild('pkg/src', 'pkg/dist')).toBeUndefined();
+      p.write('pkg/src/index.ts', '// edited\n');
+      at('pkg/src/index.ts', 1100);
+      expect(sourceChangedSinceBuild('pkg/src', 'pkg/dist')).toBe(join(realpathSync(p.root), 'pkg/src/index.ts'));
+      expect(sourceChangedSinceBuild(join(p.root, 'pkg/src'), join(p.root, 'pkg/dist'))).toBe(
+        join(p.root, 'pkg/src/index.ts'),
+      );
+    } finally {
+      process.chdir(cwd);
+    }
   });
 
   it('does not skip an installed (not workspace) package whose entry is missing: a broken install', async () => {

@@ -229,26 +229,34 @@ function staleWorkspacePlugin(plugin: DiscoveredPlugin, projectRoot: string): st
   const loaded = resolved?.startsWith(plugin.dir + sep) ? resolved : entryFile(plugin.dir, pkg);
   if (!/\.[cm]?js$/.test(loaded) || !existsSync(loaded)) return undefined;
   const buildDir = dirname(loaded);
-  const build = newestFile(buildDir, (f) => /\.[cm]?js$/.test(f));
-  if (!build) return undefined;
-  const sources = filesBelow(
-    join(plugin.dir, 'src'),
-    (f) => /\.[cm]?tsx?$/.test(f) && !/\.(spec|test)\.[cm]?tsx?$/.test(f),
-  );
-  const newer = sources.filter((f) => f.mtimeMs > build.mtimeMs);
-  if (newer.length === 0) return undefined;
-  // Newer than the build and not the text it was built from: a checkout or `touch` that left the
-  // text as built (whose rebuild is an nx cache hit that rewrites nothing) is no change.
-  const built = builtSourceHashes(buildDir);
-  const changed = newer
-    .filter((f) => built?.get(f.path) !== createHash('sha256').update(readFileSync(f.path)).digest('hex'))
-    .sort((x, y) => y.mtimeMs - x.mtimeMs)[0];
+  const changed = sourceChangedSinceBuild(join(plugin.dir, 'src'), buildDir);
   if (!changed) return undefined;
   return (
     `Plugin ${plugin.packageName} runs from its build in ${shownPath(buildDir, projectRoot)}, but ` +
-    `${shownPath(changed.path, projectRoot)} changed after it, so this command runs the old code; run ` +
+    `${shownPath(changed, projectRoot)} changed after it, so this command runs the old code; run ` +
     `\`${buildCommandOf(plugin, pkg)}\` first (its nx targets, such as train, build it themselves).`
   );
+}
+
+/**
+ * The newest TypeScript source under `srcDir` (tests aside) that changed after the build in
+ * `buildDir` was made: newer than every `.js` there and not the text that build compiled (by the
+ * SHA-256 its `*.tsbuildinfo` records), so a checkout or `touch` that left a file as built is no
+ * change. Undefined when nothing changed or there is no build. Used by plugin discovery and by
+ * `npm run bench`, which measures the built packages.
+ */
+export function sourceChangedSinceBuild(srcDir: string, buildDir: string): string | undefined {
+  // Absolute, as the build info's file names resolve to.
+  [srcDir, buildDir] = [resolve(srcDir), resolve(buildDir)];
+  const build = newestFile(buildDir, (f) => /\.[cm]?js$/.test(f));
+  if (!build) return undefined;
+  const sources = filesBelow(srcDir, (f) => /\.[cm]?tsx?$/.test(f) && !/\.(spec|test)\.[cm]?tsx?$/.test(f));
+  const newer = sources.filter((f) => f.mtimeMs > build.mtimeMs);
+  if (newer.length === 0) return undefined;
+  const built = builtSourceHashes(buildDir);
+  return newer
+    .filter((f) => built?.get(f.path) !== createHash('sha256').update(readFileSync(f.path)).digest('hex'))
+    .sort((x, y) => y.mtimeMs - x.mtimeMs)[0]?.path;
 }
 
 /**

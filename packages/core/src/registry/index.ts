@@ -2,6 +2,7 @@ export {
   discoverPlugins,
   importPlugin,
   loadPlugins,
+  sourceChangedSinceBuild,
   type DiscoveredPlugin,
   type DiscoveryResult,
   type DiscoverOptions,
