@@ -158,6 +158,22 @@ describe('nx g @taskforge/nx-plugin:task demo, in a copy of the workspace', () =
       expect(record.predicted).toBe(record.probabilities.indexOf(Math.max(...record.probabilities)));
       expect([0, 1]).toContain(record.label);
     }
+
+    // `taskforge test` (ddp: each device's counts merged on rank 0) reports the generated task's
+    // confusion matrix over the whole test split, and `taskforge plot` draws it.
+    const testDir = join(ws.root, 'outputs', 'enc-test');
+    const tested = await cli('test', `ckpt=${join(runDir, 'checkpoints', 'last')}`, `trainer.run_dir=${testDir}`);
+    expect(tested.code, output(tested)).toBe(0);
+    expect(output(tested)).toMatch(/confusion_matrix/);
+    const resultsText = readFileSync(join(testDir, 'test_results.json'), 'utf8');
+    const table = /"matrix":\s*(\[\s*\[[\d,\s\[\]]*\]\s*\])/.exec(resultsText);
+    expect(table, resultsText).not.toBeNull();
+    const matrix = JSON.parse(table![1]!) as number[][];
+    expect(matrix).toHaveLength(2);
+    expect(matrix.flat().reduce((a, b) => a + b, 0)).toBe(128);
+    const plotted = await cli('plot', testDir);
+    expect(plotted.code, output(plotted)).toBe(0);
+    expect(existsSync(join(testDir, 'plots', 'test_results_confusion.png')), output(plotted)).toBe(true);
   });
 
   it('labels padded to a capacity are refused under ddp (exit 2) and the refused run leaves no run dir (s5: findings 4, 5)', async () => {
