@@ -205,6 +205,8 @@ function report(error: unknown, io: CliIo, verbose: boolean): number {
   if (isTaskforgeError(error)) {
     io.stderr(`error: ${error.message}\n`);
     if (verbose && error.stack) io.stderr(`${error.stack}\n`);
+    // A wrapped error (e.g. a data module's own exception) keeps its stack in `cause`.
+    if (verbose && error.cause instanceof Error && error.cause.stack) io.stderr(`caused by: ${error.cause.stack}\n`);
     return error.exitCode;
   }
   const message = error instanceof Error ? error.message : String(error);

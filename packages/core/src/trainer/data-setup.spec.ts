@@ -106,9 +106,32 @@ describe('prepareAndSetup', () => {
     );
     expect(error2.message).toContain('check the dataset.* keys that name data files');
 
-    // Other errors pass through as they are.
-    const bug = new TypeError('x is undefined');
-    const dm3 = { prepareData: async () => undefined, setup: async () => Promise.reject(bug) } as unknown as DataModule;
-    await expect(prepareAndSetup(dm3, 'fit', dataConfig)).rejects.toBe(bug);
+    // The module's own TaskforgeError already says what to do: it passes through as it is.
+    const own = new TaskforgeError('data/x.csv, line 3: label "cat" is not a class', { exitCode: 2 });
+    const dm3 = { prepareData: async () => undefined, setup: async () => Promise.reject(own) } as unknown as DataModule;
+    await expect(prepareAndSetup(dm3, 'fit', dataConfig)).rejects.toBe(own);
+  });
+
+  it("reports any other error of the module's code (a JSON.parse of a bad line) as the data module's, with where it threw", async () => {
+    const dataConfig = { _target_: 'datamodule/wave_jsonl', data_dir: 'data' };
+    const dm = {
+      prepareData: async () => undefined,
+      setup: async () => void JSON.parse('{"signal":[NaN,0.5]}'),
+    } as unknown as DataModule;
+    const error = (await prepareAndSetup(dm, 'fit', dataConfig).catch((e: unknown) => e)) as TaskforgeError;
+    expect(error).toBeInstanceOf(TaskforgeError);
+    expect(error.exitCode).toBe(1);
+    expect(error.cause).toBeInstanceOf(SyntaxError);
+    expect(error.message).toMatch(
+      /^The data module \(datamodule\/wave_jsonl\) failed in setup\('fit'\): SyntaxError: Unexpected token .*NaN.* \(thrown at src\/trainer\/data-setup\.spec\.ts:\d+:\d+\)\. This comes from the data module's code or the data it reads, not from taskforge/,
+    );
+    expect(error.message).toContain('docs/new-task.md');
+
+    // prepareData too; a non-Error is left alone (nothing to name).
+    const dm2 = { prepareData: async () => Promise.reject(new RangeError('bad size')), setup: async () => undefined };
+    const error2 = (await prepareAndSetup(dm2 as unknown as DataModule, 'test').catch((e: unknown) => e)) as Error;
+    expect(error2.message).toMatch(/^The data module failed in prepareData\(\): RangeError: bad size/);
+    const dm3 = { prepareData: async () => Promise.reject('plain string'), setup: async () => undefined };
+    await expect(prepareAndSetup(dm3 as unknown as DataModule, 'fit')).rejects.toBe('plain string');
   });
 });

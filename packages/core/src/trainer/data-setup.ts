@@ -1,4 +1,5 @@
 import { isAbsolute, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { DataModule, Stage } from '../contracts.js';
 import { TaskforgeError } from '../errors.js';
 
@@ -64,12 +65,64 @@ export function dataModuleFsError(
 }
 
 /**
+ * Where in a module's own code `error` was thrown: the first stack frame outside Node's internals
+ * and node_modules, as a path relative to the working directory with line and column; undefined
+ * when the stack has none.
+ */
+function thrownAt(error: Error): string | undefined {
+  for (const line of (error.stack ?? '').split('\n').slice(1)) {
+    const frame = /\(?((?:file:\/\/)?\/[^()]+?):(\d+):(\d+)\)?\s*$/.exec(line.trim());
+    if (!frame) continue;
+    const file = frame[1]!.startsWith('file://') ? fileURLToPath(frame[1]!) : frame[1]!;
+    if (file.split(/[\\/]/).includes('node_modules')) continue;
+    const shown = relative(process.cwd(), file);
+    return `${shown.startsWith('..') ? file : shown}:${frame[2]}:${frame[3]}`;
+  }
+  return undefined;
+}
+
+/** A TaskforgeError from any copy of core (a plugin may bundle its own): it already says what to do. */
+function isTaskforgeError(error: unknown): boolean {
+  return (
+    error instanceof TaskforgeError ||
+    (error instanceof Error && typeof (error as { exitCode?: unknown }).exitCode === 'number')
+  );
+}
+
+/**
+ * An error from the data module's `prepareData`/`setup` as a user should see it. A file-system
+ * error: as `dataModuleFsError` words it (exit 2 for a wrong path). A TaskforgeError (the module's
+ * own message) or a non-Error: unchanged. Any other error (a JSON.parse SyntaxError on a bad line,
+ * a TypeError in the module's loader) comes from the data module's code or the data it reads, not
+ * from taskforge: a TaskforgeError (exit 1) naming the data module, the phase, the error and where
+ * the module threw it, with the original as its `cause` (`--verbose` prints its stack).
+ */
+export function dataModuleError(
+  error: unknown,
+  phase: string,
+  dataConfig: Record<string, unknown> | undefined,
+): unknown {
+  const fsError = dataModuleFsError(error, phase, dataConfig);
+  if (fsError !== error || !(error instanceof Error) || isTaskforgeError(error)) return fsError;
+  const target = typeof dataConfig?.['_target_'] === 'string' ? ` (${dataConfig['_target_']})` : '';
+  const at = thrownAt(error);
+  return new TaskforgeError(
+    `The data module${target} failed in ${phase}: ${error.name}: ${error.message}` +
+      `${at ? ` (thrown at ${at})` : ''}. This comes from the data module's code or the data it reads, ` +
+      'not from taskforge: fix the data there, or have the module check what it parses and name the file ' +
+      'and line at fault (docs/new-task.md, "2. The data"); run again with --verbose for the stack trace.',
+    { exitCode: 1, cause: error },
+  );
+}
+
+/**
  * `prepareData()` then `setup(stage)`, once per data module and stage (Lightning's
  * `_has_setup_<stage>` guard). The app layer sets data up before the Trainer to read
  * `modelDataArgs` for building the model; the Trainer then does not repeat it.
  * A file-system error from either (a missing data file …) is rethrown as a TaskforgeError naming
  * the data module, the path and the `dataset.*` key of `dataConfig` pointing there (exit 2 for a
- * wrong path, 1 otherwise; see `dataModuleFsError`); other errors pass through unchanged.
+ * wrong path, 1 otherwise); any other error that is not a TaskforgeError as one naming the data
+ * module, the phase and where its code threw (exit 1); see `dataModuleError`.
  */
 export async function prepareAndSetup(
   datamodule: DataModule,
@@ -81,12 +134,12 @@ export async function prepareAndSetup(
   try {
     await datamodule.prepareData();
   } catch (error) {
-    throw dataModuleFsError(error, 'prepareData()', dataConfig);
+    throw dataModuleError(error, 'prepareData()', dataConfig);
   }
   try {
     await datamodule.setup(stage);
   } catch (error) {
-    throw dataModuleFsError(error, `setup('${stage}')`, dataConfig);
+    throw dataModuleError(error, `setup('${stage}')`, dataConfig);
   }
   stages.add(stage);
   setUp.set(datamodule, stages);
