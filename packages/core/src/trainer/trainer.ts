@@ -6,6 +6,7 @@
  * step) and `evaluation-loop.ts` (validation, test and predict); `progress.ts` holds where
  * training stands.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { DependencyContainer } from 'tsyringe';
@@ -186,7 +187,11 @@ export class Trainer implements TrainerView {
       // Printed before the process dies of the signal, so the user knows whether the resume hint above holds.
       const saved = this.interruptSavedTo;
       const checkpointer = this.callbacks.find(isCheckpointingCallback);
-      const earlier = checkpointer?.lastModelPath ?? checkpointer?.bestModelPath;
+      // Only a checkpoint complete on disk: one the checkpointer is still writing (an epoch-end
+      // save under way when the signal came) is not there yet (s9: finding 2).
+      const earlier = [checkpointer?.lastModelPath, checkpointer?.bestModelPath].find(
+        (dir) => dir !== undefined && existsSync(join(dir, 'weights.json')),
+      );
       const resumeEarlier = earlier
         ? ` To go on from the newest of them, ${earlier}, add ${overrideHint('trainer.resume_from', earlier)} to the same command.`
         : '';

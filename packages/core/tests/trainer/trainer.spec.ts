@@ -269,6 +269,38 @@ describe('Trainer.fit', () => {
     }
   });
 
+  it('a second SIGINT names no checkpoint that is not complete on disk (one still being written) (s9: finding 2)', async () => {
+    const kill = vi.spyOn(process, 'kill').mockImplementation(() => true);
+    try {
+      const recorder = new RecordingCallback({
+        onTrainBatchEnd: (trainer) => {
+          if (trainer.globalStep === 3) {
+            process.emit('SIGINT');
+            process.emit('SIGINT');
+          }
+        },
+      });
+      const task = new ToyTask();
+      const { trainer, output, runDir } = makeTrainer(scratch.dir(), { max_epochs: 2 }, [recorder]);
+      // A checkpointer that has named its epoch-end checkpoint but not finished writing it.
+      const writing = {
+        name: 'writing',
+        monitor: null,
+        bestModelPath: join(runDir, 'checkpoints', 'step=000003'),
+        lastModelPath: undefined,
+        saveLastCheckpoint: async () => join(runDir, 'checkpoints', 'last'),
+      };
+      (trainer as unknown as { callbacks: unknown[] }).callbacks.push(writing);
+      await expect(trainer.fit(task, new ToyDataModule())).rejects.toThrow(TrainingInterrupted);
+      expect(output.warnings[1]).toMatch(/^Received SIGINT again: aborting now/);
+      expect(output.warnings[1]).not.toContain('step=000003');
+      expect(output.warnings[1]).not.toContain('To go on from');
+      task.dispose();
+    } finally {
+      kill.mockRestore();
+    }
+  });
+
   it('warns when a component switched the TF.js backend away from the one the run set up (s7)', async () => {
     const task = new ToyTask();
     const { trainer, output } = makeTrainer(scratch.dir(), { max_steps: 1 });
@@ -315,6 +347,23 @@ describe('Trainer.fit', () => {
     );
     expect(process.listenerCount('SIGINT')).toBe(listeners);
     expect(recorder.hooks().filter((h) => h === 'onTrainBatchEnd')).toHaveLength(3);
+    task.dispose();
+  });
+
+  it('a real SIGINT (delivered by the event loop) stops after the current step, even when no step waits for I/O (s9: finding 1)', async () => {
+    // process.emit runs the listener at once; a real signal only reaches it when the event loop
+    // turns, which a loop of synchronous steps over ready batches (strategy=single) never did
+    // before the epoch ended.
+    const recorder = new RecordingCallback({
+      onTrainBatchEnd: (trainer) => {
+        if (trainer.globalStep === 3) process.kill(process.pid, 'SIGINT');
+      },
+    });
+    const task = new ToyTask();
+    const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 3 }, [recorder]);
+    const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TrainingInterrupted);
+    expect((error as TrainingInterrupted).message).toMatch(/^Training interrupted by SIGINT at step 3;/);
     task.dispose();
   });
 

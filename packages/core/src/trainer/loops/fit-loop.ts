@@ -50,6 +50,16 @@ interface MicroBatch {
   logs: Array<{ name: string; value: number; weight: number }>;
 }
 
+/**
+ * Lets the event loop turn once. A SIGINT/SIGTERM listener is a macrotask: a loop whose awaits all
+ * settle at once (synchronous steps on prefetched batches, as under strategy=single on wasm or
+ * cpu) would never let it run, and Ctrl-C would wait for the epoch's end. One turn costs
+ * microseconds.
+ */
+function turnEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** Seeds of the training steps are derived from (trainer.seed, this, globalStep, micro-batch). */
 export const TRAIN_SEED_STREAM = 1;
 
@@ -75,6 +85,7 @@ export class FitLoop {
     const { host } = this;
     while (!this.done()) {
       await this.trainEpoch();
+      await turnEventLoop();
       if (host.signalReceived()) await host.interrupt();
       if (host.stopReason() !== undefined) break;
       if (host.progress.epochFinished) host.progress.startNextEpoch();
@@ -165,6 +176,7 @@ export class FitLoop {
       Math.floor(this.batchIdx / every) > Math.floor(previous / every)
     )
       await this.validate();
+    await turnEventLoop();
     if (host.signalReceived()) await host.interrupt();
   }
 
