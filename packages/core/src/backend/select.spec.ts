@@ -172,6 +172,22 @@ describe('selectBackend', () => {
     expect(selection.backend).toBe('wasm');
   });
 
+  it('warns when other code made a backend active before it chose (a plugin calling tf.setBackend at import)', async () => {
+    await selectBackend('cpu');
+    await tf.setBackend('wasm'); // what a plugin's top-level `await tf.setBackend(...)` does
+    const output = recordingOutput();
+    await selectBackend('cpu', { output });
+    expect(output.lines.filter((l) => l.startsWith('warn:'))).toEqual([
+      "warn: The TF.js backend was already 'wasm' before taskforge chose one (a plugin or other code called " +
+        'tf.setBackend, or ran TF.js ops, when it was imported); taskforge selects the backend from trainer.accelerator ' +
+        "and now runs on 'cpu'. To run on wasm, set trainer.accelerator=wasm; plugins should leave tf.setBackend to taskforge.",
+    ]);
+    // Its own earlier choice, or the same backend, is no surprise.
+    const again = recordingOutput();
+    await selectBackend('cpu', { output: again });
+    expect(again.lines.filter((l) => l.startsWith('warn:'))).toEqual([]);
+  });
+
   it('adapterInfo tells hardware from software adapters', () => {
     expect(
       adapterInfo({ info: { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H200' } })

@@ -398,6 +398,30 @@ function describeWebgpu(info: GpuAdapterInfo, request: AcceleratorRequest): Chos
   return { backend: 'webgpu', accelerator: 'webgpu', description, adapter: info, ...(warning ? { warning } : {}) };
 }
 
+/** The backend this module last selected, to tell its own earlier choice from someone else's. */
+let lastSelected: string | undefined;
+
+/** The accelerator that runs each TF.js backend, for the fix in overriddenBackendWarning. */
+const ACCELERATOR_OF: Record<string, string> = { cpu: 'cpu', wasm: 'wasm', webgpu: 'webgpu', tensorflow: 'node' };
+
+/**
+ * A TF.js backend that other code made active before taskforge chose one (a plugin's
+ * `tf.setBackend` at import, or a TF.js op run at import, which initialises the default one):
+ * taskforge's choice replaces it, which a TF.js user would not expect silently. Undefined when
+ * nothing was active, taskforge set it, or the choice is the same backend.
+ */
+function overriddenBackendWarning(before: string | undefined, chosen: string): string | undefined {
+  if (before === undefined || before === lastSelected || before === chosen) return undefined;
+  const accelerator = ACCELERATOR_OF[before];
+  return (
+    `The TF.js backend was already '${before}' before taskforge chose one (a plugin or other code called ` +
+    `tf.setBackend, or ran TF.js ops, when it was imported); taskforge selects the backend from ` +
+    `trainer.accelerator and now runs on '${chosen}'. ` +
+    (accelerator ? `To run on ${before}, set trainer.accelerator=${accelerator}; ` : '') +
+    'plugins should leave tf.setBackend to taskforge.'
+  );
+}
+
 /**
  * Chooses and initialises the TF.js backend. `auto` tries, in order, tfjs-node-gpu, tfjs-node,
  * webgpu (Dawn, hardware adapters only: a software one such as llvmpipe is passed over), wasm and
@@ -426,11 +450,15 @@ export async function selectBackend(
   const loader = options.loader ?? ((m: string) => import(m));
   const candidates = request === 'auto' ? AUTO_ORDER : [request];
   const skipped: BackendSelection['skipped'] = [];
+  const activeBefore = (tf.engine() as { backendName?: string | null }).backendName ?? undefined;
   for (const kind of candidates) {
     try {
       const { note, warning, ...chosen } = await setUp(kind, request, options, loader);
       if (note) skipped.push(note);
       if (warning) options.output?.warn(warning);
+      const overridden = overriddenBackendWarning(activeBefore, chosen.backend);
+      if (overridden) options.output?.warn(overridden);
+      lastSelected = chosen.backend;
       if (options.threads != null && chosen.backend !== 'wasm') {
         options.output?.warn(
           `trainer.threads=${options.threads} only applies to the ` +
