@@ -166,7 +166,7 @@ describe('nx g @taskforge/nx-plugin:task demo, in a copy of the workspace', () =
     expect(tested.code, output(tested)).toBe(0);
     expect(output(tested)).toMatch(/confusion_matrix/);
     const resultsText = readFileSync(join(testDir, 'test_results.json'), 'utf8');
-    const table = /"matrix":\s*(\[\s*\[[\d,\s\[\]]*\]\s*\])/.exec(resultsText);
+    const table = /"matrix":\s*(\[\s*\[[\d,\s[\]]*\]\s*\])/.exec(resultsText);
     expect(table, resultsText).not.toBeNull();
     const matrix = JSON.parse(table![1]!) as number[][];
     expect(matrix).toHaveLength(2);
