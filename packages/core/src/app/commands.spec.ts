@@ -17,7 +17,7 @@ import { optimizerSpecs } from '../optim/index.js';
 import type { ComponentRegistry } from '../registry/registry.js';
 import type { ComponentSpec } from '../registry/types.js';
 import { Tokens, type Clock } from '../services/tokens.js';
-import { evaluateCommand, trainCommand } from './commands.js';
+import { describeFit, evaluateCommand, trainCommand } from './commands.js';
 import { createContainer } from './container.js';
 import { Session } from './session.js';
 
@@ -69,7 +69,8 @@ const toyData: ComponentSpec<'datamodule'> = {
   kind: 'datamodule',
   name: 'toy',
   description: 'toy regression data',
-  schema: z.strictObject({}),
+  // `clip` stands for a preprocessing setting that leaves the model's data facts alone.
+  schema: z.strictObject({ clip: z.number().default(1) }),
   create: () => new ToyDataModule({ nTrain: 16, nVal: 4, batchSize: 4 }),
 };
 
@@ -179,6 +180,33 @@ describe('the closing summary of train (s7)', () => {
     expect(ranked.error).toBeUndefined();
     expect(said(ranked.output)).toMatch(
       /Training finished at step 4: 1 epoch trained\.\n {2}last validation: .*\n {2}best checkpoint \(val_loss\): \S+step=/,
+    );
+  });
+});
+
+describe('describeFit', () => {
+  it('says when the best checkpoint is the LOWEST of a higher-is-better metric (mode=min, the default)', () => {
+    const result = {
+      globalStep: 94,
+      startStep: 0,
+      epoch: 1,
+      epochsCompleted: 2,
+      batchInEpoch: 0,
+      metrics: { 'val/acc': 0.99 },
+      runDir: '/r',
+      bestCheckpoint: '/r/checkpoints/step=000047',
+      checkpointMonitor: 'val/acc',
+      checkpointMode: 'min' as const,
+    };
+    expect(describeFit(result, '/r', false)).toContain(
+      '  best checkpoint (val/acc, its LOWEST value: mode=min; set trainer.callbacks.model_checkpoint.mode=max ' +
+        'to keep the highest): /r/checkpoints/step=000047',
+    );
+    expect(describeFit({ ...result, checkpointMode: 'max' }, '/r', false)).toContain(
+      '  best checkpoint (val/acc): /r/checkpoints/step=000047',
+    );
+    expect(describeFit({ ...result, checkpointMonitor: 'val/loss' }, '/r', false)).toContain(
+      '  best checkpoint (val/loss): /r/checkpoints/step=000047',
     );
   });
 });
@@ -298,6 +326,24 @@ describe('an evaluation inheriting a setting from the checkpoint (s5: finding 13
     expect((error as TaskforgeError).message).toContain(
       `(trainer.accelerator=node comes from the checkpoint's saved config, ${join(ckpt, 'config.yaml')}: override it on the command line.)`,
     );
+  });
+});
+
+describe('evaluating a checkpoint with other data settings (s9: finding 5)', () => {
+  it('warns, naming each dataset setting that differs from its config.yaml and both values', async () => {
+    const runDir = join(project, 'clip-trained');
+    expect((await train([`trainer.run_dir=${runDir}`, 'trainer.max_steps=1'])).error).toBeUndefined();
+    const ckpt = join(runDir, 'checkpoints', 'last');
+    const same = await open();
+    await evaluateCommand(same.session, 'test', { ckpt, overrides: [] });
+    expect(same.output.warnings.filter((w) => w.includes('other settings'))).toEqual([]);
+    const other = await open();
+    await evaluateCommand(other.session, 'test', { ckpt, overrides: ['dataset.clip=2.5'] });
+    expect(other.output.warnings.filter((w) => w.includes('other settings'))).toEqual([
+      `This evaluation reads the data with other settings than ckpt=${ckpt} was trained with: dataset.clip is 2.5 ` +
+        'here and 1 in its config.yaml. The model is scored on inputs prepared otherwise than in training; if that ' +
+        "is not what you want, drop that override (the checkpoint's settings are used then).",
+    ]);
   });
 });
 

@@ -27,7 +27,8 @@ import {
   type TaskState,
   type TrainerState,
 } from '../trainer/checkpoint.js';
-import { compareCheckpointData } from '../trainer/data-match.js';
+import { readsHigherIsBetter } from '../callbacks/metrics.js';
+import { compareCheckpointData, datasetSettingDifferences } from '../trainer/data-match.js';
 import { assertRunDirFree, removeRunDirIfBare, type RunDirCheck } from '../trainer/run-dir.js';
 import { prepareAndSetup, teardownData } from '../trainer/data-setup.js';
 import { isCheckpointingCallback, Trainer, type FitResult, type TestResult } from '../trainer/trainer.js';
@@ -198,6 +199,7 @@ async function openForEvaluation(
   await prepareAndSetup(datamodule, stage, config.dataset);
   // Before the run dir exists: data that cannot match the checkpoint's weights is refused up front.
   if (ckpt) assertSameData(ckpt, config, datamodule);
+  if (ckpt) warnOtherDataSettings(ckpt, config, run.output);
   const task = run.buildTask(datamodule.modelDataArgs);
   if (needs && !task[needs]) {
     task.dispose();
@@ -512,6 +514,24 @@ function assertSameData(ckpt: CheckpointRef, config: RunConfig, datamodule: Data
   );
 }
 
+/**
+ * Data settings that differ from the checkpoint's but leave its weights loadable (the model's data
+ * facts agree): the evaluation runs, with a warning naming each setting, both values and the
+ * override that restores training's, since a silently different preprocessing scores the model on
+ * inputs it never saw (s9: finding 5).
+ */
+function warnOtherDataSettings(ckpt: CheckpointRef, config: RunConfig, output: Output): void {
+  const differences = datasetSettingDifferences(ckpt.config, config.dataset);
+  if (!differences.length) return;
+  const shown = (v: unknown) => (v === undefined ? 'unset' : JSON.stringify(v));
+  output.warn(
+    `This evaluation reads the data with other settings than ckpt=${ckpt.dir} was trained with: ` +
+      `${differences.map((d) => `${d.key} is ${shown(d.run)} here and ${shown(d.checkpoint)} in its config.yaml`).join(', ')}. ` +
+      'The model is scored on inputs prepared otherwise than in training; if that is not what you want, drop ' +
+      `${differences.length === 1 ? 'that override' : 'those overrides'} (the checkpoint's settings are used then).`,
+  );
+}
+
 function restoreFromCheckpoint(
   task: Task,
   checkpoint: Checkpoint,
@@ -526,7 +546,8 @@ function restoreFromCheckpoint(
   output.info(`Loaded weights from ${checkpoint.dir} (step ${checkpoint.trainerState?.globalStep ?? '?'})`);
 }
 
-function describeFit(result: FitResult, runDir: string, dryRun: boolean): string {
+/** The closing summary `train` prints (exported for its tests). */
+export function describeFit(result: FitResult, runDir: string, dryRun: boolean): string {
   const epochs = (n: number) => `${n} epoch${n === 1 ? '' : 's'}`;
   const { epochsCompleted: full, batchInEpoch: partial } = result;
   // The partial epoch named by its index, as the progress bar counts: "Epoch 2" is the third.
@@ -549,7 +570,11 @@ function describeFit(result: FitResult, runDir: string, dryRun: boolean): string
   if (result.bestCheckpoint) {
     lines.push(
       result.checkpointMonitor
-        ? `  best checkpoint (${result.checkpointMonitor}): ${result.bestCheckpoint}`
+        ? `  best checkpoint (${result.checkpointMonitor}${
+            result.checkpointMode === 'min' && readsHigherIsBetter(result.checkpointMonitor)
+              ? ', its LOWEST value: mode=min; set trainer.callbacks.model_checkpoint.mode=max to keep the highest'
+              : ''
+          }): ${result.bestCheckpoint}`
         : `  newest checkpoint: ${result.bestCheckpoint} (no monitor, so none is ranked best; ` +
             'set trainer.callbacks.model_checkpoint.monitor to a validation metric, e.g. val/loss, to keep the best)',
     );

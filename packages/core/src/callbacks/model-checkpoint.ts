@@ -72,6 +72,10 @@ export class ModelCheckpoint implements CheckpointingCallback {
     return this.options.monitor;
   }
 
+  get mode(): 'min' | 'max' {
+    return this.options.mode;
+  }
+
   get bestModelPath(): string | undefined {
     return this.ranked()[0]?.path;
   }

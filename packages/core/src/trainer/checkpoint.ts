@@ -377,8 +377,16 @@ export function restoreTaskWeights(
         `to load it, set ${differences.map(loadingOverride).join(' ')} (or drop the overrides that changed them).`
       : 'The model config (or the data that sizes it) differs from the one the checkpoint ' +
         "was trained with; use the config saved in the checkpoint's config.yaml.";
+    // Names are made by the components' code, not by config values: when they differ, the fix may
+    // be the code the checkpoint was trained with, whatever the config says.
+    const codeNote =
+      (strict && missing.length) || (strict && unexpected.length)
+        ? ' Variable names come from the backbone and task code: if the names still differ with the ' +
+          "checkpoint's config, the code changed since it was saved (e.g. another backbone class); " +
+          'load it with the code it was trained with, or train afresh.'
+        : '';
     throw new TaskforgeError(
-      `Checkpoint '${checkpoint.dir}' does not match the model: ${problems.join('; ')}. ${advice}`,
+      `Checkpoint '${checkpoint.dir}' does not match the model: ${problems.join('; ')}. ${advice}${codeNote}`,
       {
         exitCode: 2,
       },

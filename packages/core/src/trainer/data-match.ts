@@ -64,6 +64,24 @@ export function compareCheckpointData(
   return { modelDataArgs: args, settings, message };
 }
 
+/** `dataset.*` settings that shape how batches are read, not what a sample is: never reported. */
+const LOADER_SETTINGS = new Set(['dataset.batch_size', 'dataset.num_workers']);
+
+/**
+ * The `dataset.*` settings of a run that differ from those of the config a checkpoint was trained
+ * with (its config.yaml), batch size aside: an evaluation that prepares its inputs otherwise than
+ * training did (another clip, normalisation or bin count) scores a model on inputs it never saw.
+ * Empty when the checkpoint has no saved `dataset` node.
+ */
+export function datasetSettingDifferences(
+  checkpointConfig: Record<string, unknown>,
+  dataConfig: Record<string, unknown> | undefined,
+): DataDifference[] {
+  const saved = checkpointConfig['dataset'];
+  if (!isRecord(saved) || !dataConfig) return [];
+  return leafDifferences(saved, dataConfig, 'dataset').filter((d) => !LOADER_SETTINGS.has(d.key));
+}
+
 function leafDifferences(
   saved: Record<string, unknown>,
   current: Record<string, unknown>,

@@ -104,6 +104,8 @@ export interface FitResult {
   bestCheckpoint?: string;
   /** The metric the checkpointing callback ranks by; null: none. */
   checkpointMonitor?: string | null;
+  /** Whether its lowest (`min`) or highest (`max`) value ranks best. */
+  checkpointMode?: 'min' | 'max';
   lastCheckpoint?: string;
   runDir: string;
 }
@@ -124,6 +126,8 @@ export interface CheckpointingCallback extends Callback {
   readonly bestModelPath: string | undefined;
   /** The metric `bestModelPath` is best by; null or absent: none (it is the newest). */
   readonly monitor?: string | null;
+  /** Whether the lowest (`min`) or highest (`max`) `monitor` value is best; absent: min. */
+  readonly mode?: 'min' | 'max';
   readonly lastModelPath: string | undefined;
   /** Where `saveLastCheckpoint` will write, once the fit has started. */
   readonly lastCheckpointTarget?: string | undefined;
@@ -394,7 +398,11 @@ export class Trainer implements TrainerView {
         metrics: { ...this.callbackMetrics },
         runDir: this.runDir,
         ...(checkpointer?.bestModelPath
-          ? { bestCheckpoint: checkpointer.bestModelPath, checkpointMonitor: checkpointer.monitor ?? null }
+          ? {
+              bestCheckpoint: checkpointer.bestModelPath,
+              checkpointMonitor: checkpointer.monitor ?? null,
+              checkpointMode: checkpointer.mode ?? 'min',
+            }
           : {}),
         ...(checkpointer?.lastModelPath ? { lastCheckpoint: checkpointer.lastModelPath } : {}),
       };
