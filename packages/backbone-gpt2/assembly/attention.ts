@@ -300,6 +300,26 @@ function softmaxRow(row: usize, m: f32, i0: i32, r: i32, lseBlock: usize, rb: i3
 }
 
 /**
+ * panel[d] += Σ_r w_r · splats[d, r] for d < hd: one key quad's panel of dv (w = p, splats = dy)
+ * or dk (w = dS, splats = q·scale), 4 query rows at a time.
+ */
+@inline
+function addRowsTimesSplats(panel: usize, splats: usize, w0: v128, w1: v128, w2: v128, w3: v128, hd: i32): void {
+  let pp = panel;
+  let sp = splats;
+  for (let d = 0; d < hd; d++) {
+    let acc = v128.load(pp);
+    acc = f32x4.add(acc, f32x4.mul(w0, v128.load(sp)));
+    acc = f32x4.add(acc, f32x4.mul(w1, v128.load(sp, 16)));
+    acc = f32x4.add(acc, f32x4.mul(w2, v128.load(sp, 32)));
+    acc = f32x4.add(acc, f32x4.mul(w3, v128.load(sp, 48)));
+    v128.store(pp, acc);
+    pp += 16;
+    sp += 64;
+  }
+}
+
+/**
  * Backward: gradients dq, dk, dv of the forward pass for upstream gradient dy, recomputing the
  * probabilities p = exp(s − lse) block by block. With δᵢ = Σ_d dyᵢ·oᵢ: dS = p ⊙ (dy·vᵀ − δ),
  * dq = dS·k·scale, dk = dSᵀ·q·scale, dv = pᵀ·dy.
@@ -389,31 +409,9 @@ export function backward(
         v128.store(rp, ds1, 16);
         v128.store(rp, ds2, 32);
         v128.store(rp, ds3, 48);
-        // dv += pᵀ·dy and dk += dSᵀ·q (scaled), one panel column at a time.
-        let dvp = dvt + po;
-        gp = dysp;
-        for (let d = 0; d < hd; d++) {
-          let acc = v128.load(dvp);
-          acc = f32x4.add(acc, f32x4.mul(p0, v128.load(gp)));
-          acc = f32x4.add(acc, f32x4.mul(p1, v128.load(gp, 16)));
-          acc = f32x4.add(acc, f32x4.mul(p2, v128.load(gp, 32)));
-          acc = f32x4.add(acc, f32x4.mul(p3, v128.load(gp, 48)));
-          v128.store(dvp, acc);
-          dvp += 16;
-          gp += 64;
-        }
-        let dkp = dkt + po;
-        sp = qsp;
-        for (let d = 0; d < hd; d++) {
-          let acc = v128.load(dkp);
-          acc = f32x4.add(acc, f32x4.mul(ds0, v128.load(sp)));
-          acc = f32x4.add(acc, f32x4.mul(ds1, v128.load(sp, 16)));
-          acc = f32x4.add(acc, f32x4.mul(ds2, v128.load(sp, 32)));
-          acc = f32x4.add(acc, f32x4.mul(ds3, v128.load(sp, 48)));
-          v128.store(dkp, acc);
-          dkp += 16;
-          sp += 64;
-        }
+        // dv += pᵀ·dy and dk += dSᵀ·q (scaled).
+        addRowsTimesSplats(dvt + po, dysp, p0, p1, p2, p3, hd);
+        addRowsTimesSplats(dkt + po, qsp, ds0, ds1, ds2, ds3, hd);
       }
       // dq rows = dS·k·scale, from the block's dS kept in rows.
       rowsTimesPanels(rows, kt, i0 + 4, hd, dq + off + (<usize>(i0 * sT) << 2), <usize>sT << 2, rb, scale, scale, scale, scale);
