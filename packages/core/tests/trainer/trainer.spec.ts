@@ -367,6 +367,30 @@ describe('Trainer.fit', () => {
     task.dispose();
   });
 
+  it('a real SIGINT during a validation of fit is acknowledged at once; the run stops after that validation', async () => {
+    let sent = false;
+    let acknowledgedBeforeValidationEnd: boolean | undefined;
+    const said = () => output.warnings.some((w) => w.startsWith('Received SIGINT'));
+    const probe = {
+      name: 'probe',
+      onValidationBatchEnd: () => {
+        if (!sent) {
+          sent = true;
+          process.kill(process.pid, 'SIGINT');
+        }
+      },
+      onValidationEnd: () => {
+        if (sent && acknowledgedBeforeValidationEnd === undefined) acknowledgedBeforeValidationEnd = said();
+      },
+    };
+    const task = new ToyTask();
+    const { trainer, output } = makeTrainer(scratch.dir(), { max_epochs: 3, num_sanity_val_steps: 0 }, [probe]);
+    const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TrainingInterrupted);
+    expect(acknowledgedBeforeValidationEnd).toBe(true);
+    task.dispose();
+  });
+
   it('validate() runs one validation epoch with its hooks and logs the metrics', async () => {
     const recorder = new RecordingCallback();
     const task = new ToyTask();

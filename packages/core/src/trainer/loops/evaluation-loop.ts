@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { StepContext } from '../../contracts.js';
 import { runLogged, runScoped, type LoggedValue } from '../local-step.js';
 import { MeanAccumulator } from '../step-context.js';
+import { turnEventLoop } from './fit-loop.js';
 import type { BatchParallel } from '../strategy.js';
 
 export interface EvaluationRun {
@@ -87,6 +88,8 @@ export async function evaluationLoop(run: EvaluationRun): Promise<EvaluationResu
     }
     batchIdx += 1;
     await run.onBatchEnd?.(batchIdx);
+    // A signal during a validation of fit is acknowledged at once (the stop waits for its end).
+    await turnEventLoop();
     if (run.budget !== undefined && batchIdx >= run.budget) break;
   }
   await flush();

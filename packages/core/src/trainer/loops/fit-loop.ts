@@ -56,7 +56,7 @@ interface MicroBatch {
  * cpu) would never let it run, and Ctrl-C would wait for the epoch's end. One turn costs
  * microseconds.
  */
-function turnEventLoop(): Promise<void> {
+export function turnEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
