@@ -1,5 +1,8 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { DataModule, Stage } from '../contracts.js';
 import { TaskforgeError } from '../errors.js';
@@ -126,6 +129,27 @@ describe('prepareAndSetup', () => {
       /^The data module \(datamodule\/wave_jsonl\) failed in setup\('fit'\): SyntaxError: Unexpected token .*NaN.* \(thrown at src\/trainer\/data-setup\.spec\.ts:\d+:\d+\)\. This comes from the data module's code or the data it reads, not from taskforge/,
     );
     expect(error.message).toContain('docs/new-task.md');
+
+    // Built JavaScript with a source map beside it (as every package's build writes): the line is
+    // the TypeScript one a user edits. The map sends line 1 of dist/loader.js to line 41 of src/loader.ts.
+    const built = mkdtempSync(join(tmpdir(), 'taskforge-built-'));
+    try {
+      mkdirSync(join(built, 'dist'));
+      writeFileSync(
+        join(built, 'dist', 'loader.js'),
+        "export function load() { JSON.parse('{bad'); }\n//# sourceMappingURL=loader.js.map\n",
+      );
+      writeFileSync(
+        join(built, 'dist', 'loader.js.map'),
+        JSON.stringify({ version: 3, file: 'loader.js', sources: ['../src/loader.ts'], names: [], mappings: 'AAwCA' }),
+      );
+      const { load } = (await import(pathToFileURL(join(built, 'dist', 'loader.js')).href)) as { load: () => void };
+      const dmBuilt = { prepareData: async () => undefined, setup: async () => load() } as unknown as DataModule;
+      const mapped = (await prepareAndSetup(dmBuilt, 'fit', dataConfig).catch((e: unknown) => e)) as Error;
+      expect(mapped.message).toContain(`(thrown at ${join(built, 'src', 'loader.ts')}:41:1)`);
+    } finally {
+      rmSync(built, { recursive: true, force: true });
+    }
 
     // prepareData too; a non-Error is left alone (nothing to name).
     const dm2 = { prepareData: async () => Promise.reject(new RangeError('bad size')), setup: async () => undefined };

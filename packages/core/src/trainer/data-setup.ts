@@ -1,4 +1,6 @@
-import { isAbsolute, relative, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { SourceMap, type SourceMapPayload, type SourceMapping } from 'node:module';
+import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DataModule, Stage } from '../contracts.js';
 import { TaskforgeError } from '../errors.js';
@@ -73,12 +75,43 @@ function thrownAt(error: Error): string | undefined {
   for (const line of (error.stack ?? '').split('\n').slice(1)) {
     const frame = /\(?((?:file:\/\/)?\/[^()]+?):(\d+):(\d+)\)?\s*$/.exec(line.trim());
     if (!frame) continue;
-    const file = frame[1]!.startsWith('file://') ? fileURLToPath(frame[1]!) : frame[1]!;
-    if (file.split(/[\\/]/).includes('node_modules')) continue;
-    const shown = relative(process.cwd(), file);
-    return `${shown.startsWith('..') ? file : shown}:${frame[2]}:${frame[3]}`;
+    const built = frame[1]!.startsWith('file://') ? fileURLToPath(frame[1]!) : frame[1]!;
+    if (built.split(/[\\/]/).includes('node_modules')) continue;
+    const at = sourcePosition(built, Number(frame[2]), Number(frame[3])) ?? {
+      file: built,
+      line: Number(frame[2]),
+      column: Number(frame[3]),
+    };
+    const shown = relative(process.cwd(), at.file);
+    return `${shown.startsWith('..') ? at.file : shown}:${at.line}:${at.column}`;
   }
   return undefined;
+}
+
+/**
+ * The TypeScript position of a position in built JavaScript (1-based line and column), from the
+ * source map beside the file (`<file>.map`, which every package's build writes): the line a user
+ * edits, not the one tsc emitted. Undefined without a map or a mapping there.
+ */
+function sourcePosition(
+  file: string,
+  line: number,
+  column: number,
+): { file: string; line: number; column: number } | undefined {
+  const mapFile = `${file}.map`;
+  if (!existsSync(mapFile)) return undefined;
+  try {
+    const payload = JSON.parse(readFileSync(mapFile, 'utf8')) as SourceMapPayload;
+    const entry = new SourceMap(payload).findEntry(line - 1, column - 1) as Partial<SourceMapping>;
+    if (!entry.originalSource || entry.originalLine === undefined || entry.originalColumn === undefined)
+      return undefined;
+    const source = entry.originalSource.startsWith('file://')
+      ? fileURLToPath(entry.originalSource)
+      : resolve(dirname(mapFile), payload.sourceRoot ?? '', entry.originalSource);
+    return { file: source, line: entry.originalLine + 1, column: entry.originalColumn + 1 };
+  } catch {
+    return undefined;
+  }
 }
 
 /** A TaskforgeError from any copy of core (a plugin may bundle its own): it already says what to do. */
