@@ -341,8 +341,9 @@ describe('evaluating a checkpoint with other data settings (s9: finding 5)', () 
     await evaluateCommand(other.session, 'test', { ckpt, overrides: ['dataset.clip=2.5'] });
     expect(other.output.warnings.filter((w) => w.includes('other settings'))).toEqual([
       `This evaluation reads the data with other settings than ckpt=${ckpt} was trained with: dataset.clip is 2.5 ` +
-        'here and 1 in its config.yaml. The model is scored on inputs prepared otherwise than in training; if that ' +
-        "is not what you want, drop that override (the checkpoint's settings are used then).",
+        'here and 1 in its config.yaml. Where such a setting changes how the evaluated inputs are prepared (a clip, ' +
+        'a normalisation; not a training-only one such as augmentation), the model is scored on inputs prepared ' +
+        "otherwise than in training; if that is not what you want, drop that override (the checkpoint's settings are used then).",
     ]);
   });
 });

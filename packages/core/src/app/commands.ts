@@ -527,8 +527,10 @@ function warnOtherDataSettings(ckpt: CheckpointRef, config: RunConfig, output: O
   output.warn(
     `This evaluation reads the data with other settings than ckpt=${ckpt.dir} was trained with: ` +
       `${differences.map((d) => `${d.key} is ${shown(d.run)} here and ${shown(d.checkpoint)} in its config.yaml`).join(', ')}. ` +
-      'The model is scored on inputs prepared otherwise than in training; if that is not what you want, drop ' +
-      `${differences.length === 1 ? 'that override' : 'those overrides'} (the checkpoint's settings are used then).`,
+      'Where such a setting changes how the evaluated inputs are prepared (a clip, a normalisation; not a ' +
+      'training-only one such as augmentation), the model is scored on inputs prepared otherwise than in ' +
+      `training; if that is not what you want, drop ${differences.length === 1 ? 'that override' : 'those overrides'} ` +
+      "(the checkpoint's settings are used then).",
   );
 }
 
