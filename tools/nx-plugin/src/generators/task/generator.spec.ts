@@ -244,7 +244,9 @@ describe('task generator: bad data errors', () => {
     expect(data).toContain('`${source}, ${where(row)}: label');
     // The generated specs exercise both messages.
     expect(text(tree, `${root}/tests/task.spec.ts`)).toContain('label ${C} of sequence ${row} of the val batch 3');
-    expect(text(tree, `${root}/tests/data.spec.ts`)).toContain("import { checkLabels } from '../src/data.js';");
+    expect(text(tree, `${root}/tests/data.spec.ts`)).toContain(
+      "import { checkLabels, labelsFromNames } from '../src/data.js';",
+    );
   });
 });
 
