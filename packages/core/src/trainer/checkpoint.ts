@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -66,6 +66,26 @@ export interface CheckpointContents {
   config?: Record<string, unknown>;
 }
 
+/** Checkpoint writes under way in this process: their directory, temp copy and swapped-out previous. */
+const unfinished = new Set<{ dir: string; tmp: string; old: string }>();
+
+/**
+ * For a process about to die mid-write (a second Ctrl-C): synchronously removes the temp copy of
+ * every checkpoint still being written, and puts back a previous checkpoint that was swapped out
+ * for it, so the run dir holds complete checkpoints only (as before the write began).
+ */
+export function settleUnfinishedCheckpoints(): void {
+  for (const write of unfinished) {
+    try {
+      if (!existsSync(write.dir) && existsSync(write.old)) renameSync(write.old, write.dir);
+      rmSync(write.tmp, { recursive: true, force: true });
+    } catch {
+      // Dying anyway: a leftover '.tmp-<pid>' is named by notACheckpoint if it is ever loaded.
+    }
+  }
+  unfinished.clear();
+}
+
 /**
  * Writes a checkpoint directory atomically: everything goes to `<dir>.tmp-<pid>` first, and an
  * existing `<dir>` is swapped out only once the new one is complete, so a failure at any point
@@ -76,6 +96,19 @@ export interface CheckpointContents {
 export async function writeCheckpoint(dir: string, contents: CheckpointContents): Promise<string> {
   const tmp = `${dir}.tmp-${process.pid}`;
   const old = `${dir}.old-${process.pid}`;
+  const write = { dir, tmp, old };
+  unfinished.add(write);
+  try {
+    return await writeCheckpointVia(write, contents);
+  } finally {
+    unfinished.delete(write);
+  }
+}
+
+async function writeCheckpointVia(
+  { dir, tmp, old }: { dir: string; tmp: string; old: string },
+  contents: CheckpointContents,
+): Promise<string> {
   await rm(tmp, { recursive: true, force: true });
   try {
     await mkdir(tmp, { recursive: true });

@@ -32,7 +32,13 @@ import type { Instantiator } from '../registry/instantiator.js';
 import { Tokens, type Clock, type Output } from '../services/tokens.js';
 import { Accelerator } from '../backend/accelerator.js';
 import type { BackendSelection } from '../backend/select.js';
-import { loadCheckpoint, restoreTaskWeights, writeCheckpoint, type TrainerState } from './checkpoint.js';
+import {
+  loadCheckpoint,
+  restoreTaskWeights,
+  settleUnfinishedCheckpoints,
+  writeCheckpoint,
+  type TrainerState,
+} from './checkpoint.js';
 import { parseTrainerConfig, runDirPath, type TrainerConfig, type TrainerConfigInput } from './config.js';
 import { prepareAndSetup, teardownData } from './data-setup.js';
 import { compareCheckpointData } from './data-match.js';
@@ -188,6 +194,8 @@ export class Trainer implements TrainerView {
       );
     },
     (signal) => {
+      // The process dies next: a checkpoint half written (its temp copy) must not stay in the run dir.
+      settleUnfinishedCheckpoints();
       // Printed before the process dies of the signal, so the user knows whether the resume hint above holds.
       const saved = this.interruptSavedTo;
       const checkpointer = this.callbacks.find(isCheckpointingCallback);

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -12,6 +12,7 @@ import {
   loadCheckpoint,
   readCheckpointConfig,
   restoreTaskWeights,
+  settleUnfinishedCheckpoints,
   writeCheckpoint,
 } from '../../src/trainer/checkpoint.js';
 import { ToyDataModule, ToyTask } from '../toy/toy.js';
@@ -256,6 +257,33 @@ describe('checkpoints', () => {
     expect(Array.from(replaced.weights['out/bias']!.dataSync())).toEqual([42]);
     expect(existsSync(`${dir}.old-${process.pid}`)).toBe(false);
     replaced.dispose();
+    task.dispose();
+  });
+});
+
+describe('a process dying mid-write (a second Ctrl-C)', () => {
+  it('settleUnfinishedCheckpoints removes the temp copy of a checkpoint being written; the previous one stays', async () => {
+    const dir = join(scratch.dir(), 'checkpoints', 'last');
+    const task = new ToyTask();
+    await writeCheckpoint(dir, { task, modelDataArgs: { inputDim: 3 } });
+    const before = readFileSync(join(dir, 'weights.bin'));
+    const temps = async () => (await readdir(join(dir, '..'))).filter((name) => name.includes('.tmp-'));
+    // The signal arrives while the weights are being gathered, once the temp copy exists.
+    let tempsWhenSignalled: string[] = [];
+    let tempsAfterSettling: string[] | undefined;
+    const dying = {
+      namedVariables: () => {
+        tempsWhenSignalled = readdirSync(join(dir, '..')).filter((name) => name.includes('.tmp-'));
+        settleUnfinishedCheckpoints();
+        tempsAfterSettling = readdirSync(join(dir, '..')).filter((name) => name.includes('.tmp-'));
+        return task.namedVariables();
+      },
+    } as unknown as Task;
+    await writeCheckpoint(dir, { task: dying, modelDataArgs: { inputDim: 3 } }).catch(() => undefined); // the process would be gone
+    expect(tempsWhenSignalled).toHaveLength(1);
+    expect(tempsAfterSettling).toEqual([]);
+    expect(await temps()).toEqual([]);
+    expect(readFileSync(join(dir, 'weights.bin'))).toEqual(before);
     task.dispose();
   });
 });
