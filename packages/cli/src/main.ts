@@ -7,6 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import {
   Session,
   TaskforgeError,
+  isTaskforgeError,
   configCommand,
   evaluateCommand,
   listCommand,
@@ -214,14 +215,6 @@ function report(error: unknown, io: CliIo, verbose: boolean): number {
   if (verbose && error instanceof Error && error.stack) io.stderr(`${error.stack}\n`);
   else io.stderr('(this looks like a bug in taskforge or a plugin; run again with --verbose for the stack trace)\n');
   return 1;
-}
-
-/** Plugins may bundle their own copy of core, so `instanceof` is not enough. */
-function isTaskforgeError(error: unknown): error is TaskforgeError {
-  return (
-    error instanceof TaskforgeError ||
-    (error instanceof Error && typeof (error as { exitCode?: unknown }).exitCode === 'number')
-  );
 }
 
 function defaultIo(): CliIo {

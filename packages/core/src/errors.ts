@@ -20,6 +20,17 @@ export class TaskforgeError extends Error {
   }
 }
 
+/**
+ * A TaskforgeError from any copy of core: a plugin may bundle its own, so `instanceof` is not
+ * enough; an Error with a numeric `exitCode` is one.
+ */
+export function isTaskforgeError(error: unknown): error is TaskforgeError {
+  return (
+    error instanceof TaskforgeError ||
+    (error instanceof Error && typeof (error as { exitCode?: unknown }).exitCode === 'number')
+  );
+}
+
 /** One problem found in a config: where, what was found, what was expected, and a hint. */
 export interface ConfigProblem {
   /** Dotted config path, e.g. `trainer.max_steps`; empty for the root. */

@@ -3,7 +3,7 @@ import { SourceMap, type SourceMapPayload, type SourceMapping } from 'node:modul
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DataModule, Stage } from '../contracts.js';
-import { TaskforgeError } from '../errors.js';
+import { TaskforgeError, isTaskforgeError } from '../errors.js';
 
 const setUp = new WeakMap<DataModule, Set<Stage>>();
 
@@ -112,14 +112,6 @@ function sourcePosition(
   } catch {
     return undefined;
   }
-}
-
-/** A TaskforgeError from any copy of core (a plugin may bundle its own): it already says what to do. */
-function isTaskforgeError(error: unknown): boolean {
-  return (
-    error instanceof TaskforgeError ||
-    (error instanceof Error && typeof (error as { exitCode?: unknown }).exitCode === 'number')
-  );
 }
 
 /**

@@ -50,3 +50,13 @@ export class SignalWatcher {
     this.onFirst(signal);
   }
 }
+
+/**
+ * Lets the event loop turn once. A SIGINT/SIGTERM listener is a macrotask: a loop whose awaits all
+ * settle at once (synchronous steps on prefetched batches, as under strategy=single on wasm or
+ * cpu) would never let it run, and Ctrl-C would wait for the epoch's end. One turn costs
+ * microseconds.
+ */
+export function turnEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

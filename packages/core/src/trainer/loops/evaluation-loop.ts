@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { StepContext } from '../../contracts.js';
 import { runLogged, runScoped, type LoggedValue } from '../local-step.js';
 import { MeanAccumulator } from '../step-context.js';
-import { turnEventLoop } from './fit-loop.js';
+import { turnEventLoop } from '../signals.js';
 import type { BatchParallel } from '../strategy.js';
 
 export interface EvaluationRun {

@@ -17,6 +17,7 @@ import { accumulateGrads, averageGrads } from '../gradients.js';
 import type { FitPlan } from '../plan.js';
 import type { Progress } from '../progress.js';
 import { MeanAccumulator, mixSeed } from '../step-context.js';
+import { turnEventLoop } from '../signals.js';
 import type { Strategy } from '../strategy.js';
 
 /** What the fit loop needs from the Trainer that runs it. */
@@ -48,16 +49,6 @@ export interface FitLoopHost {
 interface MicroBatch {
   loss: number;
   logs: Array<{ name: string; value: number; weight: number }>;
-}
-
-/**
- * Lets the event loop turn once. A SIGINT/SIGTERM listener is a macrotask: a loop whose awaits all
- * settle at once (synchronous steps on prefetched batches, as under strategy=single on wasm or
- * cpu) would never let it run, and Ctrl-C would wait for the epoch's end. One turn costs
- * microseconds.
- */
-export function turnEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Seeds of the training steps are derived from (trainer.seed, this, globalStep, micro-batch). */
