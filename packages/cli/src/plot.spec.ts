@@ -111,6 +111,35 @@ describe('taskforge plot', () => {
     ]);
   });
 
+  it("draws the confusion matrix of each evaluation under a training run's evaluations/, named by it", async () => {
+    const dir = runDir();
+    const results = (matrix: number[][]) =>
+      JSON.stringify({
+        metrics: { 'test/acc': 0.5 },
+        extras: { confusion_matrix: { class_names: ['a', 'b'], matrix } },
+      });
+    for (const name of ['test-step=000002', 'test-last-step000003']) {
+      mkdirSync(join(dir, 'evaluations', name), { recursive: true });
+      writeFileSync(
+        join(dir, 'evaluations', name, 'test_results.json'),
+        results([
+          [2, 0],
+          [1, 1],
+        ]),
+      );
+    }
+    // A validate run has metrics only: nothing to draw for it, and no error.
+    mkdirSync(join(dir, 'evaluations', 'validate-step=000002'));
+    writeFileSync(join(dir, 'evaluations', 'validate-step=000002', 'validate_results.json'), '{"metrics":{}}');
+    const plotted = await plotCommand(dir);
+    expect(plotted.files.map((f) => f.slice(dir.length))).toEqual([
+      '/plots/curves.png',
+      '/plots/test-last-step000003_confusion.png',
+      '/plots/test-step=000002_confusion.png',
+    ]);
+    for (const file of plotted.files.slice(1)) expect(decode(file).width).toBeGreaterThan(100);
+  });
+
   // What a run with the lr_monitor and device_stats callbacks logs: the trainer's own train_loss
   // and lr repeat the task's train/loss and the monitor's lr-adam.
   const LOGGED = [

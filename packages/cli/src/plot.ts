@@ -218,7 +218,8 @@ export async function renderPng(spec: TopLevelSpec): Promise<{ png: Uint8Array; 
  * `taskforge plot <run dir | metrics.csv | results.json>`: writes the run's curves (every logged
  * metric against step, from `logs/csv/metrics.csv`, one panel per distinct series: see
  * {@link dropAliasPanels}; bytes in MiB: see {@link bytesToMiB}) and, when the target holds evaluation results
- * with a confusion matrix (`test_results*.json` or any `*.json` given directly), a heat map of it.
+ * with a confusion matrix (`test_results*.json`, also in each of a training run's `evaluations/*`
+ * dirs, or any `*.json` given directly), a heat map of it.
  * Existing files are never replaced: a new name gets `-2`, `-3`… before the extension.
  *
  * @throws TaskforgeError (exit 2) when the target does not exist or holds nothing to plot.
@@ -252,11 +253,12 @@ export async function plotCommand(target: string, options: PlotOptions = {}): Pr
   for (const json of results) {
     const matrix = findConfusion(JSON.parse(readFileSync(json, 'utf8')) as unknown);
     if (!matrix) continue;
-    const { png } = await renderPng(confusionSpec(matrix.class_names, matrix.matrix, basename(json, '.json')));
-    const file = writeNewFileAtomic(
-      join(isDir ? join(runDir, 'plots') : dirname(json), `${basename(json, '.json')}_confusion.png`),
-      png,
-    );
+    // An evaluation under a training run's evaluations/ is named by its dir (test-step=000200).
+    const evaluation = isDir && dirname(json) !== runDir ? basename(dirname(json)) : undefined;
+    const own = basename(json, '.json');
+    const name = evaluation ? (own === 'test_results' ? evaluation : `${evaluation}_${own}`) : own;
+    const { png } = await renderPng(confusionSpec(matrix.class_names, matrix.matrix, name));
+    const file = writeNewFileAtomic(join(isDir ? join(runDir, 'plots') : dirname(json), `${name}_confusion.png`), png);
     result.files.push(file);
   }
   if (result.files.length === 0) {
@@ -289,10 +291,25 @@ function findMetricsCsv(runDir: string): string | undefined {
     .find((f) => existsSync(f));
 }
 
+/**
+ * The test results in a dir: its own `test_results*.json`, then, for a training run, those of each
+ * evaluation under `evaluations/` (where `taskforge test ckpt=<run>/checkpoints/…` writes them).
+ */
 function findResults(runDir: string): string[] {
-  return readdirSync(runDir)
-    .filter((f) => /^test_results.*\.json$/.test(f))
-    .map((f) => join(runDir, f));
+  const own = (dir: string) =>
+    readdirSync(dir)
+      .filter((f) => /^test_results.*\.json$/.test(f))
+      .sort()
+      .map((f) => join(dir, f));
+  const evaluations = join(runDir, 'evaluations');
+  const nested = existsSync(evaluations)
+    ? readdirSync(evaluations, { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name)
+        .sort()
+        .flatMap((d) => own(join(evaluations, d)))
+    : [];
+  return [...own(runDir), ...nested];
 }
 
 function runDirOfCsv(csv: string): string {
