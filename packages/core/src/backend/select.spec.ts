@@ -317,6 +317,23 @@ describe('selectBackend', () => {
       }
     });
   });
+
+  it("wasm chosen, then a plugin's tf.setBackend('cpu') (as in a ddp worker before it moves back): no tfjs-node banner", async () => {
+    // A cpu backend not used yet, as in a fresh worker thread.
+    const cpuFactory = tf.findBackendFactory('cpu')!;
+    tf.removeBackend('cpu');
+    tf.registerBackend('cpu', cpuFactory, 1);
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    try {
+      await selectBackend('wasm');
+      await tf.setBackend('cpu');
+      tf.tensor1d([1, 2]).dispose();
+      expect(warn).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+      await tf.setBackend('cpu');
+    }
+  });
 });
 
 describe('probeAdapterInChild (auto: the adapter is probed in a child process)', () => {

@@ -368,10 +368,6 @@ async function setUp(
     }
     case 'cpu': {
       await activate('cpu', kind);
-      // The cpu backend prints a "you are running TensorFlow.js in Node.js" banner on first use;
-      // the choice was already explained above, so mark it as shown.
-      const backend = tf.backend() as { firstUse?: boolean };
-      if (typeof backend.firstUse === 'boolean') backend.firstUse = false;
       return {
         backend: 'cpu',
         accelerator: 'cpu',
@@ -379,6 +375,17 @@ async function setUp(
       };
     }
   }
+}
+
+/**
+ * TF.js's cpu backend prints a "you are running TensorFlow.js in Node.js … install our node
+ * backend" banner on its first tensor. taskforge has said which backend it chose and why, and a
+ * plugin that calls `tf.setBackend('cpu')` (then moved back, with a warning) would otherwise print
+ * it once per ddp worker: mark it shown, whichever backend was chosen.
+ */
+function silenceCpuBackendBanner(): void {
+  const cpu = tf.findBackend('cpu') as { firstUse?: boolean } | null;
+  if (cpu && typeof cpu.firstUse === 'boolean') cpu.firstUse = false;
 }
 
 function softwareReason(info: GpuAdapterInfo): string {
@@ -465,6 +472,7 @@ export async function selectBackend(
             `wasm backend; ${chosen.backend} uses its own thread pool.`,
         );
       }
+      silenceCpuBackendBanner();
       options.output?.info(`Accelerator: ${chosen.description}${request === 'auto' ? ' (auto)' : ''}`);
       for (const s of skipped) options.output?.info(`  skipped ${s.accelerator}: ${s.reason}`);
       return { ...chosen, skipped };
