@@ -299,6 +299,22 @@ describe('backbone/gpt2 component', () => {
     expect(gpt2Schema.safeParse({ attention_block_size: 0 }).success).toBe(false);
   });
 
+  it("answers Hugging Face's and nanoGPT's key names with its own (keyAliases), each a key it has", () => {
+    const registry = new ComponentRegistry();
+    registry.registerPlugin(plugin);
+    const aliases = registry.resolve('backbone/gpt2').keyAliases!;
+    for (const ours of Object.values(aliases)) expect(Object.keys(gpt2Schema.shape)).toContain(ours);
+    const build = () =>
+      new Instantiator(registry).create(
+        'backbone',
+        { _target_: 'backbone/gpt2', n_layer: 2, n_embd: 32 },
+        { container: createContainer(), modelDataArgs: dataArgs },
+      );
+    expect(build).toThrow(ConfigError);
+    expect(build).toThrow(/backbone\/gpt2 has no 'n_layer': that is another library's name for its 'num_layers'/);
+    expect(build).toThrow(/did you mean 'backbone\.embed_dim'/);
+  });
+
   it('explains which modelDataArgs are missing', () => {
     const err = (() => {
       try {

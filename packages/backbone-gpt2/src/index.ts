@@ -60,6 +60,16 @@ export const gpt2Spec: ComponentSpec<'backbone', Gpt2Config> = {
     'GPT-2 decoder (causal self-attention, learned sos and ' +
     'positions) returning hidden states; heads belong to the task',
   schema: gpt2Schema,
+  // Hugging Face's GPT2Config and nanoGPT's names, and keras-nlp's `hidden_dim`.
+  keyAliases: {
+    n_layer: 'num_layers',
+    n_embd: 'embed_dim',
+    n_head: 'num_heads',
+    hidden_dim: 'embed_dim',
+    resid_pdrop: 'dropout',
+    embd_pdrop: 'dropout',
+    initializer_range: 'init_std',
+  },
   create: (config, ctx) => createGpt2(config, ctx.modelDataArgs),
 };
 

@@ -122,6 +122,37 @@ describe("Session.compose: components' adjustRunConfig", () => {
   });
 });
 
+describe("Session.compose: another library's name for a key (ComponentSpec.keyAliases)", () => {
+  it("names the component's own key and the override that sets it, in place of a guess", async () => {
+    const { session } = await open();
+    const registry = session.container.resolve<ComponentRegistry>(Tokens.Registry);
+    registry.register({ ...sgd, name: 'aliased', keyAliases: { learning_rate: 'lr', mom: 'not_a_key' } });
+    const problems = (overrides: string[]) => {
+      try {
+        session.compose(['optimizer={_target_: optimizer/aliased, lr: 0.1}', ...overrides]);
+      } catch (error) {
+        if (error instanceof ConfigError) return error.problems;
+        throw error;
+      }
+      throw new Error('composed');
+    };
+    const [aliased] = problems(['optimizer.learning_rate=0.5']);
+    expect(aliased).toMatchObject({
+      path: 'optimizer.learning_rate',
+      message: "optimizer/aliased has no 'learning_rate': that is another library's name for its 'lr'",
+      suggestions: ['optimizer.lr'],
+      fixes: ["write 'optimizer.lr=0.5'"],
+    });
+    // Added with ++ (or written in a config file), the schema refuses it the same way.
+    expect(problems(['++optimizer.learning_rate=0.5'])).toMatchObject([
+      { ...aliased, override: '++optimizer.learning_rate=0.5', message: aliased!.message },
+    ]);
+    // An alias of a key the component lacks is not offered.
+    const [unmapped] = problems(['optimizer.mom=0.9']);
+    expect(unmapped!.message).toMatch(/^'optimizer\.mom' is neither a key in the config nor a config group/);
+  });
+});
+
 describe("Session.open: the config's `plugins` list", () => {
   let p: TempProject;
   beforeEach(() => {

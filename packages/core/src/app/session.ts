@@ -205,6 +205,7 @@ export class Session {
   ): ComposedRun {
     const { composed, run, problems, adjusted } = this.check(overrides, options);
     if (problems.length) {
+      for (const problem of problems) this.explainKeyAlias(problem, composed.config);
       // `+key=value` is offered for a missing key only where it would be accepted: try it.
       for (const problem of problems) {
         if (problem.addAs === undefined) continue;
@@ -227,6 +228,27 @@ export class Session {
     for (const note of composed.notes) output.warn(note);
     for (const note of adjusted) output.info(note);
     return run!;
+  }
+
+  /**
+   * An override of a key that does not exist, named as another library names one of the
+   * component's settings (`ComponentSpec.keyAliases`: `backbone.n_layer` for gpt2's `num_layers`):
+   * says so and offers the override of that key, in place of an edit distance's guesses.
+   */
+  private explainKeyAlias(problem: ConfigProblem, config: Record<string, unknown>): void {
+    if (problem.addAs === undefined || problem.override === undefined) return;
+    const [section, key, ...deeper] = problem.path.split('.');
+    const node = config[section!];
+    if (key === undefined || deeper.length > 0 || !isComponentNode(node) || typeof node._target_ !== 'string') return;
+    if (!this.registry.has(node._target_)) return;
+    const ours = this.registry.resolve(node._target_).keyAliases?.[key];
+    if (ours === undefined || !(ours in node)) return;
+    const at = problem.override.indexOf(problem.path);
+    const fixed = `${problem.override.slice(0, at)}${section}.${ours}${problem.override.slice(at + problem.path.length)}`;
+    problem.message = `${node._target_} has no '${key}': that is another library's name for its '${ours}'`;
+    problem.suggestions = [`${section}.${ours}`];
+    problem.fixes = [`write ${shellWord(fixed)}`];
+    delete problem.addAs;
   }
 
   /**

@@ -6,6 +6,8 @@ import { Adam } from './adam.js';
 import { clipByGlobalNorm } from './clip.js';
 import { buildParamGroups, matchesPattern } from './param-groups.js';
 import { Sgd } from './sgd.js';
+import { optimizerSpecs, schedulerSpecs } from './specs.js';
+import { objectKeys } from '../registry/zod-issues.js';
 
 // Reference trajectories from PyTorch's update formulas evaluated in float64 (Python), for
 // p0 = [1, -2], lr = 0.1, and the three gradients below.
@@ -294,5 +296,14 @@ describe('clipByGlobalNorm', () => {
     expect(nonFinite.norm).toBeNaN();
     expect(nonFinite.grads['a']!.dataSync()[1]).toBe(1);
     tf.dispose([grads, below.grads, bad, nonFinite.grads]);
+  });
+});
+
+describe('optimizer and scheduler specs', () => {
+  it("map other libraries' key names (keyAliases) only to keys their schema has", () => {
+    for (const spec of [...optimizerSpecs, ...schedulerSpecs]) {
+      expect(spec.keyAliases, spec.name).toBeDefined();
+      for (const ours of Object.values(spec.keyAliases!)) expect(objectKeys(spec.schema), spec.name).toContain(ours);
+    }
   });
 });

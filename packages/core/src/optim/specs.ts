@@ -15,6 +15,22 @@ const noDecay = z
   .describe('variable-name patterns (substring or glob, case-insensitive) with weight decay 0');
 const beta = z.number().min(0).lt(1);
 
+/** Keras's, TF.js's and timm's names for the settings every optimizer here has. */
+const OPTIMIZER_KEY_ALIASES = {
+  learning_rate: 'lr',
+  learningRate: 'lr',
+  weightDecay: 'weight_decay',
+  wd: 'weight_decay',
+} as const;
+/** …and the Adam family's (`epsilon` is Keras's and TF.js's `eps`). */
+const ADAM_KEY_ALIASES = { ...OPTIMIZER_KEY_ALIASES, epsilon: 'eps' } as const;
+/** Hugging Face's (`num_warmup_steps`) and timm's (`warmup_epochs` is not steps: no alias) warmup names. */
+const SCHEDULER_KEY_ALIASES = {
+  num_warmup_steps: 'warmup_steps',
+  warmupSteps: 'warmup_steps',
+  warmup: 'warmup_steps',
+} as const;
+
 const sgdSchema = z.strictObject({
   lr: lr.default(1e-3),
   momentum: z.number().nonnegative().default(0),
@@ -42,6 +58,7 @@ export const optimizerSpecs: ComponentSpec<'optimizer'>[] = [
     name: 'sgd',
     description: 'SGD with optional (Nesterov) momentum and L2 weight decay, PyTorch update rule',
     schema: sgdSchema,
+    keyAliases: OPTIMIZER_KEY_ALIASES,
     create: (config: SgdConfig, { variables }) =>
       new Sgd(buildParamGroups(variables, { weightDecay: config.weight_decay, noDecay: config.no_decay }), {
         lr: config.lr,
@@ -59,6 +76,7 @@ export const optimizerSpecs: ComponentSpec<'optimizer'>[] = [
     name,
     description,
     schema: adamSchema(wd, patterns),
+    keyAliases: ADAM_KEY_ALIASES,
     create: (config: AdamConfig, { variables }) =>
       new Adam(buildParamGroups(variables, { weightDecay: config.weight_decay, noDecay: config.no_decay }), {
         lr: config.lr,
@@ -89,6 +107,7 @@ export const schedulerSpecs: ComponentSpec<'scheduler'>[] = [
     name: 'constant',
     description: 'constant learning rate after an optional linear warmup',
     schema: constantSchema,
+    keyAliases: SCHEDULER_KEY_ALIASES,
     create: (config: z.infer<typeof constantSchema>, { baseLr }) =>
       constantSchedule(baseLr, { warmupSteps: config.warmup_steps }),
   },
@@ -97,6 +116,7 @@ export const schedulerSpecs: ComponentSpec<'scheduler'>[] = [
     name: 'warmup_cosine',
     description: 'linear warmup, then cosine decay to min_lr_ratio × lr at the last step',
     schema: decaySchema,
+    keyAliases: SCHEDULER_KEY_ALIASES,
     create: (config: DecayConfig, { baseLr, totalSteps }) =>
       warmupCosineSchedule({ baseLr, totalSteps, warmupSteps: config.warmup_steps, minLrRatio: config.min_lr_ratio }),
   },
@@ -105,6 +125,7 @@ export const schedulerSpecs: ComponentSpec<'scheduler'>[] = [
     name: 'warmup_linear',
     description: 'linear warmup, then linear decay to min_lr_ratio × lr at the last step',
     schema: decaySchema,
+    keyAliases: SCHEDULER_KEY_ALIASES,
     create: (config: DecayConfig, { baseLr, totalSteps }) =>
       warmupLinearSchedule({ baseLr, totalSteps, warmupSteps: config.warmup_steps, minLrRatio: config.min_lr_ratio }),
   },

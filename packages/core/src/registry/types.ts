@@ -88,6 +88,14 @@ export interface ComponentSpec<K extends ComponentKind = ComponentKind, C = any>
    * as information (e.g. which keys were taken from where). May throw a ConfigError (exit 2).
    */
   adjustRunConfig?(draft: RunConfigDraft): string[] | void;
+  /**
+   * Optional: the names other libraries give this component's settings, each mapped to the key
+   * it has here (GPT-2's `n_layer` → `num_layers`, Keras's `learning_rate` → `lr`). An override
+   * of such a name (`backbone.n_layer=4`) is refused (exit 2) with the override that sets this
+   * key instead (`backbone.num_layers=4`), which an edit distance would not find. A name is never
+   * accepted in place of the key: the config keeps one spelling.
+   */
+  keyAliases?: Readonly<Record<string, string>>;
 }
 
 /** What `ComponentSpec.adjustRunConfig` is given: the composed, not yet validated run config. */

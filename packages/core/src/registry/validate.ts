@@ -78,7 +78,10 @@ class Validator {
     }
     const spec = this.registry.resolve(target);
     const before = this.problems.length;
-    const out: ConfigNode = { _target_: target, ...(this.parse(spec.schema, rest, path, target) as ConfigNode) };
+    const out: ConfigNode = {
+      _target_: target,
+      ...(this.parse(spec.schema, rest, path, target, spec.keyAliases) as ConfigNode),
+    };
     if (this.problems.length === before) validatedNodes.set(out, this.registry);
     return out;
   }
@@ -87,7 +90,13 @@ class Validator {
    * Parses `input` with `schema`; nested component nodes are validated as their own components
    * and their validated form replaces whatever the outer schema made of them.
    */
-  parse(schema: z.ZodType, input: unknown, path: string, owner?: string): unknown {
+  parse(
+    schema: z.ZodType,
+    input: unknown,
+    path: string,
+    owner?: string,
+    keyAliases?: Readonly<Record<string, string>>,
+  ): unknown {
     const nested: ConfigNode = {};
     if (isPlainObject(input)) {
       for (const [key, value] of Object.entries(input)) {
@@ -96,7 +105,7 @@ class Validator {
     }
     const result = schema.safeParse(input);
     if (!result.success) {
-      this.problems.push(...issuesToProblems(result.error.issues, schema, input, path, owner));
+      this.problems.push(...issuesToProblems(result.error.issues, schema, input, path, owner, keyAliases));
       return isPlainObject(input) ? { ...input, ...nested } : input;
     }
     return isPlainObject(result.data) ? { ...result.data, ...nested } : result.data;

@@ -212,7 +212,9 @@ function describable(issue: z.core.$ZodIssue): boolean {
 
 /**
  * One ConfigProblem per zod issue (one per key for unknown keys). `base` is the dotted path of
- * `input` in the whole config; `owner` (e.g. `backbone/gpt2`) names whose schema rejected it.
+ * `input` in the whole config; `owner` (e.g. `backbone/gpt2`) names whose schema rejected it;
+ * `keyAliases` (its `ComponentSpec.keyAliases`) turns an unknown top-level key that another
+ * library uses (`n_layer`) into a pointer to the key it has (`num_layers`).
  */
 export function issuesToProblems(
   issues: readonly z.core.$ZodIssue[],
@@ -220,6 +222,7 @@ export function issuesToProblems(
   input: unknown,
   base: string,
   owner?: string,
+  keyAliases?: Readonly<Record<string, string>>,
 ): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   const of = owner ? ` for ${owner}` : '';
@@ -229,6 +232,16 @@ export function issuesToProblems(
       const accepted = objectKeys(schemaAt(schema, path));
       for (const key of issue.keys) {
         const keyPath = [...path, key];
+        const ours = path.length === 0 ? keyAliases?.[key] : undefined;
+        if (ours !== undefined && accepted.includes(ours)) {
+          problems.push({
+            path: issuePath(base, keyPath),
+            message: `${owner ?? 'this component'} has no '${key}': that is another library's name for its '${ours}'`,
+            value: valueAt(input, keyPath),
+            suggestions: [issuePath(base, [ours])],
+          });
+          continue;
+        }
         const hint = accepted.length ? `accepted keys: ${accepted.join(', ')}` : 'no keys are accepted here';
         // Full paths, like the suggestions for command-line keys, so each can be pasted as it is.
         const suggestions = suggest(key, accepted).map((k) => issuePath(base, [...path, k]));
