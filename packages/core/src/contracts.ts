@@ -137,6 +137,23 @@ export interface ConfigureOptimizersOptions extends OptimizerBuilders {
 }
 
 /**
+ * A loss that is a mean over `weight` units of the batch, e.g. a masked cross-entropy summed over
+ * the real tokens and divided by their count (`weight` = that count). The Trainer combines the
+ * gradients of ddp shards and of accumulated micro-batches weighted by it (Σ wᵢ·gᵢ / Σ wᵢ), so the
+ * update is the gradient of the mean over every unit of the global batch, as with one device and
+ * no accumulation. A plain scalar counts as a mean over the samples: shards are weighted by their
+ * sample counts, micro-batches equally (Lightning's accumulation). `weight` must be a finite number
+ * ≥ 0 (a TaskforgeError, exit 1, names the value otherwise); a (micro-)batch of weight 0 adds
+ * nothing, so keep its loss finite (`sum / max(count, 1)`). A task returns it on every step or on
+ * none.
+ */
+export interface WeightedLoss {
+  loss: tf.Scalar;
+  /** How many units the loss averages over (real tokens, pixels, …); a plain number, not a tensor. */
+  weight: number;
+}
+
+/**
  * Holds only the math. A step returns a scalar loss (training) or logs metrics (validation/test);
  * the Trainer computes gradients, clips, accumulates, updates and logs, and builds the optimizer
  * and LR scheduler from the config.
@@ -145,10 +162,12 @@ export interface Task<Batch = unknown> {
   namedVariables(): NamedVariables;
   /**
    * The loss of one (micro-)batch: a rank-0 float tensor (shape []), e.g. a mean cross-entropy in
-   * nats. Any other rank is a TaskforgeError (exit 1) naming the shape. Called inside
-   * `tf.variableGrads`, so it must be synchronous and differentiable in the task's variables.
+   * nats, or `{ loss, weight }` (see {@link WeightedLoss}) when the loss is a mean over something
+   * other than the batch's samples, such as its real (unpadded) tokens. Any other rank is a
+   * TaskforgeError (exit 1) naming the shape. Called inside `tf.variableGrads`, so it must be
+   * synchronous and differentiable in the task's variables.
    */
-  trainingStep(batch: Batch, ctx: StepContext): tf.Scalar;
+  trainingStep(batch: Batch, ctx: StepContext): tf.Scalar | WeightedLoss;
   validationStep?(batch: Batch, ctx: StepContext): void;
   testStep?(batch: Batch, ctx: StepContext): void;
   predictStep?(batch: Batch, ctx: StepContext): unknown | Promise<unknown>;

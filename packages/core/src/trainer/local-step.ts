@@ -19,12 +19,15 @@ export interface StepResult {
   logs: LoggedValue[];
   /** By the task's variable names; the caller owns (and disposes) the tensors. */
   grads: Record<string, tf.Tensor>;
+  /** The `WeightedLoss.weight` the step returned (summed over shards), if it returned one. */
+  weight?: number;
 }
 
 /**
  * Runs `task.trainingStep` on `batch` under `tf.variableGrads` for the `trainable` variables
- * (`[task name, variable]` pairs). Throws TaskforgeError (exit 1) when the loss is not a scalar;
- * whatever the step throws propagates, with its logged tensors disposed.
+ * (`[task name, variable]` pairs). Throws TaskforgeError (exit 1) when the loss is not a scalar
+ * or a `WeightedLoss`'s weight is not a finite number ≥ 0; whatever the step throws propagates,
+ * with its logged tensors disposed.
  */
 export async function computeStep(
   task: Task,
@@ -35,10 +38,13 @@ export async function computeStep(
   const log = new StepLog();
   const ctx = log.context(fields);
   let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
+  let weight: number | undefined;
   try {
     result = tf.variableGrads(
       () => {
-        const loss = task.trainingStep(batch, ctx);
+        const output = task.trainingStep(batch, ctx);
+        const loss = isTensorLike(output) ? output : lossOf(output);
+        if (!isTensorLike(output)) weight = weightOf(output);
         if (loss.rank !== 0) {
           throw new TaskforgeError(
             `trainingStep must return a scalar loss, got a tensor of shape [${loss.shape.join(', ')}]; ` +
@@ -60,7 +66,39 @@ export async function computeStep(
   const nameOf = new Map(trainable.map(([name, v]) => [v.name, name]));
   const grads: Record<string, tf.Tensor> = {};
   for (const [tfName, grad] of Object.entries(result.grads)) grads[nameOf.get(tfName)!] = grad;
-  return { loss, logs, grads };
+  return { loss, logs, grads, ...(weight !== undefined ? { weight } : {}) };
+}
+
+const RETURN_HINT =
+  'trainingStep must return a scalar loss tensor or { loss, weight } (a scalar tensor and the number of units ' +
+  'it averages over, e.g. real tokens; see WeightedLoss in docs/new-task.md)';
+
+/** A tensor, known by its shape rather than `instanceof`: a plugin may bundle its own TF.js. */
+function isTensorLike(value: unknown): value is tf.Tensor {
+  const v = value as { rank?: unknown; shape?: unknown } | null;
+  return v !== null && typeof v === 'object' && typeof v.rank === 'number' && Array.isArray(v.shape);
+}
+
+function lossOf(output: unknown): tf.Scalar {
+  const loss = (output as { loss?: unknown } | null)?.loss;
+  if (!isTensorLike(loss)) throw new TaskforgeError(`${RETURN_HINT}; got ${describeValue(output)}.`);
+  return loss as tf.Scalar;
+}
+
+function weightOf(output: unknown): number {
+  const weight = (output as { weight?: unknown }).weight;
+  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0)
+    throw new TaskforgeError(
+      `trainingStep returned { loss, weight } with weight ${describeValue(weight)}: expected a finite number ≥ 0 ` +
+        '(how many units the loss averages over, e.g. the real tokens of the batch, as a plain number).',
+    );
+  return weight;
+}
+
+function describeValue(value: unknown): string {
+  if (isTensorLike(value)) return `a tensor of shape [${value.shape.join(', ')}]`;
+  if (value === null || typeof value !== 'object') return String(value);
+  return `an object with keys ${Object.keys(value).join(', ') || '(none)'}`;
 }
 
 /**

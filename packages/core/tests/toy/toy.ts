@@ -18,6 +18,7 @@ import type {
   StepContext,
   Task,
   TrainerView,
+  WeightedLoss,
 } from '../../src/contracts.js';
 import { Adam, Sgd, warmupCosineSchedule } from '../../src/optim/index.js';
 import type { Output, ProgressHandle } from '../../src/services/tokens.js';
@@ -182,6 +183,16 @@ export interface ToyTaskOptions {
   failStateDict?: boolean;
   /** Validation logs `score` from this list, one value per validation epoch (for checkpoint/early-stopping tests). */
   valScores?: number[];
+  /**
+   * trainingStep returns `{ loss, weight }`: a mean squared error over weighted units, each sample
+   * counting 1–4 units by its target (as a sequence counts its real tokens), weight = their sum.
+   */
+  weightedLoss?: boolean;
+}
+
+/** The units a sample counts for under `weightedLoss`: 1–4, from its target, so any batching agrees. */
+export function toyUnits(y: number): number {
+  return 1 + (Math.floor(Math.abs(y) * 10) % 4);
 }
 
 let instances = 0;
@@ -199,6 +210,7 @@ export class ToyTask implements Task<ToyBatch> {
       | 'oomAtStep'
       | 'noTestSync'
       | 'throwAtTestBatch'
+      | 'weightedLoss'
     >
   > &
     ToyTaskOptions;
@@ -275,13 +287,21 @@ export class ToyTask implements Task<ToyBatch> {
     return tf.losses.meanSquaredError(tf.tensor1d(batch.y), this.forward(batch, ctx)) as tf.Scalar;
   }
 
-  trainingStep(batch: ToyBatch, ctx: StepContext): tf.Scalar {
+  trainingStep(batch: ToyBatch, ctx: StepContext): tf.Scalar | WeightedLoss {
     if (ctx.globalStep === this.options.throwAtStep) throw new Error(`injected failure at step ${ctx.globalStep}`);
     if (ctx.globalStep === this.options.exitAtStep) process.exit(3);
     if (ctx.globalStep === this.options.hangAtStep) for (;;);
     if (ctx.globalStep === this.options.oomAtStep) {
       const hog: number[][] = [];
       for (;;) hog.push(Array.from({ length: 1 << 20 }, (_, i) => i + hog.length));
+    }
+    if (this.options.weightedLoss) {
+      const units = Array.from(batch.y, toyUnits);
+      const weight = units.reduce((a, b) => a + b, 0);
+      const error = tf.squaredDifference(tf.tensor1d(batch.y), this.forward(batch, ctx));
+      const loss = tf.div(tf.sum(tf.mul(error, tf.tensor1d(units))), weight) as tf.Scalar;
+      ctx.log('train_mse', loss, { weight });
+      return { loss, weight };
     }
     const loss = this.mse(batch, ctx);
     ctx.log('train_mse', loss, { weight: batch.size });

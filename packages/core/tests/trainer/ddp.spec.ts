@@ -90,6 +90,26 @@ describe('ddp over worker threads', () => {
     b.dispose();
   });
 
+  it('weighs shard gradients by a WeightedLoss weight, not sample counts: a mean over unequal units matches devices=1', async () => {
+    const weighted = { ...TASK, weightedLoss: true };
+    const config: TrainerConfigInput = { max_epochs: 1, accumulate_grad_batches: 2 };
+    const single = makeTrainer(scratch.dir(), config);
+    const a = new ToyTask(weighted);
+    await single.trainer.fit(a, data());
+    const ddp = ddpTrainer(config, weighted);
+    const b = new ToyTask(weighted);
+    await ddp.trainer.fit(b, data());
+    expectClose(b.snapshot(), a.snapshot());
+    for (const name of ['train_loss', 'train_mse']) {
+      expectClose(
+        { [name]: ddp.logger.series(name).map(([, v]) => v) },
+        { [name]: single.logger.series(name).map(([, v]) => v) },
+      );
+    }
+    a.dispose();
+    b.dispose();
+  });
+
   it('writes single-device checkpoints: ddp -> single and single -> ddp resumes match an uninterrupted run', async () => {
     const reference = new ToyTask(TASK);
     await makeTrainer(scratch.dir(), { max_steps: 4 }).trainer.fit(reference, data());

@@ -82,6 +82,25 @@ describe('Trainer.fit', () => {
     }
   });
 
+  it('accumulates a WeightedLoss by its weights: 4 x batch 2 == 1 x batch 8 for a mean over unequal units', async () => {
+    const runWith = async (batchSize: number, accumulate: number, weightedLoss = true) => {
+      const task = new ToyTask({ hidden: 5, optimizer: 'adam', lr: 0.01, weightedLoss });
+      const dm = new ToyDataModule({ nTrain: 16, batchSize, noVal: true });
+      const { trainer, logger } = makeTrainer(scratch.dir(), { max_steps: 2, accumulate_grad_batches: accumulate });
+      await trainer.fit(task, dm);
+      const weights = task.snapshot();
+      task.dispose();
+      return { weights, losses: logger.series('train_loss').map(([, v]) => v) };
+    };
+    const big = await runWith(8, 1);
+    const small = await runWith(2, 4);
+    for (const [name, values] of Object.entries(big.weights)) {
+      small.weights[name]!.forEach((v, i) => expect(v, name).toBeCloseTo(values[i]!, 6));
+    }
+    // The logged train_loss is the weighted mean too: the loss of the whole batch of 8.
+    small.losses.forEach((v, i) => expect(v).toBeCloseTo(big.losses[i]!, 6));
+  });
+
   it('honours max_steps, max_epochs and limit_*_batches', async () => {
     const count = async (config: Record<string, unknown>) => {
       const recorder = new RecordingCallback();
@@ -414,6 +433,39 @@ describe('Trainer.fit', () => {
       'trainingStep must return a scalar loss, got a tensor of shape [4]',
     );
     task.dispose();
+  });
+
+  it('rejects a WeightedLoss without a scalar loss or with a weight that is not a finite number >= 0, and mixed forms', async () => {
+    const fails = async (step: (task: ToyTask) => ToyTask['trainingStep'], message: string, config = {}) => {
+      const task = new ToyTask();
+      task.trainingStep = step(task);
+      const { trainer } = makeTrainer(scratch.dir(), config);
+      await expect(trainer.fit(task, new ToyDataModule())).rejects.toThrow(message);
+      task.dispose();
+    };
+    const mse = (task: ToyTask, batch: Parameters<ToyTask['forward']>[0], ctx: Parameters<ToyTask['forward']>[1]) =>
+      tf.losses.meanSquaredError(tf.tensor1d(batch.y), task.forward(batch, ctx)) as tf.Scalar;
+    await fails(
+      () => () => ({ weight: 3 }) as never,
+      'trainingStep must return a scalar loss tensor or { loss, weight } (a scalar tensor and the number of units ' +
+        'it averages over, e.g. real tokens; see WeightedLoss in docs/new-task.md); got an object with keys weight.',
+    );
+    for (const [weight, shown] of [
+      [Number.NaN, 'NaN'],
+      [-1, '-1'],
+      [tf.scalar(2), 'a tensor of shape []'],
+    ] as const) {
+      await fails(
+        (task) => (batch, ctx) => ({ loss: mse(task, batch, ctx), weight: weight as number }),
+        `trainingStep returned { loss, weight } with weight ${shown}: expected a finite number ≥ 0`,
+      );
+    }
+    await fails(
+      (task) => (batch, ctx) =>
+        ctx.batchIdx === 1 ? { loss: mse(task, batch, ctx), weight: 2 } : mse(task, batch, ctx),
+      'trainingStep returned { loss, weight } at global step 0 (batch 1) but a plain loss for an earlier batch of the same step',
+      { accumulate_grad_batches: 2 },
+    );
   });
 
   it("test() averages metrics by weight and returns the extras (result files are the app layer's); predict() returns outputs", async () => {

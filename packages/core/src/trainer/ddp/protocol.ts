@@ -83,6 +83,8 @@ export type FromWorker =
       loss: number;
       logs: LoggedValue[];
       grads: Record<string, Float32Array>;
+      /** A training step's `WeightedLoss.weight`, when the task returned one. */
+      weight?: number;
       /** `predictStep`'s output, encoded; `exportTestState`'s state. */
       output?: unknown;
       /** Milliseconds the worker spent on this request, from receiving it to posting the answer. */

@@ -443,9 +443,8 @@ export class DDPStrategy implements Strategy {
       computeStep(task, shards[0]!.batch, fields, trainable),
     );
     const reduceStart = performance.now();
-    const total = shards.reduce((n, s) => n + s.size, 0);
-    const weightsOf = shards.map((s) => s.size / total);
     try {
+      const weightsOf = this.shardWeights(shards, [local, ...remote], fields);
       const missing = Object.keys(local.grads).flatMap((name) => {
         const rank = remote.findIndex((r) => !r.grads[name]);
         return rank === -1 ? [] : [{ name, rank: rank + 1 }];
@@ -485,10 +484,35 @@ export class DDPStrategy implements Strategy {
           shards.map((s) => s.size),
         ),
         grads,
+        ...(local.weight !== undefined ? { weight: local.weight + remote.reduce((s, r) => s + r.weight!, 0) } : {}),
       };
     } finally {
       tf.dispose(local.grads);
     }
+  }
+
+  /**
+   * Each shard's share of the batch gradient: its `WeightedLoss.weight` over their sum when the
+   * task returns one (a per-token mean weighs its shard by its real tokens), else its sample count
+   * over the batch's. Shards that all weigh 0 add nothing (their gradients are then averaged by
+   * sample count, to stay finite). A task returning a weight on some shards only is a TaskforgeError.
+   */
+  private shardWeights(shards: Shard[], results: Array<{ weight?: number }>, fields: StepFields): number[] {
+    const weighted = results.filter((r) => r.weight !== undefined).length;
+    if (weighted > 0 && weighted < results.length) {
+      const rank = results.findIndex((r) => (r.weight === undefined) !== (results[0]!.weight === undefined));
+      throw this.workerError(
+        rank,
+        this.where(fields),
+        `its trainingStep returned ${results[rank]!.weight === undefined ? 'a plain loss' : '{ loss, weight }'} ` +
+          `and rank 0's ${results[0]!.weight === undefined ? 'a plain loss' : '{ loss, weight }'}: return one form on every step`,
+        { stepNotApplied: true },
+      );
+    }
+    const units = weighted > 0 ? results.map((r) => r.weight!) : shards.map((s) => s.size);
+    const total = units.reduce((n, u) => n + u, 0);
+    if (total > 0) return units.map((u) => u / total);
+    return shards.map((s) => s.size / shards.reduce((n, x) => n + x.size, 0));
   }
 
   /**

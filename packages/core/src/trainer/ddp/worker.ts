@@ -114,6 +114,7 @@ async function answer(message: ToWorker): Promise<void> {
       loss: result.loss,
       logs: result.logs,
       grads,
+      ...(result.weight !== undefined ? { weight: result.weight } : {}),
       busyMs: done - started,
       phasesMs: {
         receive: performance.timeOrigin + started - (message.sentAt ?? Number.NaN),

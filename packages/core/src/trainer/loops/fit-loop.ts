@@ -4,7 +4,7 @@
  * `trainEpoch` feeds micro-batches, validating every `val_check_interval` and at the epoch end;
  * `trainMicroBatch` computes a loss and its gradients (through the strategy, which may shard the batch
  * over workers and returns the whole micro-batch's gradients); `optimizerStep` averages the
- * accumulated gradients, clips, sets the LR and updates the weights.
+ * accumulated gradients (weighted, for a `WeightedLoss`), clips, sets the LR and updates the weights.
  * The accumulation state lives in fields, so each piece is a plain method.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -49,6 +49,8 @@ export interface FitLoopHost {
 interface MicroBatch {
   loss: number;
   logs: Array<{ name: string; value: number; weight: number }>;
+  /** The step's `WeightedLoss.weight`, when it returned one. */
+  weight?: number;
 }
 
 /** Seeds of the training steps are derived from (trainer.seed, this, globalStep, micro-batch). */
@@ -135,8 +137,18 @@ export class FitLoop {
       },
       this.trainable,
     );
-    const { loss, logs } = result;
-    accumulateGrads(this.accumulated, result.grads);
+    const { loss, logs, weight } = result;
+    if (this.micro.length > 0 && (this.micro[0]!.weight === undefined) !== (weight === undefined)) {
+      tf.dispose(result.grads);
+      throw new TaskforgeError(
+        `trainingStep returned ${weight === undefined ? 'a plain loss' : '{ loss, weight }'} at global step ` +
+          `${progress.globalStep} (batch ${this.batchIdx}) but ${weight === undefined ? '{ loss, weight }' : 'a plain loss'} ` +
+          'for an earlier batch of the same step: return one form on every step, so accumulated batches combine alike.',
+      );
+    }
+    // Accumulated, a weighted loss adds its gradient times its weight; optimizerStep divides by
+    // the weights' sum. (One batch per step needs neither: its gradient is the step's.)
+    accumulateGrads(this.accumulated, result.grads, config.accumulate_grad_batches > 1 ? weight : undefined);
     if (!Number.isFinite(loss) && config.stop_on_nan) {
       tf.dispose(this.accumulated);
       throw new TaskforgeError(
@@ -148,7 +160,7 @@ export class FitLoop {
           'Set trainer.stop_on_nan=false to keep training anyway.',
       );
     }
-    this.micro.push({ loss, logs });
+    this.micro.push({ loss, logs, ...(weight !== undefined ? { weight } : {}) });
     this.batchIdx += 1;
   }
 
@@ -182,7 +194,11 @@ export class FitLoop {
     const { host } = this;
     const { optimizer, progress, config } = host;
     const micro = this.micro;
-    const averaged = averageGrads(this.accumulated, micro.length);
+    // Lightning averages accumulated batches equally; a WeightedLoss's batches by their weights.
+    const weighted = micro[0]?.weight !== undefined;
+    const totalWeight = micro.reduce((sum, m) => sum + (m.weight ?? 0), 0);
+    const scaled = weighted && host.config.accumulate_grad_batches > 1;
+    const averaged = averageGrads(this.accumulated, scaled ? totalWeight || 1 : micro.length);
     this.accumulated = {};
     this.micro = [];
     let grads = host.strategy.reduceGradients(averaged);
@@ -216,7 +232,7 @@ export class FitLoop {
       tf.dispose(grads);
     }
     for (const m of micro) {
-      metrics.add('train_loss', m.loss);
+      metrics.add('train_loss', m.loss, weighted && totalWeight > 0 ? m.weight : 1);
       metrics.addAll(m.logs);
     }
     progress.globalStep += 1;
