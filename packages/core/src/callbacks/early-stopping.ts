@@ -85,10 +85,21 @@ export class EarlyStopping implements Callback {
   }
 
   stateDict(): Record<string, unknown> {
-    return { best: this.best ?? null, wait: this.wait };
+    return { best: this.best ?? null, wait: this.wait, monitor: this.options.monitor, mode: this.options.mode };
   }
 
+  /**
+   * Restores the best value and the validations waited. A best value of another monitor or mode
+   * (a resume with other early-stopping settings) would compare unlike with like: the count
+   * starts afresh instead (Lightning keys this state by monitor and mode).
+   */
   loadStateDict(state: Record<string, unknown>): void {
+    const monitor = state['monitor'] as string | undefined;
+    if (monitor !== undefined && (monitor !== this.options.monitor || state['mode'] !== this.options.mode)) {
+      this.best = undefined;
+      this.wait = 0;
+      return;
+    }
     this.best = (state['best'] as number | null) ?? undefined;
     this.wait = (state['wait'] as number | undefined) ?? 0;
   }

@@ -152,11 +152,46 @@ export class ModelCheckpoint implements CheckpointingCallback {
   }
 
   stateDict(): Record<string, unknown> {
-    return { saved: this.saved, lastPath: this.lastPath ?? null, lastSavedStep: this.lastSavedStep };
+    return {
+      saved: this.saved,
+      lastPath: this.lastPath ?? null,
+      lastSavedStep: this.lastSavedStep,
+      monitor: this.options.monitor,
+      mode: this.options.mode,
+    };
   }
 
+  /**
+   * Restores the kept checkpoints and `last`. Checkpoints ranked by another monitor or mode than
+   * this run's (a resume that did not repeat the monitor override) are not adopted: ranked anew,
+   * they could be evicted, and the best of the earlier ranking deleted. They stay on disk,
+   * untouched, with a warning naming them and the override that ranks them again (as Lightning
+   * keys a ModelCheckpoint's state by its monitor and mode).
+   */
   loadStateDict(state: Record<string, unknown>): void {
-    this.saved = (state['saved'] as Saved[] | undefined) ?? [];
+    const saved = (state['saved'] as Saved[] | undefined) ?? [];
+    const monitor = state['monitor'] as string | null | undefined;
+    const mode = (state['mode'] as 'min' | 'max' | undefined) ?? 'min';
+    const sameRanking =
+      monitor === undefined || (monitor === this.options.monitor && (monitor === null || mode === this.options.mode));
+    this.saved = sameRanking ? saved : [];
+    if (!sameRanking && saved.length > 0) {
+      const was = monitor === null ? 'by recency (no monitor)' : `by ${monitor} (mode=${mode})`;
+      const now =
+        this.options.monitor === null
+          ? 'by recency (no monitor)'
+          : `by ${this.options.monitor} (mode=${this.options.mode})`;
+      const restore =
+        monitor === null
+          ? 'trainer.callbacks.model_checkpoint.monitor=null'
+          : `trainer.callbacks.model_checkpoint.monitor=${monitor} trainer.callbacks.model_checkpoint.mode=${mode}`;
+      this.warn(
+        `The checkpoint resumed from kept its checkpoints ranked ${was}; this run ranks them ${now}. ` +
+          `${saved.map((s) => s.path).join(', ')} stay${saved.length === 1 ? 's' : ''} on disk, outside this run's ` +
+          `ranking (never replaced or deleted by it); to go on ranking ${saved.length === 1 ? 'it' : 'them'}, ` +
+          `resume with ${restore}.`,
+      );
+    }
     this.lastPath = (state['lastPath'] as string | null | undefined) ?? undefined;
     this.lastSavedStep = (state['lastSavedStep'] as number | undefined) ?? -1;
   }

@@ -138,7 +138,7 @@ describe('EarlyStopping', () => {
     expect(output.lines.join('\n')).toContain(
       "Stopped at step 16: early stopping: 'score' did not improve (mode min: lower is better) by more than 0.05 in 2 validations (best 0.8, now 0.85).",
     );
-    expect(stopper.stateDict()).toEqual({ best: 0.8, wait: 2 });
+    expect(stopper.stateDict()).toEqual({ best: 0.8, wait: 2, monitor: 'score', mode: 'min' });
     task.dispose();
   });
 
@@ -186,6 +186,24 @@ describe('EarlyStopping', () => {
     const result = await trainer.fit(task, new ToyDataModule());
     expect(result.globalStep).toBe(7);
     task.dispose();
+  });
+
+  it('restores its best value and wait for the same monitor and mode only', () => {
+    const first = new EarlyStopping({ monitor: 'score', mode: 'max' });
+    first.best = 0.9;
+    first.wait = 2;
+    const same = new EarlyStopping({ monitor: 'score', mode: 'max' });
+    same.loadStateDict(first.stateDict());
+    expect([same.best, same.wait]).toEqual([0.9, 2]);
+    // A best score read as a loss (mode min) would stop a run that is improving: start afresh.
+    for (const other of [new EarlyStopping({ monitor: 'val/loss' }), new EarlyStopping({ monitor: 'score' })]) {
+      other.loadStateDict(first.stateDict());
+      expect([other.best, other.wait]).toEqual([undefined, 0]);
+    }
+    // Checkpoints written before the monitor was saved restore as they did.
+    const old = new EarlyStopping({ monitor: 'val/loss' });
+    old.loadStateDict({ best: 0.5, wait: 1 });
+    expect([old.best, old.wait]).toEqual([0.5, 1]);
   });
 
   it('a monitor validation never logs is a config error (exit 2) with a did-you-mean', async () => {

@@ -399,6 +399,37 @@ describe('resuming in place', () => {
   });
 });
 
+describe('resuming with another checkpoint monitor', () => {
+  it("keeps the earlier ranking's best on disk, outside the new ranking, and says how to rank it again", async () => {
+    const root = scratch.dir();
+    const runDir = join(root, 'ranked');
+    // Scores per validation (one per epoch): the best (max) is the second epoch's.
+    const task = () => new ToyTask({ hidden: 3, valScores: [0.1, 0.9, 0.2, 0.3, 0.4, 0.5] });
+    const ranked = new ModelCheckpoint({ monitor: 'score', mode: 'max' });
+    await makeTrainer(root, { max_epochs: 3 }, [ranked], { runDir }).trainer.fit(
+      task(),
+      new ToyDataModule({ nVal: 8 }),
+    );
+    const best = ranked.bestModelPath!;
+    expect(best).toBe(join(runDir, 'checkpoints', 'step=000016'));
+    // Resumed in place without the monitor: a recency ranking with save_top_k=1 would evict (delete) it.
+    const warnings: string[] = [];
+    const unranked = new ModelCheckpoint({}, { warn: (m) => warnings.push(m) });
+    const again = makeTrainer(root, { max_epochs: 5 }, [unranked], { runDir });
+    const result = await again.trainer.fit(task(), new ToyDataModule({ nVal: 8 }), {
+      resumeFrom: join(runDir, 'checkpoints', 'last'),
+    });
+    expect(existsSync(best)).toBe(true);
+    expect(result.bestCheckpoint).toBe(join(runDir, 'checkpoints', 'step=000040'));
+    expect(unranked.kept).toEqual([join(runDir, 'checkpoints', 'step=000040')]);
+    expect(warnings.join('\n')).toContain(
+      `The checkpoint resumed from kept its checkpoints ranked by score (mode=max); this run ranks them by recency ` +
+        `(no monitor). ${best} stays on disk, outside this run's ranking (never replaced or deleted by it); to go on ` +
+        'ranking it, resume with trainer.callbacks.model_checkpoint.monitor=score trainer.callbacks.model_checkpoint.mode=max.',
+    );
+  });
+});
+
 describe('resuming on other data', () => {
   it('is refused naming the data setting that changed and the override that restores it', async () => {
     const withData = (inputDim: number) => ({
