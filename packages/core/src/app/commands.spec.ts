@@ -128,6 +128,26 @@ describe('a run refused early (s5: finding 4)', () => {
   });
 });
 
+describe('a run with no task (s10)', () => {
+  it("names the task options of this project's search path (core knows no task of its own)", async () => {
+    mkdirSync(join(project, 'conf', 'task', 'text'), { recursive: true });
+    writeFileSync(
+      join(project, 'conf', 'task', 'text', 'tagging.yaml'),
+      '_target_: task/refusing\nrefuse_at_step: null\n',
+    );
+    writeFileSync(join(project, 'conf', 'task', 'regression.yaml'), '_target_: task/refusing\nrefuse_at_step: null\n');
+    try {
+      const { error } = await train(['~task']);
+      expect(error?.exitCode).toBe(2);
+      expect(error?.message).toContain(
+        'task: no task is configured; choose one on the command line: task=regression, task=text/tagging',
+      );
+    } finally {
+      rmSync(join(project, 'conf', 'task'), { recursive: true, force: true });
+    }
+  });
+});
+
 describe('the default run dir (s5: finding 1)', () => {
   it('two runs started in the same second get <time> and <time>-2; neither writes into the other', async () => {
     const clock = { now: () => new Date(2026, 10, 30, 13, 5, 9).getTime() };

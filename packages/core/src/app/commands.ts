@@ -9,6 +9,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import type { DataModule, ModelDataArgs, Stage, Task } from '../contracts.js';
 import { toYaml } from '../config/index.js';
+import { listGroupOptions } from '../config/search-path.js';
 import { overrideHint } from '../config/override-grammar.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
@@ -281,12 +282,16 @@ async function prepareRun(
   const output = container.resolve<Output>(Tokens.Output);
   const instantiator = container.resolve<Instantiator>(Tokens.Instantiator);
   if (!config.task) {
+    const options = listGroupOptions(session.searchPath, 'task');
     throw new ConfigError(
       [
         {
           path: 'task',
           message:
-            'no task is configured; choose one on the command line, e.g. task=vision/igpt (see `taskforge list`)',
+            'no task is configured; choose one on the command line' +
+            (options.length
+              ? `: ${options.map((o) => `task=${o}`).join(', ')}`
+              : ': no config group task/ has an option here (see `taskforge list` for the plugins loaded)'),
         },
       ],
       'Nothing to run',
