@@ -404,10 +404,26 @@ export function restoreTaskWeights(
     problems.push(`in the checkpoint but not in the model: ${list(unexpected.map((n) => `'${n}'`))}`);
   if (problems.length) {
     const differences = options.currentConfig ? modelConfigDifferences(checkpoint.dir, options.currentConfig) : [];
+    // A key the checkpoint's config lacks was added by this run (an override or a file: `~key`
+    // removes it) or is a setting the code gained since, whose default no override removes.
+    const settable = differences.filter((d) => d.saved !== UNSET);
+    const added = differences.filter((d) => d.saved === UNSET);
+    const describe = (d: { key: string; saved: string; current: string }) =>
+      d.saved === UNSET
+        ? `${d.key} is not in it and ${d.current} here`
+        : `${d.key} is ${d.saved} there and ${d.current} here`;
     const advice = differences.length
       ? `The model config differs from the checkpoint's (${join(checkpoint.dir, 'config.yaml')}): ` +
-        `${differences.map((d) => `${d.key} is ${d.saved} there and ${d.current} here`).join(', ')}; ` +
-        `to load it, set ${differences.map(loadingOverride).join(' ')} (or drop the overrides that changed them).`
+        `${differences.map(describe).join(', ')}; ` +
+        (settable.length
+          ? `to load it, set ${settable.map(loadingOverride).join(' ')} (or drop the overrides that changed them)` +
+            (added.length ? ', and ' : '.')
+          : '') +
+        (added.length
+          ? `${settable.length ? '' : 'to load it, '}remove ${added.map((d) => d.key).join(', ')} if this run added ` +
+            `${added.length === 1 ? 'it' : 'them'} (${added.map((d) => `~${d.key}`).join(' ')}, or drop the override); ` +
+            `a setting the code gained since the checkpoint was saved has no override: load it with the code it was trained with.`
+          : '')
       : 'The model config (or the data that sizes it) differs from the one the checkpoint ' +
         "was trained with; use the config saved in the checkpoint's config.yaml.";
     // Names are made by the components' code, not by config values: when they differ, the fix may
@@ -442,9 +458,8 @@ export function checkpointName(globalStep: number): string {
   return `step=${String(globalStep).padStart(6, '0')}`;
 }
 
-/** The override that gives a key the checkpoint's value: remove it (`~`), add it (`+`) or set it. */
+/** The override that gives a key the checkpoint's value: add it (`+`) or set it. */
 function loadingOverride(d: { key: string; saved: string; current: string }): string {
-  if (d.saved === UNSET) return `~${d.key}`;
   return `${d.current === UNSET ? '+' : ''}${d.key}=${d.saved}`;
 }
 

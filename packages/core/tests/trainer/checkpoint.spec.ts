@@ -144,7 +144,11 @@ describe('checkpoints', () => {
         return e as Error;
       }
     })();
-    expect(sided!.message).toContain('to load it, set +task.hidden=0 ~task.classify (or drop the overrides');
+    expect(sided!.message).toContain(
+      'task.classify is not in it and true here; to load it, set +task.hidden=0 (or drop the overrides that ' +
+        'changed them), and remove task.classify if this run added it (~task.classify, or drop the override); a ' +
+        'setting the code gained since the checkpoint was saved has no override: load it with the code it was trained with.',
+    );
     configured.dispose();
 
     // Non-strict (pretrained weights into a bigger model): only what matches is loaded.
