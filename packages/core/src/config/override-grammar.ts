@@ -535,10 +535,15 @@ export function parseOverrideKey(text: string): OverrideKey {
   const pkg = at < 0 ? undefined : key.slice(at + 1);
   const badPath = checkPath(path.replace(/^\//, ''), /[./]/);
   if (badPath !== undefined) {
+    // OmegaConf's `a[0]` for a list element: a key segment here (`a.0`), as in OmegaConf.update.
+    const indexed = path.replace(/\[([0-9]+)\]/g, '.$1');
+    const fix = indexed !== path && checkPath(indexed.replace(/^\//, ''), /[./]/) === undefined;
     throw new OverrideSyntaxError(
       pos + badPath + (path.startsWith('/') ? 1 : 0),
       `'${key}' is not a valid key: expected names (letters, ` +
-        `digits, _ $ -) separated by '.' (keys) or '/' (config groups)`,
+        `digits, _ $ -) separated by '.' (keys) or '/' (config groups)` +
+        (fix ? `; a list element is a key segment: '${indexed}'` : ''),
+      fix ? [prefix + indexed + key.slice(path.length) + rest] : [],
     );
   }
   if (pkg !== undefined) {

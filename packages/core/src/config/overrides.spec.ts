@@ -67,6 +67,11 @@ describe('parseOverride', () => {
     expect(message('+x')).toContain("write '+x=<value>'");
     expect(message('=3')).toContain('column 1: expected a key');
     expect(message('a..b=1')).toContain("'a..b' is not a valid key");
+    // OmegaConf's list index: the element is a key segment here.
+    expect(message('optimizer.betas[0]=0.8')).toContain(
+      "a list element is a key segment: 'optimizer.betas.0'; write 'optimizer.betas.0=0.8'",
+    );
+    expect(message('++a[1][2]=3')).toContain("write '++a.1.2=3'");
     expect(message('a=[1,2')).toContain(
       "cannot parse override 'a=[1,2' at column 7: unterminated list: " +
         "expected ',' or ']' (the list opens at column 3); write 'a=[1,2]'",
