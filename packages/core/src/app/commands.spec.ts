@@ -107,6 +107,18 @@ describe('a run refused early (s5: finding 4)', () => {
     expect(existsSync(runDir)).toBe(false);
   });
 
+  it('removes the parent dirs it created for the run dir too (outputs/<date>/), while they are empty', async () => {
+    const parent = join(project, 'made', 'for-it');
+    const { error, output } = await train([`trainer.run_dir=${join(parent, 'run')}`, 'task.refuse_at_step=0']);
+    expect(error?.exitCode).toBe(2);
+    expect(said(output)).toContain(`Removed the run dir ${join(parent, 'run')}`);
+    expect(existsSync(join(project, 'made'))).toBe(false);
+    // A parent that existed (or that another run wrote into) stays.
+    mkdirSync(join(project, 'shared-parent', 'other-run'), { recursive: true });
+    await train([`trainer.run_dir=${join(project, 'shared-parent', 'new', 'run')}`, 'task.refuse_at_step=0']);
+    expect(readdirSync(join(project, 'shared-parent'))).toEqual(['other-run']);
+  });
+
   it('keeps a run dir that existed before the run, even empty', async () => {
     const runDir = join(project, 'existed');
     mkdirSync(runDir);

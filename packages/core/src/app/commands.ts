@@ -3,7 +3,7 @@
  * the backend and the run dir), build the components through the registry, and hand them to it.
  * The CLI only parses arguments.
  */
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -314,6 +314,8 @@ async function prepareRun(
   });
   const { runDir } = trainer;
   let created = false;
+  /** The outermost parent dir the claim created (`outputs/<date>` for a default run dir). */
+  let createdParent: string | undefined;
 
   const run: PreparedRun = {
     runDir,
@@ -322,7 +324,7 @@ async function prepareRun(
     createRunDir() {
       // Again, just before writing: another process may have written there since.
       assertRunDirFree(runDir, runDirCheck);
-      created = claimDir(runDir);
+      ({ created, createdParent } = claimDir(runDir));
       if (!created && !config.trainer.run_dir) {
         // The default dir did not exist when it was chosen: another run took it in the meantime.
         throw new TaskforgeError(
@@ -335,7 +337,10 @@ async function prepareRun(
     },
     discardIfBare(why = 'the run stopped before writing any checkpoint, metric or result') {
       try {
-        if (created && removeRunDirIfBare(runDir)) output.info(`Removed the run dir ${runDir}: ${why}.`);
+        if (created && removeRunDirIfBare(runDir)) {
+          output.info(`Removed the run dir ${runDir}: ${why}.`);
+          removeEmptyParents(runDir, createdParent);
+        }
       } catch {
         // Best effort: the run's own error is what matters.
       }
@@ -356,20 +361,37 @@ async function prepareRun(
 }
 
 /**
- * Creates `dir` (its parents as needed); true when this call created it, false when it existed.
+ * Creates `dir` (its parents as needed). `created`: this call created it (false when it existed);
+ * `createdParent`: the outermost parent it created, if any.
  * @throws TaskforgeError exit code 1 naming `dir` when it cannot be created.
  */
-function claimDir(dir: string): boolean {
+function claimDir(dir: string): { created: boolean; createdParent: string | undefined } {
   return withFsErrors('create the run dir', dir, () => {
-    mkdirSync(dirname(dir), { recursive: true });
+    const createdParent = mkdirSync(dirname(dir), { recursive: true });
     try {
       mkdirSync(dir);
-      return true;
+      return { created: true, createdParent };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return { created: false, createdParent };
       throw error;
     }
   });
+}
+
+/**
+ * After a removed run dir: removes the parents its claim created (`outputs/2026-12-01/`), from the
+ * innermost up to `outermost`, while they are empty; a parent another run wrote into stays.
+ */
+function removeEmptyParents(runDir: string, outermost: string | undefined): void {
+  if (outermost === undefined) return;
+  for (let dir = dirname(runDir); dir.length >= outermost.length; dir = dirname(dir)) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      return; // not empty (or gone): leave it and everything above it
+    }
+    if (dir === outermost) return;
+  }
 }
 
 /** A checkpoint named by `ckpt=`: its dir, the step its weights were saved at, and its data facts. */
