@@ -1,9 +1,8 @@
 import { z } from 'zod';
 import type { Callback, TrainerView } from '../contracts.js';
-import { suggest } from '../config/suggest.js';
 import { ConfigError } from '../errors.js';
 import type { Output } from '../services/tokens.js';
-import { availableMetrics, minModeWarning } from './metrics.js';
+import { availableMetrics, minModeWarning, suggestMetric } from './metrics.js';
 
 export const earlyStoppingSchema = z.strictObject({
   /** `val/loss`: what core's tasks and the generated ones log (`<split>/<name>`). */
@@ -57,7 +56,7 @@ export class EarlyStopping implements Callback {
               `log it in the task's validationStep (ctx.log('${monitor}', ` +
               `...)) or set monitor to one of the logged metrics`,
             value: monitor,
-            suggestions: suggest(monitor, logged),
+            suggestions: suggestMetric(monitor, logged),
           },
         ],
         'Invalid early-stopping monitor',

@@ -1,4 +1,5 @@
 import type { TrainerView } from '../contracts.js';
+import { suggest } from '../config/suggest.js';
 
 /** The logged metric names, for "did you mean" style error messages. */
 export function availableMetrics(trainer: TrainerView): string {
@@ -34,4 +35,23 @@ export function minModeWarning(key: string, monitor: string | null, mode: 'min' 
     `${key}.monitor is '${monitor}', which reads as higher-is-better, but ${key}.mode is min (the default, ` +
     `as in Lightning), so its lowest value counts as best; set ${key}.mode=max if higher is better.`
   );
+}
+
+/**
+ * "Did you mean" metrics for a monitor nothing logs, best first, at most 3: close spellings
+ * (`val/los` → `val/loss`), then logged names that start and end with the monitor's first and
+ * last words, whatever the separators (`val_acc` → `val/tok_acc`).
+ */
+export function suggestMetric(monitor: string, logged: readonly string[]): string[] {
+  const words = (name: string) =>
+    name
+      .toLowerCase()
+      .split(/[/_.\-]+/)
+      .filter(Boolean);
+  const wanted = words(monitor);
+  const sameSplitAndEnd = logged.filter((name) => {
+    const w = words(name);
+    return name !== monitor && w.length > 1 && w[0] === wanted[0] && w.at(-1) === wanted.at(-1);
+  });
+  return [...new Set([...suggest(monitor, logged), ...sameSplitAndEnd])].slice(0, 3);
 }

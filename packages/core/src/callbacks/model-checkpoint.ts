@@ -2,12 +2,11 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { TrainerView } from '../contracts.js';
-import { suggest } from '../config/suggest.js';
 import { ConfigError } from '../errors.js';
 import type { Output } from '../services/tokens.js';
 import { checkpointName } from '../trainer/checkpoint.js';
 import type { CheckpointingCallback } from '../trainer/trainer.js';
-import { availableMetrics, minModeWarning } from './metrics.js';
+import { availableMetrics, minModeWarning, suggestMetric } from './metrics.js';
 
 export const modelCheckpointSchema = z.strictObject({
   /** Default `<runDir>/checkpoints`. */
@@ -268,7 +267,7 @@ export class ModelCheckpoint implements CheckpointingCallback {
             `(logged: ${logged.map((n) => `'${n}'`).join(', ') || 'none'}); ` +
             `set monitor to one of those, or log it from the task (ctx.log('${monitor}', ...)).${kept}`,
           value: monitor,
-          suggestions: suggest(monitor, logged),
+          suggestions: suggestMetric(monitor, logged),
         },
       ],
       'Invalid checkpoint monitor',

@@ -14,7 +14,7 @@ import {
 import { ConfigError } from '../../src/errors.js';
 import { Tokens } from '../../src/services/tokens.js';
 import { RecordingOutput, ToyDataModule, ToyTask } from '../toy/toy.js';
-import { readsHigherIsBetter } from '../../src/callbacks/metrics.js';
+import { readsHigherIsBetter, suggestMetric } from '../../src/callbacks/metrics.js';
 import { makeTrainer, useScratch } from '../trainer/helpers.js';
 
 const scratch = useScratch();
@@ -123,6 +123,16 @@ describe('ModelCheckpoint', () => {
       JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep,
     ).toBe(1);
     task.dispose();
+  });
+});
+
+describe('suggestMetric', () => {
+  it('suggests close spellings, then logged metrics of the same split ending in the same word', () => {
+    const logged = ['train/loss', 'val/loss', 'val/tok_acc', 'val/entity_f1', 'test/tok_acc'];
+    expect(suggestMetric('val/los', logged)).toEqual(['val/loss']);
+    expect(suggestMetric('val_acc', logged)).toEqual(['val/tok_acc']);
+    expect(suggestMetric('val/f1', logged)).toEqual(['val/entity_f1']);
+    expect(suggestMetric('val/bleu', logged)).toEqual([]);
   });
 });
 
