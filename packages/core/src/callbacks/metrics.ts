@@ -46,7 +46,7 @@ export function suggestMetric(monitor: string, logged: readonly string[]): strin
   const words = (name: string) =>
     name
       .toLowerCase()
-      .split(/[/_.\-]+/)
+      .split(/[/_.-]+/)
       .filter(Boolean);
   const wanted = words(monitor);
   const sameSplitAndEnd = logged.filter((name) => {
