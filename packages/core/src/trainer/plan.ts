@@ -51,8 +51,19 @@ export interface FitPlan {
   trainBatches: number | undefined;
   /** Planned optimizer steps over the whole run. */
   totalSteps: number;
-  /** Validate every this many training batches within an epoch; undefined = only at the epoch end. */
+  /**
+   * Validate every this many training batches within an epoch (a whole-number
+   * `val_check_interval`); undefined = see `valAtBatches`, or only at the epoch end.
+   */
   valEveryBatches: number | undefined;
+  /**
+   * For a fractional `val_check_interval` f: the batch positions of an epoch after which it
+   * validates besides its end, round(k·f·n) of its n batches for k = 1, 2, … while k·f ≤ 1 − f/2.
+   * So 0.5 means twice per epoch, the middle and the end (63 and 125 of 125 batches), and a point
+   * less than half an interval before the end is left to the end's validation (0.3: at 0.3, 0.6
+   * and the end, not also at 0.9). Empty otherwise.
+   */
+  valAtBatches: number[];
   /**
    * Validation runs: the datamodule has a val split and `limit_val_batches` is not 0;
    * `valBatches` undefined then means "until exhausted".
@@ -104,6 +115,7 @@ export function planFit(config: TrainerConfig, dm: DataModule, datamodule = 'the
     ]);
   }
   let valEveryBatches: number | undefined;
+  const valAtBatches: number[] = [];
   const interval = config.val_check_interval;
   if (interval > 1) {
     if (!fast && trainBatches !== undefined && interval > trainBatches) {
@@ -133,12 +145,17 @@ export function planFit(config: TrainerConfig, dm: DataModule, datamodule = 'the
         },
       ]);
     }
-    valEveryBatches = Math.max(1, Math.floor(trainBatches * interval));
+    // Integer steps k over the fraction (k·f ≤ 1 − f/2 ⇔ k ≤ 1/f − 1/2), so 0.1 × 10 is not 0.9999….
+    for (let k = 1; k <= 1 / interval - 0.5 + 1e-9; k++) {
+      const at = Math.max(1, Math.round(k * interval * trainBatches));
+      if (at < trainBatches && at > (valAtBatches.at(-1) ?? 0)) valAtBatches.push(at);
+    }
   }
   return {
     trainBatches,
     totalSteps,
     valEveryBatches,
+    valAtBatches,
     hasVal: dm.valDataloader !== undefined && valBatches !== 0,
     valBatches,
     warnings,

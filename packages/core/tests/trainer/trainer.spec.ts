@@ -137,6 +137,24 @@ describe('Trainer.fit', () => {
     expect(await validatedAt({ max_epochs: 4, check_val_every_n_epoch: 2 })).toEqual([16, 32]);
   });
 
+  it('a fractional val_check_interval validates that many times per epoch, the last at the end, with accumulation too', async () => {
+    const validatedAt = async (config: Record<string, unknown>, nTrain: number) => {
+      const recorder = new RecordingCallback();
+      const task = new ToyTask();
+      const { trainer } = makeTrainer(scratch.dir(), { max_epochs: 1, ...config }, [recorder]);
+      await trainer.fit(task, new ToyDataModule({ nTrain, batchSize: 1, nVal: 2 }));
+      task.dispose();
+      return recorder.events.filter((e) => e.startsWith('onValidationEnd')).map((e) => Number(e.split('@')[1]));
+    };
+    // 25 batches: 0.5 is the middle (13) and the end, not also batch 24 one step before the end.
+    expect(await validatedAt({ val_check_interval: 0.5 }, 25)).toEqual([13, 25]);
+    // Accumulating 2 batches per step: the steps that reach batch 13 (step 7) and the end (13).
+    expect(await validatedAt({ val_check_interval: 0.5, accumulate_grad_batches: 2 }, 25)).toEqual([7, 13]);
+    // 0.3 of 25 batches: at 8 and 15; 0.9 (23) is less than half an interval before the end, which validates.
+    expect(await validatedAt({ val_check_interval: 0.3 }, 25)).toEqual([8, 15, 25]);
+    expect(await validatedAt({ val_check_interval: 0.25 }, 25)).toEqual([6, 13, 19, 25]);
+  });
+
   it('limit_val_batches=0 turns validation and the sanity check off (Lightning)', async () => {
     const recorder = new RecordingCallback();
     const task = new ToyTask();

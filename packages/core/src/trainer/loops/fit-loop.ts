@@ -173,12 +173,11 @@ export class FitLoop {
     progress.batchInEpoch = this.batchIdx;
     await host.onTrainBatchEnd({ loss: metrics['train_loss']!, metrics });
     const every = plan.valEveryBatches;
-    if (
-      this.validateThisEpoch &&
-      every !== undefined &&
-      Math.floor(this.batchIdx / every) > Math.floor(previous / every)
-    )
-      await this.validate();
+    const due =
+      every !== undefined
+        ? Math.floor(this.batchIdx / every) > Math.floor(previous / every)
+        : plan.valAtBatches.some((at) => previous < at && at <= this.batchIdx);
+    if (this.validateThisEpoch && due) await this.validate();
     await turnEventLoop();
     if (host.signalReceived()) await host.interrupt();
   }
