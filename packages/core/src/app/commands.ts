@@ -10,7 +10,6 @@ import { stringify } from 'yaml';
 import type { DataModule, ModelDataArgs, Stage, Task } from '../contracts.js';
 import { toYaml } from '../config/index.js';
 import { listGroupOptions } from '../config/search-path.js';
-import { overrideHint } from '../config/override-grammar.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
 import { withFsErrors, writeFileAtomic } from '../fs.js';
@@ -89,7 +88,7 @@ async function trainInRunDir(run: PreparedRun, config: RunConfig): Promise<FitRe
       trainer.callbacks.find(isCheckpointingCallback)?.lastCheckpointTarget ?? join(run.runDir, 'checkpoints', 'last');
     run.output.info(
       `To stop early press Ctrl-C (or send SIGTERM): the current step finishes, then the ` +
-        `checkpoint is saved to ${last}; resume by adding ${overrideHint('trainer.resume_from', last)} to the same command`,
+        `checkpoint is saved to ${last}; ${trainer.resumeHint(last)}`,
     );
   }
   const result = await trainer.fit(task, datamodule); // it resumes from trainer.resume_from itself

@@ -188,7 +188,7 @@ export class Trainer implements TrainerView {
       const dir = this.interruptCheckpointDir();
       const where = this.dryRun
         ? 'stopping (fast_dev_run: no checkpoint)'
-        : `saving a checkpoint to ${dir} and stopping; resume by adding ${overrideHint('trainer.resume_from', dir)} to the same command`;
+        : `saving a checkpoint to ${dir} and stopping; ${this.resumeHint(dir)}`;
       this.output.warn(
         `Received ${signal}: finishing the current step, then ${where}. Send it again to abort at once.`,
       );
@@ -205,12 +205,12 @@ export class Trainer implements TrainerView {
         (dir) => dir !== undefined && existsSync(join(dir, 'weights.json')),
       );
       const resumeEarlier = earlier
-        ? ` To go on from the newest of them, ${earlier}, add ${overrideHint('trainer.resume_from', earlier)} to the same command.`
+        ? ` To go on from the newest of them, ${earlier}, ${this.resumeHint(earlier, 'add')}.`
         : '';
       this.output.warn(
         saved
           ? `Received ${signal} again: exiting now. The checkpoint ${saved} was saved completely before it; ` +
-              `resume by adding ${overrideHint('trainer.resume_from', saved)} to the same command.`
+              `${this.resumeHint(saved)}.`
           : `Received ${signal} again: aborting now, at global step ${this.globalStep}, without saving a checkpoint ` +
               `(${this.interruptCheckpointDir()} is not written by this stop; checkpoints saved earlier are intact).` +
               `${resumeEarlier} ${this.runDir} keeps the logs; to start over, delete it or set another trainer.run_dir.`,
@@ -813,6 +813,19 @@ export class Trainer implements TrainerView {
     );
   }
 
+  /**
+   * "resume by adding 'trainer.resume_from=<checkpoint>' to the same command"; for a run dir chosen
+   * by default (a timestamp) with `trainer.run_dir=<this run dir>` too, so the resume continues this
+   * run in place (one dir, one continuous log) rather than in a new timestamped dir.
+   */
+  resumeHint(checkpoint: string, verb: 'resume by adding' | 'add' = 'resume by adding'): string {
+    const overrides =
+      this.config.run_dir === null
+        ? `${overrideHint('trainer.run_dir', this.runDir)} ${overrideHint('trainer.resume_from', checkpoint)}`
+        : overrideHint('trainer.resume_from', checkpoint);
+    return `${verb} ${overrides} to the same command`;
+  }
+
   private async interrupt(): Promise<never> {
     const signal = this.signals.received!;
     let where = 'no checkpoint was saved (fast_dev_run)';
@@ -822,7 +835,7 @@ export class Trainer implements TrainerView {
         ? await checkpointer.saveLastCheckpoint(this)
         : await this.saveCheckpoint(join(this.runDir, 'checkpoints', 'last'));
       this.interruptSavedTo = dir;
-      where = `last checkpoint saved to ${dir}; resume by adding ${overrideHint('trainer.resume_from', dir)} to the same command`;
+      where = `last checkpoint saved to ${dir}; ${this.resumeHint(dir)}`;
     }
     throw new TrainingInterrupted(
       `Training interrupted by ${signal} at step ${this.globalStep}; ${where}.`,

@@ -253,7 +253,7 @@ describe('Trainer.fit', () => {
     [
       'after it is written, while the loggers finalize',
       'finalize',
-      /^Received SIGINT again: exiting now\. The checkpoint \S+ was saved completely before it; resume by adding \S+ to the same command\./,
+      /^Received SIGINT again: exiting now\. The checkpoint \S+ was saved completely before it; resume by adding \S+ \S+ to the same command\./,
     ],
   ] as const)('a second SIGINT %s says whether the checkpoint holds (s6: finding 6)', async (_, hook, said) => {
     // The second signal re-raises SIGINT to end the process: stubbed, so the test process lives on.
@@ -298,7 +298,7 @@ describe('Trainer.fit', () => {
       await expect(trainer.fit(task, new ToyDataModule())).rejects.toThrow(TrainingInterrupted);
       const last = join(runDir, 'checkpoints', 'last');
       expect(output.warnings[1]).toContain(
-        `checkpoints saved earlier are intact). To go on from the newest of them, ${last}, add 'trainer.resume_from=${last}' to the same command.`,
+        `checkpoints saved earlier are intact). To go on from the newest of them, ${last}, add 'trainer.run_dir=${runDir}' 'trainer.resume_from=${last}' to the same command.`,
       );
       task.dispose();
     } finally {
@@ -369,7 +369,7 @@ describe('Trainer.fit', () => {
     const last = join(runDir, 'checkpoints', 'last');
     expect(error).toBeInstanceOf(TrainingInterrupted);
     expect((error as TrainingInterrupted).message).toBe(
-      `Training interrupted by SIGINT at step 3; last checkpoint saved to ${last}; resume by adding 'trainer.resume_from=${last}' to the same command.`,
+      `Training interrupted by SIGINT at step 3; last checkpoint saved to ${last}; resume by adding 'trainer.run_dir=${runDir}' 'trainer.resume_from=${last}' to the same command.`,
     );
     expect((error as TrainingInterrupted).exitCode).toBe(130);
     expect(JSON.parse(await readFile(join(last, 'trainer_state.json'), 'utf8'))).toMatchObject({
@@ -380,7 +380,11 @@ describe('Trainer.fit', () => {
     expect(logger.finalized).toEqual(['interrupted']);
     // The resume hint is printed as the signal arrives, before the step ends (a parent like nx may stop relaying soon after).
     expect(output.warnings[0]).toBe(
-      `Received SIGINT: finishing the current step, then saving a checkpoint to ${last} and stopping; resume by adding 'trainer.resume_from=${last}' to the same command. Send it again to abort at once.`,
+      `Received SIGINT: finishing the current step, then saving a checkpoint to ${last} and stopping; resume by adding 'trainer.run_dir=${runDir}' 'trainer.resume_from=${last}' to the same command. Send it again to abort at once.`,
+    );
+    // With trainer.run_dir given, resuming there is already in place: the hint adds only resume_from.
+    expect(makeTrainer(scratch.dir(), { run_dir: runDir }).trainer.resumeHint(last)).toBe(
+      `resume by adding 'trainer.resume_from=${last}' to the same command`,
     );
     expect(process.listenerCount('SIGINT')).toBe(listeners);
     expect(recorder.hooks().filter((h) => h === 'onTrainBatchEnd')).toHaveLength(3);
