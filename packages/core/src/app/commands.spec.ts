@@ -240,6 +240,11 @@ describe('describeFit', () => {
     expect(describeFit({ ...result, checkpointMonitor: 'val/loss' }, '/r', false)).toContain(
       '  best checkpoint (val/loss): /r/checkpoints/step=000047',
     );
+    // Every value NaN or infinite: no ranking to speak of (s10).
+    expect(describeFit({ ...result, checkpointMode: 'max', checkpointBestScore: null }, '/r', false)).toContain(
+      '  best checkpoint (val/acc: no checkpoint had a finite value, so none ranks above another; this is the ' +
+        'oldest kept): /r/checkpoints/step=000047',
+    );
   });
 });
 

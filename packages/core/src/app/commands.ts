@@ -599,9 +599,11 @@ export function describeFit(result: FitResult, runDir: string, dryRun: boolean):
     lines.push(
       result.checkpointMonitor
         ? `  best checkpoint (${result.checkpointMonitor}${
-            result.checkpointMode === 'min' && readsHigherIsBetter(result.checkpointMonitor)
-              ? ', its LOWEST value: mode=min; set trainer.callbacks.model_checkpoint.mode=max to keep the highest'
-              : ''
+            result.checkpointBestScore === null
+              ? ': no checkpoint had a finite value, so none ranks above another; this is the oldest kept'
+              : result.checkpointMode === 'min' && readsHigherIsBetter(result.checkpointMonitor)
+                ? ', its LOWEST value: mode=min; set trainer.callbacks.model_checkpoint.mode=max to keep the highest'
+                : ''
           }): ${result.bestCheckpoint}`
         : `  newest checkpoint: ${result.bestCheckpoint} (no monitor, so none is ranked best; ` +
             'set trainer.callbacks.model_checkpoint.monitor to a validation metric, e.g. val/loss, to keep the best)',

@@ -58,6 +58,7 @@ export class ModelCheckpoint implements CheckpointingCallback {
   private seenTrainStep = false;
   private seenValidation = false;
   private warnedMissing = false;
+  private warnedNonFinite = false;
 
   /** `output` receives the "monitor not logged yet" warning (stderr when omitted). */
   constructor(
@@ -79,8 +80,10 @@ export class ModelCheckpoint implements CheckpointingCallback {
     return this.ranked()[0]?.path;
   }
 
-  get bestModelScore(): number | undefined {
-    return this.ranked()[0]?.score ?? undefined;
+  /** The monitored value of `bestModelPath`; null when it was NaN or infinite, undefined without one. */
+  get bestModelScore(): number | null | undefined {
+    const best = this.ranked()[0];
+    return best === undefined || this.options.monitor === null ? undefined : best.score;
   }
 
   get lastModelPath(): string | undefined {
@@ -221,7 +224,16 @@ export class ModelCheckpoint implements CheckpointingCallback {
         if (save_last) await this.saveLastCheckpoint(trainer);
         return;
       }
-      score = Number.isNaN(value) ? null : value;
+      // NaN or ±Infinity ranks last, never best (Lightning ranks a non-finite value worst too).
+      score = Number.isFinite(value) ? value : null;
+      if (score === null && !this.warnedNonFinite) {
+        this.warnedNonFinite = true;
+        this.warn(
+          `trainer.callbacks.model_checkpoint.monitor '${monitor}' is ${value} at step ${trainer.globalStep}: ` +
+            'that checkpoint ranks below every finite value (a diverging metric, or a bad value in the validation ' +
+            'data: check the logged values); warned once.',
+        );
+      }
     }
     const dir = this.dir ?? join(trainer.runDir, 'checkpoints');
     this.lastSavedStep = trainer.globalStep;

@@ -112,6 +112,8 @@ export interface FitResult {
   checkpointMonitor?: string | null;
   /** Whether its lowest (`min`) or highest (`max`) value ranks best. */
   checkpointMode?: 'min' | 'max';
+  /** The monitored value of `bestCheckpoint`: null when it was NaN or infinite (none finite was logged). */
+  checkpointBestScore?: number | null;
   lastCheckpoint?: string;
   runDir: string;
 }
@@ -134,6 +136,8 @@ export interface CheckpointingCallback extends Callback {
   readonly monitor?: string | null;
   /** Whether the lowest (`min`) or highest (`max`) `monitor` value is best; absent: min. */
   readonly mode?: 'min' | 'max';
+  /** The `monitor` value of `bestModelPath`: null when not finite; absent without a monitor. */
+  readonly bestModelScore?: number | null | undefined;
   readonly lastModelPath: string | undefined;
   /** Where `saveLastCheckpoint` will write, once the fit has started. */
   readonly lastCheckpointTarget?: string | undefined;
@@ -182,6 +186,8 @@ export class Trainer implements TrainerView {
   private currentTask: Task | undefined;
   private currentDatamodule: DataModule | undefined;
   private stopReason: string | undefined;
+  /** Validation metrics already warned about for a NaN or infinite value. */
+  private readonly warnedNonFinite = new Set<string>();
   // The resume hint is printed at once: a parent such as `nx run` may stop relaying output soon after the signal.
   private readonly signals = new SignalWatcher(
     (signal) => {
@@ -410,6 +416,9 @@ export class Trainer implements TrainerView {
               bestCheckpoint: checkpointer.bestModelPath,
               checkpointMonitor: checkpointer.monitor ?? null,
               checkpointMode: checkpointer.mode ?? 'min',
+              ...(checkpointer.bestModelScore !== undefined
+                ? { checkpointBestScore: checkpointer.bestModelScore }
+                : {}),
             }
           : {}),
         ...(checkpointer?.lastModelPath ? { lastCheckpoint: checkpointer.lastModelPath } : {}),
@@ -595,11 +604,27 @@ export class Trainer implements TrainerView {
       onBatchEnd: (done) => this.hook('onValidationBatchEnd', { batchesDone: done, batches: budget }),
     });
     Object.assign(this.callbackMetrics, metrics);
+    this.warnNonFiniteValidation(metrics);
     // With its epoch, as Lightning logs every row: a validation off the training rows' logging
     // interval gets a row of its own, which would otherwise have none (s5: finding 16).
     await this.logMetrics({ ...metrics, epoch: this.epoch });
     await this.hook('onValidationEnd', metrics);
     return metrics;
+  }
+
+  /**
+   * A validation metric that is NaN or infinite does not stop training (stop_on_nan watches the
+   * training loss) but means the model or the validation data went wrong: say so, once per metric.
+   */
+  private warnNonFiniteValidation(metrics: Record<string, number>): void {
+    const bad = Object.entries(metrics).filter(([name, v]) => !Number.isFinite(v) && !this.warnedNonFinite.has(name));
+    if (bad.length === 0) return;
+    for (const [name] of bad) this.warnedNonFinite.add(name);
+    this.output.warn(
+      `Validation at step ${this.globalStep} logged ${bad.map(([name, v]) => `${name}=${v}`).join(', ')}: the model ` +
+        'diverged (see the training loss) or the validation data holds a value the metric cannot take (an extreme ' +
+        'target, a division by an empty count); training goes on. Warned once per metric.',
+    );
   }
 
   /**

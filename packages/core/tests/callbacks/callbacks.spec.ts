@@ -126,6 +126,47 @@ describe('ModelCheckpoint', () => {
   });
 });
 
+describe('ModelCheckpoint with a non-finite monitor', () => {
+  it('ranks NaN and infinite values below every finite one (even +Infinity under mode max), warning once', async () => {
+    const task = new ToyTask({ valScores: [Number.NaN, Number.POSITIVE_INFINITY, 0.5, 0.7, Number.NaN] });
+    const warnings: string[] = [];
+    const checkpoint = new ModelCheckpoint(
+      { monitor: 'score', mode: 'max', save_top_k: 2 },
+      { warn: (m) => warnings.push(m) },
+    );
+    const { trainer, runDir, output } = makeTrainer(scratch.dir(), { max_epochs: 5, limit_train_batches: 1 }, [
+      checkpoint,
+    ]);
+    const result = await trainer.fit(task, new ToyDataModule());
+    // The trainer says it too, once per metric, monitored or not.
+    expect(output.warnings.filter((w) => w.startsWith('Validation at step'))).toEqual([
+      expect.stringMatching(/^Validation at step 1 logged score=NaN: the model diverged/),
+    ]);
+    expect(checkpoint.kept).toEqual([
+      join(runDir, 'checkpoints', 'step=000004'),
+      join(runDir, 'checkpoints', 'step=000003'),
+    ]);
+    expect(result.checkpointBestScore).toBeCloseTo(0.7, 6);
+    expect(warnings).toEqual([
+      "trainer.callbacks.model_checkpoint.monitor 'score' is NaN at step 1: that checkpoint ranks below every " +
+        'finite value (a diverging metric, or a bad value in the validation data: check the logged values); warned once.',
+    ]);
+    task.dispose();
+  });
+
+  it('with no finite value at all, keeps the oldest and says the ranking means nothing', async () => {
+    const task = new ToyTask({ valScores: [Number.NaN] });
+    const checkpoint = new ModelCheckpoint({ monitor: 'score', mode: 'max' }, { warn: () => {} });
+    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_epochs: 2, limit_train_batches: 1 }, [checkpoint]);
+    const result = await trainer.fit(task, new ToyDataModule());
+    expect(result).toMatchObject({
+      bestCheckpoint: join(runDir, 'checkpoints', 'step=000001'),
+      checkpointBestScore: null,
+    });
+    task.dispose();
+  });
+});
+
 describe('suggestMetric', () => {
   it('suggests close spellings, then logged metrics of the same split ending in the same word', () => {
     const logged = ['train/loss', 'val/loss', 'val/tok_acc', 'val/entity_f1', 'test/tok_acc'];
