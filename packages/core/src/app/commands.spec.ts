@@ -11,7 +11,7 @@ import { toyBackbone } from '../../tests/fixtures/components.js';
 import { RecordingOutput, ToyDataModule, ToyTask, type ToyBatch } from '../../tests/toy/toy.js';
 import { callbackSpecs } from '../callbacks/index.js';
 import type { StepContext } from '../contracts.js';
-import { TaskforgeError } from '../errors.js';
+import { ConfigError, TaskforgeError } from '../errors.js';
 import { loggerSpecs } from '../loggers/index.js';
 import { optimizerSpecs } from '../optim/index.js';
 import type { ComponentRegistry } from '../registry/registry.js';
@@ -382,6 +382,38 @@ describe('evaluating a checkpoint with other data settings (s9: finding 5)', () 
         'a normalisation; not a training-only one such as augmentation), the model is scored on inputs prepared ' +
         "otherwise than in training; if that is not what you want, drop that override (the checkpoint's settings are used then).",
     ]);
+  });
+});
+
+describe('a ckpt= evaluation given a group selection copied from the training command (s10)', () => {
+  it("drops one naming the checkpoint's own component with a note, and refuses another in one problem", async () => {
+    const runDir = join(project, 'selected');
+    expect((await train([`trainer.run_dir=${runDir}`, 'trainer.max_steps=1'])).error).toBeUndefined();
+    const ckpt = join(runDir, 'checkpoints', 'last');
+    mkdirSync(join(project, 'conf', 'task', 'text'), { recursive: true });
+    writeFileSync(
+      join(project, 'conf', 'task', 'text', 'regression.yaml'),
+      '_target_: task/refusing\nrefuse_at_step: null\n',
+    );
+    writeFileSync(join(project, 'conf', 'task', 'other.yaml'), '_target_: task/other\n');
+    try {
+      const same = await open();
+      await evaluateCommand(same.session, 'test', { ckpt, overrides: ['task=text/regression'] });
+      expect(said(same.output)).toContain(
+        "task=text/regression: not needed with ckpt= (the checkpoint's config already selects task/refusing); left out.",
+      );
+      const other = await open();
+      const error = await evaluateCommand(other.session, 'test', { ckpt, overrides: ['task=other'] }).catch(
+        (e: unknown) => e as ConfigError,
+      );
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).problems).toHaveLength(1);
+      expect((error as ConfigError).message).toContain(
+        `task: ckpt=${ckpt} was trained with task task/refusing, not task/other; an evaluation runs the checkpoint's own components`,
+      );
+    } finally {
+      rmSync(join(project, 'conf', 'task'), { recursive: true, force: true });
+    }
   });
 });
 

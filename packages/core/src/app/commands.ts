@@ -8,8 +8,9 @@ import { mkdir, rmdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import type { DataModule, ModelDataArgs, Stage, Task } from '../contracts.js';
-import { toYaml } from '../config/index.js';
-import { listGroupOptions } from '../config/search-path.js';
+import { parseOverride, toYaml } from '../config/index.js';
+import { findConfigFile, listGroupOptions } from '../config/search-path.js';
+import { loadConfigFile } from '../config/yaml-io.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
 import { withFsErrors, writeFileAtomic } from '../fs.js';
@@ -451,8 +452,9 @@ function composeForCheckpoint(
       { exitCode: 2 },
     );
   }
+  const overrides = withoutOwnSelections(options.overrides, readCheckpointConfig(dir) ?? {}, dir, session);
   // The saved config is used as it was trained: no component re-derives settings (adjust: false).
-  const { config } = session.compose(['trainer.resume_from=null', ...options.overrides], {
+  const { config } = session.compose(['trainer.resume_from=null', ...overrides], {
     searchPath: [dir, ...session.searchPath],
     configName: 'config',
     adjust: false,
@@ -471,6 +473,63 @@ function composeForCheckpoint(
     );
   }
   return { config, ckpt };
+}
+
+/** Config groups whose selection names the model or its data: a checkpoint fixes them. */
+const CHECKPOINT_SECTIONS = ['task', 'backbone', 'dataset'] as const;
+
+/**
+ * A `ckpt=` evaluation composes from the checkpoint's saved config, which has no defaults list:
+ * a group selection copied from the training command (`task=text/tagging`) cannot apply. One that
+ * names the component the checkpoint was trained with is dropped, with a note; another is refused
+ * (exit 2), naming what the checkpoint was trained with and the `<section>.<key>=` overrides that
+ * do apply.
+ */
+function withoutOwnSelections(
+  overrides: string[],
+  saved: Record<string, unknown>,
+  dir: string,
+  session: Session,
+): string[] {
+  const output = session.container.resolve<Output>(Tokens.Output);
+  return overrides.filter((text) => {
+    let key: string;
+    let value: unknown;
+    try {
+      ({ key, value } = parseOverride(text));
+    } catch {
+      return true; // compose reports it
+    }
+    const section = CHECKPOINT_SECTIONS.find((s) => s === key.replace(/^\+{1,2}/, ''));
+    if (section === undefined || typeof value !== 'string') return true;
+    const file = findConfigFile(
+      session.searchPath.map((d) => join(d, section)),
+      value,
+    );
+    const selected = file ? (loadConfigFile(file, file).body['_target_'] as unknown) : undefined;
+    const trained = (saved[section] as { _target_?: unknown } | undefined)?._target_;
+    if (selected !== undefined && selected === trained) {
+      output.info(
+        `${text}: not needed with ckpt= (the checkpoint's config already selects ${String(trained)}); left out.`,
+      );
+      return false;
+    }
+    throw new ConfigError(
+      [
+        {
+          path: section,
+          message:
+            `ckpt=${dir} was trained with ${section} ${String(trained ?? '(none)')}` +
+            `${selected !== undefined ? `, not ${String(selected)}` : ''}; an evaluation runs the checkpoint's own ` +
+            `components (its config.yaml), so a ${section}= selection cannot apply. Drop it (override settings ` +
+            `inside the section instead, e.g. ${section}.<key>=<value>), or evaluate a checkpoint trained with ${value}`,
+          override: text,
+          source: 'command line',
+        },
+      ],
+      'Invalid configuration',
+    );
+  });
 }
 
 /**
