@@ -372,6 +372,9 @@ export class Trainer implements TrainerView {
       const { optimizer, scheduler } = this.configureOptimizers(task, plan.totalSteps);
       this.optimizer = optimizer;
       this.scheduler = scheduler;
+      if (!this.config.fast_dev_run)
+        for (const warning of planWarnings(this.config, plan.totalSteps, optimizer.lr, scheduler, this.loggers.length))
+          this.output.warn(warning);
       const resumeFrom = options.resumeFrom ?? this.config.resume_from ?? undefined;
       if (resumeFrom) await this.restore(resumeFrom, datamodule.modelDataArgs);
       const startStep = this.globalStep;
@@ -921,4 +924,39 @@ export class Trainer implements TrainerView {
       if (fn) await fn.call(callback, this, ...args);
     }
   }
+}
+
+/**
+ * What a run's plan makes pointless, said before the first step (Lightning warns of the first):
+ * a logging interval longer than the run (no training row would be logged), and an LR schedule
+ * that never reaches the configured learning rate within the planned steps (a warmup longer
+ * than the run). Pure; `loggers` is how many are configured.
+ */
+export function planWarnings(
+  config: Pick<TrainerConfig, 'log_every_n_steps'>,
+  totalSteps: number,
+  baseLr: number,
+  scheduler: LRScheduler | undefined,
+  loggers: number,
+): string[] {
+  const warnings: string[] = [];
+  if (loggers > 0 && Number.isFinite(totalSteps) && totalSteps < config.log_every_n_steps) {
+    warnings.push(
+      `trainer.log_every_n_steps is ${config.log_every_n_steps}, more than the ${totalSteps} optimizer steps this ` +
+        `run plans, so no training metrics will be logged (only validation rows); set trainer.log_every_n_steps=` +
+        `${Math.max(1, Math.min(50, Math.floor(totalSteps / 10) || 1))} or lower.`,
+    );
+  }
+  if (scheduler && baseLr > 0 && Number.isFinite(totalSteps) && totalSteps <= 1_000_000) {
+    let peak = 0;
+    for (let step = 0; step < totalSteps; step++) peak = Math.max(peak, scheduler.lrAt(step));
+    if (totalSteps > 0 && peak < 0.99 * baseLr) {
+      warnings.push(
+        `The LR schedule (${scheduler.name}) never reaches the configured learning rate ${baseLr} within the ` +
+          `${totalSteps} planned optimizer steps: its highest is ${Number(peak.toPrecision(3))}. A warmup longer ` +
+          'than the run (scheduler.warmup_steps) does this; shorten it, or train for more steps.',
+      );
+    }
+  }
+  return warnings;
 }

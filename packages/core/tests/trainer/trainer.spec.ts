@@ -7,6 +7,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { ModelCheckpoint } from '../../src/callbacks/model-checkpoint.js';
 import { TaskforgeError } from '../../src/errors.js';
 import { TrainingInterrupted } from '../../src/trainer/signals.js';
+import { planWarnings } from '../../src/trainer/trainer.js';
 import { RecordingCallback, ToyDataModule, ToyTask } from '../toy/toy.js';
 import { makeTrainer, useScratch } from './helpers.js';
 
@@ -99,6 +100,32 @@ describe('Trainer.fit', () => {
     }
     // The logged train_loss is the weighted mean too: the loss of the whole batch of 8.
     small.losses.forEach((v, i) => expect(v).toBeCloseTo(big.losses[i]!, 6));
+  });
+
+  it('warns before training of a logging interval longer than the run and an LR that never reaches its base', async () => {
+    const constant = { name: 'constant', lrAt: () => 0.01 };
+    const warmup = (steps: number) => ({
+      name: 'warmup',
+      lrAt: (s: number) => (0.01 * Math.min(s + 1, steps)) / steps,
+    });
+    expect(planWarnings({ log_every_n_steps: 10 }, 20, 0.01, constant, 1)).toEqual([]);
+    expect(planWarnings({ log_every_n_steps: 50 }, 20, 0.01, constant, 1)).toEqual([
+      'trainer.log_every_n_steps is 50, more than the 20 optimizer steps this run plans, so no training metrics ' +
+        'will be logged (only validation rows); set trainer.log_every_n_steps=2 or lower.',
+    ]);
+    expect(planWarnings({ log_every_n_steps: 50 }, 20, 0.01, constant, 0)).toEqual([]); // nothing logs anyway
+    expect(planWarnings({ log_every_n_steps: 1 }, 20, 0.01, warmup(20), 1)).toEqual([]);
+    expect(planWarnings({ log_every_n_steps: 1 }, 20, 0.01, warmup(10_000), 1)).toEqual([
+      'The LR schedule (warmup) never reaches the configured learning rate 0.01 within the 20 planned optimizer ' +
+        'steps: its highest is 0.00002. A warmup longer than the run (scheduler.warmup_steps) does this; shorten ' +
+        'it, or train for more steps.',
+    ]);
+    // Through fit: said once, before the first step.
+    const task = new ToyTask();
+    const { trainer, output } = makeTrainer(scratch.dir(), { max_steps: 4, log_every_n_steps: 5 });
+    await trainer.fit(task, new ToyDataModule());
+    expect(output.warnings.filter((w) => w.startsWith('trainer.log_every_n_steps is 5'))).toHaveLength(1);
+    task.dispose();
   });
 
   it('honours max_steps, max_epochs and limit_*_batches', async () => {
