@@ -6,7 +6,8 @@ import { Adam } from './adam.js';
 import { clipByGlobalNorm } from './clip.js';
 import { buildParamGroups, matchesPattern } from './param-groups.js';
 import { Sgd } from './sgd.js';
-import { optimizerSpecs, schedulerSpecs } from './specs.js';
+import { DEFAULT_NO_DECAY, optimizerSpecs, schedulerSpecs } from './specs.js';
+import { createContainer } from '../app/container.js';
 import { objectKeys } from '../registry/zod-issues.js';
 
 // Reference trajectories from PyTorch's update formulas evaluated in float64 (Python), for
@@ -300,6 +301,36 @@ describe('clipByGlobalNorm', () => {
 });
 
 describe('optimizer and scheduler specs', () => {
+  it("warn when a no_decay pattern of the user's matches no variable (its variables get weight decay)", () => {
+    const warnings: string[] = [];
+    const container = createContainer({
+      output: {
+        info: () => {},
+        warn: (m) => warnings.push(m),
+        progress: () => ({ update() {}, setTotal() {}, stop() {} }),
+      },
+    });
+    const variables = {
+      'head/kernel': tf.variable(tf.zeros([2, 2])),
+      'blocks.0.ln1.gamma': tf.variable(tf.ones([2])),
+    };
+    const adamw = optimizerSpecs.find((spec) => spec.name === 'adamw')!;
+    const build = (no_decay: string[], weight_decay = 0.01) =>
+      adamw.create(adamw.schema.parse({ no_decay, weight_decay }), { variables, container });
+    build(['heda.*', '*ln*', '*bias*']);
+    expect(warnings).toEqual([
+      "optimizer.no_decay: 'heda.*' matches no variable, so nothing is exempted by it from weight_decay 0.01. A " +
+        'pattern is a substring, or a glob with * and ? over the whole name (case ignored); the names look like ' +
+        "'head/kernel', 'blocks.0.ln1.gamma'.",
+    ]);
+    warnings.length = 0;
+    build(['head*']); // matches
+    build(['heda.*'], 0); // no weight decay: nothing to exempt
+    build([...DEFAULT_NO_DECAY]); // the defaults need not all match
+    expect(warnings).toEqual([]);
+    tf.dispose(Object.values(variables));
+  });
+
   it("map other libraries' key names (keyAliases) only to keys their schema has", () => {
     for (const spec of [...optimizerSpecs, ...schedulerSpecs]) {
       expect(spec.keyAliases, spec.name).toBeDefined();

@@ -1,7 +1,10 @@
 import { z } from 'zod';
+import type { DependencyContainer } from 'tsyringe';
+import type { NamedVariables } from '../contracts.js';
 import type { ComponentSpec } from '../registry/types.js';
+import { Tokens, type Output } from '../services/tokens.js';
 import { Adam } from './adam.js';
-import { buildParamGroups } from './param-groups.js';
+import { buildParamGroups, matchesPattern } from './param-groups.js';
 import { constantSchedule, warmupCosineSchedule, warmupLinearSchedule } from './schedulers.js';
 import { Sgd } from './sgd.js';
 
@@ -49,6 +52,33 @@ function adamSchema(defaultWeightDecay: number, defaultNoDecay: readonly string[
   });
 }
 
+/**
+ * A `no_decay` pattern the user wrote (not one of the defaults) that matches no variable is most
+ * likely a typo, and its variables silently get weight decay: warn, naming a few variable names.
+ */
+function warnUnmatchedNoDecay(
+  config: { weight_decay: number; no_decay: readonly string[] },
+  variables: NamedVariables,
+  container: DependencyContainer,
+): void {
+  if (config.weight_decay === 0 || !container.isRegistered(Tokens.Output, true)) return;
+  const names = Object.keys(variables);
+  const unmatched = config.no_decay.filter(
+    (p) => !DEFAULT_NO_DECAY.includes(p) && !names.some((name) => matchesPattern(name, p)),
+  );
+  if (unmatched.length === 0) return;
+  container.resolve<Output>(Tokens.Output).warn(
+    `optimizer.no_decay: ${unmatched.map((p) => `'${p}'`).join(', ')} match${unmatched.length === 1 ? 'es' : ''} no ` +
+      `variable, so nothing is exempted by ${unmatched.length === 1 ? 'it' : 'them'} from weight_decay ` +
+      `${config.weight_decay}. A pattern is a substring, or a glob with * and ? over the whole name (case ` +
+      `ignored); the names look like ${names
+        .slice(0, 4)
+        .map((n) => `'${n}'`)
+        .join(', ')}` +
+      `${names.length > 4 ? ', …' : ''}.`,
+  );
+}
+
 export type SgdConfig = z.infer<typeof sgdSchema>;
 export type AdamConfig = z.infer<ReturnType<typeof adamSchema>>;
 
@@ -59,12 +89,14 @@ export const optimizerSpecs: ComponentSpec<'optimizer'>[] = [
     description: 'SGD with optional (Nesterov) momentum and L2 weight decay, PyTorch update rule',
     schema: sgdSchema,
     keyAliases: OPTIMIZER_KEY_ALIASES,
-    create: (config: SgdConfig, { variables }) =>
-      new Sgd(buildParamGroups(variables, { weightDecay: config.weight_decay, noDecay: config.no_decay }), {
+    create: (config: SgdConfig, { variables, container }) => {
+      warnUnmatchedNoDecay(config, variables, container);
+      return new Sgd(buildParamGroups(variables, { weightDecay: config.weight_decay, noDecay: config.no_decay }), {
         lr: config.lr,
         momentum: config.momentum,
         nesterov: config.nesterov,
-      }),
+      });
+    },
   },
   ...(
     [
@@ -77,15 +109,17 @@ export const optimizerSpecs: ComponentSpec<'optimizer'>[] = [
     description,
     schema: adamSchema(wd, patterns),
     keyAliases: ADAM_KEY_ALIASES,
-    create: (config: AdamConfig, { variables }) =>
-      new Adam(buildParamGroups(variables, { weightDecay: config.weight_decay, noDecay: config.no_decay }), {
+    create: (config: AdamConfig, { variables, container }) => {
+      warnUnmatchedNoDecay(config, variables, container);
+      return new Adam(buildParamGroups(variables, { weightDecay: config.weight_decay, noDecay: config.no_decay }), {
         lr: config.lr,
         beta1: config.betas[0],
         beta2: config.betas[1],
         epsilon: config.eps,
         decoupledWeightDecay: decoupled,
         name,
-      }),
+      });
+    },
   })),
 ];
 
