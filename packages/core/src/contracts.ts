@@ -331,4 +331,9 @@ export interface TrainerView {
   readonly dryRun: boolean;
   /** Training metrics are sent to the loggers every this many optimizer steps (`trainer.log_every_n_steps`). */
   readonly logEveryNSteps: number;
+  /**
+   * During a fit: whether it validates at all (a val split with batches, `limit_val_batches` not
+   * 0, a task with `validationStep`); undefined outside a fit.
+   */
+  readonly validates?: boolean | undefined;
 }

@@ -253,13 +253,16 @@ export class ModelCheckpoint implements CheckpointingCallback {
   }
 
   /**
-   * Once a training step and a validation have both logged, a monitor never seen can never appear:
+   * Once a training step and a validation have both logged (or a training step, in a fit that does
+   * not validate), a monitor never seen can never appear:
    * save `last` (the work so far is kept), then throw a ConfigError (exit 2) with a did-you-mean.
    */
   private async checkMonitor(trainer: TrainerView): Promise<void> {
     const { monitor } = this.options;
     for (const name of Object.keys(trainer.callbackMetrics)) this.seen.add(name);
-    if (monitor === null || this.seen.has(monitor) || !this.seenTrainStep || !this.seenValidation) return;
+    // Without validation in this fit (trainer.validates false), a training step is all there is to see.
+    const validationSeen = this.seenValidation || trainer.validates === false;
+    if (monitor === null || this.seen.has(monitor) || !this.seenTrainStep || !validationSeen) return;
     if (
       this.options.save_last &&
       !trainer.dryRun &&
@@ -276,7 +279,8 @@ export class ModelCheckpoint implements CheckpointingCallback {
           path: 'trainer.callbacks.model_checkpoint.monitor',
           message:
             `no training step or validation logs a metric named '${monitor}' ` +
-            `(logged: ${logged.map((n) => `'${n}'`).join(', ') || 'none'}); ` +
+            `(logged: ${logged.map((n) => `'${n}'`).join(', ') || 'none'}` +
+            `${this.seenValidation ? '' : '; this run does not validate: no val batches, trainer.limit_val_batches=0 or no validationStep'}); ` +
             `set monitor to one of those, or log it from the task (ctx.log('${monitor}', ...)).${kept}`,
           value: monitor,
           suggestions: suggestMetric(monitor, logged),

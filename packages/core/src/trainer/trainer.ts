@@ -186,6 +186,8 @@ export class Trainer implements TrainerView {
   private currentTask: Task | undefined;
   private currentDatamodule: DataModule | undefined;
   private stopReason: string | undefined;
+  /** Whether the fit under way validates at all (see TrainerView.validates). */
+  private fitValidates: boolean | undefined;
   /** Validation metrics already warned about for a NaN or infinite value. */
   private readonly warnedNonFinite = new Set<string>();
   // The resume hint is printed at once: a parent such as `nx run` may stop relaying output soon after the signal.
@@ -330,6 +332,10 @@ export class Trainer implements TrainerView {
     return this.config.fast_dev_run;
   }
 
+  get validates(): boolean | undefined {
+    return this.fitValidates;
+  }
+
   get logEveryNSteps(): number {
     return this.config.log_every_n_steps;
   }
@@ -368,6 +374,7 @@ export class Trainer implements TrainerView {
       this.strategy.connect?.({ modelDataArgs: datamodule.modelDataArgs });
       const plan = planFit(this.config, datamodule, this.describeDataModule(datamodule));
       for (const warning of plan.warnings) this.output.warn(warning);
+      this.fitValidates = plan.hasVal && task.validationStep !== undefined;
       this.maxSteps = plan.totalSteps;
       const { optimizer, scheduler } = this.configureOptimizers(task, plan.totalSteps);
       this.optimizer = optimizer;

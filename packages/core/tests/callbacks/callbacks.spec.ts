@@ -126,6 +126,25 @@ describe('ModelCheckpoint', () => {
   });
 });
 
+describe('ModelCheckpoint in a fit that does not validate', () => {
+  it('a val monitor is a config error after the first training step (it can never be logged), last kept', async () => {
+    const task = new ToyTask();
+    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_epochs: 3, limit_val_batches: 0 }, [
+      new ModelCheckpoint({ monitor: 'val_loss' }),
+    ]);
+    const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
+    expect((error as ConfigError).exitCode).toBe(2);
+    expect((error as Error).message).toContain(
+      "no training step or validation logs a metric named 'val_loss' (logged: 'epoch', 'lr', 'train_loss', " +
+        "'train_mse'; this run does not validate: no val batches, trainer.limit_val_batches=0 or no validationStep)",
+    );
+    expect(
+      JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'trainer_state.json'), 'utf8')).globalStep,
+    ).toBe(1);
+    task.dispose();
+  });
+});
+
 describe('ModelCheckpoint with a non-finite monitor', () => {
   it('ranks NaN and infinite values below every finite one (even +Infinity under mode max), warning once', async () => {
     const task = new ToyTask({ valScores: [Number.NaN, Number.POSITIVE_INFINITY, 0.5, 0.7, Number.NaN] });
