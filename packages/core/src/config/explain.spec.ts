@@ -84,3 +84,33 @@ describe('issuesToProblems: integers declared with z.int() (s7)', () => {
     );
   });
 });
+
+describe('explainProblems: a list typed whole (s10)', () => {
+  const betas = z.strictObject({ betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]) });
+  const explained = (value: unknown[]) => {
+    const result = betas.safeParse({ betas: value });
+    expect(result.success).toBe(false);
+    return explainProblems(
+      issuesToProblems(result.error!.issues, betas, { betas: value }, 'optimizer', 'optimizer/adam'),
+      {
+        sources: new Map([['optimizer.betas', 'command line']]),
+        overrides: new Map([
+          [
+            'optimizer.betas',
+            { text: `optimizer.betas=[${value.join(',')}]`, previous: [0.9, 0.999], previousSource: 'adam.yaml:3' },
+          ],
+        ]),
+      },
+    );
+  };
+
+  it('names the override and the list it replaced for a bad element, and the exact length of a tuple', () => {
+    expect(formatProblems('Invalid configuration', explained([1.5, 0.9]))).toContain(
+      'optimizer.betas[0]: expected a number >= 0 and < 1 for optimizer/adam (got 1.5) [from command line] ' +
+        "optimizer.betas=[1.5,0.9]; fix: write 'optimizer.betas=[0.9,0.999]' (the configured value, from adam.yaml:3) or drop the override",
+    );
+    expect(formatProblems('Invalid configuration', explained([0.8]))).toContain(
+      'optimizer.betas: expected a list of 2 items for optimizer/adam (got [0.8]) [from command line]',
+    );
+  });
+});

@@ -26,17 +26,25 @@ function ancestors(path: string): string[] {
   return keys.slice(0, -1).map((_, i) => keys.slice(0, keys.length - 1 - i).join('.'));
 }
 
-/** The source recorded for `path`, or for the first leaf below it (a mapping has no source of its own). */
+/** The list holding a list element's path (`optimizer.betas[0]` → `optimizer.betas`); other paths as they are. */
+function listPath(path: string): string {
+  return path.replace(/(\[\d+\])+$/, '');
+}
+
+/**
+ * The source recorded for `path`, for the first leaf below it (a mapping has no source of its
+ * own), or for the list holding it (an element has none of its own either).
+ */
 function sourceOf(path: string, sources: ReadonlyMap<string, string>): string | undefined {
-  const exact = sources.get(path);
+  const exact = sources.get(path) ?? sources.get(listPath(path));
   if (exact !== undefined) return exact;
   for (const [key, source] of sources) if (path !== '' && key.startsWith(`${path}.`)) return source;
   return undefined;
 }
 
-/** The override that set `path` or a mapping above it. */
+/** The override that set `path`, the list holding it, or a mapping above it. */
 function overrideOf(path: string, overrides: ReadonlyMap<string, AppliedOverride>): AppliedOverride | undefined {
-  for (const p of [path, ...ancestors(path)]) {
+  for (const p of [path, listPath(path), ...ancestors(listPath(path))]) {
     const found = overrides.get(p);
     if (found) return found;
   }
@@ -176,6 +184,14 @@ function commandLineFixes(problem: ConfigProblem, applied: AppliedOverride): str
   if (problem.suggestions?.length && key === problem.path && problem.correctedValues === undefined) {
     const value = typed.slice(key.length);
     return problem.suggestions.map((s) => `write ${shellWord(`${s}${value}`)}`);
+  }
+  // A list typed whole (`optimizer.betas=[1.5,0.9]`), wrong as a whole or in one element: the list it replaced.
+  const list = applied.previous;
+  if (key === listPath(problem.path) && Array.isArray(list) && list.every((v) => scalar(v) !== undefined)) {
+    const from = applied.previousSource ? `, from ${applied.previousSource}` : '';
+    return [
+      `write ${shellWord(`${key}=[${list.map((v) => String(v)).join(',')}]`)} (the configured value${from}) or drop the override`,
+    ];
   }
   if (key !== problem.path) return [];
   const previous = scalar(applied.previous);

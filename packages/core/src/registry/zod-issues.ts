@@ -262,9 +262,12 @@ export function issuesToProblems(
     else if (expected) message = `expected ${expected}${of}`;
     else if ((issue.code === 'too_small' || issue.code === 'too_big') && issue.origin === 'array') {
       const n = Number(issue.code === 'too_small' ? issue.minimum : issue.maximum);
-      message =
-        `expected a list of ${issue.code === 'too_small' ? 'at least' : 'at most'} ` +
-        `${n} item${n === 1 ? '' : 's'}${of}`;
+      // A tuple has exactly its items' count: "a list of 2 items", not "at least 2".
+      const tuple = defOf(unwrap(schemaAt(schema, path)))?.type === 'tuple';
+      message = tuple
+        ? `expected ${describeSchema(schemaAt(schema, path))}${of}`
+        : `expected a list of ${issue.code === 'too_small' ? 'at least' : 'at most'} ` +
+          `${n} item${n === 1 ? '' : 's'}${of}`;
     } else message = `${issue.message}${of}`;
     // `inf` is non-negative: say why it is refused all the same.
     if (typeof value === 'number' && !Number.isFinite(value) && expected && /^an? /.test(expected))
