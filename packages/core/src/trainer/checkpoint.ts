@@ -458,8 +458,17 @@ export function checkpointName(globalStep: number): string {
   return `step=${String(globalStep).padStart(6, '0')}`;
 }
 
-/** The override that gives a key the checkpoint's value: add it (`+`) or set it. */
+/**
+ * The override that gives a key the checkpoint's value: add it (`+`) or set it; for another
+ * component (`backbone._target_`), the config group selection named like it (`backbone/gpt2` →
+ * `backbone=gpt2`, the convention of conf/<group>/<name>.yaml).
+ */
 function loadingOverride(d: { key: string; saved: string; current: string }): string {
+  const section = d.key.endsWith('._target_') ? d.key.slice(0, -'._target_'.length) : undefined;
+  if (section !== undefined) {
+    const target = JSON.parse(d.saved) as string;
+    return `${section}=${target.startsWith(`${section}/`) ? target.slice(section.length + 1) : target}`;
+  }
   return `${d.current === UNSET ? '+' : ''}${d.key}=${d.saved}`;
 }
 
@@ -491,6 +500,16 @@ function modelConfigDifferences(
   for (const section of ['backbone', 'task']) {
     // A config without the section (an empty one, a task without a backbone) says nothing about it.
     if (!isNode(saved[section]) || !isNode(current[section])) continue;
+    const target = (node: unknown) => (node as { _target_?: unknown })._target_;
+    if (typeof target(saved[section]) === 'string' && target(saved[section]) !== target(current[section])) {
+      // Another component: its settings differ as a consequence; the fix is selecting the checkpoint's.
+      differences.push({
+        key: `${section}._target_`,
+        saved: JSON.stringify(target(saved[section])),
+        current: JSON.stringify(target(current[section])) ?? UNSET,
+      });
+      continue;
+    }
     const a = leaves(saved[section], section, new Map());
     const b = leaves(current[section], section, new Map());
     for (const key of new Set([...a.keys(), ...b.keys()])) {

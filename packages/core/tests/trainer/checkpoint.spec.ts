@@ -149,6 +149,27 @@ describe('checkpoints', () => {
         'changed them), and remove task.classify if this run added it (~task.classify, or drop the override); a ' +
         'setting the code gained since the checkpoint was saved has no override: load it with the code it was trained with.',
     );
+    // Another backbone component: one selection, not each of its settings (s10).
+    const targeted = await writeCheckpoint(join(scratch.dir(), 'linear-gpt2'), {
+      task: linear,
+      modelDataArgs: { inputDim: 3 },
+      config: { backbone: { _target_: 'backbone/gpt2', embed_dim: 32, num_layers: 2 }, task: { hidden: 0 } },
+    });
+    const loadedTargeted = await loadCheckpoint(targeted);
+    const component = (() => {
+      try {
+        restoreTaskWeights(mlp, loadedTargeted, {
+          currentConfig: { backbone: { _target_: 'backbone/conv', channels: 8 }, task: { hidden: 0 } },
+        });
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(component!.message).toContain(
+      'backbone._target_ is "backbone/gpt2" there and "backbone/conv" here; to load it, set backbone=gpt2 (or drop',
+    );
+    expect(component!.message).not.toContain('backbone.embed_dim');
+    loadedTargeted.dispose();
     configured.dispose();
 
     // Non-strict (pretrained weights into a bigger model): only what matches is loaded.
