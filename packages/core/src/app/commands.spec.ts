@@ -295,6 +295,18 @@ describe('ckpt= naming a checkpoints directory or a run directory (s7)', () => {
       `is a run directory, not a checkpoint: did you mean ckpt=${join(runDir, 'checkpoints', 'last')}, its last checkpoint?`,
     );
     expect(said(output)).not.toContain('Accelerator:'); // refused before any backend or data step
+    // Lightning's 'best' shortcut as a path: no such dir; the checkpoints next to it are named.
+    const best = await evaluateCommand((await open()).session, 'test', {
+      ckpt: join(checkpoints, 'best'),
+      overrides: [],
+    }).catch((e: unknown) => e);
+    expect((best as TaskforgeError).exitCode).toBe(2);
+    expect((best as Error).message).toMatch(
+      new RegExp(
+        `does not exist\\. taskforge has no 'best' shortcut \\(Lightning's ckpt_path='best'\\): name the checkpoint dir; .*` +
+          ` ${checkpoints} holds the checkpoints last, step=\\d+\\.$`,
+      ),
+    );
   });
 });
 

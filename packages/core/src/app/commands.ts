@@ -421,9 +421,24 @@ function composeForCheckpoint(
   if (!options.ckpt || options.ckpt === NO_CHECKPOINT) return { config: session.compose(options.overrides).config };
   const dir = resolve(options.ckpt);
   if (!existsSync(dir)) {
+    // Lightning's ckpt_path='best'/'last', or <run>/checkpoints/best: name what is there instead.
+    const parent = dirname(dir);
+    const siblings = existsSync(parent)
+      ? readdirSync(parent, { withFileTypes: true })
+          .filter((e) => e.isDirectory() && existsSync(join(parent, e.name, 'weights.json')))
+          .map((e) => e.name)
+          .sort((a, b) => (a === 'last' ? -1 : b === 'last' ? 1 : a.localeCompare(b)))
+      : [];
+    const shortcut = ['best', 'last'].includes(basename(dir))
+      ? ` taskforge has no '${basename(dir)}' shortcut (Lightning's ckpt_path='${basename(dir)}'): name the ` +
+        'checkpoint dir; `last` is <run dir>/checkpoints/last, and the best is the step=* dir the train summary ' +
+        "named ('best checkpoint (<monitor>)')."
+      : '';
+    const near = siblings.length
+      ? ` ${parent} holds the checkpoints ${siblings.slice(0, 6).join(', ')}${siblings.length > 6 ? ', …' : ''}.`
+      : ' Pass a checkpoint directory such as <run dir>/checkpoints/last.';
     throw new TaskforgeError(
-      `ckpt=${options.ckpt}: the checkpoint directory ${dir} does not ` +
-        `exist; pass a checkpoint directory such as <run dir>/checkpoints/last.`,
+      `ckpt=${options.ckpt}: the checkpoint directory ${dir} does not exist.${shortcut}${near}`,
       { exitCode: 2 },
     );
   }
