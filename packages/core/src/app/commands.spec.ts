@@ -408,11 +408,21 @@ describe('a ckpt= evaluation given a group selection copied from the training co
       '_target_: task/refusing\nrefuse_at_step: null\n',
     );
     writeFileSync(join(project, 'conf', 'task', 'other.yaml'), '_target_: task/other\n');
+    // A task file in the global package, as generated tasks and iGPT write theirs (s10 final check).
+    writeFileSync(
+      join(project, 'conf', 'task', 'global.yaml'),
+      '# @package _global_\ntask:\n  _target_: task/refusing\n  refuse_at_step: null\n',
+    );
     try {
       const same = await open();
       await evaluateCommand(same.session, 'test', { ckpt, overrides: ['task=text/regression'] });
       expect(said(same.output)).toContain(
         "task=text/regression: not needed with ckpt= (the checkpoint's config already selects task/refusing); left out.",
+      );
+      const global = await open();
+      await evaluateCommand(global.session, 'test', { ckpt, overrides: ['task=global'] });
+      expect(said(global.output)).toContain(
+        "task=global: not needed with ckpt= (the checkpoint's config already selects task/refusing)",
       );
       const other = await open();
       const error = await evaluateCommand(other.session, 'test', { ckpt, overrides: ['task=other'] }).catch(

@@ -10,7 +10,7 @@ import { stringify } from 'yaml';
 import type { DataModule, ModelDataArgs, Stage, Task } from '../contracts.js';
 import { parseOverride, toYaml } from '../config/index.js';
 import { findConfigFile, listGroupOptions } from '../config/search-path.js';
-import { loadConfigFile } from '../config/yaml-io.js';
+import { loadConfigFile, type LoadedFile } from '../config/yaml-io.js';
 import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
 import { withFsErrors, writeFileAtomic } from '../fs.js';
@@ -521,7 +521,7 @@ function withoutOwnSelections(
       session.searchPath.map((d) => join(d, section)),
       value,
     );
-    const selected = file ? (loadConfigFile(file, file).body['_target_'] as unknown) : undefined;
+    const selected = file ? selectedTarget(loadConfigFile(file, file), section) : undefined;
     const trained = (saved[section] as { _target_?: unknown } | undefined)?._target_;
     if (selected !== undefined && selected === trained) {
       output.info(
@@ -537,7 +537,8 @@ function withoutOwnSelections(
             `ckpt=${dir} was trained with ${section} ${String(trained ?? '(none)')}` +
             `${selected !== undefined ? `, not ${String(selected)}` : ''}; an evaluation runs the checkpoint's own ` +
             `components (its config.yaml), so a ${section}= selection cannot apply. Drop it (override settings ` +
-            `inside the section instead, e.g. ${section}.<key>=<value>), or evaluate a checkpoint trained with ${value}`,
+            `inside the section instead, e.g. ${section}.<key>=<value>), or evaluate a checkpoint trained with ` +
+            `${selected !== undefined ? String(selected) : `${section}=${value}`}`,
           override: text,
           source: 'command line',
         },
@@ -545,6 +546,17 @@ function withoutOwnSelections(
       'Invalid configuration',
     );
   });
+}
+
+/**
+ * The component a group option file selects: its own `_target_`, or, for a file in the global
+ * package (`# @package _global_`, as task files that also pick a dataset and backbone are), the
+ * `_target_` under its section.
+ */
+function selectedTarget(file: LoadedFile, section: string): unknown {
+  const { body } = file;
+  if (file.packageHeader === '_global_') return (body[section] as { _target_?: unknown } | undefined)?._target_;
+  return body['_target_'];
 }
 
 /**
