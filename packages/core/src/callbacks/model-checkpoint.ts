@@ -101,8 +101,29 @@ export class ModelCheckpoint implements CheckpointingCallback {
     return this.ranked().map((s) => s.path);
   }
 
+  /**
+   * @throws ConfigError (exit 2) when the monitor names a validation metric (`val/…`, `val_…`) and
+   * this fit does not validate: known before the first step, so nothing is trained or written.
+   */
   onFitStart(trainer: TrainerView): void {
-    const modeWarning = minModeWarning('trainer.callbacks.model_checkpoint', this.options.monitor, this.options.mode);
+    const { monitor } = this.options;
+    if (monitor !== null && trainer.validates === false && /^val(idation)?[/_.]/i.test(monitor)) {
+      throw new ConfigError(
+        [
+          {
+            path: 'trainer.callbacks.model_checkpoint.monitor',
+            message:
+              `'${monitor}' is a validation metric, but this run does not validate (no val batches, ` +
+              'trainer.limit_val_batches=0 or a task without validationStep), so it is never logged; monitor a ' +
+              'training metric, set trainer.callbacks.model_checkpoint.monitor=null to keep the newest, or turn ' +
+              'validation on',
+            value: monitor,
+          },
+        ],
+        'Invalid checkpoint monitor',
+      );
+    }
+    const modeWarning = minModeWarning('trainer.callbacks.model_checkpoint', monitor, this.options.mode);
     if (modeWarning) this.warn(modeWarning);
     this.dir = this.options.dirpath ?? join(trainer.runDir, 'checkpoints');
     this.seen.clear();

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -127,15 +128,29 @@ describe('ModelCheckpoint', () => {
 });
 
 describe('ModelCheckpoint in a fit that does not validate', () => {
-  it('a val monitor is a config error after the first training step (it can never be logged), last kept', async () => {
+  it('a val monitor is a config error before the first step (it can never be logged); nothing is written', async () => {
     const task = new ToyTask();
     const { trainer, runDir } = makeTrainer(scratch.dir(), { max_epochs: 3, limit_val_batches: 0 }, [
-      new ModelCheckpoint({ monitor: 'val_loss' }),
+      new ModelCheckpoint({ monitor: 'val/loss' }),
     ]);
     const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
     expect((error as ConfigError).exitCode).toBe(2);
     expect((error as Error).message).toContain(
-      "no training step or validation logs a metric named 'val_loss' (logged: 'epoch', 'lr', 'train_loss', " +
+      "trainer.callbacks.model_checkpoint.monitor: 'val/loss' is a validation metric, but this run does not validate",
+    );
+    expect(existsSync(join(runDir, 'checkpoints'))).toBe(false);
+    task.dispose();
+  });
+
+  it('another monitor no training step logs is a config error after the first step, last kept', async () => {
+    const task = new ToyTask();
+    const { trainer, runDir } = makeTrainer(scratch.dir(), { max_epochs: 3, limit_val_batches: 0 }, [
+      new ModelCheckpoint({ monitor: 'loss_val' }),
+    ]);
+    const error = await trainer.fit(task, new ToyDataModule()).catch((e: unknown) => e);
+    expect((error as ConfigError).exitCode).toBe(2);
+    expect((error as Error).message).toContain(
+      "no training step or validation logs a metric named 'loss_val' (logged: 'epoch', 'lr', 'train_loss', " +
         "'train_mse'; this run does not validate: no val batches, trainer.limit_val_batches=0 or no validationStep)",
     );
     expect(
