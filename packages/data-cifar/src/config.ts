@@ -1,4 +1,4 @@
-import { inputPath } from '@taskforge/core';
+import { inputPath, trainingOnly } from '@taskforge/core';
 import { z } from 'zod';
 import { IMAGE_SIZES } from './images.js';
 
@@ -55,7 +55,7 @@ export const cifar10Schema = z
      * Reflect-pad (4 at 32×32, scaled with image_size, at least 1) + random crop + random horizontal flip,
      * training split only.
      */
-    augment: z.boolean().default(false),
+    augment: trainingOnly(z.boolean().default(false)),
     /** Batches prepared ahead of the consumer; 0 builds each batch on demand. */
     prefetch: z.number().int().nonnegative().default(2),
     palette_size: z.number().int().min(2).max(4096).default(16),

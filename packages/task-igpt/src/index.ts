@@ -36,6 +36,7 @@ export const igptTaskSpec: ComponentSpec<'task', IgptTaskConfig> = {
       {
         modelDataArgs: ctx.modelDataArgs,
         ...(ctx.dataConfig ? { dataConfig: ctx.dataConfig } : {}),
+        ...(ctx.dataTrainingOnly ? { dataTrainingOnly: ctx.dataTrainingOnly } : {}),
         ...(ctx.backboneConfig ? { backboneConfig: ctx.backboneConfig } : {}),
       },
     ),

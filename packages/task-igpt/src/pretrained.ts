@@ -19,6 +19,8 @@ export interface PretrainedRunData {
   modelDataArgs: ModelDataArgs;
   /** The run's `dataset` config node, when known: a mismatch then names the setting (e.g. `dataset.image_size`). */
   dataConfig?: Readonly<Record<string, unknown>> | undefined;
+  /** The data module's training-only settings (`dataset.augment`), never named as a difference. */
+  dataTrainingOnly?: readonly string[] | undefined;
   /**
    * The run's `backbone` config node, when known: weights that do not fit then name the backbone
    * settings that differ from the checkpoint's config.yaml (command-line overrides, as the task
@@ -95,7 +97,7 @@ export function loadPretrained(
       fail('its task_state.json has no palette, so it was not trained with task/vision/igpt.');
     const mismatch = compareCheckpointData(
       checkpoint,
-      { modelDataArgs: data.modelDataArgs, dataConfig: data.dataConfig },
+      { modelDataArgs: data.modelDataArgs, dataConfig: data.dataConfig, trainingOnly: data.dataTrainingOnly },
       LABEL_FACTS,
     );
     if (mismatch) {

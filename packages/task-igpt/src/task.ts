@@ -82,7 +82,9 @@ export const igptTaskSchema = z.strictObject({
 export type IgptTaskConfig = z.output<typeof igptTaskSchema>;
 
 /** What the task needs from its create context besides the backbone and the image facts. */
-type RunData = Partial<Pick<CreateContexts['task'], 'modelDataArgs' | 'dataConfig' | 'backboneConfig'>>;
+type RunData = Partial<
+  Pick<CreateContexts['task'], 'modelDataArgs' | 'dataConfig' | 'backboneConfig' | 'dataTrainingOnly'>
+>;
 
 const LN2 = Math.log(2);
 
@@ -149,6 +151,7 @@ export class ImageGptTask implements Task<IgptBatch> {
         palette: image.palette,
         modelDataArgs: runData.modelDataArgs ?? {},
         dataConfig: runData.dataConfig,
+        dataTrainingOnly: runData.dataTrainingOnly,
         backboneConfig: runData.backboneConfig,
       }).palette;
     }

@@ -15,6 +15,7 @@ import type { ConfigNode } from '../config/paths.js';
 import { ConfigError, TaskforgeError } from '../errors.js';
 import { withFsErrors, writeFileAtomic } from '../fs.js';
 import type { Instantiator } from '../registry/instantiator.js';
+import { dataTrainingOnly } from '../registry/training-only.js';
 import { COMPONENT_KINDS } from '../registry/types.js';
 import { Tokens, type Output } from '../services/tokens.js';
 import {
@@ -199,8 +200,9 @@ async function openForEvaluation(
   const datamodule = run.buildDatamodule();
   await prepareAndSetup(datamodule, stage, config.dataset);
   // Before the run dir exists: data that cannot match the checkpoint's weights is refused up front.
-  if (ckpt) assertSameData(ckpt, config, datamodule);
-  if (ckpt) warnOtherDataSettings(ckpt, config, run.output);
+  const trainingOnly = dataTrainingOnly(session.registry, config.dataset);
+  if (ckpt) assertSameData(ckpt, config, datamodule, trainingOnly);
+  if (ckpt) warnOtherDataSettings(ckpt, config, run.output, trainingOnly);
   const task = run.buildTask(datamodule.modelDataArgs);
   if (needs && !task[needs]) {
     task.dispose();
@@ -611,8 +613,17 @@ function uniqueDir(dir: string): string {
  * the run dir is created, naming the setting (e.g. `dataset.image_size`) and both values.
  * @throws TaskforgeError exit code 2.
  */
-function assertSameData(ckpt: CheckpointRef, config: RunConfig, datamodule: DataModule): void {
-  const mismatch = compareCheckpointData(ckpt, { modelDataArgs: datamodule.modelDataArgs, dataConfig: config.dataset });
+function assertSameData(
+  ckpt: CheckpointRef,
+  config: RunConfig,
+  datamodule: DataModule,
+  trainingOnly: readonly string[],
+): void {
+  const mismatch = compareCheckpointData(ckpt, {
+    modelDataArgs: datamodule.modelDataArgs,
+    dataConfig: config.dataset,
+    trainingOnly,
+  });
   if (!mismatch) return;
   const drop = mismatch.settings.length
     ? `drop the override${mismatch.settings.length > 1 ? 's' : ''} of ` +
@@ -632,8 +643,13 @@ function assertSameData(ckpt: CheckpointRef, config: RunConfig, datamodule: Data
  * override that restores training's, since a silently different preprocessing scores the model on
  * inputs it never saw (s9: finding 5).
  */
-function warnOtherDataSettings(ckpt: CheckpointRef, config: RunConfig, output: Output): void {
-  const differences = datasetSettingDifferences(ckpt.config, config.dataset);
+function warnOtherDataSettings(
+  ckpt: CheckpointRef,
+  config: RunConfig,
+  output: Output,
+  trainingOnly: readonly string[],
+): void {
+  const differences = datasetSettingDifferences(ckpt.config, config.dataset, trainingOnly);
   if (!differences.length) return;
   const shown = (v: unknown) => (v === undefined ? 'unset' : JSON.stringify(v));
   output.warn(

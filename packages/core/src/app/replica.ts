@@ -7,6 +7,8 @@
 import type { DependencyContainer } from 'tsyringe';
 import type { ModelDataArgs, Task } from '../contracts.js';
 import type { Instantiator } from '../registry/instantiator.js';
+import type { ComponentRegistry } from '../registry/registry.js';
+import { dataTrainingOnly } from '../registry/training-only.js';
 import { Tokens, type Output, type ProgressHandle } from '../services/tokens.js';
 import type { ReplicaFactoryArgs, ReplicaSpec } from '../trainer/ddp/protocol.js';
 import { createContainer } from './container.js';
@@ -31,7 +33,12 @@ export function buildTaskFromConfig(
       container,
       modelDataArgs,
       backbone,
-      ...(config.dataset ? { dataConfig: config.dataset } : {}),
+      ...(config.dataset
+        ? {
+            dataConfig: config.dataset,
+            dataTrainingOnly: dataTrainingOnly(container.resolve<ComponentRegistry>(Tokens.Registry), config.dataset),
+          }
+        : {}),
       ...(config.backbone ? { backboneConfig: config.backbone } : {}),
     },
     'task',

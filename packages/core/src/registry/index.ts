@@ -11,6 +11,7 @@ export {
 export { Instantiator } from './instantiator.js';
 export { ComponentRegistry, LOCAL_PACKAGE, isComponentKind, parseTarget, type RegistryEntry } from './registry.js';
 export { inputPath, type InputPathOptions } from './input-path.js';
+export { dataTrainingOnly, trainingOnly, trainingOnlyKeys } from './training-only.js';
 export {
   componentNode,
   isComponentNode,

@@ -48,6 +48,11 @@ export interface CreateContexts {
      * loading pretrained weights can name the backbone settings that differ from the checkpoint's.
      */
     backboneConfig?: Readonly<Record<string, unknown>>;
+    /**
+     * The data module's training-only settings (`dataset.augment`; see `trainingOnly`), which a
+     * task comparing its data with a checkpoint's (`compareCheckpointData`) does not name.
+     */
+    dataTrainingOnly?: readonly string[];
   };
   optimizer: { container: DependencyContainer; variables: NamedVariables };
   scheduler: { container: DependencyContainer; totalSteps: number; baseLr: number };

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { compareCheckpointData } from './data-match.js';
+import { z } from 'zod';
+import { dataTrainingOnly, trainingOnly } from '../registry/training-only.js';
+import { compareCheckpointData, datasetSettingDifferences } from './data-match.js';
 
 const args8 = {
   num_vocab: 4,
@@ -60,5 +62,35 @@ describe('compareCheckpointData', () => {
     expect(mismatch.message).toBe(
       'the data differs from the data the checkpoint was trained on: num_vocab (checkpoint 4, this run 8)',
     );
+  });
+});
+
+describe('training-only and loader settings (s10)', () => {
+  it('are never named as the cause of different data facts: only settings that can shape a sample', () => {
+    const schema = z.strictObject({
+      image_size: z.number().default(8),
+      batch_size: z.number().default(4),
+      augment: trainingOnly(z.boolean().default(false)),
+    });
+    const registry = {
+      has: (t: string) => t === 'datamodule/x',
+      resolve: () => ({ schema }),
+    };
+    const data = { _target_: 'datamodule/x', image_size: 16, batch_size: 32, augment: true };
+    expect(dataTrainingOnly(registry, data)).toEqual(['dataset.augment']);
+    expect(dataTrainingOnly(registry, { _target_: 'datamodule/other' })).toEqual([]);
+    const before = {
+      taskState: { modelDataArgs: args8 },
+      config: { dataset: { ...data, image_size: 8, batch_size: 4, augment: false } },
+    };
+    const mismatch = compareCheckpointData(before, {
+      modelDataArgs: { ...args8, num_positions: 256 },
+      dataConfig: data,
+      trainingOnly: dataTrainingOnly(registry, data),
+    })!;
+    expect(mismatch.settings.map((d) => d.key)).toEqual(['dataset.image_size']);
+    expect(datasetSettingDifferences(before.config, data, ['dataset.augment']).map((d) => d.key)).toEqual([
+      'dataset.image_size',
+    ]);
   });
 });

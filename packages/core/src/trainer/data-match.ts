@@ -14,6 +14,11 @@ export interface RunDataFacts {
   modelDataArgs: ModelDataArgs;
   /** The run's validated `dataset` config node; when given, differing settings are named. */
   dataConfig?: Record<string, unknown> | undefined;
+  /**
+   * `dataset.*` settings never named as a difference: the data module's training-only ones
+   * (`trainingOnlyKeys` of its schema, e.g. `dataset.augment`), which cannot change a sample.
+   */
+  trainingOnly?: readonly string[] | undefined;
 }
 
 /** One difference between a checkpoint's data and a run's. */
@@ -33,6 +38,9 @@ export interface DataMismatch {
   /** One sentence naming the settings (else the data facts) that differ, each with both values. */
   message: string;
 }
+
+/** `dataset.*` settings that shape how batches are read, not what a sample is: never reported. */
+const LOADER_SETTINGS = new Set(['dataset.batch_size', 'dataset.num_workers']);
 
 /**
  * Compares the data a checkpoint was trained on with the data a run will use. Returns undefined
@@ -54,7 +62,9 @@ export function compareCheckpointData(
     .sort((a, b) => Number(isCompound(a.checkpoint)) - Number(isCompound(b.checkpoint)));
   if (args.length === 0) return undefined;
   const savedData = checkpoint.config['dataset'];
-  const settings = run.dataConfig && isRecord(savedData) ? leafDifferences(savedData, run.dataConfig, 'dataset') : [];
+  const settings = (
+    run.dataConfig && isRecord(savedData) ? leafDifferences(savedData, run.dataConfig, 'dataset') : []
+  ).filter((d) => !LOADER_SETTINGS.has(d.key) && !run.trainingOnly?.includes(d.key));
   const describe = (d: DataDifference) => `${d.key} (${showPair(d.checkpoint, d.run)})`;
   const facts = args.map(describe).join(', ');
   const message = settings.length
@@ -64,22 +74,22 @@ export function compareCheckpointData(
   return { modelDataArgs: args, settings, message };
 }
 
-/** `dataset.*` settings that shape how batches are read, not what a sample is: never reported. */
-const LOADER_SETTINGS = new Set(['dataset.batch_size', 'dataset.num_workers']);
-
 /**
  * The `dataset.*` settings of a run that differ from those of the config a checkpoint was trained
- * with (its config.yaml), batch size aside: an evaluation that prepares its inputs otherwise than
+ * with (its config.yaml), batch size and `trainingOnly` settings aside: an evaluation that prepares its inputs otherwise than
  * training did (another clip, normalisation or bin count) scores a model on inputs it never saw.
  * Empty when the checkpoint has no saved `dataset` node.
  */
 export function datasetSettingDifferences(
   checkpointConfig: Record<string, unknown>,
   dataConfig: Record<string, unknown> | undefined,
+  trainingOnly: readonly string[] = [],
 ): DataDifference[] {
   const saved = checkpointConfig['dataset'];
   if (!isRecord(saved) || !dataConfig) return [];
-  return leafDifferences(saved, dataConfig, 'dataset').filter((d) => !LOADER_SETTINGS.has(d.key));
+  return leafDifferences(saved, dataConfig, 'dataset').filter(
+    (d) => !LOADER_SETTINGS.has(d.key) && !trainingOnly.includes(d.key),
+  );
 }
 
 function leafDifferences(
