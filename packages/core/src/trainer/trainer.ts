@@ -30,6 +30,8 @@ import { TaskforgeError } from '../errors.js';
 import { overrideHint } from '../config/override-grammar.js';
 import type { Instantiator } from '../registry/instantiator.js';
 import { Tokens, type Clock, type Output } from '../services/tokens.js';
+import type { ComponentRegistry } from '../registry/registry.js';
+import { dataTrainingOnly } from '../registry/training-only.js';
 import { Accelerator } from '../backend/accelerator.js';
 import type { BackendSelection } from '../backend/select.js';
 import {
@@ -82,6 +84,8 @@ export interface TrainerDeps {
   optimizers?: OptimizerBuilders;
   /** The whole composed config: saved as `config.yaml` in checkpoints and sent to `logHyperparams`. */
   composedConfig?: Record<string, unknown>;
+  /** The data module's training-only settings (see `trainingOnly`), left out of a resume's data check. */
+  dataTrainingOnly?: readonly string[];
 }
 
 /** How the app layer makes Trainers; registered in the container under `Tokens.TrainerFactory`. */
@@ -181,6 +185,7 @@ export class Trainer implements TrainerView {
   callbackMetrics: Record<string, number> = {};
   private readonly output: Output;
   private readonly composedConfig: Record<string, unknown> | undefined;
+  private readonly dataTrainingOnly: readonly string[];
   private readonly clock: Clock;
   private readonly optimizers: OptimizerBuilders;
   private currentTask: Task | undefined;
@@ -239,6 +244,7 @@ export class Trainer implements TrainerView {
     this.loggers = deps.loggers;
     this.output = deps.output;
     this.composedConfig = deps.composedConfig;
+    this.dataTrainingOnly = deps.dataTrainingOnly ?? [];
     this.optimizers = deps.optimizers ?? coreOptimizers(deps.composedConfig ?? {});
     this.strategy =
       deps.strategy ??
@@ -305,6 +311,10 @@ export class Trainer implements TrainerView {
       strategy,
       optimizers,
       composedConfig: config as Record<string, unknown>,
+      dataTrainingOnly: dataTrainingOnly(
+        container.resolve<ComponentRegistry>(Tokens.Registry),
+        config['dataset'] as Record<string, unknown> | null | undefined,
+      ),
     });
   }
 
@@ -793,6 +803,7 @@ export class Trainer implements TrainerView {
       const mismatch = compareCheckpointData(checkpoint, {
         modelDataArgs,
         dataConfig: dataset !== null && typeof dataset === 'object' ? (dataset as Record<string, unknown>) : undefined,
+        trainingOnly: this.dataTrainingOnly,
       });
       if (mismatch) {
         const scalar = (v: unknown): v is string | number | boolean | null =>
