@@ -869,7 +869,10 @@ export class Trainer implements TrainerView {
       this.config.run_dir === null
         ? `${overrideHint('trainer.run_dir', this.runDir)} ${overrideHint('trainer.resume_from', checkpoint)}`
         : overrideHint('trainer.resume_from', checkpoint);
-    return `${verb} ${overrides} to the same command`;
+    // A resumed run's command already has a trainer.resume_from: the new one replaces it.
+    return this.config.resume_from
+      ? `${verb} ${overrides} to the same command, in place of its trainer.resume_from`
+      : `${verb} ${overrides} to the same command`;
   }
 
   private async interrupt(): Promise<never> {

@@ -413,6 +413,10 @@ describe('Trainer.fit', () => {
     expect(makeTrainer(scratch.dir(), { run_dir: runDir }).trainer.resumeHint(last)).toBe(
       `resume by adding 'trainer.resume_from=${last}' to the same command`,
     );
+    // A resumed run's command has one already: the hint says the new one replaces it.
+    expect(makeTrainer(scratch.dir(), { run_dir: runDir, resume_from: last }).trainer.resumeHint(last)).toBe(
+      `resume by adding 'trainer.resume_from=${last}' to the same command, in place of its trainer.resume_from`,
+    );
     expect(process.listenerCount('SIGINT')).toBe(listeners);
     expect(recorder.hooks().filter((h) => h === 'onTrainBatchEnd')).toHaveLength(3);
     task.dispose();
