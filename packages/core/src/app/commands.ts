@@ -469,7 +469,8 @@ function composeForCheckpoint(
       { exitCode: 2 },
     );
   }
-  const overrides = withoutOwnSelections(options.overrides, readCheckpointConfig(dir) ?? {}, dir, session);
+  const savedConfig = readCheckpointConfig(dir) ?? {};
+  const overrides = withoutOwnSelections(options.overrides, savedConfig, dir, session);
   // The saved config is used as it was trained: no component re-derives settings (adjust: false).
   const { config } = session.compose(['trainer.resume_from=null', ...overrides], {
     searchPath: [dir, ...session.searchPath],
@@ -482,7 +483,7 @@ function composeForCheckpoint(
     step: trainerState?.globalStep,
     epoch: trainerState?.epoch,
     taskState: readCheckpointJson<TaskState>(dir, 'task_state.json') ?? { modelDataArgs: {}, state: null },
-    config: readCheckpointConfig(dir) ?? {},
+    config: savedConfig,
   };
   if (!options.overrides.some((o) => /^\+{0,2}trainer\.run_dir=/.test(o))) {
     config.trainer.run_dir = uniqueDir(

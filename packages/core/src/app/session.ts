@@ -17,6 +17,7 @@ import { discoverPlugins, loadPlugins, type DiscoveredPlugin, type SkippedPlugin
 import type { ComponentRegistry } from '../registry/registry.js';
 import type { RunConfigDraft } from '../registry/types.js';
 import { isComponentNode, validateConfig } from '../registry/validate.js';
+import { keyAliasMessage } from '../registry/zod-issues.js';
 import { createContainer } from './container.js';
 import { findProjectRoot } from '../services/paths.js';
 import { Tokens, type Output } from '../services/tokens.js';
@@ -245,7 +246,7 @@ export class Session {
     if (ours === undefined || !(ours in node)) return;
     const at = problem.override.indexOf(problem.path);
     const fixed = `${problem.override.slice(0, at)}${section}.${ours}${problem.override.slice(at + problem.path.length)}`;
-    problem.message = `${node._target_} has no '${key}': that is another library's name for its '${ours}'`;
+    problem.message = keyAliasMessage(node._target_, key, ours);
     problem.suggestions = [`${section}.${ours}`];
     problem.fixes = [`write ${shellWord(fixed)}`];
     delete problem.addAs;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { objectKeys } from './zod-issues.js';
+import { objectShape } from './zod-issues.js';
 
 /** Data settings marked with {@link trainingOnly}: a registry of their schemas, nothing else. */
 const TRAINING_ONLY = z.registry<{ trainingOnly: true }>();
@@ -20,21 +20,9 @@ export function trainingOnly<T extends z.ZodType>(schema: T): T {
  * as `<prefix>.<key>` paths (`dataset.augment`). Empty for anything else.
  */
 export function trainingOnlyKeys(schema: unknown, prefix = 'dataset'): string[] {
-  const shape = (objectShape(schema) ?? {}) as Record<string, z.ZodType>;
-  return objectKeys(schema)
-    .filter((key) => shape[key] !== undefined && TRAINING_ONLY.has(shape[key]))
-    .map((key) => `${prefix}.${key}`);
-}
-
-/** The shape of an object schema, through the wrappers (refinements, defaults) around it. */
-function objectShape(schema: unknown): Record<string, unknown> | undefined {
-  let current = schema as { _zod?: { def?: Record<string, unknown> } } | undefined;
-  for (let i = 0; i < 16 && current?._zod?.def; i++) {
-    const def = current._zod.def;
-    if (def['type'] === 'object') return def['shape'] as Record<string, unknown>;
-    current = (def['innerType'] ?? def['in']) as typeof current;
-  }
-  return undefined;
+  return Object.entries(objectShape(schema) ?? {})
+    .filter(([, field]) => TRAINING_ONLY.has(field as z.ZodType))
+    .map(([key]) => `${prefix}.${key}`);
 }
 
 /**

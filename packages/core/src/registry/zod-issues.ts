@@ -69,10 +69,20 @@ export function defaultAt(schema: unknown, path: readonly PropertyKey[]): unknow
   return undefined;
 }
 
+/** The field schemas of an object schema (through defaults, pipes and the like), undefined for others. */
+export function objectShape(schema: unknown): Record<string, unknown> | undefined {
+  const def = defOf(unwrap(schema));
+  return def?.type === 'object' ? (def.shape as Record<string, unknown>) : undefined;
+}
+
 /** Keys an object schema accepts, for "did you mean". */
 export function objectKeys(schema: unknown): string[] {
-  const def = defOf(unwrap(schema));
-  return def?.type === 'object' ? Object.keys(def.shape) : [];
+  return Object.keys(objectShape(schema) ?? {});
+}
+
+/** The message for a key another library uses for one of a component's own (`ComponentSpec.keyAliases`). */
+export function keyAliasMessage(owner: string, key: string, ours: string): string {
+  return `${owner} has no '${key}': that is another library's name for its '${ours}'`;
 }
 
 const quote = (v: unknown) => (typeof v === 'string' ? `'${v}'` : String(v));
@@ -236,7 +246,7 @@ export function issuesToProblems(
         if (ours !== undefined && accepted.includes(ours)) {
           problems.push({
             path: issuePath(base, keyPath),
-            message: `${owner ?? 'this component'} has no '${key}': that is another library's name for its '${ours}'`,
+            message: keyAliasMessage(owner ?? 'this component', key, ours),
             value: valueAt(input, keyPath),
             suggestions: [issuePath(base, [ours])],
           });

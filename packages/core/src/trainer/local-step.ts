@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { StepContext, Task } from '../contracts.js';
 import { TaskforgeError } from '../errors.js';
+import { isTensorLike } from '../tensor-like.js';
 import { StepLog } from './step-context.js';
 
 /** What a training step sees of its position (the `log` function is added per call). */
@@ -72,12 +73,6 @@ export async function computeStep(
 const RETURN_HINT =
   'trainingStep must return a scalar loss tensor or { loss, weight } (a scalar tensor and the number of units ' +
   'it averages over, e.g. real tokens; see WeightedLoss in docs/new-task.md)';
-
-/** A tensor, known by its shape rather than `instanceof`: a plugin may bundle its own TF.js. */
-function isTensorLike(value: unknown): value is tf.Tensor {
-  const v = value as { rank?: unknown; shape?: unknown } | null;
-  return v !== null && typeof v === 'object' && typeof v.rank === 'number' && Array.isArray(v.shape);
-}
 
 function lossOf(output: unknown): tf.Scalar {
   const loss = (output as { loss?: unknown } | null)?.loss;

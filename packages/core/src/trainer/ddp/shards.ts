@@ -1,4 +1,5 @@
 import { TaskforgeError } from '../../errors.js';
+import { isTensorLike } from '../../tensor-like.js';
 
 /** A batch cut along dim 0: the part and how many samples it holds. */
 export interface Shard<Batch = unknown> {
@@ -10,16 +11,6 @@ type Row = ArrayLike<unknown> & { slice(start: number, end: number): unknown };
 
 function isSplittable(value: unknown): value is Row {
   return Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView));
-}
-
-/** A tf.Tensor from any copy of TF.js (a plugin may bundle its own, so not `instanceof`). */
-function isTensor(value: unknown): value is { shape: number[] } {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    'dataId' in value &&
-    Array.isArray((value as { shape?: unknown }).shape)
-  );
 }
 
 /**
@@ -54,7 +45,7 @@ export function splitBatch<Batch>(batch: Batch, parts: number): Array<Shard<Batc
     );
   }
   for (const [key, value] of Object.entries(batch as Record<string, unknown>)) {
-    if (isTensor(value)) {
+    if (isTensorLike(value)) {
       throw new TaskforgeError(
         `trainer.strategy=ddp sends each shard of a batch to a worker thread as plain arrays, but the batch ` +
           `field '${key}' is a tf.Tensor (shape [${value.shape.join(', ')}]), which cannot cross threads. ` +
